@@ -1,0 +1,229 @@
+#include "base/file.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+namespace ggswarm {
+namespace {
+
+std::string Errno(const std::string& what, const std::string& path) {
+  return what + " " + path + ": " + std::strerror(errno);
+}
+
+}  // namespace
+
+StatusOr<MappedFile> MappedFile::Open(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return Status::NotFound("no such file: " + path);
+    return Status::IOError(Errno("cannot open", path));
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    ::close(fd);
+    return Status::IOError(Errno("cannot stat", path));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return Status::InvalidArgument("not a regular file: " + path);
+  }
+  MappedFile f;
+  f.path_ = path;
+  f.size_ = static_cast<uint64_t>(st.st_size);
+  if (f.size_ > 0) {
+    void* p = ::mmap(nullptr, f.size_, PROT_READ, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+      ::close(fd);
+      return Status::IOError(Errno("cannot map", path));
+    }
+    f.data_ = static_cast<const uint8_t*>(p);
+  }
+  ::close(fd);
+  return f;
+}
+
+MappedFile::MappedFile(MappedFile&& o) noexcept { *this = std::move(o); }
+
+MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
+  if (this != &o) {
+    if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
+    data_ = o.data_;
+    size_ = o.size_;
+    path_ = std::move(o.path_);
+    o.data_ = nullptr;
+    o.size_ = 0;
+  }
+  return *this;
+}
+
+MappedFile::~MappedFile() {
+  if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
+}
+
+StatusOr<InputFile> InputFile::Open(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return Status::NotFound("no such file: " + path);
+    return Status::IOError(Errno("cannot open", path));
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return Status::InvalidArgument("not a regular file: " + path);
+  }
+  InputFile f;
+  f.fd_ = fd;
+  f.size_ = static_cast<uint64_t>(st.st_size);
+  f.path_ = path;
+  return f;
+}
+
+InputFile::InputFile(InputFile&& o) noexcept { *this = std::move(o); }
+
+InputFile& InputFile::operator=(InputFile&& o) noexcept {
+  if (this != &o) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = o.fd_;
+    size_ = o.size_;
+    path_ = std::move(o.path_);
+    o.fd_ = -1;
+  }
+  return *this;
+}
+
+InputFile::~InputFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Status InputFile::ReadAt(uint64_t offset, std::span<uint8_t> out) const {
+  size_t done = 0;
+  while (done < out.size()) {
+    ssize_t n =
+        ::pread(fd_, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::IOError(Errno("cannot read", path_));
+    }
+    if (n == 0) {
+      return Status::Corruption(path_ + ": file ends at byte " + std::to_string(offset + done) +
+                                ", expected " + std::to_string(offset + out.size()));
+    }
+    done += static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+
+StatusOr<OutputFile> OutputFile::Create(const std::string& path, bool overwrite) {
+  if (!overwrite && PathExists(path)) {
+    return Status::Exists(path + " already exists (refusing to overwrite it; pass --force)");
+  }
+  OutputFile f;
+  f.path_ = path;
+  f.overwrite_ = overwrite;
+  f.temp_path_ = path + ".partial-" + std::to_string(::getpid());
+  f.fd_ = ::open(f.temp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (f.fd_ < 0) return Status::IOError(Errno("cannot create", f.temp_path_));
+  return f;
+}
+
+OutputFile::OutputFile(OutputFile&& o) noexcept { *this = std::move(o); }
+
+OutputFile& OutputFile::operator=(OutputFile&& o) noexcept {
+  if (this != &o) {
+    Abandon();
+    fd_ = o.fd_;
+    written_ = o.written_;
+    overwrite_ = o.overwrite_;
+    path_ = std::move(o.path_);
+    temp_path_ = std::move(o.temp_path_);
+    o.fd_ = -1;
+  }
+  return *this;
+}
+
+OutputFile::~OutputFile() { Abandon(); }
+
+void OutputFile::Abandon() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+    ::unlink(temp_path_.c_str());
+    fd_ = -1;
+  }
+}
+
+Status OutputFile::Write(std::span<const uint8_t> data) {
+  if (fd_ < 0) return Status::InvalidArgument("write to a closed file: " + path_);
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd_, data.data() + done, data.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::IOError(Errno("cannot write", temp_path_));
+    }
+    done += static_cast<size_t>(n);
+  }
+  written_ += data.size();
+  return Status::Ok();
+}
+
+Status OutputFile::WriteZeros(uint64_t n) {
+  static const std::vector<uint8_t> kZeros(1 << 16, 0);
+  while (n > 0) {
+    uint64_t k = std::min<uint64_t>(n, kZeros.size());
+    GGSWARM_RETURN_IF_ERROR(Write({kZeros.data(), static_cast<size_t>(k)}));
+    n -= k;
+  }
+  return Status::Ok();
+}
+
+Status OutputFile::Commit() {
+  if (fd_ < 0) return Status::InvalidArgument("commit of a closed file: " + path_);
+  if (::close(fd_) != 0) {
+    fd_ = -1;
+    ::unlink(temp_path_.c_str());
+    return Status::IOError(Errno("cannot close", temp_path_));
+  }
+  fd_ = -1;
+  // Checked again at the last moment: a file that appeared while we wrote is not replaced.
+  if (!overwrite_ && PathExists(path_)) {
+    ::unlink(temp_path_.c_str());
+    return Status::Exists(path_ + " appeared while writing; left untouched");
+  }
+  if (::rename(temp_path_.c_str(), path_.c_str()) != 0) {
+    Status st = Status::IOError(Errno("cannot rename to", path_));
+    ::unlink(temp_path_.c_str());
+    return st;
+  }
+  return Status::Ok();
+}
+
+bool PathExists(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+bool IsDirectory(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+StatusOr<std::string> ReadSmallFile(const std::string& path, uint64_t max_bytes) {
+  auto in = InputFile::Open(path);
+  if (!in.ok()) return in.status();
+  if (in->size() > max_bytes) {
+    return Status::InvalidArgument(path + " is " + std::to_string(in->size()) +
+                                   " bytes, more than the limit of " + std::to_string(max_bytes));
+  }
+  std::string s(in->size(), '\0');
+  GGSWARM_RETURN_IF_ERROR(
+      in->ReadAt(0, {reinterpret_cast<uint8_t*>(s.data()), static_cast<size_t>(s.size())}));
+  return s;
+}
+
+}  // namespace ggswarm

@@ -1,0 +1,83 @@
+// Files: a read-only memory map, positioned reads, and an output file that appears under its
+// final name only when it is complete (written to a temporary name, renamed on Commit).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "base/status.h"
+
+namespace ggswarm {
+
+// A whole file mapped read-only. Empty files map to an empty span.
+class MappedFile {
+ public:
+  static StatusOr<MappedFile> Open(const std::string& path);
+  MappedFile() = default;
+  MappedFile(MappedFile&& o) noexcept;
+  MappedFile& operator=(MappedFile&& o) noexcept;
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  ~MappedFile();
+
+  std::span<const uint8_t> bytes() const { return {data_, size_}; }
+  uint64_t size() const { return size_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  const uint8_t* data_ = nullptr;
+  uint64_t size_ = 0;
+  std::string path_;
+};
+
+// A file opened for positioned reads (no mapping: memory stays bounded by the caller's buffer).
+class InputFile {
+ public:
+  static StatusOr<InputFile> Open(const std::string& path);
+  InputFile() = default;
+  InputFile(InputFile&& o) noexcept;
+  InputFile& operator=(InputFile&& o) noexcept;
+  InputFile(const InputFile&) = delete;
+  ~InputFile();
+
+  uint64_t size() const { return size_; }
+  // Reads exactly out.size() bytes at `offset`; a short file is an error naming the path.
+  Status ReadAt(uint64_t offset, std::span<uint8_t> out) const;
+
+ private:
+  int fd_ = -1;
+  uint64_t size_ = 0;
+  std::string path_;
+};
+
+// Writes to "<path>.partial-<pid>" and renames to `path` on Commit(). Destroyed without Commit,
+// it removes the temporary file. It never replaces an existing file unless `overwrite`.
+class OutputFile {
+ public:
+  static StatusOr<OutputFile> Create(const std::string& path, bool overwrite);
+  OutputFile() = default;
+  OutputFile(OutputFile&& o) noexcept;
+  OutputFile& operator=(OutputFile&& o) noexcept;
+  OutputFile(const OutputFile&) = delete;
+  ~OutputFile();
+
+  Status Write(std::span<const uint8_t> data);
+  Status WriteZeros(uint64_t n);
+  uint64_t written() const { return written_; }
+  Status Commit();
+
+ private:
+  void Abandon();
+  int fd_ = -1;
+  uint64_t written_ = 0;
+  bool overwrite_ = false;
+  std::string path_, temp_path_;
+};
+
+bool PathExists(const std::string& path);
+bool IsDirectory(const std::string& path);
+StatusOr<std::string> ReadSmallFile(const std::string& path, uint64_t max_bytes);
+
+}  // namespace ggswarm

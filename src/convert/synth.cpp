@@ -1,0 +1,293 @@
+#include "convert/synth.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "gguf/gguf_writer.h"
+#include "quant/blocks.h"
+#include "quant/fp16.h"
+
+namespace ggswarm {
+namespace {
+
+using gguf::Value;
+using gguf::ValueType;
+
+struct PresetRow {
+  const char* name;
+  ModelShape shape;
+};
+
+const PresetRow kPresets[] = {
+    {"tinyllama-1.1b", {2048, 22, 32, 4, 5632, 32000, 0, 2048, 10000.0f, 1e-5f}},
+    {"mistral-7b", {4096, 32, 32, 8, 14336, 32768, 0, 32768, 1000000.0f, 1e-5f}},
+    // Mistral-Small / Magistral class: heads of 128, so q_dim (4096) ≠ n_embd (5120).
+    {"mistral-small-24b", {5120, 40, 32, 8, 32768, 131072, 128, 32768, 1000000000.0f, 1e-5f}},
+    // Small shapes for tests: rows of 256 fit every block type.
+    {"tiny", {256, 2, 4, 2, 512, 512, 0, 512, 10000.0f, 1e-5f}},
+    {"micro", {64, 2, 4, 2, 160, 300, 0, 256, 10000.0f, 1e-5f}},
+};
+
+// splitmix64: a tiny, fast, well-mixed generator; one stream per tensor.
+struct Rng {
+  uint64_t s;
+  uint64_t Next() {
+    uint64_t z = (s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+  float Uniform() { return static_cast<float>(Next() >> 40) * (1.0f / 16777216.0f); }  // [0,1)
+  float Symmetric(float a) { return (2 * Uniform() - 1) * a; }
+};
+
+uint64_t HashName(const std::string& s) {
+  uint64_t h = 1469598103934665603ULL;  // FNV-1a
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
+  return h;
+}
+
+// Fills `n` elements of `type` with random values of magnitude about `a`. Quantized blocks are
+// random bytes with their scale fields set to sane values (no NaN, no infinities).
+void FillRandom(GgmlType type, float a, uint64_t n, Rng& rng, uint8_t* out) {
+  const TypeTraits& tr = Traits(type);
+  if (type == GgmlType::F32 || type == GgmlType::F16 || type == GgmlType::BF16) {
+    for (uint64_t i = 0; i < n; ++i) {
+      const float v = rng.Symmetric(a);
+      if (type == GgmlType::F32) std::memcpy(out + 4 * i, &v, 4);
+      const uint16_t h = type == GgmlType::F16 ? FloatToHalf(v) : FloatToBf16(v);
+      if (type != GgmlType::F32) std::memcpy(out + 2 * i, &h, 2);
+    }
+    return;
+  }
+  const uint64_t bytes = n / tr.block_size * tr.type_size;
+  uint64_t i = 0;
+  for (; i + 8 <= bytes; i += 8) {
+    const uint64_t r = rng.Next();
+    std::memcpy(out + i, &r, 8);
+  }
+  for (; i < bytes; ++i) out[i] = static_cast<uint8_t>(rng.Next());
+  auto half = [&](float v) { return FloatToHalf(v * (0.5f + rng.Uniform())); };
+  for (uint8_t* b = out; b < out + bytes; b += tr.type_size) {
+    using namespace blocks;
+    switch (type) {
+      case GgmlType::Q4_0:
+        reinterpret_cast<Q4_0*>(b)->d = half(a / 8);
+        break;
+      case GgmlType::Q5_0:
+        reinterpret_cast<Q5_0*>(b)->d = half(a / 16);
+        break;
+      case GgmlType::Q8_0:
+        reinterpret_cast<Q8_0*>(b)->d = half(a / 127);
+        break;
+      case GgmlType::Q4_1: {
+        auto* q = reinterpret_cast<Q4_1*>(b);
+        q->d = half(a / 8);
+        q->m = FloatToHalf(-a);
+        break;
+      }
+      case GgmlType::Q5_1: {
+        auto* q = reinterpret_cast<Q5_1*>(b);
+        q->d = half(a / 16);
+        q->m = FloatToHalf(-a);
+        break;
+      }
+      case GgmlType::Q2_K: {
+        auto* q = reinterpret_cast<Q2_K*>(b);
+        q->d = half(a / 24);
+        q->dmin = half(a / 16);
+        break;
+      }
+      case GgmlType::Q3_K:
+        reinterpret_cast<Q3_K*>(b)->d = half(a / 64);
+        break;
+      case GgmlType::Q4_K:
+      case GgmlType::Q5_K: {
+        auto* q = reinterpret_cast<Q4_K*>(b);  // d and dmin lead both layouts
+        q->d = half(type == GgmlType::Q4_K ? a / 240 : a / 480);
+        q->dmin = half(a / 32);
+        break;
+      }
+      case GgmlType::Q6_K:
+        reinterpret_cast<Q6_K*>(b)->d = half(a / 2048);
+        break;
+      case GgmlType::Q8_K: {
+        auto* q = reinterpret_cast<Q8_K*>(b);
+        q->d = a / 127 * (0.5f + rng.Uniform());
+        for (int j = 0; j < kQK_K / 16; ++j) {
+          int s = 0;
+          for (int k = 0; k < 16; ++k) s += q->qs[16 * j + k];
+          q->bsums[j] = static_cast<int16_t>(s);
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  }
+}
+
+// The generated vocabulary: <unk>, <s>, </s>, the 256 byte tokens, then distinct pieces
+// ("▁a", "a", "▁b", … "▁ab", …) with decreasing scores.
+void AddVocabulary(uint32_t n_vocab, gguf::GgufWriter* w) {
+  std::vector<std::string> tokens;
+  std::vector<Value> scores, types;
+  tokens.reserve(n_vocab);
+  auto add = [&](std::string piece, float score, int32_t type) {
+    tokens.push_back(std::move(piece));
+    scores.push_back(Value::Float32(score));
+    types.push_back(Value::Int32(type));
+  };
+  add("<unk>", 0, 2);  // token types are llama.cpp's: 1 normal, 2 unknown, 3 control, 6 byte
+  add("<s>", 0, 3);
+  add("</s>", 0, 3);
+  for (int b = 0; b < 256 && tokens.size() < n_vocab; ++b) {
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "<0x%02X>", b);
+    add(buf, 0, 6);
+  }
+  for (uint64_t k = 0; tokens.size() < n_vocab; ++k) {
+    std::string word;
+    for (uint64_t n = k / 2 + 1; n > 0; n = (n - 1) / 26)
+      word.insert(word.begin(), 'a' + (n - 1) % 26);
+    add((k % 2 == 0 ? "\xE2\x96\x81" : "") + word, -static_cast<float>(k), 1);
+  }
+  tokens.resize(n_vocab);
+  scores.resize(n_vocab);
+  types.resize(n_vocab);
+  w->Set("tokenizer.ggml.model", Value::String("llama"));
+  w->Set("tokenizer.ggml.tokens", Value::StringArray(tokens));
+  w->Set("tokenizer.ggml.scores", Value::Array(ValueType::FLOAT32, scores));
+  w->Set("tokenizer.ggml.token_type", Value::Array(ValueType::INT32, types));
+  w->Set("tokenizer.ggml.bos_token_id", Value::Uint32(1));
+  w->Set("tokenizer.ggml.eos_token_id", Value::Uint32(2));
+  w->Set("tokenizer.ggml.unknown_token_id", Value::Uint32(0));
+  w->Set("tokenizer.ggml.add_bos_token", Value::Bool(true));
+  w->Set("tokenizer.ggml.add_eos_token", Value::Bool(false));
+}
+
+}  // namespace
+
+std::optional<ModelShape> FindPreset(const std::string& name) {
+  for (const PresetRow& p : kPresets) {
+    if (name == p.name) return p.shape;
+  }
+  return std::nullopt;
+}
+
+std::vector<std::string> PresetNames() {
+  std::vector<std::string> v;
+  for (const PresetRow& p : kPresets) v.push_back(p.name);
+  return v;
+}
+
+Status ValidateShape(const ModelShape& s) {
+  if (!s.n_embd || !s.n_layer || !s.n_head || !s.n_head_kv || !s.n_ff || !s.n_vocab) {
+    return Status::InvalidArgument("every dimension of the model must be at least 1");
+  }
+  if (s.n_vocab < 3) return Status::InvalidArgument("the vocabulary needs at least 3 tokens");
+  if (s.n_head % s.n_head_kv != 0) {
+    return Status::InvalidArgument("n_head " + std::to_string(s.n_head) +
+                                   " is not a multiple of n_head_kv " +
+                                   std::to_string(s.n_head_kv));
+  }
+  if (!s.head_dim && s.n_embd % s.n_head != 0) {
+    return Status::InvalidArgument("n_embd " + std::to_string(s.n_embd) +
+                                   " is not a multiple of n_head " + std::to_string(s.n_head));
+  }
+  const uint32_t hd = s.head_dim ? s.head_dim : s.n_embd / s.n_head;
+  if (hd % 2 != 0) return Status::InvalidArgument("the head size must be even (rotary pairs)");
+  if (s.n_layer > 4096 || s.n_embd > 65536 || s.n_ff > 1 << 20 || s.n_vocab > 1 << 22) {
+    return Status::InvalidArgument("model dimensions are out of range");
+  }
+  return Status::Ok();
+}
+
+StatusOr<SynthReport> Synthesize(const SynthOptions& o, const std::string& path, bool overwrite,
+                                 const ProgressFn& progress) {
+  GGSWARM_RETURN_IF_ERROR(ValidateShape(o.shape));
+  const ModelShape& s = o.shape;
+  const uint32_t hd = s.head_dim ? s.head_dim : s.n_embd / s.n_head;
+  gguf::GgufWriter w;
+  w.Set("general.architecture", Value::String("llama"));
+  w.Set("general.name", Value::String(o.model_name));
+  w.Set("llama.context_length", Value::Uint32(s.n_ctx));
+  w.Set("llama.embedding_length", Value::Uint32(s.n_embd));
+  w.Set("llama.block_count", Value::Uint32(s.n_layer));
+  w.Set("llama.feed_forward_length", Value::Uint32(s.n_ff));
+  w.Set("llama.rope.dimension_count", Value::Uint32(hd));
+  w.Set("llama.attention.head_count", Value::Uint32(s.n_head));
+  w.Set("llama.attention.head_count_kv", Value::Uint32(s.n_head_kv));
+  if (s.head_dim) {
+    w.Set("llama.attention.key_length", Value::Uint32(s.head_dim));
+    w.Set("llama.attention.value_length", Value::Uint32(s.head_dim));
+  }
+  w.Set("llama.attention.layer_norm_rms_epsilon", Value::Float32(s.rms_eps));
+  w.Set("llama.rope.freq_base", Value::Float32(s.rope_freq_base));
+  w.Set("llama.vocab_size", Value::Uint32(s.n_vocab));
+  if (o.mix.file_type >= 0) w.Set("general.file_type", Value::Uint32(o.mix.file_type));
+  w.Set("general.quantization_version", Value::Uint32(2));
+  AddVocabulary(s.n_vocab, &w);
+
+  SynthReport report;
+  struct Planned {
+    std::vector<uint64_t> shape;
+    float magnitude;  // half-width of the value range
+    bool norm;
+  };
+  std::vector<std::pair<std::string, Planned>> plan;
+  const float a = 1.0f / std::sqrt(static_cast<float>(s.n_embd));
+  plan.push_back({"token_embd.weight", {{s.n_embd, s.n_vocab}, a, false}});
+  for (uint32_t l = 0; l < s.n_layer; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    plan.push_back({p + "attn_norm.weight", {{s.n_embd}, 0.1f, true}});
+    plan.push_back({p + "attn_q.weight", {{s.n_embd, s.q_dim()}, a, false}});
+    plan.push_back({p + "attn_k.weight", {{s.n_embd, s.kv_dim()}, a, false}});
+    plan.push_back({p + "attn_v.weight", {{s.n_embd, s.kv_dim()}, a, false}});
+    plan.push_back({p + "attn_output.weight", {{s.q_dim(), s.n_embd}, a, false}});
+    plan.push_back({p + "ffn_norm.weight", {{s.n_embd}, 0.1f, true}});
+    plan.push_back({p + "ffn_gate.weight", {{s.n_embd, s.n_ff}, a, false}});
+    plan.push_back({p + "ffn_up.weight", {{s.n_embd, s.n_ff}, a, false}});
+    plan.push_back({p + "ffn_down.weight", {{s.n_ff, s.n_embd}, a, false}});
+  }
+  plan.push_back({"output_norm.weight", {{s.n_embd}, 0.1f, true}});
+  plan.push_back({"output.weight", {{s.n_embd, s.n_vocab}, a, false}});
+  for (auto& [name, p] : plan) {
+    std::string note;
+    const GgmlType t =
+        PlanTensorType(o.mix, name, p.shape[0], p.shape.size(), static_cast<int>(s.n_layer), &note);
+    if (!note.empty()) report.notes.push_back(note);
+    w.AddTensor(name, t, p.shape);
+  }
+
+  const uint64_t total = w.FileSize();
+  std::vector<uint8_t> buf;
+  Status st = w.Write(path, overwrite, [&](size_t i, OutputFile& out) -> Status {
+    const gguf::TensorInfo& t = w.tensors()[i];
+    const Planned& p = plan[i].second;
+    Rng rng{o.seed * 0x9e3779b97f4a7c15ULL ^ HashName(t.name)};
+    const uint64_t row_bytes = t.size / t.rows();
+    const uint64_t rows_per_chunk = std::max<uint64_t>(1, (4u << 20) / row_bytes);
+    for (uint64_t r = 0; r < t.rows(); r += rows_per_chunk) {
+      const uint64_t nr = std::min(rows_per_chunk, t.rows() - r);
+      buf.resize(nr * row_bytes);
+      if (p.norm) {
+        for (uint64_t k = 0; k < nr * t.shape[0]; ++k) {
+          const float v = 1.0f + rng.Symmetric(p.magnitude);
+          std::memcpy(buf.data() + 4 * k, &v, 4);
+        }
+      } else {
+        FillRandom(t.type, p.magnitude, nr * t.shape[0], rng, buf.data());
+      }
+      GGSWARM_RETURN_IF_ERROR(out.Write(buf));
+      if (progress) progress(out.written(), total);
+    }
+    return Status::Ok();
+  });
+  if (!st.ok()) return st;
+  report.file_size = total;
+  for (const auto& t : w.tensors()) report.n_params += t.n_elements;
+  return report;
+}
+
+}  // namespace ggswarm

@@ -1,0 +1,49 @@
+// Deterministic random Llama-architecture models: any shape, any type mix, with a generated
+// SentencePiece-style vocabulary. The same options always give the same bytes; tensors are
+// generated and written a few MiB at a time, so a 14 GB model needs little memory.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/progress.h"
+#include "base/status.h"
+#include "convert/type_plan.h"
+
+namespace ggswarm {
+
+struct ModelShape {
+  uint32_t n_embd = 0, n_layer = 0, n_head = 0, n_head_kv = 0, n_ff = 0, n_vocab = 0;
+  uint32_t head_dim = 0;  // 0: n_embd / n_head; set it to write attention.key/value_length
+  uint32_t n_ctx = 2048;
+  float rope_freq_base = 10000.0f;
+  float rms_eps = 1e-5f;
+  uint32_t q_dim() const { return n_head * (head_dim ? head_dim : n_embd / n_head); }
+  uint32_t kv_dim() const { return n_head_kv * (head_dim ? head_dim : n_embd / n_head); }
+};
+
+// Named shapes: tinyllama-1.1b, mistral-7b, mistral-small-24b, and small ones for tests.
+std::optional<ModelShape> FindPreset(const std::string& name);
+std::vector<std::string> PresetNames();
+// Checks a shape for consistency (heads divide the embedding, head size even, sizes ≥ 1).
+Status ValidateShape(const ModelShape& s);
+
+struct SynthOptions {
+  ModelShape shape;
+  TypeMix mix;
+  uint64_t seed = 1;
+  std::string model_name = "ggswarm-synth";
+};
+
+struct SynthReport {
+  uint64_t file_size = 0;
+  uint64_t n_params = 0;
+  std::vector<std::string> notes;  // type fallbacks
+};
+
+StatusOr<SynthReport> Synthesize(const SynthOptions& opts, const std::string& path, bool overwrite,
+                                 const ProgressFn& progress = {});
+
+}  // namespace ggswarm

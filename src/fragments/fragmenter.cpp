@@ -1,0 +1,244 @@
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+#include "base/file.h"
+#include "base/sha256.h"
+#include "fragments/fragments.h"
+#include "fragments/naming.h"
+#include "quant/ggml_type.h"
+
+namespace ggswarm::fragments {
+namespace {
+
+constexpr size_t kIoBuffer = 4u << 20;  // per thread; fits in L2+L3, amortises syscalls
+
+bool DirectoryIsEmpty(const std::string& dir) {
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return true;
+  bool empty = true;
+  while (dirent* e = ::readdir(d)) {
+    const std::string n = e->d_name;
+    if (n != "." && n != "..") empty = false;
+  }
+  ::closedir(d);
+  return empty;
+}
+
+std::string Stem(const std::string& path) {
+  std::string base = std::filesystem::path(path).filename().string();
+  if (base.size() > 5 && base.substr(base.size() - 5) == ".gguf") base.resize(base.size() - 5);
+  return base;
+}
+
+// The fragments of one tensor: shards of whole rows, each at most `chunk` bytes (a single
+// row larger than the chunk is a shard of its own).
+void PlanTensor(const gguf::GgufFile& f, const gguf::TensorInfo& t, uint64_t chunk,
+                const std::string& model, std::vector<FragmentEntry>* out) {
+  const TensorRole role = RoleOf(t.name);
+  const uint64_t rows = t.rows(), row_bytes = t.row_bytes();
+  const uint64_t per_shard = std::max<uint64_t>(1, chunk / row_bytes);
+  int shard = 0;
+  for (uint64_t r = 0; r < rows; r += per_shard, ++shard) {
+    FragmentEntry e;
+    e.kind = role.kind;
+    e.layer = role.layer;
+    e.component = role.component;
+    e.tensor = t.name;
+    e.type = TypeName(t.type);
+    e.shape = t.shape;
+    e.row_begin = r;
+    e.row_end = std::min(rows, r + per_shard);
+    e.shard = shard;
+    e.size = (e.row_end - e.row_begin) * row_bytes;
+    e.offset = f.data_offset + t.offset + r * row_bytes;
+    e.file = model;  // completed with the hash once it is known
+    out->push_back(std::move(e));
+  }
+}
+
+// Hashes bytes [offset, offset+size) of `in` in chunks, calling `sink` with each chunk.
+template <class Sink>
+Status StreamRange(const InputFile& in, uint64_t offset, uint64_t size, std::vector<uint8_t>& buf,
+                   Sha256& h, Sink&& sink) {
+  for (uint64_t done = 0; done < size;) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), size - done));
+    GGSWARM_RETURN_IF_ERROR(in.ReadAt(offset + done, {buf.data(), n}));
+    h.Update({buf.data(), n});
+    GGSWARM_RETURN_IF_ERROR(sink(std::span<const uint8_t>(buf.data(), n)));
+    done += n;
+  }
+  return Status::Ok();
+}
+
+bool AllZero(std::span<const uint8_t> b) {
+  for (uint8_t x : b) {
+    if (x) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+StatusOr<FragmentReport> FragmentModel(const std::string& gguf_path, const std::string& out_dir,
+                                       const FragmentOptions& opts, const ProgressFn& progress) {
+  if (opts.chunk_size == 0) return Status::InvalidArgument("chunk size must be at least 1 byte");
+  auto parsed = gguf::GgufFile::Open(gguf_path);
+  if (!parsed.ok()) return parsed.status();
+  const gguf::GgufFile& f = *parsed;
+  auto in_or = InputFile::Open(gguf_path);
+  if (!in_or.ok()) return in_or.status();
+  const InputFile& in = *in_or;
+
+  if (PathExists(out_dir) && !IsDirectory(out_dir)) {
+    return Status::Exists(out_dir + " exists and is not a directory");
+  }
+  if (IsDirectory(out_dir) && !DirectoryIsEmpty(out_dir) && !opts.force) {
+    return Status::Exists(out_dir + " is not empty (refusing to write into it; pass --force)");
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(out_dir, ec);
+  if (ec) return Status::IOError("cannot create " + out_dir + ": " + ec.message());
+
+  Manifest m;
+  m.name = SanitizeName(opts.name.empty() ? Stem(gguf_path) : opts.name);
+  m.architecture = f.Architecture();
+  for (const gguf::KeyValue& kv : f.metadata) {
+    const std::string prefix = m.architecture + ".";
+    if (m.architecture.empty() || kv.key.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string key = kv.key.substr(prefix.size());
+    if (kv.value.type == gguf::ValueType::FLOAT32 || kv.value.type == gguf::ValueType::FLOAT64) {
+      m.hyperparameters[key] = kv.value.f;
+    } else if (kv.value.type == gguf::ValueType::BOOL) {
+      m.hyperparameters[key] = kv.value.u != 0;
+    } else if (auto x = kv.value.AsInt()) {
+      m.hyperparameters[key] = *x;
+    }
+  }
+  m.file_name = std::filesystem::path(gguf_path).filename().string();
+  m.file_size = f.file_size;
+  m.gguf_version = f.version;
+  m.alignment = f.alignment;
+  m.data_offset = f.data_offset;
+  m.tensor_count = f.tensors.size();
+  m.header_size = f.data_offset;
+  m.chunk_size = opts.chunk_size;
+
+  // Plan: tensor shards, plus any non-zero bytes between them as "gap" pieces.
+  std::vector<uint8_t> scan(kIoBuffer);
+  auto add_gaps = [&](uint64_t from, uint64_t to) -> Status {
+    for (uint64_t pos = from; pos < to;) {
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(scan.size(), to - pos));
+      GGSWARM_RETURN_IF_ERROR(in.ReadAt(pos, {scan.data(), n}));
+      if (!AllZero({scan.data(), n})) {
+        FragmentEntry g;
+        g.kind = "gap";
+        g.component = "gap" + std::to_string(pos);
+        g.size = n;
+        g.offset = pos;
+        g.file = m.name;
+        m.fragments.push_back(std::move(g));
+      }
+      pos += n;
+    }
+    return Status::Ok();
+  };
+  uint64_t pos = f.data_offset;
+  for (const gguf::TensorInfo& t : f.tensors) {
+    GGSWARM_RETURN_IF_ERROR(add_gaps(pos, f.data_offset + t.offset));
+    PlanTensor(f, t, opts.chunk_size, m.name, &m.fragments);
+    pos = f.data_offset + t.offset + t.size;
+  }
+  GGSWARM_RETURN_IF_ERROR(add_gaps(pos, f.file_size));
+
+  // The header, hashed and written first.
+  const auto header = f.FileBytes().subspan(0, f.data_offset);
+  m.header_sha256 = ToHex(Sha256Of(header));
+  {
+    auto out = OutputFile::Create(out_dir + "/" + kHeaderFile, true);
+    if (!out.ok()) return out.status();
+    GGSWARM_RETURN_IF_ERROR(out->Write(header));
+    GGSWARM_RETURN_IF_ERROR(out->Commit());
+  }
+
+  // Work: one thread hashes the whole file front to back while the others (all cores) hash
+  // and write fragments, so both passes over the bytes run at once.
+  const uint64_t total = 2 * f.file_size;
+  std::atomic<uint64_t> done{0};
+  auto report = [&](uint64_t n) {
+    const uint64_t now = done.fetch_add(n) + n;
+    if (progress) progress(now, total);
+  };
+  std::mutex err_mu;
+  Status first_error;
+  std::atomic<bool> failed{false};
+  auto fail = [&](Status st) {
+    std::lock_guard<std::mutex> lock(err_mu);
+    if (first_error.ok()) first_error = std::move(st);
+    failed = true;
+  };
+
+  std::thread whole([&] {
+    std::vector<uint8_t> buf(kIoBuffer);
+    Sha256 h;
+    Status st = StreamRange(in, 0, f.file_size, buf, h, [&](std::span<const uint8_t> b) {
+      report(b.size());
+      return failed ? Status::IOError("stopped") : Status::Ok();
+    });
+    if (!st.ok()) return fail(st);
+    m.sha256 = ToHex(h.Finish());
+  });
+
+  std::atomic<size_t> next{0};
+  std::atomic<size_t> files_written{0};
+  const int n_threads =
+      opts.threads > 0 ? opts.threads : std::max(1u, std::thread::hardware_concurrency());
+  std::vector<std::thread> workers;
+  for (int w = 0; w < n_threads; ++w) {
+    workers.emplace_back([&, w] {
+      std::vector<uint8_t> buf(kIoBuffer);
+      for (size_t i; !failed && (i = next.fetch_add(1)) < m.fragments.size();) {
+        FragmentEntry& e = m.fragments[i];
+        const std::string temp = out_dir + "/.fragment-" + std::to_string(w) + ".partial";
+        auto out = OutputFile::Create(temp, true);
+        if (!out.ok()) return fail(out.status());
+        Sha256 h;
+        Status st = StreamRange(in, e.offset, e.size, buf, h, [&](std::span<const uint8_t> b) {
+          report(b.size());
+          return out->Write(b);
+        });
+        if (!st.ok()) return fail(st);
+        if (!(st = out->Commit()).ok()) return fail(st);
+        e.id = ToHex(h.Finish());
+        e.file = FragmentFileName(e.file, {e.kind, e.layer, e.component}, e.shard, e.id);
+        // Two fragments with the same bytes and role share one file: content addressing.
+        if (::rename(temp.c_str(), (out_dir + "/" + e.file).c_str()) != 0) {
+          return fail(Status::IOError("cannot rename " + temp + " to " + e.file));
+        }
+        files_written++;
+      }
+    });
+  }
+  for (std::thread& t : workers) t.join();
+  whole.join();
+  if (failed) return first_error;
+
+  const std::string text = m.ToJson().dump(1) + "\n";
+  auto out = OutputFile::Create(out_dir + "/" + kManifestFile, true);
+  if (!out.ok()) return out.status();
+  GGSWARM_RETURN_IF_ERROR(out->Write({reinterpret_cast<const uint8_t*>(text.data()), text.size()}));
+  GGSWARM_RETURN_IF_ERROR(out->Commit());
+
+  FragmentReport r;
+  r.bytes = f.file_size;
+  r.files_written = files_written;
+  r.manifest = std::move(m);
+  return r;
+}
+
+}  // namespace ggswarm::fragments

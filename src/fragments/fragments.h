@@ -1,0 +1,75 @@
+// Fragment directories: cut a GGUF file into content-addressed fragments, check them, and
+// put the original back together byte for byte.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "base/progress.h"
+#include "base/status.h"
+#include "fragments/manifest.h"
+
+namespace ggswarm::fragments {
+
+constexpr uint64_t kDefaultChunkSize = 10u << 20;  // 10 MiB, as the prototype's fragmenter
+
+struct FragmentOptions {
+  uint64_t chunk_size = kDefaultChunkSize;
+  std::string name;    // model name in file names; default: the GGUF file's stem
+  bool force = false;  // write into a non-empty directory
+  int threads = 0;     // 0: all cores
+};
+
+struct FragmentReport {
+  Manifest manifest;
+  uint64_t bytes = 0;
+  size_t files_written = 0;  // fewer than fragments when two fragments have the same bytes
+};
+
+StatusOr<FragmentReport> FragmentModel(const std::string& gguf_path, const std::string& out_dir,
+                                       const FragmentOptions& opts,
+                                       const ProgressFn& progress = {});
+
+struct VerifyProblem {
+  std::string file;
+  std::string what;  // "missing", "size ...", "SHA-256 mismatch", or a manifest problem
+};
+
+struct VerifyReport {
+  Manifest manifest;
+  size_t files_checked = 0;
+  uint64_t bytes_checked = 0;
+  std::vector<VerifyProblem> problems;
+  bool ok() const { return problems.empty(); }
+};
+
+// Checks the manifest (against the header) and every listed file: present, size, SHA-256.
+// Returns an error only when there is no readable manifest at all.
+StatusOr<VerifyReport> VerifyDirectory(const std::string& dir, int threads = 0,
+                                       const ProgressFn& progress = {});
+
+struct ReassembleReport {
+  uint64_t bytes = 0;
+  std::string sha256;
+};
+
+// Rebuilds the original GGUF at `out_path`, checking every fragment and the whole file's
+// SHA-256; the file appears only when it is complete and correct.
+StatusOr<ReassembleReport> Reassemble(const std::string& dir, const std::string& out_path,
+                                      bool overwrite, const ProgressFn& progress = {});
+
+// Reads and checks gguf_header.dat against the manifest (size, hash, tensor layout); its
+// bytes go to `*bytes_out` when given.
+StatusOr<gguf::GgufFile> LoadHeader(const std::string& dir, const Manifest& m,
+                                    std::string* bytes_out = nullptr);
+
+}  // namespace ggswarm::fragments
+
+namespace ggswarm::fragments {
+
+// The bytes of one tensor, read from its fragments, each checked against its SHA-256.
+StatusOr<std::vector<uint8_t>> ReadTensorFromFragments(const std::string& dir, const Manifest& m,
+                                                       const std::string& tensor);
+
+}  // namespace ggswarm::fragments

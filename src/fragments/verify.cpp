@@ -1,0 +1,146 @@
+#include <atomic>
+#include <mutex>
+#include <thread>
+
+#include "base/file.h"
+#include "base/sha256.h"
+#include "fragments/fragments.h"
+
+namespace ggswarm::fragments {
+namespace {
+
+constexpr size_t kIoBuffer = 4u << 20;
+
+// Reads a whole file in chunks and returns its SHA-256; `on_chunk` sees every chunk.
+template <class OnChunk>
+StatusOr<std::string> HashFile(const InputFile& in, std::vector<uint8_t>& buf, OnChunk&& on_chunk) {
+  Sha256 h;
+  for (uint64_t done = 0; done < in.size();) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), in.size() - done));
+    GGSWARM_RETURN_IF_ERROR(in.ReadAt(done, {buf.data(), n}));
+    h.Update({buf.data(), n});
+    on_chunk(n);
+    done += n;
+  }
+  return ToHex(h.Finish());
+}
+
+}  // namespace
+
+StatusOr<gguf::GgufFile> LoadHeader(const std::string& dir, const Manifest& m,
+                                    std::string* bytes_out) {
+  const std::string path = dir + "/" + kHeaderFile;
+  auto bytes = ReadSmallFile(path, m.header_size);
+  if (!bytes.ok()) {
+    if (bytes.status().code() == Status::Code::kNotFound) {
+      return Status::NotFound(std::string(kHeaderFile) + " is missing");
+    }
+    return Status::Corruption(std::string(kHeaderFile) + ": " + bytes.status().message());
+  }
+  std::span<const uint8_t> b(reinterpret_cast<const uint8_t*>(bytes->data()), bytes->size());
+  if (b.size() != m.header_size) {
+    return Status::Corruption(std::string(kHeaderFile) + " is " + std::to_string(b.size()) +
+                              " bytes, the manifest says " + std::to_string(m.header_size));
+  }
+  if (ToHex(Sha256Of(b)) != m.header_sha256) {
+    return Status::Corruption(std::string(kHeaderFile) + ": SHA-256 mismatch");
+  }
+  gguf::ParseOptions opts;
+  opts.full_file_size = m.file_size;
+  auto header = gguf::GgufFile::Parse(b, opts);
+  if (!header.ok()) {
+    return Status::Corruption(std::string(kHeaderFile) + ": " + header.status().message());
+  }
+  GGSWARM_RETURN_IF_ERROR(CheckAgainstHeader(m, *header));
+  if (bytes_out) *bytes_out = std::move(bytes.value());
+  return header;
+}
+
+StatusOr<VerifyReport> VerifyDirectory(const std::string& dir, int threads,
+                                       const ProgressFn& progress) {
+  auto m = Manifest::Load(dir);
+  if (!m.ok()) return m.status();
+  VerifyReport r;
+  r.manifest = std::move(m.value());
+  const Manifest& man = r.manifest;
+
+  auto header = LoadHeader(dir, man);
+  if (!header.ok()) r.problems.push_back({kHeaderFile, header.status().message()});
+
+  uint64_t total = 0;
+  for (const FragmentEntry& f : man.fragments) total += f.size;
+  std::atomic<uint64_t> done{0};
+  std::atomic<size_t> next{0}, files{0};
+  std::mutex mu;
+  auto problem = [&](const std::string& file, std::string what) {
+    std::lock_guard<std::mutex> lock(mu);
+    r.problems.push_back({file, std::move(what)});
+  };
+  const int n = threads > 0 ? threads : std::max(1u, std::thread::hardware_concurrency());
+  std::vector<std::thread> workers;
+  for (int w = 0; w < n; ++w) {
+    workers.emplace_back([&] {
+      std::vector<uint8_t> buf(kIoBuffer);
+      for (size_t i; (i = next.fetch_add(1)) < man.fragments.size();) {
+        const FragmentEntry& f = man.fragments[i];
+        auto in = InputFile::Open(dir + "/" + f.file);
+        if (!in.ok()) {
+          problem(f.file, in.status().code() == Status::Code::kNotFound ? "missing"
+                                                                        : in.status().message());
+        } else if (in->size() != f.size) {
+          problem(f.file, "size " + std::to_string(in->size()) + " bytes, expected " +
+                              std::to_string(f.size));
+        } else {
+          auto sha = HashFile(*in, buf, [&](size_t k) {
+            const uint64_t now = done.fetch_add(k) + k;
+            if (progress) progress(now, total);
+          });
+          if (!sha.ok()) {
+            problem(f.file, sha.status().message());
+          } else if (*sha != f.id) {
+            problem(f.file, "SHA-256 mismatch (corrupt)");
+          }
+        }
+        files++;
+      }
+    });
+  }
+  for (std::thread& t : workers) t.join();
+  r.files_checked = files;
+  r.bytes_checked = done;
+  // Report in manifest order, whatever order the threads finished in.
+  std::stable_sort(r.problems.begin(), r.problems.end(),
+                   [](const VerifyProblem& a, const VerifyProblem& b) { return a.file < b.file; });
+  return r;
+}
+
+}  // namespace ggswarm::fragments
+
+namespace ggswarm::fragments {
+
+StatusOr<std::vector<uint8_t>> ReadTensorFromFragments(const std::string& dir, const Manifest& m,
+                                                       const std::string& tensor) {
+  std::vector<uint8_t> bytes;
+  bool found = false;
+  for (const FragmentEntry& f : m.fragments) {
+    if (f.tensor != tensor) continue;
+    found = true;
+    auto in = InputFile::Open(dir + "/" + f.file);
+    if (!in.ok()) return Status::Corruption("fragment " + f.file + ": " + in.status().message());
+    if (in->size() != f.size) {
+      return Status::Corruption("fragment " + f.file + " is " + std::to_string(in->size()) +
+                                " bytes, expected " + std::to_string(f.size));
+    }
+    const size_t at = bytes.size();
+    bytes.resize(at + f.size);
+    std::span<uint8_t> part(bytes.data() + at, f.size);
+    GGSWARM_RETURN_IF_ERROR(in->ReadAt(0, part));
+    if (ToHex(Sha256Of(part)) != f.id) {
+      return Status::Corruption("fragment " + f.file + ": SHA-256 mismatch (corrupt)");
+    }
+  }
+  if (!found) return Status::NotFound("no tensor named " + tensor);
+  return bytes;
+}
+
+}  // namespace ggswarm::fragments

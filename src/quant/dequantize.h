@@ -1,0 +1,18 @@
+// Dequantization to f32: the scalar reference for every type ggswarm reads. Results are
+// bit-exact with ggml's dequantize_row_* (same operations in the same order, no fused
+// multiply-add: this file is compiled with -ffp-contract=off).
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "base/status.h"
+#include "quant/ggml_type.h"
+
+namespace ggswarm {
+
+// Dequantizes `n` elements (a multiple of the type's block size) from `src` into `dst`.
+// `src` must hold RowBytes(type, n) bytes.
+Status Dequantize(GgmlType type, const void* src, float* dst, uint64_t n);
+
+}  // namespace ggswarm

@@ -1,0 +1,14 @@
+// The `ggswarm` subcommands that print more than a line or two. Each returns the exit code.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace ggswarm::cli {
+
+int RunInspect(const std::string& path, bool json);
+int RunTensor(const std::string& path, const std::string& name, const std::string& rows,
+              uint64_t count, const std::string& npy_out, bool force);
+int Fail(const std::string& message);  // prints "ggswarm: error: …" and returns 1
+
+}  // namespace ggswarm::cli

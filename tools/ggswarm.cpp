@@ -1,0 +1,220 @@
+// ggswarm: the command-line program. It parses arguments, calls the library and prints;
+// the work itself lives in src/.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "commands.h"
+#include "convert/quantize_model.h"
+#include "convert/synth.h"
+#include "fragments/fragments.h"
+#include "progress_bar.h"
+
+namespace ggswarm::cli {
+namespace {
+
+// "10M", "512K", "1G", "4096": bytes (binary multiples).
+std::optional<uint64_t> ParseSize(const std::string& s) {
+  if (s.empty()) return std::nullopt;
+  size_t used = 0;
+  unsigned long long v = 0;
+  try {
+    v = std::stoull(s, &used);
+  } catch (...) {
+    return std::nullopt;
+  }
+  const std::string unit = s.substr(used);
+  uint64_t mul = 1;
+  if (unit == "K" || unit == "k" || unit == "KiB")
+    mul = 1ull << 10;
+  else if (unit == "M" || unit == "m" || unit == "MiB")
+    mul = 1ull << 20;
+  else if (unit == "G" || unit == "g" || unit == "GiB")
+    mul = 1ull << 30;
+  else if (!unit.empty() && unit != "B")
+    return std::nullopt;
+  if (v > UINT64_MAX / mul) return std::nullopt;
+  return v * mul;
+}
+
+double Seconds(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+int RunFragment(const std::string& in, const std::string& out, const std::string& chunk,
+                const std::string& name, bool force) {
+  fragments::FragmentOptions o;
+  auto size = ParseSize(chunk);
+  if (!size || *size == 0) return Fail("--chunk-size " + chunk + ": expected a size like 10M");
+  o.chunk_size = *size;
+  o.name = name;
+  o.force = force;
+  const auto t0 = std::chrono::steady_clock::now();
+  ProgressBar bar("fragment");
+  auto r = fragments::FragmentModel(in, out, o, bar.fn());
+  bar.Finish();
+  if (!r.ok()) return Fail(r.status().ToString());
+  const double s = Seconds(t0);
+  std::printf("fragmented %s (%.2f MB, %llu tensors) into %s: %zu fragments + %s + %s\n",
+              in.c_str(), r->bytes / 1e6, static_cast<unsigned long long>(r->manifest.tensor_count),
+              out.c_str(), r->manifest.fragments.size(), fragments::kHeaderFile,
+              fragments::kManifestFile);
+  std::printf("model sha256 %s, %.2f s, %.0f MB/s\n", r->manifest.sha256.c_str(), s,
+              r->bytes / 1e6 / s);
+  return 0;
+}
+
+int RunVerify(const std::string& dir) {
+  const auto t0 = std::chrono::steady_clock::now();
+  ProgressBar bar("verify");
+  auto r = fragments::VerifyDirectory(dir, 0, bar.fn());
+  bar.Finish();
+  if (!r.ok()) return Fail(r.status().ToString());
+  for (const auto& p : r->problems) std::printf("BAD  %s: %s\n", p.file.c_str(), p.what.c_str());
+  const double s = Seconds(t0);
+  if (!r->ok()) {
+    std::printf("%s: %zu problem(s) in %zu fragments\n", dir.c_str(), r->problems.size(),
+                r->manifest.fragments.size());
+    return 1;
+  }
+  std::printf(
+      "%s: OK — header and %zu fragments (%.2f MB) match manifest.json; %.2f s, %.0f MB/s\n",
+      dir.c_str(), r->files_checked, r->bytes_checked / 1e6, s, r->bytes_checked / 1e6 / s);
+  return 0;
+}
+
+int RunReassemble(const std::string& dir, const std::string& out, bool force) {
+  const auto t0 = std::chrono::steady_clock::now();
+  ProgressBar bar("reassemble");
+  auto r = fragments::Reassemble(dir, out, force, bar.fn());
+  bar.Finish();
+  if (!r.ok()) return Fail(r.status().ToString());
+  const double s = Seconds(t0);
+  std::printf("reassembled %s (%.2f MB), sha256 %s matches the manifest; %.2f s, %.0f MB/s\n",
+              out.c_str(), r->bytes / 1e6, r->sha256.c_str(), s, r->bytes / 1e6 / s);
+  return 0;
+}
+
+}  // namespace
+}  // namespace ggswarm::cli
+
+int main(int argc, char** argv) {
+  using namespace ggswarm;
+  using namespace ggswarm::cli;
+  CLI::App app{"ggswarm: GGUF models as content-addressed fragments, for a swarm of peers"};
+  app.require_subcommand(1);
+  int rc = 0;
+
+  std::string path, name, out, chunk = "10M", rows, npy, type_name = "Q8_0", preset;
+  bool json = false, force = false;
+  uint64_t count = 16, seed = 1;
+
+  auto* inspect = app.add_subcommand("inspect",
+                                     "Print a GGUF file's (or fragment directory's) "
+                                     "metadata, tensors and sizes");
+  inspect->add_option("model", path, "GGUF file or fragment directory")->required();
+  inspect->add_flag("--json", json, "Print JSON");
+  inspect->callback([&] { rc = RunInspect(path, json); });
+
+  auto* tensor = app.add_subcommand("tensor", "Print (or save as .npy) a dequantized tensor");
+  tensor->add_option("model", path, "GGUF file or fragment directory")->required();
+  tensor->add_option("name", name, "Tensor name, e.g. token_embd.weight")->required();
+  tensor->add_option("--rows", rows, "Row range A:B to print");
+  tensor->add_option("--count", count, "How many values to print (default 16)");
+  tensor->add_option("--out", npy, "Write the whole tensor as float32 .npy");
+  tensor->add_flag("--force", force, "Overwrite --out if it exists");
+  tensor->callback([&] { rc = RunTensor(path, name, rows, count, npy, force); });
+
+  auto* frag = app.add_subcommand("fragment", "Cut a GGUF file into fragments + manifest.json");
+  frag->add_option("model", path, "GGUF file")->required();
+  frag->add_option("out_dir", out, "Output directory (must be empty)")->required();
+  frag->add_option("--chunk-size", chunk, "Largest fragment, e.g. 10M (default 10M)");
+  frag->add_option("--name", name, "Model name in fragment file names (default: file stem)");
+  frag->add_flag("--force", force, "Write into a non-empty directory");
+  frag->callback([&] { rc = RunFragment(path, out, chunk, name, force); });
+
+  auto* verify = app.add_subcommand("verify", "Check every fragment's presence, size and SHA-256");
+  verify->add_option("dir", path, "Fragment directory")->required();
+  verify->callback([&] { rc = RunVerify(path); });
+
+  auto* reasm = app.add_subcommand("reassemble", "Rebuild the original GGUF from fragments");
+  reasm->add_option("dir", path, "Fragment directory")->required();
+  reasm->add_option("out", out, "Output GGUF file")->required();
+  reasm->add_flag("--force", force, "Replace the output file if it exists");
+  reasm->callback([&] { rc = RunReassemble(path, out, force); });
+
+  ModelShape shape;
+  auto* synth = app.add_subcommand("synth", "Make a deterministic random Llama model");
+  synth->add_option("out", out, "Output GGUF file")->required();
+  synth
+      ->add_option(
+          "--preset", preset,
+          "Shape preset: " +
+              [] {
+                std::string s;
+                for (const auto& n : PresetNames()) s += (s.empty() ? "" : ", ") + n;
+                return s;
+              }())
+      ->required();
+  synth->add_option("--n-embd", shape.n_embd, "Override: embedding size");
+  synth->add_option("--n-layer", shape.n_layer, "Override: layers");
+  synth->add_option("--n-head", shape.n_head, "Override: attention heads");
+  synth->add_option("--n-head-kv", shape.n_head_kv, "Override: key/value heads");
+  synth->add_option("--n-ff", shape.n_ff, "Override: feed-forward size");
+  synth->add_option("--n-vocab", shape.n_vocab, "Override: vocabulary size");
+  synth->add_option("--head-dim", shape.head_dim, "Override: head size (key/value_length)");
+  synth->add_option("--n-ctx", shape.n_ctx, "Override: context length");
+  synth->add_option("--type", type_name, "Type or mix: " + TypeMixNames() + " (default Q8_0)");
+  synth->add_option("--seed", seed, "Random seed (default 1)");
+  synth->add_option("--name", name, "general.name (default ggswarm-synth-PRESET)");
+  synth->add_flag("--force", force, "Overwrite the output file");
+  synth->callback([&] {
+    auto base = FindPreset(preset);
+    if (!base) return void(rc = Fail("unknown preset " + preset));
+    auto mix = ParseTypeMix(type_name);
+    if (!mix)
+      return void(rc = Fail("unknown type " + type_name + " (one of " + TypeMixNames() + ")"));
+    ModelShape s = *base;
+    if (shape.n_embd) s.n_embd = shape.n_embd;
+    if (shape.n_layer) s.n_layer = shape.n_layer;
+    if (shape.n_head) s.n_head = shape.n_head;
+    if (shape.n_head_kv) s.n_head_kv = shape.n_head_kv;
+    if (shape.n_ff) s.n_ff = shape.n_ff;
+    if (shape.n_vocab) s.n_vocab = shape.n_vocab;
+    if (shape.head_dim) s.head_dim = shape.head_dim;
+    if (shape.n_ctx != ModelShape{}.n_ctx) s.n_ctx = shape.n_ctx;
+    SynthOptions o{s, *mix, seed, name.empty() ? "ggswarm-synth-" + preset : name};
+    ProgressBar bar("synth");
+    auto r = Synthesize(o, out, force, bar.fn());
+    bar.Finish();
+    if (!r.ok()) return void(rc = Fail(r.status().ToString()));
+    for (const auto& n : r->notes) std::fprintf(stderr, "note: %s\n", n.c_str());
+    std::printf("wrote %s: %s %s, %.3f B parameters, %.2f MB\n", out.c_str(), preset.c_str(),
+                mix->name.c_str(), r->n_params / 1e9, r->file_size / 1e6);
+  });
+
+  std::string in;
+  auto* quant = app.add_subcommand("quantize", "Convert a GGUF model's matrices to another type");
+  quant->add_option("in", in, "Input GGUF")->required();
+  quant->add_option("out", out, "Output GGUF")->required();
+  quant->add_option("type", type_name, "Type or mix: " + TypeMixNames())->required();
+  quant->add_flag("--force", force, "Overwrite the output file");
+  quant->callback([&] {
+    auto mix = ParseTypeMix(type_name);
+    if (!mix)
+      return void(rc = Fail("unknown type " + type_name + " (one of " + TypeMixNames() + ")"));
+    ProgressBar bar("quantize");
+    auto r = QuantizeModel(in, out, *mix, force, bar.fn());
+    bar.Finish();
+    if (!r.ok()) return void(rc = Fail(r.status().ToString()));
+    for (const auto& n : r->notes) std::fprintf(stderr, "note: %s\n", n.c_str());
+    std::printf("wrote %s as %s: %.2f MB -> %.2f MB\n", out.c_str(), mix->name.c_str(),
+                r->in_size / 1e6, r->out_size / 1e6);
+  });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  return rc;
+}
