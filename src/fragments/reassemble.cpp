@@ -1,6 +1,8 @@
 #include <condition_variable>
 #include <deque>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "base/file.h"
@@ -11,12 +13,49 @@ namespace ggswarm::fragments {
 namespace {
 
 constexpr size_t kChunk = 4u << 20;
-constexpr size_t kQueueDepth = 4;  // chunks in flight between the reader and the writer
+constexpr size_t kQueueDepth = 4;  // chunks waiting between two stages
 
-// A chunk read and hashed by the reader thread, waiting for the writer.
+// A run of output bytes on its way through the pipeline: a view into a mapped fragment (kept
+// alive by `owner`) or a buffer of zeros. Mapping avoids copying fragments into buffers.
 struct Chunk {
   uint64_t offset = 0;  // where it goes in the output
-  std::vector<uint8_t> bytes;
+  std::span<const uint8_t> bytes;
+  std::shared_ptr<const void> owner;
+};
+
+// A bounded FIFO between two pipeline stages; Close() ends it (and unblocks both sides).
+class ChunkQueue {
+ public:
+  // False when the queue was closed.
+  bool Push(Chunk c) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return q_.size() < kQueueDepth || closed_; });
+    if (closed_) return false;
+    q_.push_back(std::move(c));
+    cv_.notify_all();
+    return true;
+  }
+  // Nothing once the queue is closed and empty.
+  std::optional<Chunk> Pop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return !q_.empty() || closed_; });
+    if (q_.empty()) return std::nullopt;
+    Chunk c = std::move(q_.front());
+    q_.pop_front();
+    cv_.notify_all();
+    return c;
+  }
+  void Close() {
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Chunk> q_;
+  bool closed_ = false;
 };
 
 }  // namespace
@@ -32,93 +71,75 @@ StatusOr<ReassembleReport> Reassemble(const std::string& dir, const std::string&
   auto out = OutputFile::Create(out_path, overwrite);
   if (!out.ok()) return out.status();
 
-  // Two threads: this one writes and hashes the whole output; the reader reads each fragment
-  // and checks its own SHA-256. Both hashes run at once, on both cores.
-  std::mutex mu;
-  std::condition_variable cv;
-  std::deque<Chunk> queue;
-  bool reader_done = false, writer_failed = false;
-  Status reader_status;
+  // Three stages, each on its own thread: map each fragment and check its SHA-256 → write
+  // the output (with the zero padding between fragments) → hash the whole output. The two
+  // hashes dominate; running them apart keeps both cores busy.
+  ChunkQueue to_writer, to_hasher;
+  Status read_status, write_status;
 
   std::thread reader([&] {
-    Status st;
     for (const FragmentEntry& f : m.fragments) {
-      auto in = InputFile::Open(dir + "/" + f.file);
-      if (!in.ok()) {
-        st = Status::Corruption("fragment " + f.file + ": " + in.status().message());
+      auto map = MappedFile::Open(dir + "/" + f.file);
+      if (!map.ok()) {
+        read_status = Status::Corruption("fragment " + f.file + ": " + map.status().message());
         break;
       }
-      if (in->size() != f.size) {
-        st = Status::Corruption("fragment " + f.file + " is " + std::to_string(in->size()) +
-                                " bytes, expected " + std::to_string(f.size));
+      if (map->size() != f.size) {
+        read_status =
+            Status::Corruption("fragment " + f.file + " is " + std::to_string(map->size()) +
+                               " bytes, expected " + std::to_string(f.size));
         break;
       }
-      Sha256 h;
-      for (uint64_t done = 0; done < f.size && st.ok();) {
-        Chunk c;
-        c.offset = f.offset + done;
-        c.bytes.resize(std::min<uint64_t>(kChunk, f.size - done));
-        st = in->ReadAt(done, c.bytes);
-        if (!st.ok()) break;
-        h.Update(c.bytes);
-        done += c.bytes.size();
-        if (done == f.size && ToHex(h.Finish()) != f.id) {
-          st = Status::Corruption("fragment " + f.file + ": SHA-256 mismatch (corrupt)");
-          break;
-        }
-        std::unique_lock<std::mutex> lock(mu);
-        cv.wait(lock, [&] { return queue.size() < kQueueDepth || writer_failed; });
-        if (writer_failed) return;
-        queue.push_back(std::move(c));
-        cv.notify_all();
+      auto owner = std::make_shared<MappedFile>(std::move(map.value()));
+      // The hash is checked before any of the fragment goes on to the writer.
+      if (ToHex(Sha256Of(owner->bytes())) != f.id) {
+        read_status = Status::Corruption("fragment " + f.file + ": SHA-256 mismatch (corrupt)");
+        break;
       }
-      if (!st.ok()) break;
+      bool open = true;
+      for (uint64_t done = 0; done < f.size && open; done += kChunk) {
+        const auto part = owner->bytes().subspan(done, std::min<uint64_t>(kChunk, f.size - done));
+        open = to_writer.Push({f.offset + done, part, owner});
+      }
+      if (!open) return;
     }
-    std::lock_guard<std::mutex> lock(mu);
-    reader_status = st;
-    reader_done = true;
-    cv.notify_all();
+    to_writer.Close();
   });
 
   Sha256 whole;
-  Status st;
-  auto write = [&](std::span<const uint8_t> b) -> Status {
-    whole.Update(b);
-    GGSWARM_RETURN_IF_ERROR(out->Write(b));
+  std::thread hasher([&] {
+    while (auto c = to_hasher.Pop()) whole.Update(c->bytes);
+  });
+
+  auto emit = [&](Chunk c) -> Status {
+    GGSWARM_RETURN_IF_ERROR(out->Write(c.bytes));
     if (progress) progress(out->written(), m.file_size);
+    to_hasher.Push(std::move(c));
     return Status::Ok();
   };
-  std::vector<uint8_t> zeros;
-  auto write_zeros_to = [&](uint64_t end) -> Status {
+  auto zeros = std::make_shared<std::vector<uint8_t>>(kChunk, 0);
+  auto zeros_to = [&](uint64_t end) -> Status {
     while (out->written() < end) {
-      zeros.assign(std::min<uint64_t>(kChunk, end - out->written()), 0);
-      GGSWARM_RETURN_IF_ERROR(write(zeros));
+      const size_t n = std::min<uint64_t>(kChunk, end - out->written());
+      GGSWARM_RETURN_IF_ERROR(emit({out->written(), {zeros->data(), n}, zeros}));
     }
     return Status::Ok();
   };
-  st = write({reinterpret_cast<const uint8_t*>(header_bytes.data()), header_bytes.size()});
-  while (st.ok()) {
-    Chunk c;
-    {
-      std::unique_lock<std::mutex> lock(mu);
-      cv.wait(lock, [&] { return !queue.empty() || reader_done; });
-      if (queue.empty()) break;  // reader finished (or failed) and everything was written
-      c = std::move(queue.front());
-      queue.pop_front();
-      cv.notify_all();
-    }
-    st = write_zeros_to(c.offset);
-    if (st.ok()) st = write(c.bytes);
+  write_status = emit(
+      {0, {reinterpret_cast<const uint8_t*>(header_bytes.data()), header_bytes.size()}, nullptr});
+  while (write_status.ok()) {
+    auto c = to_writer.Pop();
+    if (!c) break;
+    write_status = zeros_to(c->offset);
+    if (write_status.ok()) write_status = emit(std::move(*c));
   }
-  if (!st.ok()) {
-    std::lock_guard<std::mutex> lock(mu);
-    writer_failed = true;
-    cv.notify_all();
-  }
+  if (write_status.ok() && read_status.ok()) write_status = zeros_to(m.file_size);
+  to_writer.Close();  // stops the reader early after a write error
   reader.join();
-  if (!st.ok()) return st;
-  if (!reader_status.ok()) return reader_status;
-  GGSWARM_RETURN_IF_ERROR(write_zeros_to(m.file_size));
+  to_hasher.Close();
+  hasher.join();
+  if (!write_status.ok()) return write_status;
+  if (!read_status.ok()) return read_status;
 
   ReassembleReport r;
   r.bytes = out->written();

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: installs what is missing, builds, runs CTest; then again in a
+# build with AddressSanitizer and UndefinedBehaviorSanitizer (skip it with --no-sanitize).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+scripts/build.sh build
+(cd build && ctest --output-on-failure -j"$(nproc)")
+if [ "${1:-}" != "--no-sanitize" ]; then
+  scripts/build.sh build-asan -DGGSWARM_SANITIZE=ON -DGGSWARM_BENCH=OFF
+  (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j"$(nproc)")
+fi
+echo "all tests passed"
