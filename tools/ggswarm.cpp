@@ -182,6 +182,11 @@ int main(int argc, char** argv) {
     if (shape.n_vocab) s.n_vocab = shape.n_vocab;
     if (shape.head_dim) s.head_dim = shape.head_dim;
     if (shape.n_ctx != ModelShape{}.n_ctx) s.n_ctx = shape.n_ctx;
+    if (mix->base == GgmlType::Q8_K) {
+      std::fprintf(stderr,
+                   "warning: Q8_K is llama.cpp's activation type; llama.cpp cannot "
+                   "compute with Q8_K weights\n");
+    }
     SynthOptions o{s, *mix, seed, name.empty() ? "ggswarm-synth-" + preset : name};
     ProgressBar bar("synth");
     auto r = Synthesize(o, out, force, bar.fn());
@@ -202,6 +207,11 @@ int main(int argc, char** argv) {
     auto mix = ParseTypeMix(type_name);
     if (!mix)
       return void(rc = Fail("unknown type " + type_name + " (one of " + TypeMixNames() + ")"));
+    if (mix->base == GgmlType::Q8_K) {
+      std::fprintf(stderr,
+                   "warning: Q8_K is llama.cpp's activation type; llama.cpp cannot "
+                   "compute with Q8_K weights\n");
+    }
     ProgressBar bar("quantize");
     auto r = QuantizeModel(in, out, *mix, force, bar.fn());
     bar.Finish();
