@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on data ggswarm makes itself: a random model of TinyLlama-1.1B's shapes (2 of
-# its 22 layers, Q8_0, about 190 MB) is made, fragmented, verified and put back together.
+# its 22 layers, Q8_0, about 234 MB) is made, fragmented, verified and put back together.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ggswarm=build/ggswarm
@@ -9,7 +9,7 @@ rm -rf "$work"
 mkdir -p "$work"
 set -x
 $ggswarm synth "$work/tinyllama-2l.Q8_0.gguf" --preset tinyllama-1.1b --n-layer 2 --type Q8_0 --seed 1
-$ggswarm inspect "$work/tinyllama-2l.Q8_0.gguf" | head -n 3
+$ggswarm inspect "$work/tinyllama-2l.Q8_0.gguf" | sed -n 1,3p
 $ggswarm fragment "$work/tinyllama-2l.Q8_0.gguf" "$work/fragments"
 $ggswarm verify "$work/fragments"
 $ggswarm reassemble "$work/fragments" "$work/reassembled.gguf"

@@ -76,7 +76,7 @@ TEST(Fragments, SynthModelsOfEveryTypeRoundTrip) {
 
 TEST(Fragments, TinyLlamaShapeRoundTrips) {
   // TinyLlama-1.1B's exact tensor shapes (n_embd 2048, 32 heads, 4 KV heads, n_ff 5632,
-  // vocabulary 32000) with 2 of its 22 layers, to keep the test quick: about 190 MB.
+  // vocabulary 32000) with 2 of its 22 layers, to keep the test quick: about 234 MB.
   TempDir tmp;
   ModelShape s = *FindPreset("tinyllama-1.1b");
   s.n_layer = 2;
