@@ -208,15 +208,19 @@ void DeqQ8_K(const Q8_K* x, float* y, uint64_t nb) {
 
 }  // namespace
 
+Status CheckWholeBlocks(GgmlType type, uint64_t n) {
+  const TypeTraits& tr = Traits(type);
+  if (n % tr.block_size == 0) return Status::Ok();
+  return Status::InvalidArgument(std::to_string(n) + " elements is not a whole number of " +
+                                 tr.name + " blocks of " + std::to_string(tr.block_size));
+}
+
 Status Dequantize(GgmlType type, const void* src, float* dst, uint64_t n) {
   const TypeTraits& tr = Traits(type);
   if (!tr.dequantizable) {
     return Status::Unsupported(std::string("dequantization of type ") + tr.name);
   }
-  if (n % tr.block_size != 0) {
-    return Status::InvalidArgument(std::to_string(n) + " elements is not a whole number of " +
-                                   tr.name + " blocks of " + std::to_string(tr.block_size));
-  }
+  GGSWARM_RETURN_IF_ERROR(CheckWholeBlocks(type, n));
   const uint64_t nb = n / tr.block_size;
   switch (type) {
     case GgmlType::F32:

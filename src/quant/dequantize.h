@@ -11,6 +11,9 @@
 
 namespace ggswarm {
 
+// Ok when `n` elements are a whole number of the type's blocks.
+Status CheckWholeBlocks(GgmlType type, uint64_t n);
+
 // Dequantizes `n` elements (a multiple of the type's block size) from `src` into `dst`.
 // `src` must hold RowBytes(type, n) bytes.
 Status Dequantize(GgmlType type, const void* src, float* dst, uint64_t n);

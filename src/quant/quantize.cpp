@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "quant/blocks.h"
+#include "quant/dequantize.h"
 #include "quant/fp16.h"
 
 namespace ggswarm {
@@ -241,10 +242,7 @@ void QuantQ6_K(const float* x, Q6_K* y, uint64_t nb) {
 Status Quantize(GgmlType type, const float* src, void* dst, uint64_t n) {
   const TypeTraits& tr = Traits(type);
   if (!tr.quantizable) return Status::Unsupported(std::string("quantization to ") + tr.name);
-  if (n % tr.block_size != 0) {
-    return Status::InvalidArgument(std::to_string(n) + " elements is not a whole number of " +
-                                   tr.name + " blocks of " + std::to_string(tr.block_size));
-  }
+  GGSWARM_RETURN_IF_ERROR(CheckWholeBlocks(type, n));
   const uint64_t nb = n / tr.block_size;
   switch (type) {
     case GgmlType::F32:
