@@ -22,20 +22,20 @@ ProgressFn ProgressBar::fn() {
     const auto now = std::chrono::steady_clock::now();
     if (now - last_draw_ < std::chrono::milliseconds(100)) return;  // at most 10 redraws/s
     last_draw_ = now;
-    Draw(last_done_, total, false);
+    Draw(last_done_, total);
   };
 }
 
 void ProgressBar::Finish() {
   std::lock_guard<std::mutex> lock(mu_);
   if (!enabled_ || !drawn_) return;
-  Draw(last_total_, last_total_, true);
+  Draw(last_total_, last_total_);
   std::fputc('\n', stderr);
   drawn_ = false;
   enabled_ = false;
 }
 
-void ProgressBar::Draw(uint64_t done, uint64_t total, bool /*final*/) {
+void ProgressBar::Draw(uint64_t done, uint64_t total) {
   constexpr int kWidth = 30;
   const double frac = total ? static_cast<double>(done) / static_cast<double>(total) : 1.0;
   const int fill = static_cast<int>(frac * kWidth);

@@ -17,7 +17,7 @@ class ProgressBar {
   void Finish();
 
  private:
-  void Draw(uint64_t done, uint64_t total, bool final);
+  void Draw(uint64_t done, uint64_t total);
   std::string label_;
   bool enabled_;
   bool drawn_ = false;

@@ -195,7 +195,6 @@ StatusOr<FragmentReport> FragmentModel(const std::string& gguf_path, const std::
   });
 
   std::atomic<size_t> next{0};
-  std::atomic<size_t> files_written{0};
   const int n_threads =
       opts.threads > 0 ? opts.threads : std::max(1u, std::thread::hardware_concurrency());
   std::vector<std::thread> workers;
@@ -220,7 +219,6 @@ StatusOr<FragmentReport> FragmentModel(const std::string& gguf_path, const std::
         if (::rename(temp.c_str(), (out_dir + "/" + e.file).c_str()) != 0) {
           return fail(Status::IOError("cannot rename " + temp + " to " + e.file));
         }
-        files_written++;
       }
     });
   }
@@ -236,7 +234,6 @@ StatusOr<FragmentReport> FragmentModel(const std::string& gguf_path, const std::
 
   FragmentReport r;
   r.bytes = f.file_size;
-  r.files_written = files_written;
   r.manifest = std::move(m);
   return r;
 }

@@ -24,7 +24,6 @@ struct FragmentOptions {
 struct FragmentReport {
   Manifest manifest;
   uint64_t bytes = 0;
-  size_t files_written = 0;  // fewer than fragments when two fragments have the same bytes
 };
 
 StatusOr<FragmentReport> FragmentModel(const std::string& gguf_path, const std::string& out_dir,
