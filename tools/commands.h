@@ -4,11 +4,16 @@
 #include <cstdint>
 #include <string>
 
+namespace CLI {
+class App;
+}
+
 namespace ggswarm::cli {
 
 int RunInspect(const std::string& path, bool json);
 int RunTensor(const std::string& path, const std::string& name, const std::string& rows,
               uint64_t count, const std::string& npy_out, bool force);
-int Fail(const std::string& message);  // prints "ggswarm: error: …" and returns 1
+void AddInferenceCommands(CLI::App& app, int& rc);  // tokenize, tokenizer, run, chat
+int Fail(const std::string& message);               // prints "ggswarm: error: …" and returns 1
 
 }  // namespace ggswarm::cli

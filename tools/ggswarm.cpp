@@ -221,6 +221,8 @@ int main(int argc, char** argv) {
                 r->in_size / 1e6, r->out_size / 1e6);
   });
 
+  AddInferenceCommands(app, rc);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

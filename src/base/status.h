@@ -31,6 +31,10 @@ class Status {
   static Status IOError(std::string m) { return Status(Code::kIOError, std::move(m)); }
   static Status Unsupported(std::string m) { return Status(Code::kUnsupported, std::move(m)); }
   static Status Exists(std::string m) { return Status(Code::kExists, std::move(m)); }
+  // The same error with `context` in front of its message ("model.gguf: ...").
+  Status WithContext(const std::string& context) const {
+    return ok() ? *this : Status(code_, context + ": " + message_);
+  }
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }

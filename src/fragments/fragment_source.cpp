@@ -1,0 +1,86 @@
+#include "fragments/fragment_source.h"
+
+#include "base/sha256.h"
+#include "fragments/fragments.h"
+
+namespace ggswarm::fragments {
+
+StatusOr<std::unique_ptr<FragmentSource>> FragmentSource::Open(const std::string& dir) {
+  auto m = Manifest::Load(dir);
+  if (!m.ok()) return m.status();
+  auto header = LoadHeader(dir, *m);
+  if (!header.ok()) return header.status();
+  auto s = std::unique_ptr<FragmentSource>(new FragmentSource());
+  s->dir_ = dir;
+  s->manifest_ = std::move(*m);
+  s->header_ = std::move(*header);
+  for (size_t i = 0; i < s->manifest_.fragments.size(); ++i) {
+    const FragmentEntry& f = s->manifest_.fragments[i];
+    if (!f.tensor.empty()) s->by_tensor_[f.tensor].push_back(i);
+  }
+  return s;
+}
+
+uint64_t FragmentSource::bytes_mapped() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return bytes_mapped_;
+}
+
+StatusOr<TensorView> FragmentSource::Get(std::string_view name) {
+  const gguf::TensorInfo* t = header_.FindTensor(name);
+  if (!t) return Status::NotFound("tensor '" + std::string(name) + "' is not in " + dir_);
+  auto it = by_tensor_.find(name);
+  if (it == by_tensor_.end())
+    return Status::Corruption("manifest.json lists no fragment for tensor '" + std::string(name) +
+                              "'");
+  TensorView v;
+  v.info = t;
+  v.row_bytes = t->row_bytes();
+  std::lock_guard<std::mutex> lock(mu_);
+  uint64_t next_row = 0;
+  for (size_t idx : it->second) {
+    const FragmentEntry& f = manifest_.fragments[idx];
+    if (f.row_begin != next_row || f.row_end <= f.row_begin || f.row_end > t->rows() ||
+        f.size != (f.row_end - f.row_begin) * v.row_bytes)
+      return Status::Corruption("fragment " + f.file + " does not hold the rows of '" +
+                                std::string(name) + "' that the manifest claims");
+    next_row = f.row_end;
+    auto m = mapped_.find(idx);
+    if (m == mapped_.end()) {
+      auto map = MappedFile::Open(dir_ + "/" + f.file);
+      if (!map.ok()) {
+        if (map.status().code() == Status::Code::kNotFound)
+          return Status::NotFound("fragment " + f.file + " (tensor '" + std::string(name) +
+                                  "') is missing from " + dir_);
+        return map.status();
+      }
+      if (map->size() != f.size)
+        return Status::Corruption("fragment " + f.file + " is " + std::to_string(map->size()) +
+                                  " bytes, the manifest says " + std::to_string(f.size));
+      if (ToHex(Sha256Of(map->bytes())) != f.id)
+        return Status::Corruption("fragment " + f.file + ": SHA-256 mismatch (corrupt)");
+      bytes_mapped_ += f.size;
+      m = mapped_.emplace(idx, std::make_unique<MappedFile>(std::move(*map))).first;
+    }
+    v.shards.push_back({m->second->bytes().data(), f.row_begin, f.row_end});
+  }
+  if (next_row != t->rows())
+    return Status::Corruption("the fragments of '" + std::string(name) + "' cover " +
+                              std::to_string(next_row) + " of its " + std::to_string(t->rows()) +
+                              " rows");
+  return v;
+}
+
+StatusOr<std::unique_ptr<TensorSource>> OpenModel(const std::string& path) {
+  if (IsDirectory(path)) {
+    auto s = FragmentSource::Open(path);
+    if (!s.ok()) return s.status();
+    return std::unique_ptr<TensorSource>(std::move(*s));
+  }
+  if (!PathExists(path)) return Status::NotFound(path + ": no such file or directory");
+  auto s = GgufSource::Open(path);
+  if (!s.ok()) return s.status();
+  return std::unique_ptr<TensorSource>(std::move(*s));
+}
+
+}  // namespace ggswarm::fragments

@@ -1,0 +1,124 @@
+#include "model/config.h"
+
+#include <vector>
+
+#include "quant/ggml_type.h"
+
+namespace ggswarm::model {
+namespace {
+
+constexpr int kMaxDim = 1 << 20;  // no real model has a dimension this large
+
+Status Need(const gguf::GgufFile& f, const std::string& key, int* out, bool required,
+            int fallback) {
+  auto v = f.GetInt(key);
+  if (!v) {
+    if (required) return Status::NotFound("metadata key " + key + " is missing");
+    *out = fallback;
+    return Status();
+  }
+  if (*v <= 0 || *v > kMaxDim)
+    return Status::Corruption(key + " = " + std::to_string(*v) + " is not a sensible size");
+  *out = static_cast<int>(*v);
+  return Status();
+}
+
+float Float(const gguf::GgufFile& f, const std::string& key, float fallback) {
+  const gguf::Value* v = f.Find(key);
+  if (!v) return fallback;
+  auto x = v->AsFloat();
+  return x ? static_cast<float>(*x) : fallback;
+}
+
+std::string Shape(const std::vector<uint64_t>& s) {
+  std::string r = "[";
+  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + "]";
+}
+
+// A matrix with `cols` inputs (ne0) and `rows` outputs (ne1), or a vector of `cols`.
+Status CheckTensor(const gguf::GgufFile& f, const std::string& name, uint64_t cols, uint64_t rows,
+                   bool optional = false) {
+  const gguf::TensorInfo* t = f.FindTensor(name);
+  if (!t) {
+    if (optional) return Status();
+    return Status::NotFound("tensor " + name + " is missing");
+  }
+  const std::vector<uint64_t> want =
+      rows ? std::vector<uint64_t>{cols, rows} : std::vector<uint64_t>{cols};
+  std::vector<uint64_t> have = t->shape;
+  while (have.size() > want.size() && have.back() == 1) have.pop_back();
+  if (have != want)
+    return Status::Corruption("tensor " + name + " has shape " + Shape(t->shape) +
+                              ", the hyper-parameters need " + Shape(want));
+  if (!Traits(t->type).dequantizable)
+    return Status::Unsupported("tensor " + name + " has type " + TypeName(t->type) +
+                               ", which ggswarm cannot compute with");
+  return Status();
+}
+
+}  // namespace
+
+StatusOr<LlamaConfig> LlamaConfig::FromGguf(const gguf::GgufFile& f) {
+  LlamaConfig c;
+  c.arch = f.Architecture();
+  // Architectures that are the Llama graph under another name.
+  if (c.arch != "llama" && c.arch != "mistral")
+    return Status::Unsupported("architecture '" + c.arch +
+                               "' is not supported (ggswarm runs 'llama'-family models)");
+  const std::string p = c.arch + ".";
+  GGSWARM_RETURN_IF_ERROR(Need(f, p + "embedding_length", &c.n_embd, true, 0));
+  GGSWARM_RETURN_IF_ERROR(Need(f, p + "block_count", &c.n_layer, true, 0));
+  GGSWARM_RETURN_IF_ERROR(Need(f, p + "attention.head_count", &c.n_head, true, 0));
+  GGSWARM_RETURN_IF_ERROR(Need(f, p + "attention.head_count_kv", &c.n_head_kv, false, c.n_head));
+  GGSWARM_RETURN_IF_ERROR(Need(f, p + "feed_forward_length", &c.n_ff, true, 0));
+  GGSWARM_RETURN_IF_ERROR(Need(f, p + "context_length", &c.n_ctx_train, false, 2048));
+  if (c.n_embd % c.n_head != 0 && !f.GetInt(p + "attention.key_length"))
+    return Status::Corruption("embedding_length " + std::to_string(c.n_embd) +
+                              " is not a multiple of head_count " + std::to_string(c.n_head));
+  GGSWARM_RETURN_IF_ERROR(
+      Need(f, p + "attention.key_length", &c.head_dim, false, c.n_embd / c.n_head));
+  GGSWARM_RETURN_IF_ERROR(Need(f, p + "attention.value_length", &c.head_dim_v, false, c.head_dim));
+  GGSWARM_RETURN_IF_ERROR(Need(f, p + "rope.dimension_count", &c.rope_dim, false, c.head_dim));
+  if (c.n_head % c.n_head_kv != 0)
+    return Status::Corruption("head_count " + std::to_string(c.n_head) +
+                              " is not a multiple of head_count_kv " + std::to_string(c.n_head_kv));
+  if (c.rope_dim > c.head_dim || c.rope_dim % 2 != 0)
+    return Status::Corruption("rope.dimension_count " + std::to_string(c.rope_dim) +
+                              " does not fit head size " + std::to_string(c.head_dim));
+  if (c.head_dim_v != c.head_dim)
+    return Status::Unsupported("attention.value_length differs from key_length");
+  c.rope_base = Float(f, p + "rope.freq_base", 10000.0f);
+  c.rms_eps = Float(f, p + "attention.layer_norm_rms_epsilon", 1e-5f);
+  if (!(c.rms_eps >= 0) || !(c.rope_base > 0))
+    return Status::Corruption("rope.freq_base or layer_norm_rms_epsilon is not a positive number");
+  if (auto s = f.GetString(p + "rope.scaling.type"); s && *s != "none" && *s != "linear")
+    return Status::Unsupported("rope scaling '" + *s + "' is not supported");
+
+  const gguf::TensorInfo* emb = f.FindTensor("token_embd.weight");
+  if (!emb || emb->shape.size() < 2) return Status::NotFound("tensor token_embd.weight is missing");
+  if (emb->shape[1] > static_cast<uint64_t>(kMaxDim * 4))
+    return Status::Corruption("token_embd.weight has too many rows");
+  c.n_vocab = static_cast<int>(emb->shape[1]);
+  GGSWARM_RETURN_IF_ERROR(CheckTensor(f, "token_embd.weight", c.n_embd, c.n_vocab));
+  GGSWARM_RETURN_IF_ERROR(CheckTensor(f, "output_norm.weight", c.n_embd, 0));
+  c.tied_output = f.FindTensor("output.weight") == nullptr;
+  GGSWARM_RETURN_IF_ERROR(CheckTensor(f, "output.weight", c.n_embd, c.n_vocab, true));
+  c.has_rope_freqs = f.FindTensor("rope_freqs.weight") != nullptr;
+  GGSWARM_RETURN_IF_ERROR(CheckTensor(f, "rope_freqs.weight", c.rope_dim / 2, 0, true));
+  for (int l = 0; l < c.n_layer; ++l) {
+    const std::string b = "blk." + std::to_string(l) + ".";
+    GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "attn_norm.weight", c.n_embd, 0));
+    GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "attn_q.weight", c.n_embd, c.q_dim()));
+    GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "attn_k.weight", c.n_embd, c.kv_dim()));
+    GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "attn_v.weight", c.n_embd, c.v_dim()));
+    GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "attn_output.weight", c.q_dim(), c.n_embd));
+    GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "ffn_norm.weight", c.n_embd, 0));
+    GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "ffn_gate.weight", c.n_embd, c.n_ff));
+    GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "ffn_up.weight", c.n_embd, c.n_ff));
+    GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "ffn_down.weight", c.n_ff, c.n_embd));
+  }
+  return c;
+}
+
+}  // namespace ggswarm::model

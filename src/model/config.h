@@ -1,0 +1,37 @@
+// Hyper-parameters of a Llama-family model, read from GGUF metadata (`llama.*` keys), and
+// the check that every tensor the forward pass needs is there with the shape they imply.
+#pragma once
+
+#include <string>
+
+#include "base/status.h"
+#include "gguf/gguf_file.h"
+
+namespace ggswarm::model {
+
+struct LlamaConfig {
+  std::string arch;  // general.architecture
+  int n_vocab = 0;   // rows of token_embd
+  int n_embd = 0;    // hidden size
+  int n_layer = 0;
+  int n_head = 0;       // query heads
+  int n_head_kv = 0;    // key/value heads (grouped-query attention: n_head % n_head_kv == 0)
+  int head_dim = 0;     // attention.key_length, default n_embd / n_head
+  int head_dim_v = 0;   // attention.value_length, default head_dim
+  int n_ff = 0;         // feed-forward size
+  int n_ctx_train = 0;  // context_length
+  int rope_dim = 0;     // rope.dimension_count, default head_dim
+  float rope_base = 10000.0f;
+  float rms_eps = 1e-5f;
+  bool tied_output = false;     // no output.weight: the head reuses token_embd
+  bool has_rope_freqs = false;  // Llama 3 rope_freqs.weight
+
+  int q_dim() const { return n_head * head_dim; }
+  int kv_dim() const { return n_head_kv * head_dim; }
+  int v_dim() const { return n_head_kv * head_dim_v; }
+
+  // Reads the hyper-parameters and checks every tensor's presence, shape and type.
+  static StatusOr<LlamaConfig> FromGguf(const gguf::GgufFile& f);
+};
+
+}  // namespace ggswarm::model

@@ -1,0 +1,235 @@
+#include "model/llama.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "quant/dequantize.h"
+#include "quant/fp16.h"
+
+namespace ggswarm::model {
+namespace {
+
+StatusOr<std::vector<float>> LoadVector(TensorSource& src, const std::string& name) {
+  auto v = src.Get(name);
+  if (!v.ok()) return v.status();
+  std::vector<float> out(v->info->n_elements);
+  if (v->shards.size() != 1)
+    return Status::Corruption("vector tensor " + name + " is split into several fragments");
+  GGSWARM_RETURN_IF_ERROR(Dequantize(v->type(), v->shards[0].data, out.data(), out.size()));
+  return out;
+}
+
+std::string LayerName(int l, const char* what) {
+  return "blk." + std::to_string(l) + "." + what + ".weight";
+}
+
+}  // namespace
+
+StatusOr<std::shared_ptr<LlamaModel>> LlamaModel::Load(std::shared_ptr<TensorSource> source) {
+  auto c = LlamaConfig::FromGguf(source->header());
+  if (!c.ok()) return c.status();
+  auto m = std::shared_ptr<LlamaModel>(new LlamaModel());
+  m->source_ = std::move(source);
+  m->config_ = *c;
+  m->layers_.resize(c->n_layer);
+  return m;
+}
+
+StatusOr<const LayerWeights*> LlamaModel::Layer(int l) {
+  if (l < 0 || l >= config_.n_layer)
+    return Status::InvalidArgument("layer " + std::to_string(l) + " is out of range");
+  std::lock_guard<std::mutex> lock(mu_);
+  if (layers_[l]) return layers_[l].get();
+  auto w = std::make_unique<LayerWeights>();
+  TensorSource& s = *source_;
+  auto get = [&](const char* what, TensorView* out) -> Status {
+    auto v = s.Get(LayerName(l, what));
+    if (!v.ok()) return v.status();
+    *out = std::move(*v);
+    return Status();
+  };
+  auto an = LoadVector(s, LayerName(l, "attn_norm"));
+  if (!an.ok()) return an.status();
+  w->attn_norm = std::move(*an);
+  auto fn = LoadVector(s, LayerName(l, "ffn_norm"));
+  if (!fn.ok()) return fn.status();
+  w->ffn_norm = std::move(*fn);
+  GGSWARM_RETURN_IF_ERROR(get("attn_q", &w->wq));
+  GGSWARM_RETURN_IF_ERROR(get("attn_k", &w->wk));
+  GGSWARM_RETURN_IF_ERROR(get("attn_v", &w->wv));
+  GGSWARM_RETURN_IF_ERROR(get("attn_output", &w->wo));
+  GGSWARM_RETURN_IF_ERROR(get("ffn_gate", &w->gate));
+  GGSWARM_RETURN_IF_ERROR(get("ffn_up", &w->up));
+  GGSWARM_RETURN_IF_ERROR(get("ffn_down", &w->down));
+  layers_[l] = std::move(w);
+  return layers_[l].get();
+}
+
+Status LlamaModel::LoadHead() {
+  if (head_loaded_) return Status();
+  auto e = source_->Get("token_embd.weight");
+  if (!e.ok()) return e.status();
+  embd_ = std::move(*e);
+  auto o = source_->Get(config_.tied_output ? "token_embd.weight" : "output.weight");
+  if (!o.ok()) return o.status();
+  output_ = std::move(*o);
+  auto n = LoadVector(*source_, "output_norm.weight");
+  if (!n.ok()) return n.status();
+  output_norm_ = std::move(*n);
+  if (config_.has_rope_freqs) {
+    auto r = LoadVector(*source_, "rope_freqs.weight");
+    if (!r.ok()) return r.status();
+    rope_freqs_ = std::move(*r);
+  }
+  head_loaded_ = true;
+  return Status();
+}
+
+Status LlamaModel::Embed(std::span<const int32_t> tokens, float* x) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    GGSWARM_RETURN_IF_ERROR(LoadHead());
+  }
+  const int d = config_.n_embd;
+  for (size_t t = 0; t < tokens.size(); ++t) {
+    if (tokens[t] < 0 || tokens[t] >= config_.n_vocab)
+      return Status::InvalidArgument("token id " + std::to_string(tokens[t]) +
+                                     " is outside the vocabulary (" +
+                                     std::to_string(config_.n_vocab) + ")");
+    GGSWARM_RETURN_IF_ERROR(Dequantize(embd_.type(), embd_.Row(tokens[t]), x + t * d, d));
+  }
+  return Status();
+}
+
+Status LlamaModel::Head(const float* x, int n, float* logits, ThreadPool& pool,
+                        MatMulScratch* scratch) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    GGSWARM_RETURN_IF_ERROR(LoadHead());
+  }
+  const int d = config_.n_embd;
+  std::vector<float> xn(static_cast<size_t>(n) * d);
+  for (int t = 0; t < n; ++t)
+    RmsNorm(x + t * d, output_norm_.data(), xn.data() + t * d, d, config_.rms_eps);
+  MatMul(output_, xn.data(), n, logits, pool, scratch);
+  return Status();
+}
+
+LayerRange::LayerRange(std::shared_ptr<LlamaModel> model, int begin, int end, int n_ctx)
+    : model_(std::move(model)), begin_(begin), end_(end) {
+  const LlamaConfig& c = model_->config();
+  cache_.n_ctx = n_ctx;
+  cache_.k.resize(end - begin);
+  cache_.v.resize(end - begin);
+  for (int l = 0; l < end - begin; ++l) {
+    cache_.k[l].assign(static_cast<size_t>(n_ctx) * c.kv_dim(), 0);
+    cache_.v[l].assign(static_cast<size_t>(n_ctx) * c.v_dim(), 0);
+  }
+}
+
+Status LayerRange::Forward(float* x, int n, ThreadPool& pool) {
+  if (n <= 0) return Status();
+  if (n_past_ + n > cache_.n_ctx)
+    return Status::InvalidArgument("context full: " + std::to_string(n_past_) + " + " +
+                                   std::to_string(n) + " positions exceed the context of " +
+                                   std::to_string(cache_.n_ctx) + " (raise --ctx)");
+  // Map every layer first, so that a missing or corrupt fragment fails before any state
+  // changes.
+  std::vector<const LayerWeights*> ws;
+  for (int l = begin_; l < end_; ++l) {
+    auto w = model_->Layer(l);
+    if (!w.ok()) return w.status();
+    ws.push_back(*w);
+  }
+  for (int l = begin_; l < end_; ++l)
+    GGSWARM_RETURN_IF_ERROR(ForwardLayer(l, *ws[l - begin_], x, n, pool));
+  n_past_ += n;
+  return Status();
+}
+
+Status LayerRange::ForwardLayer(int l, const LayerWeights& w, float* x, int n, ThreadPool& pool) {
+  const LlamaConfig& c = model_->config();
+  const int d = c.n_embd, hd = c.head_dim, qd = c.q_dim(), kvd = c.kv_dim();
+  const int group = c.n_head / c.n_head_kv;
+  const int pos0 = n_past_;
+  xn_.resize(static_cast<size_t>(n) * d);
+  q_.resize(static_cast<size_t>(n) * qd);
+  k_.resize(static_cast<size_t>(n) * kvd);
+  v_.resize(static_cast<size_t>(n) * kvd);
+  att_.resize(static_cast<size_t>(n) * qd);
+  tmp_.resize(static_cast<size_t>(n) * std::max(d, c.n_ff));
+
+  // Attention block: xn = norm(x); q, k, v = W·xn; rope(q, k); cache k, v.
+  for (int t = 0; t < n; ++t)
+    RmsNorm(x + t * d, w.attn_norm.data(), xn_.data() + t * d, d, c.rms_eps);
+  MatMul(w.wq, xn_.data(), n, q_.data(), pool, &scratch_);
+  MatMul(w.wk, xn_.data(), n, k_.data(), pool, &scratch_);
+  MatMul(w.wv, xn_.data(), n, v_.data(), pool, &scratch_);
+  const float* ff = model_->rope_freqs().empty() ? nullptr : model_->rope_freqs().data();
+  std::vector<uint16_t>& kc = cache_.k[l - begin_];
+  std::vector<uint16_t>& vc = cache_.v[l - begin_];
+  for (int t = 0; t < n; ++t) {
+    for (int h = 0; h < c.n_head; ++h)
+      Rope(q_.data() + t * qd + h * hd, hd, c.rope_dim, pos0 + t, c.rope_base, ff);
+    for (int h = 0; h < c.n_head_kv; ++h)
+      Rope(k_.data() + t * kvd + h * hd, hd, c.rope_dim, pos0 + t, c.rope_base, ff);
+    for (int i = 0; i < kvd; ++i) {
+      kc[static_cast<size_t>(pos0 + t) * kvd + i] = FloatToHalf(k_[t * kvd + i]);
+      vc[static_cast<size_t>(pos0 + t) * kvd + i] = FloatToHalf(v_[t * kvd + i]);
+    }
+  }
+
+  // Causal attention per (token, head), computed as llama.cpp's CPU flash attention does
+  // (its default): q rounded to f16, one pass with a running maximum, and the weighted sum
+  // of values kept in f16 (rounded after every step), divided by the softmax sum at the end.
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  pool.Run(static_cast<int64_t>(n) * c.n_head, [&](int64_t b, int64_t e, int) {
+    std::vector<float> qh(hd), acc(hd);
+    for (int64_t job = b; job < e; ++job) {
+      const int t = static_cast<int>(job / c.n_head), h = static_cast<int>(job % c.n_head);
+      const int g = h / group;
+      const int len = pos0 + t + 1;
+      for (int i = 0; i < hd; ++i) qh[i] = HalfToFloat(FloatToHalf(q_[t * qd + h * hd + i]));
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      float m = -INFINITY, sum = 0;
+      for (int j = 0; j < len; ++j) {
+        const uint16_t* kr = kc.data() + static_cast<size_t>(j) * kvd + g * hd;
+        const uint16_t* vr = vc.data() + static_cast<size_t>(j) * kvd + g * hd;
+        double dot = 0;
+        for (int i = 0; i < hd; ++i) dot += qh[i] * HalfToFloat(kr[i]);
+        const float s = static_cast<float>(dot) * scale;
+        float ms = 1.0f, vs = 1.0f;
+        if (s > m) {
+          ms = std::exp(m - s);
+          m = s;
+          for (int i = 0; i < hd; ++i) acc[i] = HalfToFloat(FloatToHalf(acc[i] * ms));
+        } else {
+          vs = std::exp(s - m);
+        }
+        for (int i = 0; i < hd; ++i)
+          acc[i] = HalfToFloat(FloatToHalf(std::fma(HalfToFloat(vr[i]), vs, acc[i])));
+        sum = sum * ms + vs;
+      }
+      const float inv = sum == 0 ? 0.0f : 1.0f / sum;
+      float* out = att_.data() + t * qd + h * hd;
+      for (int i = 0; i < hd; ++i) out[i] = acc[i] * inv;
+    }
+  });
+  MatMul(w.wo, att_.data(), n, tmp_.data(), pool, &scratch_);
+  for (size_t i = 0; i < static_cast<size_t>(n) * d; ++i) x[i] += tmp_[i];
+
+  // Feed-forward block: x += down(silu(gate·xn) * up·xn), xn = norm(x).
+  for (int t = 0; t < n; ++t)
+    RmsNorm(x + t * d, w.ffn_norm.data(), xn_.data() + t * d, d, c.rms_eps);
+  gate_.resize(static_cast<size_t>(n) * c.n_ff);
+  up_.resize(static_cast<size_t>(n) * c.n_ff);
+  MatMul(w.gate, xn_.data(), n, gate_.data(), pool, &scratch_);
+  MatMul(w.up, xn_.data(), n, up_.data(), pool, &scratch_);
+  SwiGlu(gate_.data(), up_.data(), gate_.data(), n * c.n_ff);
+  MatMul(w.down, gate_.data(), n, tmp_.data(), pool, &scratch_);
+  for (size_t i = 0; i < static_cast<size_t>(n) * d; ++i) x[i] += tmp_[i];
+  return Status();
+}
+
+}  // namespace ggswarm::model

@@ -1,0 +1,97 @@
+// The Llama-family forward pass. LlamaModel owns the weights (through a TensorSource,
+// each layer mapped on first use); LayerRange is a contiguous run of layers with its own
+// KV cache — one pipeline stage. A local engine is one LayerRange over every layer with the
+// embedding in front and the output head behind.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <vector>
+
+#include "base/status.h"
+#include "base/thread_pool.h"
+#include "gguf/tensor_source.h"
+#include "model/config.h"
+#include "model/ops.h"
+
+namespace ggswarm::model {
+
+struct LayerWeights {
+  std::vector<float> attn_norm, ffn_norm;  // (n_embd)
+  TensorView wq;                           // (q_dim rows × n_embd)
+  TensorView wk, wv;                       // (kv_dim rows × n_embd)
+  TensorView wo;                           // (n_embd rows × q_dim)
+  TensorView gate, up;                     // (n_ff rows × n_embd)
+  TensorView down;                         // (n_embd rows × n_ff)
+};
+
+class LlamaModel {
+ public:
+  // Checks the hyper-parameters and every tensor's shape; maps nothing yet.
+  static StatusOr<std::shared_ptr<LlamaModel>> Load(std::shared_ptr<TensorSource> source);
+
+  const LlamaConfig& config() const { return config_; }
+  TensorSource& source() { return *source_; }
+
+  // The weights of layer `l`, mapped (and, from fragments, checked) on first use.
+  StatusOr<const LayerWeights*> Layer(int l);
+
+  // x[t] = embedding row of tokens[t]: (n × n_embd).
+  Status Embed(std::span<const int32_t> tokens, float* x);
+
+  // logits = output(norm(x)) for n rows of x (n × n_embd) into (n × n_vocab).
+  Status Head(const float* x, int n, float* logits, ThreadPool& pool, MatMulScratch* scratch);
+
+  const std::vector<float>& rope_freqs() const { return rope_freqs_; }
+
+ private:
+  LlamaModel() = default;
+  std::shared_ptr<TensorSource> source_;
+  LlamaConfig config_;
+  std::mutex mu_;
+  std::vector<std::unique_ptr<LayerWeights>> layers_;
+  bool head_loaded_ = false;
+  TensorView embd_, output_;
+  std::vector<float> output_norm_, rope_freqs_;
+  Status LoadHead();  // with mu_ held
+};
+
+// Keys and values of past positions for a run of layers, stored as f16 (as llama.cpp's
+// default cache): k[l] and v[l] are (n_ctx × kv_dim).
+struct KvCache {
+  int n_ctx = 0;
+  std::vector<std::vector<uint16_t>> k, v;
+};
+
+class LayerRange {
+ public:
+  // Layers [begin, end) of `model`, with a cache of `n_ctx` positions.
+  LayerRange(std::shared_ptr<LlamaModel> model, int begin, int end, int n_ctx);
+
+  // Runs the layers on hidden states x (n × n_embd), in place, for the next n positions.
+  // Fails (and changes nothing) when the cache has no room for n more.
+  Status Forward(float* x, int n, ThreadPool& pool);
+
+  int n_past() const { return n_past_; }
+  int n_ctx() const { return cache_.n_ctx; }
+  // Forgets positions from `n` on (n <= n_past): a later Forward continues from n.
+  void Truncate(int n) { n_past_ = std::min(n_past_, std::max(0, n)); }
+  int begin() const { return begin_; }
+  int end() const { return end_; }
+
+ private:
+  Status ForwardLayer(int l, const LayerWeights& w, float* x, int n, ThreadPool& pool);
+
+  std::shared_ptr<LlamaModel> model_;
+  int begin_, end_;
+  KvCache cache_;
+  int n_past_ = 0;
+  MatMulScratch scratch_;
+  // Per-batch buffers: xn (n × n_embd), q (n × q_dim), k/v (n × kv_dim), att (n × q_dim),
+  // gate/up (n × n_ff).
+  std::vector<float> xn_, q_, k_, v_, att_, gate_, up_, tmp_;
+};
+
+}  // namespace ggswarm::model

@@ -1,0 +1,84 @@
+#include "model/ops.h"
+
+#include <cmath>
+
+#include "quant/dequantize.h"
+#include "quant/vec_dot.h"
+
+namespace ggswarm::model {
+
+void MatMul(const TensorView& w, const float* x, int n, float* y, ThreadPool& pool,
+            MatMulScratch* s) {
+  const GgmlType type = w.type();
+  const int64_t k = static_cast<int64_t>(w.cols());
+  const int64_t m = static_cast<int64_t>(w.rows());
+  const GgmlType vt = VecDotType(type);
+  const uint64_t abytes = ActivationBytes(vt, k);
+  const bool integer = HasIntegerDot(type);
+  const bool f32 = type == GgmlType::F32;
+
+  s->act.resize(abytes * n);
+  for (int t = 0; t < n; ++t) QuantizeActivation(vt, x + t * k, s->act.data() + t * abytes, k);
+  if (!integer) {
+    s->expanded.resize(static_cast<size_t>(k) * n);
+    for (int t = 0; t < n; ++t)
+      ExpandActivation(vt, s->act.data() + t * abytes, s->expanded.data() + t * k, k);
+  }
+  if (s->wrow.size() < static_cast<size_t>(pool.size())) s->wrow.resize(pool.size());
+
+  pool.Run(
+      m,
+      [&](int64_t begin, int64_t end, int tid) {
+        std::vector<float>& wbuf = s->wrow[tid];
+        if (!integer && !f32) wbuf.resize(k);
+        for (const TensorShard& sh : w.shards) {
+          const int64_t b = std::max<int64_t>(begin, sh.row_begin);
+          const int64_t e = std::min<int64_t>(end, sh.row_end);
+          for (int64_t r = b; r < e; ++r) {
+            const uint8_t* row = sh.data + (r - sh.row_begin) * w.row_bytes;
+            if (integer) {
+              for (int t = 0; t < n; ++t)
+                y[t * m + r] = VecDotBlocks(type, row, s->act.data() + t * abytes, k);
+              continue;
+            }
+            const float* wf = reinterpret_cast<const float*>(row);
+            if (!f32) {
+              (void)Dequantize(type, row, wbuf.data(), k);
+              wf = wbuf.data();
+            }
+            for (int t = 0; t < n; ++t) y[t * m + r] = DotF32(wf, s->expanded.data() + t * k, k);
+          }
+        }
+      },
+      16);
+}
+
+void RmsNorm(const float* x, const float* weight, float* y, int n, float eps) {
+  double sum = 0;
+  for (int i = 0; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
+  const float mean = static_cast<float>(sum / n);
+  const float scale = 1.0f / std::sqrt(mean + eps);
+  for (int i = 0; i < n; ++i) y[i] = (x[i] * scale) * weight[i];
+}
+
+void Rope(float* x, int head_dim, int rope_dim, int pos, float base, const float* freq_factors) {
+  (void)head_dim;
+  // ggml builds the angles by repeated multiplication in f32; so do we.
+  const float theta_scale = std::pow(base, -2.0f / static_cast<float>(rope_dim));
+  float theta = static_cast<float>(pos);
+  for (int i = 0; i < rope_dim; i += 2) {
+    const float ff = freq_factors ? freq_factors[i / 2] : 1.0f;
+    const float angle = theta / ff;
+    const float c = std::cos(angle), s = std::sin(angle);
+    const float x0 = x[i], x1 = x[i + 1];
+    x[i] = x0 * c - x1 * s;
+    x[i + 1] = x0 * s + x1 * c;
+    theta *= theta_scale;
+  }
+}
+
+void SwiGlu(const float* g, const float* u, float* out, int n) {
+  for (int i = 0; i < n; ++i) out[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+}
+
+}  // namespace ggswarm::model

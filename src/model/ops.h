@@ -1,0 +1,36 @@
+// The operations of the forward pass on f32 rows, each written as ggml computes it (the
+// same rounding points), so that results track llama.cpp's closely.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "base/thread_pool.h"
+#include "gguf/tensor_source.h"
+
+namespace ggswarm::model {
+
+// Buffers reused by every matrix multiplication (no allocation per token).
+struct MatMulScratch {
+  std::vector<uint8_t> act;              // activations in the weight's vec_dot_type, n * bytes/row
+  std::vector<float> expanded;           // the same, back as floats (float-path types)
+  std::vector<std::vector<float>> wrow;  // per thread: one dequantized weight row
+};
+
+// y[t][r] = W[r] · x[t] for t < n: W is (rows × cols) as `w` holds it, x is n × cols,
+// y is n × rows. The activations are converted to the weight's vec_dot_type first.
+void MatMul(const TensorView& w, const float* x, int n, float* y, ThreadPool& pool,
+            MatMulScratch* scratch);
+
+// y = x / sqrt(mean(x²) + eps) * weight, for one row of n (sum of squares in double).
+void RmsNorm(const float* x, const float* weight, float* y, int n, float eps);
+
+// Rotary embedding (ggml's "normal" mode: consecutive pairs) of one head of `head_dim`
+// values at position `pos`; the first `rope_dim` values rotate. `freq_factors` (Llama 3)
+// divides each pair's angle, or is null.
+void Rope(float* x, int head_dim, int rope_dim, int pos, float base, const float* freq_factors);
+
+// silu(g) * u, elementwise over n.
+void SwiGlu(const float* g, const float* u, float* out, int n);
+
+}  // namespace ggswarm::model

@@ -1,0 +1,42 @@
+// The generation loop: evaluate the prompt, then sample, stream and feed back one token at
+// a time until end-of-generation, the token limit or the context limit.
+#pragma once
+
+#include <functional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "runtime/engine.h"
+#include "runtime/sampler.h"
+
+namespace ggswarm::runtime {
+
+struct GenerateOptions {
+  int max_tokens = 128;
+  SamplerOptions sampling;
+  bool ignore_eos = false;
+};
+
+enum class StopReason { kEndOfGeneration, kMaxTokens, kContextFull, kCallback };
+const char* StopReasonName(StopReason r);
+
+struct GenerateResult {
+  std::vector<int32_t> prompt_tokens;
+  std::vector<int32_t> tokens;       // generated
+  std::string text;                  // generated, as streamed
+  std::vector<float> prompt_logits;  // logits of the last prompt position
+  StopReason stop = StopReason::kMaxTokens;
+  double prompt_ms = 0, gen_ms = 0;  // prompt evaluation; the rest of the loop
+};
+
+// Called with each new piece of text (valid UTF-8, possibly empty while a character is
+// still incomplete) and its token; return false to stop.
+using TokenCallback = std::function<bool(const std::string& text, int32_t token)>;
+
+// Generates after `prompt`, continuing from the engine's current position (its KV cache),
+// so a conversation can go on where it stopped.
+StatusOr<GenerateResult> Generate(Engine& engine, std::span<const int32_t> prompt,
+                                  const GenerateOptions& opts, const TokenCallback& on_token = {});
+
+}  // namespace ggswarm::runtime
