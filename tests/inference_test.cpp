@@ -1,0 +1,223 @@
+// The forward pass against llama.cpp: last-prompt-position logits and greedy continuations
+// from ../shared/golden (made by ../shared/reference/llamacpp-ref, which runs llama.cpp's
+// CPU backend with its default flash attention), from the GGUF file and from fragments.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "fragments/fragment_source.h"
+#include "fragments/fragments.h"
+#include "runtime/engine.h"
+#include "runtime/generate.h"
+#include "runtime/sampler.h"
+#include "test_util.h"
+
+namespace ggswarm::runtime {
+namespace {
+
+using testing::SharedDir;
+using testing::TempDir;
+
+nlohmann::json LoadJson(const std::string& path) {
+  std::ifstream in(path);
+  return nlohmann::json::parse(in);
+}
+
+// Tolerance on a logit, as a fraction of the range of the golden logits.
+//  - llama.cpp keeps the attention's weighted sum of values in f16, rounded after every
+//    position (relative step 2^-11 ≈ 4.9e-4). We do the same, but our f32 sums run in another
+//    order, so a value close to an f16 rounding boundary can round the other way; one such
+//    flip moves a logit by a few 1e-4 of its size. With F32 and Q8_0 weights few values are
+//    near a boundary: 1e-4 of the range holds (we measure 3e-5 and 1e-7).
+//  - F16 weights add a rounding of every activation to f16 before each product (as ggml
+//    does), and with it more boundaries: 1e-3 of the range (we measure 4e-4).
+double Tolerance(const std::string& model) {
+  return model.find("f16") != std::string::npos ? 1e-3 : 1e-4;
+}
+
+struct Golden {
+  std::string model, name;
+  nlohmann::json run;
+  std::vector<float> logits;
+};
+
+std::vector<Golden> Goldens() {
+  std::vector<Golden> g;
+  for (const char* m : {"llama-2-tiny-random", "stories260K-f32", "stories260K-f16",
+                        "stories260K-q8_0", "llama2xs-tinystories-280K-f32",
+                        "llama2xs-tinystories-280K-f16", "llama2xs-tinystories-280K-q8_0"}) {
+    for (const char* p : {"p1", "p2"}) {
+      const std::string base = SharedDir() + "/golden/" + m + "." + p;
+      g.push_back({m, std::string(m) + "." + p, LoadJson(base + ".json"),
+                   LoadJson(base + ".logits.json").get<std::vector<float>>()});
+    }
+  }
+  return g;
+}
+
+// Checks the prompt logits, then walks llama.cpp's greedy continuation feeding its tokens
+// (teacher forcing) and asserts that our argmax is its token at every step where our top
+// two logits are further apart than the tolerance. Returns the prompt logits.
+std::vector<float> CheckAgainstGolden(const std::string& path, const Golden& g) {
+  auto e = Engine::Open(path, {.threads = 2, .n_ctx = 512});
+  EXPECT_TRUE(e.ok()) << e.status().ToString();
+  if (!e.ok()) return {};
+  const std::vector<int32_t> prompt = g.run["prompt_tokens"];
+  EXPECT_EQ((*e)->tokenizer().Encode(g.run["prompt"].get<std::string>()), prompt);
+  std::vector<float> logits;
+  EXPECT_TRUE((*e)->Eval(prompt, &logits).ok());
+  EXPECT_EQ(logits.size(), g.logits.size());
+  if (logits.size() != g.logits.size()) return {};
+  const auto [lo, hi] = std::minmax_element(g.logits.begin(), g.logits.end());
+  const double tol = Tolerance(g.model) * (*hi - *lo);
+  double worst = 0;
+  for (size_t i = 0; i < logits.size(); ++i)
+    worst = std::max(worst, std::fabs(double(logits[i]) - g.logits[i]));
+  EXPECT_LE(worst, tol) << "largest logit difference from llama.cpp";
+  const std::vector<float> prompt_logits = logits;
+
+  const std::vector<int32_t> want = g.run["generated_tokens"];
+  EXPECT_EQ(want.size(), 64u);
+  int compared = 0;
+  for (size_t step = 0; step < want.size(); ++step) {
+    std::vector<float> sorted = logits;
+    std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<>());
+    if (sorted[0] - sorted[1] > tol) {
+      EXPECT_EQ(Argmax(logits), want[step]) << "step " << step;
+      ++compared;
+    }
+    if (step + 1 < want.size()) EXPECT_TRUE((*e)->Eval({&want[step], 1}, &logits).ok());
+  }
+  EXPECT_GE(compared, 60) << "too few steps were decisive to compare";
+  return prompt_logits;
+}
+
+TEST(InferenceGolden, FromGgufAndFromFragmentsBitIdentical) {
+  GGSWARM_REQUIRE_SHARED_MODELS();
+  for (const Golden& g : Goldens()) {
+    SCOPED_TRACE(g.name);
+    const std::string gguf = SharedDir() + "/models/" + g.model + ".gguf";
+    const std::vector<float> a = CheckAgainstGolden(gguf, g);
+    // Small fragments, so that the larger tensors are split into row-shards.
+    TempDir dir;
+    fragments::FragmentOptions fo;
+    fo.chunk_size = 16 << 10;
+    fo.force = true;
+    auto fr = fragments::FragmentModel(gguf, dir.path(), fo);
+    ASSERT_TRUE(fr.ok()) << fr.status().ToString();
+    const std::vector<float> b = CheckAgainstGolden(dir.path(), g);
+    ASSERT_EQ(a.size(), b.size());
+    EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0)
+        << "logits from fragments differ from logits from the GGUF";
+  }
+}
+
+TEST(InferenceGolden, GreedyGenerationMatchesLlamaCppText) {
+  GGSWARM_REQUIRE_SHARED_MODELS();
+  const auto g = LoadJson(SharedDir() + "/golden/stories260K-f32.p1.json");
+  auto e = Engine::Open(SharedDir() + "/models/stories260K-f32.gguf", {.threads = 2});
+  ASSERT_TRUE(e.ok());
+  GenerateOptions o;
+  o.max_tokens = 64;
+  o.ignore_eos = true;
+  o.sampling.temperature = 0;
+  std::string streamed;
+  auto r = Generate(**e, (*e)->tokenizer().Encode(g["prompt"].get<std::string>()), o,
+                    [&](const std::string& s, int32_t) {
+                      streamed += s;
+                      return true;
+                    });
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->tokens, g["generated_tokens"].get<std::vector<int32_t>>());
+  EXPECT_EQ(r->text, g["generated_text"].get<std::string>());
+  EXPECT_EQ(streamed, r->text);
+}
+
+TEST(Sampling, SameSeedSameTextAndTopKOneIsGreedy) {
+  GGSWARM_REQUIRE_SHARED_MODELS();
+  auto e = Engine::Open(SharedDir() + "/models/stories260K-q8_0.gguf", {.threads = 1});
+  ASSERT_TRUE(e.ok());
+  auto prompt = (*e)->tokenizer().Encode("Lily and Tom");
+  auto gen = [&](SamplerOptions s) {
+    (*e)->Truncate(0);
+    GenerateOptions o;
+    o.max_tokens = 40;
+    o.ignore_eos = true;
+    o.sampling = s;
+    auto r = Generate(**e, prompt, o);
+    EXPECT_TRUE(r.ok());
+    return r->tokens;
+  };
+  SamplerOptions s;
+  s.temperature = 1.0f;
+  s.seed = 7;
+  const auto a = gen(s), b = gen(s);
+  EXPECT_EQ(a, b);
+  s.seed = 8;
+  EXPECT_NE(gen(s), a) << "different seeds gave the same 40 tokens";
+  SamplerOptions greedy;
+  greedy.temperature = 0;
+  SamplerOptions k1;
+  k1.temperature = 1.5f;
+  k1.top_k = 1;
+  k1.repeat_penalty = 1.0f;
+  EXPECT_EQ(gen(k1), gen(greedy));
+}
+
+TEST(Inference, KvCacheContinuationEqualsOneBatch) {
+  GGSWARM_REQUIRE_SHARED_MODELS();
+  auto e = Engine::Open(SharedDir() + "/models/stories260K-f32.gguf", {.threads = 2});
+  ASSERT_TRUE(e.ok());
+  const auto toks = (*e)->tokenizer().Encode("Once upon a time, there was a dog");
+  std::vector<float> whole, split;
+  ASSERT_TRUE((*e)->Eval(toks, &whole).ok());
+  (*e)->Truncate(0);
+  const size_t h = toks.size() / 2;
+  ASSERT_TRUE((*e)->Eval({toks.data(), h}, &split).ok());
+  ASSERT_TRUE((*e)->Eval({toks.data() + h, toks.size() - h}, &split).ok());
+  for (size_t i = 0; i < whole.size(); ++i) ASSERT_NEAR(whole[i], split[i], 1e-4) << i;
+}
+
+TEST(InferenceErrors, ContextLimitAndBadPaths) {
+  GGSWARM_REQUIRE_SHARED_MODELS();
+  auto e = Engine::Open(SharedDir() + "/models/stories260K-f32.gguf", {.threads = 1, .n_ctx = 8});
+  ASSERT_TRUE(e.ok());
+  std::vector<float> l;
+  const auto toks = (*e)->tokenizer().Encode("Once upon a time there was a big dog and a cat");
+  Status s = (*e)->Eval(toks, &l);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("context"), std::string::npos) << s.ToString();
+  auto missing = Engine::Open("/nonexistent/model.gguf");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("no such file"), std::string::npos);
+}
+
+TEST(InferenceErrors, CorruptFragmentIsNamedBeforeUse) {
+  GGSWARM_REQUIRE_SHARED_MODELS();
+  TempDir dir;
+  fragments::FragmentOptions fo;
+  fo.force = true;
+  const std::string gguf = SharedDir() + "/models/stories260K-f32.gguf";
+  auto fr = fragments::FragmentModel(gguf, dir.path(), fo);
+  ASSERT_TRUE(fr.ok());
+  std::string victim;
+  for (const auto& f : fr->manifest.fragments)
+    if (f.tensor == "blk.3.ffn_up.weight") victim = f.file;
+  ASSERT_FALSE(victim.empty());
+  auto bytes = testing::ReadBytes(dir / victim);
+  bytes[bytes.size() / 2] ^= 0x40;
+  testing::WriteBytes(dir / victim, bytes);
+  auto e = Engine::Open(dir.path(), {.threads = 1});
+  ASSERT_TRUE(e.ok()) << "opening reads only the header and manifest";
+  std::vector<float> l;
+  Status s = (*e)->Eval((*e)->tokenizer().Encode("Hello"), &l);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find(victim), std::string::npos) << s.ToString();
+  EXPECT_NE(s.message().find("SHA-256"), std::string::npos) << s.ToString();
+}
+
+}  // namespace
+}  // namespace ggswarm::runtime
