@@ -8,6 +8,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "convert/synth.h"
+#include "convert/type_plan.h"
 #include "fragments/fragment_source.h"
 #include "fragments/fragments.h"
 #include "runtime/engine.h"
@@ -179,6 +181,62 @@ TEST(Inference, KvCacheContinuationEqualsOneBatch) {
   ASSERT_TRUE((*e)->Eval({toks.data(), h}, &split).ok());
   ASSERT_TRUE((*e)->Eval({toks.data() + h, toks.size() - h}, &split).ok());
   for (size_t i = 0; i < whole.size(); ++i) ASSERT_NEAR(whole[i], split[i], 1e-4) << i;
+}
+
+// Random models of every weight type, made by our own writer exactly as
+// tests/data/make_type_goldens.sh made them for llama.cpp; logits must agree with llama.cpp's.
+// Tolerances, as fractions of the logits' range:
+//  - F32 1e-4 and F16 1e-3 as for the trained models above;
+//  - BF16 3e-3: activations are rounded to bf16 (8-bit mantissa, relative step 3.9e-3)
+//    before each product, so one value rounding the other way moves a logit by up to that;
+//  - quantized weights 1.5e-2: activations are rounded to 8-bit integers per block (step
+//    1/127 of the block's largest value, 0.8%), and a block value on the other side of a
+//    rounding boundary moves the result by up to that step. Most types agree to 1e-7
+//    (Q8_0, Q4_1, Q4_K, Q5_K, Q6_K, the Q4_K_M mix); Q4_0, Q5_0, Q5_1, Q2_K, Q3_K show such
+//    flips (largest 8.2e-3 of the range, Q3_K).
+TEST(InferenceGolden, EveryWeightTypeAgreesWithLlamaCpp) {
+  const std::string data = std::string(GGSWARM_SOURCE_DIR) + "/tests/data/types/";
+  struct Case {
+    const char* type;
+    double tol;
+  };
+  for (const Case c : {Case{"F32", 1e-4},
+                       {"F16", 1e-3},
+                       {"BF16", 3e-3},
+                       {"Q4_0", 1.5e-2},
+                       {"Q4_1", 1.5e-2},
+                       {"Q5_0", 1.5e-2},
+                       {"Q5_1", 1.5e-2},
+                       {"Q8_0", 1.5e-2},
+                       {"Q2_K", 1.5e-2},
+                       {"Q3_K", 1.5e-2},
+                       {"Q4_K", 1.5e-2},
+                       {"Q5_K", 1.5e-2},
+                       {"Q6_K", 1.5e-2},
+                       {"Q4_K_M", 1.5e-2}}) {
+    SCOPED_TRACE(c.type);
+    TempDir dir;
+    SynthOptions so{*FindPreset("tiny"), *ParseTypeMix(c.type), 1, "ggswarm-synth-tiny"};
+    ASSERT_TRUE(Synthesize(so, dir / "m.gguf", false).ok());
+    const auto g = LoadJson(data + "tiny-" + c.type + ".json");
+    const auto want = LoadJson(data + "tiny-" + c.type + ".logits.json").get<std::vector<float>>();
+    auto e = Engine::Open(dir / "m.gguf", {.threads = 2, .n_ctx = 64});
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    const std::vector<int32_t> prompt = g["prompt_tokens"];
+    ASSERT_EQ((*e)->tokenizer().Encode(g["prompt"].get<std::string>()), prompt);
+    std::vector<float> logits;
+    ASSERT_TRUE((*e)->Eval(prompt, &logits).ok());
+    ASSERT_EQ(logits.size(), want.size());
+    const auto [lo, hi] = std::minmax_element(want.begin(), want.end());
+    double worst = 0;
+    for (size_t i = 0; i < want.size(); ++i)
+      worst = std::max(worst, std::fabs(double(logits[i]) - want[i]));
+    EXPECT_LE(worst, c.tol * (*hi - *lo));
+    // The argmax too, where llama.cpp's top two are further apart than the tolerance.
+    const auto top = g["top10"];
+    if (top[0][1].get<double>() - top[1][1].get<double>() > c.tol * (*hi - *lo))
+      EXPECT_EQ(Argmax(logits), top[0][0].get<int32_t>());
+  }
 }
 
 TEST(InferenceErrors, ContextLimitAndBadPaths) {
