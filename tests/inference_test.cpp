@@ -12,6 +12,7 @@
 #include "convert/type_plan.h"
 #include "fragments/fragment_source.h"
 #include "fragments/fragments.h"
+#include "gguf/gguf_writer.h"
 #include "runtime/engine.h"
 #include "runtime/generate.h"
 #include "runtime/sampler.h"
@@ -237,6 +238,58 @@ TEST(InferenceGolden, EveryWeightTypeAgreesWithLlamaCpp) {
     if (top[0][1].get<double>() - top[1][1].get<double>() > c.tol * (*hi - *lo))
       EXPECT_EQ(Argmax(logits), top[0][0].get<int32_t>());
   }
+}
+
+TEST(Generation, StopsAtEndOfGenerationUnlessIgnored) {
+  GGSWARM_REQUIRE_SHARED_MODELS();
+  // The TinyStories models never end a story with </s>; a copy whose end-of-sequence token
+  // is the second token of llama.cpp's greedy continuation (383) must stop right there.
+  TempDir t;
+  auto f = gguf::GgufFile::Open(SharedDir() + "/models/stories260K-f32.gguf");
+  ASSERT_TRUE(f.ok());
+  gguf::GgufWriter w = gguf::WriterFor(*f);
+  w.Set("tokenizer.ggml.eos_token_id", gguf::Value::Uint32(383));
+  ASSERT_TRUE(w.Write(t / "m.gguf", false, [&](size_t i, OutputFile& out) {
+                 return out.Write(f->TensorBytes(f->tensors[i]));
+               }).ok());
+  auto e = Engine::Open(t / "m.gguf", {.threads = 1});
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  GenerateOptions o;
+  o.max_tokens = 64;
+  o.sampling.temperature = 0;
+  const auto prompt = (*e)->tokenizer().Encode("Once upon a time");
+  auto r = Generate(**e, prompt, o);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->stop, StopReason::kEndOfGeneration);
+  EXPECT_EQ(r->tokens, std::vector<int32_t>{432});
+  (*e)->Truncate(0);
+  o.ignore_eos = true;
+  r = Generate(**e, prompt, o);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->tokens.size(), 64u);
+  EXPECT_EQ(r->stop, StopReason::kMaxTokens);
+}
+
+TEST(Generation, ContinuesFromTheCacheAndStopsWhenTheContextIsFull) {
+  GGSWARM_REQUIRE_SHARED_MODELS();
+  auto e = Engine::Open(SharedDir() + "/models/stories260K-f32.gguf", {.threads = 1, .n_ctx = 32});
+  ASSERT_TRUE(e.ok());
+  GenerateOptions o;
+  o.max_tokens = 10;
+  o.sampling.temperature = 0;
+  auto a = Generate(**e, (*e)->tokenizer().Encode("Once upon a time"), o);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ((*e)->n_past(), 5 + 9);  // the last token is sampled, not yet evaluated
+  // A second turn continues at position 14 with its own tokens only.
+  const auto turn = (*e)->tokenizer().Encode("Lily", false);
+  auto b = Generate(**e, turn, o);
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ((*e)->n_past(), 14 + static_cast<int>(turn.size()) + 9);
+  o.max_tokens = 100;
+  auto c = Generate(**e, (*e)->tokenizer().Encode(" The", false), o);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->stop, StopReason::kContextFull);
+  EXPECT_EQ((*e)->n_past(), 32);
 }
 
 TEST(InferenceErrors, ContextLimitAndBadPaths) {

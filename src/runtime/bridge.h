@@ -1,0 +1,66 @@
+// The library's front door, as the Python prototype's "bridge" offered it:
+//
+//   ggswarm::Bridge bridge("out/tinyllama");   // a GGUF file or a fragment directory
+//   std::string text = bridge.generate("Hello", {.max_tokens = 50});
+//
+// The constructor and generate() throw ggswarm::Error (a std::runtime_error) with a
+// message naming what is wrong; Bridge::Open returns a StatusOr instead.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+#include "base/status.h"
+
+namespace ggswarm {
+
+namespace runtime {
+class Engine;
+}
+
+class Error : public std::runtime_error {
+ public:
+  explicit Error(const Status& s) : std::runtime_error(s.ToString()), status_(s) {}
+  const Status& status() const { return status_; }
+
+ private:
+  Status status_;
+};
+
+struct GenerateParams {
+  int max_tokens = 128;
+  float temperature = 0.8f;  // 0: greedy
+  int top_k = 40;
+  float top_p = 0.95f;
+  float min_p = 0.05f;
+  float repeat_penalty = 1.1f;
+  uint64_t seed = 0;
+  bool ignore_eos = false;
+};
+
+class Bridge {
+ public:
+  explicit Bridge(const std::string& path, int threads = 0);
+  static StatusOr<std::unique_ptr<Bridge>> Open(const std::string& path, int threads = 0);
+  ~Bridge();
+  Bridge(Bridge&&) noexcept;
+  Bridge& operator=(Bridge&&) noexcept;
+
+  // Text that follows `prompt` (each call starts from an empty context).
+  std::string generate(const std::string& prompt, const GenerateParams& params = {});
+  // The same, calling `on_text` with each piece as it is produced (valid UTF-8).
+  std::string generate(const std::string& prompt, const GenerateParams& params,
+                       const std::function<void(std::string_view)>& on_text);
+
+  runtime::Engine& engine() { return *engine_; }
+
+ private:
+  Bridge() = default;
+  std::unique_ptr<runtime::Engine> engine_;
+};
+
+}  // namespace ggswarm
