@@ -11,6 +11,7 @@
 #include "runtime/chat.h"
 #include "runtime/engine.h"
 #include "runtime/generate.h"
+#include "tokenizer/spm_export.h"
 
 namespace ggswarm::cli {
 namespace {
@@ -48,6 +49,20 @@ Status WriteTextFile(const std::string& path, const std::string& text, bool forc
   if (!f.ok()) return f.status();
   GGSWARM_RETURN_IF_ERROR(f->Write({reinterpret_cast<const uint8_t*>(text.data()), text.size()}));
   return f->Commit();
+}
+
+int RunExportTokenizer(const std::string& path, const std::string& out, bool force) {
+  auto src = fragments::OpenModel(path);
+  if (!src.ok()) return Fail(src.status().ToString());
+  auto v = tokenizer::Vocab::FromGguf((*src)->header());
+  if (!v.ok()) return Fail(path + ": " + v.status().ToString());
+  auto bytes = tokenizer::SentencePieceModel(*v);
+  if (!bytes.ok()) return Fail(path + ": " + bytes.status().ToString());
+  Status st = WriteTextFile(out, *bytes, force);
+  if (!st.ok()) return Fail(st.ToString());
+  std::printf("wrote %s: SentencePiece model of %zu pieces (%zu bytes)\n", out.c_str(), v->size(),
+              bytes->size());
+  return 0;
 }
 
 runtime::SamplerOptions Sampling(const RunArgs& a) {
@@ -201,6 +216,15 @@ void AddInferenceCommands(CLI::App& app, int& rc) {
   tk->add_flag("--json", json, "Print a JSON array of ids");
   tk->add_flag("--no-parse-special", no_special, "Treat control-token text as plain text");
   tk->callback([&] { rc = RunTokenize(path, text, json, no_special); });
+
+  static std::string out;
+  static bool force = false;
+  auto* tm =
+      app.add_subcommand("tokenizer", "Write the vocabulary as a SentencePiece tokenizer.model");
+  tm->add_option("model", path, "GGUF file or fragment directory")->required();
+  tm->add_option("out", out, "Output file, e.g. tokenizer.model")->required();
+  tm->add_flag("--force", force, "Replace the output file");
+  tm->callback([&] { rc = RunExportTokenizer(path, out, force); });
 
   static RunArgs a;
   auto* run = app.add_subcommand("run", "Generate text from a prompt");
