@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "convert/synth.h"
+#include "convert/type_plan.h"
 #include "gguf/gguf_file.h"
 #include "test_util.h"
 #include "tokenizer/unicode.h"
@@ -51,6 +53,22 @@ TEST(TokenizerGolden, SharedModels) {
     SCOPED_TRACE(m);
     CheckGolden(SharedDir() + "/models/" + m + ".gguf",
                 SharedDir() + "/golden/" + m + ".tokenize.json");
+  }
+}
+
+// Byte-level BPE: vocabularies ggswarm generates (merges learned from a fixed text), one
+// per pre-tokenizer, against llama.cpp's tokenizations made by
+// tests/data/make_bpe_goldens.sh.
+TEST(TokenizerGolden, ByteLevelBpeEveryPreTokenizer) {
+  for (const char* pre : {"llama3", "qwen2", "tekken", "gpt-2"}) {
+    SCOPED_TRACE(pre);
+    testing::TempDir dir;
+    ModelShape shape = *FindPreset("micro");
+    shape.n_vocab = 400;
+    SynthOptions o{shape, *ParseTypeMix("Q8_0"), 1, "ggswarm-synth-micro", pre};
+    ASSERT_TRUE(Synthesize(o, dir / "m.gguf", false).ok());
+    CheckGolden(dir / "m.gguf", std::string(GGSWARM_SOURCE_DIR) + "/tests/data/bpe/micro-" + pre +
+                                    ".tokenize.json");
   }
 }
 

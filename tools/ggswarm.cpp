@@ -165,6 +165,10 @@ int main(int argc, char** argv) {
   synth->add_option("--n-ctx", shape.n_ctx, "Override: context length");
   synth->add_option("--type", type_name, "Type or mix: " + TypeMixNames() + " (default Q8_0)");
   synth->add_option("--seed", seed, "Random seed (default 1)");
+  static std::string vocab = "spm";
+  synth->add_option("--vocab", vocab,
+                    "Tokenizer: spm (SentencePiece-style, default) or a byte-level BPE with "
+                    "pre-tokenizer llama3, qwen2, tekken or gpt-2");
   synth->add_option("--name", name, "general.name (default ggswarm-synth-PRESET)");
   synth->add_flag("--force", force, "Overwrite the output file");
   synth->callback([&] {
@@ -187,7 +191,7 @@ int main(int argc, char** argv) {
                    "warning: Q8_K is llama.cpp's activation type; llama.cpp cannot "
                    "compute with Q8_K weights\n");
     }
-    SynthOptions o{s, *mix, seed, name.empty() ? "ggswarm-synth-" + preset : name};
+    SynthOptions o{s, *mix, seed, name.empty() ? "ggswarm-synth-" + preset : name, vocab};
     ProgressBar bar("synth");
     auto r = Synthesize(o, out, force, bar.fn());
     bar.Finish();

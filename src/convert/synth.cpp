@@ -2,10 +2,12 @@
 
 #include <cmath>
 #include <cstring>
+#include <map>
 
 #include "gguf/gguf_writer.h"
 #include "quant/blocks.h"
 #include "quant/fp16.h"
+#include "tokenizer/unicode.h"
 
 namespace ggswarm {
 namespace {
@@ -166,6 +168,74 @@ void AddVocabulary(uint32_t n_vocab, gguf::GgufWriter* w) {
   w->Set("tokenizer.ggml.add_eos_token", Value::Bool(false));
 }
 
+// A byte-level BPE vocabulary: the 256 byte characters, merges learned (most frequent pair
+// first, ties by text) from a fixed multilingual text, and three control tokens at the end.
+void AddBpeVocabulary(uint32_t n_vocab, const std::string& pre, gguf::GgufWriter* w) {
+  using tokenizer::ByteToUnicode;
+  static const char* kText =
+      "Once upon a time, there was a little girl named Lily. She loved to play outside in "
+      "the park with her friends. One day, they saw a big red ball and 3 dogs; it's 12345 "
+      "steps away! Naïve café owners said: \"don't stop\". 東京タワーは高い。 The end.\n";
+  std::vector<std::vector<std::string>> words;
+  std::string word;
+  auto flush = [&] {
+    if (word.empty()) return;
+    std::vector<std::string> syms;
+    for (char c : word) syms.push_back(ByteToUnicode(static_cast<uint8_t>(c)));
+    words.push_back(std::move(syms));
+    word.clear();
+  };
+  for (const char* c = kText; *c; ++c) {
+    if (*c == ' ') flush();
+    word += *c;
+  }
+  flush();
+  std::vector<std::string> tokens;
+  for (int b = 0; b < 256; ++b) tokens.push_back(ByteToUnicode(static_cast<uint8_t>(b)));
+  std::vector<std::string> merges;
+  while (tokens.size() + 3 < n_vocab) {
+    std::map<std::pair<std::string, std::string>, int> count;
+    for (const auto& ws : words)
+      for (size_t i = 0; i + 1 < ws.size(); ++i) ++count[{ws[i], ws[i + 1]}];
+    if (count.empty()) break;
+    auto best = count.begin();
+    for (auto it = count.begin(); it != count.end(); ++it)
+      if (it->second > best->second) best = it;
+    const auto [a, b] = best->first;
+    merges.push_back(a + " " + b);
+    tokens.push_back(a + b);
+    for (auto& ws : words) {
+      std::vector<std::string> out;
+      for (size_t i = 0; i < ws.size(); ++i) {
+        if (i + 1 < ws.size() && ws[i] == a && ws[i + 1] == b) {
+          out.push_back(a + b);
+          ++i;
+        } else {
+          out.push_back(ws[i]);
+        }
+      }
+      ws = std::move(out);
+    }
+  }
+  // Fill up with unused single-character-free tokens if the text ran out of pairs.
+  for (int k = 0; tokens.size() + 3 < n_vocab; ++k)
+    tokens.push_back("<|unused_" + std::to_string(k) + "|>");
+  std::vector<Value> types(tokens.size(), Value::Int32(1));
+  const uint32_t bos = static_cast<uint32_t>(tokens.size());
+  for (const char* t : {"<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>"}) {
+    tokens.push_back(t);
+    types.push_back(Value::Int32(3));
+  }
+  w->Set("tokenizer.ggml.model", Value::String("gpt2"));
+  w->Set("tokenizer.ggml.pre", Value::String(pre));
+  w->Set("tokenizer.ggml.tokens", Value::StringArray(tokens));
+  w->Set("tokenizer.ggml.token_type", Value::Array(ValueType::INT32, types));
+  w->Set("tokenizer.ggml.merges", Value::StringArray(merges));
+  w->Set("tokenizer.ggml.bos_token_id", Value::Uint32(bos));
+  w->Set("tokenizer.ggml.eos_token_id", Value::Uint32(bos + 1));
+  w->Set("tokenizer.ggml.add_bos_token", Value::Bool(true));
+}
+
 }  // namespace
 
 std::optional<ModelShape> FindPreset(const std::string& name) {
@@ -227,7 +297,16 @@ StatusOr<SynthReport> Synthesize(const SynthOptions& o, const std::string& path,
   w.Set("llama.vocab_size", Value::Uint32(s.n_vocab));
   if (o.mix.file_type >= 0) w.Set("general.file_type", Value::Uint32(o.mix.file_type));
   w.Set("general.quantization_version", Value::Uint32(2));
-  AddVocabulary(s.n_vocab, &w);
+  if (o.vocab == "spm") {
+    AddVocabulary(s.n_vocab, &w);
+  } else if (o.vocab == "llama3" || o.vocab == "qwen2" || o.vocab == "tekken" ||
+             o.vocab == "gpt-2") {
+    if (s.n_vocab < 300) return Status::InvalidArgument("a BPE vocabulary needs n_vocab >= 300");
+    AddBpeVocabulary(s.n_vocab, o.vocab, &w);
+  } else {
+    return Status::InvalidArgument("unknown vocabulary '" + o.vocab +
+                                   "' (spm, llama3, qwen2, tekken, gpt-2)");
+  }
 
   SynthReport report;
   struct Planned {

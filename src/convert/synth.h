@@ -35,6 +35,9 @@ struct SynthOptions {
   TypeMix mix;
   uint64_t seed = 1;
   std::string model_name = "ggswarm-synth";
+  // "spm": a SentencePiece-style vocabulary; or a byte-level BPE vocabulary ("gpt2" model)
+  // with merges learned from a fixed text and this pre-tokenizer: llama3, qwen2, tekken, gpt-2.
+  std::string vocab = "spm";
 };
 
 struct SynthReport {
