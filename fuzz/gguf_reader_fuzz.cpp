@@ -1,6 +1,9 @@
-// libFuzzer entry point for the GGUF reader (whole files and header-only parses) and the
-// manifest parser. Build with -DGGSWARM_FUZZ=ON and clang; tests/fuzz_replay_test.cpp drives
-// the same entry point with deterministic mutations in every ordinary build.
+// libFuzzer entry point for the GGUF reader (whole files and header-only parses), the
+// vocabulary and hyper-parameter readers on what it accepts (with the tokenizer run over the
+// input bytes as text), and the manifest parser. Build with -DGGSWARM_FUZZ=ON and clang;
+// tests/fuzz_replay_test.cpp drives the same entry point with deterministic mutations in every
+// ordinary build.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -8,6 +11,9 @@
 
 #include "fragments/manifest.h"
 #include "gguf/gguf_file.h"
+#include "model/config.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/unicode.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::span<const uint8_t> bytes(data, size);
@@ -16,10 +22,27 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // Touch everything a caller might: metadata renderings and tensor extents.
     for (const auto& kv : f->metadata) (void)kv.value.ToString(4);
     for (const auto& t : f->tensors) (void)(t.offset + t.size <= f->file_size);
+    (void)ggswarm::model::LlamaConfig::FromGguf(*f);
+    auto tok = ggswarm::tokenizer::Tokenizer::FromGguf(*f);
+    if (tok.ok()) {
+      const std::string text(reinterpret_cast<const char*>(data), std::min<size_t>(size, 256));
+      const auto ids = tok->Encode(text, true, true);
+      (void)tok->Decode(ids, true, true);
+    }
+  }
+  if (size > 0) {
+    // The tokenizer's Unicode handling on arbitrary bytes.
+    const std::string text(reinterpret_cast<const char*>(data), size);
+    (void)ggswarm::tokenizer::SanitizeUtf8(text);
   }
   ggswarm::gguf::ParseOptions header_only;
   header_only.full_file_size = size + (size > 0 ? data[0] : 0) * 4096;
-  (void)ggswarm::gguf::GgufFile::Parse(bytes, header_only);
+  auto h = ggswarm::gguf::GgufFile::Parse(bytes, header_only);
+  if (h.ok()) {
+    (void)ggswarm::model::LlamaConfig::FromGguf(*h);
+    auto tok = ggswarm::tokenizer::Tokenizer::FromGguf(*h);
+    if (tok.ok()) (void)tok->Encode("Hello <s> wörld 123 \xF0\x9F\xA6", true, true);
+  }
   (void)ggswarm::fragments::Manifest::FromJson(
       std::string(reinterpret_cast<const char*>(data), size));
   return 0;

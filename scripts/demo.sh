@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The main job on data ggswarm makes itself: a random model of TinyLlama-1.1B's shapes (2 of
-# its 22 layers, Q8_0, about 234 MB) is made, fragmented, verified and put back together.
+# its 22 layers, Q8_0, about 234 MB) is made, fragmented, verified and put back together, and
+# text is generated straight from its fragments (random weights: the text is noise). Where
+# ../shared/models is present, a trained TinyStories model is fragmented and tells a story
+# from its fragments too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ggswarm=build/ggswarm
@@ -14,7 +17,15 @@ $ggswarm fragment "$work/tinyllama-2l.Q8_0.gguf" "$work/fragments"
 $ggswarm verify "$work/fragments"
 $ggswarm reassemble "$work/fragments" "$work/reassembled.gguf"
 cmp "$work/tinyllama-2l.Q8_0.gguf" "$work/reassembled.gguf"
+$ggswarm run "$work/fragments" -p "Hello" -n 16 --temp 0
 set +x
+stories=../shared/models/stories260K-f32.gguf
+if [ -f "$stories" ]; then
+  set -x
+  $ggswarm fragment "$stories" "$work/stories"
+  $ggswarm run "$work/stories" -p "Once upon a time" -n 64 --temp 0
+  set +x
+fi
 echo
 echo "fragments: $(ls "$work/fragments" | grep -c '\.dat$') files (gguf_header.dat included) + manifest.json in $work/fragments"
 sha256sum "$work/tinyllama-2l.Q8_0.gguf" "$work/reassembled.gguf"

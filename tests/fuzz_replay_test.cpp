@@ -6,6 +6,8 @@
 #include <cstring>
 #include <random>
 
+#include "convert/synth.h"
+#include "convert/type_plan.h"
 #include "test_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
@@ -45,6 +47,19 @@ TEST(FuzzReplay, MutatedSharedModelHeaders) {
     auto bytes = ggswarm::testing::ReadBytes(m);
     bytes.resize(std::min<size_t>(bytes.size(), 64 << 10));  // the header and a little data
     Mutate(bytes, 300, s++);
+  }
+}
+
+// A whole small model with a byte-level BPE vocabulary (merges, pre-tokenizer), so that
+// mutations reach the vocabulary reader and the tokenizers.
+TEST(FuzzReplay, MutatedSynthModelsWithBothVocabularies) {
+  for (const char* vocab : {"spm", "llama3", "tekken"}) {
+    ggswarm::testing::TempDir dir;
+    ggswarm::ModelShape shape = *ggswarm::FindPreset("micro");
+    shape.n_vocab = 400;
+    ggswarm::SynthOptions o{shape, *ggswarm::ParseTypeMix("Q8_0"), 1, "fuzz", vocab};
+    ASSERT_TRUE(ggswarm::Synthesize(o, dir / "m.gguf", false).ok());
+    Mutate(ggswarm::testing::ReadBytes(dir / "m.gguf"), 200, 99);
   }
 }
 

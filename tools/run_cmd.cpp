@@ -127,6 +127,7 @@ int RunGenerate(const RunArgs& a) {
     std::printf("%s\n", j.dump(1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   } else {
     std::printf("\n");
+    std::fflush(stdout);
     if (r->stop == runtime::StopReason::kContextFull)
       std::fprintf(stderr, "ggswarm: stopped: the context of %d tokens is full (raise --ctx)\n",
                    e.n_ctx());
