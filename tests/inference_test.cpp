@@ -292,6 +292,37 @@ TEST(Generation, ContinuesFromTheCacheAndStopsWhenTheContextIsFull) {
   EXPECT_EQ((*e)->n_past(), 32);
 }
 
+// Copies of a shared model with one metadata value changed must be refused by name.
+TEST(InferenceErrors, BadModelsAreRefusedWithTheReason) {
+  GGSWARM_REQUIRE_SHARED_MODELS();
+  auto f = gguf::GgufFile::Open(SharedDir() + "/models/stories260K-f32.gguf");
+  ASSERT_TRUE(f.ok());
+  struct Case {
+    const char* key;
+    gguf::Value value;
+    const char* message;
+  };
+  const Case cases[] = {
+      {"general.architecture", gguf::Value::String("gpt2"), "architecture 'gpt2' is not supported"},
+      {"llama.block_count", gguf::Value::Uint32(6), "tensor blk.5.attn_norm.weight is missing"},
+      {"llama.embedding_length", gguf::Value::Uint32(128), "has shape [64, 512]"},
+      {"llama.attention.head_count_kv", gguf::Value::Uint32(3), "not a multiple"},
+      {"tokenizer.ggml.model", gguf::Value::String("bert"), "'bert' is not supported"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.key);
+    TempDir t;
+    gguf::GgufWriter w = gguf::WriterFor(*f);
+    w.Set(c.key, c.value);
+    ASSERT_TRUE(w.Write(t / "m.gguf", false, [&](size_t i, OutputFile& out) {
+                   return out.Write(f->TensorBytes(f->tensors[i]));
+                 }).ok());
+    auto e = Engine::Open(t / "m.gguf");
+    ASSERT_FALSE(e.ok());
+    EXPECT_NE(e.status().message().find(c.message), std::string::npos) << e.status().ToString();
+  }
+}
+
 TEST(InferenceErrors, ContextLimitAndBadPaths) {
   GGSWARM_REQUIRE_SHARED_MODELS();
   auto e = Engine::Open(SharedDir() + "/models/stories260K-f32.gguf", {.threads = 1, .n_ctx = 8});
