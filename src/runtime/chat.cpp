@@ -43,14 +43,21 @@ const ChatFormat* ByName(const std::string& n) {
 
 bool Has(const std::string& s, const char* what) { return s.find(what) != std::string::npos; }
 
-std::string Fill(std::string t, const std::string& system, const std::string& user) {
-  auto put = [&](const std::string& key, const std::string& value) {
-    const size_t p = t.find(key);
-    if (p != std::string::npos) t.replace(p, key.size(), value);
-  };
-  put("{system}", system);
-  put("{user}", user);
-  return t;
+// Fills {system} and {user} in one pass, so that text containing "{user}" stays as written.
+std::string Fill(const std::string& t, const std::string& system, const std::string& user) {
+  std::string out;
+  for (size_t i = 0; i < t.size();) {
+    if (t.compare(i, 8, "{system}") == 0) {
+      out += system;
+      i += 8;
+    } else if (t.compare(i, 6, "{user}") == 0) {
+      out += user;
+      i += 6;
+    } else {
+      out += t[i++];
+    }
+  }
+  return out;
 }
 
 }  // namespace
