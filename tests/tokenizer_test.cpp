@@ -101,6 +101,19 @@ TEST(Tokenizer, StreamIsValidUtf8WhenCharactersSpanTokens) {
   EXPECT_EQ(out, " " + text);  // generation keeps the encoder's leading space
 }
 
+TEST(Tokenizer, DamagedByteTokenTextDecodesToNothing) {
+  // Byte tokens whose text is not "<0xNN>" (a damaged or hostile vocabulary) must not throw.
+  Vocab v;
+  v.text = {"<unk>", "<0xZZ>", "<0x4", "<0x41>", "abcdef"};
+  v.score.assign(5, 0);
+  v.attr = {kAttrUnknown, kAttrByte, kAttrByte, kAttrByte, kAttrByte};
+  const Tokenizer tok(v);
+  EXPECT_EQ(tok.Piece(1), "");
+  EXPECT_EQ(tok.Piece(2), "");
+  EXPECT_EQ(tok.Piece(3), "A");
+  EXPECT_EQ(tok.Piece(4), "");
+}
+
 TEST(Unicode, CompletePrefixAndSanitize) {
   EXPECT_EQ(CompleteUtf8Prefix("ab\xE6\x9D"), 2u);
   EXPECT_EQ(CompleteUtf8Prefix("ab\xE6\x9D\xB1"), 5u);

@@ -76,23 +76,26 @@ runtime::SamplerOptions Sampling(const RunArgs& a) {
   return s;
 }
 
-int RunGenerate(const RunArgs& a) {
-  if (!a.dump_logits.empty() && PathExists(a.dump_logits) && !a.force)
-    return Fail(a.dump_logits + " exists (use --force to replace it)");
+StatusOr<std::unique_ptr<runtime::Engine>> OpenEngine(const RunArgs& a) {
   runtime::EngineOptions eo;
   eo.threads = a.threads;
   eo.n_ctx = a.ctx;
-  auto engine = runtime::Engine::Open(a.model, eo);
+  return runtime::Engine::Open(a.model, eo);
+}
+
+int RunGenerate(const RunArgs& a) {
+  if (!a.dump_logits.empty() && PathExists(a.dump_logits) && !a.force)
+    return Fail(a.dump_logits + " exists (use --force to replace it)");
+  auto engine = OpenEngine(a);
   if (!engine.ok()) return Fail(engine.status().ToString());
   runtime::Engine& e = **engine;
   std::string prompt = a.prompt;
-  bool add_special = true;
   if (a.chat) {
-    auto fmt = runtime::ChatFormatFor(e.tokenizer().vocab(), e.source().header(), a.chat_template);
+    auto fmt = runtime::ChatFormatFor(e.source().header(), a.chat_template);
     if (!fmt.ok()) return Fail(fmt.status().ToString());
     prompt = runtime::RenderFirstTurn(*fmt, a.system, a.prompt);
   }
-  const std::vector<int32_t> tokens = e.tokenizer().Encode(prompt, add_special, true);
+  const std::vector<int32_t> tokens = e.tokenizer().Encode(prompt);
   runtime::GenerateOptions go;
   go.max_tokens = a.n;
   go.ignore_eos = a.ignore_eos;
@@ -141,13 +144,10 @@ int RunGenerate(const RunArgs& a) {
 // An interactive conversation on stdin/stdout; the KV cache carries over between turns, so
 // each turn only evaluates its own new tokens.
 int RunChat(const RunArgs& a) {
-  runtime::EngineOptions eo;
-  eo.threads = a.threads;
-  eo.n_ctx = a.ctx;
-  auto engine = runtime::Engine::Open(a.model, eo);
+  auto engine = OpenEngine(a);
   if (!engine.ok()) return Fail(engine.status().ToString());
   runtime::Engine& e = **engine;
-  auto fmt = runtime::ChatFormatFor(e.tokenizer().vocab(), e.source().header(), a.chat_template);
+  auto fmt = runtime::ChatFormatFor(e.source().header(), a.chat_template);
   if (!fmt.ok()) return Fail(fmt.status().ToString());
   const bool tty = isatty(0) && isatty(1);
   if (tty)

@@ -67,6 +67,25 @@ void QuantizeQ8_K(const float* x, Q8_K* y, int64_t nb) {
   }
 }
 
+// Σ (q_j - offset) · y_j over one block of 32 quants, where q_j is the low nibble of qs[j]
+// for j < 16 and the high nibble of qs[j - 16], plus 16 when bit j of `qh` is set (Q5_0,
+// Q5_1; 0 for Q4_0, Q4_1). Exact in integers.
+int NibbleBlockDot(const uint8_t* qs, uint32_t qh, int offset, const int8_t* y) {
+  int sumi = 0;
+  for (int j = 0; j < kQK / 2; ++j) {
+    const int h0 = ((qh >> j) & 1) << 4, h1 = ((qh >> (j + 16)) & 1) << 4;
+    sumi += (((qs[j] & 0x0F) | h0) - offset) * y[j];
+    sumi += (((qs[j] >> 4) | h1) - offset) * y[j + kQK / 2];
+  }
+  return sumi;
+}
+
+uint32_t HighBits(const uint8_t (&qh)[4]) {
+  uint32_t v;
+  std::memcpy(&v, qh, 4);  // little-endian u32, as ggml stores it
+  return v;
+}
+
 }  // namespace
 
 GgmlType VecDotType(GgmlType w) {
@@ -145,61 +164,35 @@ float VecDotBlocks(GgmlType w, const void* wrow, const void* arow, int64_t n) {
     case GgmlType::Q4_0: {
       const auto* x = static_cast<const Q4_0*>(wrow);
       const auto* y = static_cast<const Q8_0*>(arow);
-      for (int64_t i = 0; i < nb; ++i) {
-        int sumi = 0;
-        for (int j = 0; j < kQK / 2; ++j) {
-          sumi += ((x[i].qs[j] & 0x0F) - 8) * y[i].qs[j];
-          sumi += ((x[i].qs[j] >> 4) - 8) * y[i].qs[j + kQK / 2];
-        }
-        sumf += sumi * (HalfToFloat(x[i].d) * HalfToFloat(y[i].d));
-      }
+      for (int64_t i = 0; i < nb; ++i)
+        sumf +=
+            NibbleBlockDot(x[i].qs, 0, 8, y[i].qs) * (HalfToFloat(x[i].d) * HalfToFloat(y[i].d));
       break;
     }
     case GgmlType::Q4_1: {
       const auto* x = static_cast<const Q4_1*>(wrow);
       const auto* y = static_cast<const BlockQ8_1*>(arow);
-      for (int64_t i = 0; i < nb; ++i) {
-        int sumi = 0;
-        for (int j = 0; j < kQK / 2; ++j) {
-          sumi += (x[i].qs[j] & 0x0F) * y[i].qs[j];
-          sumi += (x[i].qs[j] >> 4) * y[i].qs[j + kQK / 2];
-        }
-        sumf += (HalfToFloat(x[i].d) * HalfToFloat(y[i].d)) * sumi +
-                HalfToFloat(x[i].m) * HalfToFloat(y[i].s);
-      }
+      for (int64_t i = 0; i < nb; ++i)
+        sumf +=
+            (HalfToFloat(x[i].d) * HalfToFloat(y[i].d)) * NibbleBlockDot(x[i].qs, 0, 0, y[i].qs) +
+            HalfToFloat(x[i].m) * HalfToFloat(y[i].s);
       break;
     }
     case GgmlType::Q5_0: {
       const auto* x = static_cast<const Q5_0*>(wrow);
       const auto* y = static_cast<const Q8_0*>(arow);
-      for (int64_t i = 0; i < nb; ++i) {
-        uint32_t qh;
-        std::memcpy(&qh, x[i].qh, 4);
-        int sumi = 0;
-        for (int j = 0; j < kQK / 2; ++j) {
-          const int h0 = ((qh >> j) & 1) << 4, h1 = ((qh >> (j + 16)) & 1) << 4;
-          sumi += (((x[i].qs[j] & 0x0F) | h0) - 16) * y[i].qs[j];
-          sumi += (((x[i].qs[j] >> 4) | h1) - 16) * y[i].qs[j + kQK / 2];
-        }
-        sumf += sumi * (HalfToFloat(x[i].d) * HalfToFloat(y[i].d));
-      }
+      for (int64_t i = 0; i < nb; ++i)
+        sumf += NibbleBlockDot(x[i].qs, HighBits(x[i].qh), 16, y[i].qs) *
+                (HalfToFloat(x[i].d) * HalfToFloat(y[i].d));
       break;
     }
     case GgmlType::Q5_1: {
       const auto* x = static_cast<const Q5_1*>(wrow);
       const auto* y = static_cast<const BlockQ8_1*>(arow);
-      for (int64_t i = 0; i < nb; ++i) {
-        uint32_t qh;
-        std::memcpy(&qh, x[i].qh, 4);
-        int sumi = 0;
-        for (int j = 0; j < kQK / 2; ++j) {
-          const int h0 = ((qh >> j) & 1) << 4, h1 = ((qh >> (j + 16)) & 1) << 4;
-          sumi += ((x[i].qs[j] & 0x0F) | h0) * y[i].qs[j];
-          sumi += ((x[i].qs[j] >> 4) | h1) * y[i].qs[j + kQK / 2];
-        }
-        sumf += (HalfToFloat(x[i].d) * HalfToFloat(y[i].d)) * sumi +
+      for (int64_t i = 0; i < nb; ++i)
+        sumf += (HalfToFloat(x[i].d) * HalfToFloat(y[i].d)) *
+                    NibbleBlockDot(x[i].qs, HighBits(x[i].qh), 0, y[i].qs) +
                 HalfToFloat(x[i].m) * HalfToFloat(y[i].s);
-      }
       break;
     }
     case GgmlType::Q8_0: {

@@ -68,9 +68,7 @@ std::string ChatFormatNames() {
   return s;
 }
 
-StatusOr<ChatFormat> ChatFormatFor(const tokenizer::Vocab& vocab, const gguf::GgufFile& f,
-                                   const std::string& name) {
-  (void)vocab;
+StatusOr<ChatFormat> ChatFormatFor(const gguf::GgufFile& f, const std::string& name) {
   if (!name.empty()) {
     if (const ChatFormat* c = ByName(name)) return *c;
     return Status::InvalidArgument("unknown chat template '" + name + "' (one of " +

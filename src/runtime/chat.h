@@ -7,7 +7,6 @@
 
 #include "base/status.h"
 #include "gguf/gguf_file.h"
-#include "tokenizer/vocab.h"
 
 namespace ggswarm::runtime {
 
@@ -21,8 +20,7 @@ struct ChatFormat {
 
 // The format for this model: `name` when given (see ChatFormatNames), else recognised from
 // tokenizer.chat_template. An error says when there is none or it is not recognised.
-StatusOr<ChatFormat> ChatFormatFor(const tokenizer::Vocab& vocab, const gguf::GgufFile& f,
-                                   const std::string& name = "");
+StatusOr<ChatFormat> ChatFormatFor(const gguf::GgufFile& f, const std::string& name = "");
 std::string ChatFormatNames();
 
 std::string RenderFirstTurn(const ChatFormat& f, const std::string& system,

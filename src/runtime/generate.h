@@ -31,7 +31,8 @@ struct GenerateResult {
 };
 
 // Called with each new piece of text (valid UTF-8, possibly empty while a character is
-// still incomplete) and its token; return false to stop.
+// still incomplete) and its token; return false to stop. At the end, bytes still held back
+// (an unfinished character) come once more with token -1.
 using TokenCallback = std::function<bool(const std::string& text, int32_t token)>;
 
 // Generates after `prompt`, continuing from the engine's current position (its KV cache),

@@ -206,9 +206,16 @@ std::string Tokenizer::Piece(TokenId id, bool special) const {
   if (v.kind == VocabKind::kSpm) {
     if (a & kAttrNormal) return UnescapeSpaces(t);
     if (a & kAttrByte) {
-      // "<0xNN>"
-      if (t.size() == 6)
-        return std::string(1, static_cast<char>(std::stoi(t.substr(3, 2), nullptr, 16)));
+      // "<0xNN>"; a byte token with any other text (a damaged vocabulary) stands for nothing.
+      auto hex = [](char c) {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        return -1;
+      };
+      if (t.size() == 6 && t.compare(0, 3, "<0x") == 0 && t[5] == '>' && hex(t[3]) >= 0 &&
+          hex(t[4]) >= 0)
+        return std::string(1, static_cast<char>(hex(t[3]) * 16 + hex(t[4])));
       return {};
     }
     return {};
