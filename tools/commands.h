@@ -14,6 +14,7 @@ int RunInspect(const std::string& path, bool json);
 int RunTensor(const std::string& path, const std::string& name, const std::string& rows,
               uint64_t count, const std::string& npy_out, bool force);
 void AddInferenceCommands(CLI::App& app, int& rc);  // tokenize, tokenizer, run, chat
+void AddBenchCommand(CLI::App& app, int& rc);
 int Fail(const std::string& message);               // prints "ggswarm: error: …" and returns 1
 
 }  // namespace ggswarm::cli

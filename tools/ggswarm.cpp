@@ -226,6 +226,7 @@ int main(int argc, char** argv) {
   });
 
   AddInferenceCommands(app, rc);
+  AddBenchCommand(app, rc);
 
   try {
     app.parse(argc, argv);

@@ -2,16 +2,18 @@
 
 #include <algorithm>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define GGSWARM_PAUSE() _mm_pause()
+#else
+#define GGSWARM_PAUSE() ((void)0)
+#endif
+
 namespace ggswarm {
 namespace {
-
-// Chunk `i` of `parts` over [0, n), edges rounded to multiples of `grain`.
-void Chunk(int64_t n, int64_t grain, int parts, int i, int64_t* b, int64_t* e) {
-  const int64_t units = (n + grain - 1) / grain;
-  *b = std::min(n, units * i / parts * grain);
-  *e = std::min(n, units * (i + 1) / parts * grain);
-}
-
+// Spins before sleeping: about a millisecond, longer than any gap between two matrix
+// products of one token.
+constexpr int kSpins = 1 << 14;
 }  // namespace
 
 ThreadPool::ThreadPool(int threads) {
@@ -20,12 +22,18 @@ ThreadPool::ThreadPool(int threads) {
 }
 
 ThreadPool::~ThreadPool() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
-  }
-  start_cv_.notify_all();
+  stop_.store(true);
+  generation_.fetch_add(1);
+  generation_.notify_all();
   for (auto& t : workers_) t.join();
+}
+
+void ThreadPool::Work(int index) {
+  for (;;) {
+    const int64_t b = next_.fetch_add(chunk_, std::memory_order_relaxed);
+    if (b >= n_) return;
+    (*job_)(b, std::min(n_, b + chunk_), index);
+  }
 }
 
 void ThreadPool::Run(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn,
@@ -36,44 +44,40 @@ void ThreadPool::Run(int64_t n, const std::function<void(int64_t, int64_t, int)>
     fn(0, n, 0);
     return;
   }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    job_ = &fn;
-    n_ = n;
-    grain_ = grain;
-    pending_ = static_cast<int>(workers_.size());
-    ++generation_;
-  }
-  start_cv_.notify_all();
-  int64_t b, e;
-  Chunk(n, grain, size(), 0, &b, &e);
-  if (b < e) fn(b, e, 0);
-  std::unique_lock<std::mutex> lock(mu_);
-  done_cv_.wait(lock, [&] { return pending_ == 0; });
+  // About four chunks per thread: small enough to even out, large enough to be cheap.
+  const int64_t units = (n + grain - 1) / grain;
+  const int64_t per = std::max<int64_t>(1, units / (4 * size()));
+  job_ = &fn;
+  n_ = n;
+  chunk_ = per * grain;
+  next_.store(0, std::memory_order_relaxed);
+  pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
+  generation_.fetch_add(1);  // publishes the job (sequentially consistent)
+  if (sleepers_.load() > 0) generation_.notify_all();
+  Work(0);
+  while (pending_.load(std::memory_order_acquire) != 0) GGSWARM_PAUSE();
   job_ = nullptr;
 }
 
 void ThreadPool::Worker(int index) {
   uint64_t seen = 0;
   for (;;) {
-    const std::function<void(int64_t, int64_t, int)>* job;
-    int64_t n, grain;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      start_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      job = job_;
-      n = n_;
-      grain = grain_;
+    uint64_t g;
+    int spins = 0;
+    while ((g = generation_.load(std::memory_order_acquire)) == seen) {
+      if (++spins < kSpins) {
+        GGSWARM_PAUSE();
+        continue;
+      }
+      sleepers_.fetch_add(1);
+      if (generation_.load() == seen) generation_.wait(seen);
+      sleepers_.fetch_sub(1);
+      spins = 0;
     }
-    int64_t b, e;
-    Chunk(n, grain, size(), index, &b, &e);
-    if (b < e) (*job)(b, e, index);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (--pending_ == 0) done_cv_.notify_one();
-    }
+    seen = g;
+    if (stop_.load()) return;
+    Work(index);
+    pending_.fetch_sub(1, std::memory_order_release);
   }
 }
 

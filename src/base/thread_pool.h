@@ -1,12 +1,15 @@
 // A fixed set of worker threads that lives as long as the engine (no thread is created per
-// token). Run(n, fn) splits the range [0, n) into one contiguous chunk per thread, runs
-// them at once (the calling thread takes the first chunk) and returns when all are done.
+// token). Run(n, fn) hands out the range [0, n) in chunks to the calling thread and the
+// workers, which take the next chunk as they finish one (so both cores finish together
+// even when one is slowed), and returns when all are done.
+//
+// Between jobs the workers spin for a short while (a token's matrix products follow each
+// other within microseconds, far faster than a sleeping thread wakes), then sleep.
 #pragma once
 
-#include <condition_variable>
+#include <atomic>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -22,21 +25,23 @@ class ThreadPool {
 
   int size() const { return static_cast<int>(workers_.size()) + 1; }
 
-  // fn(begin, end, thread_index) over contiguous chunks of [0, n); chunk edges are
-  // multiples of `grain` (except the last).
+  // fn(begin, end, thread_index) over chunks of [0, n); chunk edges are multiples of
+  // `grain` (except the last). Each thread index runs on one thread at a time.
   void Run(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn, int64_t grain = 1);
 
  private:
   void Worker(int index);
+  void Work(int index);
 
   std::vector<std::thread> workers_;
-  std::mutex mu_;
-  std::condition_variable start_cv_, done_cv_;
+  // The current job; written by Run before `generation_` is bumped.
   const std::function<void(int64_t, int64_t, int)>* job_ = nullptr;
-  int64_t n_ = 0, grain_ = 1;
-  uint64_t generation_ = 0;
-  int pending_ = 0;
-  bool stop_ = false;
+  int64_t n_ = 0, chunk_ = 1;
+  alignas(64) std::atomic<int64_t> next_{0};
+  alignas(64) std::atomic<uint64_t> generation_{0};
+  alignas(64) std::atomic<int> pending_{0};
+  std::atomic<int> sleepers_{0};
+  std::atomic<bool> stop_{false};
 };
 
 }  // namespace ggswarm

@@ -86,6 +86,18 @@ Status LlamaModel::LoadHead() {
   return Status();
 }
 
+Status LlamaModel::MapAll() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    GGSWARM_RETURN_IF_ERROR(LoadHead());
+  }
+  for (int l = 0; l < config_.n_layer; ++l) {
+    auto w = Layer(l);
+    if (!w.ok()) return w.status();
+  }
+  return Status();
+}
+
 Status LlamaModel::Embed(std::span<const int32_t> tokens, float* x) {
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -38,6 +38,9 @@ class LlamaModel {
   // The weights of layer `l`, mapped (and, from fragments, checked) on first use.
   StatusOr<const LayerWeights*> Layer(int l);
 
+  // Maps every layer and the head now.
+  Status MapAll();
+
   // x[t] = embedding row of tokens[t]: (n × n_embd).
   Status Embed(std::span<const int32_t> tokens, float* x);
 

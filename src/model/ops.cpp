@@ -1,11 +1,48 @@
 #include "model/ops.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "quant/dequantize.h"
 #include "quant/vec_dot.h"
 
 namespace ggswarm::model {
+
+namespace {
+
+// Many tokens: decode four weight rows at a time and multiply them with every token.
+void TileMatMul(const TensorView& w, int n, float* y, ThreadPool& pool, MatMulScratch* s,
+                int block) {
+  const GgmlType type = w.type();
+  const int64_t k = static_cast<int64_t>(w.cols());
+  const int64_t m = static_cast<int64_t>(w.rows());
+  const uint64_t abytes = ActivationBytes(VecDotType(type), k);
+  kernels::BuildPanel(type, s->act.data(), abytes, n, k, &s->panel);
+  const bool has_min = kernels::HasMin(type);
+  if (s->dec.size() < static_cast<size_t>(pool.size())) {
+    s->dec.resize(pool.size());
+    s->tile_out.resize(pool.size());
+  }
+  constexpr int kRows = 4;
+  pool.Run(
+      m,
+      [&](int64_t begin, int64_t end, int tid) {
+        kernels::DecodedRows& d = s->dec[tid];
+        std::vector<float>& out = s->tile_out[tid];
+        out.resize(static_cast<size_t>(kRows) * n);
+        for (int64_t r = begin; r < end; r += kRows) {
+          const int rows = static_cast<int>(std::min<int64_t>(kRows, end - r));
+          kernels::Reserve(&d, rows, k, block);
+          for (int i = 0; i < rows; ++i) kernels::DecodeRow(type, w.Row(r + i), &d, i);
+          kernels::TileProduct(d, s->panel, has_min, out.data(), n);
+          for (int i = 0; i < rows; ++i)
+            for (int t = 0; t < n; ++t) y[t * m + r + i] = out[i * n + t];
+        }
+      },
+      kRows);
+}
+
+}  // namespace
 
 void MatMul(const TensorView& w, const float* x, int n, float* y, ThreadPool& pool,
             MatMulScratch* s) {
@@ -14,11 +51,15 @@ void MatMul(const TensorView& w, const float* x, int n, float* y, ThreadPool& po
   const int64_t m = static_cast<int64_t>(w.rows());
   const GgmlType vt = VecDotType(type);
   const uint64_t abytes = ActivationBytes(vt, k);
-  const bool integer = HasIntegerDot(type);
+  const bool fast = kernels::Active() == kernels::Isa::kAvx512Vnni;
+  const int block = fast ? kernels::TileBlock(type) : 0;
+  const bool rowdot = kernels::HasRowDot(type);
+  const bool integer = rowdot || HasIntegerDot(type) || (block && n >= kTileMinTokens);
   const bool f32 = type == GgmlType::F32;
 
   s->act.resize(abytes * n);
   for (int t = 0; t < n; ++t) QuantizeActivation(vt, x + t * k, s->act.data() + t * abytes, k);
+  if (block && n >= kTileMinTokens) return TileMatMul(w, n, y, pool, s, block);
   if (!integer) {
     s->expanded.resize(static_cast<size_t>(k) * n);
     for (int t = 0; t < n; ++t)
@@ -34,6 +75,14 @@ void MatMul(const TensorView& w, const float* x, int n, float* y, ThreadPool& po
         for (const TensorShard& sh : w.shards) {
           const int64_t b = std::max<int64_t>(begin, sh.row_begin);
           const int64_t e = std::min<int64_t>(end, sh.row_end);
+          if (b >= e) continue;
+          if (rowdot) {
+            const uint8_t* rows = sh.data + (b - sh.row_begin) * w.row_bytes;
+            for (int t = 0; t < n; ++t)
+              kernels::RowDots(type, rows, w.row_bytes, e - b, s->act.data() + t * abytes, k,
+                               y + t * m + b, 1);
+            continue;
+          }
           for (int64_t r = b; r < e; ++r) {
             const uint8_t* row = sh.data + (r - sh.row_begin) * w.row_bytes;
             if (integer) {

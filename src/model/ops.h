@@ -7,15 +7,22 @@
 
 #include "base/thread_pool.h"
 #include "gguf/tensor_source.h"
+#include "kernels/kernels.h"
 
 namespace ggswarm::model {
 
 // Buffers reused by every matrix multiplication (no allocation per token).
 struct MatMulScratch {
-  std::vector<uint8_t> act;              // activations in the weight's vec_dot_type, n * bytes/row
-  std::vector<float> expanded;           // the same, back as floats (float-path types)
-  std::vector<std::vector<float>> wrow;  // per thread: one dequantized weight row
+  std::vector<uint8_t> act;               // activations in the weight's vec_dot_type, n * bytes/row
+  std::vector<float> expanded;            // the same, back as floats (float-path types)
+  std::vector<std::vector<float>> wrow;   // per thread: one dequantized weight row
+  kernels::Panel panel;                   // the tokens side by side (tile path)
+  std::vector<kernels::DecodedRows> dec;  // per thread: decoded weight rows (tile path)
+  std::vector<std::vector<float>> tile_out;  // per thread: their products
 };
+
+// Batches of at least this many tokens use the tile kernels (where the CPU has them).
+constexpr int kTileMinTokens = 4;
 
 // y[t][r] = W[r] · x[t] for t < n: W is (rows × cols) as `w` holds it, x is n × cols,
 // y is n × rows. The activations are converted to the weight's vec_dot_type first.

@@ -40,6 +40,11 @@ class Engine {
   // Forgets every position from `n` on (0: start over).
   void Truncate(int n) { layers_->Truncate(n); }
 
+  // Maps (and, from fragments, checks) every weight now rather than on first use.
+  Status Preload() { return model_->MapAll(); }
+
+  ThreadPool& pool() { return *pool_; }
+
  private:
   Engine(tokenizer::Tokenizer tok) : tokenizer_(std::move(tok)) {}
   tokenizer::Tokenizer tokenizer_;

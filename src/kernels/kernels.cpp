@@ -1,0 +1,316 @@
+#include "kernels/kernels.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <string_view>
+
+#include "kernels/kernels_avx512.h"
+#include "quant/blocks.h"
+#include "quant/fp16.h"
+#include "quant/vec_dot.h"
+
+namespace ggswarm::kernels {
+using namespace blocks;  // NOLINT: the block layouts
+namespace {
+
+Isa Detect() {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+                      __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("f16c") &&
+                      __builtin_cpu_supports("fma");
+  const char* env = std::getenv("GGSWARM_ISA");
+  if (env && std::string_view(env) == "scalar") return Isa::kScalar;
+  if (avx512) return Isa::kAvx512Vnni;
+#endif
+  return Isa::kScalar;
+}
+
+Isa& Best() {
+  static Isa best = Detect();
+  return best;
+}
+std::atomic<Isa> g_active{Best()};
+
+// Sum of n int8 values.
+int32_t Sum(const int8_t* q, int n) {
+  int32_t s = 0;
+  for (int i = 0; i < n; ++i) s += q[i];
+  return s;
+}
+
+}  // namespace
+
+Isa Active() { return g_active.load(std::memory_order_relaxed); }
+
+const char* IsaName(Isa isa) { return isa == Isa::kAvx512Vnni ? "avx512-vnni" : "scalar"; }
+
+void SetIsa(Isa isa) {
+  g_active.store(isa == Isa::kAvx512Vnni ? Best() : Isa::kScalar, std::memory_order_relaxed);
+}
+
+bool HasRowDot(GgmlType w) {
+  if (Active() != Isa::kAvx512Vnni) return false;
+  return w == GgmlType::Q8_0 || w == GgmlType::Q4_0 || w == GgmlType::Q4_K || w == GgmlType::Q6_K;
+}
+
+void RowDots(GgmlType w, const uint8_t* rows, uint64_t row_bytes, int64_t nrows, const void* act,
+             int64_t k, float* y, int64_t y_stride) {
+  switch (w) {
+    case GgmlType::Q8_0:
+      return avx512::DotQ8_0(rows, row_bytes, nrows, act, k, y, y_stride);
+    case GgmlType::Q4_0:
+      return avx512::DotQ4_0(rows, row_bytes, nrows, act, k, y, y_stride);
+    case GgmlType::Q4_K:
+      return avx512::DotQ4_K(rows, row_bytes, nrows, act, k, y, y_stride);
+    case GgmlType::Q6_K:
+      return avx512::DotQ6_K(rows, row_bytes, nrows, act, k, y, y_stride);
+    default:
+      for (int64_t i = 0; i < nrows; ++i)  // not reached: callers check HasRowDot
+        y[i * y_stride] = VecDotBlocks(w, rows + i * row_bytes, act, k);
+  }
+}
+
+int TileBlock(GgmlType w) {
+  switch (w) {
+    case GgmlType::Q4_0:
+    case GgmlType::Q4_1:
+    case GgmlType::Q5_0:
+    case GgmlType::Q5_1:
+    case GgmlType::Q8_0:
+    case GgmlType::Q4_K:
+    case GgmlType::Q5_K:
+      return 32;
+    case GgmlType::Q2_K:
+    case GgmlType::Q3_K:
+    case GgmlType::Q6_K:
+      return 16;
+    default:
+      return 0;
+  }
+}
+
+bool HasMin(GgmlType w) {
+  return w == GgmlType::Q4_1 || w == GgmlType::Q5_1 || w == GgmlType::Q2_K || w == GgmlType::Q4_K ||
+         w == GgmlType::Q5_K;
+}
+
+void Reserve(DecodedRows* out, int rows, int64_t k, int block) {
+  out->k = k;
+  out->nkb = k / block;
+  out->rows = rows;
+  out->q.resize(static_cast<size_t>(rows) * k);
+  out->sw.resize(static_cast<size_t>(rows) * out->nkb);
+  out->mw.resize(out->sw.size());
+  out->negc.resize(out->sw.size());
+}
+
+void DecodeRow(GgmlType w, const uint8_t* row, DecodedRows* out, int slot) {
+  const int64_t k = out->k, nkb = out->nkb;
+  int8_t* q = out->q.data() + slot * k;
+  float* sw = out->sw.data() + slot * nkb;
+  float* mw = out->mw.data() + slot * nkb;
+  int32_t* negc = out->negc.data() + slot * nkb;
+  const int bl = static_cast<int>(k / nkb);
+  switch (w) {
+    case GgmlType::Q8_0: {
+      const auto* x = reinterpret_cast<const Q8_0*>(row);
+      for (int64_t b = 0; b < nkb; ++b) {
+        std::memcpy(q + b * kQK, x[b].qs, kQK);
+        sw[b] = HalfToFloat(x[b].d);
+        mw[b] = 0;
+      }
+      break;
+    }
+    case GgmlType::Q4_0:
+    case GgmlType::Q4_1:
+    case GgmlType::Q5_0:
+    case GgmlType::Q5_1: {
+      const bool has_m = w == GgmlType::Q4_1 || w == GgmlType::Q5_1;
+      const bool five = w == GgmlType::Q5_0 || w == GgmlType::Q5_1;
+      const int offset = w == GgmlType::Q4_0 ? 8 : w == GgmlType::Q5_0 ? 16 : 0;
+      const uint64_t bb = Traits(w).type_size;
+      for (int64_t b = 0; b < nkb; ++b) {
+        const uint8_t* blk = row + b * bb;
+        uint16_t d, m = 0;
+        std::memcpy(&d, blk, 2);
+        if (has_m) std::memcpy(&m, blk + 2, 2);
+        uint32_t qh = 0;
+        const uint8_t* qs = blk + (has_m ? 4 : 2);
+        if (five) {
+          std::memcpy(&qh, qs, 4);
+          qs += 4;
+        }
+        int8_t* o = q + b * kQK;
+        for (int j = 0; j < kQK / 2; ++j) {
+          const int h0 = ((qh >> j) & 1) << 4, h1 = ((qh >> (j + 16)) & 1) << 4;
+          o[j] = static_cast<int8_t>(((qs[j] & 0x0F) | h0) - offset);
+          o[j + kQK / 2] = static_cast<int8_t>(((qs[j] >> 4) | h1) - offset);
+        }
+        sw[b] = HalfToFloat(d);
+        mw[b] = has_m ? HalfToFloat(m) : 0.0f;
+      }
+      break;
+    }
+    case GgmlType::Q4_K:
+    case GgmlType::Q5_K: {
+      const bool five = w == GgmlType::Q5_K;
+      const uint64_t bb = Traits(w).type_size;
+      for (int64_t s = 0; s < k / kQK_K; ++s) {
+        const uint8_t* blk = row + s * bb;
+        uint16_t dh, mh;
+        std::memcpy(&dh, blk, 2);
+        std::memcpy(&mh, blk + 2, 2);
+        const float d = HalfToFloat(dh), dmin = HalfToFloat(mh);
+        const uint8_t* scales = blk + 4;
+        const uint8_t* qh = blk + 16;
+        const uint8_t* ql = blk + 16 + (five ? kQK_K / 8 : 0);
+        for (int j = 0; j < 8; ++j) {  // sub-block j: nibble (j & 1) of bytes 32 * (j / 2) …
+          uint8_t sc, m;
+          ScaleMinK4(j, scales, &sc, &m);
+          int8_t* o = q + s * kQK_K + j * 32;
+          const uint8_t* src = ql + 32 * (j / 2);
+          for (int l = 0; l < 32; ++l) {
+            int v = (j & 1) ? (src[l] >> 4) : (src[l] & 0xF);
+            if (five && (qh[l] >> j) & 1) v += 16;
+            o[l] = static_cast<int8_t>(v);
+          }
+          sw[s * 8 + j] = d * sc;
+          mw[s * 8 + j] = -(dmin * m);
+        }
+      }
+      break;
+    }
+    case GgmlType::Q6_K: {
+      const auto* x = reinterpret_cast<const Q6_K*>(row);
+      for (int64_t s = 0; s < k / kQK_K; ++s) {
+        const float d = HalfToFloat(x[s].d);
+        for (int h = 0; h < 2; ++h) {
+          const uint8_t* ql = x[s].ql + 64 * h;
+          const uint8_t* qh = x[s].qh + 32 * h;
+          int8_t* o = q + s * kQK_K + 128 * h;
+          for (int l = 0; l < 32; ++l) {
+            o[l] = static_cast<int8_t>(((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32);
+            o[l + 32] = static_cast<int8_t>(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
+            o[l + 64] = static_cast<int8_t>(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+            o[l + 96] = static_cast<int8_t>(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+          }
+        }
+        for (int j = 0; j < 16; ++j) {
+          sw[s * 16 + j] = d * x[s].scales[j];
+          mw[s * 16 + j] = 0;
+        }
+      }
+      break;
+    }
+    case GgmlType::Q2_K: {
+      const auto* x = reinterpret_cast<const Q2_K*>(row);
+      for (int64_t s = 0; s < k / kQK_K; ++s) {
+        const float d = HalfToFloat(x[s].d), dmin = HalfToFloat(x[s].dmin);
+        for (int j = 0; j < 16; ++j) {  // 16 elements: bytes 32 * (j / 8) + 16 * (j & 1), shift
+          const uint8_t* src = x[s].qs + 32 * (j / 8) + 16 * (j & 1);
+          const int shift = 2 * ((j / 2) % 4);
+          int8_t* o = q + s * kQK_K + j * 16;
+          for (int l = 0; l < 16; ++l) o[l] = static_cast<int8_t>((src[l] >> shift) & 3);
+          const uint8_t sc = x[s].scales[j];
+          sw[s * 16 + j] = d * static_cast<float>(sc & 0xF);
+          mw[s * 16 + j] = -(dmin * static_cast<float>(sc >> 4));
+        }
+      }
+      break;
+    }
+    case GgmlType::Q3_K: {
+      const auto* x = reinterpret_cast<const Q3_K*>(row);
+      for (int64_t s = 0; s < k / kQK_K; ++s) {
+        const float d = HalfToFloat(x[s].d);
+        int8_t scales[16];
+        for (int j = 0; j < 16; ++j) {
+          const uint8_t* p = x[s].scales;
+          const int low = j < 8 ? (p[j] & 0xF) : (p[j - 8] >> 4);
+          const int high = (p[8 + j % 4] >> (2 * (j / 4))) & 3;
+          scales[j] = static_cast<int8_t>((low | (high << 4)) - 32);
+        }
+        for (int j = 0; j < 16; ++j) {
+          const int part = j / 8, shift = 2 * ((j / 2) % 4), half = j & 1;
+          const uint8_t* src = x[s].qs + 32 * part + 16 * half;
+          const uint8_t* hm = x[s].hmask + 16 * half;
+          const uint8_t bit = static_cast<uint8_t>(1 << (4 * part + (j / 2) % 4));
+          int8_t* o = q + s * kQK_K + j * 16;
+          for (int l = 0; l < 16; ++l)
+            o[l] = static_cast<int8_t>(((src[l] >> shift) & 3) - ((hm[l] & bit) ? 0 : 4));
+          sw[s * 16 + j] = d * static_cast<float>(scales[j]);
+          mw[s * 16 + j] = 0;
+        }
+      }
+      break;
+    }
+    default:
+      break;
+  }
+  for (int64_t b = 0; b < nkb; ++b) negc[b] = -128 * Sum(q + b * bl, bl);
+}
+
+void BuildPanel(GgmlType w, const uint8_t* act, uint64_t act_row_bytes, int n, int64_t k,
+                Panel* p) {
+  const GgmlType vt = VecDotType(w);
+  const int bl = TileBlock(w);
+  p->k = k;
+  p->nkb = k / bl;
+  p->n = n;
+  p->groups = (n + 15) / 16;
+  p->q.assign(static_cast<size_t>(p->groups) * k * 16, 0);
+  p->sa.assign(static_cast<size_t>(p->groups) * p->nkb * 16, 0.0f);
+  p->SA.assign(p->sa.size(), 0.0f);
+  const bool min = HasMin(w);
+  for (int t = 0; t < n; ++t) {
+    const uint8_t* a = act + t * act_row_bytes;
+    const int g = t / 16, lane = t % 16;
+    uint8_t* dst = p->q.data() + static_cast<size_t>(g) * k * 16 + lane * 4;
+    float* sa = p->sa.data() + static_cast<size_t>(g) * p->nkb * 16 + lane;
+    float* SA = p->SA.data() + static_cast<size_t>(g) * p->nkb * 16 + lane;
+    const int8_t* qs;
+    auto put = [&](const int8_t* src, int64_t at, int len) {  // elements at … at + len
+      for (int j = 0; j < len; j += 4)
+        for (int b = 0; b < 4; ++b)
+          dst[(at + j) / 4 * 64 + b] = static_cast<uint8_t>(src[j + b] + 128);
+    };
+    if (vt == GgmlType::Q8_K) {
+      const auto* y = reinterpret_cast<const Q8_K*>(a);
+      for (int64_t s = 0; s < k / kQK_K; ++s) {
+        qs = y[s].qs;
+        put(qs, s * kQK_K, kQK_K);
+        for (int j = 0; j < kQK_K / bl; ++j) {
+          const int64_t b = s * (kQK_K / bl) + j;
+          sa[b * 16] = y[s].d;
+          if (min) {
+            int32_t bs = 0;
+            for (int i = 0; i < bl / 16; ++i) bs += y[s].bsums[j * (bl / 16) + i];
+            SA[b * 16] = y[s].d * static_cast<float>(bs);
+          }
+        }
+      }
+    } else if (vt == GgmlType::Q8_1) {
+      const auto* y = reinterpret_cast<const BlockQ8_1*>(a);
+      for (int64_t b = 0; b < k / kQK; ++b) {
+        put(y[b].qs, b * kQK, kQK);
+        sa[b * 16] = HalfToFloat(y[b].d);
+        SA[b * 16] = HalfToFloat(y[b].s);
+      }
+    } else {  // Q8_0
+      const auto* y = reinterpret_cast<const Q8_0*>(a);
+      for (int64_t b = 0; b < k / kQK; ++b) {
+        put(y[b].qs, b * kQK, kQK);
+        sa[b * 16] = HalfToFloat(y[b].d);
+      }
+    }
+  }
+}
+
+void TileProduct(const DecodedRows& w, const Panel& p, bool has_min, float* out,
+                 int64_t out_stride) {
+  avx512::Tile(w, p, has_min, out, out_stride);
+}
+
+}  // namespace ggswarm::kernels

@@ -1,0 +1,80 @@
+// Fast matrix products for the quantized weight types, chosen at run time for this CPU.
+//
+// Two shapes of work:
+//  - Row dots (generation, one token): a weight row in place (from the mmap) times one
+//    activation row in the weight type's vec_dot_type (Q8_0 / Q8_K), as ggml computes it,
+//    with AVX-512 VNNI integer dot products (vpdpbusd).
+//  - Tiles (prompt processing, many tokens): a few weight rows are decoded once into int8
+//    values with a float scale (and min) per block, then multiplied against a panel that
+//    holds sixteen tokens' activations side by side (one token per 32-bit lane), so that
+//    every weight byte loaded serves sixteen tokens and each vpdpbusd does 64 products.
+//
+// Every kernel has a scalar reference (quant/vec_dot.h, and DecodeRow here) that the tests
+// hold it to. Where the CPU lacks AVX-512 VNNI (or GGSWARM_ISA=scalar is set) the engine
+// uses the scalar reference path.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "quant/ggml_type.h"
+
+namespace ggswarm::kernels {
+
+enum class Isa { kScalar, kAvx512Vnni };
+
+// The instruction set in use: the best this CPU has, unless GGSWARM_ISA=scalar.
+Isa Active();
+const char* IsaName(Isa isa);
+// For tests and benchmarks: pretend the CPU has only `isa` (never more than it has).
+void SetIsa(Isa isa);
+
+// --- Row dots ---------------------------------------------------------------------------
+
+// True when Active() has a row-dot kernel for weights of type `w` (Q8_0, Q4_0, Q4_K, Q6_K).
+bool HasRowDot(GgmlType w);
+
+// y[i * y_stride] = row_i · act for i < nrows, where row_i starts at rows + i * row_bytes
+// (k elements of type w) and `act` is k activations in VecDotType(w).
+void RowDots(GgmlType w, const uint8_t* rows, uint64_t row_bytes, int64_t nrows, const void* act,
+             int64_t k, float* y, int64_t y_stride);
+
+// --- Tiles ------------------------------------------------------------------------------
+
+// The block length (16 or 32) a weight type decodes into, or 0 when it has no tile path.
+int TileBlock(GgmlType w);
+
+// One weight row decoded: x[j] = sw[b] * q[j] + mw[b] for j in block b (exactly the values
+// Dequantize gives), with negc[b] = -128 * Σ q over block b (the panel's offset, undone).
+struct DecodedRows {
+  int64_t k = 0, nkb = 0;  // elements per row, blocks per row
+  int rows = 0;
+  std::vector<int8_t> q;  // rows × k
+  std::vector<float> sw, mw;
+  std::vector<int32_t> negc;  // rows × nkb each
+};
+// Decodes row `slot` of `out` (sized by Reserve) from `row` (k elements of type w).
+void DecodeRow(GgmlType w, const uint8_t* row, DecodedRows* out, int slot);
+void Reserve(DecodedRows* out, int rows, int64_t k, int block);
+
+// Activations of n tokens, sixteen to a group: for group g and element quad j, 64 bytes
+// holding q + 128 of elements 4j..4j+3 of each of the group's tokens (token = 32-bit lane),
+// with per-block scales sa and, for types with a min, block sums SA (= scale × Σ q), as
+// [group][block][16] floats. Built from activations already in VecDotType(w).
+struct Panel {
+  int64_t k = 0, nkb = 0;
+  int n = 0, groups = 0;
+  std::vector<uint8_t> q;
+  std::vector<float> sa, SA;
+};
+void BuildPanel(GgmlType w, const uint8_t* act, uint64_t act_row_bytes, int n, int64_t k, Panel* p);
+
+// out[r * out_stride + t] = row r · token t, for the decoded rows and every token of the
+// panel (t < p.n). Needs Active() == kAvx512Vnni.
+void TileProduct(const DecodedRows& w, const Panel& p, bool has_min, float* out,
+                 int64_t out_stride);
+
+// True when type w's decoded rows carry a min (mw) term.
+bool HasMin(GgmlType w);
+
+}  // namespace ggswarm::kernels

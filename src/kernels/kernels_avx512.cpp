@@ -1,0 +1,332 @@
+// AVX-512 VNNI kernels. This file is compiled for AVX-512 (F, BW, VL, DQ, VNNI) and F16C;
+// kernels.cpp calls into it only when the CPU has them.
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c,fma")
+// GCC 12 warns about the intrinsics headers' own placeholder operands.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include "kernels/kernels_avx512.h"
+
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "quant/blocks.h"
+#include "quant/vec_dot.h"
+
+namespace ggswarm::kernels::avx512 {
+using namespace blocks;  // NOLINT: the block layouts
+namespace {
+
+inline float H(uint16_t h) { return _cvtsh_ss(h); }
+
+// Weights stream from memory once per token; the hardware prefetcher alone keeps too few
+// lines in flight while the core is busy multiplying, so fetch this far ahead.
+constexpr int kPrefetch = 1024;
+inline void Prefetch(const void* p, uint64_t bytes) {
+  const char* c = static_cast<const char*>(p) + kPrefetch;
+  for (uint64_t o = 0; o < bytes; o += 64) _mm_prefetch(c + o, _MM_HINT_T0);
+}
+
+inline float Hsum256(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline __m512i Load2x32(const void* a, const void* b) {
+  return _mm512_inserti64x4(
+      _mm512_castsi256_si512(_mm256_loadu_si256(static_cast<const __m256i*>(a))),
+      _mm256_loadu_si256(static_cast<const __m256i*>(b)), 1);
+}
+
+inline __m512 Scale2(float s0, float s1) {
+  return _mm512_insertf32x8(_mm512_set1_ps(s0), _mm256_set1_ps(s1), 1);
+}
+
+// Two Q8_0 blocks · two Q8_0 activation blocks, added (scaled) to acc. vpdpbusd multiplies
+// unsigned by signed bytes: |w| times x with w's sign moved onto x.
+inline __m512 PairQ8_0(const Q8_0* x, const Q8_0* a, __m512 acc) {
+  const __m512i w = Load2x32(x[0].qs, x[1].qs);
+  const __m512i v = Load2x32(a[0].qs, a[1].qs);
+  const __m512i sv = _mm512_mask_sub_epi8(v, _mm512_movepi8_mask(w), _mm512_setzero_si512(), v);
+  const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(w), sv);
+  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(p),
+                         Scale2(H(x[0].d) * H(a[0].d), H(x[1].d) * H(a[1].d)), acc);
+}
+
+// Two Q4_0 blocks: the nibbles (0..15) are the unsigned operand; Σ (q - 8) x = Σ q x - 8 Σ x.
+inline __m512 PairQ4_0(const Q4_0* x, const Q8_0* a, __m512 acc) {
+  const __m512i q = _mm512_inserti64x4(
+      _mm512_castsi256_si512(
+          _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[0].qs)))),
+      _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[1].qs))), 1);
+  // 128-bit lanes [qs0, qs0, qs1, qs1] → [low nibbles 0, high 0, low 1, high 1] = elements in
+  // order.
+  const __m512i shift = _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0);
+  const __m512i w = _mm512_and_si512(_mm512_srlv_epi64(q, shift), _mm512_set1_epi8(0x0F));
+  const __m512i v = Load2x32(a[0].qs, a[1].qs);
+  const __m512i p =
+      _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), w, v),
+                       _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(8), v));
+  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(p),
+                         Scale2(H(x[0].d) * H(a[0].d), H(x[1].d) * H(a[1].d)), acc);
+}
+
+}  // namespace
+
+void DotQ8_0(const uint8_t* rows, uint64_t rb, int64_t nrows, const void* act, int64_t k, float* y,
+             int64_t ys) {
+  const int64_t nb = k / kQK;
+  const auto* a = static_cast<const Q8_0*>(act);
+  for (int64_t r = 0; r < nrows; ++r) {
+    const auto* x = reinterpret_cast<const Q8_0*>(rows + r * rb);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 4 <= nb; i += 4) {
+      Prefetch(x + i, 4 * sizeof(Q8_0));
+      acc0 = PairQ8_0(x + i, a + i, acc0);
+      acc1 = PairQ8_0(x + i + 2, a + i + 2, acc1);
+    }
+    for (; i + 2 <= nb; i += 2) acc0 = PairQ8_0(x + i, a + i, acc0);
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+    if (i < nb) s += VecDotBlocks(GgmlType::Q8_0, x + i, a + i, kQK);
+    y[r * ys] = s;
+  }
+}
+
+void DotQ4_0(const uint8_t* rows, uint64_t rb, int64_t nrows, const void* act, int64_t k, float* y,
+             int64_t ys) {
+  const int64_t nb = k / kQK;
+  const auto* a = static_cast<const Q8_0*>(act);
+  for (int64_t r = 0; r < nrows; ++r) {
+    const auto* x = reinterpret_cast<const Q4_0*>(rows + r * rb);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 4 <= nb; i += 4) {
+      Prefetch(x + i, 4 * sizeof(Q4_0));
+      acc0 = PairQ4_0(x + i, a + i, acc0);
+      acc1 = PairQ4_0(x + i + 2, a + i + 2, acc1);
+    }
+    for (; i + 2 <= nb; i += 2) acc0 = PairQ4_0(x + i, a + i, acc0);
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+    if (i < nb) s += VecDotBlocks(GgmlType::Q4_0, x + i, a + i, kQK);
+    y[r * ys] = s;
+  }
+}
+
+void DotQ4_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const void* act, int64_t k, float* y,
+             int64_t ys) {
+  const int64_t nb = k / kQK_K;
+  const auto* a = static_cast<const Q8_K*>(act);
+  // Lanes 0-7 of a product of low nibbles are sub-block 4c, lanes 8-15 sub-block 4c + 2;
+  // of high nibbles 4c + 1 and 4c + 3.
+  const __m512i idx_lo0 = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m512i idx_hi0 = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1);
+  const __m512i four = _mm512_set1_epi32(4);
+  const __m512i nib = _mm512_set1_epi8(0x0F);
+  for (int64_t r = 0; r < nrows; ++r) {
+    const auto* x = reinterpret_cast<const Q4_K*>(rows + r * rb);
+    __m512 acc = _mm512_setzero_ps();
+    __m256 accm = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; ++i) {
+      Prefetch(x + i, sizeof(Q4_K));
+      uint32_t u[3];
+      std::memcpy(u, x[i].scales, 12);
+      const uint32_t sc_lo = u[0] & 0x3f3f3f3f, m_lo = u[1] & 0x3f3f3f3f;
+      const uint32_t sc_hi = (u[2] & 0x0f0f0f0f) | (((u[0] >> 6) & 0x03030303) << 4);
+      const uint32_t m_hi = ((u[2] >> 4) & 0x0f0f0f0f) | (((u[1] >> 6) & 0x03030303) << 4);
+      const __m512i scv = _mm512_cvtepu8_epi32(
+          _mm_set_epi32(0, 0, static_cast<int>(sc_hi), static_cast<int>(sc_lo)));
+      __m512i isum = _mm512_setzero_si512();
+      for (int c = 0; c < 2; ++c) {
+        const __m512i q = _mm512_loadu_si512(x[i].qs + 64 * c);
+        const __m512i lo = _mm512_and_si512(q, nib);
+        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), nib);
+        const __m512i a0 = _mm512_loadu_si512(a[i].qs + 128 * c);
+        const __m512i a1 = _mm512_loadu_si512(a[i].qs + 128 * c + 64);
+        const __m512i alo = _mm512_shuffle_i64x2(a0, a1, _MM_SHUFFLE(1, 0, 1, 0));
+        const __m512i ahi = _mm512_shuffle_i64x2(a0, a1, _MM_SHUFFLE(3, 2, 3, 2));
+        const __m512i plo = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, alo);
+        const __m512i phi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, ahi);
+        const __m512i add = c ? four : _mm512_setzero_si512();
+        const __m512i slo = _mm512_permutexvar_epi32(_mm512_add_epi32(idx_lo0, add), scv);
+        const __m512i shi = _mm512_permutexvar_epi32(_mm512_add_epi32(idx_hi0, add), scv);
+        isum = _mm512_add_epi32(
+            isum, _mm512_add_epi32(_mm512_mullo_epi32(plo, slo), _mm512_mullo_epi32(phi, shi)));
+      }
+      // Mins: Σ_j m_j (bsum[2j] + bsum[2j+1]).
+      const __m128i m8 = _mm_set_epi32(0, 0, static_cast<int>(m_hi), static_cast<int>(m_lo));
+      const __m256i m16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
+      const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[i].bsums));
+      const __m256i mins = _mm256_madd_epi16(bs, m16);
+      const float dq = a[i].d;
+      acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(H(x[i].d) * dq), acc);
+      accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(H(x[i].dmin) * dq), accm);
+    }
+    y[r * ys] = _mm512_reduce_add_ps(acc) - Hsum256(accm);
+  }
+}
+
+void DotQ6_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const void* act, int64_t k, float* y,
+             int64_t ys) {
+  const int64_t nb = k / kQK_K;
+  const auto* a = static_cast<const Q8_K*>(act);
+  const __m512i nib = _mm512_set1_epi8(0x0F);
+  const __m512i three = _mm512_set1_epi8(0x03);
+  // Shift counts (16-bit lanes) that bring qh's bit pair for each quarter down: the low
+  // 256 bits serve ql bytes 0-31, the high 256 bits bytes 32-63.
+  const __m512i cnt_lo = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
+  const __m512i cnt_hi = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+  const __m512i idx0 = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+  for (int64_t r = 0; r < nrows; ++r) {
+    const auto* x = reinterpret_cast<const Q6_K*>(rows + r * rb);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < nb; ++i) {
+      Prefetch(x + i, sizeof(Q6_K));
+      const __m128i sc8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i].scales));
+      const __m512i scv = _mm512_cvtepi8_epi32(sc8);
+      __m512i isum = _mm512_setzero_si512();
+      for (int h = 0; h < 2; ++h) {
+        const __m512i ql = _mm512_loadu_si512(x[i].ql + 64 * h);
+        const __m512i qh = _mm512_broadcast_i64x4(
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qh + 32 * h)));
+        const __m512i hlo =
+            _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, cnt_lo), three), 4);
+        const __m512i hhi =
+            _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, cnt_hi), three), 4);
+        const __m512i qlo = _mm512_or_si512(_mm512_and_si512(ql, nib), hlo);
+        const __m512i qhi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), nib), hhi);
+        const __m512i plo =
+            _mm512_dpbusd_epi32(_mm512_setzero_si512(), qlo, _mm512_loadu_si512(a[i].qs + 128 * h));
+        const __m512i phi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), qhi,
+                                                _mm512_loadu_si512(a[i].qs + 128 * h + 64));
+        const __m512i slo =
+            _mm512_permutexvar_epi32(_mm512_add_epi32(idx0, _mm512_set1_epi32(8 * h)), scv);
+        const __m512i shi =
+            _mm512_permutexvar_epi32(_mm512_add_epi32(idx0, _mm512_set1_epi32(8 * h + 4)), scv);
+        isum = _mm512_add_epi32(
+            isum, _mm512_add_epi32(_mm512_mullo_epi32(plo, slo), _mm512_mullo_epi32(phi, shi)));
+      }
+      // The quants are stored +32: subtract 32 Σ_j sc_j bsum_j.
+      const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[i].bsums));
+      const __m256i corr = _mm256_madd_epi16(bs, _mm256_cvtepi8_epi16(sc8));
+      isum = _mm512_sub_epi32(isum, _mm512_zextsi256_si512(_mm256_slli_epi32(corr, 5)));
+      acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(H(x[i].d) * a[i].d), acc);
+    }
+    y[r * ys] = _mm512_reduce_add_ps(acc);
+  }
+}
+
+namespace {
+
+// R decoded rows × G groups of sixteen tokens, over the whole row.
+template <int R, int G>
+void TileRG(const DecodedRows& w, const Panel& p, bool has_min, int r0, int g0, float* out,
+            int64_t out_stride) {
+  const int64_t k = w.k, nkb = w.nkb;
+  const int quads = static_cast<int>(k / nkb / 4);
+  __m512 facc[R][G];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 2
+    for (int g = 0; g < G; ++g) facc[r][g] = _mm512_setzero_ps();
+  const uint8_t* panel[G];
+  const float* sa[G];
+  const float* SA[G];
+  for (int g = 0; g < G; ++g) {
+    panel[g] = p.q.data() + static_cast<size_t>(g0 + g) * k * 16;
+    sa[g] = p.sa.data() + static_cast<size_t>(g0 + g) * nkb * 16;
+    SA[g] = p.SA.data() + static_cast<size_t>(g0 + g) * nkb * 16;
+  }
+  const int8_t* wq[R];
+  const float *sw[R], *mw[R];
+  const int32_t* negc[R];
+  for (int r = 0; r < R; ++r) {
+    wq[r] = w.q.data() + static_cast<size_t>(r0 + r) * k;
+    sw[r] = w.sw.data() + static_cast<size_t>(r0 + r) * nkb;
+    mw[r] = w.mw.data() + static_cast<size_t>(r0 + r) * nkb;
+    negc[r] = w.negc.data() + static_cast<size_t>(r0 + r) * nkb;
+  }
+  for (int64_t b = 0; b < nkb; ++b) {
+    __m512i iacc[R][G];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const __m512i c = _mm512_set1_epi32(negc[r][b]);
+#pragma GCC unroll 2
+      for (int g = 0; g < G; ++g) iacc[r][g] = c;
+    }
+    const int64_t q0 = b * quads;
+#pragma GCC unroll 8
+    for (int q = 0; q < quads; ++q) {
+      __m512i av[G];
+#pragma GCC unroll 2
+      for (int g = 0; g < G; ++g) av[g] = _mm512_loadu_si512(panel[g] + (q0 + q) * 64);
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) {
+        int32_t wd;
+        std::memcpy(&wd, wq[r] + (q0 + q) * 4, 4);
+        const __m512i wb = _mm512_set1_epi32(wd);
+#pragma GCC unroll 2
+        for (int g = 0; g < G; ++g) iacc[r][g] = _mm512_dpbusd_epi32(iacc[r][g], av[g], wb);
+      }
+    }
+    __m512 sav[G];
+#pragma GCC unroll 2
+    for (int g = 0; g < G; ++g) sav[g] = _mm512_loadu_ps(sa[g] + b * 16);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const __m512 s = _mm512_set1_ps(sw[r][b]);
+#pragma GCC unroll 2
+      for (int g = 0; g < G; ++g)
+        facc[r][g] =
+            _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[r][g]), _mm512_mul_ps(sav[g], s), facc[r][g]);
+    }
+    if (has_min) {
+#pragma GCC unroll 2
+      for (int g = 0; g < G; ++g) {
+        const __m512 m = _mm512_loadu_ps(SA[g] + b * 16);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; ++r)
+          facc[r][g] = _mm512_fmadd_ps(m, _mm512_set1_ps(mw[r][b]), facc[r][g]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int g = 0; g < G; ++g) {
+      const int t0 = (g0 + g) * 16;
+      const int nt = std::min(16, p.n - t0);
+      float* o = out + (r0 + r) * out_stride + t0;
+      _mm512_mask_storeu_ps(o, static_cast<__mmask16>((1u << nt) - 1), facc[r][g]);
+    }
+}
+
+template <int R>
+void TileR(const DecodedRows& w, const Panel& p, bool has_min, int r0, float* out,
+           int64_t out_stride) {
+  int g = 0;
+  for (; g + 2 <= p.groups; g += 2) TileRG<R, 2>(w, p, has_min, r0, g, out, out_stride);
+  if (g < p.groups) TileRG<R, 1>(w, p, has_min, r0, g, out, out_stride);
+}
+
+}  // namespace
+
+void Tile(const DecodedRows& w, const Panel& p, bool has_min, float* out, int64_t out_stride) {
+  int r = 0;
+  for (; r + 4 <= w.rows; r += 4) TileR<4>(w, p, has_min, r, out, out_stride);
+  switch (w.rows - r) {
+    case 3:
+      TileR<3>(w, p, has_min, r, out, out_stride);
+      break;
+    case 2:
+      TileR<2>(w, p, has_min, r, out, out_stride);
+      break;
+    case 1:
+      TileR<1>(w, p, has_min, r, out, out_stride);
+      break;
+    default:
+      break;
+  }
+}
+
+}  // namespace ggswarm::kernels::avx512

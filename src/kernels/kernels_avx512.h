@@ -1,0 +1,21 @@
+// The AVX-512 VNNI kernels (kernels_avx512.cpp is compiled for that instruction set and
+// called only when the CPU has it). See kernels.h.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/kernels.h"
+
+namespace ggswarm::kernels::avx512 {
+
+void DotQ8_0(const uint8_t* rows, uint64_t rb, int64_t nrows, const void* act, int64_t k, float* y,
+             int64_t ys);
+void DotQ4_0(const uint8_t* rows, uint64_t rb, int64_t nrows, const void* act, int64_t k, float* y,
+             int64_t ys);
+void DotQ4_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const void* act, int64_t k, float* y,
+             int64_t ys);
+void DotQ6_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const void* act, int64_t k, float* y,
+             int64_t ys);
+void Tile(const DecodedRows& w, const Panel& p, bool has_min, float* out, int64_t out_stride);
+
+}  // namespace ggswarm::kernels::avx512

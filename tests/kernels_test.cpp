@@ -1,0 +1,173 @@
+// The fast kernels against the scalar references: decoding against Dequantize (exact),
+// row dots and tiles against the scalar dot of the same quantized operands, and the thread
+// pool's division of work.
+#include "kernels/kernels.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <random>
+
+#include "base/thread_pool.h"
+#include "quant/dequantize.h"
+#include "quant/quantize.h"
+#include "quant/vec_dot.h"
+
+namespace ggswarm {
+namespace {
+
+constexpr GgmlType kTypes[] = {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1,
+                               GgmlType::Q8_0, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K,
+                               GgmlType::Q5_K, GgmlType::Q6_K};
+
+std::vector<float> RandomFloats(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+struct Operands {
+  int64_t k;
+  int rows, n;
+  std::vector<uint8_t> w;    // rows × row_bytes
+  std::vector<uint8_t> act;  // n × abytes
+  uint64_t row_bytes, abytes;
+};
+
+Operands Make(GgmlType type, int rows, int n, int64_t k, uint32_t seed) {
+  Operands o{k, rows, n, {}, {}, RowBytes(type, k), ActivationBytes(VecDotType(type), k)};
+  const auto wf = RandomFloats(static_cast<size_t>(rows) * k, seed);
+  o.w.resize(rows * o.row_bytes);
+  for (int r = 0; r < rows; ++r)
+    EXPECT_TRUE(Quantize(type, wf.data() + r * k, o.w.data() + r * o.row_bytes, k).ok());
+  const auto xf = RandomFloats(static_cast<size_t>(n) * k, seed + 1);
+  o.act.resize(n * o.abytes);
+  for (int t = 0; t < n; ++t)
+    QuantizeActivation(VecDotType(type), xf.data() + t * k, o.act.data() + t * o.abytes, k);
+  return o;
+}
+
+// The scalar reference: the exact integer dot where there is one, else the dequantized row
+// times the activation's values; and Σ|w·x| for the tolerance.
+double Reference(GgmlType type, const Operands& o, int r, int t, double* magnitude) {
+  std::vector<float> wf(o.k), xf(o.k);
+  EXPECT_TRUE(Dequantize(type, o.w.data() + r * o.row_bytes, wf.data(), o.k).ok());
+  ExpandActivation(VecDotType(type), o.act.data() + t * o.abytes, xf.data(), o.k);
+  double exact = 0;
+  *magnitude = 0;
+  for (int64_t i = 0; i < o.k; ++i) {
+    exact += double(wf[i]) * xf[i];
+    *magnitude += std::fabs(double(wf[i]) * xf[i]);
+  }
+  if (HasIntegerDot(type))
+    return VecDotBlocks(type, o.w.data() + r * o.row_bytes, o.act.data() + t * o.abytes, o.k);
+  return exact;
+}
+
+bool HaveAvx512() { return kernels::Active() == kernels::Isa::kAvx512Vnni; }
+#define REQUIRE_AVX512() \
+  if (!HaveAvx512()) GTEST_SKIP() << "this CPU has no AVX-512 VNNI (or GGSWARM_ISA=scalar)"
+
+TEST(Kernels, DecodedRowsGiveExactlyTheDequantizedValues) {
+  for (GgmlType type : kTypes) {
+    SCOPED_TRACE(TypeName(type));
+    const int64_t k = 512;
+    const Operands o = Make(type, 3, 1, k, 7);
+    kernels::DecodedRows d;
+    kernels::Reserve(&d, 3, k, kernels::TileBlock(type));
+    for (int r = 0; r < 3; ++r) kernels::DecodeRow(type, o.w.data() + r * o.row_bytes, &d, r);
+    for (int r = 0; r < 3; ++r) {
+      std::vector<float> want(k);
+      ASSERT_TRUE(Dequantize(type, o.w.data() + r * o.row_bytes, want.data(), k).ok());
+      const int bl = static_cast<int>(k / d.nkb);
+      for (int64_t j = 0; j < k; ++j) {
+        const int64_t b = r * d.nkb + j / bl;
+        const float got = d.sw[b] * d.q[r * k + j] + d.mw[b];
+        ASSERT_EQ(got, want[j]) << "row " << r << " element " << j;
+      }
+      for (int64_t b = 0; b < d.nkb; ++b) {
+        int32_t sum = 0;
+        for (int j = 0; j < bl; ++j) sum += d.q[r * k + b * bl + j];
+        ASSERT_EQ(d.negc[r * d.nkb + b], -128 * sum);
+      }
+    }
+  }
+}
+
+TEST(Kernels, RowDotsMatchTheScalarReference) {
+  REQUIRE_AVX512();
+  for (GgmlType type : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q6_K}) {
+    SCOPED_TRACE(TypeName(type));
+    ASSERT_TRUE(kernels::HasRowDot(type));
+    for (int64_t k : {256, 768, 2048}) {  // odd and even block counts
+      const Operands o = Make(type, 5, 2, k, 11);
+      for (int t = 0; t < 2; ++t) {
+        std::vector<float> y(5);
+        kernels::RowDots(type, o.w.data(), o.row_bytes, 5, o.act.data() + t * o.abytes, k, y.data(),
+                         1);
+        for (int r = 0; r < 5; ++r) {
+          double mag;
+          const double want = Reference(type, o, r, t, &mag);
+          EXPECT_NEAR(y[r], want, 1e-5 * mag) << "k " << k << " row " << r;
+        }
+      }
+    }
+  }
+}
+
+TEST(Kernels, TilesMatchTheScalarReference) {
+  REQUIRE_AVX512();
+  for (GgmlType type : kTypes) {
+    SCOPED_TRACE(TypeName(type));
+    const int64_t k = 512;
+    for (int n : {1, 5, 16, 17, 40}) {
+      for (int rows : {1, 3, 4, 9}) {
+        const Operands o = Make(type, rows, n, k, 100 + n + rows);
+        kernels::Panel p;
+        kernels::BuildPanel(type, o.act.data(), o.abytes, n, k, &p);
+        kernels::DecodedRows d;
+        kernels::Reserve(&d, rows, k, kernels::TileBlock(type));
+        for (int r = 0; r < rows; ++r)
+          kernels::DecodeRow(type, o.w.data() + r * o.row_bytes, &d, r);
+        std::vector<float> out(static_cast<size_t>(rows) * n, NAN);
+        kernels::TileProduct(d, p, kernels::HasMin(type), out.data(), n);
+        for (int r = 0; r < rows; ++r)
+          for (int t = 0; t < n; ++t) {
+            double mag;
+            const double want = Reference(type, o, r, t, &mag);
+            ASSERT_NEAR(out[r * n + t], want, 1e-5 * mag)
+                << "n " << n << " rows " << rows << " row " << r << " token " << t;
+          }
+      }
+    }
+  }
+}
+
+TEST(ThreadPool, EveryIndexOnceInGrainAlignedChunks) {
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    for (int64_t n : {1, 7, 64, 1000, 4099}) {
+      for (int64_t grain : {1, 4, 16}) {
+        std::vector<std::atomic<int>> hits(n);
+        std::atomic<bool> bad_edge{false}, bad_tid{false};
+        pool.Run(
+            n,
+            [&](int64_t b, int64_t e, int tid) {
+              if (b % grain != 0 || (e != n && e % grain != 0)) bad_edge = true;
+              if (tid < 0 || tid >= pool.size()) bad_tid = true;
+              for (int64_t i = b; i < e; ++i) hits[i]++;
+            },
+            grain);
+        for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "index " << i;
+        EXPECT_FALSE(bad_edge);
+        EXPECT_FALSE(bad_tid);
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace ggswarm

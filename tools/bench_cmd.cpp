@@ -1,0 +1,199 @@
+// ggswarm bench: prompt processing and generation speed, in the manner of llama-bench, with
+// load time, peak resident memory and generation as a fraction of the memory-bandwidth
+// bound (measured here, over the model's own weights).
+#include <sys/resource.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "runtime/engine.h"
+
+namespace ggswarm::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+struct Stats {
+  double mean = 0, sd = 0;
+  std::vector<double> runs;
+};
+
+Stats Summarize(std::vector<double> v) {
+  Stats s;
+  s.runs = v;
+  for (double x : v) s.mean += x;
+  s.mean /= std::max<size_t>(1, v.size());
+  for (double x : v) s.sd += (x - s.mean) * (x - s.mean);
+  s.sd = v.size() > 1 ? std::sqrt(s.sd / (v.size() - 1)) : 0;
+  return s;
+}
+
+// The weights one generated token reads: every tensor but the token embedding (of which a
+// token reads one row), unless the output head is the embedding itself.
+std::vector<std::string> PerTokenTensors(runtime::Engine& e) {
+  std::vector<std::string> names;
+  for (const gguf::TensorInfo& t : e.source().header().tensors)
+    if (t.name != "token_embd.weight" || e.config().tied_output) names.push_back(t.name);
+  return names;
+}
+
+// Read bandwidth in bytes/s: the best of three passes, on every thread, over the weights a
+// token reads (already resident: they are the bytes generation streams).
+StatusOr<double> MeasureBandwidth(runtime::Engine& e, uint64_t* bytes) {
+  struct Piece {
+    const uint8_t* p;
+    uint64_t n;
+  };
+  std::vector<Piece> pieces;
+  *bytes = 0;
+  constexpr uint64_t kPiece = 1 << 20;
+  for (const std::string& name : PerTokenTensors(e)) {
+    auto v = e.source().Get(name);
+    if (!v.ok()) return v.status();
+    for (const TensorShard& s : v->shards) {
+      const uint64_t len = (s.row_end - s.row_begin) * v->row_bytes;
+      *bytes += len;
+      for (uint64_t at = 0; at < len; at += kPiece)
+        pieces.push_back({s.data + at, std::min(kPiece, len - at)});
+    }
+  }
+  std::vector<uint64_t> sink(e.threads() * 8);
+  double best = 0;
+  for (int pass = 0; pass < 3; ++pass) {
+    const auto t0 = Clock::now();
+    e.pool().Run(static_cast<int64_t>(pieces.size()), [&](int64_t b, int64_t end, int tid) {
+      uint64_t acc[8] = {};
+      for (int64_t i = b; i < end; ++i) {
+        const uint64_t words = pieces[i].n / 8;
+        const auto* w = reinterpret_cast<const uint64_t*>(pieces[i].p);
+        for (uint64_t j = 0; j + 8 <= words; j += 8)
+          for (int k = 0; k < 8; ++k) acc[k] ^= w[j + k];
+      }
+      for (int k = 0; k < 8; ++k) sink[tid * 8 + k] ^= acc[k];
+    });
+    best = std::max(best, static_cast<double>(*bytes) / Seconds(t0, Clock::now()));
+  }
+  return best;
+}
+
+int RunBench(const std::string& path, int n_prompt, int n_gen, int threads, int reps, bool json) {
+  if (n_prompt < 0 || n_gen < 0 || reps < 1 || (n_prompt == 0 && n_gen == 0))
+    return Fail("bench: need -p >= 0, -n >= 0 (not both 0) and -r >= 1");
+  const auto t0 = Clock::now();
+  runtime::EngineOptions eo;
+  eo.threads = threads;
+  eo.n_ctx = std::max(n_prompt, n_gen) + 1;
+  eo.n_batch = std::max(1, n_prompt);
+  auto e = runtime::Engine::Open(path, eo);
+  if (!e.ok()) return Fail(e.status().ToString());
+  Status st = (*e)->Preload();
+  if (!st.ok()) return Fail(st.ToString());
+  const double load_s = Seconds(t0, Clock::now());
+  runtime::Engine& eng = **e;
+  const int n_vocab = eng.config().n_vocab;
+  std::vector<float> logits;
+
+  std::vector<int32_t> prompt(n_prompt);
+  for (int i = 0; i < n_prompt; ++i) prompt[i] = static_cast<int32_t>((i * 7919L + 13) % n_vocab);
+  auto pp_once = [&]() -> StatusOr<double> {
+    eng.Truncate(0);
+    const auto a = Clock::now();
+    GGSWARM_RETURN_IF_ERROR(eng.Eval(prompt, &logits));
+    return n_prompt / Seconds(a, Clock::now());
+  };
+  auto tg_once = [&](int n) -> StatusOr<double> {
+    eng.Truncate(0);
+    int32_t tok = 1 % n_vocab;
+    const auto a = Clock::now();
+    for (int i = 0; i < n; ++i) {
+      GGSWARM_RETURN_IF_ERROR(eng.Eval({&tok, 1}, &logits));
+      tok = static_cast<int32_t>((tok * 31L + 7) % n_vocab);
+    }
+    return n / Seconds(a, Clock::now());
+  };
+
+  Stats pp, tg;
+  if (n_prompt > 0) {
+    std::vector<double> v;
+    for (int r = 0; r <= reps; ++r) {  // run 0 is the warm-up
+      auto x = pp_once();
+      if (!x.ok()) return Fail(x.status().ToString());
+      if (r > 0) v.push_back(*x);
+    }
+    pp = Summarize(v);
+  }
+  if (n_gen > 0) {
+    auto w = tg_once(std::min(n_gen, 8));
+    if (!w.ok()) return Fail(w.status().ToString());
+    std::vector<double> v;
+    for (int r = 0; r < reps; ++r) {
+      auto x = tg_once(n_gen);
+      if (!x.ok()) return Fail(x.status().ToString());
+      v.push_back(*x);
+    }
+    tg = Summarize(v);
+  }
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  const double peak_rss = static_cast<double>(ru.ru_maxrss) * 1024;
+  uint64_t token_bytes = 0;
+  auto bw = MeasureBandwidth(eng, &token_bytes);
+  if (!bw.ok()) return Fail(bw.status().ToString());
+  const double bound = *bw / static_cast<double>(token_bytes);
+
+  if (json) {
+    nlohmann::json j = {{"model", path},
+                        {"threads", eng.threads()},
+                        {"load_s", load_s},
+                        {"peak_rss_bytes", peak_rss},
+                        {"bytes_per_token", token_bytes},
+                        {"read_bandwidth_bytes_per_s", *bw},
+                        {"tg_bound_tokens_per_s", bound}};
+    if (n_prompt > 0)
+      j["pp"] = {{"n", n_prompt}, {"mean", pp.mean}, {"sd", pp.sd}, {"runs", pp.runs}};
+    if (n_gen > 0) {
+      j["tg"] = {{"n", n_gen}, {"mean", tg.mean}, {"sd", tg.sd}, {"runs", tg.runs}};
+      j["tg_fraction_of_bound"] = tg.mean / bound;
+    }
+    std::printf("%s\n", j.dump(2).c_str());
+    return 0;
+  }
+  std::printf("model        %s\n", path.c_str());
+  std::printf("threads      %d\n", eng.threads());
+  std::printf("load         %.3f s (open, map%s every weight)\n", load_s,
+              eng.source().path() == path ? "" : " and check");
+  std::printf("peak RSS     %.1f MiB\n", peak_rss / (1 << 20));
+  std::printf("bandwidth    %.1f GB/s read (measured over the %.1f MB a token reads)\n", *bw / 1e9,
+              token_bytes / 1e6);
+  if (n_prompt > 0) std::printf("pp%-9d  %.2f ± %.2f tokens/s\n", n_prompt, pp.mean, pp.sd);
+  if (n_gen > 0)
+    std::printf("tg%-9d  %.2f ± %.2f tokens/s (%.0f%% of the bandwidth bound, %.2f tokens/s)\n",
+                n_gen, tg.mean, tg.sd, 100 * tg.mean / bound, bound);
+  return 0;
+}
+
+}  // namespace
+
+void AddBenchCommand(CLI::App& app, int& rc) {
+  static std::string path;
+  static int p = 512, n = 128, t = 0, r = 3;
+  static bool json = false;
+  auto* b = app.add_subcommand("bench", "Measure prompt processing and generation speed");
+  b->add_option("model", path, "GGUF file or fragment directory")->required();
+  b->add_option("-p,--n-prompt", p, "Prompt tokens processed in one batch (default 512)");
+  b->add_option("-n,--n-gen", n, "Tokens generated one at a time (default 128)");
+  b->add_option("-t,--threads", t, "Threads (default: one per core)");
+  b->add_option("-r,--repetitions", r, "Repetitions after the warm-up (default 3)");
+  b->add_flag("--json", json, "Print the results as JSON");
+  b->callback([&] { rc = RunBench(path, p, n, t, r, json); });
+}
+
+}  // namespace ggswarm::cli
