@@ -11,6 +11,7 @@
 
 #include "base/thread_pool.h"
 #include "quant/dequantize.h"
+#include "quant/fp16.h"
 #include "quant/quantize.h"
 #include "quant/vec_dot.h"
 
@@ -102,12 +103,14 @@ TEST(Kernels, RowDotsMatchTheScalarReference) {
   for (GgmlType type : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q6_K}) {
     SCOPED_TRACE(TypeName(type));
     ASSERT_TRUE(kernels::HasRowDot(type));
-    for (int64_t k : {256, 768, 2048}) {  // odd and even block counts
+    for (int64_t k : {256, 768, 2048, 2080}) {  // block counts that do and do not divide by 4
+      if (k % Traits(type).block_size != 0) continue;
       const Operands o = Make(type, 5, 2, k, 11);
       for (int t = 0; t < 2; ++t) {
         std::vector<float> y(5);
-        kernels::RowDots(type, o.w.data(), o.row_bytes, 5, o.act.data() + t * o.abytes, k, y.data(),
-                         1);
+        kernels::RowDotAct ra;
+        kernels::PrepareRowDot(type, o.act.data() + t * o.abytes, k, &ra);
+        kernels::RowDots(type, o.w.data(), o.row_bytes, 5, ra, k, y.data(), 1);
         for (int r = 0; r < 5; ++r) {
           double mag;
           const double want = Reference(type, o, r, t, &mag);
@@ -142,6 +145,33 @@ TEST(Kernels, TilesMatchTheScalarReference) {
                 << "n " << n << " rows " << rows << " row " << r << " token " << t;
           }
       }
+    }
+  }
+}
+
+TEST(Kernels, AttentionMatchesTheScalarReference) {
+  REQUIRE_AVX512();
+  for (int hd : {64, 128}) {
+    for (int len : {1, 7, 300}) {
+      const int stride = 3 * hd;  // one head of three in the cache
+      const auto qf = RandomFloats(hd, 5 + len);
+      const auto kf = RandomFloats(static_cast<size_t>(len) * stride, 6 + len);
+      const auto vf = RandomFloats(static_cast<size_t>(len) * stride, 7 + len);
+      std::vector<uint16_t> kh(kf.size()), vh(vf.size());
+      for (size_t i = 0; i < kf.size(); ++i) {
+        kh[i] = FloatToHalf(kf[i]);
+        vh[i] = FloatToHalf(vf[i]);
+      }
+      std::vector<float> want(hd), got(hd);
+      const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+      kernels::AttendF16Reference(qf.data(), kh.data() + hd, vh.data() + hd, stride, len, hd, scale,
+                                  want.data());
+      kernels::AttendF16(qf.data(), kh.data() + hd, vh.data() + hd, stride, len, hd, scale,
+                         got.data());
+      // The dot products are summed in another order; the f16 accumulator rounds alike.
+      for (int i = 0; i < hd; ++i)
+        EXPECT_NEAR(got[i], want[i], 2e-3 * (1 + std::fabs(want[i])))
+            << "head_dim " << hd << " len " << len << " i " << i;
     }
   }
 }

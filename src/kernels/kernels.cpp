@@ -1,6 +1,7 @@
 #include "kernels/kernels.h"
 
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <string_view>
@@ -56,8 +57,25 @@ bool HasRowDot(GgmlType w) {
   return w == GgmlType::Q8_0 || w == GgmlType::Q4_0 || w == GgmlType::Q4_K || w == GgmlType::Q6_K;
 }
 
-void RowDots(GgmlType w, const uint8_t* rows, uint64_t row_bytes, int64_t nrows, const void* act,
-             int64_t k, float* y, int64_t y_stride) {
+void PrepareRowDot(GgmlType w, const void* act, int64_t k, RowDotAct* out) {
+  out->act = act;
+  if (w != GgmlType::Q8_0 && w != GgmlType::Q4_0) return;
+  const int64_t nb = k / kQK;
+  const auto* a = static_cast<const Q8_0*>(act);
+  out->q.resize(k);
+  out->d.resize(nb + 4);  // padded: kernels read scales four at a time
+  for (int64_t i = 0; i < nb; ++i) {
+    std::memcpy(out->q.data() + i * kQK, a[i].qs, kQK);
+    out->d[i] = HalfToFloat(a[i].d);
+  }
+  if (w == GgmlType::Q4_0) {
+    out->corr.assign((nb + 1) / 2 * 16, 0);
+    for (int64_t i = 0; i < nb; ++i) out->corr[i / 2 * 16 + (i % 2) * 8] = -8 * Sum(a[i].qs, kQK);
+  }
+}
+
+void RowDots(GgmlType w, const uint8_t* rows, uint64_t row_bytes, int64_t nrows,
+             const RowDotAct& act, int64_t k, float* y, int64_t y_stride) {
   switch (w) {
     case GgmlType::Q8_0:
       return avx512::DotQ8_0(rows, row_bytes, nrows, act, k, y, y_stride);
@@ -69,7 +87,7 @@ void RowDots(GgmlType w, const uint8_t* rows, uint64_t row_bytes, int64_t nrows,
       return avx512::DotQ6_K(rows, row_bytes, nrows, act, k, y, y_stride);
     default:
       for (int64_t i = 0; i < nrows; ++i)  // not reached: callers check HasRowDot
-        y[i * y_stride] = VecDotBlocks(w, rows + i * row_bytes, act, k);
+        y[i * y_stride] = VecDotBlocks(w, rows + i * row_bytes, act.act, k);
   }
 }
 
@@ -306,6 +324,43 @@ void BuildPanel(GgmlType w, const uint8_t* act, uint64_t act_row_bytes, int n, i
       }
     }
   }
+}
+
+bool HasAttention(int head_dim) {
+  return Active() == Isa::kAvx512Vnni && head_dim % 16 == 0 && head_dim <= 256;
+}
+
+void AttendF16(const float* q, const uint16_t* k, const uint16_t* v, int64_t stride, int len,
+               int head_dim, float scale, float* out) {
+  avx512::AttendF16(q, k, v, stride, len, head_dim, scale, out);
+}
+
+void AttendF16Reference(const float* q, const uint16_t* k, const uint16_t* v, int64_t stride,
+                        int len, int head_dim, float scale, float* out) {
+  const int hd = head_dim;
+  std::vector<float> qh(hd), acc(hd, 0.0f);
+  for (int i = 0; i < hd; ++i) qh[i] = HalfToFloat(FloatToHalf(q[i]));
+  float m = -INFINITY, sum = 0;
+  for (int j = 0; j < len; ++j) {
+    const uint16_t* kr = k + j * stride;
+    const uint16_t* vr = v + j * stride;
+    double dot = 0;
+    for (int i = 0; i < hd; ++i) dot += qh[i] * HalfToFloat(kr[i]);
+    const float s = static_cast<float>(dot) * scale;
+    float ms = 1.0f, vs = 1.0f;
+    if (s > m) {
+      ms = std::exp(m - s);
+      m = s;
+      for (int i = 0; i < hd; ++i) acc[i] = HalfToFloat(FloatToHalf(acc[i] * ms));
+    } else {
+      vs = std::exp(s - m);
+    }
+    for (int i = 0; i < hd; ++i)
+      acc[i] = HalfToFloat(FloatToHalf(std::fma(HalfToFloat(vr[i]), vs, acc[i])));
+    sum = sum * ms + vs;
+  }
+  const float inv = sum == 0 ? 0.0f : 1.0f / sum;
+  for (int i = 0; i < hd; ++i) out[i] = acc[i] * inv;
 }
 
 void TileProduct(const DecodedRows& w, const Panel& p, bool has_min, float* out,

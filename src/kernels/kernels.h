@@ -34,10 +34,20 @@ void SetIsa(Isa isa);
 // True when Active() has a row-dot kernel for weights of type `w` (Q8_0, Q4_0, Q4_K, Q6_K).
 bool HasRowDot(GgmlType w);
 
+// One activation row (in VecDotType(w)) made ready for row dots: for the legacy types its
+// quants side by side, block scales as floats and the Q4_0 offset correction.
+struct RowDotAct {
+  const void* act = nullptr;  // the row as given
+  std::vector<int8_t> q;
+  std::vector<float> d;
+  std::vector<int32_t> corr;  // Q4_0: per pair of blocks, 16 lanes, -8 Σ x in lanes 0 and 8
+};
+void PrepareRowDot(GgmlType w, const void* act, int64_t k, RowDotAct* out);
+
 // y[i * y_stride] = row_i · act for i < nrows, where row_i starts at rows + i * row_bytes
-// (k elements of type w) and `act` is k activations in VecDotType(w).
-void RowDots(GgmlType w, const uint8_t* rows, uint64_t row_bytes, int64_t nrows, const void* act,
-             int64_t k, float* y, int64_t y_stride);
+// (k elements of type w). Needs HasRowDot(w).
+void RowDots(GgmlType w, const uint8_t* rows, uint64_t row_bytes, int64_t nrows,
+             const RowDotAct& act, int64_t k, float* y, int64_t y_stride);
 
 // --- Tiles ------------------------------------------------------------------------------
 
@@ -73,6 +83,19 @@ void BuildPanel(GgmlType w, const uint8_t* act, uint64_t act_row_bytes, int n, i
 // panel (t < p.n). Needs Active() == kAvx512Vnni.
 void TileProduct(const DecodedRows& w, const Panel& p, bool has_min, float* out,
                  int64_t out_stride);
+
+// --- Attention ---------------------------------------------------------------------------
+
+// One query against `len` cached positions, as llama.cpp's CPU flash attention computes it:
+// q rounded to f16, running maximum, the weighted sum of values kept in f16. k and v hold
+// head_dim halves per position, `stride` halves apart. Needs Active() == kAvx512Vnni and
+// head_dim a multiple of 16 (HasAttention).
+bool HasAttention(int head_dim);
+void AttendF16(const float* q, const uint16_t* k, const uint16_t* v, int64_t stride, int len,
+               int head_dim, float scale, float* out);
+// The same in scalar code (any head_dim), the reference.
+void AttendF16Reference(const float* q, const uint16_t* k, const uint16_t* v, int64_t stride,
+                        int len, int head_dim, float scale, float* out);
 
 // True when type w's decoded rows carry a min (mw) term.
 bool HasMin(GgmlType w);

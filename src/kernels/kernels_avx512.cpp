@@ -8,6 +8,7 @@
 
 #include <immintrin.h>
 
+#include <cmath>
 #include <cstring>
 
 #include "quant/blocks.h"
@@ -40,23 +41,36 @@ inline __m512i Load2x32(const void* a, const void* b) {
       _mm256_loadu_si256(static_cast<const __m256i*>(b)), 1);
 }
 
-inline __m512 Scale2(float s0, float s1) {
-  return _mm512_insertf32x8(_mm512_set1_ps(s0), _mm256_set1_ps(s1), 1);
+// The four products of weight and activation scale for blocks i … i + 3: the weights'
+// halves gathered with scalar loads into one 64-bit word and converted at once.
+inline __m128 Scales4(const uint8_t* x, uint64_t stride, const float* da) {
+  uint16_t h[4];
+  for (int j = 0; j < 4; ++j) std::memcpy(&h[j], x + j * stride, 2);
+  const uint64_t packed = h[0] | static_cast<uint64_t>(h[1]) << 16 |
+                          static_cast<uint64_t>(h[2]) << 32 | static_cast<uint64_t>(h[3]) << 48;
+  return _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128(static_cast<int64_t>(packed))),
+                    _mm_loadu_ps(da));
 }
 
-// Two Q8_0 blocks · two Q8_0 activation blocks, added (scaled) to acc. vpdpbusd multiplies
-// unsigned by signed bytes: |w| times x with w's sign moved onto x.
-inline __m512 PairQ8_0(const Q8_0* x, const Q8_0* a, __m512 acc) {
+// Lanes 0-7 get scale j, lanes 8-15 scale j + 1.
+inline __m512 PairScale(__m128 s4, int j) {
+  const __m512i idx =
+      _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(j)), _mm256_set1_epi32(j + 1), 1);
+  return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(s4));
+}
+
+// Two Q8_0 blocks · 64 activations: vpdpbusd multiplies unsigned by signed bytes, so |w|
+// times x with w's sign moved onto x.
+inline __m512i PairQ8_0(const Q8_0* x, const int8_t* a) {
   const __m512i w = Load2x32(x[0].qs, x[1].qs);
-  const __m512i v = Load2x32(a[0].qs, a[1].qs);
+  const __m512i v = _mm512_loadu_si512(a);
   const __m512i sv = _mm512_mask_sub_epi8(v, _mm512_movepi8_mask(w), _mm512_setzero_si512(), v);
-  const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(w), sv);
-  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(p),
-                         Scale2(H(x[0].d) * H(a[0].d), H(x[1].d) * H(a[1].d)), acc);
+  return _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(w), sv);
 }
 
-// Two Q4_0 blocks: the nibbles (0..15) are the unsigned operand; Σ (q - 8) x = Σ q x - 8 Σ x.
-inline __m512 PairQ4_0(const Q4_0* x, const Q8_0* a, __m512 acc) {
+// Two Q4_0 blocks: the nibbles (0..15) are the unsigned operand; Σ (q - 8) x = Σ q x - 8 Σ x,
+// the second term preloaded (corr).
+inline __m512i PairQ4_0(const Q4_0* x, const int8_t* a, const int32_t* corr) {
   const __m512i q = _mm512_inserti64x4(
       _mm512_castsi256_si512(
           _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[0].qs)))),
@@ -65,60 +79,67 @@ inline __m512 PairQ4_0(const Q4_0* x, const Q8_0* a, __m512 acc) {
   // order.
   const __m512i shift = _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0);
   const __m512i w = _mm512_and_si512(_mm512_srlv_epi64(q, shift), _mm512_set1_epi8(0x0F));
-  const __m512i v = Load2x32(a[0].qs, a[1].qs);
-  const __m512i p =
-      _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), w, v),
-                       _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(8), v));
-  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(p),
-                         Scale2(H(x[0].d) * H(a[0].d), H(x[1].d) * H(a[1].d)), acc);
+  return _mm512_dpbusd_epi32(_mm512_loadu_si512(corr), w, _mm512_loadu_si512(a));
 }
 
 }  // namespace
 
-void DotQ8_0(const uint8_t* rows, uint64_t rb, int64_t nrows, const void* act, int64_t k, float* y,
-             int64_t ys) {
+void DotQ8_0(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& act, int64_t k,
+             float* y, int64_t ys) {
   const int64_t nb = k / kQK;
-  const auto* a = static_cast<const Q8_0*>(act);
+  const int8_t* a = act.q.data();
+  const float* da = act.d.data();
   for (int64_t r = 0; r < nrows; ++r) {
     const auto* x = reinterpret_cast<const Q8_0*>(rows + r * rb);
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     int64_t i = 0;
     for (; i + 4 <= nb; i += 4) {
       Prefetch(x + i, 4 * sizeof(Q8_0));
-      acc0 = PairQ8_0(x + i, a + i, acc0);
-      acc1 = PairQ8_0(x + i + 2, a + i + 2, acc1);
+      const __m128 s4 = Scales4(reinterpret_cast<const uint8_t*>(x + i), sizeof(Q8_0), da + i);
+      acc0 =
+          _mm512_fmadd_ps(_mm512_cvtepi32_ps(PairQ8_0(x + i, a + i * kQK)), PairScale(s4, 0), acc0);
+      acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(PairQ8_0(x + i + 2, a + (i + 2) * kQK)),
+                             PairScale(s4, 2), acc1);
     }
-    for (; i + 2 <= nb; i += 2) acc0 = PairQ8_0(x + i, a + i, acc0);
     float s = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
-    if (i < nb) s += VecDotBlocks(GgmlType::Q8_0, x + i, a + i, kQK);
+    if (i < nb)
+      s += VecDotBlocks(GgmlType::Q8_0, x + i, static_cast<const Q8_0*>(act.act) + i,
+                        (nb - i) * kQK);
     y[r * ys] = s;
   }
 }
 
-void DotQ4_0(const uint8_t* rows, uint64_t rb, int64_t nrows, const void* act, int64_t k, float* y,
-             int64_t ys) {
+void DotQ4_0(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& act, int64_t k,
+             float* y, int64_t ys) {
   const int64_t nb = k / kQK;
-  const auto* a = static_cast<const Q8_0*>(act);
+  const int8_t* a = act.q.data();
+  const float* da = act.d.data();
+  const int32_t* corr = act.corr.data();
   for (int64_t r = 0; r < nrows; ++r) {
     const auto* x = reinterpret_cast<const Q4_0*>(rows + r * rb);
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     int64_t i = 0;
     for (; i + 4 <= nb; i += 4) {
       Prefetch(x + i, 4 * sizeof(Q4_0));
-      acc0 = PairQ4_0(x + i, a + i, acc0);
-      acc1 = PairQ4_0(x + i + 2, a + i + 2, acc1);
+      const __m128 s4 = Scales4(reinterpret_cast<const uint8_t*>(x + i), sizeof(Q4_0), da + i);
+      acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(PairQ4_0(x + i, a + i * kQK, corr + i * 8)),
+                             PairScale(s4, 0), acc0);
+      acc1 = _mm512_fmadd_ps(
+          _mm512_cvtepi32_ps(PairQ4_0(x + i + 2, a + (i + 2) * kQK, corr + (i + 2) * 8)),
+          PairScale(s4, 2), acc1);
     }
-    for (; i + 2 <= nb; i += 2) acc0 = PairQ4_0(x + i, a + i, acc0);
     float s = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
-    if (i < nb) s += VecDotBlocks(GgmlType::Q4_0, x + i, a + i, kQK);
+    if (i < nb)
+      s += VecDotBlocks(GgmlType::Q4_0, x + i, static_cast<const Q8_0*>(act.act) + i,
+                        (nb - i) * kQK);
     y[r * ys] = s;
   }
 }
 
-void DotQ4_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const void* act, int64_t k, float* y,
-             int64_t ys) {
+void DotQ4_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& act, int64_t k,
+             float* y, int64_t ys) {
   const int64_t nb = k / kQK_K;
-  const auto* a = static_cast<const Q8_K*>(act);
+  const auto* a = static_cast<const Q8_K*>(act.act);
   // Lanes 0-7 of a product of low nibbles are sub-block 4c, lanes 8-15 sub-block 4c + 2;
   // of high nibbles 4c + 1 and 4c + 3.
   const __m512i idx_lo0 = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
@@ -168,10 +189,10 @@ void DotQ4_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const void* act, i
   }
 }
 
-void DotQ6_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const void* act, int64_t k, float* y,
-             int64_t ys) {
+void DotQ6_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& act, int64_t k,
+             float* y, int64_t ys) {
   const int64_t nb = k / kQK_K;
-  const auto* a = static_cast<const Q8_K*>(act);
+  const auto* a = static_cast<const Q8_K*>(act.act);
   const __m512i nib = _mm512_set1_epi8(0x0F);
   const __m512i three = _mm512_set1_epi8(0x03);
   // Shift counts (16-bit lanes) that bring qh's bit pair for each quarter down: the low
@@ -216,6 +237,51 @@ void DotQ6_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const void* act, i
     }
     y[r * ys] = _mm512_reduce_add_ps(acc);
   }
+}
+
+void AttendF16(const float* q, const uint16_t* k, const uint16_t* v, int64_t stride, int len,
+               int head_dim, float scale, float* out) {
+  const int nv = head_dim / 16;  // at most 16 vectors
+  __m512 qh[16];
+  __m256i acc[16];  // the running sum of values, in f16
+  for (int i = 0; i < nv; ++i) {
+    qh[i] =
+        _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_loadu_ps(q + 16 * i), _MM_FROUND_TO_NEAREST_INT));
+    acc[i] = _mm256_setzero_si256();
+  }
+  float m = -INFINITY, sum = 0;
+  for (int j = 0; j < len; ++j) {
+    const uint16_t* kr = k + j * stride;
+    const uint16_t* vr = v + j * stride;
+    __m512 d = _mm512_setzero_ps();
+    for (int i = 0; i < nv; ++i)
+      d = _mm512_fmadd_ps(
+          qh[i], _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(kr + 16 * i))),
+          d);
+    const float s = _mm512_reduce_add_ps(d) * scale;
+    float ms = 1.0f, vs = 1.0f;
+    if (s > m) {
+      ms = std::exp(m - s);
+      m = s;
+      const __m512 msv = _mm512_set1_ps(ms);
+      for (int i = 0; i < nv; ++i)
+        acc[i] =
+            _mm512_cvtps_ph(_mm512_mul_ps(_mm512_cvtph_ps(acc[i]), msv), _MM_FROUND_TO_NEAREST_INT);
+    } else {
+      vs = std::exp(s - m);
+    }
+    const __m512 vsv = _mm512_set1_ps(vs);
+    for (int i = 0; i < nv; ++i)
+      acc[i] = _mm512_cvtps_ph(
+          _mm512_fmadd_ps(
+              _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(vr + 16 * i))),
+              vsv, _mm512_cvtph_ps(acc[i])),
+          _MM_FROUND_TO_NEAREST_INT);
+    sum = sum * ms + vs;
+  }
+  const __m512 inv = _mm512_set1_ps(sum == 0 ? 0.0f : 1.0f / sum);
+  for (int i = 0; i < nv; ++i)
+    _mm512_storeu_ps(out + 16 * i, _mm512_mul_ps(_mm512_cvtph_ps(acc[i]), inv));
 }
 
 namespace {

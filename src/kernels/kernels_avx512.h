@@ -8,14 +8,16 @@
 
 namespace ggswarm::kernels::avx512 {
 
-void DotQ8_0(const uint8_t* rows, uint64_t rb, int64_t nrows, const void* act, int64_t k, float* y,
-             int64_t ys);
-void DotQ4_0(const uint8_t* rows, uint64_t rb, int64_t nrows, const void* act, int64_t k, float* y,
-             int64_t ys);
-void DotQ4_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const void* act, int64_t k, float* y,
-             int64_t ys);
-void DotQ6_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const void* act, int64_t k, float* y,
-             int64_t ys);
+void DotQ8_0(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& act, int64_t k,
+             float* y, int64_t ys);
+void DotQ4_0(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& act, int64_t k,
+             float* y, int64_t ys);
+void DotQ4_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& act, int64_t k,
+             float* y, int64_t ys);
+void DotQ6_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& act, int64_t k,
+             float* y, int64_t ys);
+void AttendF16(const float* q, const uint16_t* k, const uint16_t* v, int64_t stride, int len,
+               int head_dim, float scale, float* out);
 void Tile(const DecodedRows& w, const Panel& p, bool has_min, float* out, int64_t out_stride);
 
 }  // namespace ggswarm::kernels::avx512

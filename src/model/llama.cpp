@@ -196,36 +196,14 @@ Status LayerRange::ForwardLayer(int l, const LayerWeights& w, float* x, int n, T
   // (its default): q rounded to f16, one pass with a running maximum, and the weighted sum
   // of values kept in f16 (rounded after every step), divided by the softmax sum at the end.
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const bool fast = kernels::HasAttention(hd);
   pool.Run(static_cast<int64_t>(n) * c.n_head, [&](int64_t b, int64_t e, int) {
-    std::vector<float> qh(hd), acc(hd);
     for (int64_t job = b; job < e; ++job) {
       const int t = static_cast<int>(job / c.n_head), h = static_cast<int>(job % c.n_head);
       const int g = h / group;
-      const int len = pos0 + t + 1;
-      for (int i = 0; i < hd; ++i) qh[i] = HalfToFloat(FloatToHalf(q_[t * qd + h * hd + i]));
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      float m = -INFINITY, sum = 0;
-      for (int j = 0; j < len; ++j) {
-        const uint16_t* kr = kc.data() + static_cast<size_t>(j) * kvd + g * hd;
-        const uint16_t* vr = vc.data() + static_cast<size_t>(j) * kvd + g * hd;
-        double dot = 0;
-        for (int i = 0; i < hd; ++i) dot += qh[i] * HalfToFloat(kr[i]);
-        const float s = static_cast<float>(dot) * scale;
-        float ms = 1.0f, vs = 1.0f;
-        if (s > m) {
-          ms = std::exp(m - s);
-          m = s;
-          for (int i = 0; i < hd; ++i) acc[i] = HalfToFloat(FloatToHalf(acc[i] * ms));
-        } else {
-          vs = std::exp(s - m);
-        }
-        for (int i = 0; i < hd; ++i)
-          acc[i] = HalfToFloat(FloatToHalf(std::fma(HalfToFloat(vr[i]), vs, acc[i])));
-        sum = sum * ms + vs;
-      }
-      const float inv = sum == 0 ? 0.0f : 1.0f / sum;
-      float* out = att_.data() + t * qd + h * hd;
-      for (int i = 0; i < hd; ++i) out[i] = acc[i] * inv;
+      (fast ? kernels::AttendF16 : kernels::AttendF16Reference)(
+          q_.data() + t * qd + h * hd, kc.data() + g * hd, vc.data() + g * hd, kvd, pos0 + t + 1,
+          hd, scale, att_.data() + t * qd + h * hd);
     }
   });
   MatMul(w.wo, att_.data(), n, tmp_.data(), pool, &scratch_);

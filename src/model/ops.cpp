@@ -66,6 +66,11 @@ void MatMul(const TensorView& w, const float* x, int n, float* y, ThreadPool& po
       ExpandActivation(vt, s->act.data() + t * abytes, s->expanded.data() + t * k, k);
   }
   if (s->wrow.size() < static_cast<size_t>(pool.size())) s->wrow.resize(pool.size());
+  if (rowdot) {
+    if (s->rowact.size() < static_cast<size_t>(n)) s->rowact.resize(n);
+    for (int t = 0; t < n; ++t)
+      kernels::PrepareRowDot(type, s->act.data() + t * abytes, k, &s->rowact[t]);
+  }
 
   pool.Run(
       m,
@@ -79,8 +84,7 @@ void MatMul(const TensorView& w, const float* x, int n, float* y, ThreadPool& po
           if (rowdot) {
             const uint8_t* rows = sh.data + (b - sh.row_begin) * w.row_bytes;
             for (int t = 0; t < n; ++t)
-              kernels::RowDots(type, rows, w.row_bytes, e - b, s->act.data() + t * abytes, k,
-                               y + t * m + b, 1);
+              kernels::RowDots(type, rows, w.row_bytes, e - b, s->rowact[t], k, y + t * m + b, 1);
             continue;
           }
           for (int64_t r = b; r < e; ++r) {

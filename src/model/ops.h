@@ -13,11 +13,12 @@ namespace ggswarm::model {
 
 // Buffers reused by every matrix multiplication (no allocation per token).
 struct MatMulScratch {
-  std::vector<uint8_t> act;               // activations in the weight's vec_dot_type, n * bytes/row
-  std::vector<float> expanded;            // the same, back as floats (float-path types)
-  std::vector<std::vector<float>> wrow;   // per thread: one dequantized weight row
-  kernels::Panel panel;                   // the tokens side by side (tile path)
-  std::vector<kernels::DecodedRows> dec;  // per thread: decoded weight rows (tile path)
+  std::vector<uint8_t> act;              // activations in the weight's vec_dot_type, n * bytes/row
+  std::vector<float> expanded;           // the same, back as floats (float-path types)
+  std::vector<std::vector<float>> wrow;  // per thread: one dequantized weight row
+  std::vector<kernels::RowDotAct> rowact;    // per token (row-dot path)
+  kernels::Panel panel;                      // the tokens side by side (tile path)
+  std::vector<kernels::DecodedRows> dec;     // per thread: decoded weight rows (tile path)
   std::vector<std::vector<float>> tile_out;  // per thread: their products
 };
 
