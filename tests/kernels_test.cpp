@@ -121,57 +121,76 @@ TEST(Kernels, RowDotsMatchTheScalarReference) {
   }
 }
 
-TEST(Kernels, TilesMatchTheScalarReference) {
-  REQUIRE_AVX512();
+void CheckTiles(bool amx) {
+  kernels::SetAmx(amx);
   for (GgmlType type : kTypes) {
     SCOPED_TRACE(TypeName(type));
     const int64_t k = 512;
     for (int n : {1, 5, 16, 17, 40}) {
-      for (int rows : {1, 3, 4, 9}) {
+      for (int rows : {1, 3, 4, 9, 16}) {
         const Operands o = Make(type, rows, n, k, 100 + n + rows);
         kernels::Panel p;
         kernels::BuildPanel(type, o.act.data(), o.abytes, n, k, &p);
+        ASSERT_EQ(p.offset, !amx);
         kernels::DecodedRows d;
         kernels::Reserve(&d, rows, k, kernels::TileBlock(type));
         for (int r = 0; r < rows; ++r)
           kernels::DecodeRow(type, o.w.data() + r * o.row_bytes, &d, r);
-        std::vector<float> out(static_cast<size_t>(rows) * n, NAN);
-        kernels::TileProduct(d, p, kernels::HasMin(type), out.data(), n);
+        // Both layouts of the output: rows apart by n, and tokens apart by the row count.
+        std::vector<float> out(static_cast<size_t>(rows) * n, NAN), outt(out.size(), NAN);
+        kernels::TileProduct(d, p, kernels::HasMin(type), out.data(), n, 1);
+        kernels::TileProduct(d, p, kernels::HasMin(type), outt.data(), 1, rows);
         for (int r = 0; r < rows; ++r)
           for (int t = 0; t < n; ++t) {
             double mag;
             const double want = Reference(type, o, r, t, &mag);
             ASSERT_NEAR(out[r * n + t], want, 1e-5 * mag)
                 << "n " << n << " rows " << rows << " row " << r << " token " << t;
+            ASSERT_EQ(outt[t * rows + r], out[r * n + t]);
           }
       }
     }
   }
+  kernels::SetAmx(true);
+}
+
+TEST(Kernels, VnniTilesMatchTheScalarReference) {
+  REQUIRE_AVX512();
+  CheckTiles(false);
+}
+
+TEST(Kernels, AmxTilesMatchTheScalarReference) {
+  REQUIRE_AVX512();
+  kernels::SetAmx(true);
+  if (!kernels::AmxActive()) GTEST_SKIP() << "this CPU has no AMX-INT8 (or GGSWARM_AMX=0)";
+  CheckTiles(true);
 }
 
 TEST(Kernels, AttentionMatchesTheScalarReference) {
   REQUIRE_AVX512();
   for (int hd : {64, 128}) {
-    for (int len : {1, 7, 300}) {
-      const int stride = 3 * hd;  // one head of three in the cache
-      const auto qf = RandomFloats(hd, 5 + len);
-      const auto kf = RandomFloats(static_cast<size_t>(len) * stride, 6 + len);
-      const auto vf = RandomFloats(static_cast<size_t>(len) * stride, 7 + len);
-      std::vector<uint16_t> kh(kf.size()), vh(vf.size());
-      for (size_t i = 0; i < kf.size(); ++i) {
-        kh[i] = FloatToHalf(kf[i]);
-        vh[i] = FloatToHalf(vf[i]);
+    for (int heads : {1, 4}) {
+      for (int len : {1, 7, 300}) {
+        const int stride = 3 * hd;  // one key/value head of three in the cache
+        const auto qf = RandomFloats(static_cast<size_t>(heads) * hd, 5 + len);
+        const auto kf = RandomFloats(static_cast<size_t>(len) * stride, 6 + len);
+        const auto vf = RandomFloats(static_cast<size_t>(len) * stride, 7 + len);
+        std::vector<uint16_t> kh(kf.size()), vh(vf.size());
+        for (size_t i = 0; i < kf.size(); ++i) {
+          kh[i] = FloatToHalf(kf[i]);
+          vh[i] = FloatToHalf(vf[i]);
+        }
+        std::vector<float> want(heads * hd), got(heads * hd);
+        const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+        kernels::AttendF16Reference(qf.data(), heads, kh.data() + hd, vh.data() + hd, stride, len,
+                                    hd, scale, want.data());
+        kernels::AttendF16(qf.data(), heads, kh.data() + hd, vh.data() + hd, stride, len, hd, scale,
+                           got.data());
+        // The dot products are summed in another order; the f16 accumulator rounds alike.
+        for (int i = 0; i < heads * hd; ++i)
+          ASSERT_NEAR(got[i], want[i], 2e-3 * (1 + std::fabs(want[i])))
+              << "head_dim " << hd << " heads " << heads << " len " << len << " i " << i;
       }
-      std::vector<float> want(hd), got(hd);
-      const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-      kernels::AttendF16Reference(qf.data(), kh.data() + hd, vh.data() + hd, stride, len, hd, scale,
-                                  want.data());
-      kernels::AttendF16(qf.data(), kh.data() + hd, vh.data() + hd, stride, len, hd, scale,
-                         got.data());
-      // The dot products are summed in another order; the f16 accumulator rounds alike.
-      for (int i = 0; i < hd; ++i)
-        EXPECT_NEAR(got[i], want[i], 2e-3 * (1 + std::fabs(want[i])))
-            << "head_dim " << hd << " len " << len << " i " << i;
     }
   }
 }

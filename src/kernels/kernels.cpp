@@ -1,11 +1,17 @@
 #include "kernels/kernels.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <string_view>
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
+#include "kernels/kernels_amx.h"
 #include "kernels/kernels_avx512.h"
 #include "quant/blocks.h"
 #include "quant/fp16.h"
@@ -35,6 +41,25 @@ Isa& Best() {
 }
 std::atomic<Isa> g_active{Best()};
 
+bool DetectAmx() {
+#if defined(__x86_64__)
+  if (Best() != Isa::kAvx512Vnni) return false;
+  const char* env = std::getenv("GGSWARM_AMX");
+  if (env && std::string_view(env) == "0") return false;
+  unsigned a, b, c, d;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  const bool tile = (d >> 24) & 1, int8 = (d >> 25) & 1;
+  return tile && int8 && amx::RequestTileState();
+#else
+  return false;
+#endif
+}
+bool AmxAvailable() {
+  static const bool available = DetectAmx();
+  return available;
+}
+std::atomic<bool> g_amx{AmxAvailable()};
+
 // Sum of n int8 values.
 int32_t Sum(const int8_t* q, int n) {
   int32_t s = 0;
@@ -51,6 +76,10 @@ const char* IsaName(Isa isa) { return isa == Isa::kAvx512Vnni ? "avx512-vnni" : 
 void SetIsa(Isa isa) {
   g_active.store(isa == Isa::kAvx512Vnni ? Best() : Isa::kScalar, std::memory_order_relaxed);
 }
+
+bool AmxActive() { return g_amx.load(std::memory_order_relaxed) && Active() == Isa::kAvx512Vnni; }
+
+void SetAmx(bool on) { g_amx.store(on && AmxAvailable(), std::memory_order_relaxed); }
 
 bool HasRowDot(GgmlType w) {
   if (Active() != Isa::kAvx512Vnni) return false;
@@ -119,8 +148,8 @@ void Reserve(DecodedRows* out, int rows, int64_t k, int block) {
   out->k = k;
   out->nkb = k / block;
   out->rows = rows;
-  out->q.resize(static_cast<size_t>(rows) * k);
-  out->sw.resize(static_cast<size_t>(rows) * out->nkb);
+  out->q.resize(static_cast<size_t>(std::max(rows, 16)) * k);
+  out->sw.resize(static_cast<size_t>(std::max(rows, 16)) * out->nkb);
   out->mw.resize(out->sw.size());
   out->negc.resize(out->sw.size());
 }
@@ -278,6 +307,8 @@ void BuildPanel(GgmlType w, const uint8_t* act, uint64_t act_row_bytes, int n, i
   p->nkb = k / bl;
   p->n = n;
   p->groups = (n + 15) / 16;
+  p->offset = !AmxActive();
+  const int offset = p->offset ? 128 : 0;
   p->q.assign(static_cast<size_t>(p->groups) * k * 16, 0);
   p->sa.assign(static_cast<size_t>(p->groups) * p->nkb * 16, 0.0f);
   p->SA.assign(p->sa.size(), 0.0f);
@@ -292,7 +323,7 @@ void BuildPanel(GgmlType w, const uint8_t* act, uint64_t act_row_bytes, int n, i
     auto put = [&](const int8_t* src, int64_t at, int len) {  // elements at … at + len
       for (int j = 0; j < len; j += 4)
         for (int b = 0; b < 4; ++b)
-          dst[(at + j) / 4 * 64 + b] = static_cast<uint8_t>(src[j + b] + 128);
+          dst[(at + j) / 4 * 64 + b] = static_cast<uint8_t>(src[j + b] + offset);
     };
     if (vt == GgmlType::Q8_K) {
       const auto* y = reinterpret_cast<const Q8_K*>(a);
@@ -330,14 +361,19 @@ bool HasAttention(int head_dim) {
   return Active() == Isa::kAvx512Vnni && head_dim % 16 == 0 && head_dim <= 256;
 }
 
-void AttendF16(const float* q, const uint16_t* k, const uint16_t* v, int64_t stride, int len,
-               int head_dim, float scale, float* out) {
-  avx512::AttendF16(q, k, v, stride, len, head_dim, scale, out);
+void AttendF16(const float* q, int heads, const uint16_t* k, const uint16_t* v, int64_t stride,
+               int len, int head_dim, float scale, float* out) {
+  avx512::AttendF16(q, heads, k, v, stride, len, head_dim, scale, out);
 }
 
-void AttendF16Reference(const float* q, const uint16_t* k, const uint16_t* v, int64_t stride,
-                        int len, int head_dim, float scale, float* out) {
+void AttendF16Reference(const float* q, int heads, const uint16_t* k, const uint16_t* v,
+                        int64_t stride, int len, int head_dim, float scale, float* out) {
   const int hd = head_dim;
+  if (heads > 1) {
+    for (int h = 0; h < heads; ++h)
+      AttendF16Reference(q + h * hd, 1, k, v, stride, len, hd, scale, out + h * hd);
+    return;
+  }
   std::vector<float> qh(hd), acc(hd, 0.0f);
   for (int i = 0; i < hd; ++i) qh[i] = HalfToFloat(FloatToHalf(q[i]));
   float m = -INFINITY, sum = 0;
@@ -363,9 +399,12 @@ void AttendF16Reference(const float* q, const uint16_t* k, const uint16_t* v, in
   for (int i = 0; i < hd; ++i) out[i] = acc[i] * inv;
 }
 
-void TileProduct(const DecodedRows& w, const Panel& p, bool has_min, float* out,
-                 int64_t out_stride) {
-  avx512::Tile(w, p, has_min, out, out_stride);
+void TileProduct(const DecodedRows& w, const Panel& p, bool has_min, float* out, int64_t row_stride,
+                 int64_t token_stride) {
+  if (p.offset)
+    avx512::Tile(w, p, has_min, out, row_stride, token_stride);
+  else
+    amx::Tile(w, p, has_min, out, row_stride, token_stride);
 }
 
 }  // namespace ggswarm::kernels

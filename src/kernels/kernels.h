@@ -29,6 +29,12 @@ const char* IsaName(Isa isa);
 // For tests and benchmarks: pretend the CPU has only `isa` (never more than it has).
 void SetIsa(Isa isa);
 
+// Whether tiles run on the AMX matrix unit (Sapphire Rapids and later: TDPBSSD multiplies
+// a 16×64 by a 64×16 int8 tile in one instruction). Used when the CPU has AMX-INT8, the
+// kernel grants the tile state and GGSWARM_AMX is not 0; SetAmx(false) turns it off.
+bool AmxActive();
+void SetAmx(bool on);
+
 // --- Row dots ---------------------------------------------------------------------------
 
 // True when Active() has a row-dot kernel for weights of type `w` (Q8_0, Q4_0, Q4_K, Q6_K).
@@ -65,37 +71,42 @@ struct DecodedRows {
 };
 // Decodes row `slot` of `out` (sized by Reserve) from `row` (k elements of type w).
 void DecodeRow(GgmlType w, const uint8_t* row, DecodedRows* out, int slot);
+// Sizes `out` for `rows` rows (room for at least 16: the AMX kernel reads whole tiles).
 void Reserve(DecodedRows* out, int rows, int64_t k, int block);
 
 // Activations of n tokens, sixteen to a group: for group g and element quad j, 64 bytes
-// holding q + 128 of elements 4j..4j+3 of each of the group's tokens (token = 32-bit lane),
+// holding q of elements 4j..4j+3 of each of the group's tokens (token = 32-bit lane), as
+// q + 128 for the VNNI kernel (its unsigned operand) or as is for AMX (offset = false),
 // with per-block scales sa and, for types with a min, block sums SA (= scale × Σ q), as
 // [group][block][16] floats. Built from activations already in VecDotType(w).
 struct Panel {
   int64_t k = 0, nkb = 0;
   int n = 0, groups = 0;
+  bool offset = true;
   std::vector<uint8_t> q;
   std::vector<float> sa, SA;
 };
 void BuildPanel(GgmlType w, const uint8_t* act, uint64_t act_row_bytes, int n, int64_t k, Panel* p);
 
-// out[r * out_stride + t] = row r · token t, for the decoded rows and every token of the
-// panel (t < p.n). Needs Active() == kAvx512Vnni.
-void TileProduct(const DecodedRows& w, const Panel& p, bool has_min, float* out,
-                 int64_t out_stride);
+// out[r * row_stride + t * token_stride] = row r · token t, for the decoded rows and every
+// token of the panel (t < p.n). Needs Active() == kAvx512Vnni; runs on AMX when the panel
+// was built for it (AmxActive() at BuildPanel).
+void TileProduct(const DecodedRows& w, const Panel& p, bool has_min, float* out, int64_t row_stride,
+                 int64_t token_stride);
 
 // --- Attention ---------------------------------------------------------------------------
 
-// One query against `len` cached positions, as llama.cpp's CPU flash attention computes it:
-// q rounded to f16, running maximum, the weighted sum of values kept in f16. k and v hold
-// head_dim halves per position, `stride` halves apart. Needs Active() == kAvx512Vnni and
-// head_dim a multiple of 16 (HasAttention).
+// `heads` queries (head_dim floats each, side by side) that share one key/value head,
+// against `len` cached positions, as llama.cpp's CPU flash attention computes it: q rounded
+// to f16, a running maximum, the weighted sum of values kept in f16 (rounded after every
+// position) and divided by the softmax sum at the end. k and v hold head_dim halves per
+// position, `stride` halves apart. AttendF16 needs HasAttention(head_dim).
 bool HasAttention(int head_dim);
-void AttendF16(const float* q, const uint16_t* k, const uint16_t* v, int64_t stride, int len,
-               int head_dim, float scale, float* out);
+void AttendF16(const float* q, int heads, const uint16_t* k, const uint16_t* v, int64_t stride,
+               int len, int head_dim, float scale, float* out);
 // The same in scalar code (any head_dim), the reference.
-void AttendF16Reference(const float* q, const uint16_t* k, const uint16_t* v, int64_t stride,
-                        int len, int head_dim, float scale, float* out);
+void AttendF16Reference(const float* q, int heads, const uint16_t* k, const uint16_t* v,
+                        int64_t stride, int len, int head_dim, float scale, float* out);
 
 // True when type w's decoded rows carry a min (mw) term.
 bool HasMin(GgmlType w);

@@ -10,6 +10,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "quant/blocks.h"
 #include "quant/vec_dot.h"
@@ -239,49 +240,90 @@ void DotQ6_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& a
   }
 }
 
-void AttendF16(const float* q, const uint16_t* k, const uint16_t* v, int64_t stride, int len,
-               int head_dim, float scale, float* out) {
+void AttendF16(const float* q, int heads, const uint16_t* k, const uint16_t* v, int64_t stride,
+               int len, int head_dim, float scale, float* out) {
   const int nv = head_dim / 16;  // at most 16 vectors
-  __m512 qh[16];
-  __m256i acc[16];  // the running sum of values, in f16
-  for (int i = 0; i < nv; ++i) {
-    qh[i] =
-        _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_loadu_ps(q + 16 * i), _MM_FROUND_TO_NEAREST_INT));
-    acc[i] = _mm256_setzero_si256();
-  }
-  float m = -INFINITY, sum = 0;
-  for (int j = 0; j < len; ++j) {
-    const uint16_t* kr = k + j * stride;
-    const uint16_t* vr = v + j * stride;
-    __m512 d = _mm512_setzero_ps();
+  // Scores first (they do not depend on the running sums), for every head at once: each
+  // key is loaded once for all the heads that share it.
+  thread_local std::vector<float> scores, factor;
+  thread_local std::vector<uint8_t> rescale;
+  thread_local std::vector<uint16_t> acc;
+  scores.resize(static_cast<size_t>(heads) * len);
+  factor.resize(scores.size());
+  rescale.resize(scores.size());
+  acc.assign(static_cast<size_t>(heads) * head_dim, 0);
+  for (int h = 0; h < heads; ++h) {
+    __m512 qh[16];
     for (int i = 0; i < nv; ++i)
-      d = _mm512_fmadd_ps(
-          qh[i], _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(kr + 16 * i))),
-          d);
-    const float s = _mm512_reduce_add_ps(d) * scale;
-    float ms = 1.0f, vs = 1.0f;
-    if (s > m) {
-      ms = std::exp(m - s);
-      m = s;
-      const __m512 msv = _mm512_set1_ps(ms);
+      qh[i] = _mm512_cvtph_ps(
+          _mm512_cvtps_ph(_mm512_loadu_ps(q + h * head_dim + 16 * i), _MM_FROUND_TO_NEAREST_INT));
+    float* sc = scores.data() + static_cast<size_t>(h) * len;
+    for (int j = 0; j < len; ++j) {
+      const uint16_t* kr = k + j * stride;
+      __m512 d = _mm512_setzero_ps();
       for (int i = 0; i < nv; ++i)
-        acc[i] =
-            _mm512_cvtps_ph(_mm512_mul_ps(_mm512_cvtph_ps(acc[i]), msv), _MM_FROUND_TO_NEAREST_INT);
-    } else {
-      vs = std::exp(s - m);
+        d = _mm512_fmadd_ps(
+            qh[i],
+            _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(kr + 16 * i))), d);
+      sc[j] = _mm512_reduce_add_ps(d) * scale;
     }
-    const __m512 vsv = _mm512_set1_ps(vs);
-    for (int i = 0; i < nv; ++i)
-      acc[i] = _mm512_cvtps_ph(
-          _mm512_fmadd_ps(
-              _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(vr + 16 * i))),
-              vsv, _mm512_cvtph_ps(acc[i])),
-          _MM_FROUND_TO_NEAREST_INT);
-    sum = sum * ms + vs;
   }
-  const __m512 inv = _mm512_set1_ps(sum == 0 ? 0.0f : 1.0f / sum);
-  for (int i = 0; i < nv; ++i)
-    _mm512_storeu_ps(out + 16 * i, _mm512_mul_ps(_mm512_cvtph_ps(acc[i]), inv));
+  // The running maximum decides, position by position, whether the sum so far is rescaled
+  // (by exp(m_old - m_new)) or the value weighted (by exp(s - m)).
+  std::vector<float> sum(heads, 0.0f);
+  for (int h = 0; h < heads; ++h) {
+    const float* sc = scores.data() + static_cast<size_t>(h) * len;
+    float* f = factor.data() + static_cast<size_t>(h) * len;
+    uint8_t* re = rescale.data() + static_cast<size_t>(h) * len;
+    float m = -INFINITY, sm = 0;
+    for (int j = 0; j < len; ++j) {
+      float ms = 1.0f, vs = 1.0f;
+      if (sc[j] > m) {
+        ms = std::exp(m - sc[j]);
+        m = sc[j];
+        re[j] = 1;
+        f[j] = ms;
+      } else {
+        vs = std::exp(sc[j] - m);
+        re[j] = 0;
+        f[j] = vs;
+      }
+      sm = sm * ms + vs;
+    }
+    sum[h] = sm;
+  }
+  // The f16 running sums of values: the heads are independent chains, interleaved.
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (int j = 0; j < len; ++j) {
+    const uint16_t* vr = v + j * stride;
+    for (int h = 0; h < heads; ++h) {
+      const size_t at = static_cast<size_t>(h) * len + j;
+      uint16_t* a = acc.data() + static_cast<size_t>(h) * head_dim;
+      const bool re = rescale[at];
+      const __m512 fv = _mm512_set1_ps(factor[at]);
+      const __m512 vs = re ? one : fv;
+      for (int i = 0; i < nv; ++i) {
+        __m256i* ap = reinterpret_cast<__m256i*>(a + 16 * i);
+        __m512 cur = _mm512_cvtph_ps(_mm256_loadu_si256(ap));
+        if (re)
+          cur = _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_mul_ps(cur, fv), _MM_FROUND_TO_NEAREST_INT));
+        const __m512 vv =
+            _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(vr + 16 * i)));
+        _mm256_storeu_si256(
+            ap, _mm512_cvtps_ph(_mm512_fmadd_ps(vv, vs, cur), _MM_FROUND_TO_NEAREST_INT));
+      }
+    }
+  }
+  for (int h = 0; h < heads; ++h) {
+    const __m512 inv = _mm512_set1_ps(sum[h] == 0 ? 0.0f : 1.0f / sum[h]);
+    const uint16_t* a = acc.data() + static_cast<size_t>(h) * head_dim;
+    for (int i = 0; i < nv; ++i)
+      _mm512_storeu_ps(
+          out + h * head_dim + 16 * i,
+          _mm512_mul_ps(
+              _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + 16 * i))),
+              inv));
+  }
 }
 
 namespace {
@@ -289,7 +331,7 @@ namespace {
 // R decoded rows × G groups of sixteen tokens, over the whole row.
 template <int R, int G>
 void TileRG(const DecodedRows& w, const Panel& p, bool has_min, int r0, int g0, float* out,
-            int64_t out_stride) {
+            int64_t rs, int64_t ts) {
   const int64_t k = w.k, nkb = w.nkb;
   const int quads = static_cast<int>(k / nkb / 4);
   __m512 facc[R][G];
@@ -362,33 +404,41 @@ void TileRG(const DecodedRows& w, const Panel& p, bool has_min, int r0, int g0, 
     for (int g = 0; g < G; ++g) {
       const int t0 = (g0 + g) * 16;
       const int nt = std::min(16, p.n - t0);
-      float* o = out + (r0 + r) * out_stride + t0;
-      _mm512_mask_storeu_ps(o, static_cast<__mmask16>((1u << nt) - 1), facc[r][g]);
+      float* o = out + (r0 + r) * rs + t0 * ts;
+      const __mmask16 mask = static_cast<__mmask16>((1u << nt) - 1);
+      if (ts == 1) {
+        _mm512_mask_storeu_ps(o, mask, facc[r][g]);
+      } else {
+        const __m512i idx = _mm512_mullo_epi32(
+            _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+            _mm512_set1_epi32(static_cast<int>(ts)));
+        _mm512_mask_i32scatter_ps(o, mask, idx, facc[r][g], 4);
+      }
     }
 }
 
 template <int R>
-void TileR(const DecodedRows& w, const Panel& p, bool has_min, int r0, float* out,
-           int64_t out_stride) {
+void TileR(const DecodedRows& w, const Panel& p, bool has_min, int r0, float* out, int64_t rs,
+           int64_t ts) {
   int g = 0;
-  for (; g + 2 <= p.groups; g += 2) TileRG<R, 2>(w, p, has_min, r0, g, out, out_stride);
-  if (g < p.groups) TileRG<R, 1>(w, p, has_min, r0, g, out, out_stride);
+  for (; g + 2 <= p.groups; g += 2) TileRG<R, 2>(w, p, has_min, r0, g, out, rs, ts);
+  if (g < p.groups) TileRG<R, 1>(w, p, has_min, r0, g, out, rs, ts);
 }
 
 }  // namespace
 
-void Tile(const DecodedRows& w, const Panel& p, bool has_min, float* out, int64_t out_stride) {
+void Tile(const DecodedRows& w, const Panel& p, bool has_min, float* out, int64_t rs, int64_t ts) {
   int r = 0;
-  for (; r + 4 <= w.rows; r += 4) TileR<4>(w, p, has_min, r, out, out_stride);
+  for (; r + 4 <= w.rows; r += 4) TileR<4>(w, p, has_min, r, out, rs, ts);
   switch (w.rows - r) {
     case 3:
-      TileR<3>(w, p, has_min, r, out, out_stride);
+      TileR<3>(w, p, has_min, r, out, rs, ts);
       break;
     case 2:
-      TileR<2>(w, p, has_min, r, out, out_stride);
+      TileR<2>(w, p, has_min, r, out, rs, ts);
       break;
     case 1:
-      TileR<1>(w, p, has_min, r, out, out_stride);
+      TileR<1>(w, p, has_min, r, out, rs, ts);
       break;
     default:
       break;

@@ -197,13 +197,13 @@ Status LayerRange::ForwardLayer(int l, const LayerWeights& w, float* x, int n, T
   // of values kept in f16 (rounded after every step), divided by the softmax sum at the end.
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const bool fast = kernels::HasAttention(hd);
-  pool.Run(static_cast<int64_t>(n) * c.n_head, [&](int64_t b, int64_t e, int) {
+  pool.Run(static_cast<int64_t>(n) * c.n_head_kv, [&](int64_t b, int64_t e, int) {
     for (int64_t job = b; job < e; ++job) {
-      const int t = static_cast<int>(job / c.n_head), h = static_cast<int>(job % c.n_head);
-      const int g = h / group;
+      const int t = static_cast<int>(job / c.n_head_kv), g = static_cast<int>(job % c.n_head_kv);
+      const int h0 = g * group;  // the query heads that share key/value head g
       (fast ? kernels::AttendF16 : kernels::AttendF16Reference)(
-          q_.data() + t * qd + h * hd, kc.data() + g * hd, vc.data() + g * hd, kvd, pos0 + t + 1,
-          hd, scale, att_.data() + t * qd + h * hd);
+          q_.data() + t * qd + h0 * hd, group, kc.data() + g * hd, vc.data() + g * hd, kvd,
+          pos0 + t + 1, hd, scale, att_.data() + t * qd + h0 * hd);
     }
   });
   MatMul(w.wo, att_.data(), n, tmp_.data(), pool, &scratch_);

@@ -19,24 +19,18 @@ void TileMatMul(const TensorView& w, int n, float* y, ThreadPool& pool, MatMulSc
   const uint64_t abytes = ActivationBytes(VecDotType(type), k);
   kernels::BuildPanel(type, s->act.data(), abytes, n, k, &s->panel);
   const bool has_min = kernels::HasMin(type);
-  if (s->dec.size() < static_cast<size_t>(pool.size())) {
-    s->dec.resize(pool.size());
-    s->tile_out.resize(pool.size());
-  }
-  constexpr int kRows = 4;
+  if (s->dec.size() < static_cast<size_t>(pool.size())) s->dec.resize(pool.size());
+  // Sixteen rows at a time (one AMX tile; each token's sixteen results fill a cache line).
+  constexpr int kRows = 16;
   pool.Run(
       m,
       [&](int64_t begin, int64_t end, int tid) {
         kernels::DecodedRows& d = s->dec[tid];
-        std::vector<float>& out = s->tile_out[tid];
-        out.resize(static_cast<size_t>(kRows) * n);
         for (int64_t r = begin; r < end; r += kRows) {
           const int rows = static_cast<int>(std::min<int64_t>(kRows, end - r));
           kernels::Reserve(&d, rows, k, block);
           for (int i = 0; i < rows; ++i) kernels::DecodeRow(type, w.Row(r + i), &d, i);
-          kernels::TileProduct(d, s->panel, has_min, out.data(), n);
-          for (int i = 0; i < rows; ++i)
-            for (int t = 0; t < n; ++t) y[t * m + r + i] = out[i * n + t];
+          kernels::TileProduct(d, s->panel, has_min, y + r, 1, m);
         }
       },
       kRows);

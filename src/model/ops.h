@@ -16,10 +16,9 @@ struct MatMulScratch {
   std::vector<uint8_t> act;              // activations in the weight's vec_dot_type, n * bytes/row
   std::vector<float> expanded;           // the same, back as floats (float-path types)
   std::vector<std::vector<float>> wrow;  // per thread: one dequantized weight row
-  std::vector<kernels::RowDotAct> rowact;    // per token (row-dot path)
-  kernels::Panel panel;                      // the tokens side by side (tile path)
-  std::vector<kernels::DecodedRows> dec;     // per thread: decoded weight rows (tile path)
-  std::vector<std::vector<float>> tile_out;  // per thread: their products
+  std::vector<kernels::RowDotAct> rowact;  // per token (row-dot path)
+  kernels::Panel panel;                    // the tokens side by side (tile path)
+  std::vector<kernels::DecodedRows> dec;   // per thread: decoded weight rows (tile path)
 };
 
 // Batches of at least this many tokens use the tile kernels (where the CPU has them).
