@@ -86,12 +86,12 @@ TEST(Kernels, DecodedRowsGiveExactlyTheDequantizedValues) {
       const int bl = static_cast<int>(k / d.nkb);
       for (int64_t j = 0; j < k; ++j) {
         const int64_t b = r * d.nkb + j / bl;
-        const float got = d.sw[b] * d.q[r * k + j] + d.mw[b];
+        const float got = d.sw[b] * d.At(r, j / bl)[j % bl] + d.mw[b];
         ASSERT_EQ(got, want[j]) << "row " << r << " element " << j;
       }
       for (int64_t b = 0; b < d.nkb; ++b) {
         int32_t sum = 0;
-        for (int j = 0; j < bl; ++j) sum += d.q[r * k + b * bl + j];
+        for (int j = 0; j < bl; ++j) sum += d.At(r, b)[j];
         ASSERT_EQ(d.negc[r * d.nkb + b], -128 * sum);
       }
     }

@@ -147,16 +147,19 @@ bool HasMin(GgmlType w) {
 void Reserve(DecodedRows* out, int rows, int64_t k, int block) {
   out->k = k;
   out->nkb = k / block;
-  out->rows = rows;
-  out->q.resize(static_cast<size_t>(std::max(rows, 16)) * k);
-  out->sw.resize(static_cast<size_t>(std::max(rows, 16)) * out->nkb);
+  out->rows = std::min(rows, 16);
+  out->block = block;
+  out->q.resize(static_cast<size_t>(16) * k);
+  out->sw.resize(static_cast<size_t>(16) * out->nkb);
   out->mw.resize(out->sw.size());
   out->negc.resize(out->sw.size());
 }
 
 void DecodeRow(GgmlType w, const uint8_t* row, DecodedRows* out, int slot) {
   const int64_t k = out->k, nkb = out->nkb;
-  int8_t* q = out->q.data() + slot * k;
+  thread_local std::vector<int8_t> row_q;
+  row_q.resize(k);
+  int8_t* q = row_q.data();
   float* sw = out->sw.data() + slot * nkb;
   float* mw = out->mw.data() + slot * nkb;
   int32_t* negc = out->negc.data() + slot * nkb;
@@ -296,7 +299,10 @@ void DecodeRow(GgmlType w, const uint8_t* row, DecodedRows* out, int slot) {
     default:
       break;
   }
-  for (int64_t b = 0; b < nkb; ++b) negc[b] = -128 * Sum(q + b * bl, bl);
+  for (int64_t b = 0; b < nkb; ++b) {
+    negc[b] = -128 * Sum(q + b * bl, bl);
+    std::memcpy(out->q.data() + (b * 16 + slot) * bl, q + b * bl, bl);
+  }
 }
 
 void BuildPanel(GgmlType w, const uint8_t* act, uint64_t act_row_bytes, int n, int64_t k,

@@ -60,18 +60,21 @@ void RowDots(GgmlType w, const uint8_t* rows, uint64_t row_bytes, int64_t nrows,
 // The block length (16 or 32) a weight type decodes into, or 0 when it has no tile path.
 int TileBlock(GgmlType w);
 
-// One weight row decoded: x[j] = sw[b] * q[j] + mw[b] for j in block b (exactly the values
-// Dequantize gives), with negc[b] = -128 * Σ q over block b (the panel's offset, undone).
+// Up to sixteen weight rows decoded: x[j] = sw[b] * q[j] + mw[b] for j in block b (exactly
+// the values Dequantize gives), with negc[b] = -128 * Σ q over block b (the VNNI panel's
+// offset, undone). The quants are stored block by block, sixteen rows of a block together
+// (an AMX tile): At(r, b) is row r's block b.
 struct DecodedRows {
   int64_t k = 0, nkb = 0;  // elements per row, blocks per row
-  int rows = 0;
-  std::vector<int8_t> q;  // rows × k
+  int rows = 0, block = 0;
+  std::vector<int8_t> q;  // nkb × 16 × block
   std::vector<float> sw, mw;
-  std::vector<int32_t> negc;  // rows × nkb each
+  std::vector<int32_t> negc;  // 16 × nkb each
+  const int8_t* At(int r, int64_t b) const { return q.data() + (b * 16 + r) * block; }
 };
 // Decodes row `slot` of `out` (sized by Reserve) from `row` (k elements of type w).
 void DecodeRow(GgmlType w, const uint8_t* row, DecodedRows* out, int slot);
-// Sizes `out` for `rows` rows (room for at least 16: the AMX kernel reads whole tiles).
+// Sizes `out` for `rows` (at most 16) rows of k elements in blocks of `block`.
 void Reserve(DecodedRows* out, int rows, int64_t k, int block);
 
 // Activations of n tokens, sixteen to a group: for group g and element quad j, 64 bytes

@@ -347,11 +347,9 @@ void TileRG(const DecodedRows& w, const Panel& p, bool has_min, int r0, int g0, 
     sa[g] = p.sa.data() + static_cast<size_t>(g0 + g) * nkb * 16;
     SA[g] = p.SA.data() + static_cast<size_t>(g0 + g) * nkb * 16;
   }
-  const int8_t* wq[R];
   const float *sw[R], *mw[R];
   const int32_t* negc[R];
   for (int r = 0; r < R; ++r) {
-    wq[r] = w.q.data() + static_cast<size_t>(r0 + r) * k;
     sw[r] = w.sw.data() + static_cast<size_t>(r0 + r) * nkb;
     mw[r] = w.mw.data() + static_cast<size_t>(r0 + r) * nkb;
     negc[r] = w.negc.data() + static_cast<size_t>(r0 + r) * nkb;
@@ -373,7 +371,7 @@ void TileRG(const DecodedRows& w, const Panel& p, bool has_min, int r0, int g0, 
 #pragma GCC unroll 4
       for (int r = 0; r < R; ++r) {
         int32_t wd;
-        std::memcpy(&wd, wq[r] + (q0 + q) * 4, 4);
+        std::memcpy(&wd, w.At(r0 + r, b) + q * 4, 4);
         const __m512i wb = _mm512_set1_epi32(wd);
 #pragma GCC unroll 2
         for (int g = 0; g < G; ++g) iacc[r][g] = _mm512_dpbusd_epi32(iacc[r][g], av[g], wb);
