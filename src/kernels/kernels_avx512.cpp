@@ -23,7 +23,8 @@ inline float H(uint16_t h) { return _cvtsh_ss(h); }
 
 // Weights stream from memory once per token; the hardware prefetcher alone keeps too few
 // lines in flight while the core is busy multiplying, so fetch this far ahead.
-constexpr int kPrefetch = 1024;
+// (Measured best on Sapphire Rapids: 1 KB for Q8_0, 2 KB for the denser types.)
+template <int kPrefetch = 2048>
 inline void Prefetch(const void* p, uint64_t bytes) {
   const char* c = static_cast<const char*>(p) + kPrefetch;
   for (uint64_t o = 0; o < bytes; o += 64) _mm_prefetch(c + o, _MM_HINT_T0);
@@ -95,7 +96,7 @@ void DotQ8_0(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& a
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     int64_t i = 0;
     for (; i + 4 <= nb; i += 4) {
-      Prefetch(x + i, 4 * sizeof(Q8_0));
+      Prefetch<1024>(x + i, 4 * sizeof(Q8_0));
       const __m128 s4 = Scales4(reinterpret_cast<const uint8_t*>(x + i), sizeof(Q8_0), da + i);
       acc0 =
           _mm512_fmadd_ps(_mm512_cvtepi32_ps(PairQ8_0(x + i, a + i * kQK)), PairScale(s4, 0), acc0);
@@ -252,20 +253,22 @@ void AttendF16(const float* q, int heads, const uint16_t* k, const uint16_t* v, 
   factor.resize(scores.size());
   rescale.resize(scores.size());
   acc.assign(static_cast<size_t>(heads) * head_dim, 0);
-  for (int h = 0; h < heads; ++h) {
-    __m512 qh[16];
+  thread_local std::vector<float> qf;
+  qf.resize(static_cast<size_t>(heads) * head_dim);
+  for (int i = 0; i < heads * nv; ++i)
+    _mm512_storeu_ps(
+        qf.data() + 16 * i,
+        _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_loadu_ps(q + 16 * i), _MM_FROUND_TO_NEAREST_INT)));
+  for (int j = 0; j < len; ++j) {
+    const uint16_t* kr = k + j * stride;
+    __m512 kv[16];  // the key, converted once for every head
     for (int i = 0; i < nv; ++i)
-      qh[i] = _mm512_cvtph_ps(
-          _mm512_cvtps_ph(_mm512_loadu_ps(q + h * head_dim + 16 * i), _MM_FROUND_TO_NEAREST_INT));
-    float* sc = scores.data() + static_cast<size_t>(h) * len;
-    for (int j = 0; j < len; ++j) {
-      const uint16_t* kr = k + j * stride;
-      __m512 d = _mm512_setzero_ps();
-      for (int i = 0; i < nv; ++i)
-        d = _mm512_fmadd_ps(
-            qh[i],
-            _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(kr + 16 * i))), d);
-      sc[j] = _mm512_reduce_add_ps(d) * scale;
+      kv[i] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(kr + 16 * i)));
+    for (int h = 0; h < heads; ++h) {
+      const float* qh = qf.data() + h * head_dim;
+      __m512 d = _mm512_mul_ps(kv[0], _mm512_loadu_ps(qh));
+      for (int i = 1; i < nv; ++i) d = _mm512_fmadd_ps(kv[i], _mm512_loadu_ps(qh + 16 * i), d);
+      scores[static_cast<size_t>(h) * len + j] = _mm512_reduce_add_ps(d) * scale;
     }
   }
   // The running maximum decides, position by position, whether the sum so far is rescaled
@@ -296,21 +299,30 @@ void AttendF16(const float* q, int heads, const uint16_t* k, const uint16_t* v, 
   const __m512 one = _mm512_set1_ps(1.0f);
   for (int j = 0; j < len; ++j) {
     const uint16_t* vr = v + j * stride;
+    __m512 vv[16];  // the value, converted once for every head
+    for (int i = 0; i < nv; ++i)
+      vv[i] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(vr + 16 * i)));
     for (int h = 0; h < heads; ++h) {
       const size_t at = static_cast<size_t>(h) * len + j;
       uint16_t* a = acc.data() + static_cast<size_t>(h) * head_dim;
-      const bool re = rescale[at];
       const __m512 fv = _mm512_set1_ps(factor[at]);
-      const __m512 vs = re ? one : fv;
-      for (int i = 0; i < nv; ++i) {
-        __m256i* ap = reinterpret_cast<__m256i*>(a + 16 * i);
-        __m512 cur = _mm512_cvtph_ps(_mm256_loadu_si256(ap));
-        if (re)
-          cur = _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_mul_ps(cur, fv), _MM_FROUND_TO_NEAREST_INT));
-        const __m512 vv =
-            _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(vr + 16 * i)));
-        _mm256_storeu_si256(
-            ap, _mm512_cvtps_ph(_mm512_fmadd_ps(vv, vs, cur), _MM_FROUND_TO_NEAREST_INT));
+      if (rescale[at]) {
+        for (int i = 0; i < nv; ++i) {
+          __m256i* ap = reinterpret_cast<__m256i*>(a + 16 * i);
+          const __m512 cur = _mm512_cvtph_ps(
+              _mm512_cvtps_ph(_mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256(ap)), fv),
+                              _MM_FROUND_TO_NEAREST_INT));
+          _mm256_storeu_si256(
+              ap, _mm512_cvtps_ph(_mm512_fmadd_ps(vv[i], one, cur), _MM_FROUND_TO_NEAREST_INT));
+        }
+      } else {
+        for (int i = 0; i < nv; ++i) {
+          __m256i* ap = reinterpret_cast<__m256i*>(a + 16 * i);
+          _mm256_storeu_si256(
+              ap,
+              _mm512_cvtps_ph(_mm512_fmadd_ps(vv[i], fv, _mm512_cvtph_ps(_mm256_loadu_si256(ap))),
+                              _MM_FROUND_TO_NEAREST_INT));
+        }
       }
     }
   }

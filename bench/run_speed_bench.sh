@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# The speed table of issue 4: `ggswarm bench` at 1 and 2 threads on models made by
+# `ggswarm synth` (TinyLlama-1.1B in Q8_0, Q4_0 and Q4_K_M; Mistral-7B in Q4_K_M, 4.4 GB),
+# llama.cpp on the same files where ../shared/reference/llamacpp-ref can run, the ratios,
+# and the TinyLlama Q4_K_M model once more from a fragment directory.
+#
+#   bench/run_speed_bench.sh [--quick] [--no-llamacpp] [--no-mistral]
+#
+# Models go to $MODELS (default build/bench-models), results (JSON) to $OUT (default
+# build/bench-results). --quick: TinyLlama Q4_0 only, short runs (a smoke test).
+# Takes about 20 minutes in full; needs about 7 GB of disk.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+quick=0 llamacpp=1 mistral=1
+for a in "$@"; do
+  case $a in
+    --quick) quick=1 ;;
+    --no-llamacpp) llamacpp=0 ;;
+    --no-mistral) mistral=0 ;;
+    *) echo "usage: $0 [--quick] [--no-llamacpp] [--no-mistral]" >&2; exit 2 ;;
+  esac
+done
+scripts/install-deps.sh
+[ -x build/ggswarm ] || scripts/build.sh build >&2
+gg=$root/build/ggswarm
+models=${MODELS:-$root/build/bench-models}
+out=${OUT:-$root/build/bench-results}
+mkdir -p "$models" "$out"
+ref=$root/../shared/reference/llamacpp-ref
+if [ $llamacpp = 1 ] && [ ! -x "$ref" ]; then
+  echo "note: $ref not found: llama.cpp columns left empty" >&2
+  llamacpp=0
+fi
+
+# name preset type n_prompt n_gen repetitions
+runs=("tinyllama-1.1b-Q8_0 tinyllama-1.1b Q8_0 512 128 3"
+      "tinyllama-1.1b-Q4_0 tinyllama-1.1b Q4_0 512 128 3"
+      "tinyllama-1.1b-Q4_K_M tinyllama-1.1b Q4_K_M 512 128 3")
+[ $mistral = 1 ] && runs+=("mistral-7b-Q4_K_M mistral-7b Q4_K_M 128 64 2")
+[ $quick = 1 ] && runs=("tinyllama-1.1b-Q4_0 tinyllama-1.1b Q4_0 64 16 1")
+
+# A prompt of exactly n tokens (with BOS) for llama.cpp: words added until the model's
+# tokenizer gives n.
+make_prompt() {
+  local model=$1 n=$2 lo=1 hi=$((n * 2)) mid text count
+  local words=(once upon a time there was a little girl named lily she loved to play outside
+               in the park with her friends and her dog)
+  while [ $lo -lt $hi ]; do
+    mid=$(((lo + hi + 1) / 2))
+    text=$(for ((i = 0; i < mid; i++)); do printf '%s ' "${words[i % ${#words[@]}]}"; done)
+    count=$("$gg" tokenize --json "$model" "${text% }" | jq length)
+    if [ "$count" -le "$n" ]; then lo=$mid; else hi=$((mid - 1)); fi
+  done
+  for ((i = 0; i < lo; i++)); do printf '%s ' "${words[i % ${#words[@]}]}"; done | sed 's/ $//'
+}
+
+for r in "${runs[@]}"; do
+  read -r name preset type p n reps <<<"$r"
+  model=$models/$name.gguf
+  [ -f "$model" ] || "$gg" synth --preset "$preset" --type "$type" "$model" >&2
+  for t in 1 2; do
+    echo "ggswarm bench $name -t $t" >&2
+    "$gg" bench "$model" -p "$p" -n "$n" -t "$t" -r "$reps" --json >"$out/$name.t$t.json"
+    if [ $llamacpp = 1 ]; then
+      echo "llama.cpp $name -t $t" >&2
+      prompt=$(make_prompt "$model" "$p")
+      "$ref" --model "$model" --prompt "$prompt" --n-predict "$n" --threads "$t" \
+        --ctx $((p + n + 16)) --ignore-eos --json "$out/$name.llama.t$t.json" >/dev/null 2>&1 ||
+        echo "llama.cpp failed on $name" >&2
+    fi
+  done
+done
+
+# The same model from fragments (generation streams the weights from the fragment maps).
+frag_name=tinyllama-1.1b-Q4_K_M
+[ $quick = 1 ] && frag_name=tinyllama-1.1b-Q4_0
+if [ ! -f "$models/$frag_name.frag/manifest.json" ]; then
+  rm -rf "$models/$frag_name.frag"
+  "$gg" fragment "$models/$frag_name.gguf" "$models/$frag_name.frag" >&2
+fi
+read -r _ _ _ p n reps <<<"$(printf '%s\n' "${runs[@]}" | grep "^$frag_name ")"
+echo "ggswarm bench $frag_name (fragments) -t 2" >&2
+"$gg" bench "$models/$frag_name.frag" -p "$p" -n "$n" -t 2 -r "$reps" --json >"$out/$frag_name.frag.t2.json"
+
+# The table.
+f1() { [ -f "$1" ] && jq -r "$2 // empty" "$1" 2>/dev/null || true; }
+ratio() { if [ -n "$1" ] && [ -n "$2" ]; then echo "$1 $2" | awk '{printf "%.2f", $1 / $2}'; fi; }
+printf '\n%-24s %3s | %18s %8s %6s | %18s %8s %6s | %6s %7s %9s %7s\n' model t \
+  "pp ggswarm" llama.cpp ratio "tg ggswarm" llama.cpp ratio bound "of bound" "RSS MiB" "load s"
+for r in "${runs[@]}"; do
+  read -r name _ _ p n _ <<<"$r"
+  for t in 1 2; do
+    j=$out/$name.t$t.json l=$out/$name.llama.t$t.json
+    pp=$(f1 "$j" '.pp.mean') ppsd=$(f1 "$j" '.pp.sd') tg=$(f1 "$j" '.tg.mean') tgsd=$(f1 "$j" '.tg.sd')
+    lpp=$(f1 "$l" '.prompt_tok_s') ltg=$(f1 "$l" '.gen_tok_s')
+    printf '%-24s %3s | %11.2f ±%5.2f %8.2f %6s | %11.2f ±%5.2f %8.2f %6s | %6.2f %6.0f%% %9.0f %7.3f\n' \
+      "$name pp$p/tg$n" "$t" "$pp" "$ppsd" "${lpp:-0}" "$(ratio "$pp" "$lpp")" "$tg" "$tgsd" \
+      "${ltg:-0}" "$(ratio "$tg" "$ltg")" "$(f1 "$j" '.tg_bound_tokens_per_s')" \
+      "$(f1 "$j" '.tg_fraction_of_bound * 100')" "$(f1 "$j" '.peak_rss_bytes / 1048576')" \
+      "$(f1 "$j" '.load_s')"
+  done
+done
+j=$out/$frag_name.frag.t2.json g=$out/$frag_name.t2.json
+printf '\nfrom fragments, 2 threads: %s pp %.2f (GGUF %.2f, ratio %s), tg %.2f (GGUF %.2f, ratio %s), load %.3f s\n' \
+  "$frag_name" "$(f1 "$j" '.pp.mean')" "$(f1 "$g" '.pp.mean')" \
+  "$(ratio "$(f1 "$j" '.pp.mean')" "$(f1 "$g" '.pp.mean')")" "$(f1 "$j" '.tg.mean')" \
+  "$(f1 "$g" '.tg.mean')" "$(ratio "$(f1 "$j" '.tg.mean')" "$(f1 "$g" '.tg.mean')")" \
+  "$(f1 "$j" '.load_s')"
+echo "(llama.cpp's generation timings at 2 threads on a 2-core machine are noisy: compare its 2-thread pp only.)"
