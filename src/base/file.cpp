@@ -140,6 +140,7 @@ OutputFile& OutputFile::operator=(OutputFile&& o) noexcept {
     fd_ = o.fd_;
     written_ = o.written_;
     overwrite_ = o.overwrite_;
+    buffer_ = std::move(o.buffer_);
     path_ = std::move(o.path_);
     temp_path_ = std::move(o.temp_path_);
     o.fd_ = -1;
@@ -157,16 +158,45 @@ void OutputFile::Abandon() {
   }
 }
 
-Status OutputFile::Write(std::span<const uint8_t> data) {
-  if (fd_ < 0) return Status::InvalidArgument("write to a closed file: " + path_);
+namespace {
+constexpr size_t kWriteChunk = 4 << 20;
+}  // namespace
+
+Status OutputFile::WriteOut(const uint8_t* p, size_t n) {
   size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::write(fd_, data.data() + done, data.size() - done);
-    if (n < 0) {
+  while (done < n) {
+    ssize_t k = ::write(fd_, p + done, n - done);
+    if (k < 0) {
       if (errno == EINTR) continue;
       return Status::IOError(Errno("cannot write", temp_path_));
     }
-    done += static_cast<size_t>(n);
+    done += static_cast<size_t>(k);
+  }
+  return Status::Ok();
+}
+
+Status OutputFile::Flush() {
+  if (buffer_.empty()) return Status::Ok();
+  Status st = WriteOut(buffer_.data(), buffer_.size());
+  buffer_.clear();
+  return st;
+}
+
+Status OutputFile::Write(std::span<const uint8_t> data) {
+  if (fd_ < 0) return Status::InvalidArgument("write to a closed file: " + path_);
+  size_t at = 0;
+  while (at < data.size()) {
+    if (buffer_.empty() && data.size() - at >= kWriteChunk) {  // whole aligned chunks directly
+      const size_t n = (data.size() - at) / kWriteChunk * kWriteChunk;
+      GGSWARM_RETURN_IF_ERROR(WriteOut(data.data() + at, n));
+      at += n;
+      continue;
+    }
+    if (buffer_.capacity() < kWriteChunk) buffer_.reserve(kWriteChunk);
+    const size_t n = std::min(kWriteChunk - buffer_.size(), data.size() - at);
+    buffer_.insert(buffer_.end(), data.data() + at, data.data() + at + n);
+    at += n;
+    if (buffer_.size() == kWriteChunk) GGSWARM_RETURN_IF_ERROR(Flush());
   }
   written_ += data.size();
   return Status::Ok();
@@ -184,6 +214,10 @@ Status OutputFile::WriteZeros(uint64_t n) {
 
 Status OutputFile::Commit() {
   if (fd_ < 0) return Status::InvalidArgument("commit of a closed file: " + path_);
+  if (Status st = Flush(); !st.ok()) {
+    Abandon();
+    return st;
+  }
   if (::close(fd_) != 0) {
     fd_ = -1;
     ::unlink(temp_path_.c_str());

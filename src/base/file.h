@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "base/status.h"
 
@@ -70,8 +71,14 @@ class OutputFile {
 
  private:
   void Abandon();
+  Status WriteOut(const uint8_t* p, size_t n);  // the write(2) loop
+  Status Flush();
   int fd_ = -1;
   uint64_t written_ = 0;
+  // Writes leave in whole 4 MiB pieces at 4 MiB-aligned offsets, so that the page cache
+  // can hold the file in large folios (which map with huge pages: reading weights from the
+  // mmap then runs ~40% faster than from 4 KiB pages).
+  std::vector<uint8_t> buffer_;
   bool overwrite_ = false;
   std::string path_, temp_path_;
 };
