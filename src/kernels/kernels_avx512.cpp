@@ -146,7 +146,8 @@ void DotQ4_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& a
   // of high nibbles 4c + 1 and 4c + 3.
   const __m512i idx_lo0 = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
   const __m512i idx_hi0 = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1);
-  const __m512i four = _mm512_set1_epi32(4);
+  const __m512i idx_lo[2] = {idx_lo0, _mm512_add_epi32(idx_lo0, _mm512_set1_epi32(4))};
+  const __m512i idx_hi[2] = {idx_hi0, _mm512_add_epi32(idx_hi0, _mm512_set1_epi32(4))};
   const __m512i nib = _mm512_set1_epi8(0x0F);
   for (int64_t r = 0; r < nrows; ++r) {
     const auto* x = reinterpret_cast<const Q4_K*>(rows + r * rb);
@@ -159,8 +160,9 @@ void DotQ4_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& a
       const uint32_t sc_lo = u[0] & 0x3f3f3f3f, m_lo = u[1] & 0x3f3f3f3f;
       const uint32_t sc_hi = (u[2] & 0x0f0f0f0f) | (((u[0] >> 6) & 0x03030303) << 4);
       const uint32_t m_hi = ((u[2] >> 4) & 0x0f0f0f0f) | (((u[1] >> 6) & 0x03030303) << 4);
-      const __m512i scv = _mm512_cvtepu8_epi32(
+      __m512i scv = _mm512_cvtepu8_epi32(
           _mm_set_epi32(0, 0, static_cast<int>(sc_hi), static_cast<int>(sc_lo)));
+      scv = _mm512_or_si512(scv, _mm512_slli_epi32(scv, 16));  // two 16-bit copies per lane
       __m512i isum = _mm512_setzero_si512();
       for (int c = 0; c < 2; ++c) {
         const __m512i q = _mm512_loadu_si512(x[i].qs + 64 * c);
@@ -170,13 +172,12 @@ void DotQ4_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& a
         const __m512i a1 = _mm512_loadu_si512(a[i].qs + 128 * c + 64);
         const __m512i alo = _mm512_shuffle_i64x2(a0, a1, _MM_SHUFFLE(1, 0, 1, 0));
         const __m512i ahi = _mm512_shuffle_i64x2(a0, a1, _MM_SHUFFLE(3, 2, 3, 2));
-        const __m512i plo = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, alo);
-        const __m512i phi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, ahi);
-        const __m512i add = c ? four : _mm512_setzero_si512();
-        const __m512i slo = _mm512_permutexvar_epi32(_mm512_add_epi32(idx_lo0, add), scv);
-        const __m512i shi = _mm512_permutexvar_epi32(_mm512_add_epi32(idx_hi0, add), scv);
-        isum = _mm512_add_epi32(
-            isum, _mm512_add_epi32(_mm512_mullo_epi32(plo, slo), _mm512_mullo_epi32(phi, shi)));
+        // Pairs of products in 16 bits (15 · 127 · 2 fits), then times the sub-block's
+        // scale and summed into 32 bits by vpdpwssd.
+        const __m512i plo = _mm512_maddubs_epi16(lo, alo);
+        const __m512i phi = _mm512_maddubs_epi16(hi, ahi);
+        isum = _mm512_dpwssd_epi32(isum, plo, _mm512_permutexvar_epi32(idx_lo[c], scv));
+        isum = _mm512_dpwssd_epi32(isum, phi, _mm512_permutexvar_epi32(idx_hi[c], scv));
       }
       // Mins: Σ_j m_j (bsum[2j] + bsum[2j+1]).
       const __m128i m8 = _mm_set_epi32(0, 0, static_cast<int>(m_hi), static_cast<int>(m_lo));
@@ -202,13 +203,18 @@ void DotQ6_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& a
   const __m512i cnt_lo = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
   const __m512i cnt_hi = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
   const __m512i idx0 = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+  const __m512i idx[4] = {idx0, _mm512_add_epi32(idx0, _mm512_set1_epi32(4)),
+                          _mm512_add_epi32(idx0, _mm512_set1_epi32(8)),
+                          _mm512_add_epi32(idx0, _mm512_set1_epi32(12))};
   for (int64_t r = 0; r < nrows; ++r) {
     const auto* x = reinterpret_cast<const Q6_K*>(rows + r * rb);
     __m512 acc = _mm512_setzero_ps();
     for (int64_t i = 0; i < nb; ++i) {
       Prefetch(x + i, sizeof(Q6_K));
       const __m128i sc8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i].scales));
-      const __m512i scv = _mm512_cvtepi8_epi32(sc8);
+      __m512i scv = _mm512_cvtepi8_epi32(sc8);
+      scv = _mm512_or_si512(_mm512_and_si512(scv, _mm512_set1_epi32(0xFFFF)),
+                            _mm512_slli_epi32(scv, 16));  // two 16-bit copies per lane
       __m512i isum = _mm512_setzero_si512();
       for (int h = 0; h < 2; ++h) {
         const __m512i ql = _mm512_loadu_si512(x[i].ql + 64 * h);
@@ -220,16 +226,11 @@ void DotQ6_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& a
             _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, cnt_hi), three), 4);
         const __m512i qlo = _mm512_or_si512(_mm512_and_si512(ql, nib), hlo);
         const __m512i qhi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), nib), hhi);
-        const __m512i plo =
-            _mm512_dpbusd_epi32(_mm512_setzero_si512(), qlo, _mm512_loadu_si512(a[i].qs + 128 * h));
-        const __m512i phi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), qhi,
-                                                _mm512_loadu_si512(a[i].qs + 128 * h + 64));
-        const __m512i slo =
-            _mm512_permutexvar_epi32(_mm512_add_epi32(idx0, _mm512_set1_epi32(8 * h)), scv);
-        const __m512i shi =
-            _mm512_permutexvar_epi32(_mm512_add_epi32(idx0, _mm512_set1_epi32(8 * h + 4)), scv);
-        isum = _mm512_add_epi32(
-            isum, _mm512_add_epi32(_mm512_mullo_epi32(plo, slo), _mm512_mullo_epi32(phi, shi)));
+        // Pairs of products in 16 bits (63 · 127 · 2 fits), then times the scale (vpdpwssd).
+        const __m512i plo = _mm512_maddubs_epi16(qlo, _mm512_loadu_si512(a[i].qs + 128 * h));
+        const __m512i phi = _mm512_maddubs_epi16(qhi, _mm512_loadu_si512(a[i].qs + 128 * h + 64));
+        isum = _mm512_dpwssd_epi32(isum, plo, _mm512_permutexvar_epi32(idx[2 * h], scv));
+        isum = _mm512_dpwssd_epi32(isum, phi, _mm512_permutexvar_epi32(idx[2 * h + 1], scv));
       }
       // The quants are stored +32: subtract 32 Σ_j sc_j bsum_j.
       const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[i].bsums));
