@@ -43,7 +43,8 @@ runs=("tinyllama-1.1b-Q8_0 tinyllama-1.1b Q8_0 512 128 3"
 # A prompt of exactly n tokens (with BOS) for llama.cpp: words added until the model's
 # tokenizer gives n.
 make_prompt() {
-  local model=$1 n=$2 lo=1 hi=$((n * 2)) mid text count
+  local model=$1 n=$2 lo=1 hi mid text count
+  hi=$((n * 2))
   local words=(once upon a time there was a little girl named lily she loved to play outside
                in the park with her friends and her dog)
   while [ $lo -lt $hi ]; do

@@ -169,8 +169,8 @@ TEST(Kernels, AmxTilesMatchTheScalarReference) {
 TEST(Kernels, AttentionMatchesTheScalarReference) {
   REQUIRE_AVX512();
   for (int hd : {64, 128}) {
-    for (int heads : {1, 4}) {
-      for (int len : {1, 7, 300}) {
+    for (int heads : {1, 2, 4}) {
+      for (int len : {1, 2, 7, 300}) {
         const int stride = 3 * hd;  // one key/value head of three in the cache
         const auto qf = RandomFloats(static_cast<size_t>(heads) * hd, 5 + len);
         const auto kf = RandomFloats(static_cast<size_t>(len) * stride, 6 + len);

@@ -115,5 +115,37 @@ TEST(BridgeExample, GeneratesFromGgufAndFragments) {
   EXPECT_EQ(f.out, r.out);
 }
 
+// `ggswarm bench` runs from a GGUF file and from fragments and reports consistent figures
+// (no timing is asserted: only that every figure is there and the arithmetic holds).
+TEST(BenchCli, ReportsEveryFigure) {
+  TempDir t;
+  ASSERT_EQ(Shell(Cli() + " synth --preset tiny --type Q4_K_M " + t / "m.gguf").code, 0);
+  ASSERT_EQ(Shell(Cli() + " fragment " + t / "m.gguf " + t / "frag --chunk-size 64K").code, 0);
+  const auto info = nlohmann::json::parse(Shell(Cli() + " inspect --json " + t / "m.gguf").out);
+  uint64_t per_token = 0;  // every tensor but the embedding table (the head is untied)
+  for (const auto& x : info["tensors"])
+    if (x["name"] != "token_embd.weight") per_token += x["size"].get<uint64_t>();
+  for (const std::string model : {t / "m.gguf", t / "frag"}) {
+    SCOPED_TRACE(model);
+    Result r = Shell(Cli() + " bench " + model + " -p 24 -n 6 -r 2 -t 2 --json");
+    ASSERT_EQ(r.code, 0) << r.out;
+    const auto j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j["pp"]["n"], 24);
+    EXPECT_EQ(j["pp"]["runs"].size(), 2u);
+    EXPECT_EQ(j["tg"]["n"], 6);
+    EXPECT_EQ(j["tg"]["runs"].size(), 2u);
+    EXPECT_GT(j["pp"]["mean"].get<double>(), 0);
+    EXPECT_GT(j["tg"]["mean"].get<double>(), 0);
+    EXPECT_EQ(j["bytes_per_token"].get<uint64_t>(), per_token);
+    EXPECT_GT(j["peak_rss_bytes"].get<double>(), 0);
+    EXPECT_NEAR(j["tg_bound_tokens_per_s"].get<double>(),
+                j["read_bandwidth_bytes_per_s"].get<double>() / per_token, 1e-6 * per_token);
+    EXPECT_NEAR(j["tg_fraction_of_bound"].get<double>(),
+                j["tg"]["mean"].get<double>() / j["tg_bound_tokens_per_s"].get<double>(), 1e-9);
+  }
+  EXPECT_EQ(Shell(Cli() + " bench " + t / "missing.gguf").code, 1);
+  EXPECT_EQ(Shell(Cli() + " bench " + t / "m.gguf -p 0 -n 0").code, 1);
+}
+
 }  // namespace
 }  // namespace ggswarm

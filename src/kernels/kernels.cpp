@@ -305,8 +305,8 @@ void DecodeRow(GgmlType w, const uint8_t* row, DecodedRows* out, int slot) {
   }
 }
 
-void BuildPanel(GgmlType w, const uint8_t* act, uint64_t act_row_bytes, int n, int64_t k,
-                Panel* p) {
+void BuildPanel(GgmlType w, const uint8_t* act, uint64_t act_row_bytes, int n, int64_t k, Panel* p,
+                ThreadPool* pool) {
   const GgmlType vt = VecDotType(w);
   const int bl = TileBlock(w);
   p->k = k;
@@ -319,7 +319,7 @@ void BuildPanel(GgmlType w, const uint8_t* act, uint64_t act_row_bytes, int n, i
   p->sa.assign(static_cast<size_t>(p->groups) * p->nkb * 16, 0.0f);
   p->SA.assign(p->sa.size(), 0.0f);
   const bool min = HasMin(w);
-  for (int t = 0; t < n; ++t) {
+  auto fill = [&](int t) {
     const uint8_t* a = act + t * act_row_bytes;
     const int g = t / 16, lane = t % 16;
     uint8_t* dst = p->q.data() + static_cast<size_t>(g) * k * 16 + lane * 4;
@@ -360,6 +360,16 @@ void BuildPanel(GgmlType w, const uint8_t* act, uint64_t act_row_bytes, int n, i
         sa[b * 16] = HalfToFloat(y[b].d);
       }
     }
+  };
+  if (pool) {
+    pool->Run(
+        n,
+        [&](int64_t b, int64_t e, int) {
+          for (int64_t t = b; t < e; ++t) fill(static_cast<int>(t));
+        },
+        16);  // whole groups per thread: each 64-byte line of the panel has one writer
+  } else {
+    for (int t = 0; t < n; ++t) fill(t);
   }
 }
 

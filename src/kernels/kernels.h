@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "base/thread_pool.h"
 #include "quant/ggml_type.h"
 
 namespace ggswarm::kernels {
@@ -89,7 +90,9 @@ struct Panel {
   std::vector<uint8_t> q;
   std::vector<float> sa, SA;
 };
-void BuildPanel(GgmlType w, const uint8_t* act, uint64_t act_row_bytes, int n, int64_t k, Panel* p);
+// With a pool, the tokens are spread over its threads.
+void BuildPanel(GgmlType w, const uint8_t* act, uint64_t act_row_bytes, int n, int64_t k, Panel* p,
+                ThreadPool* pool = nullptr);
 
 // out[r * row_stride + t * token_stride] = row r · token t, for the decoded rows and every
 // token of the panel (t < p.n). Needs Active() == kAvx512Vnni; runs on AMX when the panel

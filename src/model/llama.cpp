@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <string>
 
 #include "quant/dequantize.h"
@@ -172,16 +173,24 @@ Status LayerRange::ForwardLayer(int l, const LayerWeights& w, float* x, int n, T
   att_.resize(static_cast<size_t>(n) * qd);
   tmp_.resize(static_cast<size_t>(n) * std::max(d, c.n_ff));
 
+  // Per-token work is spread over the pool too: with many tokens, what one thread does
+  // alone is what the second core waits for.
+  auto per_token = [&](const std::function<void(int)>& f) {
+    pool.Run(n, [&](int64_t b, int64_t e, int) {
+      for (int64_t t = b; t < e; ++t) f(static_cast<int>(t));
+    });
+  };
+
   // Attention block: xn = norm(x); q, k, v = W·xn; rope(q, k); cache k, v.
-  for (int t = 0; t < n; ++t)
-    RmsNorm(x + t * d, w.attn_norm.data(), xn_.data() + t * d, d, c.rms_eps);
+  per_token(
+      [&](int t) { RmsNorm(x + t * d, w.attn_norm.data(), xn_.data() + t * d, d, c.rms_eps); });
   MatMul(w.wq, xn_.data(), n, q_.data(), pool, &scratch_);
   MatMul(w.wk, xn_.data(), n, k_.data(), pool, &scratch_);
   MatMul(w.wv, xn_.data(), n, v_.data(), pool, &scratch_);
   const float* ff = model_->rope_freqs().empty() ? nullptr : model_->rope_freqs().data();
   std::vector<uint16_t>& kc = cache_.k[l - begin_];
   std::vector<uint16_t>& vc = cache_.v[l - begin_];
-  for (int t = 0; t < n; ++t) {
+  per_token([&](int t) {
     for (int h = 0; h < c.n_head; ++h)
       Rope(q_.data() + t * qd + h * hd, hd, c.rope_dim, pos0 + t, c.rope_base, ff);
     for (int h = 0; h < c.n_head_kv; ++h)
@@ -190,7 +199,7 @@ Status LayerRange::ForwardLayer(int l, const LayerWeights& w, float* x, int n, T
       kc[static_cast<size_t>(pos0 + t) * kvd + i] = FloatToHalf(k_[t * kvd + i]);
       vc[static_cast<size_t>(pos0 + t) * kvd + i] = FloatToHalf(v_[t * kvd + i]);
     }
-  }
+  });
 
   // Causal attention per (token, head), computed as llama.cpp's CPU flash attention does
   // (its default): q rounded to f16, one pass with a running maximum, and the weighted sum
@@ -207,18 +216,24 @@ Status LayerRange::ForwardLayer(int l, const LayerWeights& w, float* x, int n, T
     }
   });
   MatMul(w.wo, att_.data(), n, tmp_.data(), pool, &scratch_);
-  for (size_t i = 0; i < static_cast<size_t>(n) * d; ++i) x[i] += tmp_[i];
 
   // Feed-forward block: x += down(silu(gate·xn) * up·xn), xn = norm(x).
-  for (int t = 0; t < n; ++t)
+  per_token([&](int t) {
+    for (int i = 0; i < d; ++i) x[t * d + i] += tmp_[t * d + i];
     RmsNorm(x + t * d, w.ffn_norm.data(), xn_.data() + t * d, d, c.rms_eps);
+  });
   gate_.resize(static_cast<size_t>(n) * c.n_ff);
   up_.resize(static_cast<size_t>(n) * c.n_ff);
   MatMul(w.gate, xn_.data(), n, gate_.data(), pool, &scratch_);
   MatMul(w.up, xn_.data(), n, up_.data(), pool, &scratch_);
-  SwiGlu(gate_.data(), up_.data(), gate_.data(), n * c.n_ff);
+  per_token([&](int t) {
+    const size_t o = static_cast<size_t>(t) * c.n_ff;
+    SwiGlu(gate_.data() + o, up_.data() + o, gate_.data() + o, c.n_ff);
+  });
   MatMul(w.down, gate_.data(), n, tmp_.data(), pool, &scratch_);
-  for (size_t i = 0; i < static_cast<size_t>(n) * d; ++i) x[i] += tmp_[i];
+  per_token([&](int t) {
+    for (int i = 0; i < d; ++i) x[t * d + i] += tmp_[t * d + i];
+  });
   return Status();
 }
 

@@ -17,7 +17,7 @@ void TileMatMul(const TensorView& w, int n, float* y, ThreadPool& pool, MatMulSc
   const int64_t k = static_cast<int64_t>(w.cols());
   const int64_t m = static_cast<int64_t>(w.rows());
   const uint64_t abytes = ActivationBytes(VecDotType(type), k);
-  kernels::BuildPanel(type, s->act.data(), abytes, n, k, &s->panel);
+  kernels::BuildPanel(type, s->act.data(), abytes, n, k, &s->panel, &pool);
   const bool has_min = kernels::HasMin(type);
   if (s->dec.size() < static_cast<size_t>(pool.size())) s->dec.resize(pool.size());
   // Sixteen rows at a time (one AMX tile; each token's sixteen results fill a cache line).
@@ -52,7 +52,10 @@ void MatMul(const TensorView& w, const float* x, int n, float* y, ThreadPool& po
   const bool f32 = type == GgmlType::F32;
 
   s->act.resize(abytes * n);
-  for (int t = 0; t < n; ++t) QuantizeActivation(vt, x + t * k, s->act.data() + t * abytes, k);
+  pool.Run(n, [&](int64_t b, int64_t e, int) {
+    for (int64_t t = b; t < e; ++t)
+      QuantizeActivation(vt, x + t * k, s->act.data() + t * abytes, k);
+  });
   if (block && n >= kTileMinTokens) return TileMatMul(w, n, y, pool, s, block);
   if (!integer) {
     s->expanded.resize(static_cast<size_t>(k) * n);
