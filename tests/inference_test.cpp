@@ -93,7 +93,9 @@ std::vector<float> CheckAgainstGolden(const std::string& path, const Golden& g) 
       EXPECT_EQ(Argmax(logits), want[step]) << "step " << step;
       ++compared;
     }
-    if (step + 1 < want.size()) EXPECT_TRUE((*e)->Eval({&want[step], 1}, &logits).ok());
+    if (step + 1 < want.size()) {
+      EXPECT_TRUE((*e)->Eval({&want[step], 1}, &logits).ok());
+    }
   }
   EXPECT_GE(compared, 60) << "too few steps were decisive to compare";
   return prompt_logits;
@@ -220,7 +222,9 @@ void CheckFastAgainstScalar(bool check_rows) {
     for (size_t i = 0; i < ref_batch.size(); ++i) {
       ASSERT_NEAR(ref_rows[i], ref_batch[i], tol) << i;
       ASSERT_NEAR(tiles[i], ref_batch[i], tol) << i;
-      if (check_rows) ASSERT_NEAR(rows[i], ref_batch[i], tol) << i;
+      if (check_rows) {
+        ASSERT_NEAR(rows[i], ref_batch[i], tol) << i;
+      }
     }
   }
 }
@@ -284,8 +288,9 @@ TEST(InferenceGolden, EveryWeightTypeAgreesWithLlamaCpp) {
     EXPECT_LE(worst, c.tol * (*hi - *lo));
     // The argmax too, where llama.cpp's top two are further apart than the tolerance.
     const auto top = g["top10"];
-    if (top[0][1].get<double>() - top[1][1].get<double>() > c.tol * (*hi - *lo))
+    if (top[0][1].get<double>() - top[1][1].get<double>() > c.tol * (*hi - *lo)) {
       EXPECT_EQ(Argmax(logits), top[0][0].get<int32_t>());
+    }
   }
 }
 

@@ -125,7 +125,7 @@ TEST(BenchCli, ReportsEveryFigure) {
   uint64_t per_token = 0;  // every tensor but the embedding table (the head is untied)
   for (const auto& x : info["tensors"])
     if (x["name"] != "token_embd.weight") per_token += x["size"].get<uint64_t>();
-  for (const std::string model : {t / "m.gguf", t / "frag"}) {
+  for (const std::string& model : {t / "m.gguf", t / "frag"}) {
     SCOPED_TRACE(model);
     Result r = Shell(Cli() + " bench " + model + " -p 24 -n 6 -r 2 -t 2 --json");
     ASSERT_EQ(r.code, 0) << r.out;

@@ -63,7 +63,7 @@ inline __m512 PairScale(__m128 s4, int j) {
 
 // Two Q8_0 blocks · 64 activations: vpdpbusd multiplies unsigned by signed bytes, so |w|
 // times x with w's sign moved onto x.
-inline __m512i PairQ8_0(const Q8_0* x, const int8_t* a) {
+inline __m512i PairQ8_0(const Q8_0* x, const int8_t* a, const int32_t* /*corr: none*/) {
   const __m512i w = Load2x32(x[0].qs, x[1].qs);
   const __m512i v = _mm512_loadu_si512(a);
   const __m512i sv = _mm512_mask_sub_epi8(v, _mm512_movepi8_mask(w), _mm512_setzero_si512(), v);
@@ -86,56 +86,50 @@ inline __m512i PairQ4_0(const Q4_0* x, const int8_t* a, const int32_t* corr) {
 
 }  // namespace
 
-void DotQ8_0(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& act, int64_t k,
-             float* y, int64_t ys) {
+namespace {
+
+// Row dots of a legacy type whose blocks pair up in one 512-bit register: four blocks per
+// step (two independent sums), the block-count remainder by the scalar reference.
+template <typename Block, GgmlType kType, int kDistance,
+          __m512i (*Pair)(const Block*, const int8_t*, const int32_t*)>
+void DotPairs(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& act, int64_t k,
+              float* y, int64_t ys) {
   const int64_t nb = k / kQK;
   const int8_t* a = act.q.data();
   const float* da = act.d.data();
+  constexpr bool kCorr = kType == GgmlType::Q4_0;  // Q8_0 has no offset to undo
+  const int32_t* corr = act.corr.data();
   for (int64_t r = 0; r < nrows; ++r) {
-    const auto* x = reinterpret_cast<const Q8_0*>(rows + r * rb);
+    const auto* x = reinterpret_cast<const Block*>(rows + r * rb);
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     int64_t i = 0;
     for (; i + 4 <= nb; i += 4) {
-      Prefetch<1024>(x + i, 4 * sizeof(Q8_0));
-      const __m128 s4 = Scales4(reinterpret_cast<const uint8_t*>(x + i), sizeof(Q8_0), da + i);
-      acc0 =
-          _mm512_fmadd_ps(_mm512_cvtepi32_ps(PairQ8_0(x + i, a + i * kQK)), PairScale(s4, 0), acc0);
-      acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(PairQ8_0(x + i + 2, a + (i + 2) * kQK)),
+      Prefetch<kDistance>(x + i, 4 * sizeof(Block));
+      const __m128 s4 = Scales4(reinterpret_cast<const uint8_t*>(x + i), sizeof(Block), da + i);
+      acc0 = _mm512_fmadd_ps(
+          _mm512_cvtepi32_ps(Pair(x + i, a + i * kQK, kCorr ? corr + i * 8 : nullptr)),
+          PairScale(s4, 0), acc0);
+      acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(Pair(x + i + 2, a + (i + 2) * kQK,
+                                                     kCorr ? corr + (i + 2) * 8 : nullptr)),
                              PairScale(s4, 2), acc1);
     }
     float s = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
     if (i < nb)
-      s += VecDotBlocks(GgmlType::Q8_0, x + i, static_cast<const Q8_0*>(act.act) + i,
-                        (nb - i) * kQK);
+      s += VecDotBlocks(kType, x + i, static_cast<const Q8_0*>(act.act) + i, (nb - i) * kQK);
     y[r * ys] = s;
   }
 }
 
+}  // namespace
+
+void DotQ8_0(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& act, int64_t k,
+             float* y, int64_t ys) {
+  DotPairs<Q8_0, GgmlType::Q8_0, 1024, PairQ8_0>(rows, rb, nrows, act, k, y, ys);
+}
+
 void DotQ4_0(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& act, int64_t k,
              float* y, int64_t ys) {
-  const int64_t nb = k / kQK;
-  const int8_t* a = act.q.data();
-  const float* da = act.d.data();
-  const int32_t* corr = act.corr.data();
-  for (int64_t r = 0; r < nrows; ++r) {
-    const auto* x = reinterpret_cast<const Q4_0*>(rows + r * rb);
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 4 <= nb; i += 4) {
-      Prefetch(x + i, 4 * sizeof(Q4_0));
-      const __m128 s4 = Scales4(reinterpret_cast<const uint8_t*>(x + i), sizeof(Q4_0), da + i);
-      acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(PairQ4_0(x + i, a + i * kQK, corr + i * 8)),
-                             PairScale(s4, 0), acc0);
-      acc1 = _mm512_fmadd_ps(
-          _mm512_cvtepi32_ps(PairQ4_0(x + i + 2, a + (i + 2) * kQK, corr + (i + 2) * 8)),
-          PairScale(s4, 2), acc1);
-    }
-    float s = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
-    if (i < nb)
-      s += VecDotBlocks(GgmlType::Q4_0, x + i, static_cast<const Q8_0*>(act.act) + i,
-                        (nb - i) * kQK);
-    y[r * ys] = s;
-  }
+  DotPairs<Q4_0, GgmlType::Q4_0, 2048, PairQ4_0>(rows, rb, nrows, act, k, y, ys);
 }
 
 void DotQ4_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& act, int64_t k,
@@ -274,7 +268,8 @@ void AttendF16(const float* q, int heads, const uint16_t* k, const uint16_t* v, 
   }
   // The running maximum decides, position by position, whether the sum so far is rescaled
   // (by exp(m_old - m_new)) or the value weighted (by exp(s - m)).
-  std::vector<float> sum(heads, 0.0f);
+  thread_local std::vector<float> sum;
+  sum.assign(heads, 0.0f);
   for (int h = 0; h < heads; ++h) {
     const float* sc = scores.data() + static_cast<size_t>(h) * len;
     float* f = factor.data() + static_cast<size_t>(h) * len;
