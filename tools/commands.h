@@ -15,6 +15,7 @@ int RunTensor(const std::string& path, const std::string& name, const std::strin
               uint64_t count, const std::string& npy_out, bool force);
 void AddInferenceCommands(CLI::App& app, int& rc);  // tokenize, tokenizer, run, chat
 void AddBenchCommand(CLI::App& app, int& rc);
+void AddSwarmCommands(CLI::App& app, int& rc);  // torrent, peer, fetch, store
 int Fail(const std::string& message);  // prints "ggswarm: error: …" and returns 1
 
 }  // namespace ggswarm::cli

@@ -7,6 +7,7 @@
 #include "convert/quantize_model.h"
 #include "convert/synth.h"
 #include "fragments/fragments.h"
+#include "net/torrent.h"
 #include "progress_bar.h"
 
 namespace ggswarm::cli {
@@ -41,7 +42,7 @@ double Seconds(std::chrono::steady_clock::time_point t0) {
 }
 
 int RunFragment(const std::string& in, const std::string& out, const std::string& chunk,
-                const std::string& name, bool force) {
+                const std::string& name, bool force, bool torrent, bool hybrid) {
   fragments::FragmentOptions o;
   auto size = ParseSize(chunk);
   if (!size || *size == 0) return Fail("--chunk-size " + chunk + ": expected a size like 10M");
@@ -60,6 +61,16 @@ int RunFragment(const std::string& in, const std::string& out, const std::string
               fragments::kManifestFile);
   std::printf("model sha256 %s, %.2f s, %.0f MB/s\n", r->manifest.sha256.c_str(), s,
               r->bytes / 1e6 / s);
+  if (!torrent) return 0;
+  net::TorrentOptions to;
+  to.hybrid = hybrid;
+  to.overwrite = force;
+  ProgressBar tbar("torrent");
+  auto t = net::MakeTorrent(out, to, tbar.fn());
+  tbar.Finish();
+  if (!t.ok()) return Fail(t.status().ToString());
+  std::printf("torrent %s/%s: info-hash %s\nmagnet %s\n", out.c_str(), net::kTorrentFile,
+              t->info_hash.c_str(), t->magnet.c_str());
   return 0;
 }
 
@@ -79,6 +90,10 @@ int RunVerify(const std::string& dir) {
   std::printf(
       "%s: OK — header and %zu fragments (%.2f MB) match manifest.json; %.2f s, %.0f MB/s\n",
       dir.c_str(), r->files_checked, r->bytes_checked / 1e6, s, r->bytes_checked / 1e6 / s);
+  if (!r->not_selected.empty()) {
+    std::printf("partial copy (%s): %zu fragments (%.2f MB) outside it are absent, as selected\n",
+                r->selection.c_str(), r->not_selected.size(), r->not_selected_bytes / 1e6);
+  }
   return 0;
 }
 
@@ -130,7 +145,10 @@ int main(int argc, char** argv) {
   frag->add_option("--chunk-size", chunk, "Largest fragment, e.g. 10M (default 10M)");
   frag->add_option("--name", name, "Model name in fragment file names (default: file stem)");
   frag->add_flag("--force", force, "Write into a non-empty directory");
-  frag->callback([&] { rc = RunFragment(path, out, chunk, name, force); });
+  static bool no_torrent = false, hybrid = false;
+  frag->add_flag("--no-torrent", no_torrent, "Do not write model.torrent");
+  frag->add_flag("--hybrid", hybrid, "model.torrent also with v1 metadata (for v1-only clients)");
+  frag->callback([&] { rc = RunFragment(path, out, chunk, name, force, !no_torrent, hybrid); });
 
   auto* verify = app.add_subcommand("verify", "Check every fragment's presence, size and SHA-256");
   verify->add_option("dir", path, "Fragment directory")->required();
@@ -227,6 +245,7 @@ int main(int argc, char** argv) {
 
   AddInferenceCommands(app, rc);
   AddBenchCommand(app, rc);
+  AddSwarmCommands(app, rc);
 
   try {
     app.parse(argc, argv);

@@ -40,11 +40,17 @@ struct VerifyReport {
   size_t files_checked = 0;
   uint64_t bytes_checked = 0;
   std::vector<VerifyProblem> problems;
+  // A partial copy (selection.json): what it holds on purpose, and the fragments outside
+  // that selection which are absent, as they should be.
+  std::string selection = "all";
+  std::vector<std::string> not_selected;
+  uint64_t not_selected_bytes = 0;
   bool ok() const { return problems.empty(); }
 };
 
 // Checks the manifest (against the header) and every listed file: present, size, SHA-256.
-// Returns an error only when there is no readable manifest at all.
+// In a partial copy, a fragment outside its selection.json may be absent; if present it is
+// checked like the rest. Returns an error only when there is no readable manifest at all.
 StatusOr<VerifyReport> VerifyDirectory(const std::string& dir, int threads = 0,
                                        const ProgressFn& progress = {});
 

@@ -5,6 +5,7 @@
 #include "base/file.h"
 #include "base/sha256.h"
 #include "fragments/fragments.h"
+#include "fragments/selection.h"
 
 namespace ggswarm::fragments {
 namespace {
@@ -66,9 +67,28 @@ StatusOr<VerifyReport> VerifyDirectory(const std::string& dir, int threads,
 
   auto header = LoadHeader(dir, man);
   if (!header.ok()) r.problems.push_back({kHeaderFile, header.status().message()});
+  auto selection = LoadSelection(dir);
+  std::vector<bool> skip(man.fragments.size(), false);
+  if (!selection.ok()) {
+    r.problems.push_back({kSelectionFile, selection.status().message()});
+  } else if (selection->has_value()) {
+    const Selection& sel = **selection;
+    r.selection = sel.Describe();
+    if (Status st = sel.Check(man); !st.ok()) r.problems.push_back({kSelectionFile, st.message()});
+    for (size_t i = 0; i < man.fragments.size(); ++i) {
+      const FragmentEntry& f = man.fragments[i];
+      if (!sel.Wants(f, man) && !PathExists(dir + "/" + f.file)) {
+        skip[i] = true;
+        r.not_selected.push_back(f.file);
+        r.not_selected_bytes += f.size;
+      }
+    }
+  }
 
   uint64_t total = 0;
-  for (const FragmentEntry& f : man.fragments) total += f.size;
+  for (size_t i = 0; i < man.fragments.size(); ++i) {
+    if (!skip[i]) total += man.fragments[i].size;
+  }
   std::atomic<uint64_t> done{0};
   std::atomic<size_t> next{0}, files{0};
   std::mutex mu;
@@ -83,6 +103,7 @@ StatusOr<VerifyReport> VerifyDirectory(const std::string& dir, int threads,
       std::vector<uint8_t> buf(kIoBuffer);
       for (size_t i; (i = next.fetch_add(1)) < man.fragments.size();) {
         const FragmentEntry& f = man.fragments[i];
+        if (skip[i]) continue;
         auto in = InputFile::Open(dir + "/" + f.file);
         if (!in.ok()) {
           problem(f.file, in.status().code() == Status::Code::kNotFound ? "missing"

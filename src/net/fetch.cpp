@@ -1,0 +1,406 @@
+#include "net/fetch.h"
+
+#include <chrono>
+#include <filesystem>
+#include <libtorrent/alert_types.hpp>
+#include <libtorrent/read_resume_data.hpp>
+#include <libtorrent/torrent_handle.hpp>
+#include <libtorrent/torrent_status.hpp>
+#include <libtorrent/write_resume_data.hpp>
+#include <set>
+
+#include "base/file.h"
+#include "fragments/fragments.h"
+#include "net/torrent.h"
+
+namespace ggswarm::net {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+constexpr auto kReconnectEvery = std::chrono::seconds(2);
+constexpr auto kSaveResumeEvery = std::chrono::seconds(3);
+constexpr lt::download_priority_t kFirst = lt::top_priority;
+constexpr lt::download_priority_t kWanted = lt::default_priority;
+
+std::string EndpointText(const lt::tcp::endpoint& e) {
+  const auto a = e.address();
+  return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(e.port());
+}
+
+Status WriteFile(const std::string& path, const std::vector<char>& bytes) {
+  auto out = OutputFile::Create(path, /*overwrite=*/true);
+  if (!out.ok()) return out.status();
+  GGSWARM_RETURN_IF_ERROR(
+      out->Write({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}));
+  return out->Commit();
+}
+
+bool SameModel(const lt::info_hash_t& a, const lt::info_hash_t& b) {
+  if (a.has_v2() && b.has_v2()) return a.v2 == b.v2;
+  if (a.has_v1() && b.has_v1()) return a.v1 == b.v1;
+  return false;
+}
+
+std::string HashText(const lt::info_hash_t& ih) {
+  return ih.has_v2() ? HexOf(ih.v2.data(), ih.v2.size()) : HexOf(ih.v1.data(), ih.v1.size());
+}
+
+class Fetcher {
+ public:
+  Fetcher(const FetchOptions& o, const ProgressFn& progress, const LogFn& log)
+      : o_(o), progress_(progress), log_(log) {}
+
+  StatusOr<FetchReport> Run();
+
+ private:
+  enum class Phase { kMetadata, kHead, kBody, kDone };
+
+  void Log(const std::string& s) {
+    if (log_) log_(s);
+  }
+  Status Prepare(lt::add_torrent_params& p);
+  Status OnMetadata();
+  Status StartBody();
+  Status HandleAlerts();
+  uint64_t BytesDone(const std::vector<bool>& wanted);
+  void Reconnect();
+  void RecordPeers();
+  Status SaveResume(bool wait);
+  std::string Stalled() const;
+
+  const FetchOptions& o_;
+  ProgressFn progress_;
+  LogFn log_;
+  std::unique_ptr<lt::session> ses_;
+  lt::torrent_handle h_;
+  Phase phase_ = Phase::kMetadata;
+  FetchReport r_;
+  std::vector<bool> head_files_, wanted_;
+  std::vector<uint64_t> sizes_;
+  std::map<std::string, std::string> peer_errors_;  // last trouble, by peer address
+  std::map<std::string, uint64_t> peer_bytes_;      // by address, the most each one reported
+  bool resume_pending_ = false;
+  lt::add_torrent_params last_resume_;  // from the last save: info dict and Merkle trees
+  std::string resume_path_;
+  Status failure_;
+};
+
+Status Fetcher::Prepare(lt::add_torrent_params& p) {
+  resume_path_ = o_.out_dir + "/" + kFetchResumeFile;
+  std::error_code ec;
+  if (PathExists(resume_path_)) {
+    auto bytes = ReadSmallFile(resume_path_, kMaxTorrentBytes * 4);
+    if (!bytes.ok()) return bytes.status();
+    lt::error_code lec;
+    lt::add_torrent_params saved =
+        lt::read_resume_data(lt::span<char const>(bytes->data(), bytes->size()), lec);
+    if (lec)
+      return Status::Corruption(resume_path_ + ": unreadable (" + lec.message() +
+                                "); remove it to start the fetch again");
+    if (!SameModel(saved.info_hashes, p.info_hashes))
+      return Status::InvalidArgument(o_.out_dir + " holds an interrupted fetch of another model (" +
+                                     HashText(saved.info_hashes) + ")");
+    if (!saved.ti && p.ti) saved.ti = p.ti;
+    saved.trackers.clear();
+    saved.peers.clear();
+    saved.url_seeds.clear();
+    saved.dht_nodes.clear();
+    p = std::move(saved);
+    Log("resuming the interrupted fetch in " + o_.out_dir);
+  } else if (fs::exists(o_.out_dir, ec)) {
+    if (!fs::is_directory(o_.out_dir, ec))
+      return Status::InvalidArgument(o_.out_dir + " exists and is not a directory");
+    if (!fs::is_empty(o_.out_dir, ec))
+      return Status::Exists(o_.out_dir +
+                            " is not empty and holds no interrupted fetch; fetch into a new or "
+                            "empty directory");
+  } else if (!fs::create_directories(o_.out_dir, ec) && ec) {
+    return Status::IOError("cannot create " + o_.out_dir + ": " + ec.message());
+  }
+  p.save_path = fs::absolute(o_.out_dir, ec).string();
+  p.flags |= lt::torrent_flags::default_dont_download;
+  p.flags &= ~(lt::torrent_flags::auto_managed | lt::torrent_flags::paused |
+               lt::torrent_flags::upload_mode | lt::torrent_flags::seed_mode);
+  p.file_priorities.clear();
+  p.trackers = o_.swarm.trackers;
+  if (o_.swarm.upload_limit > 0) p.upload_limit = static_cast<int>(o_.swarm.upload_limit);
+  if (o_.swarm.download_limit > 0) p.download_limit = static_cast<int>(o_.swarm.download_limit);
+  if (p.ti) {
+    GGSWARM_RETURN_IF_ERROR(FlatFileNames(p.ti->files(), &p.renamed_files));
+    const lt::file_storage& files = p.ti->files();
+    p.file_priorities.assign(static_cast<size_t>(files.num_files()), lt::dont_download);
+    for (const char* head : {fragments::kManifestFile, fragments::kHeaderFile}) {
+      const int i = FindFile(files, head);
+      if (i < 0) return Status::Corruption(std::string("the torrent holds no ") + head);
+      p.file_priorities[static_cast<size_t>(i)] = kFirst;
+    }
+  }
+  r_.info_hash = HashText(p.info_hashes);
+  return Status::Ok();
+}
+
+// The metadata is known (from the torrent, the resume data or a peer): lay the files out
+// flat in OUT_DIR and ask for manifest.json and the header first.
+Status Fetcher::OnMetadata() {
+  auto ti = h_.torrent_file();
+  if (!ti) return Status::Corruption("no metadata after the metadata arrived");
+  const lt::file_storage& files = ti->orig_files();  // as in the torrent, before renames
+  std::map<lt::file_index_t, std::string> renamed;
+  GGSWARM_RETURN_IF_ERROR(FlatFileNames(files, &renamed));
+  for (const auto& [i, name] : renamed) {
+    if (files.file_path(i) != name) h_.rename_file(i, name);
+  }
+  r_.name = ti->name();
+  const size_t n = static_cast<size_t>(files.num_files());
+  sizes_.resize(n);
+  head_files_.assign(n, false);
+  for (lt::file_index_t i : files.file_range())
+    sizes_[static_cast<size_t>(i)] = static_cast<uint64_t>(files.file_size(i));
+  std::vector<lt::download_priority_t> prio(n, lt::dont_download);
+  for (const char* head : {fragments::kManifestFile, fragments::kHeaderFile}) {
+    const int i = FindFile(files, head);
+    if (i < 0) return Status::Corruption(std::string("the torrent holds no ") + head);
+    head_files_[static_cast<size_t>(i)] = true;
+    prio[static_cast<size_t>(i)] = kFirst;
+  }
+  h_.prioritize_files(prio);
+  phase_ = Phase::kHead;
+  return Status::Ok();
+}
+
+// manifest.json and the header are here and verified by their Merkle trees: check them,
+// check the torrent against them, and ask for the selected fragments.
+Status Fetcher::StartBody() {
+  auto m = fragments::Manifest::Load(o_.out_dir);
+  if (!m.ok()) return m.status().WithContext("manifest.json from the swarm");
+  auto header = fragments::LoadHeader(o_.out_dir, *m);
+  if (!header.ok()) return header.status().WithContext("the swarm's model");
+  auto ti = h_.torrent_file();
+  const lt::file_storage& files = ti->orig_files();
+  GGSWARM_RETURN_IF_ERROR(CheckTorrentMatchesManifest(files, *m));
+  GGSWARM_RETURN_IF_ERROR(o_.selection.Check(*m));
+  std::set<std::string> selected;
+  for (const auto& f : m->fragments) {
+    if (o_.selection.Wants(f, *m)) selected.insert(f.file);
+  }
+  wanted_.assign(sizes_.size(), false);
+  std::vector<lt::download_priority_t> prio(sizes_.size(), lt::dont_download);
+  for (lt::file_index_t i : files.file_range()) {
+    const size_t k = static_cast<size_t>(i);
+    if (files.pad_file_at(i)) continue;
+    if (head_files_[k] || selected.count(std::string(files.file_name(i)))) {
+      wanted_[k] = true;
+      prio[k] = head_files_[k] ? kFirst : kWanted;
+      r_.files++;
+      r_.selected_bytes += sizes_[k];
+    }
+  }
+  GGSWARM_RETURN_IF_ERROR(fragments::SaveSelection(o_.out_dir, o_.selection));
+  std::vector<bool> fragments_only = wanted_;
+  for (size_t i = 0; i < head_files_.size(); ++i) fragments_only[i] = wanted_[i] && !head_files_[i];
+  r_.had_bytes = BytesDone(fragments_only);  // verified before this run (resume data, a check)
+  h_.prioritize_files(prio);
+  Log("fetching " + std::to_string(r_.files) + " files (" + o_.selection.Describe() + ", " +
+      std::to_string(r_.selected_bytes / 1000000) + " MB) of " + m->name);
+  if (r_.had_bytes > 0) Log("resumed: " + std::to_string(r_.had_bytes) + " bytes already verified");
+  phase_ = Phase::kBody;
+  return Status::Ok();
+}
+
+uint64_t Fetcher::BytesDone(const std::vector<bool>& wanted) {
+  std::vector<std::int64_t> done;
+  h_.file_progress(done, lt::torrent_handle::piece_granularity);
+  uint64_t sum = 0;
+  for (size_t i = 0; i < done.size() && i < wanted.size(); ++i) {
+    if (wanted[i]) sum += static_cast<uint64_t>(done[i]);
+  }
+  return sum;
+}
+
+Status Fetcher::HandleAlerts() {
+  std::vector<lt::alert*> alerts;
+  ses_->pop_alerts(&alerts);
+  for (lt::alert* a : alerts) {
+    if (lt::alert_cast<lt::metadata_received_alert>(a)) {
+      if (phase_ == Phase::kMetadata) GGSWARM_RETURN_IF_ERROR(OnMetadata());
+    } else if (auto* hf = lt::alert_cast<lt::hash_failed_alert>(a)) {
+      r_.hash_failures++;
+      Log("piece " + std::to_string(static_cast<int>(hf->piece_index)) +
+          " failed its hash check: discarded, asking again");
+    } else if (auto* pd = lt::alert_cast<lt::peer_disconnected_alert>(a)) {
+      if (pd->error) peer_errors_[EndpointText(pd->endpoint)] = pd->error.message();
+    } else if (auto* pe = lt::alert_cast<lt::peer_error_alert>(a)) {
+      peer_errors_[EndpointText(pe->endpoint)] = pe->error.message();
+    } else if (auto* pb = lt::alert_cast<lt::peer_ban_alert>(a)) {
+      Log("banned " + EndpointText(pb->endpoint) + ": it sent data that failed the hash check");
+      peer_errors_[EndpointText(pb->endpoint)] = "banned for sending bad data";
+    } else if (auto* te = lt::alert_cast<lt::torrent_error_alert>(a)) {
+      return Status::IOError("fetching into " + o_.out_dir + ": " + te->error.message() +
+                             (te->filename()[0] ? std::string(" (") + te->filename() + ")" : ""));
+    } else if (auto* fe = lt::alert_cast<lt::file_error_alert>(a)) {
+      return Status::IOError("writing " + std::string(fe->filename()) + ": " + fe->error.message());
+    } else if (auto* mf = lt::alert_cast<lt::metadata_failed_alert>(a)) {
+      peer_errors_["metadata"] =
+          "a peer sent metadata that does not match the info-hash (" + mf->error.message() + ")";
+    } else if (auto* sr = lt::alert_cast<lt::save_resume_data_alert>(a)) {
+      resume_pending_ = false;
+      last_resume_ = sr->params;
+      GGSWARM_RETURN_IF_ERROR(WriteFile(resume_path_, lt::write_resume_data_buf(sr->params)));
+    } else if (lt::alert_cast<lt::save_resume_data_failed_alert>(a)) {
+      resume_pending_ = false;
+    }
+  }
+  return Status::Ok();
+}
+
+void Fetcher::RecordPeers() {
+  std::vector<lt::peer_info> peers;
+  h_.get_peer_info(peers);
+  for (const auto& p : peers) {
+    uint64_t& b = peer_bytes_[EndpointText(p.ip)];
+    b = std::max<uint64_t>(b, static_cast<uint64_t>(p.total_download));
+  }
+}
+
+void Fetcher::Reconnect() {
+  std::vector<lt::peer_info> peers;
+  h_.get_peer_info(peers);
+  std::set<std::string> connected;
+  for (const auto& p : peers) connected.insert(EndpointText(p.ip));
+  for (const Endpoint& e : o_.peers) {
+    lt::tcp::endpoint ep(lt::make_address(e.host), static_cast<uint16_t>(e.port));
+    if (!connected.count(EndpointText(ep))) h_.connect_peer(ep);
+  }
+}
+
+Status Fetcher::SaveResume(bool wait) {
+  if (!h_.is_valid() || phase_ == Phase::kMetadata) return Status::Ok();
+  if (!resume_pending_) {
+    resume_pending_ = true;
+    h_.save_resume_data(lt::torrent_handle::save_info_dict | lt::torrent_handle::flush_disk_cache);
+  }
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (wait && resume_pending_ && Clock::now() < deadline) {
+    ses_->wait_for_alert(std::chrono::milliseconds(100));
+    GGSWARM_RETURN_IF_ERROR(HandleAlerts());
+  }
+  return Status::Ok();
+}
+
+std::string Fetcher::Stalled() const {
+  std::string s;
+  if (phase_ == Phase::kMetadata)
+    s = "no peer sent the metadata of " + r_.info_hash + " (does any of them have this model?)";
+  else
+    s = "no data arrived";
+  s += " within " + std::to_string(static_cast<int>(o_.timeout_s)) + " s";
+  for (const Endpoint& e : o_.peers) {
+    lt::tcp::endpoint ep(lt::make_address(e.host), static_cast<uint16_t>(e.port));
+    auto it = peer_errors_.find(EndpointText(ep));
+    s += "; " + e.ToString() + ": " +
+         (it == peer_errors_.end() ? std::string("no answer") : it->second);
+  }
+  if (auto it = peer_errors_.find("metadata"); it != peer_errors_.end()) s += "; " + it->second;
+  return s;
+}
+
+StatusOr<FetchReport> Fetcher::Run() {
+  const auto t0 = Clock::now();
+  if (o_.peers.empty() && !o_.swarm.dht && !o_.swarm.lsd && o_.swarm.trackers.empty())
+    return Status::InvalidArgument("no peers: name at least one with --peer HOST:PORT");
+  auto ref = ParseModelRef(o_.ref);
+  if (!ref.ok()) return ref.status();
+  lt::add_torrent_params p = std::move(*ref);
+  GGSWARM_RETURN_IF_ERROR(Prepare(p));
+  auto ses = OpenSession(o_.swarm);
+  if (!ses.ok()) return ses.status();
+  ses_ = std::move(*ses);
+  const bool has_metadata = p.ti != nullptr;
+  lt::error_code ec;
+  h_ = ses_->add_torrent(std::move(p), ec);
+  if (ec) return Status::InvalidArgument("cannot add the torrent: " + ec.message());
+  if (has_metadata) GGSWARM_RETURN_IF_ERROR(OnMetadata());
+  Reconnect();
+
+  auto last_change = Clock::now(), last_reconnect = Clock::now(), last_save = Clock::now();
+  uint64_t last_done = 0;
+  int64_t last_payload = 0;
+  Phase last_phase = phase_;
+  while (phase_ != Phase::kDone) {
+    ses_->wait_for_alert(std::chrono::milliseconds(200));
+    GGSWARM_RETURN_IF_ERROR(HandleAlerts());
+    const auto now = Clock::now();
+    const lt::torrent_status st = h_.status();
+    if (st.errc) return Status::IOError("fetching into " + o_.out_dir + ": " + st.errc.message());
+    if (phase_ == Phase::kHead && BytesDone(head_files_) == [&] {
+          uint64_t s = 0;
+          for (size_t i = 0; i < head_files_.size(); ++i) s += head_files_[i] ? sizes_[i] : 0;
+          return s;
+        }()) {
+      GGSWARM_RETURN_IF_ERROR(StartBody());
+    }
+    uint64_t done = 0;
+    if (phase_ == Phase::kBody) {
+      done = BytesDone(wanted_);
+      if (progress_) progress_(done, r_.selected_bytes);
+      if (done == r_.selected_bytes) phase_ = Phase::kDone;
+    }
+    RecordPeers();
+    if (done != last_done || st.total_payload_download != last_payload || phase_ != last_phase) {
+      last_change = now;
+      last_done = done;
+      last_payload = st.total_payload_download;
+      last_phase = phase_;
+    }
+    if (now - last_change > std::chrono::duration<double>(o_.timeout_s)) {
+      (void)SaveResume(true);
+      return Status::IOError(Stalled());
+    }
+    if (now - last_reconnect > kReconnectEvery) {
+      Reconnect();
+      last_reconnect = now;
+    }
+    if (now - last_save > kSaveResumeEvery) {
+      GGSWARM_RETURN_IF_ERROR(SaveResume(false));
+      last_save = now;
+    }
+    r_.downloaded_bytes = static_cast<uint64_t>(st.total_payload_download);
+  }
+  RecordPeers();
+  GGSWARM_RETURN_IF_ERROR(SaveResume(true));
+  r_.downloaded_bytes = static_cast<uint64_t>(h_.status().total_payload_download);
+  for (const auto& [addr, bytes] : peer_bytes_) {
+    if (bytes > 0) r_.from_peer[addr] = bytes;
+  }
+
+  // A full fetch can be seeded on: write its torrent (piece layers included).
+  if (o_.selection.all && !PathExists(o_.out_dir + "/" + kTorrentFile)) {
+    try {
+      GGSWARM_RETURN_IF_ERROR(
+          WriteFile(o_.out_dir + "/" + kTorrentFile, lt::write_torrent_file_buf(last_resume_, {})));
+      r_.wrote_torrent = true;
+    } catch (const std::exception& e) {
+      Log(std::string("note: no model.torrent written: ") + e.what());
+    }
+  }
+  ses_->remove_torrent(h_);
+
+  auto check = fragments::VerifyDirectory(o_.out_dir);
+  if (!check.ok()) return check.status();
+  if (!check->ok())
+    return Status::Corruption("the fetched copy does not verify: " + check->problems[0].file +
+                              ": " + check->problems[0].what);
+  r_.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  return r_;
+}
+
+}  // namespace
+
+StatusOr<FetchReport> Fetch(const FetchOptions& o, const ProgressFn& progress, const LogFn& log) {
+  Fetcher f(o, progress, log);
+  return f.Run();
+}
+
+}  // namespace ggswarm::net

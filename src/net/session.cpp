@@ -1,0 +1,138 @@
+#include "net/session.h"
+
+#include <charconv>
+#include <libtorrent/alert_types.hpp>
+#include <libtorrent/extensions/smart_ban.hpp>
+#include <libtorrent/extensions/ut_metadata.hpp>
+#include <libtorrent/session_params.hpp>
+#include <libtorrent/settings_pack.hpp>
+
+namespace ggswarm::net {
+
+StatusOr<Endpoint> ParseEndpoint(const std::string& s) {
+  auto bad = [&] {
+    return Status::InvalidArgument("'" + s +
+                                   "': expected an IP address and a port, like 127.0.0.1:6881 "
+                                   "or [::1]:6881");
+  };
+  const size_t colon = s.rfind(':');
+  if (colon == std::string::npos || colon == 0) return bad();
+  std::string host = s.substr(0, colon);
+  if (host.front() == '[') {
+    if (host.size() < 3 || host.back() != ']') return bad();
+    host = host.substr(1, host.size() - 2);
+  }
+  lt::error_code ec;
+  lt::make_address(host, ec);
+  if (ec) return bad();
+  int port = -1;
+  const char* p = s.data() + colon + 1;
+  auto [end, err] = std::from_chars(p, s.data() + s.size(), port);
+  if (err != std::errc() || end != s.data() + s.size() || port < 0 || port > 65535) return bad();
+  return Endpoint{host, port};
+}
+
+StatusOr<std::vector<Endpoint>> ParseEndpoints(const std::vector<std::string>& list) {
+  std::vector<Endpoint> v;
+  for (const std::string& s : list) {
+    auto e = ParseEndpoint(s);
+    if (!e.ok()) return e.status();
+    if (e->port == 0) return Status::InvalidArgument("'" + s + "': port 0 is not a peer's port");
+    v.push_back(*e);
+  }
+  return v;
+}
+
+StatusOr<int64_t> ParseRate(const std::string& s) {
+  int64_t v = -1;
+  auto [end, err] = std::from_chars(s.data(), s.data() + s.size(), v);
+  const std::string unit(end, s.data() + s.size());
+  int64_t mul = 0;
+  if (unit.empty() || unit == "B")
+    mul = 1;
+  else if (unit == "K" || unit == "k")
+    mul = 1 << 10;
+  else if (unit == "M" || unit == "m")
+    mul = 1 << 20;
+  else if (unit == "G" || unit == "g")
+    mul = 1 << 30;
+  if (err != std::errc() || v < 0 || mul == 0 || v > (INT32_MAX / mul))
+    return Status::InvalidArgument("'" + s + "': expected bytes per second, like 500K or 10M");
+  return v * mul;
+}
+
+StatusOr<std::unique_ptr<lt::session>> OpenSession(const SwarmOptions& o) {
+  auto listen = ParseEndpoint(o.listen.empty() ? "127.0.0.1:0" : o.listen);
+  if (!listen.ok()) return Status::InvalidArgument("--listen " + listen.status().message());
+
+  lt::settings_pack sp;
+  using lt::settings_pack;
+  sp.set_int(settings_pack::alert_mask,
+             static_cast<int>(static_cast<std::uint32_t>(
+                 lt::alert_category::error | lt::alert_category::peer |
+                 lt::alert_category::connect | lt::alert_category::storage |
+                 lt::alert_category::status | lt::alert_category::file_progress)));
+  const bool v6 = listen->host.find(':') != std::string::npos;
+  sp.set_str(settings_pack::listen_interfaces,
+             o.listen.empty() ? std::string()
+                              : (v6 ? "[" + listen->host + "]" : listen->host) + ":" +
+                                    std::to_string(listen->port));
+  sp.set_str(settings_pack::user_agent, "ggswarm/0.1");
+  // Reaching beyond the named peers is opt-in.
+  sp.set_bool(settings_pack::enable_dht, o.dht);
+  sp.set_bool(settings_pack::enable_lsd, o.lsd);
+  sp.set_bool(settings_pack::enable_upnp, o.port_mapping);
+  sp.set_bool(settings_pack::enable_natpmp, o.port_mapping);
+  // TCP only: on loopback and LANs it is faster than uTP, and one transport is one less
+  // thing listening.
+  sp.set_bool(settings_pack::enable_outgoing_utp, false);
+  sp.set_bool(settings_pack::enable_incoming_utp, false);
+  // Peers on one host (tests, several stores on one machine) share an address.
+  sp.set_bool(settings_pack::allow_multiple_connections_per_ip, true);
+  // Every peer that asks gets served: a swarm of model peers is small and cooperative.
+  sp.set_int(settings_pack::choking_algorithm, settings_pack::fixed_slots_choker);
+  sp.set_int(settings_pack::unchoke_slots_limit, -1);
+  // Throughput on fast links: deep request queues and send buffers, enough disk threads
+  // to hash (SHA-256 per 16 KiB block) on both cores.
+  sp.set_int(settings_pack::send_buffer_watermark, 8 << 20);
+  sp.set_int(settings_pack::send_buffer_low_watermark, 1 << 20);
+  sp.set_int(settings_pack::max_queued_disk_bytes, 32 << 20);
+  sp.set_int(settings_pack::max_out_request_queue, 1500);
+  sp.set_int(settings_pack::max_allowed_in_request_queue, 4000);
+  sp.set_int(settings_pack::aio_threads, 4);
+  sp.set_int(settings_pack::hashing_threads, 2);
+  // A fetch reconnects to the peers it was given itself; a failed one is tried again soon.
+  sp.set_int(settings_pack::min_reconnect_time, 1);
+
+  lt::session_params params(std::move(sp));
+  params.extensions.clear();  // the defaults include ut_pex
+  std::unique_ptr<lt::session> s;
+  try {
+    s = std::make_unique<lt::session>(std::move(params));
+  } catch (const std::exception& e) {
+    return Status::IOError(std::string("cannot start the BitTorrent session: ") + e.what());
+  }
+  s->add_extension(&lt::create_ut_metadata_plugin);
+  s->add_extension(&lt::create_smart_ban_plugin);
+
+  if (o.listen.empty()) return s;
+  // Wait for the listen socket: a peer must say where it listens, and a port in use is an
+  // error the user should see now.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < deadline) {
+    s->wait_for_alert(std::chrono::milliseconds(200));
+    std::vector<lt::alert*> alerts;
+    s->pop_alerts(&alerts);
+    for (lt::alert* a : alerts) {
+      if (auto* f = lt::alert_cast<lt::listen_failed_alert>(a)) {
+        return Status::IOError("cannot listen on " + o.listen + ": " + f->error.message());
+      }
+      if (lt::alert_cast<lt::listen_succeeded_alert>(a)) return s;
+    }
+  }
+  return Status::IOError("cannot listen on " + o.listen + ": no answer from the session");
+}
+
+int ListenPort(lt::session& s) { return s.is_listening() ? s.listen_port() : 0; }
+
+}  // namespace ggswarm::net

@@ -1,0 +1,222 @@
+// `ggswarm torrent / peer / fetch / store`: the fragment swarm on BitTorrent v2.
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+
+#include "commands.h"
+#include "net/fetch.h"
+#include "net/peer.h"
+#include "net/store.h"
+#include "net/torrent.h"
+#include "progress_bar.h"
+
+namespace ggswarm::cli {
+namespace {
+
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop = true; }
+
+void Say(const std::string& s) {
+  std::printf("%s\n", s.c_str());
+  std::fflush(stdout);
+}
+
+void PrintTorrent(const std::string& path, const net::TorrentSummary& t) {
+  std::printf("torrent %s: %s, %d files, %.2f MB, pieces of %d KiB\n", path.c_str(),
+              t.info_hash_v1.empty() ? "v2" : "hybrid v1+v2", t.files, t.total_size / 1e6,
+              t.piece_size / 1024);
+  std::printf("info-hash %s\n", t.info_hash.c_str());
+  if (!t.info_hash_v1.empty()) std::printf("info-hash v1 %s\n", t.info_hash_v1.c_str());
+  std::printf("magnet %s\n", t.magnet.c_str());
+}
+
+struct SwarmFlags {
+  std::string listen, upload_limit, download_limit;
+  bool dht = false, lsd = false, port_mapping = false;
+  std::vector<std::string> trackers;
+
+  void Add(CLI::App* c, bool download) {
+    c->add_option("--listen", listen,
+                  download ? "Also accept connections on HOST:PORT (default: connect out only)"
+                           : "Listen on HOST:PORT (default 127.0.0.1:0, any free port)");
+    c->add_option("--upload-limit", upload_limit, "Upload at most this many bytes/s, e.g. 20M");
+    if (download)
+      c->add_option("--download-limit", download_limit, "Download at most this many bytes/s");
+    c->add_flag("--dht", dht, "Use the BitTorrent DHT (off by default: reaches the internet)");
+    c->add_flag("--lsd", lsd, "Use local service discovery (multicast on the LAN; off by default)");
+    c->add_flag("--port-mapping", port_mapping, "Ask the router for a port (UPnP, NAT-PMP)");
+    c->add_option("--tracker", trackers, "Announce to this tracker URL (none by default)");
+  }
+  StatusOr<net::SwarmOptions> Get() const {
+    net::SwarmOptions o;
+    if (!listen.empty()) o.listen = listen;
+    o.dht = dht;
+    o.lsd = lsd;
+    o.port_mapping = port_mapping;
+    o.trackers = trackers;
+    if (!upload_limit.empty()) {
+      auto r = net::ParseRate(upload_limit);
+      if (!r.ok()) return r.status().WithContext("--upload-limit");
+      o.upload_limit = *r;
+    }
+    if (!download_limit.empty()) {
+      auto r = net::ParseRate(download_limit);
+      if (!r.ok()) return r.status().WithContext("--download-limit");
+      o.download_limit = *r;
+    }
+    return o;
+  }
+};
+
+int RunTorrent(const std::string& dir, const net::TorrentOptions& o) {
+  ProgressBar bar("torrent");
+  auto t = net::MakeTorrent(dir, o, bar.fn());
+  bar.Finish();
+  if (!t.ok()) return Fail(t.status().ToString());
+  PrintTorrent(dir + "/" + net::kTorrentFile, *t);
+  return 0;
+}
+
+int RunPeer(const net::PeerOptions& po) {
+  auto peer = net::Peer::Start(po, Say);
+  if (!peer.ok()) return Fail(peer.status().ToString());
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  std::signal(SIGPIPE, SIG_IGN);
+  Say("listening on " + po.swarm.listen.substr(0, po.swarm.listen.rfind(':')) + ":" +
+      std::to_string((*peer)->port()));
+  while (!g_stop) {
+    Status s = (*peer)->Poll(std::chrono::milliseconds(250));
+    if (!s.ok()) return Fail(s.ToString());
+  }
+  Say("stopping");
+  return 0;
+}
+
+int RunFetch(const net::FetchOptions& fo) {
+  ProgressBar bar("fetch");
+  auto log = [&](const std::string& s) { std::fprintf(stderr, "%s\n", s.c_str()); };
+  auto r = net::Fetch(fo, bar.fn(), log);
+  bar.Finish();
+  if (!r.ok()) return Fail(r.status().ToString());
+  std::printf("fetched %s (%s) into %s: %zu files, %.2f MB selected, %.2f MB already there\n",
+              r->name.c_str(), r->info_hash.c_str(), fo.out_dir.c_str(), r->files,
+              r->selected_bytes / 1e6, r->had_bytes / 1e6);
+  std::printf("downloaded %llu bytes in %.2f s (%.1f MB/s); %d piece(s) failed the hash check\n",
+              static_cast<unsigned long long>(r->downloaded_bytes), r->seconds,
+              r->downloaded_bytes / 1e6 / std::max(r->seconds, 1e-9), r->hash_failures);
+  for (const auto& [addr, bytes] : r->from_peer)
+    std::printf("from %s: %llu bytes\n", addr.c_str(), static_cast<unsigned long long>(bytes));
+  if (r->wrote_torrent) std::printf("wrote %s/%s\n", fo.out_dir.c_str(), net::kTorrentFile);
+  return 0;
+}
+
+}  // namespace
+
+void AddSwarmCommands(CLI::App& app, int& rc) {
+  static net::TorrentOptions to;
+  static std::string dir;
+  static std::string piece_size;
+  auto* tor = app.add_subcommand("torrent",
+                                 "Write model.torrent (BitTorrent v2) for a fragment "
+                                 "directory");
+  tor->add_option("dir", dir, "Fragment directory")->required();
+  tor->add_flag("--hybrid", to.hybrid, "Also v1 metadata, for BitTorrent clients without v2");
+  tor->add_option("--piece-size", to.piece_size, "Piece size in bytes (power of two ≥ 16384)");
+  tor->add_option("--tracker", to.trackers, "Tracker URL to put in the torrent");
+  tor->add_flag("--force", to.overwrite, "Replace an existing model.torrent");
+  tor->callback([&] { rc = RunTorrent(dir, to); });
+
+  static net::PeerOptions po;
+  static SwarmFlags peer_flags;
+  static std::vector<std::string> connect;
+  auto* peer = app.add_subcommand("peer", "Seed every model in a store (and --seed directories)");
+  peer->add_option("--store", po.store, "Store directory (created if absent)");
+  peer->add_option("--seed", po.seed_dirs, "Also seed this fragment directory (repeatable)");
+  peer->add_option("--connect", connect, "Connect to this peer, HOST:PORT (repeatable)");
+  peer_flags.Add(peer, /*download=*/false);
+  peer->callback([&] {
+    if (po.store.empty() && po.seed_dirs.empty())
+      return void(rc = Fail("give a --store or a --seed directory"));
+    auto sw = peer_flags.Get();
+    if (!sw.ok()) return void(rc = Fail(sw.status().ToString()));
+    po.swarm = *sw;
+    auto eps = net::ParseEndpoints(connect);
+    if (!eps.ok()) return void(rc = Fail(eps.status().WithContext("--connect").ToString()));
+    po.connect = *eps;
+    rc = RunPeer(po);
+  });
+
+  static net::FetchOptions fo;
+  static SwarmFlags fetch_flags;
+  static std::vector<std::string> peers;
+  static std::string layers;
+  static bool with_embedding = false, with_head = false;
+  auto* fetch = app.add_subcommand("fetch", "Fetch a model, or some of its layers, from peers");
+  fetch->add_option("model", fo.ref, "Magnet link, info-hash or .torrent file")->required();
+  fetch->add_option("out_dir", fo.out_dir, "Directory to fetch into (new, empty, or interrupted)")
+      ->required();
+  fetch->add_option("--peer", peers, "A peer that has the model, HOST:PORT (repeatable)");
+  fetch->add_option("--layers", layers, "Only these layers, e.g. 0-7 (default: everything)");
+  fetch->add_flag("--with-embedding", with_embedding, "With --layers: also the token embedding");
+  fetch->add_flag("--with-head", with_head, "With --layers: also the output head and its norm");
+  fetch->add_option("--timeout", fo.timeout_s,
+                    "Give up when nothing arrives for this many seconds (default 60)");
+  fetch_flags.Add(fetch, /*download=*/true);
+  fetch->callback([&] {
+    auto sel = fragments::Selection::Parse(layers, with_embedding, with_head);
+    if (!sel.ok()) return void(rc = Fail(sel.status().ToString()));
+    fo.selection = *sel;
+    auto sw = fetch_flags.Get();
+    if (!sw.ok()) return void(rc = Fail(sw.status().ToString()));
+    fo.swarm = *sw;
+    auto eps = net::ParseEndpoints(peers);
+    if (!eps.ok()) return void(rc = Fail(eps.status().WithContext("--peer").ToString()));
+    fo.peers = *eps;
+    // A fetch connects out to the peers it was given; it listens only when told to.
+    if (fetch_flags.listen.empty()) fo.swarm.listen.clear();
+    if (!(fo.timeout_s > 0)) return void(rc = Fail("--timeout must be more than 0 seconds"));
+    rc = RunFetch(fo);
+  });
+
+  static std::string store_dir, src;
+  auto* store = app.add_subcommand("store", "Manage a peer's store of models");
+  store->require_subcommand(1);
+  auto* add = store->add_subcommand("add", "Copy a fragment directory into a store");
+  add->add_option("store", store_dir, "Store directory (created if absent)")->required();
+  add->add_option("dir", src, "Fragment directory")->required();
+  add->callback([&] {
+    auto s = net::Store::Open(store_dir, /*create=*/true);
+    if (!s.ok()) return void(rc = Fail(s.status().ToString()));
+    ProgressBar bar("store");
+    auto r = s->Add(src, bar.fn());
+    bar.Finish();
+    if (!r.ok()) return void(rc = Fail(r.status().ToString()));
+    std::printf(
+        "added %s as %s: %zu fragments, %zu new (%.2f MB), %.2f MB shared with other "
+        "models\n",
+        src.c_str(), r->model_dir.c_str(), r->fragments, r->new_blobs, r->new_bytes / 1e6,
+        r->shared_bytes / 1e6);
+    std::printf("info-hash %s\nmagnet %s\n", r->torrent.info_hash.c_str(),
+                r->torrent.magnet.c_str());
+  });
+  auto* list = store->add_subcommand("list", "List a store's models");
+  list->add_option("store", store_dir, "Store directory")->required();
+  list->callback([&] {
+    auto s = net::Store::Open(store_dir, /*create=*/false);
+    if (!s.ok()) return void(rc = Fail(s.status().ToString()));
+    for (const std::string& d : s->ModelDirs()) {
+      auto t = net::LoadTorrent(d + "/" + net::kTorrentFile);
+      if (!t.ok()) {
+        std::printf("%s: %s\n", d.c_str(), t.status().message().c_str());
+        continue;
+      }
+      const auto sum = net::Summarize(*t->ti);
+      std::printf("%s  %s  %d files  %.2f MB  %s\n", sum.info_hash.c_str(), sum.name.c_str(),
+                  sum.files, sum.total_size / 1e6, d.c_str());
+    }
+  });
+}
+
+}  // namespace ggswarm::cli
