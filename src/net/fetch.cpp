@@ -20,7 +20,7 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 constexpr auto kReconnectEvery = std::chrono::seconds(2);
-constexpr auto kSaveResumeEvery = std::chrono::seconds(3);
+constexpr auto kSaveResumeEvery = std::chrono::seconds(2);
 constexpr lt::download_priority_t kFirst = lt::top_priority;
 constexpr lt::download_priority_t kWanted = lt::default_priority;
 
@@ -204,7 +204,8 @@ Status Fetcher::StartBody() {
   h_.prioritize_files(prio);
   Log("fetching " + std::to_string(r_.files) + " files (" + o_.selection.Describe() + ", " +
       std::to_string(r_.selected_bytes / 1000000) + " MB) of " + m->name);
-  if (r_.had_bytes > 0) Log("resumed: " + std::to_string(r_.had_bytes) + " bytes already verified");
+  if (r_.had_bytes > 0)
+    Log("resumed: " + std::to_string(r_.had_bytes) + " bytes of fragments already verified");
   phase_ = Phase::kBody;
   return Status::Ok();
 }
@@ -334,7 +335,9 @@ StatusOr<FetchReport> Fetcher::Run() {
     const auto now = Clock::now();
     const lt::torrent_status st = h_.status();
     if (st.errc) return Status::IOError("fetching into " + o_.out_dir + ": " + st.errc.message());
-    if (phase_ == Phase::kHead && BytesDone(head_files_) == [&] {
+    const bool checking = st.state == lt::torrent_status::checking_files ||
+                          st.state == lt::torrent_status::checking_resume_data;
+    if (phase_ == Phase::kHead && !checking && BytesDone(head_files_) == [&] {
           uint64_t s = 0;
           for (size_t i = 0; i < head_files_.size(); ++i) s += head_files_[i] ? sizes_[i] : 0;
           return s;

@@ -101,6 +101,10 @@ StatusOr<std::unique_ptr<lt::session>> OpenSession(const SwarmOptions& o) {
   sp.set_int(settings_pack::max_allowed_in_request_queue, 4000);
   sp.set_int(settings_pack::aio_threads, 4);
   sp.set_int(settings_pack::hashing_threads, 2);
+  // Whole pieces from one peer where it is quick enough: a piece that fails its hash check
+  // then has one sender to blame, and a good peer never shares a bad peer's ban.
+  sp.set_int(settings_pack::whole_pieces_threshold, 60);
+  sp.set_bool(settings_pack::piece_extent_affinity, true);
   // A fetch reconnects to the peers it was given itself; a failed one is tried again soon.
   sp.set_int(settings_pack::min_reconnect_time, 1);
 
