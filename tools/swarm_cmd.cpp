@@ -106,6 +106,8 @@ int RunFetch(const net::FetchOptions& fo) {
   std::printf("downloaded %llu bytes in %.2f s (%.1f MB/s); %d piece(s) failed the hash check\n",
               static_cast<unsigned long long>(r->downloaded_bytes), r->seconds,
               r->downloaded_bytes / 1e6 / std::max(r->seconds, 1e-9), r->hash_failures);
+  std::printf("times: to manifest and header %.2f s, then fragments %.2f s, final check %.2f s\n",
+              r->head_seconds, r->body_seconds, r->check_seconds);
   for (const auto& [addr, bytes] : r->from_peer)
     std::printf("from %s: %llu bytes\n", addr.c_str(), static_cast<unsigned long long>(bytes));
   if (r->wrote_torrent) std::printf("wrote %s/%s\n", fo.out_dir.c_str(), net::kTorrentFile);

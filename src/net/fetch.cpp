@@ -1,15 +1,20 @@
 #include "net/fetch.h"
 
 #include <chrono>
+#include <condition_variable>
+#include <deque>
 #include <filesystem>
 #include <libtorrent/alert_types.hpp>
 #include <libtorrent/read_resume_data.hpp>
 #include <libtorrent/torrent_handle.hpp>
 #include <libtorrent/torrent_status.hpp>
 #include <libtorrent/write_resume_data.hpp>
+#include <mutex>
 #include <set>
+#include <thread>
 
 #include "base/file.h"
+#include "base/sha256.h"
 #include "fragments/fragments.h"
 #include "net/torrent.h"
 
@@ -19,7 +24,7 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-constexpr auto kReconnectEvery = std::chrono::seconds(2);
+constexpr auto kReconnectEvery = std::chrono::milliseconds(500);
 constexpr auto kSaveResumeEvery = std::chrono::seconds(2);
 constexpr lt::download_priority_t kFirst = lt::top_priority;
 constexpr lt::download_priority_t kWanted = lt::default_priority;
@@ -47,6 +52,92 @@ std::string HashText(const lt::info_hash_t& ih) {
   return ih.has_v2() ? HexOf(ih.v2.data(), ih.v2.size()) : HexOf(ih.v1.data(), ih.v1.size());
 }
 
+// Checks each fragment against the manifest's SHA-256 as soon as its file is complete, on
+// its own thread, so that the check overlaps the transfer instead of following it.
+class FragmentChecker {
+ public:
+  explicit FragmentChecker(std::string dir) : dir_(std::move(dir)) {
+    thread_ = std::thread([this] { Work(); });
+  }
+  ~FragmentChecker() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      closing_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  void Expect(const std::string& file, const std::string& sha256) { expected_[file] = sha256; }
+  // Queues `file` (once) if it is a fragment the manifest lists.
+  void Add(const std::string& file) {
+    if (!expected_.count(file)) return;
+    std::lock_guard<std::mutex> l(mu_);
+    if (!queued_.insert(file).second) return;
+    queue_.push_back(file);
+    cv_.notify_all();
+  }
+  bool Queued(const std::string& file) {
+    std::lock_guard<std::mutex> l(mu_);
+    return queued_.count(file) > 0;
+  }
+  // Waits for every queued file; returns those that did not match (or could not be read).
+  std::vector<std::string> Finish() {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait(l, [&] { return queue_.empty() && !busy_; });
+    return std::exchange(failed_, {});
+  }
+  // Checks one file now, on the caller's thread.
+  Status CheckNow(const std::string& file) {
+    std::vector<uint8_t> buf(4u << 20);
+    return Check(file, buf);
+  }
+
+ private:
+  void Work() {
+    std::vector<uint8_t> buf(4u << 20);
+    std::unique_lock<std::mutex> l(mu_);
+    while (true) {
+      cv_.wait(l, [&] { return closing_ || !queue_.empty(); });
+      if (queue_.empty()) return;
+      const std::string file = queue_.front();
+      queue_.pop_front();
+      busy_ = true;
+      l.unlock();
+      Status st = Check(file, buf);
+      l.lock();
+      busy_ = false;
+      if (!st.ok()) failed_.push_back(file);
+      cv_.notify_all();
+    }
+  }
+  Status Check(const std::string& file, std::vector<uint8_t>& buf) {
+    auto in = InputFile::Open(dir_ + "/" + file);
+    if (!in.ok()) return in.status();
+    Sha256 h;
+    for (uint64_t done = 0; done < in->size();) {
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), in->size() - done));
+      GGSWARM_RETURN_IF_ERROR(in->ReadAt(done, {buf.data(), n}));
+      h.Update({buf.data(), n});
+      done += n;
+    }
+    if (ToHex(h.Finish()) != expected_.at(file))
+      return Status::Corruption("the fetched " + file +
+                                " does not match its SHA-256 in manifest.json (the torrent and "
+                                "its manifest disagree)");
+    return Status::Ok();
+  }
+
+  std::string dir_;
+  std::map<std::string, std::string> expected_;  // set before the first Add
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::string> queue_;
+  std::set<std::string> queued_;
+  bool busy_ = false, closing_ = false;
+  std::vector<std::string> failed_;
+  std::thread thread_;
+};
+
 class Fetcher {
  public:
   Fetcher(const FetchOptions& o, const ProgressFn& progress, const LogFn& log)
@@ -65,6 +156,7 @@ class Fetcher {
   Status StartBody();
   Status HandleAlerts();
   uint64_t BytesDone(const std::vector<bool>& wanted);
+  void QueueCompleteFiles();  // hands every complete wanted file to the checker
   void Reconnect();
   void RecordPeers();
   Status SaveResume(bool wait);
@@ -82,6 +174,9 @@ class Fetcher {
   std::map<std::string, std::string> peer_errors_;  // last trouble, by peer address
   std::map<std::string, uint64_t> peer_bytes_;      // by address, the most each one reported
   bool resume_pending_ = false;
+  Clock::time_point t0_ = Clock::now();
+  bool resumed_ = false;
+  std::unique_ptr<FragmentChecker> checker_;
   lt::add_torrent_params last_resume_;  // from the last save: info dict and Merkle trees
   std::string resume_path_;
   Status failure_;
@@ -108,6 +203,7 @@ Status Fetcher::Prepare(lt::add_torrent_params& p) {
     saved.url_seeds.clear();
     saved.dht_nodes.clear();
     p = std::move(saved);
+    resumed_ = true;
     Log("resuming the interrupted fetch in " + o_.out_dir);
   } else if (fs::exists(o_.out_dir, ec)) {
     if (!fs::is_directory(o_.out_dir, ec))
@@ -150,7 +246,7 @@ Status Fetcher::OnMetadata() {
   std::map<lt::file_index_t, std::string> renamed;
   GGSWARM_RETURN_IF_ERROR(FlatFileNames(files, &renamed));
   for (const auto& [i, name] : renamed) {
-    if (files.file_path(i) != name) h_.rename_file(i, name);
+    if (ti->files().file_path(i) != name) h_.rename_file(i, name);
   }
   r_.name = ti->name();
   const size_t n = static_cast<size_t>(files.num_files());
@@ -165,7 +261,19 @@ Status Fetcher::OnMetadata() {
     head_files_[static_cast<size_t>(i)] = true;
     prio[static_cast<size_t>(i)] = kFirst;
   }
+  // A full fetch asks for the fragments at once, behind manifest.json and the header (a
+  // round trip saved); a partial one needs the manifest to know which fragments it wants.
+  // A resumed one waits too, so that what it had is counted before anything new arrives.
+  if (o_.selection.all && !resumed_) {
+    for (lt::file_index_t i : files.file_range()) {
+      const size_t k = static_cast<size_t>(i);
+      if (!files.pad_file_at(i) && prio[k] == lt::dont_download) prio[k] = kWanted;
+    }
+  }
   h_.prioritize_files(prio);
+  // With nothing wanted until now, the torrent counted as finished and libtorrent closed the
+  // connections (seed to seed): open them again at once.
+  Reconnect();
   phase_ = Phase::kHead;
   return Status::Ok();
 }
@@ -182,8 +290,11 @@ Status Fetcher::StartBody() {
   GGSWARM_RETURN_IF_ERROR(CheckTorrentMatchesManifest(files, *m));
   GGSWARM_RETURN_IF_ERROR(o_.selection.Check(*m));
   std::set<std::string> selected;
+  checker_ = std::make_unique<FragmentChecker>(o_.out_dir);
   for (const auto& f : m->fragments) {
-    if (o_.selection.Wants(f, *m)) selected.insert(f.file);
+    if (!o_.selection.Wants(f, *m)) continue;
+    selected.insert(f.file);
+    checker_->Expect(f.file, f.id);
   }
   wanted_.assign(sizes_.size(), false);
   std::vector<lt::download_priority_t> prio(sizes_.size(), lt::dont_download);
@@ -200,14 +311,28 @@ Status Fetcher::StartBody() {
   GGSWARM_RETURN_IF_ERROR(fragments::SaveSelection(o_.out_dir, o_.selection));
   std::vector<bool> fragments_only = wanted_;
   for (size_t i = 0; i < head_files_.size(); ++i) fragments_only[i] = wanted_[i] && !head_files_[i];
-  r_.had_bytes = BytesDone(fragments_only);  // verified before this run (resume data, a check)
+  // Verified before this run: from the resume data (a fresh fetch starts from nothing; its
+  // fragments may already be arriving behind the manifest).
+  r_.had_bytes = resumed_ ? BytesDone(fragments_only) : 0;
   h_.prioritize_files(prio);
+  Reconnect();
+  QueueCompleteFiles();
   Log("fetching " + std::to_string(r_.files) + " files (" + o_.selection.Describe() + ", " +
       std::to_string(r_.selected_bytes / 1000000) + " MB) of " + m->name);
   if (r_.had_bytes > 0)
     Log("resumed: " + std::to_string(r_.had_bytes) + " bytes of fragments already verified");
   phase_ = Phase::kBody;
   return Status::Ok();
+}
+
+void Fetcher::QueueCompleteFiles() {
+  std::vector<std::int64_t> done;
+  h_.file_progress(done, lt::torrent_handle::piece_granularity);
+  const lt::file_storage& files = h_.torrent_file()->orig_files();
+  for (size_t k = 0; k < done.size() && k < wanted_.size(); ++k) {
+    if (wanted_[k] && static_cast<uint64_t>(done[k]) == sizes_[k])
+      checker_->Add(std::string(files.file_name(lt::file_index_t(static_cast<int>(k)))));
+  }
 }
 
 uint64_t Fetcher::BytesDone(const std::vector<bool>& wanted) {
@@ -224,8 +349,14 @@ Status Fetcher::HandleAlerts() {
   std::vector<lt::alert*> alerts;
   ses_->pop_alerts(&alerts);
   for (lt::alert* a : alerts) {
+    if (std::getenv("GGSWARM_TRACE"))
+      Log(std::to_string(std::chrono::duration<double>(Clock::now() - t0_).count()) + " " +
+          a->message());
     if (lt::alert_cast<lt::metadata_received_alert>(a)) {
       if (phase_ == Phase::kMetadata) GGSWARM_RETURN_IF_ERROR(OnMetadata());
+    } else if (auto* fc = lt::alert_cast<lt::file_completed_alert>(a)) {
+      if (checker_)
+        checker_->Add(std::string(h_.torrent_file()->orig_files().file_name(fc->index)));
     } else if (auto* hf = lt::alert_cast<lt::hash_failed_alert>(a)) {
       r_.hash_failures++;
       Log("piece " + std::to_string(static_cast<int>(hf->piece_index)) +
@@ -276,18 +407,24 @@ void Fetcher::Reconnect() {
   }
 }
 
+// Saves the resume data (flushing libtorrent's writes first). With `wait`, returns once a
+// save issued now has been written, not an earlier one still under way.
 Status Fetcher::SaveResume(bool wait) {
   if (!h_.is_valid() || phase_ == Phase::kMetadata) return Status::Ok();
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  auto wait_pending = [&]() -> Status {
+    while (resume_pending_ && Clock::now() < deadline) {
+      ses_->wait_for_alert(std::chrono::milliseconds(100));
+      GGSWARM_RETURN_IF_ERROR(HandleAlerts());
+    }
+    return Status::Ok();
+  };
+  if (wait) GGSWARM_RETURN_IF_ERROR(wait_pending());
   if (!resume_pending_) {
     resume_pending_ = true;
     h_.save_resume_data(lt::torrent_handle::save_info_dict | lt::torrent_handle::flush_disk_cache);
   }
-  const auto deadline = Clock::now() + std::chrono::seconds(10);
-  while (wait && resume_pending_ && Clock::now() < deadline) {
-    ses_->wait_for_alert(std::chrono::milliseconds(100));
-    GGSWARM_RETURN_IF_ERROR(HandleAlerts());
-  }
-  return Status::Ok();
+  return wait ? wait_pending() : Status::Ok();
 }
 
 std::string Fetcher::Stalled() const {
@@ -342,13 +479,28 @@ StatusOr<FetchReport> Fetcher::Run() {
           for (size_t i = 0; i < head_files_.size(); ++i) s += head_files_[i] ? sizes_[i] : 0;
           return s;
         }()) {
-      GGSWARM_RETURN_IF_ERROR(StartBody());
+      if (Status st = StartBody(); !st.ok()) {
+        // The model is not what it claims: nothing here is worth resuming. A fresh fetch
+        // owns everything in its directory, so it takes it all away again.
+        if (!resumed_) {
+          ses_->remove_torrent(h_, lt::session::delete_files);
+          h_ = {};
+          std::error_code ec;
+          fs::remove_all(o_.out_dir, ec);
+        }
+        return st;
+      }
+      r_.head_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     }
     uint64_t done = 0;
     if (phase_ == Phase::kBody) {
       done = BytesDone(wanted_);
       if (progress_) progress_(done, r_.selected_bytes);
-      if (done == r_.selected_bytes) phase_ = Phase::kDone;
+      if (done == r_.selected_bytes) {
+        phase_ = Phase::kDone;
+        r_.body_seconds =
+            std::chrono::duration<double>(Clock::now() - t0).count() - r_.head_seconds;
+      }
     }
     RecordPeers();
     if (done != last_done || st.total_payload_download != last_payload || phase_ != last_phase) {
@@ -388,13 +540,18 @@ StatusOr<FetchReport> Fetcher::Run() {
       Log(std::string("note: no model.torrent written: ") + e.what());
     }
   }
-  ses_->remove_torrent(h_);
 
-  auto check = fragments::VerifyDirectory(o_.out_dir);
-  if (!check.ok()) return check.status();
-  if (!check->ok())
-    return Status::Corruption("the fetched copy does not verify: " + check->problems[0].file +
-                              ": " + check->problems[0].what);
+  // Every fragment of the selection against the manifest, as `verify` does (the header
+  // was checked before the fragments were asked for). Most were checked during the transfer.
+  const auto t_check = Clock::now();
+  QueueCompleteFiles();
+  // A file is complete when its pieces passed their hash checks, which may be before
+  // libtorrent wrote all of them out: what failed early is checked again once the writes are
+  // flushed (the last resume save above flushed them).
+  for (const std::string& file : checker_->Finish())
+    GGSWARM_RETURN_IF_ERROR(checker_->CheckNow(file));
+  r_.check_seconds = std::chrono::duration<double>(Clock::now() - t_check).count();
+  ses_->remove_torrent(h_);
   r_.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   return r_;
 }
@@ -403,7 +560,11 @@ StatusOr<FetchReport> Fetcher::Run() {
 
 StatusOr<FetchReport> Fetch(const FetchOptions& o, const ProgressFn& progress, const LogFn& log) {
   Fetcher f(o, progress, log);
-  return f.Run();
+  try {
+    return f.Run();
+  } catch (const std::exception& e) {  // libtorrent reports some misuse by throwing
+    return Status::IOError(std::string("fetch: ") + e.what());
+  }
 }
 
 }  // namespace ggswarm::net

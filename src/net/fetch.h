@@ -39,7 +39,10 @@ struct FetchReport {
   int hash_failures = 0;          // pieces that failed their hash check and were fetched again
   std::map<std::string, uint64_t> from_peer;  // payload bytes received, by peer address
   bool wrote_torrent = false;                 // OUT_DIR/model.torrent (a full fetch)
-  double seconds = 0;
+  double seconds = 0;                         // the whole fetch
+  double head_seconds = 0;   // until manifest.json and the header were in (metadata too)
+  double body_seconds = 0;   // the fragments
+  double check_seconds = 0;  // the final check of every fragment against the manifest
 };
 
 using LogFn = std::function<void(const std::string&)>;

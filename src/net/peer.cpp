@@ -33,7 +33,9 @@ StatusOr<std::unique_ptr<Peer>> Peer::Start(const PeerOptions& o, LogFn log) {
       return Status::NotFound(d + " has no " + kTorrentFile + " (make one with: ggswarm torrent " +
                               d + ")");
   }
-  auto ses = OpenSession(o.swarm);
+  SwarmOptions swarm = o.swarm;
+  swarm.read_with_pread = true;  // a peer mostly sends
+  auto ses = OpenSession(swarm);
   if (!ses.ok()) return ses.status();
   p->ses_ = std::move(*ses);
   for (const std::string& d : o.seed_dirs) GGSWARM_RETURN_IF_ERROR(p->AddDir(d));
@@ -101,6 +103,14 @@ void Peer::ConnectOut() {
 }
 
 Status Peer::Poll(std::chrono::milliseconds wait) {
+  try {
+    return PollOnce(wait);
+  } catch (const std::exception& e) {  // libtorrent reports some misuse by throwing
+    return Status::IOError(std::string("peer: ") + e.what());
+  }
+}
+
+Status Peer::PollOnce(std::chrono::milliseconds wait) {
   ses_->wait_for_alert(wait);
   std::vector<lt::alert*> alerts;
   ses_->pop_alerts(&alerts);

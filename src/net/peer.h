@@ -39,6 +39,7 @@ class Peer {
   void Log(const std::string& s) {
     if (log_) log_(s);
   }
+  Status PollOnce(std::chrono::milliseconds wait);
   Status AddDir(const std::string& dir);
   void Rescan();
   void ConnectOut();

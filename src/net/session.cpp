@@ -4,6 +4,7 @@
 #include <libtorrent/alert_types.hpp>
 #include <libtorrent/extensions/smart_ban.hpp>
 #include <libtorrent/extensions/ut_metadata.hpp>
+#include <libtorrent/posix_disk_io.hpp>
 #include <libtorrent/session_params.hpp>
 #include <libtorrent/settings_pack.hpp>
 
@@ -72,6 +73,11 @@ StatusOr<std::unique_ptr<lt::session>> OpenSession(const SwarmOptions& o) {
                  lt::alert_category::error | lt::alert_category::peer |
                  lt::alert_category::connect | lt::alert_category::storage |
                  lt::alert_category::status | lt::alert_category::file_progress)));
+  if (std::getenv("GGSWARM_TRACE"))
+    sp.set_int(settings_pack::alert_mask,
+               static_cast<int>(static_cast<std::uint32_t>(lt::alert_category::all &
+                                                           ~lt::alert_category::block_progress &
+                                                           ~lt::alert_category::piece_progress)));
   const bool v6 = listen->host.find(':') != std::string::npos;
   sp.set_str(settings_pack::listen_interfaces,
              o.listen.empty() ? std::string()
@@ -105,10 +111,17 @@ StatusOr<std::unique_ptr<lt::session>> OpenSession(const SwarmOptions& o) {
   // then has one sender to blame, and a good peer never shares a bad peer's ban.
   sp.set_int(settings_pack::whole_pieces_threshold, 60);
   sp.set_bool(settings_pack::piece_extent_affinity, true);
+  // A fetch by info-hash wants nothing for a moment after the metadata arrives (until it has
+  // chosen its files); its connections must survive that moment.
+  sp.set_bool(settings_pack::close_redundant_connections, false);
+  // New connections are made on the session's tick: 100 ms instead of 500 starts a fetch
+  // 0.4 s sooner.
+  sp.set_int(settings_pack::tick_interval, 100);
   // A fetch reconnects to the peers it was given itself; a failed one is tried again soon.
   sp.set_int(settings_pack::min_reconnect_time, 1);
 
   lt::session_params params(std::move(sp));
+  if (o.read_with_pread) params.disk_io_constructor = lt::posix_disk_io_constructor;
   params.extensions.clear();  // the defaults include ut_pex
   std::unique_ptr<lt::session> s;
   try {

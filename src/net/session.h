@@ -21,6 +21,9 @@ struct SwarmOptions {
   std::vector<std::string> trackers;  // --tracker URL
   int64_t upload_limit = 0;           // bytes/s per torrent, 0: none (applies on loopback too)
   int64_t download_limit = 0;         // bytes/s per torrent, 0: none
+  // Disk I/O with pread/pwrite instead of libtorrent's memory maps: a seed sends about 15%
+  // faster this way (no page faults on its reads); a fetch writes faster through the maps.
+  bool read_with_pread = false;
 };
 
 struct Endpoint {

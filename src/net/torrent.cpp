@@ -126,7 +126,12 @@ StatusOr<TorrentSummary> MakeTorrent(const std::string& dir, const TorrentOption
   GGSWARM_RETURN_IF_ERROR(add(fragments::kHeaderFile));
   for (const auto& f : m.fragments) GGSWARM_RETURN_IF_ERROR(add(f.file));
 
-  lt::create_torrent t(files, o.piece_size,
+  // Pieces of 4 MiB for models past 256 MiB: fewer pieces to pick, request and hash per
+  // byte (a 1.1 GB fetch on loopback: 320 MB/s with libtorrent's 512 KiB, 400 with these).
+  // A fragment of 10 MiB is then 3 pieces; a smaller file is one piece of its own size.
+  int piece_size = o.piece_size;
+  if (piece_size == 0 && files.total_size() > (256 << 20)) piece_size = kLargeModelPieceSize;
+  lt::create_torrent t(files, piece_size,
                        o.hybrid ? lt::create_flags_t{} : lt::create_torrent::v2_only);
   t.set_creator("ggswarm 0.1");
   t.set_comment(("ggswarm fragments of " + m.file_name + " (sha256 " + m.sha256 + ")").c_str());

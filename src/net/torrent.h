@@ -17,10 +17,12 @@ namespace ggswarm::net {
 
 constexpr const char* kTorrentFile = "model.torrent";
 constexpr uint64_t kMaxTorrentBytes = 64u << 20;  // a 70B model's torrent is a few MB
+constexpr int kLargeModelPieceSize = 4 << 20;
 
 struct TorrentOptions {
   bool hybrid = false;  // also v1 (SHA-1) metadata, for clients without v2
-  int piece_size = 0;   // bytes, a power of two ≥ 16 KiB; 0: libtorrent's choice for the size
+  // Bytes, a power of two ≥ 16 KiB; 0: 4 MiB past 256 MiB of files, else libtorrent's choice.
+  int piece_size = 0;
   std::vector<std::string> trackers;
   bool overwrite = false;  // replace an existing model.torrent
 };
