@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on data ggswarm makes itself: a random model of TinyLlama-1.1B's shapes (2 of
 # its 22 layers, Q8_0, about 234 MB) is made, fragmented, verified and put back together, and
-# text is generated straight from its fragments (random weights: the text is noise). Where
+# text is generated straight from its fragments (random weights: the text is noise). Then a
+# local peer seeds the fragments and they are fetched back from it by info-hash. Where
 # ../shared/models is present, a trained TinyStories model is fragmented and tells a story
 # from its fragments too.
 set -euo pipefail
@@ -19,6 +20,22 @@ $ggswarm reassemble "$work/fragments" "$work/reassembled.gguf"
 cmp "$work/tinyllama-2l.Q8_0.gguf" "$work/reassembled.gguf"
 $ggswarm run "$work/fragments" -p "Hello" -n 16 --temp 0
 set +x
+# The swarm: a peer seeds the fragments on 127.0.0.1 (BitTorrent v2; nothing reaches
+# beyond this machine), and a fetch by info-hash gets them back, all or only some layers.
+infohash=$(sed -n 's/^info-hash \([0-9a-f]*\)$/\1/p' <($ggswarm torrent "$work/fragments" --force))
+$ggswarm peer --seed "$work/fragments" >"$work/peer.log" 2>&1 &
+peer=$!
+trap 'kill $peer 2>/dev/null || true' EXIT
+for _ in $(seq 1 300); do grep -q '^seeding ' "$work/peer.log" && break; sleep 0.1; done
+port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$work/peer.log")
+set -x
+$ggswarm fetch "$infohash" "$work/fetched" --peer "127.0.0.1:$port"
+$ggswarm verify "$work/fetched"
+$ggswarm fetch "$infohash" "$work/layer0" --peer "127.0.0.1:$port" --layers 0 --with-embedding
+$ggswarm verify "$work/layer0"
+$ggswarm run "$work/fetched" -p "Hello" -n 16 --temp 0
+set +x
+kill $peer
 stories=../shared/models/stories260K-f32.gguf
 if [ -f "$stories" ]; then
   set -x

@@ -156,7 +156,8 @@ TEST_F(Swarm, OneSeedTwoFetchersGetExactlyTheirLayers) {
   }
   // A partial copy cannot be reassembled, and says why.
   Result r = Ggswarm("reassemble " + t / "a" + " " + t / "a.gguf");
-  EXPECT_NE(r.code, 0);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("is a partial copy (layers 0-1 + embedding)"), std::string::npos) << r.out;
   EXPECT_FALSE(fs::exists(t / "a.gguf"));
 }
 

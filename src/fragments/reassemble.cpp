@@ -8,6 +8,7 @@
 #include "base/file.h"
 #include "base/sha256.h"
 #include "fragments/fragments.h"
+#include "fragments/selection.h"
 
 namespace ggswarm::fragments {
 namespace {
@@ -68,6 +69,16 @@ StatusOr<ReassembleReport> Reassemble(const std::string& dir, const std::string&
   std::string header_bytes;
   auto header = LoadHeader(dir, m, &header_bytes);
   if (!header.ok()) return header.status();
+  auto selection = LoadSelection(dir);
+  if (!selection.ok()) return selection.status();
+  if (selection->has_value() && !(*selection)->all) {
+    for (const FragmentEntry& f : m.fragments) {
+      if (!PathExists(dir + "/" + f.file))
+        return Status::InvalidArgument(dir + " is a partial copy (" + (*selection)->Describe() +
+                                       "); reassembly needs every fragment (" + f.file +
+                                       " is absent)");
+    }
+  }
   auto out = OutputFile::Create(out_path, overwrite);
   if (!out.ok()) return out.status();
 

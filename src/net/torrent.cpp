@@ -172,6 +172,13 @@ StatusOr<TorrentSummary> MakeTorrent(const std::string& dir, const TorrentOption
 StatusOr<lt::add_torrent_params> LoadTorrent(const std::string& path) {
   auto bytes = ReadSmallFile(path, kMaxTorrentBytes);
   if (!bytes.ok()) return bytes.status();
+  return ParseTorrent(*bytes, path);
+}
+
+StatusOr<lt::add_torrent_params> ParseTorrent(std::string_view bytes, const std::string& name) {
+  if (bytes.size() > kMaxTorrentBytes)
+    return Status::Corruption(name + ": larger than " + std::to_string(kMaxTorrentBytes >> 20) +
+                              " MiB, not a model's torrent");
   lt::load_torrent_limits limits;
   limits.max_buffer_size = static_cast<int>(kMaxTorrentBytes);
   limits.max_pieces = 1 << 22;
@@ -179,12 +186,12 @@ StatusOr<lt::add_torrent_params> LoadTorrent(const std::string& path) {
   limits.max_decode_tokens = 10'000'000;
   try {
     lt::add_torrent_params p =
-        lt::load_torrent_buffer(lt::span<char const>(bytes->data(), bytes->size()), limits);
-    if (!p.ti || !p.ti->is_valid()) return Status::Corruption(path + ": not a valid torrent");
+        lt::load_torrent_buffer(lt::span<char const>(bytes.data(), bytes.size()), limits);
+    if (!p.ti || !p.ti->is_valid()) return Status::Corruption(name + ": not a valid torrent");
     DropOutsideSources(p);
     return p;
   } catch (const std::exception& e) {
-    return Status::Corruption(path + ": not a valid torrent (" + e.what() + ")");
+    return Status::Corruption(name + ": not a valid torrent (" + e.what() + ")");
   }
 }
 

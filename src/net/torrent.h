@@ -44,6 +44,8 @@ StatusOr<TorrentSummary> MakeTorrent(const std::string& dir, const TorrentOption
 
 // Reads a .torrent file (limits on size and structure apply; a bad file is an error).
 StatusOr<lt::add_torrent_params> LoadTorrent(const std::string& path);
+// The same for a torrent's bytes; `name` names it in errors.
+StatusOr<lt::add_torrent_params> ParseTorrent(std::string_view bytes, const std::string& name);
 TorrentSummary Summarize(const lt::torrent_info& ti);
 std::string HexOf(const char* p, size_t n);
 
