@@ -176,6 +176,7 @@ class Fetcher {
   bool resume_pending_ = false;
   Clock::time_point t0_ = Clock::now();
   bool resumed_ = false;
+  bool head_flushing_ = false, head_flushed_ = false;  // manifest and header on disk
   std::unique_ptr<FragmentChecker> checker_;
   lt::add_torrent_params last_resume_;  // from the last save: info dict and Merkle trees
   std::string resume_path_;
@@ -357,6 +358,8 @@ Status Fetcher::HandleAlerts() {
     } else if (auto* fc = lt::alert_cast<lt::file_completed_alert>(a)) {
       if (checker_)
         checker_->Add(std::string(h_.torrent_file()->orig_files().file_name(fc->index)));
+    } else if (lt::alert_cast<lt::cache_flushed_alert>(a)) {
+      head_flushed_ = head_flushing_;
     } else if (auto* hf = lt::alert_cast<lt::hash_failed_alert>(a)) {
       r_.hash_failures++;
       Log("piece " + std::to_string(static_cast<int>(hf->piece_index)) +
@@ -474,11 +477,16 @@ StatusOr<FetchReport> Fetcher::Run() {
     if (st.errc) return Status::IOError("fetching into " + o_.out_dir + ": " + st.errc.message());
     const bool checking = st.state == lt::torrent_status::checking_files ||
                           st.state == lt::torrent_status::checking_resume_data;
-    if (phase_ == Phase::kHead && !checking && BytesDone(head_files_) == [&] {
+    if (phase_ == Phase::kHead && !checking && !head_flushing_ && BytesDone(head_files_) == [&] {
           uint64_t s = 0;
           for (size_t i = 0; i < head_files_.size(); ++i) s += head_files_[i] ? sizes_[i] : 0;
           return s;
         }()) {
+      // The pieces passed their checks; libtorrent may not have written them out yet.
+      head_flushing_ = true;
+      h_.flush_cache();
+    }
+    if (phase_ == Phase::kHead && head_flushed_) {
       if (Status st = StartBody(); !st.ok()) {
         // The model is not what it claims: nothing here is worth resuming. A fresh fetch
         // owns everything in its directory, so it takes it all away again.
