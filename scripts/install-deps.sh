@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(build-essential cmake pkg-config libssl-dev nlohmann-json3-dev libcli11-dev
           libgtest-dev libgmock-dev libicu-dev libsentencepiece-dev jq
-          libtorrent-rasterbar-dev)
+          libtorrent-rasterbar-dev libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

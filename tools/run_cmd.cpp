@@ -8,6 +8,7 @@
 #include "base/file.h"
 #include "commands.h"
 #include "fragments/fragment_source.h"
+#include "net/stage_client.h"
 #include "runtime/chat.h"
 #include "runtime/engine.h"
 #include "runtime/generate.h"
@@ -22,6 +23,7 @@ struct RunArgs {
   float temp = 0.8f, top_p = 0.95f, min_p = 0.05f, repeat_penalty = 1.1f;
   uint64_t seed = 0;
   bool seed_set = false, ignore_eos = false, json = false, chat = false, force = false;
+  std::string token;  // swarm:// stages' --token
 };
 
 int RunTokenize(const std::string& path, const std::string& text, bool json, bool no_special) {
@@ -76,22 +78,49 @@ runtime::SamplerOptions Sampling(const RunArgs& a) {
   return s;
 }
 
-StatusOr<std::unique_ptr<runtime::Engine>> OpenEngine(const RunArgs& a) {
+// A local engine (GGUF file or fragment directory) or a chain of remote stages
+// (swarm://HOST:PORT/MODEL), behind one interface.
+struct Model {
+  std::unique_ptr<runtime::Engine> engine;
+  std::unique_ptr<net::SwarmChain> chain;
+  runtime::Evaluator* eval = nullptr;
+  const gguf::GgufFile* header = nullptr;
+};
+
+StatusOr<Model> OpenModel(const RunArgs& a) {
+  Model m;
+  net::ChainOptions co;
+  if (net::ParseSwarmUri(a.model, &co.address, &co.model)) {
+    co.token = a.token;
+    co.n_ctx = a.ctx;
+    co.log = [](const std::string& s) { std::fprintf(stderr, "swarm: %s\n", s.c_str()); };
+    auto c = net::SwarmChain::Connect(co);
+    if (!c.ok()) return c.status();
+    m.chain = std::move(*c);
+    m.eval = m.chain.get();
+    m.header = &m.chain->header();
+    return m;
+  }
   runtime::EngineOptions eo;
   eo.threads = a.threads;
   eo.n_ctx = a.ctx;
-  return runtime::Engine::Open(a.model, eo);
+  auto e = runtime::Engine::Open(a.model, eo);
+  if (!e.ok()) return e.status();
+  m.engine = std::move(*e);
+  m.eval = m.engine.get();
+  m.header = &m.engine->source().header();
+  return m;
 }
 
 int RunGenerate(const RunArgs& a) {
   if (!a.dump_logits.empty() && PathExists(a.dump_logits) && !a.force)
     return Fail(a.dump_logits + " exists (use --force to replace it)");
-  auto engine = OpenEngine(a);
-  if (!engine.ok()) return Fail(engine.status().ToString());
-  runtime::Engine& e = **engine;
+  auto model = OpenModel(a);
+  if (!model.ok()) return Fail(model.status().ToString());
+  runtime::Evaluator& e = *model->eval;
   std::string prompt = a.prompt;
   if (a.chat) {
-    auto fmt = runtime::ChatFormatFor(e.source().header(), a.chat_template);
+    auto fmt = runtime::ChatFormatFor(*model->header, a.chat_template);
     if (!fmt.ok()) return Fail(fmt.status().ToString());
     prompt = runtime::RenderFirstTurn(*fmt, a.system, a.prompt);
   }
@@ -144,10 +173,10 @@ int RunGenerate(const RunArgs& a) {
 // An interactive conversation on stdin/stdout; the KV cache carries over between turns, so
 // each turn only evaluates its own new tokens.
 int RunChat(const RunArgs& a) {
-  auto engine = OpenEngine(a);
-  if (!engine.ok()) return Fail(engine.status().ToString());
-  runtime::Engine& e = **engine;
-  auto fmt = runtime::ChatFormatFor(e.source().header(), a.chat_template);
+  auto model = OpenModel(a);
+  if (!model.ok()) return Fail(model.status().ToString());
+  runtime::Evaluator& e = *model->eval;
+  auto fmt = runtime::ChatFormatFor(*model->header, a.chat_template);
   if (!fmt.ok()) return Fail(fmt.status().ToString());
   const bool tty = isatty(0) && isatty(1);
   if (tty)
@@ -229,7 +258,9 @@ void AddInferenceCommands(CLI::App& app, int& rc) {
 
   static RunArgs a;
   auto* run = app.add_subcommand("run", "Generate text from a prompt");
-  run->add_option("model", a.model, "GGUF file or fragment directory")->required();
+  run->add_option("model", a.model, "GGUF file, fragment directory or swarm://HOST:PORT/MODEL")
+      ->required();
+  run->add_option("--token", a.token, "The stages' --token (swarm:// models)");
   run->add_option("-p,--prompt", a.prompt, "Prompt")->required();
   run->add_option("-n,--n-predict", a.n, "Tokens to generate (default 128)");
   AddSamplingFlags(run, a);
@@ -241,7 +272,9 @@ void AddInferenceCommands(CLI::App& app, int& rc) {
   run->callback([&] { rc = RunGenerate(a); });
 
   auto* chat = app.add_subcommand("chat", "Talk with a model (its chat template, one cache)");
-  chat->add_option("model", a.model, "GGUF file or fragment directory")->required();
+  chat->add_option("model", a.model, "GGUF file, fragment directory or swarm://HOST:PORT/MODEL")
+      ->required();
+  chat->add_option("--token", a.token, "The stages' --token (swarm:// models)");
   chat->add_option("-n,--n-predict", a.n, "Longest reply in tokens (default 128)");
   AddSamplingFlags(chat, a);
   chat->callback([&] { rc = RunChat(a); });

@@ -1,12 +1,15 @@
 // `ggswarm torrent / peer / fetch / store`: the fragment swarm on BitTorrent v2.
 #include <CLI/CLI.hpp>
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <thread>
 
 #include "commands.h"
 #include "net/fetch.h"
 #include "net/peer.h"
+#include "net/stage.h"
 #include "net/store.h"
 #include "net/torrent.h"
 #include "progress_bar.h"
@@ -114,9 +117,47 @@ int RunFetch(const net::FetchOptions& fo) {
   return 0;
 }
 
+int RunServe(const net::StageOptions& so) {
+  auto server = net::StageServer::Start(so, Say);
+  if (!server.ok()) return Fail(server.status().ToString());
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  Say("serving " + (*server)->Describe());
+  while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  (*server)->Shutdown();
+  Say("stopping");
+  return 0;
+}
+
 }  // namespace
 
 void AddSwarmCommands(CLI::App& app, int& rc) {
+  static net::StageOptions so;
+  static std::string serve_layers;
+  auto* serve = app.add_subcommand(
+      "serve", "Serve a range of a model's layers to swarm:// clients (pipelined inference)");
+  serve->add_option("model", so.model_path, "GGUF file or fragment directory")->required();
+  serve->add_option("--layers", serve_layers, "Layers A-B to serve (default: all)");
+  serve->add_option("--listen", so.listen, "Listen on HOST:PORT (default 127.0.0.1:0)");
+  serve->add_option("--advertise", so.advertise, "Address to tell others (default: --listen's)");
+  serve->add_option("--peer", so.peers, "Another stage to announce to, HOST:PORT (repeatable)");
+  serve->add_option("--token", so.token, "Refuse calls that do not carry this secret");
+  serve->add_option("-t,--threads", so.threads, "Compute threads (default: all cores)");
+  serve->add_option("--max-sessions", so.max_sessions, "Sessions at once (default 8)");
+  serve->add_option("--ctx", so.max_ctx, "Positions per session (default: model's, ≤ 4096)");
+  serve->add_option("--idle-timeout", so.idle_timeout_s,
+                    "Close a session unused this many seconds (default 300)");
+  serve->callback([&] {
+    if (!serve_layers.empty()) {
+      auto sel = fragments::Selection::Parse(serve_layers, false, false);
+      if (!sel.ok()) return void(rc = Fail(sel.status().ToString()));
+      so.first_layer = sel->first_layer;
+      so.end_layer = sel->last_layer + 1;
+    }
+    if (!(so.idle_timeout_s > 0)) return void(rc = Fail("--idle-timeout must be positive"));
+    rc = RunServe(so);
+  });
+
   static net::TorrentOptions to;
   static std::string dir;
   static std::string piece_size;

@@ -42,6 +42,7 @@ StatusOr<const LayerWeights*> LlamaModel::Layer(int l) {
     return Status::InvalidArgument("layer " + std::to_string(l) + " is out of range");
   std::lock_guard<std::mutex> lock(mu_);
   if (layers_[l]) return layers_[l].get();
+  GGSWARM_RETURN_IF_ERROR(LoadGlobals());
   auto w = std::make_unique<LayerWeights>();
   TensorSource& s = *source_;
   auto get = [&](const char* what, TensorView* out) -> Status {
@@ -67,24 +68,45 @@ StatusOr<const LayerWeights*> LlamaModel::Layer(int l) {
   return layers_[l].get();
 }
 
-Status LlamaModel::LoadHead() {
-  if (head_loaded_) return Status();
+// Each part of the model outside the layers loads on first use, so that a pipeline stage
+// needs (and maps, and from fragments fetches) only its own: the embedding for the first,
+// the output head for the last, rope_freqs (when the model has it) for every layer.
+Status LlamaModel::LoadGlobals() {
+  if (globals_loaded_) return Status();
+  if (config_.has_rope_freqs) {
+    auto r = LoadVector(*source_, "rope_freqs.weight");
+    if (!r.ok()) return r.status();
+    rope_freqs_ = std::move(*r);
+  }
+  globals_loaded_ = true;
+  return Status();
+}
+
+Status LlamaModel::LoadEmbedding() {
+  if (embd_loaded_) return Status();
   auto e = source_->Get("token_embd.weight");
   if (!e.ok()) return e.status();
   embd_ = std::move(*e);
+  embd_loaded_ = true;
+  return Status();
+}
+
+Status LlamaModel::LoadOutput() {
+  if (output_loaded_) return Status();
   auto o = source_->Get(config_.tied_output ? "token_embd.weight" : "output.weight");
   if (!o.ok()) return o.status();
   output_ = std::move(*o);
   auto n = LoadVector(*source_, "output_norm.weight");
   if (!n.ok()) return n.status();
   output_norm_ = std::move(*n);
-  if (config_.has_rope_freqs) {
-    auto r = LoadVector(*source_, "rope_freqs.weight");
-    if (!r.ok()) return r.status();
-    rope_freqs_ = std::move(*r);
-  }
-  head_loaded_ = true;
+  output_loaded_ = true;
   return Status();
+}
+
+Status LlamaModel::LoadHead() {
+  GGSWARM_RETURN_IF_ERROR(LoadGlobals());
+  GGSWARM_RETURN_IF_ERROR(LoadEmbedding());
+  return LoadOutput();
 }
 
 Status LlamaModel::MapAll() {
@@ -102,7 +124,7 @@ Status LlamaModel::MapAll() {
 Status LlamaModel::Embed(std::span<const int32_t> tokens, float* x) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    GGSWARM_RETURN_IF_ERROR(LoadHead());
+    GGSWARM_RETURN_IF_ERROR(LoadEmbedding());
   }
   const int d = config_.n_embd;
   for (size_t t = 0; t < tokens.size(); ++t) {
@@ -119,7 +141,7 @@ Status LlamaModel::Head(const float* x, int n, float* logits, ThreadPool& pool,
                         MatMulScratch* scratch) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    GGSWARM_RETURN_IF_ERROR(LoadHead());
+    GGSWARM_RETURN_IF_ERROR(LoadOutput());
   }
   const int d = config_.n_embd;
   std::vector<float> xn(static_cast<size_t>(n) * d);

@@ -55,10 +55,14 @@ class LlamaModel {
   LlamaConfig config_;
   std::mutex mu_;
   std::vector<std::unique_ptr<LayerWeights>> layers_;
-  bool head_loaded_ = false;
+  bool globals_loaded_ = false, embd_loaded_ = false, output_loaded_ = false;
   TensorView embd_, output_;
   std::vector<float> output_norm_, rope_freqs_;
-  Status LoadHead();  // with mu_ held
+  // With mu_ held: rope_freqs; token_embd; output and output_norm; all three.
+  Status LoadGlobals();
+  Status LoadEmbedding();
+  Status LoadOutput();
+  Status LoadHead();
 };
 
 // Keys and values of past positions for a run of layers, stored as f16 (as llama.cpp's

@@ -10,6 +10,7 @@
 #include "base/status.h"
 #include "base/thread_pool.h"
 #include "model/llama.h"
+#include "runtime/evaluator.h"
 #include "tokenizer/tokenizer.h"
 
 namespace ggswarm::runtime {
@@ -20,22 +21,22 @@ struct EngineOptions {
   int n_batch = 512;  // prompt tokens per forward pass
 };
 
-class Engine {
+class Engine : public Evaluator {
  public:
   // `path`: a GGUF file or a fragment directory.
   static StatusOr<std::unique_ptr<Engine>> Open(const std::string& path,
                                                 const EngineOptions& opts = {});
 
-  const tokenizer::Tokenizer& tokenizer() const { return tokenizer_; }
+  const tokenizer::Tokenizer& tokenizer() const override { return tokenizer_; }
   const model::LlamaConfig& config() const { return model_->config(); }
   TensorSource& source() { return model_->source(); }
-  int n_ctx() const { return layers_->n_ctx(); }
-  int n_past() const { return layers_->n_past(); }
+  int n_ctx() const override { return layers_->n_ctx(); }
+  int n_past() const override { return layers_->n_past(); }
   int threads() const { return pool_->size(); }
 
   // Feeds `tokens` at the next positions (in batches of n_batch) and leaves the logits of
   // the last one in `logits` (n_vocab floats).
-  Status Eval(std::span<const int32_t> tokens, std::vector<float>* logits);
+  Status Eval(std::span<const int32_t> tokens, std::vector<float>* logits) override;
 
   // Forgets every position from `n` on (0: start over).
   void Truncate(int n) { layers_->Truncate(n); }

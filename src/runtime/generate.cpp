@@ -18,7 +18,7 @@ const char* StopReasonName(StopReason r) {
   return "?";
 }
 
-StatusOr<GenerateResult> Generate(Engine& engine, std::span<const int32_t> prompt,
+StatusOr<GenerateResult> Generate(Evaluator& engine, std::span<const int32_t> prompt,
                                   const GenerateOptions& opts, const TokenCallback& on_token) {
   using Clock = std::chrono::steady_clock;
   auto ms = [](Clock::time_point a, Clock::time_point b) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "runtime/engine.h"
+#include "runtime/evaluator.h"
 #include "runtime/sampler.h"
 
 namespace ggswarm::runtime {
@@ -37,7 +38,7 @@ using TokenCallback = std::function<bool(const std::string& text, int32_t token)
 
 // Generates after `prompt`, continuing from the engine's current position (its KV cache),
 // so a conversation can go on where it stopped.
-StatusOr<GenerateResult> Generate(Engine& engine, std::span<const int32_t> prompt,
+StatusOr<GenerateResult> Generate(Evaluator& engine, std::span<const int32_t> prompt,
                                   const GenerateOptions& opts, const TokenCallback& on_token = {});
 
 }  // namespace ggswarm::runtime

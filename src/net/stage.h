@@ -1,0 +1,53 @@
+// Pipelined inference over gRPC (proto/stage.proto). A StageServer serves layers
+// [first_layer, end_layer) of one model — with the embedding when it starts at layer 0 and
+// the output head when it ends at the last — for many sessions, each with its own KV cache.
+// Stages tell each other what they serve; any of them answers a client's Lookup.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+
+namespace ggswarm::net {
+
+constexpr const char* kTokenHeader = "x-ggswarm-token";
+constexpr unsigned kStageProtocolVersion = 1;
+
+struct StageOptions {
+  std::string model_path;  // GGUF file or fragment directory
+  int first_layer = 0;     // serves [first_layer, end_layer)
+  int end_layer = 0;       // 0: to the last layer
+  std::string listen = "127.0.0.1:0";
+  std::string advertise;           // HOST:PORT told to others; default: where it listens
+  std::vector<std::string> peers;  // other stages to announce to, HOST:PORT
+  std::string token;               // required of every caller when set
+  int threads = 0;                 // compute threads; 0: one per core
+  int max_sessions = 8;
+  int max_ctx = 0;              // positions per session; 0: min(model's, 4096)
+  int max_batch = 512;          // positions per Forward
+  double idle_timeout_s = 300;  // a session unused this long is closed
+  double announce_every_s = 2;  // re-announce to peers; entries expire after 3 periods
+};
+
+using StageLogFn = std::function<void(const std::string&)>;
+
+class StageServer {
+ public:
+  static StatusOr<std::unique_ptr<StageServer>> Start(const StageOptions& o, StageLogFn log);
+  ~StageServer();
+  int port() const;
+  std::string Describe() const;  // "model layers A-B at HOST:PORT"
+  // Blocks until Shutdown() (from another thread or a signal handler's flag poll).
+  void Wait();
+  void Shutdown();
+  struct Impl;
+
+ private:
+  StageServer() = default;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ggswarm::net

@@ -1,0 +1,416 @@
+#include "net/stage_client.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <optional>
+#include <set>
+
+#include "gguf/gguf_file.h"
+#include "net/stage_wire.h"
+#include "stage.grpc.pb.h"
+
+namespace ggswarm::net {
+namespace {
+
+namespace pb = ggswarm::stage::v1;
+using Clock = std::chrono::steady_clock;
+
+constexpr int kMaxMessage = 512 << 20;
+constexpr int kDefaultMaxCtx = 4096;
+
+std::string RangeText(const pb::ServedRange& r) {
+  return std::to_string(r.first_layer()) + "-" + std::to_string(r.end_layer() - 1);
+}
+
+std::string StatusText(const grpc::Status& s) {
+  static const char* kNames[] = {"OK",
+                                 "CANCELLED",
+                                 "UNKNOWN",
+                                 "INVALID_ARGUMENT",
+                                 "DEADLINE_EXCEEDED",
+                                 "NOT_FOUND",
+                                 "ALREADY_EXISTS",
+                                 "PERMISSION_DENIED",
+                                 "RESOURCE_EXHAUSTED",
+                                 "FAILED_PRECONDITION",
+                                 "ABORTED",
+                                 "OUT_OF_RANGE",
+                                 "UNIMPLEMENTED",
+                                 "INTERNAL",
+                                 "UNAVAILABLE",
+                                 "DATA_LOSS",
+                                 "UNAUTHENTICATED"};
+  const int c = static_cast<int>(s.error_code());
+  return std::string(c >= 0 && c <= 16 ? kNames[c] : "ERROR") + ": " + s.error_message();
+}
+
+// A stage that stopped answering (or lost our session) is worth replacing; one that refused
+// the request would refuse it again.
+bool Recoverable(const grpc::Status& s) {
+  switch (s.error_code()) {
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+    case grpc::StatusCode::NOT_FOUND:
+    case grpc::StatusCode::CANCELLED:
+    case grpc::StatusCode::ABORTED:
+    case grpc::StatusCode::UNKNOWN:
+      return true;
+    default:
+      return false;
+  }
+}
+
+struct Link {
+  pb::ServedRange range;
+  std::unique_ptr<pb::Stage::Stub> stub;
+  std::string session;
+};
+
+}  // namespace
+
+bool ParseSwarmUri(const std::string& uri, std::string* address, std::string* model) {
+  const std::string scheme = "swarm://";
+  if (uri.rfind(scheme, 0) != 0) return false;
+  const std::string rest = uri.substr(scheme.size());
+  const size_t slash = rest.find('/');
+  *address = rest.substr(0, slash);
+  *model = slash == std::string::npos ? "" : rest.substr(slash + 1);
+  return !address->empty();
+}
+
+struct SwarmChain::Impl {
+  ChainOptions o;
+  std::string model_id, model_name;
+  int n_layer = 0, n_embd = 0, n_vocab = 0;
+  std::string header;
+  std::optional<tokenizer::Tokenizer> tok;
+  std::optional<gguf::GgufFile> gguf_header;
+  int n_ctx = 0, n_past = 0;
+  std::vector<Link> chain;
+  std::vector<std::vector<int32_t>> history;  // every batch sent, in order
+  std::set<std::string> dead;                 // addresses that stopped answering
+  std::set<std::string> seen;                 // every address a lookup returned
+  int recoveries = 0;
+
+  void Log(const std::string& s) {
+    if (o.log) o.log(s);
+  }
+
+  std::unique_ptr<pb::Stage::Stub> Stub(const std::string& address) {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(kMaxMessage);
+    args.SetMaxSendMessageSize(kMaxMessage);
+    return pb::Stage::NewStub(
+        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+  }
+
+  void Prepare(grpc::ClientContext* ctx, double seconds) {
+    ctx->set_deadline(std::chrono::system_clock::now() +
+                      std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)));
+    if (!o.token.empty()) ctx->AddMetadata(kTokenHeader, o.token);
+  }
+
+  // Every range of the model that the entry peer (or, when it is gone, any peer seen
+  // before) knows of.
+  StatusOr<std::vector<pb::ServedRange>> Lookup() {
+    std::vector<std::string> ask = {o.address};
+    for (const std::string& a : seen) {
+      if (a != o.address && !dead.count(a)) ask.push_back(a);
+    }
+    std::string last_error;
+    for (const std::string& a : ask) {
+      auto stub = Stub(a);
+      grpc::ClientContext ctx;
+      Prepare(&ctx, 5);
+      pb::LookupRequest req;
+      req.set_model(model_id.empty() ? o.model : model_id);
+      pb::LookupReply rep;
+      grpc::Status st = stub->Lookup(&ctx, req, &rep);
+      if (!st.ok()) {
+        last_error = a + ": " + StatusText(st);
+        if (st.error_code() == grpc::StatusCode::UNAUTHENTICATED)
+          return Status::InvalidArgument("peer " + last_error + " (give the stages' --token)");
+        continue;
+      }
+      std::vector<pb::ServedRange> v(rep.ranges().begin(), rep.ranges().end());
+      for (const auto& r : v) seen.insert(r.address());
+      return v;
+    }
+    return Status::IOError("no peer answers: " + last_error);
+  }
+
+  Status BuildChain() {
+    auto ranges = Lookup();
+    if (!ranges.ok()) return ranges.status();
+    if (model_id.empty()) {
+      std::set<std::string> ids;
+      for (const auto& r : *ranges) ids.insert(r.model_id());
+      if (ids.empty())
+        return Status::NotFound("no peer known to " + o.address + " serves " +
+                                (o.model.empty() ? std::string("a model") : o.model));
+      if (ids.size() > 1)
+        return Status::InvalidArgument(o.address + " knows " + std::to_string(ids.size()) +
+                                       " models; name one: swarm://" + o.address + "/MODEL");
+      model_id = *ids.begin();
+    }
+    std::vector<pb::ServedRange> live;
+    for (const auto& r : *ranges) {
+      if (r.model_id() == model_id && !dead.count(r.address())) live.push_back(r);
+    }
+    if (live.empty()) return Status::NotFound("no live peer serves " + model_id.substr(0, 16));
+    n_layer = static_cast<int>(live[0].n_layer());
+    model_name = live[0].model_name();
+    n_embd = static_cast<int>(live[0].n_embd());
+    n_vocab = static_cast<int>(live[0].n_vocab());
+    std::vector<Link> next;
+    for (int pos = 0; pos < n_layer;) {
+      struct Candidate {
+        pb::ServedRange r;
+        double rtt;
+      };
+      std::vector<Candidate> cands;
+      for (const auto& r : live) {
+        if (static_cast<int>(r.first_layer()) != pos || dead.count(r.address())) continue;
+        if (static_cast<int>(r.n_layer()) != n_layer || static_cast<int>(r.end_layer()) > n_layer ||
+            r.end_layer() <= r.first_layer())
+          continue;
+        auto stub = Stub(r.address());
+        grpc::ClientContext ctx;
+        Prepare(&ctx, 2);
+        pb::HelloRequest req;
+        req.set_version(kStageProtocolVersion);
+        pb::HelloReply rep;
+        const auto t0 = Clock::now();
+        grpc::Status st = stub->Hello(&ctx, req, &rep);
+        if (!st.ok()) {
+          if (st.error_code() == grpc::StatusCode::UNAUTHENTICATED)
+            return Status::InvalidArgument("stage " + r.address() + ": " + StatusText(st) +
+                                           " (give the stages' --token)");
+          Log("stage " + RangeText(r) + " at " + r.address() + " does not answer (" +
+              StatusText(st) + ")");
+          dead.insert(r.address());
+          continue;
+        }
+        cands.push_back({rep.served(), std::chrono::duration<double>(Clock::now() - t0).count()});
+      }
+      if (cands.empty()) {
+        int upto = n_layer;
+        for (const auto& r : live) {
+          if (static_cast<int>(r.first_layer()) > pos && !dead.count(r.address()))
+            upto = std::min(upto, static_cast<int>(r.first_layer()));
+        }
+        return Status::NotFound("no live peer serves layers " + std::to_string(pos) + "-" +
+                                std::to_string(upto - 1) + " of " +
+                                (model_name.empty() ? model_id.substr(0, 16) : model_name));
+      }
+      // Load first (a stage with free sessions), then latency.
+      std::sort(cands.begin(), cands.end(), [](const Candidate& a, const Candidate& b) {
+        if ((a.r.sessions_free() > 0) != (b.r.sessions_free() > 0)) return a.r.sessions_free() > 0;
+        return a.rtt < b.rtt;
+      });
+      Link l;
+      l.range = cands[0].r;
+      l.stub = Stub(l.range.address());
+      pos = static_cast<int>(l.range.end_layer());
+      next.push_back(std::move(l));
+    }
+    if (!next.front().range.has_embedding() || !next.back().range.has_head())
+      return Status::Corruption("the chain's ends do not hold the embedding and the head");
+    int ctx_cap = o.n_ctx > 0 ? o.n_ctx : kDefaultMaxCtx;
+    for (const Link& l : next) ctx_cap = std::min(ctx_cap, static_cast<int>(l.range.max_ctx()));
+    if (n_ctx == 0) n_ctx = ctx_cap;
+    if (ctx_cap < n_ctx)
+      return Status::InvalidArgument("the new chain allows " + std::to_string(ctx_cap) +
+                                     " positions, fewer than the session's " +
+                                     std::to_string(n_ctx));
+    for (Link& l : next) {
+      grpc::ClientContext ctx;
+      Prepare(&ctx, o.deadline_s);
+      pb::OpenSessionRequest req;
+      req.set_n_ctx(static_cast<uint32_t>(n_ctx));
+      pb::OpenSessionReply rep;
+      grpc::Status st = l.stub->OpenSession(&ctx, req, &rep);
+      if (!st.ok())
+        return Status::IOError("stage " + RangeText(l.range) + " at " + l.range.address() +
+                               ": cannot open a session: " + StatusText(st));
+      l.session = rep.session_id();
+    }
+    CloseSessions();
+    chain = std::move(next);
+    return Status::Ok();
+  }
+
+  void CloseSessions() {
+    for (Link& l : chain) {
+      if (l.session.empty() || dead.count(l.range.address())) continue;
+      grpc::ClientContext ctx;
+      Prepare(&ctx, 1);
+      pb::CloseSessionRequest req;
+      req.set_session_id(l.session);
+      pb::CloseSessionReply rep;
+      (void)l.stub->CloseSession(&ctx, req, &rep);
+    }
+  }
+
+  // One batch through the whole chain at `position`; the last position's logits into
+  // `logits`. On failure, `*failed` is the stage that failed.
+  grpc::Status RunBatch(const std::vector<int32_t>& tokens, int position,
+                        std::vector<float>* logits, size_t* failed) {
+    std::string hidden;
+    pb::HiddenFormat format = pb::F32;
+    for (size_t i = 0; i < chain.size(); ++i) {
+      Link& l = chain[i];
+      grpc::ClientContext ctx;
+      Prepare(&ctx, o.deadline_s);
+      pb::ForwardRequest req;
+      req.set_session_id(l.session);
+      req.set_position(static_cast<uint32_t>(position));
+      req.set_n(static_cast<uint32_t>(tokens.size()));
+      if (i == 0) {
+        *req.mutable_tokens() = {tokens.begin(), tokens.end()};
+      } else {
+        req.set_hidden(std::move(hidden));
+        req.set_format(format);
+      }
+      req.set_reply_format(o.f16_hidden ? pb::F16 : pb::F32);
+      pb::ForwardReply rep;
+      grpc::Status st = l.stub->Forward(&ctx, req, &rep);
+      if (!st.ok()) {
+        *failed = i;
+        return st;
+      }
+      if (i + 1 < chain.size()) {
+        const size_t want = tokens.size() * static_cast<size_t>(n_embd) * HiddenBytes(rep.format());
+        if (rep.hidden().size() != want) {
+          *failed = i;
+          return grpc::Status(grpc::StatusCode::DATA_LOSS,
+                              "sent " + std::to_string(rep.hidden().size()) +
+                                  " bytes of hidden states, not " + std::to_string(want));
+        }
+        hidden = std::move(*rep.mutable_hidden());
+        format = rep.format();
+      } else {
+        if (rep.logits().size() != static_cast<size_t>(n_vocab) * 4) {
+          *failed = i;
+          return grpc::Status(grpc::StatusCode::DATA_LOSS, "sent logits of the wrong size");
+        }
+        if (logits) {
+          logits->resize(static_cast<size_t>(n_vocab));
+          FromWire(rep.logits(), pb::F32, logits->data(), logits->size());
+        }
+      }
+    }
+    return grpc::Status::OK;
+  }
+
+  // A new chain, without the stage that failed, with every batch so far replayed.
+  Status Recover(const grpc::Status& why, size_t failed) {
+    const Link& bad = chain[failed];
+    if (why.error_code() != grpc::StatusCode::NOT_FOUND) dead.insert(bad.range.address());
+    if (++recoveries > o.max_recoveries)
+      return Status::IOError("gave up after " + std::to_string(o.max_recoveries) +
+                             " chain rebuilds; last: stage " + RangeText(bad.range) + " at " +
+                             bad.range.address() + ": " + StatusText(why));
+    size_t replay = 0;
+    for (const auto& b : history) replay += b.size();
+    Log("stage " + RangeText(bad.range) + " at " + bad.range.address() + " failed (" +
+        StatusText(why) + "): rebuilding the chain and replaying " + std::to_string(replay) +
+        " tokens");
+    for (;;) {
+      GGSWARM_RETURN_IF_ERROR(BuildChain());
+      int position = 0;
+      grpc::Status st;
+      size_t at = 0;
+      for (const auto& b : history) {
+        st = RunBatch(b, position, nullptr, &at);
+        if (!st.ok()) break;
+        position += static_cast<int>(b.size());
+      }
+      if (st.ok()) break;
+      if (!Recoverable(st))
+        return Status::IOError("replaying on stage " + RangeText(chain[at].range) + " at " +
+                               chain[at].range.address() + ": " + StatusText(st));
+      if (st.error_code() != grpc::StatusCode::NOT_FOUND) dead.insert(chain[at].range.address());
+      if (++recoveries > o.max_recoveries)
+        return Status::IOError("gave up after " + std::to_string(o.max_recoveries) +
+                               " chain rebuilds");
+    }
+    std::string desc;
+    for (const Link& l : chain) desc += " " + RangeText(l.range) + "@" + l.range.address();
+    Log("chain rebuilt:" + desc);
+    return Status::Ok();
+  }
+};
+
+StatusOr<std::unique_ptr<SwarmChain>> SwarmChain::Connect(const ChainOptions& o) {
+  auto c = std::unique_ptr<SwarmChain>(new SwarmChain());
+  c->impl_ = std::make_unique<Impl>();
+  Impl& m = *c->impl_;
+  m.o = o;
+  if (o.n_batch < 1) return Status::InvalidArgument("the batch size must be at least 1");
+  GGSWARM_RETURN_IF_ERROR(m.BuildChain());
+  // The tokenizer, from the model's GGUF header as the first stage has it.
+  grpc::ClientContext ctx;
+  m.Prepare(&ctx, o.deadline_s);
+  pb::HeaderReply rep;
+  grpc::Status st = m.chain.front().stub->Header(&ctx, pb::HeaderRequest(), &rep);
+  if (!st.ok()) return Status::IOError("cannot get the model's header: " + StatusText(st));
+  m.header = rep.gguf_header();
+  gguf::ParseOptions po;
+  po.full_file_size = rep.file_size();
+  auto header = gguf::GgufFile::Parse(
+      {reinterpret_cast<const uint8_t*>(m.header.data()), m.header.size()}, po);
+  if (!header.ok()) return header.status().WithContext("the model's header from the swarm");
+  auto tok = tokenizer::Tokenizer::FromGguf(*header);
+  if (!tok.ok()) return tok.status().WithContext("the model's header from the swarm");
+  m.tok.emplace(std::move(*tok));
+  m.gguf_header.emplace(std::move(*header));
+  return c;
+}
+
+SwarmChain::~SwarmChain() {
+  if (impl_) impl_->CloseSessions();
+}
+
+const tokenizer::Tokenizer& SwarmChain::tokenizer() const { return *impl_->tok; }
+const gguf::GgufFile& SwarmChain::header() const { return *impl_->gguf_header; }
+int SwarmChain::n_ctx() const { return impl_->n_ctx; }
+int SwarmChain::n_past() const { return impl_->n_past; }
+int SwarmChain::recoveries() const { return impl_->recoveries; }
+
+std::vector<std::string> SwarmChain::Describe() const {
+  std::vector<std::string> v;
+  for (const auto& l : impl_->chain) v.push_back(RangeText(l.range) + " at " + l.range.address());
+  return v;
+}
+
+Status SwarmChain::Eval(std::span<const int32_t> tokens, std::vector<float>* logits) {
+  Impl& m = *impl_;
+  if (tokens.empty()) return Status::InvalidArgument("nothing to evaluate (no tokens)");
+  if (m.n_past + static_cast<int>(tokens.size()) > m.n_ctx)
+    return Status::InvalidArgument("the context is full: " + std::to_string(m.n_past) + " + " +
+                                   std::to_string(tokens.size()) + " tokens exceed " +
+                                   std::to_string(m.n_ctx));
+  // Batches as a local engine cuts them, so that the numbers are the same.
+  for (size_t at = 0; at < tokens.size(); at += static_cast<size_t>(m.o.n_batch)) {
+    const size_t n = std::min<size_t>(static_cast<size_t>(m.o.n_batch), tokens.size() - at);
+    std::vector<int32_t> batch(tokens.begin() + static_cast<long>(at),
+                               tokens.begin() + static_cast<long>(at + n));
+    for (;;) {
+      size_t failed = 0;
+      grpc::Status st = m.RunBatch(batch, m.n_past, logits, &failed);
+      if (st.ok()) break;
+      if (!Recoverable(st))
+        return Status::IOError("stage " + RangeText(m.chain[failed].range) + " at " +
+                               m.chain[failed].range.address() + ": " + StatusText(st));
+      GGSWARM_RETURN_IF_ERROR(m.Recover(st, failed));
+    }
+    m.history.push_back(std::move(batch));
+    m.n_past += static_cast<int>(n);
+  }
+  return Status::Ok();
+}
+
+}  // namespace ggswarm::net

@@ -1,0 +1,55 @@
+// The client side of pipelined inference: `swarm://HOST:PORT/MODEL`. It asks that peer which
+// peers serve which layers of MODEL, builds a chain that covers every layer (the fastest
+// answering replica of each range), opens a session on each stage and sends every batch of
+// tokens through the chain. It remembers the batches it sent: when a stage stops answering
+// it builds the chain again without it, replays the batches in the same order and shapes (so
+// every cache is rebuilt bit for bit) and carries on, so the output is the same as without
+// the failure.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gguf/gguf_file.h"
+#include "net/stage.h"
+#include "runtime/evaluator.h"
+
+namespace ggswarm::net {
+
+struct ChainOptions {
+  std::string address;  // HOST:PORT of any peer
+  std::string model;    // model id, id prefix or name; "" when the peer serves one model
+  std::string token;
+  int n_ctx = 0;            // 0: the most every stage allows, capped at 4096
+  int n_batch = 512;        // positions per Forward, as a local engine batches its prompt
+  double deadline_s = 60;   // per call to a stage
+  bool f16_hidden = false;  // send hidden states as f16 (half the bytes; not bit-exact)
+  int max_recoveries = 8;   // chain rebuilds before giving up
+  StageLogFn log;           // notes on the chain and its recoveries
+};
+
+// "swarm://HOST:PORT/MODEL" → address and model; false when `uri` is not one.
+bool ParseSwarmUri(const std::string& uri, std::string* address, std::string* model);
+
+class SwarmChain : public runtime::Evaluator {
+ public:
+  static StatusOr<std::unique_ptr<SwarmChain>> Connect(const ChainOptions& o);
+  ~SwarmChain() override;
+  const tokenizer::Tokenizer& tokenizer() const override;
+  int n_ctx() const override;
+  int n_past() const override;
+  Status Eval(std::span<const int32_t> tokens, std::vector<float>* logits) override;
+  // The model's GGUF header (metadata, tensor table) as the first stage sent it.
+  const gguf::GgufFile& header() const;
+  // "A-B at HOST:PORT" for each stage, in order.
+  std::vector<std::string> Describe() const;
+  int recoveries() const;
+  struct Impl;
+
+ private:
+  SwarmChain() = default;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ggswarm::net

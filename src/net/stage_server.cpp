@@ -1,0 +1,467 @@
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "base/file.h"
+#include "base/sha256.h"
+#include "base/thread_pool.h"
+#include "fragments/fragment_source.h"
+#include "fragments/manifest.h"
+#include "model/llama.h"
+#include "net/stage.h"
+#include "net/stage_wire.h"
+#include "stage.grpc.pb.h"
+
+namespace ggswarm::net {
+namespace {
+
+namespace pb = ggswarm::stage::v1;
+using Clock = std::chrono::steady_clock;
+using grpc::ServerContext;
+using grpc::StatusCode;
+
+constexpr int kMaxNCtx = 1 << 20;
+
+// The SHA-256 of the original GGUF file: the manifest's, or the file's own.
+StatusOr<std::string> ModelId(const std::string& path) {
+  if (IsDirectory(path)) {
+    auto m = fragments::Manifest::Load(path);
+    if (!m.ok()) return m.status();
+    return m->sha256;
+  }
+  auto in = InputFile::Open(path);
+  if (!in.ok()) return in.status();
+  Sha256 h;
+  std::vector<uint8_t> buf(4u << 20);
+  for (uint64_t at = 0; at < in->size();) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), in->size() - at));
+    GGSWARM_RETURN_IF_ERROR(in->ReadAt(at, {buf.data(), n}));
+    h.Update({buf.data(), n});
+    at += n;
+  }
+  return ToHex(h.Finish());
+}
+
+// The bytes before the tensor data: gguf_header.dat, or the start of the GGUF file.
+StatusOr<std::string> HeaderBytes(const std::string& path, uint64_t data_offset) {
+  if (IsDirectory(path)) return ReadSmallFile(path + "/" + fragments::kHeaderFile, 256u << 20);
+  auto in = InputFile::Open(path);
+  if (!in.ok()) return in.status();
+  std::string b(data_offset, '\0');
+  GGSWARM_RETURN_IF_ERROR(in->ReadAt(0, {reinterpret_cast<uint8_t*>(b.data()), b.size()}));
+  return b;
+}
+
+struct Session {
+  std::unique_ptr<model::LayerRange> layers;
+  Clock::time_point last_used;
+  std::mutex mu;  // one Forward at a time per session
+};
+
+grpc::Status Error(StatusCode c, const std::string& m) { return grpc::Status(c, m); }
+
+}  // namespace
+
+struct StageServer::Impl final : public pb::Stage::Service {
+  StageOptions o;
+  StageLogFn log;
+  std::shared_ptr<model::LlamaModel> model;
+  std::string header;
+  uint64_t file_size = 0;
+  pb::ServedRange self;
+  std::unique_ptr<ThreadPool> pool;
+  std::mutex compute_mu;  // the pool and the scratch are used by one Forward at a time
+  model::MatMulScratch head_scratch;
+  std::vector<float> x;  // (n × n_embd) hidden states of the batch in hand
+
+  std::mutex mu;  // sessions and registry
+  std::map<std::string, std::shared_ptr<Session>> sessions;
+  std::map<std::string, std::pair<pb::ServedRange, Clock::time_point>> registry;  // by address
+  std::mt19937_64 rng{std::random_device{}()};
+
+  std::unique_ptr<grpc::Server> server;
+  int port = 0;
+  std::atomic<bool> stopping{false};
+  std::thread janitor;
+  std::mutex stop_mu;
+  std::condition_variable stop_cv;
+
+  void Log(const std::string& s) {
+    if (log) log(s);
+  }
+
+  grpc::Status Authorize(ServerContext* ctx) {
+    if (o.token.empty()) return grpc::Status::OK;
+    const auto& md = ctx->client_metadata();
+    auto it = md.find(kTokenHeader);
+    std::string given = it == md.end() ? "" : std::string(it->second.data(), it->second.size());
+    // Constant-time comparison: the time taken says nothing about the secret.
+    unsigned diff = given.size() != o.token.size();
+    for (size_t i = 0; i < o.token.size(); ++i)
+      diff |= static_cast<unsigned>(o.token[i] ^ (i < given.size() ? given[i] : 0));
+    if (diff) return Error(StatusCode::UNAUTHENTICATED, "this stage needs its --token");
+    return grpc::Status::OK;
+  }
+
+  pb::ServedRange Self() {
+    pb::ServedRange s = self;
+    std::lock_guard<std::mutex> l(mu);
+    s.set_sessions_free(static_cast<uint32_t>(
+        std::max<int>(0, o.max_sessions - static_cast<int>(sessions.size()))));
+    return s;
+  }
+
+  void Remember(const pb::ServedRange& r) {
+    if (r.address() == self.address() || r.address().empty()) return;
+    if (r.end_layer() <= r.first_layer() || r.end_layer() > r.n_layer() || r.n_layer() > 100000)
+      return;  // not a range: ignored
+    std::lock_guard<std::mutex> l(mu);
+    if (registry.size() >= 4096 && !registry.count(r.address())) return;
+    registry[r.address()] = {r, Clock::now()};
+  }
+
+  std::vector<pb::ServedRange> Known(const std::string& model) {
+    std::vector<pb::ServedRange> v;
+    auto matches = [&](const pb::ServedRange& r) {
+      return model.empty() || r.model_name() == model || r.model_id() == model ||
+             (model.size() >= 8 && r.model_id().rfind(model, 0) == 0);
+    };
+    pb::ServedRange me = Self();
+    if (matches(me)) v.push_back(me);
+    const auto expiry = std::chrono::duration<double>(3 * o.announce_every_s + 1);
+    std::lock_guard<std::mutex> l(mu);
+    for (auto it = registry.begin(); it != registry.end();) {
+      if (Clock::now() - it->second.second > expiry) {
+        it = registry.erase(it);
+        continue;
+      }
+      if (matches(it->second.first)) v.push_back(it->second.first);
+      ++it;
+    }
+    return v;
+  }
+
+  grpc::Status Hello(ServerContext* ctx, const pb::HelloRequest* req,
+                     pb::HelloReply* rep) override {
+    if (auto st = Authorize(ctx); !st.ok()) return st;
+    if (req->version() != kStageProtocolVersion)
+      return Error(StatusCode::FAILED_PRECONDITION,
+                   "protocol version " + std::to_string(req->version()) + " is not " +
+                       std::to_string(kStageProtocolVersion));
+    rep->set_version(kStageProtocolVersion);
+    rep->set_software("ggswarm 0.1");
+    *rep->mutable_served() = Self();
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Announce(ServerContext* ctx, const pb::AnnounceRequest* req,
+                        pb::AnnounceReply* rep) override {
+    if (auto st = Authorize(ctx); !st.ok()) return st;
+    if (req->ranges_size() > 4096) return Error(StatusCode::INVALID_ARGUMENT, "too many ranges");
+    for (const auto& r : req->ranges()) Remember(r);
+    for (const auto& r : Known("")) *rep->add_known() = r;
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Lookup(ServerContext* ctx, const pb::LookupRequest* req,
+                      pb::LookupReply* rep) override {
+    if (auto st = Authorize(ctx); !st.ok()) return st;
+    for (const auto& r : Known(req->model())) *rep->add_ranges() = r;
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Header(ServerContext* ctx, const pb::HeaderRequest*, pb::HeaderReply* rep) override {
+    if (auto st = Authorize(ctx); !st.ok()) return st;
+    rep->set_gguf_header(header);
+    rep->set_file_size(file_size);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status OpenSession(ServerContext* ctx, const pb::OpenSessionRequest* req,
+                           pb::OpenSessionReply* rep) override {
+    if (auto st = Authorize(ctx); !st.ok()) return st;
+    const int n_ctx = req->n_ctx() == 0
+                          ? static_cast<int>(self.max_ctx())
+                          : static_cast<int>(std::min<uint32_t>(req->n_ctx(), kMaxNCtx));
+    if (n_ctx > static_cast<int>(self.max_ctx()))
+      return Error(StatusCode::INVALID_ARGUMENT, "a session of " + std::to_string(n_ctx) +
+                                                     " positions: this stage allows " +
+                                                     std::to_string(self.max_ctx()));
+    std::string id;
+    {
+      std::lock_guard<std::mutex> l(mu);
+      if (static_cast<int>(sessions.size()) >= o.max_sessions)
+        return Error(StatusCode::RESOURCE_EXHAUSTED,
+                     "this stage is full: " + std::to_string(sessions.size()) +
+                         " sessions open, --max-sessions " + std::to_string(o.max_sessions));
+      char buf[33];
+      std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(rng()),
+                    static_cast<unsigned long long>(rng()));
+      id = buf;
+      auto s = std::make_shared<Session>();
+      s->layers = std::make_unique<model::LayerRange>(model, o.first_layer, o.end_layer, n_ctx);
+      s->last_used = Clock::now();
+      sessions[id] = s;
+    }
+    rep->set_session_id(id);
+    rep->set_n_ctx(static_cast<uint32_t>(n_ctx));
+    rep->set_idle_timeout_s(static_cast<uint32_t>(o.idle_timeout_s));
+    return grpc::Status::OK;
+  }
+
+  grpc::Status CloseSession(ServerContext* ctx, const pb::CloseSessionRequest* req,
+                            pb::CloseSessionReply*) override {
+    if (auto st = Authorize(ctx); !st.ok()) return st;
+    std::lock_guard<std::mutex> l(mu);
+    if (!sessions.erase(req->session_id()))
+      return Error(StatusCode::NOT_FOUND, "no session " + req->session_id().substr(0, 64));
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Forward(ServerContext* ctx, const pb::ForwardRequest* req,
+                       pb::ForwardReply* rep) override {
+    if (auto st = Authorize(ctx); !st.ok()) return st;
+    std::shared_ptr<Session> s;
+    {
+      std::lock_guard<std::mutex> l(mu);
+      auto it = sessions.find(req->session_id());
+      if (it == sessions.end())
+        return Error(StatusCode::NOT_FOUND, "no session " + req->session_id().substr(0, 64) +
+                                                " (closed, expired, or this stage restarted)");
+      s = it->second;
+      s->last_used = Clock::now();
+    }
+    const int d = static_cast<int>(self.n_embd());
+    const int n = static_cast<int>(req->n());
+    // Everything about the message is checked before anything is allocated.
+    if (n < 1 || n > o.max_batch)
+      return Error(StatusCode::INVALID_ARGUMENT, "n = " + std::to_string(req->n()) +
+                                                     ": a batch is 1 to " +
+                                                     std::to_string(o.max_batch) + " positions");
+    if (self.has_embedding()) {
+      if (req->tokens_size() != n || !req->hidden().empty())
+        return Error(StatusCode::INVALID_ARGUMENT, "the first stage takes n token ids (got " +
+                                                       std::to_string(req->tokens_size()) +
+                                                       " for n = " + std::to_string(n) + ")");
+      for (int32_t t : req->tokens()) {
+        if (t < 0 || t >= static_cast<int32_t>(self.n_vocab()))
+          return Error(StatusCode::INVALID_ARGUMENT, "token id " + std::to_string(t) +
+                                                         " is outside the vocabulary (" +
+                                                         std::to_string(self.n_vocab()) + ")");
+      }
+    } else {
+      const size_t want = static_cast<size_t>(n) * d * HiddenBytes(req->format());
+      if (req->tokens_size() != 0 || req->hidden().size() != want)
+        return Error(StatusCode::INVALID_ARGUMENT,
+                     "hidden states of " + std::to_string(req->hidden().size()) +
+                         " bytes: this stage takes n × " + std::to_string(d) + " values (" +
+                         std::to_string(want) + " bytes)");
+    }
+    std::lock_guard<std::mutex> session_lock(s->mu);
+    const int n_past = s->layers->n_past();
+    if (static_cast<int>(req->position()) > n_past)
+      return Error(StatusCode::INVALID_ARGUMENT, "position " + std::to_string(req->position()) +
+                                                     " is past the session's " +
+                                                     std::to_string(n_past) + " positions");
+    if (static_cast<int64_t>(req->position()) + n > s->layers->n_ctx())
+      return Error(StatusCode::RESOURCE_EXHAUSTED,
+                   "the context is full: position " + std::to_string(req->position()) + " + " +
+                       std::to_string(n) + " exceeds the session's " +
+                       std::to_string(s->layers->n_ctx()) + " positions");
+    if (ctx->IsCancelled()) return Error(StatusCode::CANCELLED, "cancelled");
+
+    std::lock_guard<std::mutex> compute(compute_mu);
+    s->layers->Truncate(static_cast<int>(req->position()));
+    x.resize(static_cast<size_t>(n) * d);
+    if (self.has_embedding()) {
+      std::vector<int32_t> tokens(req->tokens().begin(), req->tokens().end());
+      if (Status st = model->Embed(tokens, x.data()); !st.ok())
+        return Error(StatusCode::INTERNAL, st.message());
+    } else {
+      FromWire(req->hidden(), req->format(), x.data(), x.size());
+    }
+    if (Status st = s->layers->Forward(x.data(), n, *pool); !st.ok())
+      return Error(StatusCode::INTERNAL, st.message());
+    rep->set_n(static_cast<uint32_t>(n));
+    if (self.has_head()) {
+      const int rows = req->all_logits() ? n : 1;
+      std::vector<float> logits(static_cast<size_t>(rows) * self.n_vocab());
+      const float* from = x.data() + static_cast<size_t>(n - rows) * d;
+      if (Status st = model->Head(from, rows, logits.data(), *pool, &head_scratch); !st.ok())
+        return Error(StatusCode::INTERNAL, st.message());
+      rep->set_logits(ToWire(logits.data(), logits.size(), pb::F32));
+    } else {
+      rep->set_hidden(ToWire(x.data(), x.size(), req->reply_format()));
+      rep->set_format(req->reply_format());
+    }
+    std::lock_guard<std::mutex> l(mu);
+    s->last_used = Clock::now();
+    return grpc::Status::OK;
+  }
+
+  // Closes idle sessions and announces this stage to its peers, until stopped.
+  void Janitor() {
+    auto next_announce = Clock::now();
+    while (!stopping) {
+      {
+        std::lock_guard<std::mutex> l(mu);
+        for (auto it = sessions.begin(); it != sessions.end();) {
+          if (Clock::now() - it->second->last_used >
+              std::chrono::duration<double>(o.idle_timeout_s)) {
+            Log("session " + it->first.substr(0, 8) + " idle for " +
+                std::to_string(static_cast<int>(o.idle_timeout_s)) + " s: closed");
+            it = sessions.erase(it);
+          } else {
+            ++it;
+          }
+        }
+      }
+      if (Clock::now() >= next_announce) {
+        AnnounceToPeers();
+        next_announce = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                           std::chrono::duration<double>(o.announce_every_s));
+      }
+      std::unique_lock<std::mutex> l(stop_mu);
+      stop_cv.wait_for(l, std::chrono::milliseconds(200), [&] { return stopping.load(); });
+    }
+  }
+
+  void AnnounceToPeers() {
+    std::vector<std::string> targets = o.peers;
+    {
+      std::lock_guard<std::mutex> l(mu);
+      for (const auto& [addr, r] : registry) targets.push_back(addr);
+    }
+    std::sort(targets.begin(), targets.end());
+    targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
+    pb::AnnounceRequest req;
+    for (const auto& r : Known("")) *req.add_ranges() = r;
+    for (const std::string& t : targets) {
+      if (t == self.address()) continue;
+      auto stub = pb::Stage::NewStub(grpc::CreateChannel(t, grpc::InsecureChannelCredentials()));
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+      if (!o.token.empty()) ctx.AddMetadata(kTokenHeader, o.token);
+      pb::AnnounceReply rep;
+      if (stub->Announce(&ctx, req, &rep).ok()) {
+        for (const auto& r : rep.known()) Remember(r);
+      }
+    }
+  }
+};
+
+StatusOr<std::unique_ptr<StageServer>> StageServer::Start(const StageOptions& o, StageLogFn log) {
+  auto impl = std::make_unique<Impl>();
+  impl->o = o;
+  impl->log = std::move(log);
+  auto src = fragments::OpenModel(o.model_path);
+  if (!src.ok()) return src.status();
+  std::shared_ptr<TensorSource> source = std::move(*src);
+  auto m = model::LlamaModel::Load(source);
+  if (!m.ok()) return m.status().WithContext(o.model_path);
+  impl->model = std::move(*m);
+  const model::LlamaConfig& c = impl->model->config();
+  StageOptions& so = impl->o;
+  if (so.end_layer == 0) so.end_layer = c.n_layer;
+  if (so.first_layer < 0 || so.first_layer >= so.end_layer || so.end_layer > c.n_layer)
+    return Status::InvalidArgument(
+        "layers " + std::to_string(so.first_layer) + "-" + std::to_string(so.end_layer - 1) +
+        " are not in " + o.model_path + ", which has layers 0-" + std::to_string(c.n_layer - 1));
+  if (so.max_sessions < 1 || so.max_batch < 1)
+    return Status::InvalidArgument("--max-sessions and the batch size must be at least 1");
+  const int max_ctx = so.max_ctx > 0 ? so.max_ctx : std::min(c.n_ctx_train, 4096);
+  if (max_ctx > kMaxNCtx) return Status::InvalidArgument("--ctx is too large");
+  // Map (and from fragments, check) this stage's weights now: only this stage's.
+  for (int l = so.first_layer; l < so.end_layer; ++l) {
+    auto w = impl->model->Layer(l);
+    if (!w.ok()) return w.status().WithContext(o.model_path);
+  }
+  const bool first = so.first_layer == 0, last = so.end_layer == c.n_layer;
+  impl->pool = std::make_unique<ThreadPool>(so.threads);
+  std::vector<float> probe(static_cast<size_t>(c.n_embd));
+  if (first) {
+    std::vector<int32_t> tok0{0};
+    GGSWARM_RETURN_IF_ERROR(impl->model->Embed(tok0, probe.data()).WithContext(o.model_path));
+  }
+  if (last) {
+    std::vector<float> logits(static_cast<size_t>(c.n_vocab));
+    GGSWARM_RETURN_IF_ERROR(
+        impl->model->Head(probe.data(), 1, logits.data(), *impl->pool, &impl->head_scratch)
+            .WithContext(o.model_path));
+  }
+  auto id = ModelId(o.model_path);
+  if (!id.ok()) return id.status();
+  auto header = HeaderBytes(o.model_path, source->header().data_offset);
+  if (!header.ok()) return header.status();
+  impl->header = std::move(*header);
+  impl->file_size = source->header().file_size;
+
+  grpc::ServerBuilder b;
+  b.AddListeningPort(so.listen, grpc::InsecureServerCredentials(), &impl->port);
+  // The largest message: a full batch of hidden states in, or of logits out.
+  const size_t biggest =
+      static_cast<size_t>(so.max_batch) *
+          std::max<size_t>(static_cast<size_t>(c.n_embd), static_cast<size_t>(c.n_vocab)) * 4 +
+      (1u << 20);
+  b.SetMaxReceiveMessageSize(static_cast<int>(std::min<size_t>(biggest, INT32_MAX)));
+  b.SetMaxSendMessageSize(
+      static_cast<int>(std::min<size_t>(biggest + impl->header.size(), INT32_MAX)));
+  b.RegisterService(impl.get());
+  impl->server = b.BuildAndStart();
+  if (!impl->server || impl->port == 0)
+    return Status::IOError("cannot listen on " + so.listen + " (in use, or not an address here?)");
+
+  pb::ServedRange& s = impl->self;
+  s.set_model_id(*id);
+  s.set_model_name(source->header().GetString("general.name").value_or(""));
+  s.set_first_layer(static_cast<uint32_t>(so.first_layer));
+  s.set_end_layer(static_cast<uint32_t>(so.end_layer));
+  s.set_n_layer(static_cast<uint32_t>(c.n_layer));
+  s.set_has_embedding(first);
+  s.set_has_head(last);
+  const std::string host = so.listen.substr(0, so.listen.rfind(':'));
+  s.set_address(!so.advertise.empty() ? so.advertise : host + ":" + std::to_string(impl->port));
+  s.set_n_embd(static_cast<uint32_t>(c.n_embd));
+  s.set_n_vocab(static_cast<uint32_t>(c.n_vocab));
+  s.set_max_ctx(static_cast<uint32_t>(max_ctx));
+  s.set_max_batch(static_cast<uint32_t>(so.max_batch));
+
+  auto server = std::unique_ptr<StageServer>(new StageServer());
+  Impl* raw = impl.get();
+  server->impl_ = std::move(impl);
+  raw->janitor = std::thread([raw] { raw->Janitor(); });
+  return server;
+}
+
+StageServer::~StageServer() {
+  if (impl_) Shutdown();
+}
+
+int StageServer::port() const { return impl_->port; }
+
+std::string StageServer::Describe() const {
+  const auto& s = impl_->self;
+  return (s.model_name().empty() ? s.model_id().substr(0, 16) : s.model_name()) + " layers " +
+         std::to_string(s.first_layer()) + "-" + std::to_string(s.end_layer() - 1) + " of " +
+         std::to_string(s.n_layer()) + (s.has_embedding() ? " + embedding" : "") +
+         (s.has_head() ? " + head" : "") + " at " + s.address() + " (model " +
+         s.model_id().substr(0, 16) + ")";
+}
+
+void StageServer::Wait() { impl_->server->Wait(); }
+
+void StageServer::Shutdown() {
+  if (impl_->stopping.exchange(true)) return;
+  impl_->stop_cv.notify_all();
+  impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  if (impl_->janitor.joinable()) impl_->janitor.join();
+}
+
+}  // namespace ggswarm::net
