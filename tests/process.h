@@ -18,12 +18,20 @@ namespace ggswarm::testing {
 
 class Process {
  public:
-  Process(const std::vector<std::string>& argv, const std::string& log) : log_(log) {
+  // stdout and stderr go to `log`, or stderr to `err_log` when given.
+  Process(const std::vector<std::string>& argv, const std::string& log,
+          const std::string& err_log = "")
+      : log_(log) {
     pid_ = ::fork();
     if (pid_ == 0) {
       const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       ::dup2(fd, 1);
-      ::dup2(fd, 2);
+      if (err_log.empty()) {
+        ::dup2(fd, 2);
+      } else {
+        const int efd = ::open(err_log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        ::dup2(efd, 2);
+      }
       std::vector<char*> args;
       for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
       args.push_back(nullptr);

@@ -210,6 +210,7 @@ struct StageServer::Impl final : public pb::Stage::Service {
       s->last_used = Clock::now();
       sessions[id] = s;
     }
+    Log("session " + id.substr(0, 8) + " opened: " + std::to_string(n_ctx) + " positions");
     rep->set_session_id(id);
     rep->set_n_ctx(static_cast<uint32_t>(n_ctx));
     rep->set_idle_timeout_s(static_cast<uint32_t>(o.idle_timeout_s));

@@ -1,0 +1,328 @@
+// Pipelined inference as users run it: `ggswarm serve` stage processes on 127.0.0.1 and
+// `ggswarm run swarm://…`, checked against a local run of the same model; and the stage's
+// protocol checks, driven by a raw gRPC client.
+#include "net/stage.h"
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <thread>
+
+#include "process.h"
+#include "stage.grpc.pb.h"
+#include "test_util.h"
+
+namespace ggswarm {
+namespace {
+
+namespace fs = std::filesystem;
+namespace pb = ggswarm::stage::v1;
+using testing::Process;
+using testing::TempDir;
+
+std::string Cli() { return GGSWARM_CLI; }
+
+struct Result {
+  int code;
+  std::string out, err;
+};
+
+// Runs `ggswarm ARGS`, stdout and stderr apart.
+Result Ggswarm(const std::string& args, const TempDir& t) {
+  const std::string err = t / "stderr.txt";
+  FILE* p = ::popen((Cli() + " " + args + " 2>" + err).c_str(), "r");
+  std::string out;
+  char buf[4096];
+  while (size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  const int st = ::pclose(p);
+  std::ifstream in(err);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out, ss.str()};
+}
+
+// `ggswarm serve MODEL ARGS` on 127.0.0.1; returns HOST:PORT once it serves.
+std::string Serve(std::unique_ptr<Process>& p, const std::string& model, const std::string& args,
+                  const std::string& log) {
+  std::vector<std::string> argv = {Cli(), "serve", model};
+  std::istringstream in(args);
+  for (std::string a; in >> a;) argv.push_back(a);
+  p = std::make_unique<Process>(argv, log);
+  if (!p->WaitFor("serving ", 60)) {
+    ADD_FAILURE() << "the stage did not start:\n" << p->Log();
+    return "";
+  }
+  std::smatch m;
+  const std::string l = p->Log();
+  if (!std::regex_search(l, m, std::regex(" at (127\\.0\\.0\\.1:[0-9]+) "))) return "";
+  return m[1];
+}
+
+std::vector<float> ReadLogits(const std::string& path) {
+  std::ifstream in(path);
+  return nlohmann::json::parse(in).get<std::vector<float>>();
+}
+
+// A random model of 4 layers (TinyStories-like shapes from the `tiny` preset), made once.
+class Pipeline : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    Result r = Ggswarm("synth " + *dir_ / "tiny.gguf" +
+                           " --preset tiny --n-layer 4 --type Q8_0 --seed 11 --name tinypipe",
+                       *dir_);
+    ASSERT_EQ(r.code, 0) << r.err;
+  }
+  static void TearDownTestSuite() { delete dir_; }
+  static std::string Tiny() { return *dir_ / "tiny.gguf"; }
+  static TempDir* dir_;
+
+  // Local and chained greedy runs of `model` agree on every token and, bit for bit, on the
+  // prompt's logits: the stages run the same kernels on the same batches, and f32 hidden
+  // states travel unchanged.
+  void ExpectChainMatchesLocal(const std::string& model, const std::vector<std::string>& ranges,
+                               const std::string& prompt) {
+    TempDir t;
+    std::vector<std::unique_ptr<Process>> stages(ranges.size());
+    std::string first;
+    for (size_t i = 0; i < ranges.size(); ++i) {
+      const std::string peer = first.empty() ? "" : " --peer " + first;
+      const std::string addr = Serve(stages[i], model, "--layers " + ranges[i] + peer,
+                                     t / ("stage" + std::to_string(i) + ".log"));
+      ASSERT_FALSE(addr.empty());
+      if (first.empty()) first = addr;
+    }
+    // The last stage announced itself to the first; ask the first.
+    const std::string args = " -p '" + prompt + "' -n 40 --temp 0 --ignore-eos --json";
+    Result local = Ggswarm("run " + model + args + " --dump-logits " + t / "local.json", t);
+    ASSERT_EQ(local.code, 0) << local.err;
+    Result remote;
+    for (int attempt = 0; attempt < 50; ++attempt) {  // until the announcements are in
+      remote = Ggswarm(
+          "run swarm://" + first + "/" + args + " --dump-logits " + t / "remote.json --force", t);
+      if (remote.code == 0 || remote.err.find("no live peer serves") == std::string::npos) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    ASSERT_EQ(remote.code, 0) << remote.err;
+    const auto l = nlohmann::json::parse(local.out), r = nlohmann::json::parse(remote.out);
+    EXPECT_EQ(r["prompt_tokens"], l["prompt_tokens"]);
+    EXPECT_EQ(r["generated_tokens"], l["generated_tokens"]);
+    EXPECT_EQ(r["text"], l["text"]);
+    EXPECT_EQ(ReadLogits(t / "remote.json"), ReadLogits(t / "local.json"));
+  }
+};
+TempDir* Pipeline::dir_ = nullptr;
+
+TEST_F(Pipeline, TwoAndThreeStagesGiveTheLocalTokensAndLogits) {
+  ExpectChainMatchesLocal(Tiny(), {"0-1", "2-3"}, "a b c");
+  ExpectChainMatchesLocal(Tiny(), {"0-0", "1-2", "3-3"}, "hello");
+}
+
+TEST_F(Pipeline, SharedStoriesModelsGiveTheLocalStory) {
+  GGSWARM_REQUIRE_SHARED_MODELS();
+  for (const char* m : {"stories260K-f32", "stories260K-q8_0"}) {
+    ExpectChainMatchesLocal(testing::SharedDir() + "/models/" + m + ".gguf", {"0-1", "2-4"},
+                            "Once upon a time");
+  }
+}
+
+TEST_F(Pipeline, MissingLayersAndTokensAreNamed) {
+  TempDir t;
+  std::unique_ptr<Process> a, b;
+  const std::string first = Serve(a, Tiny(), "--layers 0-1 --token s3cret", t / "a.log");
+  ASSERT_FALSE(first.empty());
+  // Layers 2-3 are served by nobody.
+  Result r = Ggswarm("run swarm://" + first + "/ -p hi -n 4 --temp 0 --token s3cret", t);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("no live peer serves layers 2-3 of tinypipe"), std::string::npos) << r.err;
+  // Without the token, or with a wrong one: refused.
+  r = Ggswarm("run swarm://" + first + "/ -p hi -n 4 --temp 0", t);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("--token"), std::string::npos) << r.err;
+  r = Ggswarm("run swarm://" + first + "/ -p hi -n 4 --temp 0 --token wrong", t);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("UNAUTHENTICATED"), std::string::npos) << r.err;
+  // A model the swarm does not have; a peer that is not there.
+  r = Ggswarm("run swarm://" + first + "/no-such-model -p hi --token s3cret", t);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("serves no-such-model"), std::string::npos) << r.err;
+  r = Ggswarm("run swarm://127.0.0.1:1/ -p hi", t);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("no peer answers"), std::string::npos) << r.err;
+  // A layer range the model does not have.
+  r = Ggswarm("serve " + Tiny() + " --layers 2-9", t);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("which has layers 0-3"), std::string::npos) << r.err;
+}
+
+// A random model big enough that generation takes seconds: a stage can be killed mid-way.
+std::string SlowModel(const TempDir& t) {
+  const std::string m = t / "slow.gguf";
+  Result r = Ggswarm("synth " + m +
+                         " --preset tinyllama-1.1b --n-layer 3 --n-vocab 4000 --type Q8_0 "
+                         "--seed 5 --name slowpipe",
+                     t);
+  EXPECT_EQ(r.code, 0) << r.err;
+  return m;
+}
+
+TEST_F(Pipeline, AKilledStageWithAReplicaLeavesTheTextUnchanged) {
+  TempDir t;
+  const std::string model = SlowModel(t);
+  const std::string args = " -p 'the swarm' -n 160 --temp 0 --ignore-eos -t 1";
+  Result local = Ggswarm("run " + model + args, t);
+  ASSERT_EQ(local.code, 0) << local.err;
+
+  std::unique_ptr<Process> s0, s1, s1b, s2;
+  const std::string a0 = Serve(s0, model, "--layers 0-0 -t 1", t / "s0.log");
+  ASSERT_FALSE(a0.empty());
+  const std::string a1 = Serve(s1, model, "--layers 1-1 -t 1 --peer " + a0, t / "s1.log");
+  const std::string a1b = Serve(s1b, model, "--layers 1-1 -t 1 --peer " + a0, t / "s1b.log");
+  const std::string a2 = Serve(s2, model, "--layers 2-2 -t 1 --peer " + a0, t / "s2.log");
+  ASSERT_FALSE(a1.empty() || a1b.empty() || a2.empty());
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // announcements
+
+  Process run({Cli(), "run", "swarm://" + a0 + "/", "-p", "the swarm", "-n", "160", "--temp", "0",
+               "--ignore-eos"},
+              t / "run.out", t / "run.err");
+  // Once some text has streamed, kill whichever replica of layer 1 the chain uses.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (run.Log().size() < 40 && run.running() && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_TRUE(run.running()) << "generation ended before a stage could be killed";
+  // Kill the replica of layer 1 that the chain uses (the one with a session); the other
+  // takes over.
+  Process* used = s1->Log().find("session ") != std::string::npos ? s1.get() : s1b.get();
+  ASSERT_NE(used->Log().find("session "), std::string::npos);
+  used->Kill(SIGKILL);
+  ASSERT_EQ(run.Wait(120), 0) << run.Log() << "\n" << std::ifstream(t / "run.err").rdbuf();
+  std::stringstream err;
+  err << std::ifstream(t / "run.err").rdbuf();
+  EXPECT_EQ(run.Log(), local.out);
+  EXPECT_NE(err.str().find("rebuilding the chain and replaying"), std::string::npos) << err.str();
+}
+
+TEST_F(Pipeline, AKilledStageWithoutAReplicaNamesTheMissingLayers) {
+  TempDir t;
+  const std::string model = SlowModel(t);
+  std::unique_ptr<Process> s0, s1;
+  const std::string a0 = Serve(s0, model, "--layers 0-1 -t 1", t / "s0.log");
+  const std::string a1 = Serve(s1, model, "--layers 2-2 -t 1 --peer " + a0, t / "s1.log");
+  ASSERT_FALSE(a0.empty() || a1.empty());
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  Process run(
+      {Cli(), "run", "swarm://" + a0 + "/", "-p", "x", "-n", "400", "--temp", "0", "--ignore-eos"},
+      t / "run.out", t / "run.err");
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (run.Log().size() < 20 && run.running() && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_TRUE(run.running());
+  s1->Kill(SIGKILL);
+  EXPECT_EQ(run.Wait(60), 1);
+  std::stringstream err;
+  err << std::ifstream(t / "run.err").rdbuf();
+  EXPECT_NE(err.str().find("no live peer serves layers 2-2 of slowpipe"), std::string::npos)
+      << err.str();
+}
+
+// The protocol's checks, from a raw client.
+class StageProtocol : public Pipeline {
+ protected:
+  void SetUp() override {
+    addr_ =
+        Serve(stage_, Tiny(), "--layers 1-3 --max-sessions 2 --ctx 16 --idle-timeout 1 --token tok",
+              t_ / "stage.log");
+    ASSERT_FALSE(addr_.empty());
+    stub_ = pb::Stage::NewStub(grpc::CreateChannel(addr_, grpc::InsecureChannelCredentials()));
+  }
+  std::unique_ptr<grpc::ClientContext> Ctx(bool token = true) {
+    auto c = std::make_unique<grpc::ClientContext>();
+    c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    if (token) c->AddMetadata(net::kTokenHeader, "tok");
+    return c;
+  }
+  std::string Open(uint32_t n_ctx = 0) {
+    pb::OpenSessionRequest req;
+    req.set_n_ctx(n_ctx);
+    pb::OpenSessionReply rep;
+    EXPECT_TRUE(stub_->OpenSession(Ctx().get(), req, &rep).ok());
+    return rep.session_id();
+  }
+  grpc::Status Forward(const std::string& session, uint32_t position, uint32_t n, size_t bytes) {
+    pb::ForwardRequest req;
+    req.set_session_id(session);
+    req.set_position(position);
+    req.set_n(n);
+    req.set_hidden(std::string(bytes, '\0'));
+    pb::ForwardReply rep;
+    return stub_->Forward(Ctx().get(), req, &rep);
+  }
+  TempDir t_;
+  std::unique_ptr<Process> stage_;
+  std::string addr_;
+  std::unique_ptr<pb::Stage::Stub> stub_;
+};
+
+TEST_F(StageProtocol, RefusesWhatDoesNotFitTheModelOrTheLimits) {
+  const size_t d = 256;  // the tiny preset's hidden size
+  pb::HelloRequest hello;
+  hello.set_version(1);
+  pb::HelloReply hr;
+  EXPECT_EQ(stub_->Hello(Ctx(false).get(), hello, &hr).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  ASSERT_TRUE(stub_->Hello(Ctx().get(), hello, &hr).ok());
+  EXPECT_EQ(hr.served().n_embd(), d);
+  EXPECT_EQ(hr.served().first_layer(), 1u);
+  EXPECT_FALSE(hr.served().has_embedding());
+  EXPECT_TRUE(hr.served().has_head());
+  hello.set_version(2);
+  EXPECT_EQ(stub_->Hello(Ctx().get(), hello, &hr).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+
+  const std::string s = Open();
+  ASSERT_FALSE(s.empty());
+  EXPECT_TRUE(Forward(s, 0, 2, 2 * d * 4).ok());
+  auto bad = Forward(s, 2, 2, 2 * d * 4 - 4);  // a lying length
+  EXPECT_EQ(bad.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(bad.error_message().find("hidden states of"), std::string::npos);
+  EXPECT_EQ(Forward(s, 2, 0, 0).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Forward(s, 2, 100000, 4).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Forward(s, 9, 1, d * 4).error_code(), grpc::StatusCode::INVALID_ARGUMENT);  // gap
+  auto full = Forward(s, 2, 15, 15 * d * 4);  // past --ctx 16
+  EXPECT_EQ(full.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(full.error_message().find("context is full"), std::string::npos);
+  {  // tokens sent to a stage that takes hidden states
+    pb::ForwardRequest req;
+    req.set_session_id(s);
+    req.set_n(1);
+    req.add_tokens(1);
+    pb::ForwardReply rep;
+    EXPECT_EQ(stub_->Forward(Ctx().get(), req, &rep).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  EXPECT_EQ(Forward("nonsense", 0, 1, d * 4).error_code(), grpc::StatusCode::NOT_FOUND);
+  pb::OpenSessionRequest big;
+  big.set_n_ctx(1 << 30);
+  pb::OpenSessionReply rep;
+  EXPECT_EQ(stub_->OpenSession(Ctx().get(), big, &rep).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  // Two sessions at most; the third is refused and says why.
+  ASSERT_FALSE(Open().empty());
+  pb::OpenSessionRequest req;
+  auto third = stub_->OpenSession(Ctx().get(), req, &rep);
+  EXPECT_EQ(third.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(third.error_message().find("this stage is full"), std::string::npos);
+  // An oversized message is refused by the transport before it is read.
+  EXPECT_NE(Forward(s, 2, 1, 600u << 20).error_code(), grpc::StatusCode::OK);
+  // Idle sessions expire (--idle-timeout 1).
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  EXPECT_EQ(Forward(s, 2, 1, d * 4).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_FALSE(Open().empty());  // room again
+  EXPECT_TRUE(stage_->running());
+}
+
+}  // namespace
+}  // namespace ggswarm
