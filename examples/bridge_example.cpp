@@ -1,5 +1,5 @@
 // Generates text with the ggswarm library, the way the Python prototype's bridge did:
-//   bridge_example MODEL_OR_FRAGMENT_DIR [PROMPT] [MAX_TOKENS]
+//   bridge_example MODEL_OR_FRAGMENT_DIR_OR_SWARM_URI [PROMPT] [MAX_TOKENS]
 // Streams a greedy continuation, then prints the returned text once more on its own line.
 #include <cstdio>
 #include <cstdlib>

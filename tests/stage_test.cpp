@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "process.h"
+#include "runtime/bridge.h"
 #include "stage.grpc.pb.h"
 #include "test_util.h"
 
@@ -156,6 +157,21 @@ TEST_F(Pipeline, MissingLayersAndTokensAreNamed) {
   r = Ggswarm("serve " + Tiny() + " --layers 2-9", t);
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("which has layers 0-3"), std::string::npos) << r.err;
+}
+
+TEST_F(Pipeline, ABridgeOnASwarmAddressWritesWhatALocalOneWrites) {
+  TempDir t;
+  std::unique_ptr<Process> a, b;
+  const std::string first = Serve(a, Tiny(), "--layers 0-2", t / "a.log");
+  ASSERT_FALSE(Serve(b, Tiny(), "--layers 3-3 --peer " + first, t / "b.log").empty());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  Bridge local(Tiny());
+  Bridge swarm("swarm://" + first + "/tinypipe");
+  const GenerateParams greedy{.max_tokens = 24, .temperature = 0, .ignore_eos = true};
+  const std::string want = local.generate("one two", greedy);
+  EXPECT_EQ(swarm.generate("one two", greedy), want);
+  EXPECT_EQ(swarm.generate("one two", greedy), want);  // each call starts afresh
+  EXPECT_THROW(Bridge("swarm://127.0.0.1:1/x"), Error);
 }
 
 // A random model big enough that generation takes seconds: a stage can be killed mid-way.

@@ -380,6 +380,12 @@ int SwarmChain::n_ctx() const { return impl_->n_ctx; }
 int SwarmChain::n_past() const { return impl_->n_past; }
 int SwarmChain::recoveries() const { return impl_->recoveries; }
 
+// The stages forget the old positions when the next Forward starts at position 0.
+void SwarmChain::Reset() {
+  impl_->n_past = 0;
+  impl_->history.clear();
+}
+
 std::vector<std::string> SwarmChain::Describe() const {
   std::vector<std::string> v;
   for (const auto& l : impl_->chain) v.push_back(RangeText(l.range) + " at " + l.range.address());

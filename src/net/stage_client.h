@@ -40,6 +40,7 @@ class SwarmChain : public runtime::Evaluator {
   int n_ctx() const override;
   int n_past() const override;
   Status Eval(std::span<const int32_t> tokens, std::vector<float>* logits) override;
+  void Reset() override;
   // The model's GGUF header (metadata, tensor table) as the first stage sent it.
   const gguf::GgufFile& header() const;
   // "A-B at HOST:PORT" for each stage, in order.

@@ -1,22 +1,33 @@
+// Built into the ggswarm_stage library (above src/net): a Bridge may open a swarm:// chain.
 #include "runtime/bridge.h"
 
+#include "net/stage_client.h"
 #include "runtime/engine.h"
 #include "runtime/generate.h"
 
 namespace ggswarm {
 
-StatusOr<std::unique_ptr<Bridge>> Bridge::Open(const std::string& path, int threads) {
+StatusOr<std::unique_ptr<Bridge>> Bridge::Open(const std::string& path, int threads,
+                                               const std::string& token) {
+  auto b = std::unique_ptr<Bridge>(new Bridge());
+  net::ChainOptions co;
+  if (net::ParseSwarmUri(path, &co.address, &co.model)) {
+    co.token = token;
+    auto c = net::SwarmChain::Connect(co);
+    if (!c.ok()) return c.status();
+    b->engine_ = std::move(*c);
+    return b;
+  }
   runtime::EngineOptions o;
   o.threads = threads;
   auto e = runtime::Engine::Open(path, o);
   if (!e.ok()) return e.status();
-  auto b = std::unique_ptr<Bridge>(new Bridge());
   b->engine_ = std::move(*e);
   return b;
 }
 
-Bridge::Bridge(const std::string& path, int threads) {
-  auto b = Open(path, threads);
+Bridge::Bridge(const std::string& path, int threads, const std::string& token) {
+  auto b = Open(path, threads, token);
   if (!b.ok()) throw Error(b.status());
   engine_ = std::move((*b)->engine_);
 }
@@ -31,7 +42,7 @@ std::string Bridge::generate(const std::string& prompt, const GenerateParams& pa
 
 std::string Bridge::generate(const std::string& prompt, const GenerateParams& p,
                              const std::function<void(std::string_view)>& on_text) {
-  engine_->Truncate(0);
+  engine_->Reset();
   runtime::GenerateOptions o;
   o.max_tokens = p.max_tokens;
   o.ignore_eos = p.ignore_eos;

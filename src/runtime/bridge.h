@@ -1,6 +1,7 @@
 // The library's front door, as the Python prototype's "bridge" offered it:
 //
 //   ggswarm::Bridge bridge("out/tinyllama");   // a GGUF file or a fragment directory
+//   ggswarm::Bridge swarm("swarm://127.0.0.1:7000/tinyllama");  // or stages of the swarm
 //   std::string text = bridge.generate("Hello", {.max_tokens = 50});
 //
 // The constructor and generate() throw ggswarm::Error (a std::runtime_error) with a
@@ -19,7 +20,7 @@
 namespace ggswarm {
 
 namespace runtime {
-class Engine;
+class Evaluator;
 }
 
 class Error : public std::runtime_error {
@@ -44,8 +45,11 @@ struct GenerateParams {
 
 class Bridge {
  public:
-  explicit Bridge(const std::string& path, int threads = 0);
-  static StatusOr<std::unique_ptr<Bridge>> Open(const std::string& path, int threads = 0);
+  // `path`: a GGUF file, a fragment directory, or swarm://HOST:PORT/MODEL (`token`: the
+  // stages' --token).
+  explicit Bridge(const std::string& path, int threads = 0, const std::string& token = "");
+  static StatusOr<std::unique_ptr<Bridge>> Open(const std::string& path, int threads = 0,
+                                                const std::string& token = "");
   ~Bridge();
   Bridge(Bridge&&) noexcept;
   Bridge& operator=(Bridge&&) noexcept;
@@ -56,11 +60,11 @@ class Bridge {
   std::string generate(const std::string& prompt, const GenerateParams& params,
                        const std::function<void(std::string_view)>& on_text);
 
-  runtime::Engine& engine() { return *engine_; }
+  runtime::Evaluator& evaluator() { return *engine_; }
 
  private:
   Bridge() = default;
-  std::unique_ptr<runtime::Engine> engine_;
+  std::unique_ptr<runtime::Evaluator> engine_;
 };
 
 }  // namespace ggswarm

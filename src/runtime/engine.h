@@ -40,6 +40,7 @@ class Engine : public Evaluator {
 
   // Forgets every position from `n` on (0: start over).
   void Truncate(int n) { layers_->Truncate(n); }
+  void Reset() override { Truncate(0); }
 
   // Maps (and, from fragments, checks) every weight now rather than on first use.
   Status Preload() { return model_->MapAll(); }

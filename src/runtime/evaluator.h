@@ -19,6 +19,8 @@ class Evaluator {
   // Feeds `tokens` at the next positions and leaves the logits of the last one in `logits`
   // (n_vocab floats).
   virtual Status Eval(std::span<const int32_t> tokens, std::vector<float>* logits) = 0;
+  // Forgets every position: the next Eval starts a new sequence.
+  virtual void Reset() = 0;
 };
 
 }  // namespace ggswarm::runtime
