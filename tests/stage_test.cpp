@@ -174,6 +174,41 @@ TEST_F(Pipeline, ABridgeOnASwarmAddressWritesWhatALocalOneWrites) {
   EXPECT_THROW(Bridge("swarm://127.0.0.1:1/x"), Error);
 }
 
+// Stages given only an info-hash fetch their own fragments from a BitTorrent peer (the
+// first with the embedding, the last with the head) and serve from them.
+TEST_F(Pipeline, StagesFetchOnlyTheirFragmentsFromTheSwarm) {
+  TempDir t;
+  Result f = Ggswarm("fragment " + Tiny() + " " + t / "frag --chunk-size 64K", t);
+  ASSERT_EQ(f.code, 0) << f.err;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(f.out, m, std::regex("info-hash ([0-9a-f]{64})")));
+  const std::string ih = m[1];
+  Process seed({Cli(), "peer", "--seed", t / "frag"}, t / "seed.log");
+  ASSERT_TRUE(seed.WaitFor("seeding ", 30)) << seed.Log();
+  const std::string sl = seed.Log();
+  ASSERT_TRUE(std::regex_search(sl, m, std::regex("listening on (127\\.0\\.0\\.1:[0-9]+)")));
+  const std::string bt = m[1];
+  std::unique_ptr<Process> a, b;
+  const std::string first =
+      Serve(a, ih, "--fetch-from " + bt + " --cache " + t / "c0" + " --layers 0-1", t / "a.log");
+  ASSERT_FALSE(first.empty());
+  ASSERT_FALSE(
+      Serve(b, ih, "--fetch-from " + bt + " --cache " + t / "c1" + " --layers 2-3 --peer " + first,
+            t / "b.log")
+          .empty());
+  for (const char* c : {"c0", "c1"}) {
+    Result v = Ggswarm("verify " + t / c, t);
+    EXPECT_EQ(v.code, 0) << v.out;
+    EXPECT_NE(v.out.find("absent, as selected"), std::string::npos) << v.out;
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const std::string args = " -p 'from the swarm' -n 24 --temp 0 --ignore-eos";
+  Result local = Ggswarm("run " + Tiny() + args, t);
+  Result remote = Ggswarm("run swarm://" + first + "/" + args, t);
+  ASSERT_EQ(remote.code, 0) << remote.err;
+  EXPECT_EQ(remote.out, local.out);
+}
+
 // A random model big enough that generation takes seconds: a stage can be killed mid-way.
 std::string SlowModel(const TempDir& t) {
   const std::string m = t / "slow.gguf";

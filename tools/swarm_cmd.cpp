@@ -6,7 +6,9 @@
 #include <cstdio>
 #include <thread>
 
+#include "base/file.h"
 #include "commands.h"
+#include "fragments/manifest.h"
 #include "net/fetch.h"
 #include "net/peer.h"
 #include "net/stage.h"
@@ -117,7 +119,71 @@ int RunFetch(const net::FetchOptions& fo) {
   return 0;
 }
 
-int RunServe(const net::StageOptions& so) {
+// The fragments a stage needs, fetched from BitTorrent peers into `cache`: its layers, the
+// embedding when it starts at layer 0, the head when it ends at the last layer (known once
+// the manifest is in: then a second, resumed fetch adds it).
+StatusOr<std::string> FetchStage(const std::string& ref, const std::vector<std::string>& from,
+                                 const std::string& cache, const std::string& layers) {
+  auto peers = net::ParseEndpoints(from);
+  if (!peers.ok()) return peers.status().WithContext("--fetch-from");
+  auto parsed = net::ParseModelRef(ref);
+  if (!parsed.ok()) return parsed.status();
+  const lt::info_hash_t& ih = parsed->ti ? parsed->ti->info_hashes() : parsed->info_hashes;
+  const std::string hex =
+      ih.has_v2() ? net::HexOf(ih.v2.data(), ih.v2.size()) : net::HexOf(ih.v1.data(), ih.v1.size());
+  net::FetchOptions fo;
+  fo.ref = ref;
+  fo.peers = *peers;
+  fo.swarm.listen.clear();
+  std::string dir = cache;
+  if (dir.empty()) {
+    const char* xdg = std::getenv("XDG_CACHE_HOME");
+    const char* home = std::getenv("HOME");
+    dir = std::string(xdg ? xdg : (home ? std::string(home) + "/.cache" : "/tmp")) + "/ggswarm/";
+    dir += hex.substr(0, 16) + (layers.empty() ? "" : "-layers-" + layers);
+  }
+  fo.out_dir = dir;
+  auto log = [](const std::string& s) { std::fprintf(stderr, "%s\n", s.c_str()); };
+  int first = 0;
+  if (!layers.empty()) {
+    auto sel = fragments::Selection::Parse(layers, false, false);
+    if (!sel.ok()) return sel.status();
+    first = sel->first_layer;
+    fo.selection = *fragments::Selection::Parse(layers, first == 0, false);
+  }
+  {
+    ProgressBar bar("fetch");
+    auto r = net::Fetch(fo, bar.fn(), log);
+    bar.Finish();
+    if (!r.ok()) return r.status();
+  }
+  if (!fo.selection.all) {
+    auto m = fragments::Manifest::Load(dir);
+    if (!m.ok()) return m.status();
+    int n_layer = 0;
+    for (const auto& f : m->fragments) n_layer = std::max(n_layer, f.layer + 1);
+    if (fo.selection.last_layer == n_layer - 1) {
+      fo.selection.head = true;
+      ProgressBar bar("fetch");
+      auto r = net::Fetch(fo, bar.fn(), log);
+      bar.Finish();
+      if (!r.ok()) return r.status();
+    }
+  }
+  return dir;
+}
+
+int RunServe(net::StageOptions so, const std::vector<std::string>& fetch_from,
+             const std::string& cache, const std::string& layers) {
+  if (!fetch_from.empty() || (!PathExists(so.model_path) && !so.model_path.empty())) {
+    if (fetch_from.empty())
+      return Fail(so.model_path +
+                  ": no such file or directory (to fetch a model by info-hash, "
+                  "give --fetch-from HOST:PORT)");
+    auto dir = FetchStage(so.model_path, fetch_from, cache, layers);
+    if (!dir.ok()) return Fail(dir.status().ToString());
+    so.model_path = *dir;
+  }
   auto server = net::StageServer::Start(so, Say);
   if (!server.ok()) return Fail(server.status().ToString());
   std::signal(SIGINT, OnSignal);
@@ -136,7 +202,17 @@ void AddSwarmCommands(CLI::App& app, int& rc) {
   static std::string serve_layers;
   auto* serve = app.add_subcommand(
       "serve", "Serve a range of a model's layers to swarm:// clients (pipelined inference)");
-  serve->add_option("model", so.model_path, "GGUF file or fragment directory")->required();
+  static std::vector<std::string> fetch_from;
+  static std::string cache;
+  serve
+      ->add_option("model", so.model_path,
+                   "GGUF file, fragment directory, or (with --fetch-from) a magnet link, "
+                   "info-hash or .torrent")
+      ->required();
+  serve->add_option("--fetch-from", fetch_from,
+                    "Fetch this stage's fragments from this BitTorrent peer (repeatable)");
+  serve->add_option("--cache", cache,
+                    "Where fetched fragments go (default ~/.cache/ggswarm/HASH-layers-A-B)");
   serve->add_option("--layers", serve_layers, "Layers A-B to serve (default: all)");
   serve->add_option("--listen", so.listen, "Listen on HOST:PORT (default 127.0.0.1:0)");
   serve->add_option("--advertise", so.advertise, "Address to tell others (default: --listen's)");
@@ -155,7 +231,7 @@ void AddSwarmCommands(CLI::App& app, int& rc) {
       so.end_layer = sel->last_layer + 1;
     }
     if (!(so.idle_timeout_s > 0)) return void(rc = Fail("--idle-timeout must be positive"));
-    rc = RunServe(so);
+    rc = RunServe(so, fetch_from, cache, serve_layers);
   });
 
   static net::TorrentOptions to;
