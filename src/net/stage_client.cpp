@@ -313,6 +313,7 @@ struct SwarmChain::Impl {
       return Status::IOError("gave up after " + std::to_string(o.max_recoveries) +
                              " chain rebuilds; last: stage " + RangeText(bad.range) + " at " +
                              bad.range.address() + ": " + StatusText(why));
+    const auto t0 = Clock::now();
     size_t replay = 0;
     for (const auto& b : history) replay += b.size();
     Log("stage " + RangeText(bad.range) + " at " + bad.range.address() + " failed (" +
@@ -339,7 +340,10 @@ struct SwarmChain::Impl {
     }
     std::string desc;
     for (const Link& l : chain) desc += " " + RangeText(l.range) + "@" + l.range.address();
-    Log("chain rebuilt:" + desc);
+    char took[64];
+    std::snprintf(took, sizeof took, " (%.2f s, %zu tokens replayed)",
+                  std::chrono::duration<double>(Clock::now() - t0).count(), replay);
+    Log("chain rebuilt:" + desc + took);
     return Status::Ok();
   }
 };
