@@ -2,7 +2,8 @@
 # The main job on data ggswarm makes itself: a random model of TinyLlama-1.1B's shapes (2 of
 # its 22 layers, Q8_0, about 234 MB) is made, fragmented, verified and put back together, and
 # text is generated straight from its fragments (random weights: the text is noise). Then a
-# local peer seeds the fragments and they are fetched back from it by info-hash. Where
+# local peer seeds the fragments and they are fetched back from it by info-hash, and two
+# local stages, each fetching only its own layer, generate the same text between them. Where
 # ../shared/models is present, a trained TinyStories model is fragmented and tells a story
 # from its fragments too.
 set -euo pipefail
@@ -35,7 +36,27 @@ $ggswarm fetch "$infohash" "$work/layer0" --peer "127.0.0.1:$port" --layers 0 --
 $ggswarm verify "$work/layer0"
 $ggswarm run "$work/fetched" -p "Hello" -n 16 --temp 0
 set +x
-kill $peer
+# Distributed inference: two stages, each fetching only its own layer from the peer, serve
+# the model between them; a client chains them and gets the local run's text.
+$ggswarm serve "$infohash" --fetch-from "127.0.0.1:$port" --cache "$work/stage0" --layers 0-0 \
+  >"$work/stage0.log" 2>&1 &
+stage0=$!
+trap 'kill $peer $stage0 ${stage1:-} 2>/dev/null || true' EXIT
+for _ in $(seq 1 600); do grep -q '^serving ' "$work/stage0.log" && break; sleep 0.1; done
+addr0=$(sed -n 's/.* at \(127\.0\.0\.1:[0-9]*\) .*/\1/p' "$work/stage0.log")
+$ggswarm serve "$infohash" --fetch-from "127.0.0.1:$port" --cache "$work/stage1" --layers 1-1 \
+  --peer "$addr0" >"$work/stage1.log" 2>&1 &
+stage1=$!
+for _ in $(seq 1 600); do grep -q '^serving ' "$work/stage1.log" && break; sleep 0.1; done
+sleep 0.5
+grep '^serving ' "$work/stage0.log" "$work/stage1.log"
+set -x
+$ggswarm run "swarm://$addr0/" -p "Hello" -n 16 --temp 0 | tee "$work/swarm.txt"
+$ggswarm run "$work/tinyllama-2l.Q8_0.gguf" -p "Hello" -n 16 --temp 0 2>/dev/null | tee "$work/local.txt"
+cmp "$work/swarm.txt" "$work/local.txt"
+set +x
+echo "OK: the two-stage swarm wrote what the local run wrote."
+kill $peer $stage0 $stage1
 stories=../shared/models/stories260K-f32.gguf
 if [ -f "$stories" ]; then
   set -x
