@@ -209,6 +209,56 @@ TEST_F(Pipeline, StagesFetchOnlyTheirFragmentsFromTheSwarm) {
   EXPECT_EQ(remote.out, local.out);
 }
 
+// Two clients at once on one chain (a session each on every stage), and a chat.
+TEST_F(Pipeline, ConcurrentSessionsAndChatGiveTheLocalText) {
+  TempDir t;
+  std::unique_ptr<Process> a, b;
+  const std::string first = Serve(a, Tiny(), "--layers 0-1 -t 1", t / "a.log");
+  ASSERT_FALSE(Serve(b, Tiny(), "--layers 2-3 -t 1 --peer " + first, t / "b.log").empty());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const std::string args = " -p 'two at once' -n 64 --temp 0 --ignore-eos";
+  Result local = Ggswarm("run " + Tiny() + args, t);
+  ASSERT_EQ(local.code, 0) << local.err;
+  std::vector<std::unique_ptr<Process>> runs;
+  for (int i = 0; i < 3; ++i) {
+    runs.push_back(std::make_unique<Process>(
+        std::vector<std::string>{Cli(), "run", "swarm://" + first + "/", "-p", "two at once", "-n",
+                                 "64", "--temp", "0", "--ignore-eos"},
+        t / ("run" + std::to_string(i) + ".out"), t / ("run" + std::to_string(i) + ".err")));
+  }
+  for (auto& r : runs) {
+    ASSERT_EQ(r->Wait(60), 0);
+    EXPECT_EQ(r->Log(), local.out);
+  }
+  const std::string chat = " -n 12 --temp 0 --chat-template chatml < " + t / "in.txt";
+  std::ofstream(t / "in.txt") << "hello there\nand again\n";
+  Result lc = Ggswarm("chat " + Tiny() + chat, t);
+  Result rc = Ggswarm("chat swarm://" + first + "/" + chat, t);
+  ASSERT_EQ(lc.code, 0) << lc.err;
+  ASSERT_EQ(rc.code, 0) << rc.err;
+  EXPECT_EQ(rc.out, lc.out);
+  EXPECT_FALSE(lc.out.empty());
+}
+
+TEST_F(Pipeline, KvMemoryIsLimited) {
+  TempDir t;
+  std::unique_ptr<Process> a;
+  // 4 layers × 512 positions × 128 (2 heads × 64) × K and V × 2 bytes = 1 MiB a session.
+  const std::string addr = Serve(a, Tiny(), "--ctx 512 --max-kv-mb 1", t / "a.log");
+  ASSERT_FALSE(addr.empty());
+  auto stub = pb::Stage::NewStub(grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()));
+  pb::OpenSessionRequest req;
+  pb::OpenSessionReply rep;
+  grpc::ClientContext c1, c2, c3;
+  EXPECT_TRUE(stub->OpenSession(&c1, req, &rep).ok());
+  auto full = stub->OpenSession(&c2, req, &rep);
+  EXPECT_EQ(full.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(full.error_message().find("KV memory is full"), std::string::npos)
+      << full.error_message();
+  req.set_n_ctx(16);  // a smaller session still fits? No: the first took all of it.
+  EXPECT_EQ(stub->OpenSession(&c3, req, &rep).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+}
+
 // A random model big enough that generation takes seconds: a stage can be killed mid-way.
 std::string SlowModel(const TempDir& t) {
   const std::string m = t / "slow.gguf";

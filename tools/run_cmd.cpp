@@ -24,6 +24,7 @@ struct RunArgs {
   uint64_t seed = 0;
   bool seed_set = false, ignore_eos = false, json = false, chat = false, force = false;
   std::string token;  // swarm:// stages' --token
+  bool hidden_f16 = false;
 };
 
 int RunTokenize(const std::string& path, const std::string& text, bool json, bool no_special) {
@@ -93,6 +94,7 @@ StatusOr<Model> OpenModel(const RunArgs& a) {
   if (net::ParseSwarmUri(a.model, &co.address, &co.model)) {
     co.token = a.token;
     co.n_ctx = a.ctx;
+    co.f16_hidden = a.hidden_f16;
     co.log = [](const std::string& s) { std::fprintf(stderr, "swarm: %s\n", s.c_str()); };
     auto c = net::SwarmChain::Connect(co);
     if (!c.ok()) return c.status();
@@ -261,6 +263,8 @@ void AddInferenceCommands(CLI::App& app, int& rc) {
   run->add_option("model", a.model, "GGUF file, fragment directory or swarm://HOST:PORT/MODEL")
       ->required();
   run->add_option("--token", a.token, "The stages' --token (swarm:// models)");
+  run->add_flag("--hidden-f16", a.hidden_f16,
+                "swarm://: send hidden states between stages as f16 (half the bytes)");
   run->add_option("-p,--prompt", a.prompt, "Prompt")->required();
   run->add_option("-n,--n-predict", a.n, "Tokens to generate (default 128)");
   AddSamplingFlags(run, a);

@@ -221,6 +221,9 @@ void AddSwarmCommands(CLI::App& app, int& rc) {
   serve->add_option("-t,--threads", so.threads, "Compute threads (default: all cores)");
   serve->add_option("--max-sessions", so.max_sessions, "Sessions at once (default 8)");
   serve->add_option("--ctx", so.max_ctx, "Positions per session (default: model's, ≤ 4096)");
+  static uint64_t max_kv_mb = 0;
+  serve->add_option("--max-kv-mb", max_kv_mb,
+                    "KV memory of all sessions together, MiB (default: no limit)");
   serve->add_option("--idle-timeout", so.idle_timeout_s,
                     "Close a session unused this many seconds (default 300)");
   serve->callback([&] {
@@ -231,6 +234,8 @@ void AddSwarmCommands(CLI::App& app, int& rc) {
       so.end_layer = sel->last_layer + 1;
     }
     if (!(so.idle_timeout_s > 0)) return void(rc = Fail("--idle-timeout must be positive"));
+    if (max_kv_mb > (1ull << 40)) return void(rc = Fail("--max-kv-mb is too large"));
+    so.max_kv_bytes = max_kv_mb << 20;
     rc = RunServe(so, fetch_from, cache, serve_layers);
   });
 

@@ -61,6 +61,7 @@ StatusOr<std::string> HeaderBytes(const std::string& path, uint64_t data_offset)
 
 struct Session {
   std::unique_ptr<model::LayerRange> layers;
+  uint64_t kv_bytes = 0;
   Clock::time_point last_used;
   std::mutex mu;  // one Forward at a time per session
 };
@@ -83,6 +84,7 @@ struct StageServer::Impl final : public pb::Stage::Service {
 
   std::mutex mu;  // sessions and registry
   std::map<std::string, std::shared_ptr<Session>> sessions;
+  uint64_t kv_bytes = 0;                                                          // of all sessions
   std::map<std::string, std::pair<pb::ServedRange, Clock::time_point>> registry;  // by address
   std::mt19937_64 rng{std::random_device{}()};
 
@@ -195,17 +197,30 @@ struct StageServer::Impl final : public pb::Stage::Service {
                                                      " positions: this stage allows " +
                                                      std::to_string(self.max_ctx()));
     std::string id;
+    // K and V in f16 for each of this stage's layers and each position.
+    const model::LlamaConfig& c = model->config();
+    const uint64_t kv = 2ull * 2 * static_cast<uint64_t>(o.end_layer - o.first_layer) *
+                        static_cast<uint64_t>(n_ctx) * static_cast<uint64_t>(c.n_head_kv) *
+                        static_cast<uint64_t>(std::max(c.head_dim, c.head_dim_v));
     {
       std::lock_guard<std::mutex> l(mu);
       if (static_cast<int>(sessions.size()) >= o.max_sessions)
         return Error(StatusCode::RESOURCE_EXHAUSTED,
                      "this stage is full: " + std::to_string(sessions.size()) +
                          " sessions open, --max-sessions " + std::to_string(o.max_sessions));
+      if (o.max_kv_bytes > 0 && kv_bytes + kv > o.max_kv_bytes)
+        return Error(StatusCode::RESOURCE_EXHAUSTED,
+                     "this stage's KV memory is full: " + std::to_string(kv_bytes >> 20) +
+                         " MiB in use, a session of " + std::to_string(n_ctx) +
+                         " positions needs " + std::to_string(kv >> 20) +
+                         " MiB more, --max-kv-mb " + std::to_string(o.max_kv_bytes >> 20));
+      kv_bytes += kv;
       char buf[33];
       std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(rng()),
                     static_cast<unsigned long long>(rng()));
       id = buf;
       auto s = std::make_shared<Session>();
+      s->kv_bytes = kv;
       s->layers = std::make_unique<model::LayerRange>(model, o.first_layer, o.end_layer, n_ctx);
       s->last_used = Clock::now();
       sessions[id] = s;
@@ -221,8 +236,11 @@ struct StageServer::Impl final : public pb::Stage::Service {
                             pb::CloseSessionReply*) override {
     if (auto st = Authorize(ctx); !st.ok()) return st;
     std::lock_guard<std::mutex> l(mu);
-    if (!sessions.erase(req->session_id()))
+    auto it = sessions.find(req->session_id());
+    if (it == sessions.end())
       return Error(StatusCode::NOT_FOUND, "no session " + req->session_id().substr(0, 64));
+    kv_bytes -= it->second->kv_bytes;
+    sessions.erase(it);
     return grpc::Status::OK;
   }
 
@@ -318,6 +336,7 @@ struct StageServer::Impl final : public pb::Stage::Service {
               std::chrono::duration<double>(o.idle_timeout_s)) {
             Log("session " + it->first.substr(0, 8) + " idle for " +
                 std::to_string(static_cast<int>(o.idle_timeout_s)) + " s: closed");
+            kv_bytes -= it->second->kv_bytes;
             it = sessions.erase(it);
           } else {
             ++it;
