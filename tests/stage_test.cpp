@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <regex>
 #include <thread>
 
@@ -423,6 +424,75 @@ TEST_F(StageProtocol, RefusesWhatDoesNotFitTheModelOrTheLimits) {
   EXPECT_EQ(Forward(s, 2, 1, d * 4).error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_FALSE(Open().empty());  // room again
   EXPECT_TRUE(stage_->running());
+}
+
+// Mutated messages (flipped bits, truncations, random bytes) of every kind, parsed as the
+// stage would parse them and sent: each gets an answer, and the stage keeps working.
+TEST_F(StageProtocol, SurvivesMutatedMessages) {
+  const std::string s = Open();
+  pb::ForwardRequest fwd;
+  fwd.set_session_id(s);
+  fwd.set_position(0);
+  fwd.set_n(2);
+  fwd.set_hidden(std::string(2 * 256 * 4, '\x01'));
+  pb::OpenSessionRequest open;
+  open.set_n_ctx(8);
+  pb::AnnounceRequest ann;
+  auto* r = ann.add_ranges();
+  r->set_address("127.0.0.1:1");
+  r->set_first_layer(0);
+  r->set_end_layer(2);
+  r->set_n_layer(4);
+  std::mt19937 rng(3);
+  int answered = 0;
+  for (int it = 0; it < 600; ++it) {
+    const int kind = it % 3;
+    std::string bytes = kind == 0   ? fwd.SerializeAsString()
+                        : kind == 1 ? open.SerializeAsString()
+                                    : ann.SerializeAsString();
+    for (int e = 0; e < 1 + static_cast<int>(rng() % 4) && !bytes.empty(); ++e) {
+      const size_t at = rng() % bytes.size();
+      switch (rng() % 3) {
+        case 0:
+          bytes[at] = static_cast<char>(bytes[at] ^ (1 << (rng() % 8)));
+          break;
+        case 1:
+          bytes.resize(at);
+          break;
+        default:
+          bytes[at] = static_cast<char>(rng());
+          break;
+      }
+    }
+    grpc::Status st;
+    if (kind == 0) {
+      pb::ForwardRequest m;
+      if (!m.ParseFromString(bytes)) continue;
+      pb::ForwardReply rep;
+      st = stub_->Forward(Ctx().get(), m, &rep);
+    } else if (kind == 1) {
+      pb::OpenSessionRequest m;
+      if (!m.ParseFromString(bytes)) continue;
+      pb::OpenSessionReply rep;
+      st = stub_->OpenSession(Ctx().get(), m, &rep);
+      if (st.ok()) {
+        pb::CloseSessionRequest c;
+        c.set_session_id(rep.session_id());
+        pb::CloseSessionReply cr;
+        (void)stub_->CloseSession(Ctx().get(), c, &cr);
+      }
+    } else {
+      pb::AnnounceRequest m;
+      if (!m.ParseFromString(bytes)) continue;
+      pb::AnnounceReply rep;
+      st = stub_->Announce(Ctx().get(), m, &rep);
+    }
+    EXPECT_NE(st.error_code(), grpc::StatusCode::UNAVAILABLE) << "the stage went away";
+    answered++;
+  }
+  EXPECT_GT(answered, 100);
+  EXPECT_TRUE(stage_->running());
+  EXPECT_TRUE(Forward(s, 0, 1, 256 * 4).ok());
 }
 
 }  // namespace
