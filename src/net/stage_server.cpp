@@ -16,6 +16,7 @@
 #include "fragments/manifest.h"
 #include "model/llama.h"
 #include "net/stage.h"
+#include "net/stage_checks.h"
 #include "net/stage_wire.h"
 #include "stage.grpc.pb.h"
 
@@ -121,9 +122,7 @@ struct StageServer::Impl final : public pb::Stage::Service {
   }
 
   void Remember(const pb::ServedRange& r) {
-    if (r.address() == self.address() || r.address().empty()) return;
-    if (r.end_layer() <= r.first_layer() || r.end_layer() > r.n_layer() || r.n_layer() > 100000)
-      return;  // not a range: ignored
+    if (r.address() == self.address() || !UsableRange(r)) return;  // not a range: ignored
     std::lock_guard<std::mutex> l(mu);
     if (registry.size() >= 4096 && !registry.count(r.address())) return;
     registry[r.address()] = {r, Clock::now()};
@@ -189,13 +188,8 @@ struct StageServer::Impl final : public pb::Stage::Service {
   grpc::Status OpenSession(ServerContext* ctx, const pb::OpenSessionRequest* req,
                            pb::OpenSessionReply* rep) override {
     if (auto st = Authorize(ctx); !st.ok()) return st;
-    const int n_ctx = req->n_ctx() == 0
-                          ? static_cast<int>(self.max_ctx())
-                          : static_cast<int>(std::min<uint32_t>(req->n_ctx(), kMaxNCtx));
-    if (n_ctx > static_cast<int>(self.max_ctx()))
-      return Error(StatusCode::INVALID_ARGUMENT, "a session of " + std::to_string(n_ctx) +
-                                                     " positions: this stage allows " +
-                                                     std::to_string(self.max_ctx()));
+    int n_ctx = 0;
+    if (auto st = CheckOpenSession(*req, self.max_ctx(), &n_ctx); !st.ok()) return st;
     std::string id;
     // K and V in f16 for each of this stage's layers and each position.
     const model::LlamaConfig& c = model->config();
@@ -257,43 +251,13 @@ struct StageServer::Impl final : public pb::Stage::Service {
       s = it->second;
       s->last_used = Clock::now();
     }
+    // Everything about the message is checked before anything is allocated.
+    if (auto st = CheckForwardShape(*req, self, o.max_batch); !st.ok()) return st;
     const int d = static_cast<int>(self.n_embd());
     const int n = static_cast<int>(req->n());
-    // Everything about the message is checked before anything is allocated.
-    if (n < 1 || n > o.max_batch)
-      return Error(StatusCode::INVALID_ARGUMENT, "n = " + std::to_string(req->n()) +
-                                                     ": a batch is 1 to " +
-                                                     std::to_string(o.max_batch) + " positions");
-    if (self.has_embedding()) {
-      if (req->tokens_size() != n || !req->hidden().empty())
-        return Error(StatusCode::INVALID_ARGUMENT, "the first stage takes n token ids (got " +
-                                                       std::to_string(req->tokens_size()) +
-                                                       " for n = " + std::to_string(n) + ")");
-      for (int32_t t : req->tokens()) {
-        if (t < 0 || t >= static_cast<int32_t>(self.n_vocab()))
-          return Error(StatusCode::INVALID_ARGUMENT, "token id " + std::to_string(t) +
-                                                         " is outside the vocabulary (" +
-                                                         std::to_string(self.n_vocab()) + ")");
-      }
-    } else {
-      const size_t want = static_cast<size_t>(n) * d * HiddenBytes(req->format());
-      if (req->tokens_size() != 0 || req->hidden().size() != want)
-        return Error(StatusCode::INVALID_ARGUMENT,
-                     "hidden states of " + std::to_string(req->hidden().size()) +
-                         " bytes: this stage takes n × " + std::to_string(d) + " values (" +
-                         std::to_string(want) + " bytes)");
-    }
     std::lock_guard<std::mutex> session_lock(s->mu);
-    const int n_past = s->layers->n_past();
-    if (static_cast<int>(req->position()) > n_past)
-      return Error(StatusCode::INVALID_ARGUMENT, "position " + std::to_string(req->position()) +
-                                                     " is past the session's " +
-                                                     std::to_string(n_past) + " positions");
-    if (static_cast<int64_t>(req->position()) + n > s->layers->n_ctx())
-      return Error(StatusCode::RESOURCE_EXHAUSTED,
-                   "the context is full: position " + std::to_string(req->position()) + " + " +
-                       std::to_string(n) + " exceeds the session's " +
-                       std::to_string(s->layers->n_ctx()) + " positions");
+    if (auto st = CheckForwardPosition(*req, s->layers->n_past(), s->layers->n_ctx()); !st.ok())
+      return st;
     if (ctx->IsCancelled()) return Error(StatusCode::CANCELLED, "cancelled");
 
     std::lock_guard<std::mutex> compute(compute_mu);

@@ -1,0 +1,71 @@
+#include "net/stage_checks.h"
+
+#include <string>
+
+#include "net/stage_wire.h"
+
+namespace ggswarm::net {
+namespace {
+
+namespace pb = stage::v1;
+constexpr uint32_t kMaxLayers = 100000;
+
+grpc::Status Bad(const std::string& m) {
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, m);
+}
+
+}  // namespace
+
+grpc::Status CheckForwardShape(const pb::ForwardRequest& req, const pb::ServedRange& self,
+                               int max_batch) {
+  const int64_t n = req.n();
+  if (n < 1 || n > max_batch)
+    return Bad("n = " + std::to_string(n) + ": a batch is 1 to " + std::to_string(max_batch) +
+               " positions");
+  if (self.has_embedding()) {
+    if (req.tokens_size() != n || !req.hidden().empty())
+      return Bad("the first stage takes n token ids (got " + std::to_string(req.tokens_size()) +
+                 " for n = " + std::to_string(n) + ")");
+    for (int32_t t : req.tokens()) {
+      if (t < 0 || static_cast<uint32_t>(t) >= self.n_vocab())
+        return Bad("token id " + std::to_string(t) + " is outside the vocabulary (" +
+                   std::to_string(self.n_vocab()) + ")");
+    }
+    return grpc::Status::OK;
+  }
+  const uint64_t want = static_cast<uint64_t>(n) * self.n_embd() * HiddenBytes(req.format());
+  if (req.tokens_size() != 0 || req.hidden().size() != want)
+    return Bad("hidden states of " + std::to_string(req.hidden().size()) +
+               " bytes: this stage takes n × " + std::to_string(self.n_embd()) + " values (" +
+               std::to_string(want) + " bytes)");
+  return grpc::Status::OK;
+}
+
+grpc::Status CheckForwardPosition(const pb::ForwardRequest& req, int64_t n_past, int64_t n_ctx) {
+  const int64_t position = req.position();
+  if (position > n_past)
+    return Bad("position " + std::to_string(position) + " is past the session's " +
+               std::to_string(n_past) + " positions");
+  if (position + static_cast<int64_t>(req.n()) > n_ctx)
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        "the context is full: position " + std::to_string(position) + " + " +
+                            std::to_string(req.n()) + " exceeds the session's " +
+                            std::to_string(n_ctx) + " positions");
+  return grpc::Status::OK;
+}
+
+grpc::Status CheckOpenSession(const pb::OpenSessionRequest& req, uint32_t max_ctx, int* n_ctx) {
+  const uint32_t want = req.n_ctx() == 0 ? max_ctx : req.n_ctx();
+  if (want > max_ctx)
+    return Bad("a session of " + std::to_string(want) + " positions: this stage allows " +
+               std::to_string(max_ctx));
+  *n_ctx = static_cast<int>(want);
+  return grpc::Status::OK;
+}
+
+bool UsableRange(const pb::ServedRange& r) {
+  return !r.address().empty() && r.address().size() < 256 && r.first_layer() < r.end_layer() &&
+         r.end_layer() <= r.n_layer() && r.n_layer() <= kMaxLayers;
+}
+
+}  // namespace ggswarm::net

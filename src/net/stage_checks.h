@@ -1,0 +1,27 @@
+// The checks a stage makes on every incoming message before it allocates or computes
+// anything (proto/stage.proto). Pure functions of the message and the stage's limits, so
+// that the fuzz target can drive them without a server.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <cstdint>
+
+#include "stage.pb.h"
+
+namespace ggswarm::net {
+
+// A Forward's shape: batch size, tokens (first stage: ids inside the vocabulary) or hidden
+// states (others: exactly n × n_embd values in the stated format).
+grpc::Status CheckForwardShape(const stage::v1::ForwardRequest& req,
+                               const stage::v1::ServedRange& self, int max_batch);
+// Its place in a session that holds `n_past` of `n_ctx` positions.
+grpc::Status CheckForwardPosition(const stage::v1::ForwardRequest& req, int64_t n_past,
+                                  int64_t n_ctx);
+// The positions an OpenSession asks for (0: the stage's maximum) into `*n_ctx`.
+grpc::Status CheckOpenSession(const stage::v1::OpenSessionRequest& req, uint32_t max_ctx,
+                              int* n_ctx);
+// An announced range worth remembering: a real layer range with an address.
+bool UsableRange(const stage::v1::ServedRange& r);
+
+}  // namespace ggswarm::net
