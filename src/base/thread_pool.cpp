@@ -1,6 +1,7 @@
 #include "base/thread_pool.h"
 
 #include <algorithm>
+#include <thread>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -14,6 +15,8 @@ namespace {
 // Spins before sleeping: about a millisecond, longer than any gap between two matrix
 // products of one token.
 constexpr int kSpins = 1 << 14;
+constexpr int kYieldEvery = 1 << 10;  // pauses between yields while spinning (~30 µs)
+constexpr int kRunSpins = 1 << 12;    // pauses the caller of Run spins before yielding
 }  // namespace
 
 ThreadPool::ThreadPool(int threads) {
@@ -55,7 +58,16 @@ void ThreadPool::Run(int64_t n, const std::function<void(int64_t, int64_t, int)>
   generation_.fetch_add(1);  // publishes the job (sequentially consistent)
   if (sleepers_.load() > 0) generation_.notify_all();
   Work(0);
-  while (pending_.load(std::memory_order_acquire) != 0) GGSWARM_PAUSE();
+  // The last chunks are at most a few microseconds away; after that, a worker that has not
+  // finished is probably not running (more threads than cores: other processes, several
+  // stages on one machine), so give it the core rather than spin against it.
+  for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
+    if (spins < kRunSpins) {
+      GGSWARM_PAUSE();
+    } else {
+      std::this_thread::yield();
+    }
+  }
   job_ = nullptr;
 }
 
@@ -66,7 +78,12 @@ void ThreadPool::Worker(int index) {
     int spins = 0;
     while ((g = generation_.load(std::memory_order_acquire)) == seen) {
       if (++spins < kSpins) {
-        GGSWARM_PAUSE();
+        // Now and then let another runnable thread have this core.
+        if ((spins & (kYieldEvery - 1)) == 0) {
+          std::this_thread::yield();
+        } else {
+          GGSWARM_PAUSE();
+        }
         continue;
       }
       sleepers_.fetch_add(1);
