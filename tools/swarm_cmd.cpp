@@ -144,12 +144,11 @@ StatusOr<std::string> FetchStage(const std::string& ref, const std::vector<std::
   }
   fo.out_dir = dir;
   auto log = [](const std::string& s) { std::fprintf(stderr, "%s\n", s.c_str()); };
-  int first = 0;
   if (!layers.empty()) {
     auto sel = fragments::Selection::Parse(layers, false, false);
     if (!sel.ok()) return sel.status();
-    first = sel->first_layer;
-    fo.selection = *fragments::Selection::Parse(layers, first == 0, false);
+    fo.selection = *sel;
+    fo.selection.embedding = sel->first_layer == 0;  // the first stage embeds the tokens
   }
   {
     ProgressBar bar("fetch");
