@@ -217,6 +217,15 @@ TEST_F(Pipeline, ConcurrentSessionsAndChatGiveTheLocalText) {
   const std::string first = Serve(a, Tiny(), "--layers 0-1 -t 1", t / "a.log");
   ASSERT_FALSE(Serve(b, Tiny(), "--layers 2-3 -t 1 --peer " + first, t / "b.log").empty());
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // The swarm as a peer sees it: both stages, each answering.
+  Result st = Ggswarm("stages swarm://" + first + "/", t);
+  ASSERT_EQ(st.code, 0) << st.err;
+  EXPECT_TRUE(
+      std::regex_search(st.out, std::regex("tinypipe +0-1 +" + first + " .* ms \\+embedding")))
+      << st.out;
+  EXPECT_TRUE(
+      std::regex_search(st.out, std::regex("tinypipe +2-3 +127\\.0\\.0\\.1:[0-9]+ .* ms \\+head")))
+      << st.out;
   const std::string args = " -p 'two at once' -n 64 --temp 0 --ignore-eos";
   Result local = Ggswarm("run " + Tiny() + args, t);
   ASSERT_EQ(local.code, 0) << local.err;

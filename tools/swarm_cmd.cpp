@@ -12,6 +12,7 @@
 #include "net/fetch.h"
 #include "net/peer.h"
 #include "net/stage.h"
+#include "net/stage_client.h"
 #include "net/store.h"
 #include "net/torrent.h"
 #include "progress_bar.h"
@@ -194,9 +195,38 @@ int RunServe(net::StageOptions so, const std::vector<std::string>& fetch_from,
   return 0;
 }
 
+int RunStages(const std::string& uri, const std::string& token) {
+  std::string address, model;
+  if (!net::ParseSwarmUri(uri, &address, &model))
+    return Fail("'" + uri + "': expected swarm://HOST:PORT[/MODEL]");
+  auto stages = net::ListStages(address, model, token);
+  if (!stages.ok()) return Fail(stages.status().ToString());
+  if (stages->empty())
+    return Fail(address + " knows of no stage" + (model.empty() ? "" : " of " + model));
+  std::printf("%-18s %-20s %-9s %-22s %-8s %s\n", "model", "name", "layers", "address", "sessions",
+              "answers");
+  for (const auto& s : *stages) {
+    const std::string layers =
+        std::to_string(s.first_layer) + "-" + std::to_string(s.end_layer - 1);
+    char answers[32];
+    std::snprintf(answers, sizeof answers, "%.1f ms", s.rtt_ms);
+    std::printf("%-18s %-20s %-9s %-22s %-8d %s%s%s\n", s.model_id.substr(0, 16).c_str(),
+                s.model_name.c_str(), layers.c_str(), s.address.c_str(), s.sessions_free,
+                s.answers ? answers : "no", s.has_embedding ? " +embedding" : "",
+                s.has_head ? " +head" : "");
+  }
+  return 0;
+}
+
 }  // namespace
 
 void AddSwarmCommands(CLI::App& app, int& rc) {
+  static std::string stages_uri, stages_token;
+  auto* stages = app.add_subcommand("stages", "List the stages a swarm peer knows of");
+  stages->add_option("swarm", stages_uri, "swarm://HOST:PORT[/MODEL]")->required();
+  stages->add_option("--token", stages_token, "The stages' --token");
+  stages->callback([&] { rc = RunStages(stages_uri, stages_token); });
+
   static net::StageOptions so;
   static std::string serve_layers;
   auto* serve = app.add_subcommand(

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <optional>
 #include <set>
+#include <tuple>
 
 #include "gguf/gguf_file.h"
 #include "net/stage_wire.h"
@@ -372,6 +373,45 @@ StatusOr<std::unique_ptr<SwarmChain>> SwarmChain::Connect(const ChainOptions& o)
   m.tok.emplace(std::move(*tok));
   m.gguf_header.emplace(std::move(*header));
   return c;
+}
+
+StatusOr<std::vector<StageInfo>> ListStages(const std::string& address, const std::string& model,
+                                            const std::string& token) {
+  SwarmChain::Impl m;
+  m.o.address = address;
+  m.o.model = model;
+  m.o.token = token;
+  auto ranges = m.Lookup();
+  if (!ranges.ok()) return ranges.status();
+  std::vector<StageInfo> v;
+  for (const auto& r : *ranges) {
+    StageInfo s;
+    s.model_id = r.model_id();
+    s.model_name = r.model_name();
+    s.address = r.address();
+    s.first_layer = static_cast<int>(r.first_layer());
+    s.end_layer = static_cast<int>(r.end_layer());
+    s.n_layer = static_cast<int>(r.n_layer());
+    s.has_embedding = r.has_embedding();
+    s.has_head = r.has_head();
+    s.sessions_free = static_cast<int>(r.sessions_free());
+    auto stub = m.Stub(r.address());
+    grpc::ClientContext ctx;
+    m.Prepare(&ctx, 2);
+    pb::HelloRequest req;
+    req.set_version(kStageProtocolVersion);
+    pb::HelloReply rep;
+    const auto t0 = Clock::now();
+    s.answers = stub->Hello(&ctx, req, &rep).ok();
+    s.rtt_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    if (s.answers) s.sessions_free = static_cast<int>(rep.served().sessions_free());
+    v.push_back(s);
+  }
+  std::sort(v.begin(), v.end(), [](const StageInfo& a, const StageInfo& b) {
+    return std::tie(a.model_id, a.first_layer, a.address) <
+           std::tie(b.model_id, b.first_layer, b.address);
+  });
+  return v;
 }
 
 SwarmChain::~SwarmChain() {

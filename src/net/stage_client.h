@@ -32,6 +32,19 @@ struct ChainOptions {
 // "swarm://HOST:PORT/MODEL" → address and model; false when `uri` is not one.
 bool ParseSwarmUri(const std::string& uri, std::string* address, std::string* model);
 
+// What a peer knows of the swarm: every stage of `model` ("" for all models) it has heard
+// of, each asked directly whether it answers and how fast.
+struct StageInfo {
+  std::string model_id, model_name, address;
+  int first_layer = 0, end_layer = 0, n_layer = 0;
+  bool has_embedding = false, has_head = false;
+  int sessions_free = 0;
+  bool answers = false;
+  double rtt_ms = 0;
+};
+StatusOr<std::vector<StageInfo>> ListStages(const std::string& address, const std::string& model,
+                                            const std::string& token);
+
 class SwarmChain : public runtime::Evaluator {
  public:
   static StatusOr<std::unique_ptr<SwarmChain>> Connect(const ChainOptions& o);
