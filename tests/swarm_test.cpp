@@ -388,6 +388,13 @@ TEST_F(Swarm, BadPeersAndBadReferencesFailClearlyAndInBoundedTime) {
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.out.find("is not empty"), std::string::npos) << r.out;
   EXPECT_EQ(ReadBytes(t / "mine/notes.txt"), (std::vector<uint8_t>{'h', 'i'}));
+  // Resume data that is not resume data: named, and kept for the user to remove.
+  fs::create_directory(t / "x9");
+  testing::WriteBytes(t / "x9/.ggswarm-fetch.resume", {'d', '8', ':', 'x'});
+  r = Ggswarm("fetch " + InfoHash() + " " + t / "x9" + Peer(port));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find(".ggswarm-fetch.resume: unreadable"), std::string::npos) << r.out;
+  EXPECT_TRUE(fs::exists(t / "x9/.ggswarm-fetch.resume"));
   // A torrent file that is not one.
   testing::WriteBytes(t / "bad.torrent", {'d', '4', ':', 'i'});
   r = Ggswarm("fetch " + t / "bad.torrent" + " " + t / "x8" + Peer(port));
@@ -416,7 +423,7 @@ TEST_F(Swarm, ATorrentThatDoesNotMatchItsManifestIsRefused) {
   std::unique_ptr<Process> seed;
   const int port = StartPeer(seed, "--seed " + d, t / "seed.log");
   ASSERT_GT(port, 0);
-  for (const std::string ref : {d + "/model.torrent", std::string("info-hash")}) {
+  for (const std::string& ref : {d + "/model.torrent", std::string("info-hash")}) {
     std::string r_ref = ref;
     if (ref == "info-hash") {
       std::smatch m;
@@ -466,6 +473,16 @@ TEST_F(Swarm, AStoreKeepsSharedFragmentsOnceAndSeedsModelsAddedLater) {
   r = Ggswarm("store add " + t / "store" + " " + Frag());
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.out.find("already holds this model"), std::string::npos) << r.out;
+  // A damaged copy is refused, and nothing of it enters the store.
+  const std::string damaged = CopyOfFrag(t, "damaged");
+  const std::string victim = damaged + "/" + manifest["fragments"][0]["file"].get<std::string>();
+  auto bytes = ReadBytes(victim);
+  bytes[0] ^= 1;
+  testing::WriteBytes(victim, bytes);
+  r = Ggswarm("store add " + t / "store2" + " " + damaged);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("does not verify"), std::string::npos) << r.out;
+  EXPECT_TRUE(fs::is_empty(t / "store2/models"));
 
   ASSERT_TRUE(peer->WaitFor("seeding ", 20, 2)) << peer->Log();
   std::smatch pm;

@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
+#include "base/units.h"
 #include "commands.h"
 #include "convert/quantize_model.h"
 #include "convert/synth.h"
@@ -13,30 +14,6 @@
 namespace ggswarm::cli {
 namespace {
 
-// "10M", "512K", "1G", "4096": bytes (binary multiples).
-std::optional<uint64_t> ParseSize(const std::string& s) {
-  if (s.empty()) return std::nullopt;
-  size_t used = 0;
-  unsigned long long v = 0;
-  try {
-    v = std::stoull(s, &used);
-  } catch (...) {
-    return std::nullopt;
-  }
-  const std::string unit = s.substr(used);
-  uint64_t mul = 1;
-  if (unit == "K" || unit == "k" || unit == "KiB")
-    mul = 1ull << 10;
-  else if (unit == "M" || unit == "m" || unit == "MiB")
-    mul = 1ull << 20;
-  else if (unit == "G" || unit == "g" || unit == "GiB")
-    mul = 1ull << 30;
-  else if (!unit.empty() && unit != "B")
-    return std::nullopt;
-  if (v > UINT64_MAX / mul) return std::nullopt;
-  return v * mul;
-}
-
 double Seconds(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -44,7 +21,7 @@ double Seconds(std::chrono::steady_clock::time_point t0) {
 int RunFragment(const std::string& in, const std::string& out, const std::string& chunk,
                 const std::string& name, bool force, bool torrent, bool hybrid) {
   fragments::FragmentOptions o;
-  auto size = ParseSize(chunk);
+  auto size = ParseByteSize(chunk);
   if (!size || *size == 0) return Fail("--chunk-size " + chunk + ": expected a size like 10M");
   o.chunk_size = *size;
   o.name = name;
@@ -65,6 +42,7 @@ int RunFragment(const std::string& in, const std::string& out, const std::string
   net::TorrentOptions to;
   to.hybrid = hybrid;
   to.overwrite = force;
+  to.checked = true;  // every fragment was hashed as it was written
   ProgressBar tbar("torrent");
   auto t = net::MakeTorrent(out, to, tbar.fn());
   tbar.Finish();

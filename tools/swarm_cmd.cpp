@@ -8,7 +8,6 @@
 
 #include "base/file.h"
 #include "commands.h"
-#include "fragments/manifest.h"
 #include "net/fetch.h"
 #include "net/peer.h"
 #include "net/stage.h"
@@ -120,59 +119,6 @@ int RunFetch(const net::FetchOptions& fo) {
   return 0;
 }
 
-// The fragments a stage needs, fetched from BitTorrent peers into `cache`: its layers, the
-// embedding when it starts at layer 0, the head when it ends at the last layer (known once
-// the manifest is in: then a second, resumed fetch adds it).
-StatusOr<std::string> FetchStage(const std::string& ref, const std::vector<std::string>& from,
-                                 const std::string& cache, const std::string& layers) {
-  auto peers = net::ParseEndpoints(from);
-  if (!peers.ok()) return peers.status().WithContext("--fetch-from");
-  auto parsed = net::ParseModelRef(ref);
-  if (!parsed.ok()) return parsed.status();
-  const lt::info_hash_t& ih = parsed->ti ? parsed->ti->info_hashes() : parsed->info_hashes;
-  const std::string hex =
-      ih.has_v2() ? net::HexOf(ih.v2.data(), ih.v2.size()) : net::HexOf(ih.v1.data(), ih.v1.size());
-  net::FetchOptions fo;
-  fo.ref = ref;
-  fo.peers = *peers;
-  fo.swarm.listen.clear();
-  std::string dir = cache;
-  if (dir.empty()) {
-    const char* xdg = std::getenv("XDG_CACHE_HOME");
-    const char* home = std::getenv("HOME");
-    dir = std::string(xdg ? xdg : (home ? std::string(home) + "/.cache" : "/tmp")) + "/ggswarm/";
-    dir += hex.substr(0, 16) + (layers.empty() ? "" : "-layers-" + layers);
-  }
-  fo.out_dir = dir;
-  auto log = [](const std::string& s) { std::fprintf(stderr, "%s\n", s.c_str()); };
-  if (!layers.empty()) {
-    auto sel = fragments::Selection::Parse(layers, false, false);
-    if (!sel.ok()) return sel.status();
-    fo.selection = *sel;
-    fo.selection.embedding = sel->first_layer == 0;  // the first stage embeds the tokens
-  }
-  {
-    ProgressBar bar("fetch");
-    auto r = net::Fetch(fo, bar.fn(), log);
-    bar.Finish();
-    if (!r.ok()) return r.status();
-  }
-  if (!fo.selection.all) {
-    auto m = fragments::Manifest::Load(dir);
-    if (!m.ok()) return m.status();
-    int n_layer = 0;
-    for (const auto& f : m->fragments) n_layer = std::max(n_layer, f.layer + 1);
-    if (fo.selection.last_layer == n_layer - 1) {
-      fo.selection.head = true;
-      ProgressBar bar("fetch");
-      auto r = net::Fetch(fo, bar.fn(), log);
-      bar.Finish();
-      if (!r.ok()) return r.status();
-    }
-  }
-  return dir;
-}
-
 int RunServe(net::StageOptions so, const std::vector<std::string>& fetch_from,
              const std::string& cache, const std::string& layers) {
   if (!fetch_from.empty() || (!PathExists(so.model_path) && !so.model_path.empty())) {
@@ -180,7 +126,22 @@ int RunServe(net::StageOptions so, const std::vector<std::string>& fetch_from,
       return Fail(so.model_path +
                   ": no such file or directory (to fetch a model by info-hash, "
                   "give --fetch-from HOST:PORT)");
-    auto dir = FetchStage(so.model_path, fetch_from, cache, layers);
+    auto peers = net::ParseEndpoints(fetch_from);
+    if (!peers.ok()) return Fail(peers.status().WithContext("--fetch-from").ToString());
+    net::FetchOptions fo;
+    fo.ref = so.model_path;
+    fo.peers = *peers;
+    fo.out_dir = cache;
+    fo.swarm.listen.clear();
+    if (!layers.empty()) {
+      auto sel = fragments::Selection::Parse(layers, false, false);
+      if (!sel.ok()) return Fail(sel.status().ToString());
+      fo.selection = *sel;
+    }
+    ProgressBar bar("fetch");
+    auto dir = net::FetchStage(
+        fo, bar.fn(), [](const std::string& s) { std::fprintf(stderr, "%s\n", s.c_str()); });
+    bar.Finish();
     if (!dir.ok()) return Fail(dir.status().ToString());
     so.model_path = *dir;
   }

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <vector>
 
+#include "base/sha256.h"
+
 namespace ggswarm {
 namespace {
 
@@ -258,6 +260,23 @@ StatusOr<std::string> ReadSmallFile(const std::string& path, uint64_t max_bytes)
   GGSWARM_RETURN_IF_ERROR(
       in->ReadAt(0, {reinterpret_cast<uint8_t*>(s.data()), static_cast<size_t>(s.size())}));
   return s;
+}
+
+}  // namespace ggswarm
+
+namespace ggswarm {
+
+StatusOr<std::string> Sha256HexOfFile(const InputFile& in, std::span<uint8_t> buf,
+                                      const std::function<void(size_t)>& on_chunk) {
+  Sha256 h;
+  for (uint64_t done = 0; done < in.size();) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), in.size() - done));
+    GGSWARM_RETURN_IF_ERROR(in.ReadAt(done, buf.subspan(0, n)));
+    h.Update(buf.subspan(0, n));
+    if (on_chunk) on_chunk(n);
+    done += n;
+  }
+  return ToHex(h.Finish());
 }
 
 }  // namespace ggswarm

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -86,5 +87,10 @@ class OutputFile {
 bool PathExists(const std::string& path);
 bool IsDirectory(const std::string& path);
 StatusOr<std::string> ReadSmallFile(const std::string& path, uint64_t max_bytes);
+
+// The SHA-256 (hex) of all of `in`, read through `buf` (its size sets the read size);
+// `on_chunk`, when given, sees the size of every piece read.
+StatusOr<std::string> Sha256HexOfFile(const InputFile& in, std::span<uint8_t> buf,
+                                      const std::function<void(size_t)>& on_chunk = {});
 
 }  // namespace ggswarm

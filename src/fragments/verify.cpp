@@ -12,20 +12,6 @@ namespace {
 
 constexpr size_t kIoBuffer = 4u << 20;
 
-// Reads a whole file in chunks and returns its SHA-256; `on_chunk` sees every chunk.
-template <class OnChunk>
-StatusOr<std::string> HashFile(const InputFile& in, std::vector<uint8_t>& buf, OnChunk&& on_chunk) {
-  Sha256 h;
-  for (uint64_t done = 0; done < in.size();) {
-    const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), in.size() - done));
-    GGSWARM_RETURN_IF_ERROR(in.ReadAt(done, {buf.data(), n}));
-    h.Update({buf.data(), n});
-    on_chunk(n);
-    done += n;
-  }
-  return ToHex(h.Finish());
-}
-
 }  // namespace
 
 StatusOr<gguf::GgufFile> LoadHeader(const std::string& dir, const Manifest& m,
@@ -112,7 +98,7 @@ StatusOr<VerifyReport> VerifyDirectory(const std::string& dir, int threads,
           problem(f.file, "size " + std::to_string(in->size()) + " bytes, expected " +
                               std::to_string(f.size));
         } else {
-          auto sha = HashFile(*in, buf, [&](size_t k) {
+          auto sha = Sha256HexOfFile(*in, buf, [&](size_t k) {
             const uint64_t now = done.fetch_add(k) + k;
             if (progress) progress(now, total);
           });

@@ -14,7 +14,6 @@
 #include <thread>
 
 #include "base/file.h"
-#include "base/sha256.h"
 #include "fragments/fragments.h"
 #include "net/torrent.h"
 
@@ -76,10 +75,6 @@ class FragmentChecker {
     queue_.push_back(file);
     cv_.notify_all();
   }
-  bool Queued(const std::string& file) {
-    std::lock_guard<std::mutex> l(mu_);
-    return queued_.count(file) > 0;
-  }
   // Waits for every queued file; returns those that did not match (or could not be read).
   std::vector<std::string> Finish() {
     std::unique_lock<std::mutex> l(mu_);
@@ -113,14 +108,9 @@ class FragmentChecker {
   Status Check(const std::string& file, std::vector<uint8_t>& buf) {
     auto in = InputFile::Open(dir_ + "/" + file);
     if (!in.ok()) return in.status();
-    Sha256 h;
-    for (uint64_t done = 0; done < in->size();) {
-      const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), in->size() - done));
-      GGSWARM_RETURN_IF_ERROR(in->ReadAt(done, {buf.data(), n}));
-      h.Update({buf.data(), n});
-      done += n;
-    }
-    if (ToHex(h.Finish()) != expected_.at(file))
+    auto sha = Sha256HexOfFile(*in, buf);
+    if (!sha.ok()) return sha.status();
+    if (*sha != expected_.at(file))
       return Status::Corruption("the fetched " + file +
                                 " does not match its SHA-256 in manifest.json (the torrent and "
                                 "its manifest disagree)");
@@ -180,7 +170,6 @@ class Fetcher {
   std::unique_ptr<FragmentChecker> checker_;
   lt::add_torrent_params last_resume_;  // from the last save: info dict and Merkle trees
   std::string resume_path_;
-  Status failure_;
 };
 
 Status Fetcher::Prepare(lt::add_torrent_params& p) {
@@ -224,16 +213,9 @@ Status Fetcher::Prepare(lt::add_torrent_params& p) {
   p.trackers = o_.swarm.trackers;
   if (o_.swarm.upload_limit > 0) p.upload_limit = static_cast<int>(o_.swarm.upload_limit);
   if (o_.swarm.download_limit > 0) p.download_limit = static_cast<int>(o_.swarm.download_limit);
-  if (p.ti) {
-    GGSWARM_RETURN_IF_ERROR(FlatFileNames(p.ti->files(), &p.renamed_files));
-    const lt::file_storage& files = p.ti->files();
-    p.file_priorities.assign(static_cast<size_t>(files.num_files()), lt::dont_download);
-    for (const char* head : {fragments::kManifestFile, fragments::kHeaderFile}) {
-      const int i = FindFile(files, head);
-      if (i < 0) return Status::Corruption(std::string("the torrent holds no ") + head);
-      p.file_priorities[static_cast<size_t>(i)] = kFirst;
-    }
-  }
+  // Files are renamed before the torrent is added when its metadata is already known;
+  // nothing is downloaded until OnMetadata() chooses (default_dont_download).
+  if (p.ti) GGSWARM_RETURN_IF_ERROR(FlatFileNames(p.ti->files(), &p.renamed_files));
   r_.info_hash = HashText(p.info_hashes);
   return Status::Ok();
 }
@@ -573,6 +555,36 @@ StatusOr<FetchReport> Fetch(const FetchOptions& o, const ProgressFn& progress, c
   } catch (const std::exception& e) {  // libtorrent reports some misuse by throwing
     return Status::IOError(std::string("fetch: ") + e.what());
   }
+}
+
+StatusOr<std::string> FetchStage(FetchOptions o, const ProgressFn& progress, const LogFn& log) {
+  if (o.out_dir.empty()) {
+    auto ref = ParseModelRef(o.ref);
+    if (!ref.ok()) return ref.status();
+    const lt::info_hash_t& ih = ref->ti ? ref->ti->info_hashes() : ref->info_hashes;
+    const char* xdg = std::getenv("XDG_CACHE_HOME");
+    const char* home = std::getenv("HOME");
+    o.out_dir = std::string(xdg ? xdg : (home ? std::string(home) + "/.cache" : "/tmp")) +
+                "/ggswarm/" + HashText(ih).substr(0, 16);
+    if (!o.selection.all)
+      o.out_dir += "-layers-" + std::to_string(o.selection.first_layer) + "-" +
+                   std::to_string(o.selection.last_layer);
+  }
+  if (!o.selection.all) o.selection.embedding = o.selection.first_layer == 0;
+  auto r = Fetch(o, progress, log);
+  if (!r.ok()) return r.status();
+  if (!o.selection.all) {
+    auto m = fragments::Manifest::Load(o.out_dir);
+    if (!m.ok()) return m.status();
+    int n_layer = 0;
+    for (const auto& f : m->fragments) n_layer = std::max(n_layer, f.layer + 1);
+    if (o.selection.last_layer == n_layer - 1) {
+      o.selection.head = true;
+      auto h = Fetch(o, progress, log);
+      if (!h.ok()) return h.status();
+    }
+  }
+  return o.out_dir;
 }
 
 }  // namespace ggswarm::net

@@ -50,4 +50,11 @@ using LogFn = std::function<void(const std::string&)>;
 StatusOr<FetchReport> Fetch(const FetchOptions& o, const ProgressFn& progress = {},
                             const LogFn& log = {});
 
+// The fragments a pipeline stage serving `o.selection`'s layers needs: those layers, the
+// embedding when they start at layer 0, the head when they end at the last (known once the
+// manifest is in: then a second, resumed fetch adds it). `o.out_dir` empty: a cache
+// directory, $XDG_CACHE_HOME/ggswarm/HASH-layers-A-B (or ~/.cache/…). Returns the directory.
+StatusOr<std::string> FetchStage(FetchOptions o, const ProgressFn& progress = {},
+                                 const LogFn& log = {});
+
 }  // namespace ggswarm::net

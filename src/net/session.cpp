@@ -11,6 +11,8 @@
 #include <libtorrent/session_params.hpp>
 #include <libtorrent/settings_pack.hpp>
 
+#include "base/units.h"
+
 namespace ggswarm::net {
 
 StatusOr<Endpoint> ParseEndpoint(const std::string& s) {
@@ -48,21 +50,11 @@ StatusOr<std::vector<Endpoint>> ParseEndpoints(const std::vector<std::string>& l
 }
 
 StatusOr<int64_t> ParseRate(const std::string& s) {
-  int64_t v = -1;
-  auto [end, err] = std::from_chars(s.data(), s.data() + s.size(), v);
-  const std::string unit(end, s.data() + s.size());
-  int64_t mul = 0;
-  if (unit.empty() || unit == "B")
-    mul = 1;
-  else if (unit == "K" || unit == "k")
-    mul = 1 << 10;
-  else if (unit == "M" || unit == "m")
-    mul = 1 << 20;
-  else if (unit == "G" || unit == "g")
-    mul = 1 << 30;
-  if (err != std::errc() || v < 0 || mul == 0 || v > (INT32_MAX / mul))
+  // libtorrent keeps rates in an int.
+  const auto v = ParseByteSize(s);
+  if (!v || *v > static_cast<uint64_t>(INT32_MAX))
     return Status::InvalidArgument("'" + s + "': expected bytes per second, like 500K or 10M");
-  return v * mul;
+  return static_cast<int64_t>(*v);
 }
 
 namespace {

@@ -45,7 +45,7 @@ StatusOr<std::unique_ptr<lt::session>> OpenSession(const SwarmOptions& o);
 // The port the session listens on, once it does (0 until then, or when it cannot).
 int ListenPort(lt::session& s);
 
-// "<size> B/KB/MB/GB" or "10M", "500K": bytes (decimal for B/KB…, binary for K/M/G).
+// "10M", "500K", "1000": bytes per second (base/units.h), at most INT32_MAX.
 StatusOr<int64_t> ParseRate(const std::string& s);
 
 }  // namespace ggswarm::net

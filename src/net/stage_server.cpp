@@ -10,7 +10,6 @@
 #include <thread>
 
 #include "base/file.h"
-#include "base/sha256.h"
 #include "base/thread_pool.h"
 #include "fragments/fragment_source.h"
 #include "fragments/manifest.h"
@@ -39,15 +38,8 @@ StatusOr<std::string> ModelId(const std::string& path) {
   }
   auto in = InputFile::Open(path);
   if (!in.ok()) return in.status();
-  Sha256 h;
   std::vector<uint8_t> buf(4u << 20);
-  for (uint64_t at = 0; at < in->size();) {
-    const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), in->size() - at));
-    GGSWARM_RETURN_IF_ERROR(in->ReadAt(at, {buf.data(), n}));
-    h.Update({buf.data(), n});
-    at += n;
-  }
-  return ToHex(h.Finish());
+  return Sha256HexOfFile(*in, buf);
 }
 
 // The bytes before the tensor data: gguf_header.dat, or the start of the GGUF file.

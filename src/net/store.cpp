@@ -116,7 +116,9 @@ StatusOr<StoreAddReport> Store::Add(const std::string& src, const ProgressFn& pr
     r.fragments++;
   }
   if (!has_torrent) {
-    auto t = MakeTorrent(staging, TorrentOptions{});
+    TorrentOptions to;
+    to.checked = true;  // verified above, and not partial
+    auto t = MakeTorrent(staging, to);
     if (!t.ok()) return t.status();
   }
   auto t = LoadTorrent(staging + "/" + kTorrentFile);

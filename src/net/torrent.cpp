@@ -102,17 +102,24 @@ StatusOr<TorrentSummary> MakeTorrent(const std::string& dir, const TorrentOption
   if (o.piece_size != 0 && (o.piece_size < 16384 || (o.piece_size & (o.piece_size - 1))))
     return Status::InvalidArgument("piece size " + std::to_string(o.piece_size) +
                                    ": must be a power of two of at least 16 KiB");
-  auto check = fragments::VerifyDirectory(dir);
-  if (!check.ok()) return check.status();
-  if (!check->ok()) {
-    const auto& p = check->problems.front();
-    return Status::Corruption(dir + " does not verify (" + p.file + ": " + p.what +
-                              "); a torrent of it would share bad data");
+  fragments::Manifest m;
+  if (o.checked) {
+    auto loaded = fragments::Manifest::Load(dir);
+    if (!loaded.ok()) return loaded.status();
+    m = std::move(*loaded);
+  } else {
+    auto check = fragments::VerifyDirectory(dir);
+    if (!check.ok()) return check.status();
+    if (!check->ok()) {
+      const auto& p = check->problems.front();
+      return Status::Corruption(dir + " does not verify (" + p.file + ": " + p.what +
+                                "); a torrent of it would share bad data");
+    }
+    if (!check->not_selected.empty())
+      return Status::InvalidArgument(dir + " is a partial copy (" + check->selection +
+                                     "); a torrent needs every fragment");
+    m = std::move(check->manifest);
   }
-  if (!check->not_selected.empty())
-    return Status::InvalidArgument(dir + " is a partial copy (" + check->selection +
-                                   "); a torrent needs every fragment");
-  const fragments::Manifest& m = check->manifest;
   const std::string name = fragments::SanitizeName(m.name.empty() ? "model" : m.name);
 
   lt::file_storage files;

@@ -25,6 +25,8 @@ struct TorrentOptions {
   int piece_size = 0;
   std::vector<std::string> trackers;
   bool overwrite = false;  // replace an existing model.torrent
+  // The caller has just made or verified the whole directory: do not read it all twice.
+  bool checked = false;
 };
 
 struct TorrentSummary {
