@@ -166,6 +166,70 @@ TEST(Kernels, AmxTilesMatchTheScalarReference) {
   CheckTiles(true);
 }
 
+// The bf16 tiles: the decoded weights are exactly Dequantize's values rounded to bf16, in
+// the layout kernels.h gives, and each result is the dot of the bf16 operands up to f32
+// summation order. Shapes: one and several tiles of rows and tokens, partial ones, and k
+// over more than one pass of the kernel.
+TEST(Kernels, AmxBf16TilesMatchTheScalarReference) {
+  REQUIRE_AVX512();
+  kernels::SetAmx(true);
+  if (!kernels::AmxBf16Active()) GTEST_SKIP() << "this CPU has no AMX-BF16 (or GGSWARM_AMX=0)";
+  for (GgmlType type : kTypes) {
+    SCOPED_TRACE(TypeName(type));
+    for (int64_t k : {512, 2560}) {
+      for (int n : {1, 16, 17, 40, 64}) {
+        for (int rows : {1, 9, 16, 33, 64}) {
+          SCOPED_TRACE("k " + std::to_string(k) + " n " + std::to_string(n) + " rows " +
+                       std::to_string(rows));
+          const Operands o = Make(type, rows, 1, k, 300 + n + rows);
+          kernels::Bf16Rows d;
+          kernels::ReserveBf16(&d, rows, k);
+          ASSERT_EQ(d.rows, (rows + 15) / 16 * 16);
+          for (int t = 0; t * 16 < rows; ++t) {
+            const uint8_t* ptrs[16];
+            const int count = std::min(16, rows - t * 16);
+            for (int i = 0; i < count; ++i) ptrs[i] = o.w.data() + (t * 16 + i) * o.row_bytes;
+            kernels::DecodeTileBf16(type, ptrs, count, &d, t);
+          }
+          // The layout: element j of row r.
+          auto at = [&](int r, int64_t j) {
+            const int64_t kb = j / 32, p = (j % 32) / 2, e = j % 2;
+            return d.b[((kb * d.rows / 16 + r / 16) * 16 + p) * 32 + 2 * (r % 16) + e];
+          };
+          std::vector<std::vector<float>> wf(d.rows, std::vector<float>(k, 0.0f));
+          for (int r = 0; r < d.rows; ++r) {
+            if (r < rows) {
+              ASSERT_TRUE(Dequantize(type, o.w.data() + r * o.row_bytes, wf[r].data(), k).ok());
+            }
+            for (int64_t j = 0; j < k; ++j)
+              ASSERT_EQ(Bf16ToFloat(at(r, j)), Bf16ToFloat(FloatToBf16(wf[r][j])))  // -0 == 0
+                  << "row " << r << " element " << j;
+          }
+          const auto x = RandomFloats(static_cast<size_t>(n) * k, 400 + n);
+          kernels::Bf16Tokens tok;
+          kernels::BuildBf16Tokens(x.data(), n, k, &tok);
+          const int64_t stride = rows + 3;  // a wider output: columns past `rows` untouched
+          std::vector<float> out(static_cast<size_t>(n) * stride, NAN);
+          kernels::TileProductBf16(d, tok, out.data(), stride);
+          for (int t = 0; t < n; ++t) {
+            for (int r = 0; r < rows; ++r) {
+              double want = 0, mag = 0;
+              for (int64_t j = 0; j < k; ++j) {
+                const double p =
+                    double(Bf16ToFloat(at(r, j))) * Bf16ToFloat(FloatToBf16(x[t * k + j]));
+                want += p;
+                mag += std::fabs(p);
+              }
+              ASSERT_NEAR(out[t * stride + r], want, 1e-5 * mag) << "token " << t << " row " << r;
+            }
+            for (int64_t r = rows; r < stride; ++r) ASSERT_TRUE(std::isnan(out[t * stride + r]));
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(Kernels, AttentionMatchesTheScalarReference) {
   REQUIRE_AVX512();
   for (int hd : {64, 128}) {

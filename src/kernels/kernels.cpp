@@ -155,15 +155,12 @@ void Reserve(DecodedRows* out, int rows, int64_t k, int block) {
   out->negc.resize(out->sw.size());
 }
 
-void DecodeRow(GgmlType w, const uint8_t* row, DecodedRows* out, int slot) {
-  const int64_t k = out->k, nkb = out->nkb;
-  thread_local std::vector<int8_t> row_q;
-  row_q.resize(k);
-  int8_t* q = row_q.data();
-  float* sw = out->sw.data() + slot * nkb;
-  float* mw = out->mw.data() + slot * nkb;
-  int32_t* negc = out->negc.data() + slot * nkb;
-  const int bl = static_cast<int>(k / nkb);
+namespace {
+
+// Row `row` (k elements of type w) as int8 quants q with a scale sw[b] and min mw[b] per
+// block of k / nkb: element j of block b is sw[b] * q[j] + mw[b].
+void DecodeQuants(GgmlType w, const uint8_t* row, int64_t k, int64_t nkb, int8_t* q, float* sw,
+                  float* mw) {
   switch (w) {
     case GgmlType::Q8_0: {
       const auto* x = reinterpret_cast<const Q8_0*>(row);
@@ -299,6 +296,18 @@ void DecodeRow(GgmlType w, const uint8_t* row, DecodedRows* out, int slot) {
     default:
       break;
   }
+}
+
+}  // namespace
+
+void DecodeRow(GgmlType w, const uint8_t* row, DecodedRows* out, int slot) {
+  const int64_t k = out->k, nkb = out->nkb;
+  thread_local std::vector<int8_t> row_q;
+  row_q.resize(k);
+  int8_t* q = row_q.data();
+  int32_t* negc = out->negc.data() + slot * nkb;
+  const int bl = static_cast<int>(k / nkb);
+  DecodeQuants(w, row, k, nkb, q, out->sw.data() + slot * nkb, out->mw.data() + slot * nkb);
   for (int64_t b = 0; b < nkb; ++b) {
     negc[b] = -128 * Sum(q + b * bl, bl);
     std::memcpy(out->q.data() + (b * 16 + slot) * bl, q + b * bl, bl);
@@ -371,6 +380,76 @@ void BuildPanel(GgmlType w, const uint8_t* act, uint64_t act_row_bytes, int n, i
   } else {
     for (int t = 0; t < n; ++t) fill(t);
   }
+}
+
+bool AmxBf16Active() {
+  static const bool has = [] {
+#if defined(__x86_64__)
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    const bool amx_bf16 = (d >> 22) & 1;
+    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
+    const bool avx512_bf16 = (a >> 5) & 1;
+    return amx_bf16 && avx512_bf16;
+#else
+    return false;
+#endif
+  }();
+  return has && AmxActive();
+}
+
+void ReserveBf16(Bf16Rows* out, int count, int64_t k) {
+  out->k = k;
+  out->used = count;
+  const int rows = (count + 15) / 16 * 16;
+  const size_t size = static_cast<size_t>(rows) * k;
+  // Zero the padding rows: all of it where the shape changed, otherwise only the last tile.
+  if (out->rows != rows || out->b.size() != size) {
+    out->rows = rows;
+    out->b.assign(size, 0);
+  } else if (count != rows) {
+    for (int64_t kb = 0; kb < k / 32; ++kb)
+      std::memset(out->b.data() + (kb * rows / 16 + rows / 16 - 1) * 512, 0,
+                  512 * sizeof(uint16_t));
+  }
+}
+
+void DecodeTileBf16(GgmlType w, const uint8_t* const* rows, int count, Bf16Rows* out, int tile) {
+  const int64_t k = out->k;
+  const int bl = TileBlock(w);
+  const int64_t nkb = k / bl;
+  uint16_t* dst = out->b.data() + static_cast<size_t>(tile) * 512;
+  const int64_t step = static_cast<int64_t>(out->rows / 16) * 512;
+  if (w == GgmlType::Q8_0) return amx::Q8_0TileToBf16(rows, count, k, dst, step);
+  thread_local std::vector<int8_t> q;
+  thread_local std::vector<float> sw, mw;
+  q.resize(16 * k);
+  sw.resize(16 * nkb);
+  mw.resize(16 * nkb);
+  for (int i = 0; i < count; ++i)
+    DecodeQuants(w, rows[i], k, nkb, q.data() + i * k, sw.data() + i * nkb, mw.data() + i * nkb);
+  amx::QuantsTileToBf16(q.data(), sw.data(), mw.data(), count, bl, k, dst, step);
+}
+
+void BuildBf16Tokens(const float* x, int n, int64_t k, Bf16Tokens* t, ThreadPool* pool) {
+  t->k = k;
+  t->stride = k + 32;
+  t->n = n;
+  t->rows = (n + 15) / 16 * 16;
+  t->a.resize(static_cast<size_t>(t->rows) * t->stride);
+  std::memset(t->a.data() + static_cast<size_t>(n) * t->stride, 0,
+              static_cast<size_t>(t->rows - n) * t->stride * sizeof(uint16_t));
+  auto fill = [&](int64_t b, int64_t e, int) {
+    for (int64_t i = b; i < e; ++i) amx::FloatsToBf16(x + i * k, k, t->a.data() + i * t->stride);
+  };
+  if (pool)
+    pool->Run(n, fill, 4);
+  else
+    fill(0, n, 0);
+}
+
+void TileProductBf16(const Bf16Rows& w, const Bf16Tokens& x, float* out, int64_t out_stride) {
+  amx::TileBf16(w, x, out, out_stride);
 }
 
 bool HasAttention(int head_dim) {

@@ -100,6 +100,51 @@ void BuildPanel(GgmlType w, const uint8_t* act, uint64_t act_row_bytes, int n, i
 void TileProduct(const DecodedRows& w, const Panel& p, bool has_min, float* out, int64_t row_stride,
                  int64_t token_stride);
 
+// --- Tiles in bf16 (AMX-BF16) ------------------------------------------------------------
+//
+// For long prompts: the weights, decoded exactly (Dequantize's values), are rounded to bf16
+// once per call, the activations to bf16 once per token, and TDPBF16PS accumulates the
+// products in f32 inside the tile. No per-block int32 result has to be stored, converted
+// and scaled by the vector unit, which is what bounds the int8 tiles. Here the tokens are
+// the tile's rows (operand A, the activations as they lie) and the weight rows its columns
+// (operand B), so a result tile is sixteen tokens' outputs for sixteen weight rows, laid
+// out as the output is.
+// Rounding both operands to bf16 (relative step 2^-8) errs about as much as llama.cpp's
+// 8-bit activations (1/127 of a block's largest value) do, in another way; so the engine
+// uses these tiles only from kBf16MinTokens tokens on, and tests hold them to the scalar
+// reference with the same tolerance as llama.cpp.
+
+// Whether the bf16 tiles can run: AMX-BF16 and AVX512-BF16 present and AMX in use.
+bool AmxBf16Active();
+
+// Weight rows decoded to bf16 in the layout of operand B: for element block kb (32
+// elements), tile rt of sixteen rows and pair p, 64 bytes holding elements 2p, 2p + 1 of
+// each of the sixteen rows (row = 32-bit lane): b[((kb * rows / 16 + rt) * 16 + p) * 32 +
+// 2 * (r % 16) + e]. rows is a multiple of 16; padding rows are zero.
+struct Bf16Rows {
+  int64_t k = 0;
+  int rows = 0, used = 0;
+  std::vector<uint16_t> b;
+};
+// Sizes `out` for `count` rows of k elements (k % 32 == 0), the padding rows zero.
+void ReserveBf16(Bf16Rows* out, int count, int64_t k);
+// Decodes rows 16 * tile … 16 * tile + count - 1 of `out` from rows[0 … count - 1] (k
+// elements of type w each; needs TileBlock(w) != 0 and count <= 16).
+void DecodeTileBf16(GgmlType w, const uint8_t* const* rows, int count, Bf16Rows* out, int tile);
+
+// Activations of n tokens in bf16, row by row (token t at a[t * stride]), padded with zero
+// tokens to a multiple of sixteen; stride is k plus a cache line, so that the sixteen rows
+// of a tile do not share one cache set.
+struct Bf16Tokens {
+  int64_t k = 0, stride = 0;
+  int n = 0, rows = 0;
+  std::vector<uint16_t> a;
+};
+void BuildBf16Tokens(const float* x, int n, int64_t k, Bf16Tokens* t, ThreadPool* pool = nullptr);
+
+// out[t * out_stride + r] = token t · row r for t < x.n, r < w.used. Needs AmxBf16Active().
+void TileProductBf16(const Bf16Rows& w, const Bf16Tokens& x, float* out, int64_t out_stride);
+
 // --- Attention ---------------------------------------------------------------------------
 
 // `heads` queries (head_dim floats each, side by side) that share one key/value head,

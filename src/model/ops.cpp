@@ -36,6 +36,35 @@ void TileMatMul(const TensorView& w, int n, float* y, ThreadPool& pool, MatMulSc
       kRows);
 }
 
+// Long prompts: rows decoded to bf16 a panel's worth at a time, times every token.
+void Bf16MatMul(const TensorView& w, const float* x, int n, float* y, ThreadPool& pool,
+                MatMulScratch* s) {
+  const GgmlType type = w.type();
+  const int64_t k = static_cast<int64_t>(w.cols());
+  const int64_t m = static_cast<int64_t>(w.rows());
+  kernels::BuildBf16Tokens(x, n, k, &s->btok, &pool);
+  if (s->bdec.size() < static_cast<size_t>(pool.size())) s->bdec.resize(pool.size());
+  // Rows decoded at a time (the kernel passes over them a slice of k at a time).
+  const int64_t per = 128;
+  pool.Run(
+      m,
+      [&](int64_t begin, int64_t end, int tid) {
+        kernels::Bf16Rows& d = s->bdec[tid];
+        for (int64_t r = begin; r < end; r += per) {
+          const int rows = static_cast<int>(std::min<int64_t>(per, end - r));
+          kernels::ReserveBf16(&d, rows, k);
+          for (int t = 0; t * 16 < rows; ++t) {
+            const uint8_t* ptrs[16];
+            const int count = std::min(16, rows - t * 16);
+            for (int i = 0; i < count; ++i) ptrs[i] = w.Row(r + t * 16 + i);
+            kernels::DecodeTileBf16(type, ptrs, count, &d, t);
+          }
+          kernels::TileProductBf16(d, s->btok, y + r, m);
+        }
+      },
+      per);
+}
+
 }  // namespace
 
 void MatMul(const TensorView& w, const float* x, int n, float* y, ThreadPool& pool,
@@ -51,6 +80,8 @@ void MatMul(const TensorView& w, const float* x, int n, float* y, ThreadPool& po
   const bool integer = rowdot || HasIntegerDot(type) || (block && n >= kTileMinTokens);
   const bool f32 = type == GgmlType::F32;
 
+  if (block && n >= kBf16MinTokens && k % 32 == 0 && kernels::AmxBf16Active())
+    return Bf16MatMul(w, x, n, y, pool, s);
   s->act.resize(abytes * n);
   pool.Run(n, [&](int64_t b, int64_t e, int) {
     for (int64_t t = b; t < e; ++t)

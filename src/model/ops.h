@@ -19,10 +19,15 @@ struct MatMulScratch {
   std::vector<kernels::RowDotAct> rowact;  // per token (row-dot path)
   kernels::Panel panel;                    // the tokens side by side (tile path)
   std::vector<kernels::DecodedRows> dec;   // per thread: decoded weight rows (tile path)
+  kernels::Bf16Tokens btok;                // the tokens in bf16 (bf16 tile path)
+  std::vector<kernels::Bf16Rows> bdec;     // per thread: weight rows in bf16 (bf16 tile path)
 };
 
 // Batches of at least this many tokens use the tile kernels (where the CPU has them).
 constexpr int kTileMinTokens = 4;
+// Batches of at least this many tokens use the bf16 tiles where the CPU has AMX-BF16 (see
+// kernels.h); shorter ones stay on the integer kernels, which round as llama.cpp does.
+constexpr int kBf16MinTokens = 32;
 
 // y[t][r] = W[r] · x[t] for t < n: W is (rows × cols) as `w` holds it, x is n × cols,
 // y is n × rows. The activations are converted to the weight's vec_dot_type first.
