@@ -230,6 +230,27 @@ TEST(Kernels, AmxBf16TilesMatchTheScalarReference) {
   }
 }
 
+// silu(g) * u against the scalar formula in double, over the range of activations and past
+// where e^-g overflows or underflows (there, as in float, the result is a signed zero).
+TEST(Kernels, SiluMulMatchesTheScalarFormula) {
+  REQUIRE_AVX512();
+  std::vector<float> g, u;
+  for (float x = -120.0f; x <= 120.0f; x += 0.0137f) {
+    g.push_back(x);
+    u.push_back(0.5f + std::fabs(std::sin(x)));
+  }
+  for (float x : {0.0f, -0.0f, 1e-30f, -1e-30f, 88.0f, -88.0f, 89.0f, -89.0f, 104.0f, -104.0f}) {
+    g.push_back(x);
+    u.push_back(1.0f);
+  }
+  std::vector<float> out(g.size());
+  kernels::SiluMul(g.data(), u.data(), out.data(), static_cast<int64_t>(g.size()));
+  for (size_t i = 0; i < g.size(); ++i) {
+    const double want = double(g[i]) / (1.0 + std::exp(-double(g[i]))) * u[i];
+    ASSERT_NEAR(out[i], want, 4e-7 * std::fabs(want) + 1e-36) << "g = " << g[i];
+  }
+}
+
 TEST(Kernels, AttentionMatchesTheScalarReference) {
   REQUIRE_AVX512();
   for (int hd : {64, 128}) {
@@ -254,6 +275,45 @@ TEST(Kernels, AttentionMatchesTheScalarReference) {
         for (int i = 0; i < heads * hd; ++i)
           ASSERT_NEAR(got[i], want[i], 2e-3 * (1 + std::fabs(want[i])))
               << "head_dim " << hd << " heads " << heads << " len " << len << " i " << i;
+      }
+    }
+  }
+}
+
+// The long-batch attention (f32 throughout) against its double-precision reference, and
+// both against the f16-accumulator reference (llama.cpp's way) within that one's rounding.
+TEST(Kernels, F32AttentionMatchesTheScalarReference) {
+  REQUIRE_AVX512();
+  for (int hd : {64, 128}) {
+    for (int heads : {1, 3, 4, 8, 9}) {
+      for (int len : {1, 2, 15, 16, 17, 300}) {
+        SCOPED_TRACE("head_dim " + std::to_string(hd) + " heads " + std::to_string(heads) +
+                     " len " + std::to_string(len));
+        const int64_t kts = (len + 15) / 16 * 16 + 16;  // wider than needed
+        const auto qf = RandomFloats(static_cast<size_t>(heads) * hd, 15 + len);
+        auto kf = RandomFloats(static_cast<size_t>(len) * hd, 16 + len);
+        auto vf = RandomFloats(static_cast<size_t>(len) * hd, 17 + len);
+        std::vector<uint16_t> kh(kf.size()), vh(vf.size());
+        for (size_t i = 0; i < kf.size(); ++i) {  // values an f16 cache can hold
+          kh[i] = FloatToHalf(kf[i]);
+          vh[i] = FloatToHalf(vf[i]);
+          kf[i] = HalfToFloat(kh[i]);
+          vf[i] = HalfToFloat(vh[i]);
+        }
+        std::vector<float> kt(hd * kts, NAN);  // past len: never read into the result
+        for (int j = 0; j < len; ++j)
+          for (int d = 0; d < hd; ++d) kt[d * kts + j] = kf[j * hd + d];
+        std::vector<float> want(heads * hd), got(heads * hd), f16(heads * hd);
+        const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+        kernels::AttendF32Reference(qf.data(), heads, kt.data(), kts, vf.data(), len, hd, scale,
+                                    want.data());
+        kernels::AttendF32(qf.data(), heads, kt.data(), kts, vf.data(), len, hd, scale, got.data());
+        kernels::AttendF16Reference(qf.data(), heads, kh.data(), vh.data(), hd, len, hd, scale,
+                                    f16.data());
+        for (int i = 0; i < heads * hd; ++i) {
+          ASSERT_NEAR(got[i], want[i], 1e-5 * (1 + std::fabs(want[i]))) << i;
+          ASSERT_NEAR(f16[i], want[i], 2e-3 * (1 + std::fabs(want[i]))) << i;
+        }
       }
     }
   }

@@ -452,6 +452,39 @@ void TileProductBf16(const Bf16Rows& w, const Bf16Tokens& x, float* out, int64_t
   amx::TileBf16(w, x, out, out_stride);
 }
 
+void SiluMul(const float* g, const float* u, float* out, int64_t n) {
+  if (Active() == Isa::kAvx512Vnni) return avx512::SiluMul(g, u, out, n);
+  for (int64_t i = 0; i < n; ++i) out[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+}
+
+void AttendF32(const float* q, int heads, const float* kt, int64_t kt_stride, const float* v,
+               int len, int head_dim, float scale, float* out) {
+  avx512::AttendF32(q, heads, kt, kt_stride, v, len, head_dim, scale, out);
+}
+
+void AttendF32Reference(const float* q, int heads, const float* kt, int64_t kt_stride,
+                        const float* v, int len, int head_dim, float scale, float* out) {
+  std::vector<double> s(len);
+  for (int h = 0; h < heads; ++h) {
+    const float* qh = q + h * head_dim;
+    double m = -INFINITY;
+    for (int j = 0; j < len; ++j) {
+      double dot = 0;
+      for (int d = 0; d < head_dim; ++d)
+        dot += double(HalfToFloat(FloatToHalf(qh[d]))) * kt[d * kt_stride + j];
+      s[j] = dot * scale;
+      m = std::max(m, s[j]);
+    }
+    double sum = 0;
+    for (int j = 0; j < len; ++j) sum += (s[j] = std::exp(s[j] - m));
+    for (int d = 0; d < head_dim; ++d) {
+      double acc = 0;
+      for (int j = 0; j < len; ++j) acc += s[j] * v[j * head_dim + d];
+      out[h * head_dim + d] = static_cast<float>(acc / sum);
+    }
+  }
+}
+
 bool HasAttention(int head_dim) {
   return Active() == Isa::kAvx512Vnni && head_dim % 16 == 0 && head_dim <= 256;
 }

@@ -159,6 +159,22 @@ void AttendF16(const float* q, int heads, const uint16_t* k, const uint16_t* v, 
 void AttendF16Reference(const float* q, int heads, const uint16_t* k, const uint16_t* v,
                         int64_t stride, int len, int head_dim, float scale, float* out);
 
+// out[i] = silu(g[i]) * u[i] = g[i] / (1 + e^-g[i]) * u[i]; vectorized where Active() has
+// AVX-512 (its e^x within 2 ulp of expf), else as written. out may be g.
+void SiluMul(const float* g, const float* u, float* out, int64_t n);
+
+// Attention for long batches (kBf16MinTokens tokens and more): the same quantity as
+// AttendF16 with q rounded to f16, but the scores, softmax (exact maximum first) and
+// weighted sum of values all in f32, with keys transposed (kt[d * kt_stride + j] is element
+// d of position j; kt_stride a multiple of 16, the columns past len readable) and values in
+// f32 (v[j * head_dim + d]). More exact than llama.cpp's f16 running sum, and about four
+// times faster. Needs HasAttention(head_dim).
+void AttendF32(const float* q, int heads, const float* kt, int64_t kt_stride, const float* v,
+               int len, int head_dim, float scale, float* out);
+// The same in scalar code (double sums), the reference.
+void AttendF32Reference(const float* q, int heads, const float* kt, int64_t kt_stride,
+                        const float* v, int len, int head_dim, float scale, float* out);
+
 // True when type w's decoded rows carry a min (mw) term.
 bool HasMin(GgmlType w);
 

@@ -236,6 +236,109 @@ void DotQ6_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& a
   }
 }
 
+namespace {
+
+// e^x for sixteen floats, within 2 ulp of expf: x = n ln 2 + r with |r| <= ln 2 / 2, e^r by
+// its Taylor polynomial to degree 7 (error below 2^-27), times 2^n by vscalefps, which also
+// gives 0 below about -104 and infinity above about 88.7.
+inline __m512 Exp(__m512 x) {
+  x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(100.0f)), _mm512_set1_ps(-110.0f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);  // ln 2, high part
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);     // and the rest
+  __m512 p = _mm512_set1_ps(1.0f / 5040);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
+}  // namespace
+
+void AttendF32(const float* q, int heads, const float* kt, int64_t kt_stride, const float* v,
+               int len, int head_dim, float scale, float* out) {
+  const int hd = head_dim, nv = hd / 16;
+  const int padded = (len + 15) / 16 * 16;
+  thread_local std::vector<float> qf, p;
+  qf.resize(static_cast<size_t>(heads) * hd);
+  p.resize(static_cast<size_t>(heads) * padded);
+  for (int i = 0; i < heads * nv; ++i)
+    _mm512_storeu_ps(
+        qf.data() + 16 * i,
+        _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_loadu_ps(q + 16 * i), _MM_FROUND_TO_NEAREST_INT)));
+  // Scores, sixteen positions by up to eight heads at a time: one fma per element of q.
+  const __m512 sc = _mm512_set1_ps(scale);
+  for (int h0 = 0; h0 < heads; h0 += 8) {
+    const int hn = std::min(8, heads - h0);
+    for (int j0 = 0; j0 < padded; j0 += 16) {
+      __m512 s[8];
+      for (int h = 0; h < 8; ++h) s[h] = _mm512_setzero_ps();
+      for (int d = 0; d < hd; ++d) {
+        const __m512 kv = _mm512_loadu_ps(kt + d * kt_stride + j0);
+        for (int h = 0; h < hn; ++h)
+          s[h] = _mm512_fmadd_ps(_mm512_set1_ps(qf[(h0 + h) * hd + d]), kv, s[h]);
+      }
+      for (int h = 0; h < hn; ++h)
+        _mm512_storeu_ps(p.data() + static_cast<size_t>(h0 + h) * padded + j0,
+                         _mm512_mul_ps(s[h], sc));
+    }
+  }
+  // Softmax per head: the maximum, then e^(s - max) and its sum; past len, zero.
+  thread_local std::vector<float> inv;
+  inv.resize(heads);
+  for (int h = 0; h < heads; ++h) {
+    float* ph = p.data() + static_cast<size_t>(h) * padded;
+    for (int j = len; j < padded; ++j) ph[j] = -INFINITY;
+    __m512 mv = _mm512_set1_ps(-INFINITY);
+    for (int j = 0; j < padded; j += 16) mv = _mm512_max_ps(mv, _mm512_loadu_ps(ph + j));
+    const __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mv));
+    __m512 sum = _mm512_setzero_ps();
+    for (int j = 0; j < padded; j += 16) {
+      const __m512 e = Exp(_mm512_sub_ps(_mm512_loadu_ps(ph + j), m));
+      _mm512_storeu_ps(ph + j, e);
+      sum = _mm512_add_ps(sum, e);
+    }
+    const float total = _mm512_reduce_add_ps(sum);
+    inv[h] = total == 0 ? 0.0f : 1.0f / total;
+  }
+  // The weighted sum of values, a few heads at a time (at most sixteen accumulators).
+  const int hc = std::max(1, 16 / nv);
+  for (int h0 = 0; h0 < heads; h0 += hc) {
+    const int hn = std::min(hc, heads - h0);
+    __m512 acc[16];
+    for (int i = 0; i < hn * nv; ++i) acc[i] = _mm512_setzero_ps();
+    for (int j = 0; j < len; ++j) {
+      const float* vr = v + static_cast<size_t>(j) * hd;
+      for (int h = 0; h < hn; ++h) {
+        const __m512 w = _mm512_set1_ps(p[static_cast<size_t>(h0 + h) * padded + j]);
+        for (int i = 0; i < nv; ++i)
+          acc[h * nv + i] = _mm512_fmadd_ps(w, _mm512_loadu_ps(vr + 16 * i), acc[h * nv + i]);
+      }
+    }
+    for (int h = 0; h < hn; ++h)
+      for (int i = 0; i < nv; ++i)
+        _mm512_storeu_ps(out + (h0 + h) * hd + 16 * i,
+                         _mm512_mul_ps(acc[h * nv + i], _mm512_set1_ps(inv[h0 + h])));
+  }
+}
+
+void SiluMul(const float* g, const float* u, float* out, int64_t n) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 gv = _mm512_loadu_ps(g + i);
+    const __m512 e = Exp(_mm512_sub_ps(_mm512_setzero_ps(), gv));
+    _mm512_storeu_ps(out + i,
+                     _mm512_mul_ps(_mm512_div_ps(gv, _mm512_add_ps(one, e)), _mm512_loadu_ps(u + i)));
+  }
+  for (; i < n; ++i) out[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+}
+
 void AttendF16(const float* q, int heads, const uint16_t* k, const uint16_t* v, int64_t stride,
                int len, int head_dim, float scale, float* out) {
   const int nv = head_dim / 16;  // at most 16 vectors

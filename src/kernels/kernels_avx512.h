@@ -18,6 +18,9 @@ void DotQ6_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& a
              float* y, int64_t ys);
 void AttendF16(const float* q, int heads, const uint16_t* k, const uint16_t* v, int64_t stride,
                int len, int head_dim, float scale, float* out);
+void AttendF32(const float* q, int heads, const float* kt, int64_t kt_stride, const float* v,
+               int len, int head_dim, float scale, float* out);
+void SiluMul(const float* g, const float* u, float* out, int64_t n);
 void Tile(const DecodedRows& w, const Panel& p, bool has_min, float* out, int64_t rs, int64_t ts);
 
 }  // namespace ggswarm::kernels::avx512

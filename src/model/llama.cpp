@@ -226,15 +226,48 @@ Status LayerRange::ForwardLayer(int l, const LayerWeights& w, float* x, int n, T
   // Causal attention per (token, head), computed as llama.cpp's CPU flash attention does
   // (its default): q rounded to f16, one pass with a running maximum, and the weighted sum
   // of values kept in f16 (rounded after every step), divided by the softmax sum at the end.
+  // Long batches (as for the bf16 tiles) keep everything after q in f32 instead, with the
+  // cached keys transposed and the values widened once per layer (kernels::AttendF32).
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const bool fast = kernels::HasAttention(hd);
+  const int total = pos0 + n;
+  const bool wide = fast && n >= kBf16MinTokens;
+  const int64_t kts = (total + 15) / 16 * 16;
+  if (wide) {
+    kt_.assign(static_cast<size_t>(c.n_head_kv) * hd * kts, 0.0f);
+    vf_.resize(static_cast<size_t>(c.n_head_kv) * total * hd);
+    pool.Run(c.n_head_kv, [&](int64_t b, int64_t e, int) {
+      for (int64_t g = b; g < e; ++g) {
+        float* kt = kt_.data() + g * hd * kts;
+        float* vf = vf_.data() + g * total * hd;
+        for (int j = 0; j < total; ++j) {
+          const uint16_t* kr = kc.data() + static_cast<size_t>(j) * kvd + g * hd;
+          const uint16_t* vr = vc.data() + static_cast<size_t>(j) * kvd + g * hd;
+          for (int d = 0; d < hd; ++d) {
+            kt[d * kts + j] = HalfToFloat(kr[d]);
+            vf[static_cast<size_t>(j) * hd + d] = HalfToFloat(vr[d]);
+          }
+        }
+      }
+    });
+  }
+  // The last tokens attend to the most positions: they are taken first, so that the short
+  // jobs at the end even out the threads.
   pool.Run(static_cast<int64_t>(n) * c.n_head_kv, [&](int64_t b, int64_t e, int) {
     for (int64_t job = b; job < e; ++job) {
-      const int t = static_cast<int>(job / c.n_head_kv), g = static_cast<int>(job % c.n_head_kv);
+      const int t = n - 1 - static_cast<int>(job / c.n_head_kv);
+      const int g = static_cast<int>(job % c.n_head_kv);
       const int h0 = g * group;  // the query heads that share key/value head g
+      const float* qt = q_.data() + t * qd + h0 * hd;
+      float* out = att_.data() + t * qd + h0 * hd;
+      if (wide) {
+        kernels::AttendF32(qt, group, kt_.data() + g * hd * kts, kts,
+                           vf_.data() + static_cast<size_t>(g) * total * hd, pos0 + t + 1, hd, scale,
+                           out);
+        continue;
+      }
       (fast ? kernels::AttendF16 : kernels::AttendF16Reference)(
-          q_.data() + t * qd + h0 * hd, group, kc.data() + g * hd, vc.data() + g * hd, kvd,
-          pos0 + t + 1, hd, scale, att_.data() + t * qd + h0 * hd);
+          qt, group, kc.data() + g * hd, vc.data() + g * hd, kvd, pos0 + t + 1, hd, scale, out);
     }
   });
   MatMul(w.wo, att_.data(), n, tmp_.data(), pool, &scratch_);

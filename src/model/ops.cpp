@@ -159,7 +159,7 @@ void Rope(float* x, int head_dim, int rope_dim, int pos, float base, const float
 }
 
 void SwiGlu(const float* g, const float* u, float* out, int n) {
-  for (int i = 0; i < n; ++i) out[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+  kernels::SiluMul(g, u, out, n);
 }
 
 }  // namespace ggswarm::model
