@@ -421,6 +421,8 @@ void DecodeTileBf16(GgmlType w, const uint8_t* const* rows, int count, Bf16Rows*
   uint16_t* dst = out->b.data() + static_cast<size_t>(tile) * 512;
   const int64_t step = static_cast<int64_t>(out->rows / 16) * 512;
   if (w == GgmlType::Q8_0) return amx::Q8_0TileToBf16(rows, count, k, dst, step);
+  if (w == GgmlType::Q4_K) return amx::Q4_KTileToBf16(rows, count, k, dst, step);
+  if (w == GgmlType::Q6_K) return amx::Q6_KTileToBf16(rows, count, k, dst, step);
   thread_local std::vector<int8_t> q;
   thread_local std::vector<float> sw, mw;
   q.resize(16 * k);

@@ -290,6 +290,91 @@ void FloatsToBf16(const float* x, int64_t n, uint16_t* out) {
   }
 }
 
+namespace {
+
+// 32 quants (unsigned, 0 … 63) as bf16 pairs of s0 * q + m0 (first sixteen) and s1 * q + m1
+// (the rest): multiply, then add, each rounded, as Dequantize computes them.
+inline __m512i QuantsToPairs(__m256i q, float s0, float m0, float s1, float m1) {
+  const __m512 a = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(q)));
+  const __m512 b = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(q, 1)));
+  return Pairs(_mm512_add_ps(_mm512_mul_ps(a, _mm512_set1_ps(s0)), _mm512_set1_ps(m0)),
+               _mm512_add_ps(_mm512_mul_ps(b, _mm512_set1_ps(s1)), _mm512_set1_ps(m1)));
+}
+
+inline float Half(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
+}  // namespace
+
+void Q4_KTileToBf16(const uint8_t* const* rows, int count, int64_t k, uint16_t* dst, int64_t step) {
+  constexpr int kBlockBytes = 144;  // d, dmin (f16), 12 bytes of 6-bit scales and mins, 128 of q
+  const __m256i low = _mm256_set1_epi8(0x0F);
+  for (int64_t kb = 0; kb < k / 32; ++kb) {
+    const int64_t s = kb / 8;
+    const int j = static_cast<int>(kb % 8);  // sub-block: nibble j & 1 of bytes 32 * (j / 2) …
+    __m512i v[16];
+    for (int i = 0; i < 16; ++i) {
+      if (i >= count) {
+        v[i] = _mm512_setzero_si512();
+        continue;
+      }
+      const uint8_t* blk = rows[i] + s * kBlockBytes;
+      const uint8_t* sm = blk + 4;
+      uint8_t sc, m;
+      if (j < 4) {
+        sc = sm[j] & 63;
+        m = sm[j + 4] & 63;
+      } else {
+        sc = static_cast<uint8_t>((sm[j + 4] & 0xF) | ((sm[j - 4] >> 6) << 4));
+        m = static_cast<uint8_t>((sm[j + 4] >> 4) | ((sm[j] >> 6) << 4));
+      }
+      const float sw = Half(blk) * sc, mw = -(Half(blk + 2) * m);
+      __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16 + 32 * (j / 2)));
+      if (j & 1) q = _mm256_srli_epi16(q, 4);
+      v[i] = QuantsToPairs(_mm256_and_si256(q, low), sw, mw, sw, mw);
+    }
+    StoreTile(v, dst + kb * step);
+  }
+}
+
+void Q6_KTileToBf16(const uint8_t* const* rows, int count, int64_t k, uint16_t* dst, int64_t step) {
+  constexpr int kBlockBytes = 210;  // ql[128], qh[64], scales[16] (int8), d (f16)
+  const __m256i low = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(0x03);
+  for (int64_t kb = 0; kb < k / 32; ++kb) {
+    const int64_t s = kb / 8;
+    const int j = static_cast<int>(kb % 8), h = j / 4, quarter = j % 4;
+    __m512i v[16];
+    for (int i = 0; i < 16; ++i) {
+      if (i >= count) {
+        v[i] = _mm512_setzero_si512();
+        continue;
+      }
+      // Elements 128 h + 32 quarter + l: low bits from ql[64 h + 32 (quarter & 1) + l] (low
+      // nibble for quarters 0, 1, high for 2, 3), high bits 2 quarter … of qh[32 h + l].
+      const uint8_t* blk = rows[i] + s * kBlockBytes;
+      __m256i lq =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 64 * h + 32 * (quarter & 1)));
+      if (quarter >= 2) lq = _mm256_srli_epi16(lq, 4);
+      lq = _mm256_and_si256(lq, low);
+      __m256i hq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 128 + 32 * h));
+      hq = _mm256_and_si256(_mm256_srli_epi16(hq, 2 * quarter), two);
+      const __m256i q = _mm256_or_si256(lq, _mm256_slli_epi16(hq, 4));  // 0 … 63, q6 + 32
+      const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192) + 2 * j;
+      const float d = Half(blk + 208);
+      // x = (d * scale) * (q6 - 32), as Dequantize computes it.
+      const float s0 = d * sc[0], s1 = d * sc[1];
+      const __m256i qs = _mm256_sub_epi8(q, _mm256_set1_epi8(32));
+      const __m512 a = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(qs)));
+      const __m512 b = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(qs, 1)));
+      v[i] = Pairs(_mm512_mul_ps(a, _mm512_set1_ps(s0)), _mm512_mul_ps(b, _mm512_set1_ps(s1)));
+    }
+    StoreTile(v, dst + kb * step);
+  }
+}
+
 void TileBf16(const Bf16Rows& w, const Bf16Tokens& x, float* out, int64_t out_stride) {
   ConfigureBf16();
   const int64_t nkb = w.k / 32;

@@ -20,6 +20,8 @@ void Tile(const DecodedRows& w, const Panel& p, bool has_min, float* out, int64_
 void QuantsTileToBf16(const int8_t* q, const float* sw, const float* mw, int count, int bl,
                       int64_t k, uint16_t* dst, int64_t step);
 void Q8_0TileToBf16(const uint8_t* const* rows, int count, int64_t k, uint16_t* dst, int64_t step);
+void Q4_KTileToBf16(const uint8_t* const* rows, int count, int64_t k, uint16_t* dst, int64_t step);
+void Q6_KTileToBf16(const uint8_t* const* rows, int count, int64_t k, uint16_t* dst, int64_t step);
 // n floats rounded to bf16 (n % 32 == 0).
 void FloatsToBf16(const float* x, int64_t n, uint16_t* out);
 void TileBf16(const Bf16Rows& w, const Bf16Tokens& x, float* out, int64_t out_stride);
