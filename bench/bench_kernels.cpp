@@ -58,7 +58,7 @@ double Run(GgmlType type, int64_t k, int n, bool amx) {
 double RunBf16(GgmlType type, int64_t k, int n) {
   std::mt19937 rng(7);
   std::normal_distribution<float> dist(0.0f, 1.0f);
-  const int rows = std::getenv("ROWS") ? std::atoi(std::getenv("ROWS")) : 128;
+  const int rows = 128;
   std::vector<float> wf(static_cast<size_t>(rows) * k), xf(static_cast<size_t>(n) * k);
   for (float& v : wf) v = dist(rng);
   for (float& v : xf) v = dist(rng);
