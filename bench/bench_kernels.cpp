@@ -1,7 +1,8 @@
 // Throughput of the prompt-processing tile kernels on one core: sixteen decoded weight rows
-// of k elements times a panel of n tokens, for each weight type with a tile path, on AMX
-// (where the CPU has it) and on AVX-512 VNNI. Prints GMAC/s (10^9 multiply-adds per
-// second), best of a few runs. Random data; the figures do not depend on the values.
+// (128 for the bf16 tiles, as the engine decodes them) of k elements times n tokens, for
+// each weight type with a tile path: AVX-512 VNNI, AMX int8 and AMX bf16 where the CPU has
+// them. Prints GMAC/s (10^9 multiply-adds per second), best of a few runs. The data are
+// random normal values: the tile unit runs faster on zeros, so the values matter.
 //   bench_kernels [k] [n]
 #include <algorithm>
 #include <chrono>
@@ -95,7 +96,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench_kernels: this CPU has no AVX-512 VNNI tile path\n");
     return 1;
   }
-  std::printf("tile kernels, 16 rows × %d tokens × k = %lld, GMAC/s on one core\n", n,
+  std::printf("tile kernels, 16 rows (bf16: 128) × %d tokens × k = %lld, GMAC/s on one core\n", n,
               static_cast<long long>(k));
   for (GgmlType t : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q6_K}) {
     const double vnni = Run(t, k, n, false);
