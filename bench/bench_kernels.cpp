@@ -23,17 +23,32 @@ double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-double Run(GgmlType type, int64_t k, int n, bool amx) {
-  kernels::SetAmx(amx);
+// Random normal weights (rows × k, quantized to `type`, wrow bytes a row) and tokens.
+struct Data {
+  std::vector<float> xf;
+  std::vector<uint8_t> w;
+  uint64_t wrow;
+};
+Data MakeData(GgmlType type, int rows, int64_t k, int n) {
   std::mt19937 rng(7);
   std::normal_distribution<float> dist(0.0f, 1.0f);
-  const int rows = 16;
-  std::vector<float> wf(static_cast<size_t>(rows) * k), xf(static_cast<size_t>(n) * k);
+  std::vector<float> wf(static_cast<size_t>(rows) * k);
+  Data d{std::vector<float>(static_cast<size_t>(n) * k), {}, RowBytes(type, k)};
   for (float& v : wf) v = dist(rng);
-  for (float& v : xf) v = dist(rng);
-  const uint64_t wrow = RowBytes(type, k);
-  std::vector<uint8_t> w(wrow * rows);
-  for (int r = 0; r < rows; ++r) (void)Quantize(type, wf.data() + r * k, w.data() + r * wrow, k);
+  for (float& v : d.xf) v = dist(rng);
+  d.w.resize(d.wrow * rows);
+  for (int r = 0; r < rows; ++r)
+    (void)Quantize(type, wf.data() + r * k, d.w.data() + r * d.wrow, k);
+  return d;
+}
+
+double Run(GgmlType type, int64_t k, int n, bool amx) {
+  kernels::SetAmx(amx);
+  const int rows = 16;
+  const Data data = MakeData(type, rows, k, n);
+  const std::vector<float>& xf = data.xf;
+  const std::vector<uint8_t>& w = data.w;
+  const uint64_t wrow = data.wrow;
   const GgmlType vt = VecDotType(type);
   const uint64_t arow = RowBytes(vt, k);
   std::vector<uint8_t> act(arow * n);
@@ -55,17 +70,13 @@ double Run(GgmlType type, int64_t k, int n, bool amx) {
   return static_cast<double>(rows) * n * k / best / 1e9;
 }
 
-// The bf16 tiles: 128 rows, as the engine decodes them for k up to 2048.
+// The bf16 tiles: 128 rows, as the engine decodes them.
 double RunBf16(GgmlType type, int64_t k, int n) {
-  std::mt19937 rng(7);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
   const int rows = 128;
-  std::vector<float> wf(static_cast<size_t>(rows) * k), xf(static_cast<size_t>(n) * k);
-  for (float& v : wf) v = dist(rng);
-  for (float& v : xf) v = dist(rng);
-  const uint64_t wrow = RowBytes(type, k);
-  std::vector<uint8_t> w(wrow * rows);
-  for (int r = 0; r < rows; ++r) (void)Quantize(type, wf.data() + r * k, w.data() + r * wrow, k);
+  const Data data = MakeData(type, rows, k, n);
+  const std::vector<float>& xf = data.xf;
+  const std::vector<uint8_t>& w = data.w;
+  const uint64_t wrow = data.wrow;
   kernels::Bf16Rows d;
   kernels::ReserveBf16(&d, rows, k);
   for (int t = 0; t * 16 < rows; ++t) {

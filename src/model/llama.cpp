@@ -262,8 +262,8 @@ Status LayerRange::ForwardLayer(int l, const LayerWeights& w, float* x, int n, T
       float* out = att_.data() + t * qd + h0 * hd;
       if (wide) {
         kernels::AttendF32(qt, group, kt_.data() + g * hd * kts, kts,
-                           vf_.data() + static_cast<size_t>(g) * total * hd, pos0 + t + 1, hd, scale,
-                           out);
+                           vf_.data() + static_cast<size_t>(g) * total * hd, pos0 + t + 1, hd,
+                           scale, out);
         continue;
       }
       (fast ? kernels::AttendF16 : kernels::AttendF16Reference)(

@@ -158,8 +158,6 @@ void Rope(float* x, int head_dim, int rope_dim, int pos, float base, const float
   }
 }
 
-void SwiGlu(const float* g, const float* u, float* out, int n) {
-  kernels::SiluMul(g, u, out, n);
-}
+void SwiGlu(const float* g, const float* u, float* out, int n) { kernels::SiluMul(g, u, out, n); }
 
 }  // namespace ggswarm::model
