@@ -105,20 +105,44 @@ TEST(Kernels, RowDotsMatchTheScalarReference) {
     ASSERT_TRUE(kernels::HasRowDot(type));
     for (int64_t k : {256, 768, 2048, 2080}) {  // block counts that do and do not divide by 4
       if (k % Traits(type).block_size != 0) continue;
-      const Operands o = Make(type, 5, 2, k, 11);
-      for (int t = 0; t < 2; ++t) {
-        std::vector<float> y(5);
-        kernels::RowDotAct ra;
-        kernels::PrepareRowDot(type, o.act.data() + t * o.abytes, k, &ra);
-        kernels::RowDots(type, o.w.data(), o.row_bytes, 5, ra, k, y.data(), 1);
-        for (int r = 0; r < 5; ++r) {
-          double mag;
-          const double want = Reference(type, o, r, t, &mag);
-          EXPECT_NEAR(y[r], want, 1e-5 * mag) << "k " << k << " row " << r;
+      // Row counts below, at and between multiples of the kernels' four streams.
+      for (int rows : {1, 4, 5, 11}) {
+        const Operands o = Make(type, rows, 2, k, 11 + rows);
+        for (int t = 0; t < 2; ++t) {
+          std::vector<float> y(2 * rows, NAN);  // written every other float
+          kernels::RowDotAct ra;
+          kernels::PrepareRowDot(type, o.act.data() + t * o.abytes, k, &ra);
+          kernels::RowDots(type, o.w.data(), o.row_bytes, rows, ra, k, y.data(), 2);
+          for (int r = 0; r < rows; ++r) {
+            double mag;
+            const double want = Reference(type, o, r, t, &mag);
+            EXPECT_NEAR(y[2 * r], want, 1e-5 * mag)
+                << "k " << k << " rows " << rows << " row " << r;
+            EXPECT_TRUE(std::isnan(y[2 * r + 1])) << "wrote between rows";
+          }
         }
       }
     }
   }
+}
+
+TEST(Kernels, ReadAllIsTheXorOfEveryWordItReads) {
+  std::vector<uint64_t> words(3000);
+  std::mt19937_64 rng(5);
+  for (uint64_t& w : words) w = rng();
+  const auto* p = reinterpret_cast<const uint8_t*>(words.data()) + 8;  // not 64-byte aligned
+  for (bool fast : {true, false}) {
+    kernels::SetIsa(fast ? kernels::Isa::kAvx512Vnni : kernels::Isa::kScalar);
+    for (int streams : {1, 3, 4, 8}) {
+      const uint64_t n = 2999 * 8;
+      const uint64_t part = n / streams / 128 * 128;  // the parts' whole 128-byte steps
+      uint64_t want = 0;
+      for (int s = 0; s < streams; ++s)
+        for (uint64_t i = 0; i < part / 8; ++i) want ^= words[1 + s * part / 8 + i];
+      EXPECT_EQ(kernels::ReadAll(p, n, streams), want) << streams << " streams, fast " << fast;
+    }
+  }
+  kernels::SetIsa(kernels::Isa::kAvx512Vnni);
 }
 
 void CheckTiles(bool amx) {

@@ -120,6 +120,20 @@ void RowDots(GgmlType w, const uint8_t* rows, uint64_t row_bytes, int64_t nrows,
   }
 }
 
+uint64_t ReadAll(const uint8_t* p, uint64_t n, int streams) {
+  streams = std::clamp(streams, 1, 8);
+  if (Active() == Isa::kAvx512Vnni) return avx512::ReadAll(p, n, streams);
+  const uint64_t part = n / streams / 128 * 128;
+  uint64_t acc[8] = {};
+  for (int s = 0; s < streams; ++s)
+    for (uint64_t i = 0; i < part; i += 8) {
+      uint64_t w;
+      std::memcpy(&w, p + s * part + i, 8);
+      acc[(i / 8) % 8] ^= w;
+    }
+  return acc[0] ^ acc[1] ^ acc[2] ^ acc[3] ^ acc[4] ^ acc[5] ^ acc[6] ^ acc[7];
+}
+
 int TileBlock(GgmlType w) {
   switch (w) {
     case GgmlType::Q4_0:

@@ -56,6 +56,12 @@ void PrepareRowDot(GgmlType w, const void* act, int64_t k, RowDotAct* out);
 void RowDots(GgmlType w, const uint8_t* rows, uint64_t row_bytes, int64_t nrows,
              const RowDotAct& act, int64_t k, float* y, int64_t y_stride);
 
+// Reads the n bytes at p as fast as this CPU can, in `streams` equal parts side by side
+// (1 to 8), prefetched as the row dots prefetch, and returns their XOR in 64-bit words (any
+// tail shorter than the parts' 128-byte steps is left out): the yardstick for how close
+// the row dots come to the memory's read bandwidth.
+uint64_t ReadAll(const uint8_t* p, uint64_t n, int streams);
+
 // --- Tiles ------------------------------------------------------------------------------
 
 // The block length (16 or 32) a weight type decodes into, or 0 when it has no tile path.

@@ -1,0 +1,327 @@
+// AVX-512 VNNI row dots: one activation row against many weight rows, the matrix–vector
+// products of generation. Compiled for AVX-512 (F, BW, VL, DQ, VNNI) and F16C; kernels.cpp
+// calls into it only when the CPU has them.
+//
+// Generation streams every weight once per token, so these kernels are judged by how close
+// they come to the memory's read bandwidth, not by their arithmetic. One core reading one
+// sequential stream keeps too few cache-line fetches in flight (about 75% of the bandwidth
+// here, software prefetch included); reading several streams at once fills the queues. So
+// a call's rows are cut into kStreams contiguous parts, and the kernels step through one
+// row of each part side by side, a group of blocks at a time, prefetching each stream
+// ahead into L2.
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c,fma")
+// GCC 12 warns about the intrinsics headers' own placeholder operands.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "kernels/kernels_avx512.h"
+#include "quant/blocks.h"
+#include "quant/vec_dot.h"
+
+namespace ggswarm::kernels::avx512 {
+using namespace blocks;  // NOLINT: the block layouts
+namespace {
+
+// Rows read side by side; and how far ahead of each the weights are fetched into L2.
+// (Measured on Sapphire Rapids, Q4_0 rows of 2048 elements, one core: one stream with the
+// best prefetch reads 11 GB/s, four 14.4, eight 14.7, against 15.8 for a plain read of
+// eight streams; both cores: 22, 28 and 29 GB/s.)
+constexpr int kStreams = 4;
+constexpr int kPrefetch = 2048;
+
+inline float H(uint16_t h) { return _cvtsh_ss(h); }
+
+inline float Hsum256(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// Runs kernel K over nrows rows: kStreams rows at a time, one from each of kStreams equal
+// contiguous parts, then the rows left over one at a time. K gives Acc, kStepBytes (the
+// bytes of a row one Step reads), steps, Zero(), Step(row, j, acc) and Finish(row, acc).
+template <typename K>
+void Rows(const K& kern, const uint8_t* rows, uint64_t rb, int64_t nrows, float* y, int64_t ys) {
+  const int64_t per = nrows / kStreams;
+  for (int64_t r = 0; r < per; ++r) {
+    const uint8_t* x[kStreams];
+    typename K::Acc acc[kStreams];
+#pragma GCC unroll 8
+    for (int s = 0; s < kStreams; ++s) {
+      x[s] = rows + (r + s * per) * rb;
+      acc[s] = kern.Zero();
+    }
+    for (int64_t j = 0; j < kern.steps; ++j) {
+#pragma GCC unroll 8
+      for (int s = 0; s < kStreams; ++s) {
+        const char* p = reinterpret_cast<const char*>(x[s]) + j * K::kStepBytes + kPrefetch;
+        for (int o = 0; o < K::kStepBytes; o += 64) _mm_prefetch(p + o, _MM_HINT_T1);
+        kern.Step(x[s], j, acc[s]);
+      }
+    }
+#pragma GCC unroll 8
+    for (int s = 0; s < kStreams; ++s) y[(r + s * per) * ys] = kern.Finish(x[s], acc[s]);
+  }
+  for (int64_t r = per * kStreams; r < nrows; ++r) {
+    const uint8_t* x = rows + r * rb;
+    typename K::Acc acc = kern.Zero();
+    for (int64_t j = 0; j < kern.steps; ++j) {
+      const char* p = reinterpret_cast<const char*>(x) + j * K::kStepBytes + kPrefetch;
+      for (int o = 0; o < K::kStepBytes; o += 64) _mm_prefetch(p + o, _MM_HINT_T1);
+      kern.Step(x, j, acc);
+    }
+    y[r * ys] = kern.Finish(x, acc);
+  }
+}
+
+// --- Q8_0 and Q4_0: two 32-element blocks per 512-bit register ---------------------------
+
+inline __m512i Load2x32(const void* a, const void* b) {
+  return _mm512_inserti64x4(
+      _mm512_castsi256_si512(_mm256_loadu_si256(static_cast<const __m256i*>(a))),
+      _mm256_loadu_si256(static_cast<const __m256i*>(b)), 1);
+}
+
+// The four products of weight and activation scale for blocks i … i + 3: the weights'
+// halves gathered with scalar loads into one 64-bit word and converted at once.
+inline __m128 Scales4(const uint8_t* x, uint64_t stride, const float* da) {
+  uint16_t h[4];
+  for (int j = 0; j < 4; ++j) std::memcpy(&h[j], x + j * stride, 2);
+  const uint64_t packed = h[0] | static_cast<uint64_t>(h[1]) << 16 |
+                          static_cast<uint64_t>(h[2]) << 32 | static_cast<uint64_t>(h[3]) << 48;
+  return _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128(static_cast<int64_t>(packed))),
+                    _mm_loadu_ps(da));
+}
+
+// Lanes 0-7 get scale j, lanes 8-15 scale j + 1.
+inline __m512 PairScale(__m128 s4, int j) {
+  const __m512i idx =
+      _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(j)), _mm256_set1_epi32(j + 1), 1);
+  return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(s4));
+}
+
+// Two Q8_0 blocks · 64 activations: vpdpbusd multiplies unsigned by signed bytes, so |w|
+// times x with w's sign moved onto x.
+struct PairQ8_0 {
+  static __m512i Dot(const Q8_0* x, const int8_t* a, const int32_t* /*corr: none*/) {
+    const __m512i w = Load2x32(x[0].qs, x[1].qs);
+    const __m512i v = _mm512_loadu_si512(a);
+    const __m512i sv = _mm512_mask_sub_epi8(v, _mm512_movepi8_mask(w), _mm512_setzero_si512(), v);
+    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(w), sv);
+  }
+};
+
+// Two Q4_0 blocks: the nibbles (0..15) are the unsigned operand; Σ (q - 8) x = Σ q x - 8 Σ x,
+// the second term preloaded (corr).
+struct PairQ4_0 {
+  static __m512i Dot(const Q4_0* x, const int8_t* a, const int32_t* corr) {
+    const __m512i q = _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_broadcastsi128_si256(
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[0].qs)))),
+        _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[1].qs))), 1);
+    // 128-bit lanes [qs0, qs0, qs1, qs1] → [low nibbles 0, high 0, low 1, high 1] = elements in
+    // order.
+    const __m512i shift = _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0);
+    const __m512i w = _mm512_and_si512(_mm512_srlv_epi64(q, shift), _mm512_set1_epi8(0x0F));
+    return _mm512_dpbusd_epi32(_mm512_loadu_si512(corr), w, _mm512_loadu_si512(a));
+  }
+};
+
+// A legacy type whose blocks pair up in one register: four blocks per step (two sums), the
+// block-count remainder by the scalar reference.
+template <typename Block, GgmlType kType, typename Pair>
+struct PairKernel {
+  static constexpr int kStepBytes = 4 * sizeof(Block);
+  static constexpr bool kCorr = kType == GgmlType::Q4_0;  // Q8_0 has no offset to undo
+  struct Acc {
+    __m512 a0, a1;
+  };
+  const RowDotAct& act;
+  int64_t nb, steps;
+  PairKernel(const RowDotAct& a, int64_t k) : act(a), nb(k / kQK), steps(k / kQK / 4) {}
+
+  Acc Zero() const { return {_mm512_setzero_ps(), _mm512_setzero_ps()}; }
+  void Step(const uint8_t* row, int64_t j, Acc& acc) const {
+    const int64_t i = 4 * j;
+    const auto* x = reinterpret_cast<const Block*>(row) + i;
+    const int8_t* a = act.q.data() + i * kQK;
+    const int32_t* corr = kCorr ? act.corr.data() + i * 8 : nullptr;
+    const __m128 s4 = Scales4(reinterpret_cast<const uint8_t*>(x), sizeof(Block), act.d.data() + i);
+    acc.a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(Pair::Dot(x, a, corr)), PairScale(s4, 0), acc.a0);
+    acc.a1 = _mm512_fmadd_ps(
+        _mm512_cvtepi32_ps(Pair::Dot(x + 2, a + 2 * kQK, kCorr ? corr + 16 : nullptr)),
+        PairScale(s4, 2), acc.a1);
+  }
+  float Finish(const uint8_t* row, const Acc& acc) const {
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(acc.a0, acc.a1));
+    const int64_t i = 4 * steps;
+    if (i < nb)
+      s += VecDotBlocks(kType, reinterpret_cast<const Block*>(row) + i,
+                        static_cast<const Q8_0*>(act.act) + i, (nb - i) * kQK);
+    return s;
+  }
+};
+
+// --- Q4_K: 256-element super-blocks of eight 32-element sub-blocks, 6-bit scales and mins --
+
+struct Q4_KKernel {
+  static constexpr int kStepBytes = sizeof(Q4_K);
+  struct Acc {
+    __m512 acc;
+    __m256 accm;
+  };
+  const Q8_K* a;
+  int64_t steps;
+  // Lanes 0-7 of a product of low nibbles are sub-block 4c, lanes 8-15 sub-block 4c + 2;
+  // of high nibbles 4c + 1 and 4c + 3.
+  __m512i idx_lo[2], idx_hi[2];
+  Q4_KKernel(const RowDotAct& act, int64_t k)
+      : a(static_cast<const Q8_K*>(act.act)), steps(k / kQK_K) {
+    idx_lo[0] = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
+    idx_hi[0] = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1);
+    idx_lo[1] = _mm512_add_epi32(idx_lo[0], _mm512_set1_epi32(4));
+    idx_hi[1] = _mm512_add_epi32(idx_hi[0], _mm512_set1_epi32(4));
+  }
+
+  Acc Zero() const { return {_mm512_setzero_ps(), _mm256_setzero_ps()}; }
+  void Step(const uint8_t* row, int64_t i, Acc& acc) const {
+    const Q4_K& x = reinterpret_cast<const Q4_K*>(row)[i];
+    const __m512i nib = _mm512_set1_epi8(0x0F);
+    uint32_t u[3];
+    std::memcpy(u, x.scales, 12);
+    const uint32_t sc_lo = u[0] & 0x3f3f3f3f, m_lo = u[1] & 0x3f3f3f3f;
+    const uint32_t sc_hi = (u[2] & 0x0f0f0f0f) | (((u[0] >> 6) & 0x03030303) << 4);
+    const uint32_t m_hi = ((u[2] >> 4) & 0x0f0f0f0f) | (((u[1] >> 6) & 0x03030303) << 4);
+    __m512i scv =
+        _mm512_cvtepu8_epi32(_mm_set_epi32(0, 0, static_cast<int>(sc_hi), static_cast<int>(sc_lo)));
+    scv = _mm512_or_si512(scv, _mm512_slli_epi32(scv, 16));  // two 16-bit copies per lane
+    __m512i isum = _mm512_setzero_si512();
+    for (int c = 0; c < 2; ++c) {
+      const __m512i q = _mm512_loadu_si512(x.qs + 64 * c);
+      const __m512i lo = _mm512_and_si512(q, nib);
+      const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), nib);
+      const __m512i a0 = _mm512_loadu_si512(a[i].qs + 128 * c);
+      const __m512i a1 = _mm512_loadu_si512(a[i].qs + 128 * c + 64);
+      const __m512i alo = _mm512_shuffle_i64x2(a0, a1, _MM_SHUFFLE(1, 0, 1, 0));
+      const __m512i ahi = _mm512_shuffle_i64x2(a0, a1, _MM_SHUFFLE(3, 2, 3, 2));
+      // Pairs of products in 16 bits (15 · 127 · 2 fits), then times the sub-block's scale
+      // and summed into 32 bits by vpdpwssd.
+      const __m512i plo = _mm512_maddubs_epi16(lo, alo);
+      const __m512i phi = _mm512_maddubs_epi16(hi, ahi);
+      isum = _mm512_dpwssd_epi32(isum, plo, _mm512_permutexvar_epi32(idx_lo[c], scv));
+      isum = _mm512_dpwssd_epi32(isum, phi, _mm512_permutexvar_epi32(idx_hi[c], scv));
+    }
+    // Mins: Σ_j m_j (bsum[2j] + bsum[2j+1]).
+    const __m128i m8 = _mm_set_epi32(0, 0, static_cast<int>(m_hi), static_cast<int>(m_lo));
+    const __m256i m16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
+    const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[i].bsums));
+    const __m256i mins = _mm256_madd_epi16(bs, m16);
+    const float dq = a[i].d;
+    acc.acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(H(x.d) * dq), acc.acc);
+    acc.accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(H(x.dmin) * dq), acc.accm);
+  }
+  float Finish(const uint8_t*, const Acc& acc) const {
+    return _mm512_reduce_add_ps(acc.acc) - Hsum256(acc.accm);
+  }
+};
+
+// --- Q6_K: 256-element super-blocks, 4 + 2 bits per weight, sixteen 8-bit scales ----------
+
+struct Q6_KKernel {
+  static constexpr int kStepBytes = sizeof(Q6_K);
+  struct Acc {
+    __m512 acc;
+  };
+  const Q8_K* a;
+  int64_t steps;
+  // Shift counts (16-bit lanes) that bring qh's bit pair for each quarter down: the low 256
+  // bits serve ql bytes 0-31, the high 256 bits bytes 32-63.
+  __m512i cnt_lo, cnt_hi, idx[4];
+  Q6_KKernel(const RowDotAct& act, int64_t k)
+      : a(static_cast<const Q8_K*>(act.act)), steps(k / kQK_K) {
+    cnt_lo = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
+    cnt_hi = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+    idx[0] = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+    for (int q = 1; q < 4; ++q) idx[q] = _mm512_add_epi32(idx[0], _mm512_set1_epi32(4 * q));
+  }
+
+  Acc Zero() const { return {_mm512_setzero_ps()}; }
+  void Step(const uint8_t* row, int64_t i, Acc& acc) const {
+    const Q6_K& x = reinterpret_cast<const Q6_K*>(row)[i];
+    const __m512i nib = _mm512_set1_epi8(0x0F);
+    const __m512i three = _mm512_set1_epi8(0x03);
+    const __m128i sc8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x.scales));
+    __m512i scv = _mm512_cvtepi8_epi32(sc8);
+    scv = _mm512_or_si512(_mm512_and_si512(scv, _mm512_set1_epi32(0xFFFF)),
+                          _mm512_slli_epi32(scv, 16));  // two 16-bit copies per lane
+    __m512i isum = _mm512_setzero_si512();
+    for (int h = 0; h < 2; ++h) {
+      const __m512i ql = _mm512_loadu_si512(x.ql + 64 * h);
+      const __m512i qh = _mm512_broadcast_i64x4(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qh + 32 * h)));
+      const __m512i hlo =
+          _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, cnt_lo), three), 4);
+      const __m512i hhi =
+          _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, cnt_hi), three), 4);
+      const __m512i qlo = _mm512_or_si512(_mm512_and_si512(ql, nib), hlo);
+      const __m512i qhi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), nib), hhi);
+      // Pairs of products in 16 bits (63 · 127 · 2 fits), then times the scale (vpdpwssd).
+      const __m512i plo = _mm512_maddubs_epi16(qlo, _mm512_loadu_si512(a[i].qs + 128 * h));
+      const __m512i phi = _mm512_maddubs_epi16(qhi, _mm512_loadu_si512(a[i].qs + 128 * h + 64));
+      isum = _mm512_dpwssd_epi32(isum, plo, _mm512_permutexvar_epi32(idx[2 * h], scv));
+      isum = _mm512_dpwssd_epi32(isum, phi, _mm512_permutexvar_epi32(idx[2 * h + 1], scv));
+    }
+    // The quants are stored +32: subtract 32 Σ_j sc_j bsum_j.
+    const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[i].bsums));
+    const __m256i corr = _mm256_madd_epi16(bs, _mm256_cvtepi8_epi16(sc8));
+    isum = _mm512_sub_epi32(isum, _mm512_zextsi256_si512(_mm256_slli_epi32(corr, 5)));
+    acc.acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(H(x.d) * a[i].d), acc.acc);
+  }
+  float Finish(const uint8_t*, const Acc& acc) const { return _mm512_reduce_add_ps(acc.acc); }
+};
+
+}  // namespace
+
+void DotQ8_0(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& act, int64_t k,
+             float* y, int64_t ys) {
+  Rows(PairKernel<Q8_0, GgmlType::Q8_0, PairQ8_0>(act, k), rows, rb, nrows, y, ys);
+}
+
+void DotQ4_0(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& act, int64_t k,
+             float* y, int64_t ys) {
+  Rows(PairKernel<Q4_0, GgmlType::Q4_0, PairQ4_0>(act, k), rows, rb, nrows, y, ys);
+}
+
+void DotQ4_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& act, int64_t k,
+             float* y, int64_t ys) {
+  Rows(Q4_KKernel(act, k), rows, rb, nrows, y, ys);
+}
+
+void DotQ6_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& act, int64_t k,
+             float* y, int64_t ys) {
+  Rows(Q6_KKernel(act, k), rows, rb, nrows, y, ys);
+}
+
+uint64_t ReadAll(const uint8_t* p, uint64_t n, int streams) {
+  const uint64_t part = n / streams / 128 * 128;
+  __m512i acc[8];
+  for (int s = 0; s < 8; ++s) acc[s] = _mm512_setzero_si512();
+  for (uint64_t i = 0; i < part; i += 128)
+    for (int s = 0; s < streams; ++s) {
+      const uint8_t* q = p + s * part + i;
+      _mm_prefetch(reinterpret_cast<const char*>(q) + kPrefetch, _MM_HINT_T1);
+      _mm_prefetch(reinterpret_cast<const char*>(q) + kPrefetch + 64, _MM_HINT_T1);
+      acc[s] = _mm512_xor_si512(
+          acc[s], _mm512_xor_si512(_mm512_loadu_si512(q), _mm512_loadu_si512(q + 64)));
+    }
+  for (int s = 1; s < 8; ++s) acc[0] = _mm512_xor_si512(acc[0], acc[s]);
+  alignas(64) uint64_t w[8];
+  _mm512_store_si512(w, acc[0]);
+  return w[0] ^ w[1] ^ w[2] ^ w[3] ^ w[4] ^ w[5] ^ w[6] ^ w[7];
+}
+
+}  // namespace ggswarm::kernels::avx512
