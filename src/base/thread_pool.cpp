@@ -32,10 +32,18 @@ ThreadPool::~ThreadPool() {
 }
 
 void ThreadPool::Work(int index) {
+  // Guided: each chunk is a 1/(2 · threads) share of what is left, in whole grains, so the
+  // chunks shrink towards the end and the threads finish within about one grain of each
+  // other (a fixed chunk left one thread waiting half a chunk on average at every call).
+  const int64_t share = 2 * size();
+  int64_t b = next_.load(std::memory_order_relaxed);
   for (;;) {
-    const int64_t b = next_.fetch_add(chunk_, std::memory_order_relaxed);
     if (b >= n_) return;
-    (*job_)(b, std::min(n_, b + chunk_), index);
+    const int64_t want = (n_ - b) / share;
+    const int64_t len = std::max(grain_, (want + grain_ - 1) / grain_ * grain_);
+    if (!next_.compare_exchange_weak(b, b + len, std::memory_order_relaxed)) continue;
+    (*job_)(b, std::min(n_, b + len), index);
+    b = next_.load(std::memory_order_relaxed);
   }
 }
 
@@ -47,12 +55,9 @@ void ThreadPool::Run(int64_t n, const std::function<void(int64_t, int64_t, int)>
     fn(0, n, 0);
     return;
   }
-  // About four chunks per thread: small enough to even out, large enough to be cheap.
-  const int64_t units = (n + grain - 1) / grain;
-  const int64_t per = std::max<int64_t>(1, units / (4 * size()));
   job_ = &fn;
   n_ = n;
-  chunk_ = per * grain;
+  grain_ = grain;
   next_.store(0, std::memory_order_relaxed);
   pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
   generation_.fetch_add(1);  // publishes the job (sequentially consistent)

@@ -1,7 +1,8 @@
 // A fixed set of worker threads that lives as long as the engine (no thread is created per
 // token). Run(n, fn) hands out the range [0, n) in chunks to the calling thread and the
 // workers, which take the next chunk as they finish one (so both cores finish together
-// even when one is slowed), and returns when all are done.
+// even when one is slowed), and returns when all are done. Chunks shrink as the range runs
+// out (guided scheduling), down to one grain.
 //
 // Between jobs the workers spin for a short while (a token's matrix products follow each
 // other within microseconds, far faster than a sleeping thread wakes), then sleep.
@@ -36,7 +37,7 @@ class ThreadPool {
   std::vector<std::thread> workers_;
   // The current job; written by Run before `generation_` is bumped.
   const std::function<void(int64_t, int64_t, int)>* job_ = nullptr;
-  int64_t n_ = 0, chunk_ = 1;
+  int64_t n_ = 0, grain_ = 1;
   alignas(64) std::atomic<int64_t> next_{0};
   alignas(64) std::atomic<uint64_t> generation_{0};
   alignas(64) std::atomic<int> pending_{0};

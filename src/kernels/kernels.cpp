@@ -88,6 +88,18 @@ bool HasRowDot(GgmlType w) {
 
 void PrepareRowDot(GgmlType w, const void* act, int64_t k, RowDotAct* out) {
   out->act = act;
+  if (w == GgmlType::Q4_K) {
+    // Per super-block and half c, the quants of sub-blocks 4c and 4c + 2 side by side (the
+    // low nibbles of one 64-byte load of weights), then 4c + 1 and 4c + 3 (the high ones).
+    const auto* a = static_cast<const Q8_K*>(act);
+    out->q.resize(k);
+    for (int64_t i = 0; i < k / kQK_K; ++i)
+      for (int c = 0; c < 2; ++c)
+        for (int j = 0; j < 4; ++j)
+          std::memcpy(out->q.data() + i * kQK_K + 128 * c + 32 * j,
+                      a[i].qs + 128 * c + 32 * ((j % 2) * 2 + j / 2), 32);
+    return;
+  }
   if (w != GgmlType::Q8_0 && w != GgmlType::Q4_0) return;
   const int64_t nb = k / kQK;
   const auto* a = static_cast<const Q8_0*>(act);

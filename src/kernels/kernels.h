@@ -42,7 +42,8 @@ void SetAmx(bool on);
 bool HasRowDot(GgmlType w);
 
 // One activation row (in VecDotType(w)) made ready for row dots: for the legacy types its
-// quants side by side, block scales as floats and the Q4_0 offset correction.
+// quants side by side, block scales as floats and the Q4_0 offset correction; for Q4_K its
+// quants in the order the weights' nibbles come in.
 struct RowDotAct {
   const void* act = nullptr;  // the row as given
   std::vector<int8_t> q;

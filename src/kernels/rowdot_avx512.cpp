@@ -175,12 +175,13 @@ struct Q4_KKernel {
     __m256 accm;
   };
   const Q8_K* a;
+  const int8_t* aq;  // a's quants in nibble order (PrepareRowDot)
   int64_t steps;
   // Lanes 0-7 of a product of low nibbles are sub-block 4c, lanes 8-15 sub-block 4c + 2;
   // of high nibbles 4c + 1 and 4c + 3.
   __m512i idx_lo[2], idx_hi[2];
   Q4_KKernel(const RowDotAct& act, int64_t k)
-      : a(static_cast<const Q8_K*>(act.act)), steps(k / kQK_K) {
+      : a(static_cast<const Q8_K*>(act.act)), aq(act.q.data()), steps(k / kQK_K) {
     idx_lo[0] = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
     idx_hi[0] = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1);
     idx_lo[1] = _mm512_add_epi32(idx_lo[0], _mm512_set1_epi32(4));
@@ -204,10 +205,8 @@ struct Q4_KKernel {
       const __m512i q = _mm512_loadu_si512(x.qs + 64 * c);
       const __m512i lo = _mm512_and_si512(q, nib);
       const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), nib);
-      const __m512i a0 = _mm512_loadu_si512(a[i].qs + 128 * c);
-      const __m512i a1 = _mm512_loadu_si512(a[i].qs + 128 * c + 64);
-      const __m512i alo = _mm512_shuffle_i64x2(a0, a1, _MM_SHUFFLE(1, 0, 1, 0));
-      const __m512i ahi = _mm512_shuffle_i64x2(a0, a1, _MM_SHUFFLE(3, 2, 3, 2));
+      const __m512i alo = _mm512_loadu_si512(aq + i * kQK_K + 128 * c);
+      const __m512i ahi = _mm512_loadu_si512(aq + i * kQK_K + 128 * c + 64);
       // Pairs of products in 16 bits (15 · 127 · 2 fits), then times the sub-block's scale
       // and summed into 32 bits by vpdpwssd.
       const __m512i plo = _mm512_maddubs_epi16(lo, alo);

@@ -206,9 +206,8 @@ Status LayerRange::ForwardLayer(int l, const LayerWeights& w, float* x, int n, T
   // Attention block: xn = norm(x); q, k, v = W·xn; rope(q, k); cache k, v.
   per_token(
       [&](int t) { RmsNorm(x + t * d, w.attn_norm.data(), xn_.data() + t * d, d, c.rms_eps); });
-  MatMul(w.wq, xn_.data(), n, q_.data(), pool, &scratch_);
-  MatMul(w.wk, xn_.data(), n, k_.data(), pool, &scratch_);
-  MatMul(w.wv, xn_.data(), n, v_.data(), pool, &scratch_);
+  MatMuls({{&w.wq, q_.data()}, {&w.wk, k_.data()}, {&w.wv, v_.data()}}, xn_.data(), n, pool,
+          &scratch_);
   const float* ff = model_->rope_freqs().empty() ? nullptr : model_->rope_freqs().data();
   std::vector<uint16_t>& kc = cache_.k[l - begin_];
   std::vector<uint16_t>& vc = cache_.v[l - begin_];
@@ -279,8 +278,7 @@ Status LayerRange::ForwardLayer(int l, const LayerWeights& w, float* x, int n, T
   });
   gate_.resize(static_cast<size_t>(n) * c.n_ff);
   up_.resize(static_cast<size_t>(n) * c.n_ff);
-  MatMul(w.gate, xn_.data(), n, gate_.data(), pool, &scratch_);
-  MatMul(w.up, xn_.data(), n, up_.data(), pool, &scratch_);
+  MatMuls({{&w.gate, gate_.data()}, {&w.up, up_.data()}}, xn_.data(), n, pool, &scratch_);
   per_token([&](int t) {
     const size_t o = static_cast<size_t>(t) * c.n_ff;
     SwiGlu(gate_.data() + o, up_.data() + o, gate_.data() + o, c.n_ff);

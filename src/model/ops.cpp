@@ -65,6 +65,62 @@ void Bf16MatMul(const TensorView& w, const float* x, int n, float* y, ThreadPool
       per);
 }
 
+// Few tokens, row-dot types: every matrix's activations quantized once per vec_dot type,
+// then all the matrices' rows handed out as one job, so both threads stream until the
+// last row of the last matrix.
+void RowDotMatMul(const MatMulPart* parts, int count, const float* x, int n, ThreadPool& pool,
+                  MatMulScratch* s) {
+  const int64_t k = static_cast<int64_t>(parts[0].w->cols());
+  if (s->acts.size() < static_cast<size_t>(count)) s->acts.resize(count);
+  if (s->rowact.size() < static_cast<size_t>(count) * n) s->rowact.resize(count * n);
+  std::vector<int64_t>& first = s->first_row;  // of each part in the job's range
+  first.assign(count + 1, 0);
+  for (int i = 0; i < count; ++i) {
+    const GgmlType type = parts[i].w->type(), vt = VecDotType(type);
+    const uint64_t abytes = ActivationBytes(vt, k);
+    const uint8_t* act = nullptr;
+    for (int j = 0; j < i && !act; ++j)
+      if (VecDotType(parts[j].w->type()) == vt) act = s->acts[j].data();
+    if (!act) {
+      s->acts[i].resize(abytes * n);
+      for (int t = 0; t < n; ++t)
+        QuantizeActivation(vt, x + t * k, s->acts[i].data() + t * abytes, k);
+      act = s->acts[i].data();
+    }
+    for (int t = 0; t < n; ++t)
+      kernels::PrepareRowDot(type, act + t * abytes, k, &s->rowact[i * n + t]);
+    first[i + 1] = first[i] + static_cast<int64_t>(parts[i].w->rows());
+  }
+  pool.Run(
+      first[count],
+      [&](int64_t begin, int64_t end, int) {
+        for (int i = 0; i < count; ++i) {
+          const TensorView& w = *parts[i].w;
+          const int64_t m = first[i + 1] - first[i];
+          const int64_t pb = std::max(begin, first[i]) - first[i];
+          const int64_t pe = std::min(end, first[i + 1]) - first[i];
+          for (const TensorShard& sh : w.shards) {
+            const int64_t b = std::max<int64_t>(pb, sh.row_begin);
+            const int64_t e = std::min<int64_t>(pe, sh.row_end);
+            if (b >= e) continue;
+            const uint8_t* rows = sh.data + (b - sh.row_begin) * w.row_bytes;
+            for (int t = 0; t < n; ++t)
+              kernels::RowDots(w.type(), rows, w.row_bytes, e - b, s->rowact[i * n + t], k,
+                               parts[i].y + t * m + b, 1);
+          }
+        }
+      },
+      16);
+}
+
+bool RowDotsApply(const MatMulPart* parts, int count, int n) {
+  if (n >= kTileMinTokens) return false;
+  for (int i = 0; i < count; ++i)
+    if (!kernels::HasRowDot(parts[i].w->type()) || parts[i].w->cols() != parts[0].w->cols())
+      return false;
+  return true;
+}
+
 }  // namespace
 
 void MatMul(const TensorView& w, const float* x, int n, float* y, ThreadPool& pool,
@@ -76,10 +132,11 @@ void MatMul(const TensorView& w, const float* x, int n, float* y, ThreadPool& po
   const uint64_t abytes = ActivationBytes(vt, k);
   const bool fast = kernels::Active() == kernels::Isa::kAvx512Vnni;
   const int block = fast ? kernels::TileBlock(type) : 0;
-  const bool rowdot = kernels::HasRowDot(type);
-  const bool integer = rowdot || HasIntegerDot(type) || (block && n >= kTileMinTokens);
+  const bool integer = HasIntegerDot(type) || (block && n >= kTileMinTokens);
   const bool f32 = type == GgmlType::F32;
 
+  const MatMulPart part{&w, y};
+  if (RowDotsApply(&part, 1, n)) return RowDotMatMul(&part, 1, x, n, pool, s);
   if (block && n >= kBf16MinTokens && k % 32 == 0 && kernels::AmxBf16Active())
     return Bf16MatMul(w, x, n, y, pool, s);
   s->act.resize(abytes * n);
@@ -94,11 +151,6 @@ void MatMul(const TensorView& w, const float* x, int n, float* y, ThreadPool& po
       ExpandActivation(vt, s->act.data() + t * abytes, s->expanded.data() + t * k, k);
   }
   if (s->wrow.size() < static_cast<size_t>(pool.size())) s->wrow.resize(pool.size());
-  if (rowdot) {
-    if (s->rowact.size() < static_cast<size_t>(n)) s->rowact.resize(n);
-    for (int t = 0; t < n; ++t)
-      kernels::PrepareRowDot(type, s->act.data() + t * abytes, k, &s->rowact[t]);
-  }
 
   pool.Run(
       m,
@@ -109,12 +161,6 @@ void MatMul(const TensorView& w, const float* x, int n, float* y, ThreadPool& po
           const int64_t b = std::max<int64_t>(begin, sh.row_begin);
           const int64_t e = std::min<int64_t>(end, sh.row_end);
           if (b >= e) continue;
-          if (rowdot) {
-            const uint8_t* rows = sh.data + (b - sh.row_begin) * w.row_bytes;
-            for (int t = 0; t < n; ++t)
-              kernels::RowDots(type, rows, w.row_bytes, e - b, s->rowact[t], k, y + t * m + b, 1);
-            continue;
-          }
           for (int64_t r = b; r < e; ++r) {
             const uint8_t* row = sh.data + (r - sh.row_begin) * w.row_bytes;
             if (integer) {
@@ -132,6 +178,13 @@ void MatMul(const TensorView& w, const float* x, int n, float* y, ThreadPool& po
         }
       },
       16);
+}
+
+void MatMuls(std::initializer_list<MatMulPart> parts, const float* x, int n, ThreadPool& pool,
+             MatMulScratch* s) {
+  if (RowDotsApply(parts.begin(), static_cast<int>(parts.size()), n))
+    return RowDotMatMul(parts.begin(), static_cast<int>(parts.size()), x, n, pool, s);
+  for (const MatMulPart& p : parts) MatMul(*p.w, x, n, p.y, pool, s);
 }
 
 void RmsNorm(const float* x, const float* weight, float* y, int n, float eps) {

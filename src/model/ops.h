@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <vector>
 
 #include "base/thread_pool.h"
@@ -16,7 +17,9 @@ struct MatMulScratch {
   std::vector<uint8_t> act;              // activations in the weight's vec_dot_type, n * bytes/row
   std::vector<float> expanded;           // the same, back as floats (float-path types)
   std::vector<std::vector<float>> wrow;  // per thread: one dequantized weight row
-  std::vector<kernels::RowDotAct> rowact;  // per token (row-dot path)
+  std::vector<std::vector<uint8_t>> acts;  // row-dot path: per matrix, its activations
+  std::vector<kernels::RowDotAct> rowact;  // row-dot path: per matrix and token
+  std::vector<int64_t> first_row;          // row-dot path: each matrix's first row
   kernels::Panel panel;                    // the tokens side by side (tile path)
   std::vector<kernels::DecodedRows> dec;   // per thread: decoded weight rows (tile path)
   kernels::Bf16Tokens btok;                // the tokens in bf16 (bf16 tile path)
@@ -33,6 +36,18 @@ constexpr int kBf16MinTokens = 32;
 // y is n × rows. The activations are converted to the weight's vec_dot_type first.
 void MatMul(const TensorView& w, const float* x, int n, float* y, ThreadPool& pool,
             MatMulScratch* scratch);
+
+// One of several matrices that multiply the same input, and where its product goes.
+struct MatMulPart {
+  const TensorView* w;
+  float* y;
+};
+
+// MatMul for each part (all with the same number of columns), as one job where the kernels
+// allow it: with few tokens, the input is quantized once and every matrix's rows are
+// handed out together (q, k, v; gate, up).
+void MatMuls(std::initializer_list<MatMulPart> parts, const float* x, int n, ThreadPool& pool,
+             MatMulScratch* scratch);
 
 // y = x / sqrt(mean(x²) + eps) * weight, for one row of n (sum of squares in double).
 void RmsNorm(const float* x, const float* weight, float* y, int n, float eps);
