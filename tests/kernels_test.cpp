@@ -126,6 +126,30 @@ TEST(Kernels, RowDotsMatchTheScalarReference) {
   }
 }
 
+TEST(Kernels, QuantizeRowGivesQuantizeActivationsBytes) {
+  REQUIRE_AVX512();
+  const int64_t k = 4096;
+  std::vector<float> x = RandomFloats(k, 21);
+  // Edge cases per 256 elements: an all-zero super-block; a tie for the largest magnitude
+  // with opposite signs (the first one's sign counts); values that land on .5 after
+  // scaling (ties to even); a lone large value; and one block of 32 all zero.
+  for (int j = 0; j < 256; ++j) x[j] = 0;
+  x[300] = -3.0f;
+  x[301] = 3.0f;
+  for (int j = 512; j < 768; ++j) x[j] = (j % 7 - 3) * 0.5f;
+  x[700] = 127.0f;  // so the others scale by exactly 1 and n + 0.5 stays a tie
+  x[1000] = 1e4f;
+  for (int j = 2048; j < 2080; ++j) x[j] = 0;
+  for (GgmlType vt : {GgmlType::Q8_0, GgmlType::Q8_K}) {
+    SCOPED_TRACE(TypeName(vt));
+    const uint64_t bytes = ActivationBytes(vt, k);
+    std::vector<uint8_t> want(bytes), got(bytes, 0xAB);
+    QuantizeActivation(vt, x.data(), want.data(), k);
+    kernels::QuantizeRow(vt, x.data(), got.data(), k);
+    EXPECT_EQ(got, want);
+  }
+}
+
 TEST(Kernels, ReadAllIsTheXorOfEveryWordItReads) {
   std::vector<uint64_t> words(3000);
   std::mt19937_64 rng(5);

@@ -86,6 +86,14 @@ bool HasRowDot(GgmlType w) {
   return w == GgmlType::Q8_0 || w == GgmlType::Q4_0 || w == GgmlType::Q4_K || w == GgmlType::Q6_K;
 }
 
+void QuantizeRow(GgmlType vt, const float* x, void* out, int64_t k) {
+  if (Active() == Isa::kAvx512Vnni && vt == GgmlType::Q8_0)
+    return avx512::QuantizeQ8_0(x, static_cast<Q8_0*>(out), k / kQK);
+  if (Active() == Isa::kAvx512Vnni && vt == GgmlType::Q8_K)
+    return avx512::QuantizeQ8_K(x, static_cast<Q8_K*>(out), k / kQK_K);
+  QuantizeActivation(vt, x, out, k);
+}
+
 void PrepareRowDot(GgmlType w, const void* act, int64_t k, RowDotAct* out) {
   out->act = act;
   if (w == GgmlType::Q4_K) {

@@ -41,6 +41,9 @@ void SetAmx(bool on);
 // True when Active() has a row-dot kernel for weights of type `w` (Q8_0, Q4_0, Q4_K, Q6_K).
 bool HasRowDot(GgmlType w);
 
+// QuantizeActivation (quant/vec_dot.h), byte for byte, with AVX-512 for Q8_0 and Q8_K.
+void QuantizeRow(GgmlType vt, const float* x, void* out, int64_t k);
+
 // One activation row (in VecDotType(w)) made ready for row dots: for the legacy types its
 // quants side by side, block scales as floats and the Q4_0 offset correction; for Q4_K its
 // quants in the order the weights' nibbles come in.

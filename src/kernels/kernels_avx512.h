@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "kernels/kernels.h"
+#include "quant/blocks.h"
 
 namespace ggswarm::kernels::avx512 {
 
@@ -16,6 +17,8 @@ void DotQ4_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& a
              float* y, int64_t ys);
 void DotQ6_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& act, int64_t k,
              float* y, int64_t ys);
+void QuantizeQ8_0(const float* x, blocks::Q8_0* y, int64_t nb);
+void QuantizeQ8_K(const float* x, blocks::Q8_K* y, int64_t nb);
 uint64_t ReadAll(const uint8_t* p, uint64_t n, int streams);
 void AttendF16(const float* q, int heads, const uint16_t* k, const uint16_t* v, int64_t stride,
                int len, int head_dim, float scale, float* out);

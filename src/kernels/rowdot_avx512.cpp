@@ -19,6 +19,7 @@
 
 #include "kernels/kernels_avx512.h"
 #include "quant/blocks.h"
+#include "quant/fp16.h"
 #include "quant/vec_dot.h"
 
 namespace ggswarm::kernels::avx512 {
@@ -321,6 +322,53 @@ uint64_t ReadAll(const uint8_t* p, uint64_t n, int streams) {
   alignas(64) uint64_t w[8];
   _mm512_store_si512(w, acc[0]);
   return w[0] ^ w[1] ^ w[2] ^ w[3] ^ w[4] ^ w[5] ^ w[6] ^ w[7];
+}
+
+void QuantizeQ8_0(const float* x, Q8_0* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, x += kQK) {
+    const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+    const float d = amax / 127.f;
+    const float id = amax != 0 ? 127.f / amax : 0.f;
+    y[i].d = FloatToHalf(d);
+    const __m512 vid = _mm512_set1_ps(id);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y[i].qs),
+                     _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(x0, vid))));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y[i].qs + 16),
+                     _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(x1, vid))));
+  }
+}
+
+void QuantizeQ8_K(const float* x, Q8_K* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, x += kQK_K) {
+    __m512 m = _mm512_setzero_ps();
+    for (int j = 0; j < kQK_K; j += 16) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(x + j)));
+    const float amax = _mm512_reduce_max_ps(m);
+    if (amax == 0) {
+      std::memset(&y[i], 0, sizeof(Q8_K));
+      continue;
+    }
+    // The signed value of the first element whose magnitude is the maximum.
+    float max = 0;
+    const __m512 va = _mm512_set1_ps(amax);
+    for (int j = 0; j < kQK_K; j += 16) {
+      const __m512 v = _mm512_loadu_ps(x + j);
+      const __mmask16 hit = _mm512_cmp_ps_mask(_mm512_abs_ps(v), va, _CMP_EQ_OQ);
+      if (hit) {
+        max = x[j + __builtin_ctz(hit)];
+        break;
+      }
+    }
+    const float iscale = -127.f / max;
+    const __m512 vs = _mm512_set1_ps(iscale);
+    for (int j = 0; j < kQK_K; j += 16) {
+      __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(vs, _mm512_loadu_ps(x + j)));
+      q = _mm512_min_epi32(q, _mm512_set1_epi32(127));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(y[i].qs + j), _mm512_cvtsepi32_epi8(q));
+      y[i].bsums[j / 16] = static_cast<int16_t>(_mm512_reduce_add_epi32(q));
+    }
+    y[i].d = 1 / iscale;
+  }
 }
 
 }  // namespace ggswarm::kernels::avx512

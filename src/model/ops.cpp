@@ -84,7 +84,7 @@ void RowDotMatMul(const MatMulPart* parts, int count, const float* x, int n, Thr
     if (!act) {
       s->acts[i].resize(abytes * n);
       for (int t = 0; t < n; ++t)
-        QuantizeActivation(vt, x + t * k, s->acts[i].data() + t * abytes, k);
+        kernels::QuantizeRow(vt, x + t * k, s->acts[i].data() + t * abytes, k);
       act = s->acts[i].data();
     }
     for (int t = 0; t < n; ++t)
@@ -142,7 +142,7 @@ void MatMul(const TensorView& w, const float* x, int n, float* y, ThreadPool& po
   s->act.resize(abytes * n);
   pool.Run(n, [&](int64_t b, int64_t e, int) {
     for (int64_t t = b; t < e; ++t)
-      QuantizeActivation(vt, x + t * k, s->act.data() + t * abytes, k);
+      kernels::QuantizeRow(vt, x + t * k, s->act.data() + t * abytes, k);
   });
   if (block && n >= kTileMinTokens) return TileMatMul(w, n, y, pool, s, block);
   if (!integer) {
