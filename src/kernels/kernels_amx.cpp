@@ -237,50 +237,46 @@ inline void StoreTile(__m512i* v, uint16_t* dst) {
   for (int p = 0; p < 16; ++p) _mm512_storeu_si512(dst + p * 32, v[p]);
 }
 
+// The tiles of k / 32 element blocks: for block kb, row i < count gives its 32 values as
+// bf16 pairs (pairs(i, kb)), the rows past count are zero, and the sixteen are transposed
+// into dst + kb * step.
+template <typename Pairs32>
+inline void DecodeTiles(int count, int64_t k, uint16_t* dst, int64_t step, const Pairs32& pairs) {
+  for (int64_t kb = 0; kb < k / 32; ++kb) {
+    __m512i v[16];
+    for (int i = 0; i < 16; ++i) v[i] = i < count ? pairs(i, kb) : _mm512_setzero_si512();
+    StoreTile(v, dst + kb * step);
+  }
+}
+
 }  // namespace
 
 void QuantsTileToBf16(const int8_t* q, const float* sw, const float* mw, int count, int bl,
                       int64_t k, uint16_t* dst, int64_t step) {
   const int64_t nkb = k / bl;
-  for (int64_t kb = 0; kb < k / 32; ++kb) {
-    __m512i v[16];
-    for (int i = 0; i < 16; ++i) {
-      if (i >= count) {
-        v[i] = _mm512_setzero_si512();
-        continue;
-      }
-      const int8_t* qi = q + i * k + kb * 32;
-      const int64_t b0 = i * nkb + kb * 32 / bl, b1 = i * nkb + (kb * 32 + 16) / bl;
-      // Multiply, then add, each rounded: exactly Dequantize's value before the bf16
-      // rounding.
-      const __m512 lo = _mm512_add_ps(_mm512_mul_ps(Int8ToFloats(qi), _mm512_set1_ps(sw[b0])),
-                                      _mm512_set1_ps(mw[b0]));
-      const __m512 hi = _mm512_add_ps(_mm512_mul_ps(Int8ToFloats(qi + 16), _mm512_set1_ps(sw[b1])),
-                                      _mm512_set1_ps(mw[b1]));
-      v[i] = Pairs(lo, hi);
-    }
-    StoreTile(v, dst + kb * step);
-  }
+  DecodeTiles(count, k, dst, step, [&](int i, int64_t kb) {
+    const int8_t* qi = q + i * k + kb * 32;
+    const int64_t b0 = i * nkb + kb * 32 / bl, b1 = i * nkb + (kb * 32 + 16) / bl;
+    // Multiply, then add, each rounded: exactly Dequantize's value before the bf16
+    // rounding.
+    const __m512 lo = _mm512_add_ps(_mm512_mul_ps(Int8ToFloats(qi), _mm512_set1_ps(sw[b0])),
+                                    _mm512_set1_ps(mw[b0]));
+    const __m512 hi = _mm512_add_ps(_mm512_mul_ps(Int8ToFloats(qi + 16), _mm512_set1_ps(sw[b1])),
+                                    _mm512_set1_ps(mw[b1]));
+    return Pairs(lo, hi);
+  });
 }
 
 void Q8_0TileToBf16(const uint8_t* const* rows, int count, int64_t k, uint16_t* dst, int64_t step) {
   constexpr int kBlockBytes = 34;  // f16 scale, 32 int8 quants
-  for (int64_t kb = 0; kb < k / 32; ++kb) {
-    __m512i v[16];
-    for (int i = 0; i < 16; ++i) {
-      if (i >= count) {
-        v[i] = _mm512_setzero_si512();
-        continue;
-      }
-      const uint8_t* blk = rows[i] + kb * kBlockBytes;
-      uint16_t h;
-      std::memcpy(&h, blk, 2);
-      const __m512 d = _mm512_cvtph_ps(_mm256_set1_epi16(static_cast<short>(h)));
-      const int8_t* qs = reinterpret_cast<const int8_t*>(blk + 2);
-      v[i] = Pairs(_mm512_mul_ps(Int8ToFloats(qs), d), _mm512_mul_ps(Int8ToFloats(qs + 16), d));
-    }
-    StoreTile(v, dst + kb * step);
-  }
+  DecodeTiles(count, k, dst, step, [&](int i, int64_t kb) {
+    const uint8_t* blk = rows[i] + kb * kBlockBytes;
+    uint16_t h;
+    std::memcpy(&h, blk, 2);
+    const __m512 d = _mm512_cvtph_ps(_mm256_set1_epi16(static_cast<short>(h)));
+    const int8_t* qs = reinterpret_cast<const int8_t*>(blk + 2);
+    return Pairs(_mm512_mul_ps(Int8ToFloats(qs), d), _mm512_mul_ps(Int8ToFloats(qs + 16), d));
+  });
 }
 
 void FloatsToBf16(const float* x, int64_t n, uint16_t* out) {
@@ -312,67 +308,51 @@ inline float Half(const uint8_t* p) {
 void Q4_KTileToBf16(const uint8_t* const* rows, int count, int64_t k, uint16_t* dst, int64_t step) {
   constexpr int kBlockBytes = 144;  // d, dmin (f16), 12 bytes of 6-bit scales and mins, 128 of q
   const __m256i low = _mm256_set1_epi8(0x0F);
-  for (int64_t kb = 0; kb < k / 32; ++kb) {
+  DecodeTiles(count, k, dst, step, [&](int i, int64_t kb) {
     const int64_t s = kb / 8;
     const int j = static_cast<int>(kb % 8);  // sub-block: nibble j & 1 of bytes 32 * (j / 2) …
-    __m512i v[16];
-    for (int i = 0; i < 16; ++i) {
-      if (i >= count) {
-        v[i] = _mm512_setzero_si512();
-        continue;
-      }
-      const uint8_t* blk = rows[i] + s * kBlockBytes;
-      const uint8_t* sm = blk + 4;
-      uint8_t sc, m;
-      if (j < 4) {
-        sc = sm[j] & 63;
-        m = sm[j + 4] & 63;
-      } else {
-        sc = static_cast<uint8_t>((sm[j + 4] & 0xF) | ((sm[j - 4] >> 6) << 4));
-        m = static_cast<uint8_t>((sm[j + 4] >> 4) | ((sm[j] >> 6) << 4));
-      }
-      const float sw = Half(blk) * sc, mw = -(Half(blk + 2) * m);
-      __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16 + 32 * (j / 2)));
-      if (j & 1) q = _mm256_srli_epi16(q, 4);
-      v[i] = QuantsToPairs(_mm256_and_si256(q, low), sw, mw, sw, mw);
+    const uint8_t* blk = rows[i] + s * kBlockBytes;
+    const uint8_t* sm = blk + 4;
+    uint8_t sc, m;
+    if (j < 4) {
+      sc = sm[j] & 63;
+      m = sm[j + 4] & 63;
+    } else {
+      sc = static_cast<uint8_t>((sm[j + 4] & 0xF) | ((sm[j - 4] >> 6) << 4));
+      m = static_cast<uint8_t>((sm[j + 4] >> 4) | ((sm[j] >> 6) << 4));
     }
-    StoreTile(v, dst + kb * step);
-  }
+    const float sw = Half(blk) * sc, mw = -(Half(blk + 2) * m);
+    __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16 + 32 * (j / 2)));
+    if (j & 1) q = _mm256_srli_epi16(q, 4);
+    return QuantsToPairs(_mm256_and_si256(q, low), sw, mw, sw, mw);
+  });
 }
 
 void Q6_KTileToBf16(const uint8_t* const* rows, int count, int64_t k, uint16_t* dst, int64_t step) {
   constexpr int kBlockBytes = 210;  // ql[128], qh[64], scales[16] (int8), d (f16)
   const __m256i low = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(0x03);
-  for (int64_t kb = 0; kb < k / 32; ++kb) {
+  DecodeTiles(count, k, dst, step, [&](int i, int64_t kb) {
     const int64_t s = kb / 8;
     const int j = static_cast<int>(kb % 8), h = j / 4, quarter = j % 4;
-    __m512i v[16];
-    for (int i = 0; i < 16; ++i) {
-      if (i >= count) {
-        v[i] = _mm512_setzero_si512();
-        continue;
-      }
-      // Elements 128 h + 32 quarter + l: low bits from ql[64 h + 32 (quarter & 1) + l] (low
-      // nibble for quarters 0, 1, high for 2, 3), high bits 2 quarter … of qh[32 h + l].
-      const uint8_t* blk = rows[i] + s * kBlockBytes;
-      __m256i lq =
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 64 * h + 32 * (quarter & 1)));
-      if (quarter >= 2) lq = _mm256_srli_epi16(lq, 4);
-      lq = _mm256_and_si256(lq, low);
-      __m256i hq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 128 + 32 * h));
-      hq = _mm256_and_si256(_mm256_srli_epi16(hq, 2 * quarter), two);
-      const __m256i q = _mm256_or_si256(lq, _mm256_slli_epi16(hq, 4));  // 0 … 63, q6 + 32
-      const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192) + 2 * j;
-      const float d = Half(blk + 208);
-      // x = (d * scale) * (q6 - 32), as Dequantize computes it.
-      const float s0 = d * sc[0], s1 = d * sc[1];
-      const __m256i qs = _mm256_sub_epi8(q, _mm256_set1_epi8(32));
-      const __m512 a = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(qs)));
-      const __m512 b = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(qs, 1)));
-      v[i] = Pairs(_mm512_mul_ps(a, _mm512_set1_ps(s0)), _mm512_mul_ps(b, _mm512_set1_ps(s1)));
-    }
-    StoreTile(v, dst + kb * step);
-  }
+    // Elements 128 h + 32 quarter + l: low bits from ql[64 h + 32 (quarter & 1) + l] (low
+    // nibble for quarters 0, 1, high for 2, 3), high bits 2 quarter … of qh[32 h + l].
+    const uint8_t* blk = rows[i] + s * kBlockBytes;
+    __m256i lq =
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 64 * h + 32 * (quarter & 1)));
+    if (quarter >= 2) lq = _mm256_srli_epi16(lq, 4);
+    lq = _mm256_and_si256(lq, low);
+    __m256i hq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 128 + 32 * h));
+    hq = _mm256_and_si256(_mm256_srli_epi16(hq, 2 * quarter), two);
+    const __m256i q = _mm256_or_si256(lq, _mm256_slli_epi16(hq, 4));  // 0 … 63, q6 + 32
+    const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192) + 2 * j;
+    const float d = Half(blk + 208);
+    // x = (d * scale) * (q6 - 32), as Dequantize computes it.
+    const float s0 = d * sc[0], s1 = d * sc[1];
+    const __m256i qs = _mm256_sub_epi8(q, _mm256_set1_epi8(32));
+    const __m512 a = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(qs)));
+    const __m512 b = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(qs, 1)));
+    return Pairs(_mm512_mul_ps(a, _mm512_set1_ps(s0)), _mm512_mul_ps(b, _mm512_set1_ps(s1)));
+  });
 }
 
 void TileBf16(const Bf16Rows& w, const Bf16Tokens& x, float* out, int64_t out_stride) {
