@@ -206,19 +206,11 @@ int FreePort() {
   return ntohs(a.sin_port);
 }
 
-TEST_F(Swarm, CorruptPiecesFromOneSeedAreRejectedAndFetchedFromTheOther) {
-  TempDir t;
-  const std::string good = CopyOfFrag(t, "good"), bad = CopyOfFrag(t, "bad");
-  // The bad seed is on another loopback address: libtorrent's bans apply to an address,
-  // and two hosts that shared one would share a ban.
-  std::unique_ptr<Process> pg, pb;
-  const int port_bad = StartPeer(pb, "--seed " + bad + " --listen 127.0.0.2:0", t / "b.log");
-  ASSERT_GT(port_bad, 0);
-  // Corrupt the bad seed's copy of the largest fragment after it checked it: it now offers
-  // pieces whose bytes do not match their hashes.
+// Writes junk over `dir`'s copy of the model's largest fragment (after a seed on it checked
+// it, that seed offers pieces whose bytes do not match their hashes); returns its name.
+std::string CorruptLargestFragment(const nlohmann::json& manifest, const std::string& dir) {
   std::string largest;
   uint64_t size = 0;
-  const nlohmann::json manifest = Manifest();
   for (const auto& f : manifest["fragments"]) {
     if (f["size"].get<uint64_t>() > size) {
       size = f["size"].get<uint64_t>();
@@ -227,10 +219,20 @@ TEST_F(Swarm, CorruptPiecesFromOneSeedAreRejectedAndFetchedFromTheOther) {
   }
   std::vector<uint8_t> junk(size);
   for (size_t k = 0; k < junk.size(); ++k) junk[k] = static_cast<uint8_t>(k * 131 + 7);
-  {
-    std::fstream f(bad + "/" + largest, std::ios::in | std::ios::out | std::ios::binary);
-    f.write(reinterpret_cast<const char*>(junk.data()), static_cast<std::streamsize>(size));
-  }
+  std::fstream f(dir + "/" + largest, std::ios::in | std::ios::out | std::ios::binary);
+  f.write(reinterpret_cast<const char*>(junk.data()), static_cast<std::streamsize>(size));
+  return largest;
+}
+
+TEST_F(Swarm, CorruptPiecesFromOneSeedAreRejectedAndFetchedFromTheOther) {
+  TempDir t;
+  const std::string good = CopyOfFrag(t, "good"), bad = CopyOfFrag(t, "bad");
+  // The bad seed is on another loopback address: libtorrent's bans apply to an address,
+  // and two hosts that shared one would share a ban.
+  std::unique_ptr<Process> pg, pb;
+  const int port_bad = StartPeer(pb, "--seed " + bad + " --listen 127.0.0.2:0", t / "b.log");
+  ASSERT_GT(port_bad, 0);
+  const std::string largest = CorruptLargestFragment(Manifest(), bad);
   // One fetch from both seeds; the good one comes up only once the bad one has sent its
   // bad pieces (so that they are certainly asked of it) and been banned for them.
   const int port_good = FreePort();
@@ -251,6 +253,24 @@ TEST_F(Swarm, CorruptPiecesFromOneSeedAreRejectedAndFetchedFromTheOther) {
   EXPECT_EQ(ReadBytes(t / "out/" + largest), ReadBytes(Frag() + "/" + largest));
   Result v = Ggswarm("verify " + t / "out");
   EXPECT_EQ(v.code, 0) << v.out;
+}
+
+TEST_F(Swarm, ASeedThatOnlySendsBadDataStaysBannedAndTheFetchSaysSo) {
+  TempDir t;
+  const std::string bad = CopyOfFrag(t, "bad");
+  std::unique_ptr<Process> pb;
+  const int port_bad = StartPeer(pb, "--seed " + bad + " --listen 127.0.0.2:0", t / "b.log");
+  ASSERT_GT(port_bad, 0);
+  CorruptLargestFragment(Manifest(), bad);
+  const std::string addr = "127.0.0.2:" + std::to_string(port_bad);
+  // Banned, forgiven (its ban might have been one another peer's blocks earned it), and
+  // banned again each time: the fetch gives up within its timeout and names the reason.
+  Result r = Ggswarm("fetch " + InfoHash() + " " + t / "out --peer " + addr + " --timeout 3");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("forgetting the bans and asking them again (3 of 3)"), std::string::npos)
+      << r.out;
+  EXPECT_EQ(r.out.find("(4 of 3)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(addr + ": banned for sending bad data"), std::string::npos) << r.out;
 }
 
 TEST_F(Swarm, ASeedKilledMidTransferLeavesTheOtherToFinish) {

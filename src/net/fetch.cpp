@@ -25,6 +25,10 @@ using Clock = std::chrono::steady_clock;
 
 constexpr auto kReconnectEvery = std::chrono::milliseconds(500);
 constexpr auto kSaveResumeEvery = std::chrono::seconds(2);
+// How often a fetch whose every named peer was banned forgets the bans and asks them again.
+// libtorrent bans a peer alone on a piece that fails when the blocks of a peer banned just
+// before went uncounted (its entry is gone), so one bad seed can take a good one with it.
+constexpr int kBanAmnesties = 3;
 constexpr lt::download_priority_t kFirst = lt::top_priority;
 constexpr lt::download_priority_t kWanted = lt::default_priority;
 
@@ -148,6 +152,7 @@ class Fetcher {
   uint64_t BytesDone(const std::vector<bool>& wanted);
   void QueueCompleteFiles();  // hands every complete wanted file to the checker
   void Reconnect();
+  void ForgiveIfAllBanned();
   void RecordPeers();
   Status SaveResume(bool wait);
   std::string Stalled() const;
@@ -163,6 +168,8 @@ class Fetcher {
   std::vector<uint64_t> sizes_;
   std::map<std::string, std::string> peer_errors_;  // last trouble, by peer address
   std::map<std::string, uint64_t> peer_bytes_;      // by address, the most each one reported
+  std::set<std::string> banned_;                    // named peers banned since the last amnesty
+  int amnesties_ = 0;
   bool resume_pending_ = false;
   Clock::time_point t0_ = Clock::now();
   bool resumed_ = false;
@@ -353,6 +360,7 @@ Status Fetcher::HandleAlerts() {
     } else if (auto* pb = lt::alert_cast<lt::peer_ban_alert>(a)) {
       Log("banned " + EndpointText(pb->endpoint) + ": it sent data that failed the hash check");
       peer_errors_[EndpointText(pb->endpoint)] = "banned for sending bad data";
+      banned_.insert(EndpointText(pb->endpoint));
     } else if (auto* te = lt::alert_cast<lt::torrent_error_alert>(a)) {
       return Status::IOError("fetching into " + o_.out_dir + ": " + te->error.message() +
                              (te->filename()[0] ? std::string(" (") + te->filename() + ")" : ""));
@@ -392,6 +400,23 @@ void Fetcher::Reconnect() {
   }
 }
 
+// When every named peer has been banned, forgets the bans (a fresh peer list) and connects
+// them again, up to kBanAmnesties times: pieces that passed are kept, and a peer that still
+// sends bad data is banned again on a piece of its own.
+void Fetcher::ForgiveIfAllBanned() {
+  if (o_.peers.empty() || amnesties_ >= kBanAmnesties) return;
+  for (const Endpoint& e : o_.peers) {
+    lt::tcp::endpoint ep(lt::make_address(e.host), static_cast<uint16_t>(e.port));
+    if (!banned_.count(EndpointText(ep))) return;
+  }
+  ++amnesties_;
+  Log("every peer was banned; forgetting the bans and asking them again (" +
+      std::to_string(amnesties_) + " of " + std::to_string(kBanAmnesties) + ")");
+  banned_.clear();
+  h_.clear_peers();
+  Reconnect();
+}
+
 // Saves the resume data (flushing libtorrent's writes first). With `wait`, returns once a
 // save issued now has been written, not an earlier one still under way.
 Status Fetcher::SaveResume(bool wait) {
@@ -423,7 +448,9 @@ std::string Fetcher::Stalled() const {
     lt::tcp::endpoint ep(lt::make_address(e.host), static_cast<uint16_t>(e.port));
     auto it = peer_errors_.find(EndpointText(ep));
     s += "; " + e.ToString() + ": " +
-         (it == peer_errors_.end() ? std::string("no answer") : it->second);
+         (banned_.count(EndpointText(ep)) ? std::string("banned for sending bad data")
+          : it == peer_errors_.end()      ? std::string("no answer")
+                                          : it->second);
   }
   if (auto it = peer_errors_.find("metadata"); it != peer_errors_.end()) s += "; " + it->second;
   return s;
@@ -504,6 +531,7 @@ StatusOr<FetchReport> Fetcher::Run() {
       return Status::IOError(Stalled());
     }
     if (now - last_reconnect > kReconnectEvery) {
+      ForgiveIfAllBanned();
       Reconnect();
       last_reconnect = now;
     }
