@@ -211,11 +211,12 @@ Status LayerRange::ForwardLayer(int l, const LayerWeights& w, float* x, int n, T
   const float* ff = model_->rope_freqs().empty() ? nullptr : model_->rope_freqs().data();
   std::vector<uint16_t>& kc = cache_.k[l - begin_];
   std::vector<uint16_t>& vc = cache_.v[l - begin_];
+  rope_cs_.resize(static_cast<size_t>(n) * c.rope_dim);
   per_token([&](int t) {
-    for (int h = 0; h < c.n_head; ++h)
-      Rope(q_.data() + t * qd + h * hd, hd, c.rope_dim, pos0 + t, c.rope_base, ff);
-    for (int h = 0; h < c.n_head_kv; ++h)
-      Rope(k_.data() + t * kvd + h * hd, hd, c.rope_dim, pos0 + t, c.rope_base, ff);
+    float* cs = rope_cs_.data() + static_cast<size_t>(t) * c.rope_dim;
+    RopeAngles(c.rope_dim, pos0 + t, c.rope_base, ff, cs);
+    for (int h = 0; h < c.n_head; ++h) RopeApply(q_.data() + t * qd + h * hd, c.rope_dim, cs);
+    for (int h = 0; h < c.n_head_kv; ++h) RopeApply(k_.data() + t * kvd + h * hd, c.rope_dim, cs);
     for (int i = 0; i < kvd; ++i) {
       kc[static_cast<size_t>(pos0 + t) * kvd + i] = FloatToHalf(k_[t * kvd + i]);
       vc[static_cast<size_t>(pos0 + t) * kvd + i] = FloatToHalf(v_[t * kvd + i]);

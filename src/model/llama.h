@@ -99,6 +99,7 @@ class LayerRange {
   // Per-batch buffers: xn (n × n_embd), q (n × q_dim), k/v (n × kv_dim), att (n × q_dim),
   // gate/up (n × n_ff).
   std::vector<float> xn_, q_, k_, v_, att_, gate_, up_, tmp_;
+  std::vector<float> rope_cs_;  // per token: its rotations' cosines and sines
   std::vector<float> kt_, vf_;  // long batches: cached keys transposed, values, in f32
 };
 

@@ -195,19 +195,25 @@ void RmsNorm(const float* x, const float* weight, float* y, int n, float eps) {
   for (int i = 0; i < n; ++i) y[i] = (x[i] * scale) * weight[i];
 }
 
-void Rope(float* x, int head_dim, int rope_dim, int pos, float base, const float* freq_factors) {
-  (void)head_dim;
+void RopeAngles(int rope_dim, int pos, float base, const float* freq_factors, float* cs) {
   // ggml builds the angles by repeated multiplication in f32; so do we.
   const float theta_scale = std::pow(base, -2.0f / static_cast<float>(rope_dim));
   float theta = static_cast<float>(pos);
   for (int i = 0; i < rope_dim; i += 2) {
     const float ff = freq_factors ? freq_factors[i / 2] : 1.0f;
     const float angle = theta / ff;
-    const float c = std::cos(angle), s = std::sin(angle);
+    cs[i] = std::cos(angle);
+    cs[i + 1] = std::sin(angle);
+    theta *= theta_scale;
+  }
+}
+
+void RopeApply(float* x, int rope_dim, const float* cs) {
+  for (int i = 0; i < rope_dim; i += 2) {
+    const float c = cs[i], s = cs[i + 1];
     const float x0 = x[i], x1 = x[i + 1];
     x[i] = x0 * c - x1 * s;
     x[i + 1] = x0 * s + x1 * c;
-    theta *= theta_scale;
   }
 }
 

@@ -52,10 +52,12 @@ void MatMuls(std::initializer_list<MatMulPart> parts, const float* x, int n, Thr
 // y = x / sqrt(mean(x²) + eps) * weight, for one row of n (sum of squares in double).
 void RmsNorm(const float* x, const float* weight, float* y, int n, float eps);
 
-// Rotary embedding (ggml's "normal" mode: consecutive pairs) of one head of `head_dim`
-// values at position `pos`; the first `rope_dim` values rotate. `freq_factors` (Llama 3)
-// divides each pair's angle, or is null.
-void Rope(float* x, int head_dim, int rope_dim, int pos, float base, const float* freq_factors);
+// Rotary embedding (ggml's "normal" mode: consecutive pairs) of the first `rope_dim` values
+// of each head at position `pos`, in two steps so that many heads share the angles: the
+// rotations' cosines and sines (cs[i] = cos, cs[i + 1] = sin of pair i / 2's angle), then
+// each head rotated by them. `freq_factors` (Llama 3) divides each pair's angle, or is null.
+void RopeAngles(int rope_dim, int pos, float base, const float* freq_factors, float* cs);
+void RopeApply(float* x, int rope_dim, const float* cs);
 
 // silu(g) * u, elementwise over n.
 void SwiGlu(const float* g, const float* u, float* out, int n);
