@@ -140,8 +140,13 @@ TEST(BenchCli, ReportsEveryFigure) {
     EXPECT_GT(j["peak_rss_bytes"].get<double>(), 0);
     EXPECT_NEAR(j["tg_bound_tokens_per_s"].get<double>(),
                 j["read_bandwidth_bytes_per_s"].get<double>() / per_token, 1e-6 * per_token);
+    // Each run against the bandwidth measured right after it.
+    ASSERT_EQ(j["tg_bound_runs"].size(), 2u);
+    const double b0 = j["tg_bound_runs"][0], b1 = j["tg_bound_runs"][1];
+    EXPECT_NEAR(j["tg_bound_tokens_per_s"].get<double>(), (b0 + b1) / 2, 1e-9 * (b0 + b1));
     EXPECT_NEAR(j["tg_fraction_of_bound"].get<double>(),
-                j["tg"]["mean"].get<double>() / j["tg_bound_tokens_per_s"].get<double>(), 1e-9);
+                (j["tg"]["runs"][0].get<double>() / b0 + j["tg"]["runs"][1].get<double>() / b1) / 2,
+                1e-9);
   }
   EXPECT_EQ(Shell(Cli() + " bench " + t / "missing.gguf").code, 1);
   EXPECT_EQ(Shell(Cli() + " bench " + t / "m.gguf -p 0 -n 0").code, 1);
