@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "base/aligned.h"
 #include "base/thread_pool.h"
 #include "quant/ggml_type.h"
 
@@ -49,9 +50,9 @@ void QuantizeRow(GgmlType vt, const float* x, void* out, int64_t k);
 // quants in the order the weights' nibbles come in.
 struct RowDotAct {
   const void* act = nullptr;  // the row as given
-  std::vector<int8_t> q;
-  std::vector<float> d;
-  std::vector<int32_t> corr;  // Q4_0: per pair of blocks, 16 lanes, -8 Σ x in lanes 0 and 8
+  AlignedVector<int8_t> q;
+  AlignedVector<float> d;
+  AlignedVector<int32_t> corr;  // Q4_0: per pair of blocks, 16 lanes, -8 Σ x in lanes 0 and 8
 };
 void PrepareRowDot(GgmlType w, const void* act, int64_t k, RowDotAct* out);
 
@@ -78,9 +79,9 @@ int TileBlock(GgmlType w);
 struct DecodedRows {
   int64_t k = 0, nkb = 0;  // elements per row, blocks per row
   int rows = 0, block = 0;
-  std::vector<int8_t> q;  // nkb × 16 × block
-  std::vector<float> sw, mw;
-  std::vector<int32_t> negc;  // 16 × nkb each
+  AlignedVector<int8_t> q;  // nkb × 16 × block
+  AlignedVector<float> sw, mw;
+  AlignedVector<int32_t> negc;  // 16 × nkb each
   const int8_t* At(int r, int64_t b) const { return q.data() + (b * 16 + r) * block; }
 };
 // Decodes row `slot` of `out` (sized by Reserve) from `row` (k elements of type w).
@@ -97,8 +98,8 @@ struct Panel {
   int64_t k = 0, nkb = 0;
   int n = 0, groups = 0;
   bool offset = true;
-  std::vector<uint8_t> q;
-  std::vector<float> sa, SA;
+  AlignedVector<uint8_t> q;
+  AlignedVector<float> sa, SA;
 };
 // With a pool, the tokens are spread over its threads.
 void BuildPanel(GgmlType w, const uint8_t* act, uint64_t act_row_bytes, int n, int64_t k, Panel* p,
@@ -134,7 +135,7 @@ bool AmxBf16Active();
 struct Bf16Rows {
   int64_t k = 0;
   int rows = 0, used = 0;
-  std::vector<uint16_t> b;
+  AlignedVector<uint16_t> b;
 };
 // Sizes `out` for `count` rows of k elements (k % 32 == 0), the padding rows zero.
 void ReserveBf16(Bf16Rows* out, int count, int64_t k);
@@ -148,7 +149,7 @@ void DecodeTileBf16(GgmlType w, const uint8_t* const* rows, int count, Bf16Rows*
 struct Bf16Tokens {
   int64_t k = 0, stride = 0;
   int n = 0, rows = 0;
-  std::vector<uint16_t> a;
+  AlignedVector<uint16_t> a;
 };
 void BuildBf16Tokens(const float* x, int n, int64_t k, Bf16Tokens* t, ThreadPool* pool = nullptr);
 

@@ -209,8 +209,8 @@ Status LayerRange::ForwardLayer(int l, const LayerWeights& w, float* x, int n, T
   MatMuls({{&w.wq, q_.data()}, {&w.wk, k_.data()}, {&w.wv, v_.data()}}, xn_.data(), n, pool,
           &scratch_);
   const float* ff = model_->rope_freqs().empty() ? nullptr : model_->rope_freqs().data();
-  std::vector<uint16_t>& kc = cache_.k[l - begin_];
-  std::vector<uint16_t>& vc = cache_.v[l - begin_];
+  AlignedVector<uint16_t>& kc = cache_.k[l - begin_];
+  AlignedVector<uint16_t>& vc = cache_.v[l - begin_];
   rope_cs_.resize(static_cast<size_t>(n) * c.rope_dim);
   per_token([&](int t) {
     float* cs = rope_cs_.data() + static_cast<size_t>(t) * c.rope_dim;

@@ -69,7 +69,7 @@ class LlamaModel {
 // default cache): k[l] and v[l] are (n_ctx × kv_dim).
 struct KvCache {
   int n_ctx = 0;
-  std::vector<std::vector<uint16_t>> k, v;
+  std::vector<AlignedVector<uint16_t>> k, v;
 };
 
 class LayerRange {
@@ -98,9 +98,9 @@ class LayerRange {
   MatMulScratch scratch_;
   // Per-batch buffers: xn (n × n_embd), q (n × q_dim), k/v (n × kv_dim), att (n × q_dim),
   // gate/up (n × n_ff).
-  std::vector<float> xn_, q_, k_, v_, att_, gate_, up_, tmp_;
-  std::vector<float> rope_cs_;  // per token: its rotations' cosines and sines
-  std::vector<float> kt_, vf_;  // long batches: cached keys transposed, values, in f32
+  AlignedVector<float> xn_, q_, k_, v_, att_, gate_, up_, tmp_;
+  std::vector<float> rope_cs_;    // per token: its rotations' cosines and sines
+  AlignedVector<float> kt_, vf_;  // long batches: cached keys transposed, values, in f32
 };
 
 }  // namespace ggswarm::model

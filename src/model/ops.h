@@ -14,16 +14,16 @@ namespace ggswarm::model {
 
 // Buffers reused by every matrix multiplication (no allocation per token).
 struct MatMulScratch {
-  std::vector<uint8_t> act;              // activations in the weight's vec_dot_type, n * bytes/row
-  std::vector<float> expanded;           // the same, back as floats (float-path types)
+  AlignedVector<uint8_t> act;            // activations in the weight's vec_dot_type, n * bytes/row
+  AlignedVector<float> expanded;         // the same, back as floats (float-path types)
   std::vector<std::vector<float>> wrow;  // per thread: one dequantized weight row
-  std::vector<std::vector<uint8_t>> acts;  // row-dot path: per matrix, its activations
-  std::vector<kernels::RowDotAct> rowact;  // row-dot path: per matrix and token
-  std::vector<int64_t> first_row;          // row-dot path: each matrix's first row
-  kernels::Panel panel;                    // the tokens side by side (tile path)
-  std::vector<kernels::DecodedRows> dec;   // per thread: decoded weight rows (tile path)
-  kernels::Bf16Tokens btok;                // the tokens in bf16 (bf16 tile path)
-  std::vector<kernels::Bf16Rows> bdec;     // per thread: weight rows in bf16 (bf16 tile path)
+  std::vector<AlignedVector<uint8_t>> acts;  // row-dot path: per matrix, its activations
+  std::vector<kernels::RowDotAct> rowact;    // row-dot path: per matrix and token
+  std::vector<int64_t> first_row;            // row-dot path: each matrix's first row
+  kernels::Panel panel;                      // the tokens side by side (tile path)
+  std::vector<kernels::DecodedRows> dec;     // per thread: decoded weight rows (tile path)
+  kernels::Bf16Tokens btok;                  // the tokens in bf16 (bf16 tile path)
+  std::vector<kernels::Bf16Rows> bdec;       // per thread: weight rows in bf16 (bf16 tile path)
 };
 
 // Batches of at least this many tokens use the tile kernels (where the CPU has them).
