@@ -138,8 +138,19 @@ void AttendF16(const float* q, int heads, const uint16_t* k, const uint16_t* v, 
     _mm512_storeu_ps(
         qf.data() + 16 * i,
         _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_loadu_ps(q + 16 * i), _MM_FROUND_TO_NEAREST_INT)));
+  // The weights streamed since this layer last ran pushed its keys and values out of the
+  // CPU caches: keys are fetched a few positions ahead, values during the scores for later.
+  constexpr int kAhead = 16;  // positions
+  const int row_lines = (head_dim * 2 + 63) / 64;
+  auto fetch = [&](const uint16_t* row) {
+    for (int l = 0; l < row_lines; ++l)
+      _mm_prefetch(reinterpret_cast<const char*>(row) + 64 * l, _MM_HINT_T0);
+  };
+  for (int j = 0; j < std::min(len, kAhead); ++j) fetch(k + j * stride);
   for (int j = 0; j < len; ++j) {
     const uint16_t* kr = k + j * stride;
+    if (j + kAhead < len) fetch(kr + kAhead * stride);
+    fetch(v + j * stride);
     __m512 kv[16];  // the key, converted once for every head
     for (int i = 0; i < nv; ++i)
       kv[i] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(kr + 16 * i)));
