@@ -101,11 +101,15 @@ void PrepareRowDot(GgmlType w, const void* act, int64_t k, RowDotAct* out) {
     // low nibbles of one 64-byte load of weights), then 4c + 1 and 4c + 3 (the high ones).
     const auto* a = static_cast<const Q8_K*>(act);
     out->q.resize(k);
-    for (int64_t i = 0; i < k / kQK_K; ++i)
+    out->sums.resize(k / 32);
+    for (int64_t i = 0; i < k / kQK_K; ++i) {
       for (int c = 0; c < 2; ++c)
         for (int j = 0; j < 4; ++j)
           std::memcpy(out->q.data() + i * kQK_K + 128 * c + 32 * j,
                       a[i].qs + 128 * c + 32 * ((j % 2) * 2 + j / 2), 32);
+      for (int j = 0; j < 8; ++j)  // |sum| <= 32 * 127: fits
+        out->sums[i * 8 + j] = static_cast<int16_t>(a[i].bsums[2 * j] + a[i].bsums[2 * j + 1]);
+    }
     return;
   }
   if (w != GgmlType::Q8_0 && w != GgmlType::Q4_0) return;

@@ -47,12 +47,13 @@ void QuantizeRow(GgmlType vt, const float* x, void* out, int64_t k);
 
 // One activation row (in VecDotType(w)) made ready for row dots: for the legacy types its
 // quants side by side, block scales as floats and the Q4_0 offset correction; for Q4_K its
-// quants in the order the weights' nibbles come in.
+// quants in the order the weights' nibbles come in and the sums of its sub-blocks.
 struct RowDotAct {
   const void* act = nullptr;  // the row as given
   AlignedVector<int8_t> q;
   AlignedVector<float> d;
   AlignedVector<int32_t> corr;  // Q4_0: per pair of blocks, 16 lanes, -8 Σ x in lanes 0 and 8
+  AlignedVector<int16_t> sums;  // Q4_K: per super-block, the sum of each 32-element sub-block
 };
 void PrepareRowDot(GgmlType w, const void* act, int64_t k, RowDotAct* out);
 

@@ -36,8 +36,7 @@ constexpr int kPrefetch = 2048;
 
 inline float H(uint16_t h) { return _cvtsh_ss(h); }
 
-inline float Hsum256(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+inline float Hsum128(__m128 s) {
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
@@ -174,23 +173,27 @@ struct Q4_KKernel {
   static constexpr int kStepBytes = sizeof(Q4_K);
   struct Acc {
     __m512 acc;
-    __m256 accm;
+    __m128 accm;
   };
   const Q8_K* a;
-  const int8_t* aq;  // a's quants in nibble order (PrepareRowDot)
+  const int8_t* aq;     // a's quants in nibble order (PrepareRowDot)
+  const int16_t* sums;  // a's sub-block sums
   int64_t steps;
   // Lanes 0-7 of a product of low nibbles are sub-block 4c, lanes 8-15 sub-block 4c + 2;
   // of high nibbles 4c + 1 and 4c + 3.
   __m512i idx_lo[2], idx_hi[2];
   Q4_KKernel(const RowDotAct& act, int64_t k)
-      : a(static_cast<const Q8_K*>(act.act)), aq(act.q.data()), steps(k / kQK_K) {
+      : a(static_cast<const Q8_K*>(act.act)),
+        aq(act.q.data()),
+        sums(act.sums.data()),
+        steps(k / kQK_K) {
     idx_lo[0] = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
     idx_hi[0] = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1);
     idx_lo[1] = _mm512_add_epi32(idx_lo[0], _mm512_set1_epi32(4));
     idx_hi[1] = _mm512_add_epi32(idx_hi[0], _mm512_set1_epi32(4));
   }
 
-  Acc Zero() const { return {_mm512_setzero_ps(), _mm256_setzero_ps()}; }
+  Acc Zero() const { return {_mm512_setzero_ps(), _mm_setzero_ps()}; }
   void Step(const uint8_t* row, int64_t i, Acc& acc) const {
     const Q4_K& x = reinterpret_cast<const Q4_K*>(row)[i];
     const __m512i nib = _mm512_set1_epi8(0x0F);
@@ -216,17 +219,21 @@ struct Q4_KKernel {
       isum = _mm512_dpwssd_epi32(isum, plo, _mm512_permutexvar_epi32(idx_lo[c], scv));
       isum = _mm512_dpwssd_epi32(isum, phi, _mm512_permutexvar_epi32(idx_hi[c], scv));
     }
-    // Mins: Σ_j m_j (bsum[2j] + bsum[2j+1]).
-    const __m128i m8 = _mm_set_epi32(0, 0, static_cast<int>(m_hi), static_cast<int>(m_lo));
-    const __m256i m16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
-    const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[i].bsums));
-    const __m256i mins = _mm256_madd_epi16(bs, m16);
-    const float dq = a[i].d;
-    acc.acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(H(x.d) * dq), acc.acc);
-    acc.accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(H(x.dmin) * dq), acc.accm);
+    // d and dmin converted together, times the activations' scale; then the mins,
+    // Σ_j m_j · (sum of sub-block j of the activations).
+    uint32_t ddm;
+    std::memcpy(&ddm, &x.d, 4);
+    const __m128 dd =
+        _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(ddm))), _mm_set1_ps(a[i].d));
+    const __m128i m16 = _mm_cvtepu8_epi16(
+        _mm_cvtsi64_si128(static_cast<int64_t>(m_lo | static_cast<uint64_t>(m_hi) << 32)));
+    const __m128i mins =
+        _mm_madd_epi16(m16, _mm_loadu_si128(reinterpret_cast<const __m128i*>(sums + 8 * i)));
+    acc.acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_broadcastss_ps(dd), acc.acc);
+    acc.accm = _mm_fmadd_ps(_mm_cvtepi32_ps(mins), _mm_permute_ps(dd, 0x55), acc.accm);
   }
   float Finish(const uint8_t*, const Acc& acc) const {
-    return _mm512_reduce_add_ps(acc.acc) - Hsum256(acc.accm);
+    return _mm512_reduce_add_ps(acc.acc) - Hsum128(acc.accm);
   }
 };
 
