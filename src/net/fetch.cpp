@@ -168,7 +168,7 @@ class Fetcher {
   std::vector<uint64_t> sizes_;
   std::map<std::string, std::string> peer_errors_;  // last trouble, by peer address
   std::map<std::string, uint64_t> peer_bytes_;      // by address, the most each one reported
-  std::set<std::string> banned_;                    // named peers banned since the last amnesty
+  std::set<std::string> banned_;                    // peers banned since the last amnesty
   int amnesties_ = 0;
   bool resume_pending_ = false;
   Clock::time_point t0_ = Clock::now();
