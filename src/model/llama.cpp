@@ -177,6 +177,13 @@ Status LayerRange::Forward(float* x, int n, ThreadPool& pool) {
     if (!w.ok()) return w.status();
     ws.push_back(*w);
   }
+  // The rotations depend on the position only: their angles once for every layer.
+  const LlamaConfig& c = model_->config();
+  const float* ff = model_->rope_freqs().empty() ? nullptr : model_->rope_freqs().data();
+  rope_cs_.resize(static_cast<size_t>(n) * c.rope_dim);
+  for (int t = 0; t < n; ++t)
+    RopeAngles(c.rope_dim, n_past_ + t, c.rope_base, ff,
+               rope_cs_.data() + static_cast<size_t>(t) * c.rope_dim);
   for (int l = begin_; l < end_; ++l)
     GGSWARM_RETURN_IF_ERROR(ForwardLayer(l, *ws[l - begin_], x, n, pool));
   n_past_ += n;
@@ -208,13 +215,10 @@ Status LayerRange::ForwardLayer(int l, const LayerWeights& w, float* x, int n, T
       [&](int t) { RmsNorm(x + t * d, w.attn_norm.data(), xn_.data() + t * d, d, c.rms_eps); });
   MatMuls({{&w.wq, q_.data()}, {&w.wk, k_.data()}, {&w.wv, v_.data()}}, xn_.data(), n, pool,
           &scratch_);
-  const float* ff = model_->rope_freqs().empty() ? nullptr : model_->rope_freqs().data();
   AlignedVector<uint16_t>& kc = cache_.k[l - begin_];
   AlignedVector<uint16_t>& vc = cache_.v[l - begin_];
-  rope_cs_.resize(static_cast<size_t>(n) * c.rope_dim);
   per_token([&](int t) {
-    float* cs = rope_cs_.data() + static_cast<size_t>(t) * c.rope_dim;
-    RopeAngles(c.rope_dim, pos0 + t, c.rope_base, ff, cs);
+    const float* cs = rope_cs_.data() + static_cast<size_t>(t) * c.rope_dim;
     for (int h = 0; h < c.n_head; ++h) RopeApply(q_.data() + t * qd + h * hd, c.rope_dim, cs);
     for (int h = 0; h < c.n_head_kv; ++h) RopeApply(k_.data() + t * kvd + h * hd, c.rope_dim, cs);
     for (int i = 0; i < kvd; ++i) {
