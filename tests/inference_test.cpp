@@ -7,6 +7,7 @@
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "convert/quantize_model.h"
 #include "convert/synth.h"
@@ -281,6 +282,32 @@ TEST(Inference, Bf16TilesAgreeWithTheExactComputation) {
 // One token at a time (the row-dot kernels). This failed when the Q8_0 row dot had its own
 // loop; since Q8_0 and Q4_0 share one (commit 8759db2) it passes.
 TEST(Inference, FastRowDotsAgreeWithTheScalarPath) { CheckFastAgainstScalar(true); }
+
+// RmsNorm adds its squares in eight running sums; ggml adds them one after another, in
+// double. Over rows of every length up to 70 and of the models' widths, the float results
+// must be the same bits as ggml's formula gives.
+TEST(Inference, RmsNormIsGgmlsFormulaBitForBit) {
+  std::mt19937 rng(3);
+  std::lognormal_distribution<float> mag(0.0f, 2.0f);
+  std::vector<int> lengths;
+  for (int n = 1; n <= 70; ++n) lengths.push_back(n);
+  for (int n : {288, 2048, 4096, 5120}) lengths.push_back(n);
+  for (int n : lengths) {
+    for (int rep = 0; rep < 20; ++rep) {
+      std::vector<float> x(n), w(n), got(n);
+      for (int i = 0; i < n; ++i) {
+        x[i] = (rng() % 2 ? 1.0f : -1.0f) * mag(rng);
+        w[i] = mag(rng);
+      }
+      model::RmsNorm(x.data(), w.data(), got.data(), n, 1e-5f);
+      double sum = 0;  // ggml_compute_forward_rms_norm_f32
+      for (int i = 0; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
+      const float scale = 1.0f / std::sqrt(static_cast<float>(sum / n) + 1e-5f);
+      for (int i = 0; i < n; ++i)
+        ASSERT_EQ(got[i], (x[i] * scale) * w[i]) << "n " << n << " rep " << rep << " i " << i;
+    }
+  }
+}
 
 // Random models of every weight type, made by our own writer exactly as
 // tests/data/make_type_goldens.sh made them for llama.cpp; logits must agree with llama.cpp's.
