@@ -1,17 +1,12 @@
-// AVX-512 VNNI kernels. This file is compiled for AVX-512 (F, BW, VL, DQ, VNNI) and F16C;
-// kernels.cpp calls into it only when the CPU has them.
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c,fma")
-// GCC 12 warns about the intrinsics headers' own placeholder operands.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#include "kernels/kernels_avx512.h"
-
-#include <immintrin.h>
+// AVX-512 VNNI kernels (see avx512_target.h).
+#include "kernels/avx512_target.h"
+// (first: the target applies to everything below)
 
 #include <cmath>
 #include <cstring>
 #include <vector>
 
+#include "kernels/kernels_avx512.h"
 #include "quant/blocks.h"
 #include "quant/vec_dot.h"
 

@@ -1,6 +1,5 @@
 // AVX-512 VNNI row dots: one activation row against many weight rows, the matrix–vector
-// products of generation. Compiled for AVX-512 (F, BW, VL, DQ, VNNI) and F16C; kernels.cpp
-// calls into it only when the CPU has them.
+// products of generation (compiled for AVX-512 VNNI: see avx512_target.h).
 //
 // Generation streams every weight once per token, so these kernels are judged by how close
 // they come to the memory's read bandwidth, not by their arithmetic. One core reading one
@@ -9,11 +8,8 @@
 // a call's rows are cut into kStreams contiguous parts, and the kernels step through one
 // row of each part side by side, a group of blocks at a time, prefetching each stream
 // ahead into L1.
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c,fma")
-// GCC 12 warns about the intrinsics headers' own placeholder operands.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#include <immintrin.h>
+#include "kernels/avx512_target.h"
+// (first: the target applies to everything below)
 
 #include <algorithm>
 #include <cstring>

@@ -37,6 +37,10 @@ std::string EndpointText(const lt::tcp::endpoint& e) {
   return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(e.port());
 }
 
+lt::tcp::endpoint TcpEndpoint(const Endpoint& e) {
+  return {lt::make_address(e.host), static_cast<uint16_t>(e.port)};
+}
+
 Status WriteFile(const std::string& path, const std::vector<char>& bytes) {
   auto out = OutputFile::Create(path, /*overwrite=*/true);
   if (!out.ok()) return out.status();
@@ -395,26 +399,25 @@ void Fetcher::Reconnect() {
   std::set<std::string> connected;
   for (const auto& p : peers) connected.insert(EndpointText(p.ip));
   for (const Endpoint& e : o_.peers) {
-    lt::tcp::endpoint ep(lt::make_address(e.host), static_cast<uint16_t>(e.port));
+    const lt::tcp::endpoint ep = TcpEndpoint(e);
     if (!connected.count(EndpointText(ep))) h_.connect_peer(ep);
   }
 }
 
-// When every named peer has been banned, forgets the bans (a fresh peer list) and connects
-// them again, up to kBanAmnesties times: pieces that passed are kept, and a peer that still
-// sends bad data is banned again on a piece of its own.
+// When every named peer has been banned, forgets the bans (a fresh peer list), up to
+// kBanAmnesties times, so that the Reconnect that follows asks them again: pieces that
+// passed are kept, and a peer that still sends bad data is banned again on a piece of its
+// own.
 void Fetcher::ForgiveIfAllBanned() {
   if (o_.peers.empty() || amnesties_ >= kBanAmnesties) return;
   for (const Endpoint& e : o_.peers) {
-    lt::tcp::endpoint ep(lt::make_address(e.host), static_cast<uint16_t>(e.port));
-    if (!banned_.count(EndpointText(ep))) return;
+    if (!banned_.count(EndpointText(TcpEndpoint(e)))) return;
   }
   ++amnesties_;
   Log("every peer was banned; forgetting the bans and asking them again (" +
       std::to_string(amnesties_) + " of " + std::to_string(kBanAmnesties) + ")");
   banned_.clear();
   h_.clear_peers();
-  Reconnect();
 }
 
 // Saves the resume data (flushing libtorrent's writes first). With `wait`, returns once a
@@ -445,12 +448,12 @@ std::string Fetcher::Stalled() const {
     s = "no data arrived";
   s += " within " + std::to_string(static_cast<int>(o_.timeout_s)) + " s";
   for (const Endpoint& e : o_.peers) {
-    lt::tcp::endpoint ep(lt::make_address(e.host), static_cast<uint16_t>(e.port));
-    auto it = peer_errors_.find(EndpointText(ep));
+    const std::string ep = EndpointText(TcpEndpoint(e));
+    auto it = peer_errors_.find(ep);
     s += "; " + e.ToString() + ": " +
-         (banned_.count(EndpointText(ep)) ? std::string("banned for sending bad data")
-          : it == peer_errors_.end()      ? std::string("no answer")
-                                          : it->second);
+         (banned_.count(ep)          ? std::string("banned for sending bad data")
+          : it == peer_errors_.end() ? std::string("no answer")
+                                     : it->second);
   }
   if (auto it = peer_errors_.find("metadata"); it != peer_errors_.end()) s += "; " + it->second;
   return s;
