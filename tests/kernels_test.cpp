@@ -10,6 +10,7 @@
 #include <random>
 
 #include "base/thread_pool.h"
+#include "model/ops.h"
 #include "quant/dequantize.h"
 #include "quant/fp16.h"
 #include "quant/quantize.h"
@@ -361,6 +362,48 @@ TEST(Kernels, F32AttentionMatchesTheScalarReference) {
         for (int i = 0; i < heads * hd; ++i) {
           ASSERT_NEAR(got[i], want[i], 1e-5 * (1 + std::fabs(want[i]))) << i;
           ASSERT_NEAR(f16[i], want[i], 2e-3 * (1 + std::fabs(want[i]))) << i;
+        }
+      }
+    }
+  }
+}
+
+// Few tokens: the matrices' rows go out in the pool's chunks, and chunks longer than about
+// 768 KB are cut into several RowDots calls (model::MatMuls). Whatever the cut, every
+// output must be its own row's dot, bit for bit: here two matrices of 1,500 and 700 rows
+// (2-3 MB and 1 MB) in shards of 701 and 799 rows, on one thread (one chunk per matrix) and
+// two, for one token and three.
+TEST(Kernels, MatMulsCutIntoCallsGiveEachRowItsOwnDot) {
+  REQUIRE_AVX512();
+  const int64_t k = 2048;
+  for (GgmlType type : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q6_K}) {
+    SCOPED_TRACE(TypeName(type));
+    const Operands a = Make(type, 1500, 3, k, 21), b = Make(type, 700, 3, k, 23);
+    gguf::TensorInfo ia{"a", {uint64_t(k), 1500}, type, 0, a.w.size(), uint64_t(k) * 1500};
+    gguf::TensorInfo ib{"b", {uint64_t(k), 700}, type, 0, b.w.size(), uint64_t(k) * 700};
+    TensorView va{
+        &ia, {{a.w.data(), 0, 701}, {a.w.data() + 701 * a.row_bytes, 701, 1500}}, a.row_bytes};
+    TensorView vb{&ib, {{b.w.data(), 0, 700}}, b.row_bytes};
+    const auto x = RandomFloats(3 * k, 25);
+    for (int threads : {1, 2}) {
+      ThreadPool pool(threads);
+      model::MatMulScratch scratch;
+      for (int n : {1, 3}) {
+        SCOPED_TRACE(testing::Message() << threads << " thread(s), " << n << " token(s)");
+        std::vector<float> ya(n * 1500, -1.0f), yb(n * 700, -1.0f);
+        model::MatMuls({{&va, ya.data()}, {&vb, yb.data()}}, x.data(), n, pool, &scratch);
+        for (int t = 0; t < n; ++t) {
+          std::vector<uint8_t> act(a.abytes);
+          QuantizeActivation(VecDotType(type), x.data() + t * k, act.data(), k);
+          kernels::RowDotAct ra;
+          kernels::PrepareRowDot(type, act.data(), k, &ra);
+          for (const auto& [o, y, rows] : {std::tuple{&a, &ya, 1500}, std::tuple{&b, &yb, 700}})
+            for (int r = 0; r < rows; ++r) {
+              float want = 0;
+              kernels::RowDots(type, o->w.data() + r * o->row_bytes, o->row_bytes, 1, ra, k, &want,
+                               1);
+              ASSERT_EQ((*y)[t * rows + r], want) << "token " << t << " row " << r;
+            }
         }
       }
     }
