@@ -2,9 +2,10 @@
 // weights read: "hot" over rows that stay in L2 (the arithmetic alone) and "stream" over a
 // buffer far larger than the caches (what generation does), against kernels::ReadAll over
 // the same buffer (the best a plain read gets). Rows of k = 2048 random quantized weights;
-// with two threads each takes half of the rows, in jobs of 704 (about what the engine's
-// guided chunks hand out).
-//   bench_rowdots [megabytes=1024] [threads=1|2]
+// with two threads each takes half of the rows, in calls of 704 rows (811 KB of Q4_0: the
+// engine cuts its chunks into calls of at most 768 KB) or as many as the third argument
+// says (longer calls' four parts lie further apart, and stream worse).
+//   bench_rowdots [megabytes=1024] [threads=1|2] [rows per call=704]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -40,8 +41,10 @@ void Split(int threads, int64_t n, const F& fn) {
 int main(int argc, char** argv) {
   const uint64_t big = (argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 1024) << 20;
   const int threads = argc > 2 ? std::atoi(argv[2]) : 1;
-  if (big == 0 || (threads != 1 && threads != 2)) {
-    std::fprintf(stderr, "usage: bench_rowdots [megabytes > 0] [threads 1 or 2]\n");
+  const int64_t call = argc > 3 ? std::atoll(argv[3]) : 704;
+  if (big == 0 || (threads != 1 && threads != 2) || call < 1) {
+    std::fprintf(stderr,
+                 "usage: bench_rowdots [megabytes > 0] [threads 1 or 2] [rows per call > 0]\n");
     return 2;
   }
   if (!kernels::HasRowDot(GgmlType::Q8_0)) {
@@ -67,9 +70,9 @@ int main(int argc, char** argv) {
       });
       read = std::min(read, Now() - t0);
     }
-  std::printf("row dots, k = %lld, %d thread(s), %llu MB; ReadAll %.1f GB/s\n",
+  std::printf("row dots, k = %lld, %d thread(s), %llu MB, %lld rows per call; ReadAll %.1f GB/s\n",
               static_cast<long long>(k), threads, static_cast<unsigned long long>(big >> 20),
-              big / read / 1e9);
+              static_cast<long long>(call), big / read / 1e9);
 
   for (GgmlType t : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q6_K}) {
     const uint64_t rb = RowBytes(t, k);
@@ -102,8 +105,8 @@ int main(int argc, char** argv) {
     for (int rep = 0; rep < 3; ++rep) {
       const double t0 = Now();
       Split(threads, nrows, [&](int64_t b, int64_t e) {
-        for (int64_t r = b; r < e; r += 704)
-          kernels::RowDots(t, buf.data() + r * rb, rb, std::min<int64_t>(704, e - r), ra, k,
+        for (int64_t r = b; r < e; r += call)
+          kernels::RowDots(t, buf.data() + r * rb, rb, std::min<int64_t>(call, e - r), ra, k,
                            y.data() + r, 1);
       });
       ts = std::min(ts, Now() - t0);
