@@ -371,8 +371,8 @@ TEST(Kernels, F32AttentionMatchesTheScalarReference) {
 // Few tokens: the matrices' rows go out in the pool's chunks, and chunks longer than about
 // 768 KB are cut into several RowDots calls (model::MatMuls). Whatever the cut, every
 // output must be its own row's dot, bit for bit: here two matrices of 1,500 and 700 rows
-// (2-3 MB and 1 MB) in shards of 701 and 799 rows, on one thread (one chunk per matrix) and
-// two, for one token and three.
+// (1.7-3.3 MB and 0.8-1.5 MB, by type), the first in shards of 701 and 799 rows, on one
+// thread (one chunk over both) and two, for one token and three.
 TEST(Kernels, MatMulsCutIntoCallsGiveEachRowItsOwnDot) {
   REQUIRE_AVX512();
   const int64_t k = 2048;

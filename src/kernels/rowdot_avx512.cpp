@@ -47,7 +47,7 @@ void Rows(const K& kern, const uint8_t* rows, uint64_t rb, int64_t nrows, float*
   const int64_t per = nrows / kStreams;
   // The prefetches in the loop run kPrefetch ahead, so each part's first kPrefetch bytes
   // would come in one demand miss at a time: ask for them all at once. (A call starts four
-  // cold streams; the pool's guided chunks make some twenty calls per matrix product, and
+  // cold streams; the pool's guided chunks make twenty or more calls per matrix product, and
   // this burst made the products about 2% faster.)
   const int64_t head = std::min<int64_t>(kPrefetch, per * static_cast<int64_t>(rb));
   for (int64_t o = 0; o < head; o += 64)
