@@ -6,8 +6,13 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <cmath>
+#include <memory>
 #include <random>
+#include <thread>
+#include <utility>
+#include <vector>
 
 #include "base/thread_pool.h"
 #include "model/ops.h"
@@ -430,6 +435,78 @@ TEST(ThreadPool, EveryIndexOnceInGrainAlignedChunks) {
         EXPECT_FALSE(bad_tid);
       }
     }
+  }
+}
+
+// An announced job: each thread starts with its own chunk [i * first, (i + 1) * first)
+// (or has it taken by another thread when it comes too late), every index still runs once,
+// and Planned() names only the job announced last.
+TEST(ThreadPool, AnnouncedJobsGiveEachThreadItsOwnFirstChunk) {
+  std::vector<uint8_t> memory(1 << 20, 1);
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    const int a = 0, b = 0;  // two keys (their addresses)
+    for (int64_t first : {16, 64, 1024}) {
+      const int64_t n = 4099;
+      std::vector<ThreadPool::ReadAhead> ahead(pool.size());
+      for (int t = 0; t < pool.size(); ++t) {
+        ahead[t].streams = 2;
+        ahead[t].p[0] = memory.data() + t * 4096;
+        ahead[t].p[1] = memory.data() + (1 << 19) + t * 4096;
+        ahead[t].bytes = 4096;
+      }
+      pool.Announce(&a, first, ahead);
+      EXPECT_EQ(pool.Planned(&a), first);
+      EXPECT_EQ(pool.Planned(&b), 0);
+      std::vector<std::atomic<int>> hits(n);
+      std::vector<std::pair<int64_t, int64_t>> opening(pool.size(), {-1, -1});
+      pool.Run(
+          n,
+          [&](int64_t begin, int64_t end, int tid) {
+            if (opening[tid].first < 0) opening[tid] = {begin, end};
+            for (int64_t i = begin; i < end; ++i) hits[i]++;
+          },
+          16, pool.Planned(&a));
+      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "index " << i;
+      if (threads > 1) {
+        // The caller always comes; a worker's first chunk, if it ran any, is its own.
+        EXPECT_EQ(opening[0].first, 0);
+        EXPECT_EQ(opening[0].second, first);
+        for (int t = 1; t < pool.size(); ++t) {
+          if (opening[t].first >= 0) {
+            EXPECT_EQ(opening[t].first, t * first) << "thread " << t;
+          }
+        }
+      }
+      pool.Announce(&b, first, ahead);
+      EXPECT_EQ(pool.Planned(&a), 0);
+      pool.Forget();
+      EXPECT_EQ(pool.Planned(&b), 0);
+    }
+  }
+}
+
+// Threads read announced memory while they wait; once Forget returns none touches it, so
+// it can go away (AddressSanitizer, in the sanitized build, catches a read after the free).
+TEST(ThreadPool, ForgetStopsTheReadingAheadBeforeTheMemoryGoes) {
+  ThreadPool pool(2);
+  const int key = 0;
+  for (int round = 0; round < 200; ++round) {
+    auto memory = std::make_unique<uint8_t[]>(256 << 10);
+    std::vector<ThreadPool::ReadAhead> ahead(pool.size());
+    for (int t = 0; t < pool.size(); ++t) {
+      ahead[t].streams = 4;
+      for (int s = 0; s < 4; ++s) ahead[t].p[s] = memory.get() + s * (64 << 10);
+      ahead[t].bytes = 64 << 10;
+    }
+    pool.Announce(&key, 16, ahead);
+    std::atomic<int64_t> sum{0};
+    pool.Run(
+        64, [&](int64_t b, int64_t e, int) { sum += e - b; }, 16);  // the workers wake
+    EXPECT_EQ(sum.load(), 64);
+    if (round % 2) std::this_thread::sleep_for(std::chrono::microseconds(20));
+    pool.Forget();
+    memory.reset();
   }
 }
 

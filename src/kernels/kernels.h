@@ -58,7 +58,9 @@ struct RowDotAct {
 void PrepareRowDot(GgmlType w, const void* act, int64_t k, RowDotAct* out);
 
 // y[i * y_stride] = row_i · act for i < nrows, where row_i starts at rows + i * row_bytes
-// (k elements of type w). Needs HasRowDot(w).
+// (k elements of type w). Needs HasRowDot(w). The AVX-512 kernels read the rows in
+// kRowDotStreams equal contiguous parts side by side (rows i * nrows / kRowDotStreams on).
+constexpr int kRowDotStreams = 4;
 void RowDots(GgmlType w, const uint8_t* rows, uint64_t row_bytes, int64_t nrows,
              const RowDotAct& act, int64_t k, float* y, int64_t y_stride);
 

@@ -28,7 +28,7 @@ namespace {
 // best prefetch reads 11 GB/s, four 14.4, eight 14.7, against 15.8 for a plain read of
 // eight streams; both cores: 22, 28 and 29 GB/s. Prefetching into L1 (T0) rather than L2
 // gave 1-3% more generation speed, though a plain read, ReadAll, is faster with T1.)
-constexpr int kStreams = 4;
+constexpr int kStreams = kRowDotStreams;
 constexpr int kPrefetch = 2048;
 
 inline float H(uint16_t h) { return _cvtsh_ss(h); }

@@ -184,13 +184,21 @@ Status LayerRange::Forward(float* x, int n, ThreadPool& pool) {
   for (int t = 0; t < n; ++t)
     RopeAngles(c.rope_dim, n_past_ + t, c.rope_base, ff,
                rope_cs_.data() + static_cast<size_t>(t) * c.rope_dim);
-  for (int l = begin_; l < end_; ++l)
-    GGSWARM_RETURN_IF_ERROR(ForwardLayer(l, *ws[l - begin_], x, n, pool));
+  for (int l = begin_; l < end_; ++l) {
+    const LayerWeights* next = l + 1 < end_ ? ws[l + 1 - begin_] : nullptr;
+    const Status st = ForwardLayer(l, *ws[l - begin_], next, x, n, pool);
+    if (!st.ok()) {
+      ForgetNext(pool);
+      return st;
+    }
+  }
+  ForgetNext(pool);  // the layers' maps are not held past this call
   n_past_ += n;
   return Status();
 }
 
-Status LayerRange::ForwardLayer(int l, const LayerWeights& w, float* x, int n, ThreadPool& pool) {
+Status LayerRange::ForwardLayer(int l, const LayerWeights& w, const LayerWeights* next, float* x,
+                                int n, ThreadPool& pool) {
   const LlamaConfig& c = model_->config();
   const int d = c.n_embd, hd = c.head_dim, qd = c.q_dim(), kvd = c.kv_dim();
   const int group = c.n_head / c.n_head_kv;
@@ -213,8 +221,10 @@ Status LayerRange::ForwardLayer(int l, const LayerWeights& w, float* x, int n, T
   // Attention block: xn = norm(x); q, k, v = W·xn; rope(q, k); cache k, v.
   per_token(
       [&](int t) { RmsNorm(x + t * d, w.attn_norm.data(), xn_.data() + t * d, d, c.rms_eps); });
+  // Each product announces the one after it, whose first rows the threads then read while
+  // they would wait (ThreadPool::Announce).
   MatMuls({{&w.wq, q_.data()}, {&w.wk, k_.data()}, {&w.wv, v_.data()}}, xn_.data(), n, pool,
-          &scratch_);
+          &scratch_, {{&w.wo, tmp_.data()}});
   AlignedVector<uint16_t>& kc = cache_.k[l - begin_];
   AlignedVector<uint16_t>& vc = cache_.v[l - begin_];
   per_token([&](int t) {
@@ -274,7 +284,8 @@ Status LayerRange::ForwardLayer(int l, const LayerWeights& w, float* x, int n, T
           qt, group, kc.data() + g * hd, vc.data() + g * hd, kvd, pos0 + t + 1, hd, scale, out);
     }
   });
-  MatMul(w.wo, att_.data(), n, tmp_.data(), pool, &scratch_);
+  MatMul(w.wo, att_.data(), n, tmp_.data(), pool, &scratch_,
+         {{&w.gate, gate_.data()}, {&w.up, up_.data()}});
 
   // Feed-forward block: x += down(silu(gate·xn) * up·xn), xn = norm(x).
   per_token([&](int t) {
@@ -283,12 +294,17 @@ Status LayerRange::ForwardLayer(int l, const LayerWeights& w, float* x, int n, T
   });
   gate_.resize(static_cast<size_t>(n) * c.n_ff);
   up_.resize(static_cast<size_t>(n) * c.n_ff);
-  MatMuls({{&w.gate, gate_.data()}, {&w.up, up_.data()}}, xn_.data(), n, pool, &scratch_);
+  MatMuls({{&w.gate, gate_.data()}, {&w.up, up_.data()}}, xn_.data(), n, pool, &scratch_,
+          {{&w.down, tmp_.data()}});
   per_token([&](int t) {
     const size_t o = static_cast<size_t>(t) * c.n_ff;
     SwiGlu(gate_.data() + o, up_.data() + o, gate_.data() + o, c.n_ff);
   });
-  MatMul(w.down, gate_.data(), n, tmp_.data(), pool, &scratch_);
+  if (next)
+    MatMul(w.down, gate_.data(), n, tmp_.data(), pool, &scratch_,
+           {{&next->wq, q_.data()}, {&next->wk, k_.data()}, {&next->wv, v_.data()}});
+  else
+    MatMul(w.down, gate_.data(), n, tmp_.data(), pool, &scratch_);
   per_token([&](int t) {
     for (int i = 0; i < d; ++i) x[t * d + i] += tmp_[t * d + i];
   });

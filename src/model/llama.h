@@ -89,7 +89,9 @@ class LayerRange {
   int end() const { return end_; }
 
  private:
-  Status ForwardLayer(int l, const LayerWeights& w, float* x, int n, ThreadPool& pool);
+  // `next`: the layer after l, whose first product is announced to the pool, or null.
+  Status ForwardLayer(int l, const LayerWeights& w, const LayerWeights* next, float* x, int n,
+                      ThreadPool& pool);
 
   std::shared_ptr<LlamaModel> model_;
   int begin_, end_;

@@ -75,11 +75,64 @@ void Bf16MatMul(const TensorView& w, const float* x, int n, float* y, ThreadPool
 // lose too: each starts four cold streams; 32-row calls read at 85%.)
 constexpr int64_t kCallBytes = 768 << 10;
 
+bool RowDotsApply(const MatMulPart* parts, int count, int n) {
+  if (n >= kTileMinTokens) return false;
+  for (int i = 0; i < count; ++i)
+    if (!kernels::HasRowDot(parts[i].w->type()) || parts[i].w->cols() != parts[0].w->cols())
+      return false;
+  return true;
+}
+
+// Rows of w per RowDots call over `rows` rows: equal calls of at most kCallBytes.
+int64_t CallRows(const TensorView& w, int64_t rows) {
+  const int64_t cap = std::max<int64_t>(16, kCallBytes / static_cast<int64_t>(w.row_bytes));
+  const int64_t pieces = (rows + cap - 1) / cap;
+  return (rows + pieces - 1) / pieces;
+}
+
+// How much of each of a call's streams a waiting thread reads ahead: what it can read in
+// the few microseconds of a gap, and far less than its L2 cache.
+constexpr int64_t kAheadBytes = 32 << 10;
+
+// Announces the row-dot job over `parts` (see MatMul's `next`): thread i's first chunk is
+// [i * first, (i + 1) * first) of the parts' rows taken end to end, and it reads ahead the
+// first bytes of the streams of that chunk's first RowDots call.
+void Announce(const MatMulPart* parts, int count, ThreadPool& pool) {
+  int64_t total = 0;
+  for (int i = 0; i < count; ++i) total += static_cast<int64_t>(parts[i].w->rows());
+  const int threads = pool.size();
+  constexpr int64_t kGrain = 16;
+  const int64_t first = std::max(kGrain, (total / (2 * threads) + kGrain - 1) / kGrain * kGrain);
+  if (first * threads > total) return pool.Forget();
+  std::vector<ThreadPool::ReadAhead> ahead(threads);
+  for (int t = 0; t < threads; ++t) {
+    int64_t r = t * first, end = r + first;
+    int i = 0;
+    for (; r >= static_cast<int64_t>(parts[i].w->rows()); ++i) {
+      r -= static_cast<int64_t>(parts[i].w->rows());
+      end -= static_cast<int64_t>(parts[i].w->rows());
+    }
+    const TensorView& w = *parts[i].w;
+    for (const TensorShard& sh : w.shards) {
+      const int64_t sb = static_cast<int64_t>(sh.row_begin), se = static_cast<int64_t>(sh.row_end);
+      if (r < sb || r >= se) continue;
+      const int64_t per = CallRows(w, std::min(end, se) - r) / kernels::kRowDotStreams;
+      const uint8_t* rows = sh.data + (r - sb) * w.row_bytes;
+      ThreadPool::ReadAhead& a = ahead[t];
+      a.streams = per > 0 ? kernels::kRowDotStreams : 1;
+      const int64_t stream_bytes = std::max<int64_t>(per, 1) * static_cast<int64_t>(w.row_bytes);
+      for (int st = 0; st < a.streams; ++st) a.p[st] = rows + st * stream_bytes;
+      a.bytes = std::min(kAheadBytes, stream_bytes);
+    }
+  }
+  pool.Announce(parts[0].w, first, ahead);
+}
+
 // Few tokens, row-dot types: every matrix's activations quantized once per vec_dot type,
 // then all the matrices' rows handed out as one job, so both threads stream until the
 // last row of the last matrix.
 void RowDotMatMul(const MatMulPart* parts, int count, const float* x, int n, ThreadPool& pool,
-                  MatMulScratch* s) {
+                  MatMulScratch* s, std::initializer_list<MatMulPart> next) {
   const int64_t k = static_cast<int64_t>(parts[0].w->cols());
   if (s->acts.size() < static_cast<size_t>(count)) s->acts.resize(count);
   if (s->rowact.size() < static_cast<size_t>(count) * n) s->rowact.resize(count * n);
@@ -101,6 +154,12 @@ void RowDotMatMul(const MatMulPart* parts, int count, const float* x, int n, Thr
       kernels::PrepareRowDot(type, act + t * abytes, k, &s->rowact[i * n + t]);
     first[i + 1] = first[i] + static_cast<int64_t>(parts[i].w->rows());
   }
+  // This job's first chunks, if it was announced; then the next one's announcement.
+  const int64_t planned = pool.Planned(parts[0].w);
+  if (next.size() > 0 && RowDotsApply(next.begin(), static_cast<int>(next.size()), n))
+    Announce(next.begin(), static_cast<int>(next.size()), pool);
+  else
+    pool.Forget();
   pool.Run(
       first[count],
       [&](int64_t begin, int64_t end, int) {
@@ -113,9 +172,7 @@ void RowDotMatMul(const MatMulPart* parts, int count, const float* x, int n, Thr
             const int64_t b = std::max<int64_t>(pb, sh.row_begin);
             const int64_t e = std::min<int64_t>(pe, sh.row_end);
             if (b >= e) continue;
-            const int64_t cap =
-                std::max<int64_t>(16, kCallBytes / static_cast<int64_t>(w.row_bytes));
-            const int64_t pieces = (e - b + cap - 1) / cap, len = (e - b + pieces - 1) / pieces;
+            const int64_t len = CallRows(w, e - b);
             for (int64_t cb = b; cb < e; cb += len) {
               const int64_t ce = std::min(e, cb + len);
               const uint8_t* rows = sh.data + (cb - sh.row_begin) * w.row_bytes;
@@ -126,21 +183,13 @@ void RowDotMatMul(const MatMulPart* parts, int count, const float* x, int n, Thr
           }
         }
       },
-      16);
-}
-
-bool RowDotsApply(const MatMulPart* parts, int count, int n) {
-  if (n >= kTileMinTokens) return false;
-  for (int i = 0; i < count; ++i)
-    if (!kernels::HasRowDot(parts[i].w->type()) || parts[i].w->cols() != parts[0].w->cols())
-      return false;
-  return true;
+      16, planned);
 }
 
 }  // namespace
 
 void MatMul(const TensorView& w, const float* x, int n, float* y, ThreadPool& pool,
-            MatMulScratch* s) {
+            MatMulScratch* s, std::initializer_list<MatMulPart> next) {
   const GgmlType type = w.type();
   const int64_t k = static_cast<int64_t>(w.cols());
   const int64_t m = static_cast<int64_t>(w.rows());
@@ -152,7 +201,8 @@ void MatMul(const TensorView& w, const float* x, int n, float* y, ThreadPool& po
   const bool f32 = type == GgmlType::F32;
 
   const MatMulPart part{&w, y};
-  if (RowDotsApply(&part, 1, n)) return RowDotMatMul(&part, 1, x, n, pool, s);
+  if (RowDotsApply(&part, 1, n)) return RowDotMatMul(&part, 1, x, n, pool, s, next);
+  pool.Forget();
   if (block && n >= kBf16MinTokens && k % 32 == 0 && kernels::AmxBf16Active())
     return Bf16MatMul(w, x, n, y, pool, s);
   s->act.resize(abytes * n);
@@ -197,11 +247,13 @@ void MatMul(const TensorView& w, const float* x, int n, float* y, ThreadPool& po
 }
 
 void MatMuls(std::initializer_list<MatMulPart> parts, const float* x, int n, ThreadPool& pool,
-             MatMulScratch* s) {
+             MatMulScratch* s, std::initializer_list<MatMulPart> next) {
   if (RowDotsApply(parts.begin(), static_cast<int>(parts.size()), n))
-    return RowDotMatMul(parts.begin(), static_cast<int>(parts.size()), x, n, pool, s);
+    return RowDotMatMul(parts.begin(), static_cast<int>(parts.size()), x, n, pool, s, next);
   for (const MatMulPart& p : parts) MatMul(*p.w, x, n, p.y, pool, s);
 }
+
+void ForgetNext(ThreadPool& pool) { pool.Forget(); }
 
 void RmsNorm(const float* x, const float* weight, float* y, int n, float eps) {
   // ggml adds the squares in double one after another. Eight running sums round apart from

@@ -34,20 +34,26 @@ constexpr int kBf16MinTokens = 32;
 
 // y[t][r] = W[r] · x[t] for t < n: W is (rows × cols) as `w` holds it, x is n × cols,
 // y is n × rows. The activations are converted to the weight's vec_dot_type first.
-void MatMul(const TensorView& w, const float* x, int n, float* y, ThreadPool& pool,
-            MatMulScratch* scratch);
-
 // One of several matrices that multiply the same input, and where its product goes.
 struct MatMulPart {
   const TensorView* w;
   float* y;
 };
 
+// `next`, where given, is the product that will follow this one on the same pool with as
+// many tokens (only its weights matter): it is announced (ThreadPool::Announce), so that threads
+// waiting at the end of this one and in the gap after it read its first rows ahead. The caller
+// keeps its weights mapped until that product has run or ForgetNext is called.
+void MatMul(const TensorView& w, const float* x, int n, float* y, ThreadPool& pool,
+            MatMulScratch* scratch, std::initializer_list<MatMulPart> next = {});
+
 // MatMul for each part (all with the same number of columns), as one job where the kernels
 // allow it: with few tokens, the input is quantized once and every matrix's rows are
 // handed out together (q, k, v; gate, up).
 void MatMuls(std::initializer_list<MatMulPart> parts, const float* x, int n, ThreadPool& pool,
-             MatMulScratch* scratch);
+             MatMulScratch* scratch, std::initializer_list<MatMulPart> next = {});
+// Drops what MatMul(s) announced.
+void ForgetNext(ThreadPool& pool);
 
 // y = x / sqrt(mean(x²) + eps) * weight, for one row of n (sum of squares in double).
 void RmsNorm(const float* x, const float* weight, float* y, int n, float eps);
