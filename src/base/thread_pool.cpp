@@ -168,8 +168,9 @@ bool ThreadPool::ReadSome(int index) {
   const int64_t end = std::min(a.bytes, r.done + kPiece);
   // Plain loads, one per cache line, side by side as the kernels read them: the hardware
   // prefetcher follows them as it follows the kernels.
+  const int streams = std::min(a.streams, ReadAhead::kMaxStreams);
   for (int64_t o = r.done; o < end; o += 64)
-    for (int s = 0; s < a.streams; ++s) (void)*static_cast<const volatile uint8_t*>(a.p[s] + o);
+    for (int s = 0; s < streams; ++s) (void)*static_cast<const volatile uint8_t*>(a.p[s] + o);
   const bool more = end < a.bytes;
   r.done = std::max(r.done, end);
   r.in.store(false, std::memory_order_release);

@@ -62,7 +62,6 @@ class ThreadPool {
   // Reads a little of what thread `index` was told to read ahead; false when nothing is
   // left (or nothing was announced).
   bool ReadSome(int index);
-  void Publish(int slot);
 
   std::vector<std::thread> workers_;
   // The current job; written by Run before `generation_` is bumped.

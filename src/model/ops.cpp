@@ -93,6 +93,7 @@ int64_t CallRows(const TensorView& w, int64_t rows) {
 // How much of each of a call's streams a waiting thread reads ahead: what it can read in
 // the few microseconds of a gap, and far less than its L2 cache.
 constexpr int64_t kAheadBytes = 32 << 10;
+static_assert(kernels::kRowDotStreams <= ThreadPool::ReadAhead::kMaxStreams);
 
 // Announces the row-dot job over `parts` (see MatMul's `next`): thread i's first chunk is
 // [i * first, (i + 1) * first) of the parts' rows taken end to end, and it reads ahead the
