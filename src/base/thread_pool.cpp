@@ -20,6 +20,14 @@ constexpr int kRunSpins = 1 << 12;    // pauses the caller of Run spins before y
 // Read ahead a little at a time, so that a waiting thread sees its job come within a
 // fraction of a microsecond: bytes of each stream per ReadSome.
 constexpr int64_t kPiece = 512;
+
+// Guided: each chunk is a 1/(2 · threads) share of what is left, in whole grains, so the
+// chunks shrink towards the end and the threads finish within about one grain of each
+// other (a fixed chunk left one thread waiting half a chunk on average at every call).
+int64_t GuidedChunk(int64_t left, int threads, int64_t grain) {
+  const int64_t want = left / (2 * threads);
+  return std::max(grain, (want + grain - 1) / grain * grain);
+}
 }  // namespace
 
 ThreadPool::ThreadPool(int threads) {
@@ -46,15 +54,10 @@ void ThreadPool::Work(int index) {
       (*job_)(i * first, std::min(n_, (i + 1) * first), index);
   };
   if (first > 0) own(index);
-  // Guided: each chunk is a 1/(2 · threads) share of what is left, in whole grains, so the
-  // chunks shrink towards the end and the threads finish within about one grain of each
-  // other (a fixed chunk left one thread waiting half a chunk on average at every call).
-  const int64_t share = 2 * size();
   int64_t b = next_.load(std::memory_order_relaxed);
   for (;;) {
     if (b >= n_) break;
-    const int64_t want = (n_ - b) / share;
-    const int64_t len = std::max(grain_, (want + grain_ - 1) / grain_ * grain_);
+    const int64_t len = GuidedChunk(n_ - b, size(), grain_);
     if (!next_.compare_exchange_weak(b, b + len, std::memory_order_relaxed)) continue;
     (*job_)(b, std::min(n_, b + len), index);
     b = next_.load(std::memory_order_relaxed);
@@ -122,6 +125,10 @@ void ThreadPool::Worker(int index) {
     Work(index);
     pending_.fetch_sub(1, std::memory_order_release);
   }
+}
+
+int64_t ThreadPool::FirstChunk(int64_t n, int64_t grain) const {
+  return GuidedChunk(n, size(), std::max<int64_t>(1, grain));
 }
 
 void ThreadPool::Announce(const void* key, int64_t first, const std::vector<ReadAhead>& ahead) {

@@ -51,6 +51,9 @@ class ThreadPool {
   // mapped until the next Announce or Forget): `key` names it, ahead[i] is what thread i
   // will read first (ahead.size() == size()).
   void Announce(const void* key, int64_t first, const std::vector<ReadAhead>& ahead);
+  // The chunk a thread takes first from [0, n) under guided scheduling: the `first` to
+  // announce for a job that is to start as Run would start it.
+  int64_t FirstChunk(int64_t n, int64_t grain) const;
   // `first` for the job `key` when it was the last one announced, else 0.
   int64_t Planned(const void* key) const { return key == key_ ? first_ : 0; }
   // Drops the announcement (before the memory it names goes away).

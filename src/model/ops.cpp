@@ -83,6 +83,9 @@ bool RowDotsApply(const MatMulPart* parts, int count, int n) {
   return true;
 }
 
+// Row-dot jobs hand out rows in multiples of this.
+constexpr int64_t kRowGrain = 16;
+
 // Rows of w per RowDots call over `rows` rows: equal calls of at most kCallBytes.
 int64_t CallRows(const TensorView& w, int64_t rows) {
   const int64_t cap = std::max<int64_t>(16, kCallBytes / static_cast<int64_t>(w.row_bytes));
@@ -102,8 +105,7 @@ void Announce(const MatMulPart* parts, int count, ThreadPool& pool) {
   int64_t total = 0;
   for (int i = 0; i < count; ++i) total += static_cast<int64_t>(parts[i].w->rows());
   const int threads = pool.size();
-  constexpr int64_t kGrain = 16;
-  const int64_t first = std::max(kGrain, (total / (2 * threads) + kGrain - 1) / kGrain * kGrain);
+  const int64_t first = pool.FirstChunk(total, kRowGrain);
   if (first * threads > total) return pool.Forget();
   std::vector<ThreadPool::ReadAhead> ahead(threads);
   for (int t = 0; t < threads; ++t) {
@@ -184,7 +186,7 @@ void RowDotMatMul(const MatMulPart* parts, int count, const float* x, int n, Thr
           }
         }
       },
-      16, planned);
+      kRowGrain, planned);
 }
 
 }  // namespace
