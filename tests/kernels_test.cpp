@@ -10,6 +10,7 @@
 #include <cmath>
 #include <memory>
 #include <random>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -154,6 +155,46 @@ TEST(Kernels, QuantizeRowGivesQuantizeActivationsBytes) {
     kernels::QuantizeRow(vt, x.data(), got.data(), k);
     EXPECT_EQ(got, want);
   }
+}
+
+// The one-pass quantization for row dots gives the same quants, scales and Q4_0
+// corrections as the scalar QuantizeActivation followed by PrepareRowDot.
+TEST(Kernels, QuantizeForRowDotIsQuantizeThenPrepare) {
+  REQUIRE_AVX512();
+  // Block counts: whole groups of sixteen (as the kernel takes them), and groups plus four.
+  for (int64_t k : {512, 2048, 2176, 5632}) {
+    std::vector<float> x = RandomFloats(k, 31 + static_cast<uint32_t>(k));
+    // A block of zeros, a tie for the largest magnitude, values whose scale is an f16
+    // subnormal, a block that overflows the f16 scale, and halves that tie after scaling.
+    for (int j = 32; j < 64; ++j) x[j] = 0;
+    x[100] = -4.0f;
+    x[101] = 4.0f;
+    for (int j = 128; j < 160; ++j) x[j] = 1e-7f * (j - 140);
+    x[200] = 1e7f;
+    for (int j = 256; j < 288; ++j) x[j] = (j % 7 - 3) * 0.5f;
+    x[270] = 127.0f;
+    for (GgmlType type : {GgmlType::Q8_0, GgmlType::Q4_0}) {
+      SCOPED_TRACE(std::string(TypeName(type)) + " k " + std::to_string(k));
+      ASSERT_TRUE(kernels::QuantizesForRowDot(type, k));
+      std::vector<uint8_t> act(ActivationBytes(GgmlType::Q8_0, k));
+      QuantizeActivation(GgmlType::Q8_0, x.data(), act.data(), k);
+      kernels::RowDotAct want, got;
+      kernels::PrepareRowDot(type, act.data(), k, &want);
+      kernels::QuantizeForRowDot(type, x.data(), k, &got);
+      EXPECT_EQ(got.act, nullptr);
+      ASSERT_EQ(got.q.size(), want.q.size());
+      for (size_t i = 0; i < want.q.size(); ++i) ASSERT_EQ(got.q[i], want.q[i]) << "quant " << i;
+      for (int64_t b = 0; b < k / 32; ++b) {
+        // Bit for bit (an infinite scale included).
+        ASSERT_EQ(FloatToBits(got.d[b]), FloatToBits(want.d[b])) << "scale of block " << b;
+      }
+      ASSERT_EQ(got.corr.size(), want.corr.size());
+      for (size_t i = 0; i < want.corr.size(); ++i)
+        ASSERT_EQ(got.corr[i], want.corr[i]) << "correction lane " << i;
+    }
+  }
+  EXPECT_FALSE(kernels::QuantizesForRowDot(GgmlType::Q4_K, 2048));
+  EXPECT_FALSE(kernels::QuantizesForRowDot(GgmlType::Q8_0, 2080));  // 65 blocks
 }
 
 TEST(Kernels, ReadAllIsTheXorOfEveryWordItReads) {

@@ -94,6 +94,21 @@ void QuantizeRow(GgmlType vt, const float* x, void* out, int64_t k) {
   QuantizeActivation(vt, x, out, k);
 }
 
+bool QuantizesForRowDot(GgmlType w, int64_t k) {
+  return Active() == Isa::kAvx512Vnni && (w == GgmlType::Q8_0 || w == GgmlType::Q4_0) && k > 0 &&
+         k % (4 * kQK) == 0;
+}
+
+void QuantizeForRowDot(GgmlType w, const float* x, int64_t k, RowDotAct* out) {
+  const int64_t nb = k / kQK;
+  out->act = nullptr;
+  out->q.resize(k);
+  out->d.resize(nb + 4);  // padded as PrepareRowDot pads
+  if (w == GgmlType::Q4_0) out->corr.resize(nb / 2 * 16);
+  avx512::QuantizeQ8_0Split(x, nb, out->q.data(), out->d.data(),
+                            w == GgmlType::Q4_0 ? out->corr.data() : nullptr);
+}
+
 void PrepareRowDot(GgmlType w, const void* act, int64_t k, RowDotAct* out) {
   out->act = act;
   if (w == GgmlType::Q4_K) {

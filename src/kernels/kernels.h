@@ -56,6 +56,11 @@ struct RowDotAct {
   AlignedVector<int16_t> sums;  // Q4_K: per super-block, the sum of each 32-element sub-block
 };
 void PrepareRowDot(GgmlType w, const void* act, int64_t k, RowDotAct* out);
+// QuantizeRow and PrepareRowDot in one pass, without the blocks in between (out->act is
+// null): for Q8_0 and Q4_0 weights whose rows are whole steps of the AVX-512 kernels
+// (k a multiple of 128). The same q, d and corr as the two steps give.
+bool QuantizesForRowDot(GgmlType w, int64_t k);
+void QuantizeForRowDot(GgmlType w, const float* x, int64_t k, RowDotAct* out);
 
 // y[i * y_stride] = row_i · act for i < nrows, where row_i starts at rows + i * row_bytes
 // (k elements of type w). Needs HasRowDot(w). The AVX-512 kernels read the rows in

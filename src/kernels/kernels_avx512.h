@@ -19,6 +19,9 @@ void DotQ6_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& a
              float* y, int64_t ys);
 void QuantizeQ8_0(const float* x, blocks::Q8_0* y, int64_t nb);
 void QuantizeQ8_K(const float* x, blocks::Q8_K* y, int64_t nb);
+// QuantizeQ8_0's quants side by side in q, its scales (as stored, in f32) in d and, where
+// corr is given, PrepareRowDot's Q4_0 correction.
+void QuantizeQ8_0Split(const float* x, int64_t nb, int8_t* q, float* d, int32_t* corr);
 uint64_t ReadAll(const uint8_t* p, uint64_t n, int streams);
 void AttendF16(const float* q, int heads, const uint16_t* k, const uint16_t* v, int64_t stride,
                int len, int head_dim, float scale, float* out);

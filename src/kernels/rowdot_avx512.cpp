@@ -353,6 +353,99 @@ void QuantizeQ8_0(const float* x, Q8_0* y, int64_t nb) {
   }
 }
 
+namespace {
+
+// Lane b of the result is op over the 16 lanes of v[b], for 16 vectors at once: each level
+// halves the vectors, pairing lanes of two (15 pairs of permutes instead of 16 reductions).
+template <typename Op>
+__m512i Transposed(__m512i v[16], Op op) {
+  auto idx = [](int a0, int a1, int a2, int a3, int a4, int a5, int a6, int a7, int a8, int a9,
+                int a10, int a11, int a12, int a13, int a14, int a15) {
+    return _mm512_setr_epi32(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15);
+  };
+  auto level = [&](int half, __m512i lo, __m512i hi) {
+    for (int b = 0; b < half; ++b)
+      v[b] = op(_mm512_permutex2var_epi32(v[b], lo, v[b + half]),
+                _mm512_permutex2var_epi32(v[b], hi, v[b + half]));
+  };
+  // v[b] lanes 0-7 then hold block b's partial results, lanes 8-15 block b + 8's; and so on.
+  level(8, idx(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23),
+        idx(8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31));
+  level(4, idx(0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27),
+        idx(4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31));
+  level(2, idx(0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29),
+        idx(2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31));
+  level(1, idx(0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30),
+        idx(1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31));
+  return v[0];
+}
+
+// QuantizeQ8_0Split for one block, as QuantizeQ8_0 computes it.
+void QuantizeQ8_0One(const float* x, int8_t* q, float* d, int32_t* sum) {
+  const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+  const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+  const float id = amax != 0 ? 127.f / amax : 0.f;
+  *d = H(FloatToHalf(amax / 127.f));
+  const __m512 vid = _mm512_set1_ps(id);
+  const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, vid));
+  const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, vid));
+  const __m128i p0 = _mm512_cvtsepi32_epi8(q0), p1 = _mm512_cvtsepi32_epi8(q1);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(q), p0);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 16), p1);
+  *sum =
+      _mm512_reduce_add_epi32(_mm512_add_epi32(_mm512_cvtepi8_epi32(p0), _mm512_cvtepi8_epi32(p1)));
+}
+
+}  // namespace
+
+void QuantizeQ8_0Split(const float* x, int64_t nb, int8_t* q, float* d, int32_t* corr) {
+  alignas(64) float ids[16];
+  int32_t sum = 0;
+  int64_t i = 0;
+  // Sixteen blocks at a time: their maxima, scales and sums side by side in one register.
+  for (; i + 16 <= nb; i += 16) {
+    const float* xb = x + i * kQK;
+    __m512i v[16];
+    for (int b = 0; b < 16; ++b)
+      v[b] = _mm512_castps_si512(_mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(xb + b * kQK)),
+                                               _mm512_abs_ps(_mm512_loadu_ps(xb + b * kQK + 16))));
+    // Non-negative floats order as their bits do: the maximum as integers.
+    const __m512 amax = _mm512_castsi512_ps(
+        Transposed(v, [](__m512i a, __m512i b) { return _mm512_max_epi32(a, b); }));
+    const __mmask16 nz = _mm512_cmp_ps_mask(amax, _mm512_setzero_ps(), _CMP_NEQ_OQ);
+    _mm512_store_ps(ids, _mm512_maskz_div_ps(nz, _mm512_set1_ps(127.f), amax));
+    const __m256i dh = _mm512_cvtps_ph(_mm512_div_ps(amax, _mm512_set1_ps(127.f)),
+                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm512_storeu_ps(d + i, _mm512_cvtph_ps(dh));
+    for (int b = 0; b < 16; ++b) {
+      const __m512 vid = _mm512_set1_ps(ids[b]);
+      const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xb + b * kQK), vid));
+      const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xb + b * kQK + 16), vid));
+      const __m128i p0 = _mm512_cvtsepi32_epi8(q0), p1 = _mm512_cvtsepi32_epi8(q1);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + (i + b) * kQK), p0);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + (i + b) * kQK + 16), p1);
+      v[b] = _mm512_add_epi32(_mm512_cvtepi8_epi32(p0), _mm512_cvtepi8_epi32(p1));
+    }
+    if (!corr) continue;
+    // -8 Σ q: block 2p's in lane 0 of pair p's 16 lanes, block 2p + 1's in lane 8.
+    const __m512i neg = _mm512_mullo_epi32(
+        Transposed(v, [](__m512i a, __m512i b) { return _mm512_add_epi32(a, b); }),
+        _mm512_set1_epi32(-8));
+    const __m512i odd = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0);
+    for (int p = 0; p < 8; ++p)
+      _mm512_storeu_si512(corr + (i / 2 + p) * 16,
+                          _mm512_maskz_permutexvar_epi32(
+                              0x0101, _mm512_add_epi32(odd, _mm512_set1_epi32(2 * p)), neg));
+  }
+  for (; i < nb; ++i) {
+    QuantizeQ8_0One(x + i * kQK, q + i * kQK, d + i, &sum);
+    if (!corr) continue;
+    int32_t* c = corr + i / 2 * 16;
+    if (i % 2 == 0) _mm512_storeu_si512(c, _mm512_setzero_si512());
+    c[(i % 2) * 8] = -8 * sum;
+  }
+}
+
 void QuantizeQ8_K(const float* x, Q8_K* y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, x += kQK_K) {
     __m512 m = _mm512_setzero_ps();

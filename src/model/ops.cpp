@@ -101,13 +101,15 @@ static_assert(kernels::kRowDotStreams <= ThreadPool::ReadAhead::kMaxStreams);
 // Announces the row-dot job over `parts` (see MatMul's `next`): thread i's first chunk is
 // [i * first, (i + 1) * first) of the parts' rows taken end to end, and it reads ahead the
 // first bytes of the streams of that chunk's first RowDots call.
-void Announce(const MatMulPart* parts, int count, ThreadPool& pool) {
+void Announce(const MatMulPart* parts, int count, ThreadPool& pool,
+              std::vector<ThreadPool::ReadAhead>* ahead_buf) {
   int64_t total = 0;
   for (int i = 0; i < count; ++i) total += static_cast<int64_t>(parts[i].w->rows());
   const int threads = pool.size();
   const int64_t first = pool.FirstChunk(total, kRowGrain);
   if (first * threads > total) return pool.Forget();
-  std::vector<ThreadPool::ReadAhead> ahead(threads);
+  std::vector<ThreadPool::ReadAhead>& ahead = *ahead_buf;
+  ahead.assign(threads, ThreadPool::ReadAhead{});
   for (int t = 0; t < threads; ++t) {
     int64_t r = t * first, end = r + first;
     int i = 0;
@@ -141,12 +143,28 @@ void RowDotMatMul(const MatMulPart* parts, int count, const float* x, int n, Thr
   if (s->rowact.size() < static_cast<size_t>(count) * n) s->rowact.resize(count * n);
   std::vector<int64_t>& first = s->first_row;  // of each part in the job's range
   first.assign(count + 1, 0);
+  // Parts whose weights have one type share one prepared activation (q, k, v; gate, up):
+  // part i's is part act_of[i]'s.
+  std::vector<int>& act_of = s->act_of;
+  act_of.assign(count, 0);
   for (int i = 0; i < count; ++i) {
+    first[i + 1] = first[i] + static_cast<int64_t>(parts[i].w->rows());
     const GgmlType type = parts[i].w->type(), vt = VecDotType(type);
+    act_of[i] = i;
+    for (int j = 0; j < i && act_of[i] == i; ++j)
+      if (parts[j].w->type() == type) act_of[i] = act_of[j];
+    if (act_of[i] != i) continue;
+    if (kernels::QuantizesForRowDot(type, k)) {
+      for (int t = 0; t < n; ++t)
+        kernels::QuantizeForRowDot(type, x + t * k, k, &s->rowact[i * n + t]);
+      continue;
+    }
+    // The blocks an earlier part of another weight type with this vec_dot type made.
     const uint64_t abytes = ActivationBytes(vt, k);
     const uint8_t* act = nullptr;
     for (int j = 0; j < i && !act; ++j)
-      if (VecDotType(parts[j].w->type()) == vt) act = s->acts[j].data();
+      if (act_of[j] == j && VecDotType(parts[j].w->type()) == vt && s->rowact[j * n].act)
+        act = s->acts[j].data();
     if (!act) {
       s->acts[i].resize(abytes * n);
       for (int t = 0; t < n; ++t)
@@ -155,12 +173,11 @@ void RowDotMatMul(const MatMulPart* parts, int count, const float* x, int n, Thr
     }
     for (int t = 0; t < n; ++t)
       kernels::PrepareRowDot(type, act + t * abytes, k, &s->rowact[i * n + t]);
-    first[i + 1] = first[i] + static_cast<int64_t>(parts[i].w->rows());
   }
   // This job's first chunks, if it was announced; then the next one's announcement.
   const int64_t planned = pool.Planned(parts[0].w);
   if (next.size() > 0 && RowDotsApply(next.begin(), static_cast<int>(next.size()), n))
-    Announce(next.begin(), static_cast<int>(next.size()), pool);
+    Announce(next.begin(), static_cast<int>(next.size()), pool, &s->ahead);
   else
     pool.Forget();
   pool.Run(
@@ -180,8 +197,8 @@ void RowDotMatMul(const MatMulPart* parts, int count, const float* x, int n, Thr
               const int64_t ce = std::min(e, cb + len);
               const uint8_t* rows = sh.data + (cb - sh.row_begin) * w.row_bytes;
               for (int t = 0; t < n; ++t)
-                kernels::RowDots(w.type(), rows, w.row_bytes, ce - cb, s->rowact[i * n + t], k,
-                                 parts[i].y + t * m + cb, 1);
+                kernels::RowDots(w.type(), rows, w.row_bytes, ce - cb, s->rowact[act_of[i] * n + t],
+                                 k, parts[i].y + t * m + cb, 1);
             }
           }
         }

@@ -20,6 +20,8 @@ struct MatMulScratch {
   std::vector<AlignedVector<uint8_t>> acts;  // row-dot path: per matrix, its activations
   std::vector<kernels::RowDotAct> rowact;    // row-dot path: per matrix and token
   std::vector<int64_t> first_row;            // row-dot path: each matrix's first row
+  std::vector<int> act_of;                   // row-dot path: whose activations each uses
+  std::vector<ThreadPool::ReadAhead> ahead;  // row-dot path: the next job's read-ahead
   kernels::Panel panel;                      // the tokens side by side (tile path)
   std::vector<kernels::DecodedRows> dec;     // per thread: decoded weight rows (tile path)
   kernels::Bf16Tokens btok;                  // the tokens in bf16 (bf16 tile path)
