@@ -468,12 +468,16 @@ void QuantizeQ8_K(const float* x, Q8_K* y, int64_t nb) {
     }
     const float iscale = -127.f / max;
     const __m512 vs = _mm512_set1_ps(iscale);
-    for (int j = 0; j < kQK_K; j += 16) {
-      __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(vs, _mm512_loadu_ps(x + j)));
-      q = _mm512_min_epi32(q, _mm512_set1_epi32(127));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(y[i].qs + j), _mm512_cvtsepi32_epi8(q));
-      y[i].bsums[j / 16] = static_cast<int16_t>(_mm512_reduce_add_epi32(q));
+    __m512i q[16];
+    for (int j = 0; j < 16; ++j) {
+      q[j] = _mm512_cvtps_epi32(_mm512_mul_ps(vs, _mm512_loadu_ps(x + 16 * j)));
+      q[j] = _mm512_min_epi32(q[j], _mm512_set1_epi32(127));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(y[i].qs + 16 * j), _mm512_cvtsepi32_epi8(q[j]));
     }
+    // The sixteen sums of sixteen quants side by side (|sum| <= 16 * 128: fits in 16 bits).
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[i].bsums),
+                        _mm512_cvtepi32_epi16(Transposed(
+                            q, [](__m512i a, __m512i b) { return _mm512_add_epi32(a, b); })));
     y[i].d = 1 / iscale;
   }
 }
