@@ -58,7 +58,8 @@ struct RowDotAct {
 void PrepareRowDot(GgmlType w, const void* act, int64_t k, RowDotAct* out);
 // QuantizeRow and PrepareRowDot in one pass, without the blocks in between (out->act is
 // null): for Q8_0 and Q4_0 weights whose rows are whole steps of the AVX-512 kernels
-// (k a multiple of 128). The same q, d and corr as the two steps give.
+// (k a multiple of 128). The same q, d and corr as the two steps give, for finite inputs (a
+// block with a NaN gets other values, no more meaningful than the two steps give).
 bool QuantizesForRowDot(GgmlType w, int64_t k);
 void QuantizeForRowDot(GgmlType w, const float* x, int64_t k, RowDotAct* out);
 
