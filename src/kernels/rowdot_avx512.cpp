@@ -338,22 +338,21 @@ uint64_t ReadAll(const uint8_t* p, uint64_t n, int streams) {
   return w[0] ^ w[1] ^ w[2] ^ w[3] ^ w[4] ^ w[5] ^ w[6] ^ w[7];
 }
 
-void QuantizeQ8_0(const float* x, Q8_0* y, int64_t nb) {
-  for (int64_t i = 0; i < nb; ++i, x += kQK) {
-    const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
-    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
-    const float d = amax / 127.f;
-    const float id = amax != 0 ? 127.f / amax : 0.f;
-    y[i].d = FloatToHalf(d);
-    const __m512 vid = _mm512_set1_ps(id);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(y[i].qs),
-                     _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(x0, vid))));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(y[i].qs + 16),
-                     _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(x1, vid))));
-  }
-}
-
 namespace {
+
+// One Q8_0 block of x, as ggml quantizes it: returns the scale (f16 bits) and writes the 32
+// quants to q.
+uint16_t QuantizeQ8_0Block(const float* x, int8_t* q) {
+  const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+  const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+  const float id = amax != 0 ? 127.f / amax : 0.f;
+  const __m512 vid = _mm512_set1_ps(id);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(q),
+                   _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(x0, vid))));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 16),
+                   _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(x1, vid))));
+  return FloatToHalf(amax / 127.f);
+}
 
 // Lane b of the result is op over the 16 lanes of v[b], for 16 vectors at once: each level
 // halves the vectors, pairing lanes of two (15 pairs of permutes instead of 16 reductions).
@@ -380,27 +379,14 @@ __m512i Transposed(__m512i v[16], Op op) {
   return v[0];
 }
 
-// QuantizeQ8_0Split for one block, as QuantizeQ8_0 computes it.
-void QuantizeQ8_0One(const float* x, int8_t* q, float* d, int32_t* sum) {
-  const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
-  const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
-  const float id = amax != 0 ? 127.f / amax : 0.f;
-  *d = H(FloatToHalf(amax / 127.f));
-  const __m512 vid = _mm512_set1_ps(id);
-  const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, vid));
-  const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, vid));
-  const __m128i p0 = _mm512_cvtsepi32_epi8(q0), p1 = _mm512_cvtsepi32_epi8(q1);
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(q), p0);
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 16), p1);
-  *sum =
-      _mm512_reduce_add_epi32(_mm512_add_epi32(_mm512_cvtepi8_epi32(p0), _mm512_cvtepi8_epi32(p1)));
-}
-
 }  // namespace
+
+void QuantizeQ8_0(const float* x, Q8_0* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, x += kQK) y[i].d = QuantizeQ8_0Block(x, y[i].qs);
+}
 
 void QuantizeQ8_0Split(const float* x, int64_t nb, int8_t* q, float* d, int32_t* corr) {
   alignas(64) float ids[16];
-  int32_t sum = 0;
   int64_t i = 0;
   // Sixteen blocks at a time: their maxima, scales and sums side by side in one register.
   for (; i + 16 <= nb; i += 16) {
@@ -438,8 +424,11 @@ void QuantizeQ8_0Split(const float* x, int64_t nb, int8_t* q, float* d, int32_t*
                               0x0101, _mm512_add_epi32(odd, _mm512_set1_epi32(2 * p)), neg));
   }
   for (; i < nb; ++i) {
-    QuantizeQ8_0One(x + i * kQK, q + i * kQK, d + i, &sum);
+    int8_t* qb = q + i * kQK;
+    d[i] = H(QuantizeQ8_0Block(x + i * kQK, qb));
     if (!corr) continue;
+    int32_t sum = 0;
+    for (int j = 0; j < kQK; ++j) sum += qb[j];
     int32_t* c = corr + i / 2 * 16;
     if (i % 2 == 0) _mm512_storeu_si512(c, _mm512_setzero_si512());
     c[(i % 2) * 8] = -8 * sum;

@@ -133,9 +133,9 @@ void Announce(const MatMulPart* parts, int count, ThreadPool& pool,
   pool.Announce(parts[0].w, first, ahead);
 }
 
-// Few tokens, row-dot types: every matrix's activations quantized once per vec_dot type,
-// then all the matrices' rows handed out as one job, so both threads stream until the
-// last row of the last matrix.
+// Few tokens, row-dot types: the activations quantized once per vec_dot type and prepared
+// once per weight type, then all the matrices' rows handed out as one job, so both threads
+// stream until the last row of the last matrix.
 void RowDotMatMul(const MatMulPart* parts, int count, const float* x, int n, ThreadPool& pool,
                   MatMulScratch* s, std::initializer_list<MatMulPart> next) {
   const int64_t k = static_cast<int64_t>(parts[0].w->cols());
@@ -159,12 +159,12 @@ void RowDotMatMul(const MatMulPart* parts, int count, const float* x, int n, Thr
         kernels::QuantizeForRowDot(type, x + t * k, k, &s->rowact[i * n + t]);
       continue;
     }
-    // The blocks an earlier part of another weight type with this vec_dot type made.
+    // The blocks an earlier part of another weight type with this vec_dot type used.
     const uint64_t abytes = ActivationBytes(vt, k);
     const uint8_t* act = nullptr;
     for (int j = 0; j < i && !act; ++j)
-      if (act_of[j] == j && VecDotType(parts[j].w->type()) == vt && s->rowact[j * n].act)
-        act = s->acts[j].data();
+      if (act_of[j] == j && VecDotType(parts[j].w->type()) == vt)
+        act = static_cast<const uint8_t*>(s->rowact[j * n].act);  // null if made in one pass
     if (!act) {
       s->acts[i].resize(abytes * n);
       for (int t = 0; t < n; ++t)

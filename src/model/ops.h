@@ -34,14 +34,14 @@ constexpr int kTileMinTokens = 4;
 // kernels.h); shorter ones stay on the integer kernels, which round as llama.cpp does.
 constexpr int kBf16MinTokens = 32;
 
-// y[t][r] = W[r] · x[t] for t < n: W is (rows × cols) as `w` holds it, x is n × cols,
-// y is n × rows. The activations are converted to the weight's vec_dot_type first.
 // One of several matrices that multiply the same input, and where its product goes.
 struct MatMulPart {
   const TensorView* w;
   float* y;
 };
 
+// y[t][r] = W[r] · x[t] for t < n: W is (rows × cols) as `w` holds it, x is n × cols,
+// y is n × rows. The activations are converted to the weight's vec_dot_type first.
 // `next`, where given, is the product that will follow this one on the same pool with as
 // many tokens (only its weights matter): it is announced (ThreadPool::Announce), so that threads
 // waiting at the end of this one and in the gap after it read its first rows ahead. The caller
