@@ -124,6 +124,26 @@ TEST(InferenceGolden, FromGgufAndFromFragmentsBitIdentical) {
   }
 }
 
+// The AVX2 row dots (which also take the prompt there) on the Q8_0 models.
+TEST(InferenceGolden, Avx2AgreesWithLlamaCpp) {
+  GGSWARM_REQUIRE_SHARED_MODELS();
+  kernels::SetIsa(kernels::Isa::kAvx2);
+  const bool has = kernels::Active() == kernels::Isa::kAvx2;
+  if (!has) {
+    kernels::SetIsa(kernels::Isa::kAvx512Vnni);
+    GTEST_SKIP() << "this CPU has no AVX2 (or GGSWARM_ISA=scalar)";
+  }
+  int checked = 0;
+  for (const Golden& g : Goldens()) {
+    if (g.model.find("q8_0") == std::string::npos) continue;
+    SCOPED_TRACE(g.name);
+    CheckAgainstGolden(SharedDir() + "/models/" + g.model + ".gguf", g);
+    ++checked;
+  }
+  kernels::SetIsa(kernels::Isa::kAvx512Vnni);
+  EXPECT_EQ(checked, 4);
+}
+
 TEST(InferenceGolden, GreedyGenerationMatchesLlamaCppText) {
   GGSWARM_REQUIRE_SHARED_MODELS();
   const auto g = LoadJson(SharedDir() + "/golden/stories260K-f32.p1.json");
@@ -194,7 +214,8 @@ TEST(Inference, KvCacheContinuationEqualsOneBatch) {
 // kernels cover: a prompt in one batch (tiles: AMX or VNNI), the same prompt one token at a
 // time (row dots), and both with the kernels switched off (GGSWARM_ISA=scalar) must give
 // the same last logits up to float summation order.
-void CheckFastAgainstScalar(bool check_rows, int n_tokens = 21) {
+void CheckFastAgainstScalar(bool check_rows, int n_tokens = 21,
+                            kernels::Isa fast = kernels::Isa::kAvx512Vnni) {
   for (const char* type : {"Q8_0", "Q4_0", "Q4_K_M", "Q6_K", "Q5_1", "Q3_K"}) {
     SCOPED_TRACE(type);
     TempDir dir;
@@ -214,10 +235,11 @@ void CheckFastAgainstScalar(bool check_rows, int n_tokens = 21) {
       }
       return l;
     };
+    kernels::SetIsa(fast);
     const auto tiles = last_logits(true), rows = last_logits(false);
     kernels::SetIsa(kernels::Isa::kScalar);
     const auto ref_batch = last_logits(true), ref_rows = last_logits(false);
-    kernels::SetIsa(kernels::Isa::kAvx512Vnni);
+    kernels::SetIsa(kernels::Isa::kAvx512Vnni);  // the best this CPU has
     const auto [lo, hi] = std::minmax_element(ref_batch.begin(), ref_batch.end());
     // Summation order differs; an activation near a rounding boundary of the 8-bit
     // quantization can then flip in a later layer (as against llama.cpp, see below).
@@ -283,6 +305,15 @@ TEST(Inference, Bf16TilesAgreeWithTheExactComputation) {
 // loop; since Q8_0 and Q4_0 share one (commit 8759db2) it passes.
 TEST(Inference, FastRowDotsAgreeWithTheScalarPath) { CheckFastAgainstScalar(true); }
 
+// The AVX2 kernels (CPUs without AVX-512), which take prompts too, a token at a time.
+TEST(Inference, Avx2RowDotsAgreeWithTheScalarPath) {
+  kernels::SetIsa(kernels::Isa::kAvx2);
+  const bool has = kernels::Active() == kernels::Isa::kAvx2;
+  kernels::SetIsa(kernels::Isa::kAvx512Vnni);
+  if (!has) GTEST_SKIP() << "this CPU has no AVX2 (or GGSWARM_ISA=scalar)";
+  CheckFastAgainstScalar(true, 21, kernels::Isa::kAvx2);
+}
+
 // RmsNorm adds its squares in eight running sums; ggml adds them one after another, in
 // double. Over rows of every length up to 70 and of the models' widths, the float results
 // must be the same bits as ggml's formula gives.
@@ -320,7 +351,7 @@ TEST(Inference, RmsNormIsGgmlsFormulaBitForBit) {
 //    rounding boundary moves the result by up to that step. Most types agree to 1e-7
 //    (Q8_0, Q4_1, Q4_K, Q5_K, Q6_K, the Q4_K_M mix); Q4_0, Q5_0, Q5_1, Q2_K, Q3_K show such
 //    flips (largest 8.2e-3 of the range, Q3_K).
-TEST(InferenceGolden, EveryWeightTypeAgreesWithLlamaCpp) {
+void CheckEveryWeightType() {
   const std::string data = std::string(GGSWARM_SOURCE_DIR) + "/tests/data/types/";
   struct Case {
     const char* type;
@@ -364,6 +395,21 @@ TEST(InferenceGolden, EveryWeightTypeAgreesWithLlamaCpp) {
       EXPECT_EQ(Argmax(logits), top[0][0].get<int32_t>());
     }
   }
+}
+
+// Checked on the best instruction set this CPU has and, where that is more, on AVX2.
+TEST(InferenceGolden, EveryWeightTypeAgreesWithLlamaCpp) {
+  std::vector<kernels::Isa> isas = {kernels::Active()};
+  kernels::SetIsa(kernels::Isa::kAvx2);
+  if (kernels::Active() == kernels::Isa::kAvx2 && isas[0] != kernels::Isa::kAvx2)
+    isas.push_back(kernels::Isa::kAvx2);
+  kernels::SetIsa(isas[0]);
+  for (kernels::Isa isa : isas) {
+    SCOPED_TRACE(kernels::IsaName(isa));
+    kernels::SetIsa(isa);
+    CheckEveryWeightType();
+  }
+  kernels::SetIsa(isas[0]);
 }
 
 TEST(Generation, StopsAtEndOfGenerationUnlessIgnored) {

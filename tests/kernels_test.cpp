@@ -76,6 +76,24 @@ double Reference(GgmlType type, const Operands& o, int r, int t, double* magnitu
 }
 
 bool HaveAvx512() { return kernels::Active() == kernels::Isa::kAvx512Vnni; }
+
+// The instruction sets with row dots that this CPU has (AVX2, AVX-512 VNNI), each made
+// active in turn by the caller; ISA restores the best one when it goes.
+std::vector<kernels::Isa> RowDotIsas() {
+  std::vector<kernels::Isa> isas;
+  const kernels::Isa best = kernels::Active();
+  for (kernels::Isa isa : {kernels::Isa::kAvx2, kernels::Isa::kAvx512Vnni}) {
+    kernels::SetIsa(isa);
+    if (kernels::Active() == isa) isas.push_back(isa);
+  }
+  kernels::SetIsa(best);
+  return isas;
+}
+struct ScopedIsa {
+  explicit ScopedIsa(kernels::Isa isa) : was(kernels::Active()) { kernels::SetIsa(isa); }
+  ~ScopedIsa() { kernels::SetIsa(was); }
+  kernels::Isa was;
+};
 #define REQUIRE_AVX512() \
   if (!HaveAvx512()) GTEST_SKIP() << "this CPU has no AVX-512 VNNI (or GGSWARM_ISA=scalar)"
 
@@ -106,31 +124,34 @@ TEST(Kernels, DecodedRowsGiveExactlyTheDequantizedValues) {
 }
 
 TEST(Kernels, RowDotsMatchTheScalarReference) {
-  REQUIRE_AVX512();
-  for (GgmlType type : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q6_K}) {
-    SCOPED_TRACE(TypeName(type));
-    ASSERT_TRUE(kernels::HasRowDot(type));
-    for (int64_t k : {256, 768, 2048, 2080}) {  // block counts that do and do not divide by 4
-      if (k % Traits(type).block_size != 0) continue;
-      // Row counts below, at and between multiples of the kernels' four streams.
-      for (int rows : {1, 4, 5, 11}) {
-        const Operands o = Make(type, rows, 2, k, 11 + rows);
-        for (int t = 0; t < 2; ++t) {
-          std::vector<float> y(2 * rows, NAN);  // written every other float
-          kernels::RowDotAct ra;
-          kernels::PrepareRowDot(type, o.act.data() + t * o.abytes, k, &ra);
-          kernels::RowDots(type, o.w.data(), o.row_bytes, rows, ra, k, y.data(), 2);
-          for (int r = 0; r < rows; ++r) {
-            double mag;
-            const double want = Reference(type, o, r, t, &mag);
-            EXPECT_NEAR(y[2 * r], want, 1e-5 * mag)
-                << "k " << k << " rows " << rows << " row " << r;
-            EXPECT_TRUE(std::isnan(y[2 * r + 1])) << "wrote between rows";
+  const auto isas = RowDotIsas();
+  if (isas.empty()) GTEST_SKIP() << "this CPU has neither AVX2 nor AVX-512 VNNI";
+  for (kernels::Isa isa : isas)
+    for (GgmlType type : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q6_K}) {
+      ScopedIsa scoped(isa);
+      SCOPED_TRACE(std::string(kernels::IsaName(isa)) + " " + TypeName(type));
+      ASSERT_TRUE(kernels::HasRowDot(type));
+      for (int64_t k : {256, 768, 2048, 2080}) {  // block counts that do and do not divide by 4
+        if (k % Traits(type).block_size != 0) continue;
+        // Row counts below, at and between multiples of the kernels' four streams.
+        for (int rows : {1, 4, 5, 11}) {
+          const Operands o = Make(type, rows, 2, k, 11 + rows);
+          for (int t = 0; t < 2; ++t) {
+            std::vector<float> y(2 * rows, NAN);  // written every other float
+            kernels::RowDotAct ra;
+            kernels::PrepareRowDot(type, o.act.data() + t * o.abytes, k, &ra);
+            kernels::RowDots(type, o.w.data(), o.row_bytes, rows, ra, k, y.data(), 2);
+            for (int r = 0; r < rows; ++r) {
+              double mag;
+              const double want = Reference(type, o, r, t, &mag);
+              EXPECT_NEAR(y[2 * r], want, 1e-5 * mag)
+                  << "k " << k << " rows " << rows << " row " << r;
+              EXPECT_TRUE(std::isnan(y[2 * r + 1])) << "wrote between rows";
+            }
           }
         }
       }
     }
-  }
 }
 
 TEST(Kernels, QuantizeRowGivesQuantizeActivationsBytes) {
@@ -202,15 +223,16 @@ TEST(Kernels, ReadAllIsTheXorOfEveryWordItReads) {
   std::mt19937_64 rng(5);
   for (uint64_t& w : words) w = rng();
   const auto* p = reinterpret_cast<const uint8_t*>(words.data()) + 8;  // not 64-byte aligned
-  for (bool fast : {true, false}) {
-    kernels::SetIsa(fast ? kernels::Isa::kAvx512Vnni : kernels::Isa::kScalar);
+  for (kernels::Isa isa : {kernels::Isa::kAvx512Vnni, kernels::Isa::kAvx2, kernels::Isa::kScalar}) {
+    kernels::SetIsa(isa);
+    const char* name = kernels::IsaName(kernels::Active());
     for (int streams : {1, 3, 4, 8}) {
       const uint64_t n = 2999 * 8;
       const uint64_t part = n / streams / 128 * 128;  // the parts' whole 128-byte steps
       uint64_t want = 0;
       for (int s = 0; s < streams; ++s)
         for (uint64_t i = 0; i < part / 8; ++i) want ^= words[1 + s * part / 8 + i];
-      EXPECT_EQ(kernels::ReadAll(p, n, streams), want) << streams << " streams, fast " << fast;
+      EXPECT_EQ(kernels::ReadAll(p, n, streams), want) << streams << " streams, " << name;
     }
   }
   kernels::SetIsa(kernels::Isa::kAvx512Vnni);
@@ -418,42 +440,50 @@ TEST(Kernels, F32AttentionMatchesTheScalarReference) {
 // 768 KB are cut into several RowDots calls (model::MatMuls). Whatever the cut, every
 // output must be its own row's dot, bit for bit: here two matrices of 1,500 and 700 rows
 // (1.7-3.3 MB and 0.8-1.5 MB, by type), the first in shards of 701 and 799 rows, on one
-// thread (one chunk over both) and two, for one token and three.
+// thread (one chunk over both) and two, for one token and three; with AVX2 also for five
+// (the prompt path there: calls cut to 768 KB / 5).
 TEST(Kernels, MatMulsCutIntoCallsGiveEachRowItsOwnDot) {
-  REQUIRE_AVX512();
+  const auto isas = RowDotIsas();
+  if (isas.empty()) GTEST_SKIP() << "this CPU has neither AVX2 nor AVX-512 VNNI";
   const int64_t k = 2048;
-  for (GgmlType type : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q6_K}) {
-    SCOPED_TRACE(TypeName(type));
-    const Operands a = Make(type, 1500, 3, k, 21), b = Make(type, 700, 3, k, 23);
-    gguf::TensorInfo ia{"a", {uint64_t(k), 1500}, type, 0, a.w.size(), uint64_t(k) * 1500};
-    gguf::TensorInfo ib{"b", {uint64_t(k), 700}, type, 0, b.w.size(), uint64_t(k) * 700};
-    TensorView va{
-        &ia, {{a.w.data(), 0, 701}, {a.w.data() + 701 * a.row_bytes, 701, 1500}}, a.row_bytes};
-    TensorView vb{&ib, {{b.w.data(), 0, 700}}, b.row_bytes};
-    const auto x = RandomFloats(3 * k, 25);
-    for (int threads : {1, 2}) {
-      ThreadPool pool(threads);
-      model::MatMulScratch scratch;
-      for (int n : {1, 3}) {
-        SCOPED_TRACE(testing::Message() << threads << " thread(s), " << n << " token(s)");
-        std::vector<float> ya(n * 1500, -1.0f), yb(n * 700, -1.0f);
-        model::MatMuls({{&va, ya.data()}, {&vb, yb.data()}}, x.data(), n, pool, &scratch);
-        for (int t = 0; t < n; ++t) {
-          std::vector<uint8_t> act(a.abytes);
-          QuantizeActivation(VecDotType(type), x.data() + t * k, act.data(), k);
-          kernels::RowDotAct ra;
-          kernels::PrepareRowDot(type, act.data(), k, &ra);
-          for (const auto& [o, y, rows] : {std::tuple{&a, &ya, 1500}, std::tuple{&b, &yb, 700}})
-            for (int r = 0; r < rows; ++r) {
-              float want = 0;
-              kernels::RowDots(type, o->w.data() + r * o->row_bytes, o->row_bytes, 1, ra, k, &want,
-                               1);
-              ASSERT_EQ((*y)[t * rows + r], want) << "token " << t << " row " << r;
-            }
+  for (kernels::Isa isa : isas)
+    for (GgmlType type : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q6_K}) {
+      ScopedIsa scoped(isa);
+      SCOPED_TRACE(std::string(kernels::IsaName(isa)) + " " + TypeName(type));
+      const Operands a = Make(type, 1500, 1, k, 21), b = Make(type, 700, 1, k, 23);
+      gguf::TensorInfo ia{"a", {uint64_t(k), 1500}, type, 0, a.w.size(), uint64_t(k) * 1500};
+      gguf::TensorInfo ib{"b", {uint64_t(k), 700}, type, 0, b.w.size(), uint64_t(k) * 700};
+      TensorView va{
+          &ia, {{a.w.data(), 0, 701}, {a.w.data() + 701 * a.row_bytes, 701, 1500}}, a.row_bytes};
+      TensorView vb{&ib, {{b.w.data(), 0, 700}}, b.row_bytes};
+      const auto x = RandomFloats((model::kTileMinTokens + 1) * k, 25);
+      for (int threads : {1, 2}) {
+        ThreadPool pool(threads);
+        model::MatMulScratch scratch;
+        // Without tiles (AVX2) the row dots take every token, in shorter calls from
+        // model::kTileMinTokens tokens on.
+        std::vector<int> ns = {1, 3};
+        if (isa != kernels::Isa::kAvx512Vnni) ns.push_back(model::kTileMinTokens + 1);
+        for (int n : ns) {
+          SCOPED_TRACE(testing::Message() << threads << " thread(s), " << n << " token(s)");
+          std::vector<float> ya(n * 1500, -1.0f), yb(n * 700, -1.0f);
+          model::MatMuls({{&va, ya.data()}, {&vb, yb.data()}}, x.data(), n, pool, &scratch);
+          for (int t = 0; t < n; ++t) {
+            std::vector<uint8_t> act(a.abytes);
+            QuantizeActivation(VecDotType(type), x.data() + t * k, act.data(), k);
+            kernels::RowDotAct ra;
+            kernels::PrepareRowDot(type, act.data(), k, &ra);
+            for (const auto& [o, y, rows] : {std::tuple{&a, &ya, 1500}, std::tuple{&b, &yb, 700}})
+              for (int r = 0; r < rows; ++r) {
+                float want = 0;
+                kernels::RowDots(type, o->w.data() + r * o->row_bytes, o->row_bytes, 1, ra, k,
+                                 &want, 1);
+                ASSERT_EQ((*y)[t * rows + r], want) << "token " << t << " row " << r;
+              }
+          }
         }
       }
     }
-  }
 }
 
 TEST(ThreadPool, EveryIndexOnceInGrainAlignedChunks) {

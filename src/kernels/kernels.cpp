@@ -12,6 +12,7 @@
 #endif
 
 #include "kernels/kernels_amx.h"
+#include "kernels/kernels_avx2.h"
 #include "kernels/kernels_avx512.h"
 #include "quant/blocks.h"
 #include "quant/fp16.h"
@@ -28,11 +29,16 @@ Isa Detect() {
                       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
                       __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("f16c") &&
                       __builtin_cpu_supports("fma");
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                    __builtin_cpu_supports("f16c");
+  const Isa best = avx512 ? Isa::kAvx512Vnni : avx2 ? Isa::kAvx2 : Isa::kScalar;
   const char* env = std::getenv("GGSWARM_ISA");
   if (env && std::string_view(env) == "scalar") return Isa::kScalar;
-  if (avx512) return Isa::kAvx512Vnni;
-#endif
+  if (env && std::string_view(env) == "avx2") return std::min(best, Isa::kAvx2);
+  return best;
+#else
   return Isa::kScalar;
+#endif
 }
 
 Isa& Best() {
@@ -71,18 +77,25 @@ int32_t Sum(const int8_t* q, int n) {
 
 Isa Active() { return g_active.load(std::memory_order_relaxed); }
 
-const char* IsaName(Isa isa) { return isa == Isa::kAvx512Vnni ? "avx512-vnni" : "scalar"; }
-
-void SetIsa(Isa isa) {
-  g_active.store(isa == Isa::kAvx512Vnni ? Best() : Isa::kScalar, std::memory_order_relaxed);
+const char* IsaName(Isa isa) {
+  switch (isa) {
+    case Isa::kAvx512Vnni:
+      return "avx512-vnni";
+    case Isa::kAvx2:
+      return "avx2";
+    default:
+      return "scalar";
+  }
 }
+
+void SetIsa(Isa isa) { g_active.store(std::min(isa, Best()), std::memory_order_relaxed); }
 
 bool AmxActive() { return g_amx.load(std::memory_order_relaxed) && Active() == Isa::kAvx512Vnni; }
 
 void SetAmx(bool on) { g_amx.store(on && AmxAvailable(), std::memory_order_relaxed); }
 
 bool HasRowDot(GgmlType w) {
-  if (Active() != Isa::kAvx512Vnni) return false;
+  if (Active() == Isa::kScalar) return false;
   return w == GgmlType::Q8_0 || w == GgmlType::Q4_0 || w == GgmlType::Q4_K || w == GgmlType::Q6_K;
 }
 
@@ -111,6 +124,25 @@ void QuantizeForRowDot(GgmlType w, const float* x, int64_t k, RowDotAct* out) {
 
 void PrepareRowDot(GgmlType w, const void* act, int64_t k, RowDotAct* out) {
   out->act = act;
+  if (Active() == Isa::kAvx2) {
+    // Q4_0: per pair of blocks, the first sixteen quants of each side by side (against the
+    // low nibbles of both blocks' weights), then the last sixteen of each; the scales as
+    // floats; corr = -8 Σ x per block. The other types read the blocks as they are.
+    if (w != GgmlType::Q4_0) return;
+    const int64_t nb = k / kQK;
+    const auto* a = static_cast<const Q8_0*>(act);
+    out->q.resize((nb + 1) / 2 * 2 * kQK);  // an odd last block fills half a pair
+    out->d.resize(nb);
+    out->corr.resize(nb);
+    for (int64_t i = 0; i < nb; ++i) {
+      int8_t* q = out->q.data() + (i / 2) * 2 * kQK + (i % 2) * 16;
+      std::memcpy(q, a[i].qs, 16);
+      std::memcpy(q + 32, a[i].qs + 16, 16);
+      out->d[i] = HalfToFloat(a[i].d);
+      out->corr[i] = -8 * Sum(a[i].qs, kQK);
+    }
+    return;
+  }
   if (w == GgmlType::Q4_K) {
     // Per super-block and half c, the quants of sub-blocks 4c and 4c + 2 side by side (the
     // low nibbles of one 64-byte load of weights), then 4c + 1 and 4c + 3 (the high ones).
@@ -144,6 +176,20 @@ void PrepareRowDot(GgmlType w, const void* act, int64_t k, RowDotAct* out) {
 
 void RowDots(GgmlType w, const uint8_t* rows, uint64_t row_bytes, int64_t nrows,
              const RowDotAct& act, int64_t k, float* y, int64_t y_stride) {
+  if (Active() == Isa::kAvx2) {
+    switch (w) {
+      case GgmlType::Q8_0:
+        return avx2::DotQ8_0(rows, row_bytes, nrows, act, k, y, y_stride);
+      case GgmlType::Q4_0:
+        return avx2::DotQ4_0(rows, row_bytes, nrows, act, k, y, y_stride);
+      case GgmlType::Q4_K:
+        return avx2::DotQ4_K(rows, row_bytes, nrows, act, k, y, y_stride);
+      case GgmlType::Q6_K:
+        return avx2::DotQ6_K(rows, row_bytes, nrows, act, k, y, y_stride);
+      default:
+        break;
+    }
+  }
   switch (w) {
     case GgmlType::Q8_0:
       return avx512::DotQ8_0(rows, row_bytes, nrows, act, k, y, y_stride);
@@ -162,6 +208,7 @@ void RowDots(GgmlType w, const uint8_t* rows, uint64_t row_bytes, int64_t nrows,
 uint64_t ReadAll(const uint8_t* p, uint64_t n, int streams) {
   streams = std::clamp(streams, 1, 8);
   if (Active() == Isa::kAvx512Vnni) return avx512::ReadAll(p, n, streams);
+  if (Active() == Isa::kAvx2) return avx2::ReadAll(p, n, streams);
   const uint64_t part = n / streams / 128 * 128;
   uint64_t acc[8] = {};
   for (int s = 0; s < streams; ++s)

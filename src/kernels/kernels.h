@@ -3,15 +3,18 @@
 // Two shapes of work:
 //  - Row dots (generation, one token): a weight row in place (from the mmap) times one
 //    activation row in the weight type's vec_dot_type (Q8_0 / Q8_K), as ggml computes it,
-//    with AVX-512 VNNI integer dot products (vpdpbusd).
+//    with AVX-512 VNNI integer dot products (vpdpbusd), or with AVX2 (vpmaddubsw) on CPUs
+//    without AVX-512.
 //  - Tiles (prompt processing, many tokens): a few weight rows are decoded once into int8
 //    values with a float scale (and min) per block, then multiplied against a panel that
 //    holds sixteen tokens' activations side by side (one token per 32-bit lane), so that
 //    every weight byte loaded serves sixteen tokens and each vpdpbusd does 64 products.
 //
 // Every kernel has a scalar reference (quant/vec_dot.h, and DecodeRow here) that the tests
-// hold it to. Where the CPU lacks AVX-512 VNNI (or GGSWARM_ISA=scalar is set) the engine
-// uses the scalar reference path.
+// hold it to. Tiles, attention and the vectorized quantizers need AVX-512 VNNI: on an AVX2
+// CPU (or with GGSWARM_ISA=avx2) the row dots serve prompts too, a token at a time over
+// each slice of rows, and the rest runs as scalar code; without AVX2 (or with
+// GGSWARM_ISA=scalar) the engine uses the scalar reference path.
 #pragma once
 
 #include <cstdint>
@@ -23,12 +26,15 @@
 
 namespace ggswarm::kernels {
 
-enum class Isa { kScalar, kAvx512Vnni };
+// In order: each level has everything the one before has.
+enum class Isa { kScalar, kAvx2, kAvx512Vnni };
 
-// The instruction set in use: the best this CPU has, unless GGSWARM_ISA=scalar.
+// The instruction set in use: the best this CPU has (AVX2 means AVX2, FMA and F16C), or
+// less where GGSWARM_ISA says so (scalar, avx2).
 Isa Active();
 const char* IsaName(Isa isa);
-// For tests and benchmarks: pretend the CPU has only `isa` (never more than it has).
+// For tests and benchmarks: pretend the CPU has only `isa` (never more than it has: the
+// best it has below or at `isa`).
 void SetIsa(Isa isa);
 
 // Whether tiles run on the AMX matrix unit (Sapphire Rapids and later: TDPBSSD multiplies
@@ -39,7 +45,8 @@ void SetAmx(bool on);
 
 // --- Row dots ---------------------------------------------------------------------------
 
-// True when Active() has a row-dot kernel for weights of type `w` (Q8_0, Q4_0, Q4_K, Q6_K).
+// True when Active() has a row-dot kernel for weights of type `w` (Q8_0, Q4_0, Q4_K, Q6_K;
+// AVX2 or AVX-512 VNNI).
 bool HasRowDot(GgmlType w);
 
 // QuantizeActivation (quant/vec_dot.h), byte for byte, with AVX-512 for Q8_0 and Q8_K.
@@ -47,7 +54,8 @@ void QuantizeRow(GgmlType vt, const float* x, void* out, int64_t k);
 
 // One activation row (in VecDotType(w)) made ready for row dots: for the legacy types its
 // quants side by side, block scales as floats and the Q4_0 offset correction; for Q4_K its
-// quants in the order the weights' nibbles come in and the sums of its sub-blocks.
+// quants in the order the weights' nibbles come in and the sums of its sub-blocks. (The
+// AVX2 kernels read the blocks as they are, but for Q4_0: kernels.cpp has its layout.)
 struct RowDotAct {
   const void* act = nullptr;  // the row as given
   AlignedVector<int8_t> q;

@@ -1,13 +1,6 @@
 // AVX-512 VNNI row dots: one activation row against many weight rows, the matrix–vector
-// products of generation (compiled for AVX-512 VNNI: see avx512_target.h).
-//
-// Generation streams every weight once per token, so these kernels are judged by how close
-// they come to the memory's read bandwidth, not by their arithmetic. One core reading one
-// sequential stream keeps too few cache-line fetches in flight (about 75% of the bandwidth
-// here, software prefetch included); reading several streams at once fills the queues. So
-// a call's rows are cut into kStreams contiguous parts, and the kernels step through one
-// row of each part side by side, a group of blocks at a time, prefetching each stream
-// ahead into L1.
+// products of generation (compiled for AVX-512 VNNI: see avx512_target.h), in the
+// four-stream loop of rowdot_rows.h.
 #include "kernels/avx512_target.h"
 // (first: the target applies to everything below)
 
@@ -15,6 +8,7 @@
 #include <cstring>
 
 #include "kernels/kernels_avx512.h"
+#include "kernels/rowdot_rows.h"
 #include "quant/blocks.h"
 #include "quant/fp16.h"
 #include "quant/vec_dot.h"
@@ -23,66 +17,12 @@ namespace ggswarm::kernels::avx512 {
 using namespace blocks;  // NOLINT: the block layouts
 namespace {
 
-// Rows read side by side; and how far ahead of each the weights are fetched.
-// (Measured on Sapphire Rapids, Q4_0 rows of 2048 elements, one core: one stream with the
-// best prefetch reads 11 GB/s, four 14.4, eight 14.7, against 15.8 for a plain read of
-// eight streams; both cores: 22, 28 and 29 GB/s. Prefetching into L1 (T0) rather than L2
-// gave 1-3% more generation speed, though a plain read, ReadAll, is faster with T1.)
-constexpr int kStreams = kRowDotStreams;
-constexpr int kPrefetch = 2048;
-
 inline float H(uint16_t h) { return _cvtsh_ss(h); }
 
 inline float Hsum128(__m128 s) {
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
-}
-
-// Runs kernel K over nrows rows: kStreams rows at a time, one from each of kStreams equal
-// contiguous parts, then the rows left over one at a time. K gives Acc, kStepBytes (the
-// bytes of a row one Step reads), steps, Zero(), Step(row, j, acc) and Finish(row, acc).
-template <typename K>
-void Rows(const K& kern, const uint8_t* rows, uint64_t rb, int64_t nrows, float* y, int64_t ys) {
-  const int64_t per = nrows / kStreams;
-  // The prefetches in the loop run kPrefetch ahead, so each part's first kPrefetch bytes
-  // would come in one demand miss at a time: ask for them all at once. (A call starts four
-  // cold streams; the pool's guided chunks make twenty or more calls per matrix product, and
-  // this burst made the products about 2% faster.)
-  const int64_t head = std::min<int64_t>(kPrefetch, per * static_cast<int64_t>(rb));
-  for (int64_t o = 0; o < head; o += 64)
-#pragma GCC unroll 4
-    for (int s = 0; s < kStreams; ++s)
-      _mm_prefetch(reinterpret_cast<const char*>(rows + s * per * rb) + o, _MM_HINT_T0);
-  for (int64_t r = 0; r < per; ++r) {
-    const uint8_t* x[kStreams];
-    typename K::Acc acc[kStreams];
-#pragma GCC unroll 8
-    for (int s = 0; s < kStreams; ++s) {
-      x[s] = rows + (r + s * per) * rb;
-      acc[s] = kern.Zero();
-    }
-    for (int64_t j = 0; j < kern.steps; ++j) {
-#pragma GCC unroll 8
-      for (int s = 0; s < kStreams; ++s) {
-        const char* p = reinterpret_cast<const char*>(x[s]) + j * K::kStepBytes + kPrefetch;
-        for (int o = 0; o < K::kStepBytes; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
-        kern.Step(x[s], j, acc[s]);
-      }
-    }
-#pragma GCC unroll 8
-    for (int s = 0; s < kStreams; ++s) y[(r + s * per) * ys] = kern.Finish(x[s], acc[s]);
-  }
-  for (int64_t r = per * kStreams; r < nrows; ++r) {
-    const uint8_t* x = rows + r * rb;
-    typename K::Acc acc = kern.Zero();
-    for (int64_t j = 0; j < kern.steps; ++j) {
-      const char* p = reinterpret_cast<const char*>(x) + j * K::kStepBytes + kPrefetch;
-      for (int o = 0; o < K::kStepBytes; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
-      kern.Step(x, j, acc);
-    }
-    y[r * ys] = kern.Finish(x, acc);
-  }
 }
 
 // --- Q8_0 and Q4_0: two 32-element blocks per 512-bit register ---------------------------
@@ -302,22 +242,22 @@ struct Q6_KKernel {
 
 void DotQ8_0(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& act, int64_t k,
              float* y, int64_t ys) {
-  Rows(PairKernel<Q8_0, GgmlType::Q8_0, PairQ8_0>(act, k), rows, rb, nrows, y, ys);
+  rowdot::Rows(PairKernel<Q8_0, GgmlType::Q8_0, PairQ8_0>(act, k), rows, rb, nrows, y, ys);
 }
 
 void DotQ4_0(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& act, int64_t k,
              float* y, int64_t ys) {
-  Rows(PairKernel<Q4_0, GgmlType::Q4_0, PairQ4_0>(act, k), rows, rb, nrows, y, ys);
+  rowdot::Rows(PairKernel<Q4_0, GgmlType::Q4_0, PairQ4_0>(act, k), rows, rb, nrows, y, ys);
 }
 
 void DotQ4_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& act, int64_t k,
              float* y, int64_t ys) {
-  Rows(Q4_KKernel(act, k), rows, rb, nrows, y, ys);
+  rowdot::Rows(Q4_KKernel(act, k), rows, rb, nrows, y, ys);
 }
 
 void DotQ6_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& act, int64_t k,
              float* y, int64_t ys) {
-  Rows(Q6_KKernel(act, k), rows, rb, nrows, y, ys);
+  rowdot::Rows(Q6_KKernel(act, k), rows, rb, nrows, y, ys);
 }
 
 uint64_t ReadAll(const uint8_t* p, uint64_t n, int streams) {
@@ -327,8 +267,8 @@ uint64_t ReadAll(const uint8_t* p, uint64_t n, int streams) {
   for (uint64_t i = 0; i < part; i += 128)
     for (int s = 0; s < streams; ++s) {
       const uint8_t* q = p + s * part + i;
-      _mm_prefetch(reinterpret_cast<const char*>(q) + kPrefetch, _MM_HINT_T1);
-      _mm_prefetch(reinterpret_cast<const char*>(q) + kPrefetch + 64, _MM_HINT_T1);
+      _mm_prefetch(reinterpret_cast<const char*>(q) + rowdot::kPrefetch, _MM_HINT_T1);
+      _mm_prefetch(reinterpret_cast<const char*>(q) + rowdot::kPrefetch + 64, _MM_HINT_T1);
       acc[s] = _mm512_xor_si512(
           acc[s], _mm512_xor_si512(_mm512_loadu_si512(q), _mm512_loadu_si512(q + 64)));
     }

@@ -75,8 +75,9 @@ void Bf16MatMul(const TensorView& w, const float* x, int n, float* y, ThreadPool
 // lose too: each starts four cold streams; 32-row calls read at 85%.)
 constexpr int64_t kCallBytes = 768 << 10;
 
+// Row dots serve few tokens, and every token where there are no tiles (AVX2).
 bool RowDotsApply(const MatMulPart* parts, int count, int n) {
-  if (n >= kTileMinTokens) return false;
+  if (n >= kTileMinTokens && kernels::Active() == kernels::Isa::kAvx512Vnni) return false;
   for (int i = 0; i < count; ++i)
     if (!kernels::HasRowDot(parts[i].w->type()) || parts[i].w->cols() != parts[0].w->cols())
       return false;
@@ -86,9 +87,12 @@ bool RowDotsApply(const MatMulPart* parts, int count, int n) {
 // Row-dot jobs hand out rows in multiples of this.
 constexpr int64_t kRowGrain = 16;
 
-// Rows of w per RowDots call over `rows` rows: equal calls of at most kCallBytes.
-int64_t CallRows(const TensorView& w, int64_t rows) {
-  const int64_t cap = std::max<int64_t>(16, kCallBytes / static_cast<int64_t>(w.row_bytes));
+// Rows of w per RowDots call over `rows` rows: equal calls of at most kCallBytes. For many
+// tokens (AVX2's prompts: no tiles) a call's rows are read once per token, so it is cut to
+// what stays in the L1 cache: kCallBytes / n, and at least 16 rows.
+int64_t CallRows(const TensorView& w, int64_t rows, int n = 1) {
+  const int64_t bytes = n >= kTileMinTokens ? kCallBytes / n : kCallBytes;
+  const int64_t cap = std::max<int64_t>(16, bytes / static_cast<int64_t>(w.row_bytes));
   const int64_t pieces = (rows + cap - 1) / cap;
   return (rows + pieces - 1) / pieces;
 }
@@ -101,7 +105,7 @@ static_assert(kernels::kRowDotStreams <= ThreadPool::ReadAhead::kMaxStreams);
 // Announces the row-dot job over `parts` (see MatMul's `next`): thread i's first chunk is
 // [i * first, (i + 1) * first) of the parts' rows taken end to end, and it reads ahead the
 // first bytes of the streams of that chunk's first RowDots call.
-void Announce(const MatMulPart* parts, int count, ThreadPool& pool,
+void Announce(const MatMulPart* parts, int count, int n, ThreadPool& pool,
               std::vector<ThreadPool::ReadAhead>* ahead_buf) {
   int64_t total = 0;
   for (int i = 0; i < count; ++i) total += static_cast<int64_t>(parts[i].w->rows());
@@ -121,7 +125,7 @@ void Announce(const MatMulPart* parts, int count, ThreadPool& pool,
     for (const TensorShard& sh : w.shards) {
       const int64_t sb = static_cast<int64_t>(sh.row_begin), se = static_cast<int64_t>(sh.row_end);
       if (r < sb || r >= se) continue;
-      const int64_t per = CallRows(w, std::min(end, se) - r) / kernels::kRowDotStreams;
+      const int64_t per = CallRows(w, std::min(end, se) - r, n) / kernels::kRowDotStreams;
       const uint8_t* rows = sh.data + (r - sb) * w.row_bytes;
       ThreadPool::ReadAhead& a = ahead[t];
       a.streams = per > 0 ? kernels::kRowDotStreams : 1;
@@ -177,7 +181,7 @@ void RowDotMatMul(const MatMulPart* parts, int count, const float* x, int n, Thr
   // This job's first chunks, if it was announced; then the next one's announcement.
   const int64_t planned = pool.Planned(parts[0].w);
   if (next.size() > 0 && RowDotsApply(next.begin(), static_cast<int>(next.size()), n))
-    Announce(next.begin(), static_cast<int>(next.size()), pool, &s->ahead);
+    Announce(next.begin(), static_cast<int>(next.size()), n, pool, &s->ahead);
   else
     pool.Forget();
   pool.Run(
@@ -192,7 +196,7 @@ void RowDotMatMul(const MatMulPart* parts, int count, const float* x, int n, Thr
             const int64_t b = std::max<int64_t>(pb, sh.row_begin);
             const int64_t e = std::min<int64_t>(pe, sh.row_end);
             if (b >= e) continue;
-            const int64_t len = CallRows(w, e - b);
+            const int64_t len = CallRows(w, e - b, n);
             for (int64_t cb = b; cb < e; cb += len) {
               const int64_t ce = std::min(e, cb + len);
               const uint8_t* rows = sh.data + (cb - sh.row_begin) * w.row_bytes;

@@ -1,0 +1,23 @@
+// The AVX2 kernels, for CPUs without AVX-512 VNNI (rowdot_avx2.cpp is compiled for AVX2,
+// FMA and F16C and called only when the CPU has them). See kernels.h.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/kernels.h"
+
+namespace ggswarm::kernels::avx2 {
+
+// Row dots on the activation blocks as QuantizeRow makes them (act.act): no prepared
+// layout.
+void DotQ8_0(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& act, int64_t k,
+             float* y, int64_t ys);
+void DotQ4_0(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& act, int64_t k,
+             float* y, int64_t ys);
+void DotQ4_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& act, int64_t k,
+             float* y, int64_t ys);
+void DotQ6_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& act, int64_t k,
+             float* y, int64_t ys);
+uint64_t ReadAll(const uint8_t* p, uint64_t n, int streams);
+
+}  // namespace ggswarm::kernels::avx2

@@ -1,0 +1,293 @@
+// AVX2 row dots (Haswell, Zen and later without AVX-512 VNNI): one activation row, in the
+// Q8_0 / Q8_K blocks QuantizeRow makes, against many weight rows, in the same four-stream
+// loop as the AVX-512 kernels (rowdot_rows.h). Without vpdpbusd the byte products go
+// through vpmaddubsw (unsigned × signed bytes, pairs summed in 16 bits) and vpmaddwd.
+#include "kernels/avx2_target.h"
+// (first: the target applies to everything below)
+
+#include <cstring>
+
+#include "kernels/kernels_avx2.h"
+#include "kernels/rowdot_rows.h"
+#include "quant/blocks.h"
+#include "quant/vec_dot.h"
+
+namespace ggswarm::kernels::avx2 {
+using namespace blocks;  // NOLINT: the block layouts
+namespace {
+
+inline float H(uint16_t h) { return _cvtsh_ss(h); }
+
+inline float Hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// Σ w·a over 32 signed bytes each, as eight 32-bit sums: vpmaddubsw wants its first operand
+// unsigned, so |w| times a with w's sign moved onto a. (|w| <= 128 and |a| <= 127: a pair
+// sums to at most 32,512, inside 16 bits.)
+inline __m256i DotI8(__m256i w, __m256i a) {
+  const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
+  return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+// Q8_0: two blocks per step (their sums in two accumulators), an odd block by the scalar
+// reference.
+struct Q8_0Kernel {
+  static constexpr int kStepBytes = 2 * sizeof(Q8_0);
+  struct Acc {
+    __m256 a0, a1;
+  };
+  const Q8_0* a;
+  int64_t nb, steps;
+  Q8_0Kernel(const RowDotAct& act, int64_t k)
+      : a(static_cast<const Q8_0*>(act.act)), nb(k / kQK), steps(k / kQK / 2) {}
+
+  Acc Zero() const { return {_mm256_setzero_ps(), _mm256_setzero_ps()}; }
+  void Step(const uint8_t* row, int64_t j, Acc& acc) const {
+    const auto* x = reinterpret_cast<const Q8_0*>(row) + 2 * j;
+    const Q8_0* y = a + 2 * j;
+    const __m256i s0 = DotI8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[0].qs)),
+                             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[0].qs)));
+    const __m256i s1 = DotI8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[1].qs)),
+                             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[1].qs)));
+    acc.a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_set1_ps(H(x[0].d) * H(y[0].d)), acc.a0);
+    acc.a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_set1_ps(H(x[1].d) * H(y[1].d)), acc.a1);
+  }
+  float Finish(const uint8_t* row, const Acc& acc) const {
+    float s = Hsum(_mm256_add_ps(acc.a0, acc.a1));
+    const int64_t i = 2 * steps;
+    if (i < nb)
+      s += VecDotBlocks(GgmlType::Q8_0, reinterpret_cast<const Q8_0*>(row) + i, a + i,
+                        (nb - i) * kQK);
+    return s;
+  }
+};
+
+// Q4_0 on PrepareRowDot's layout for AVX2 (see there): four blocks per step. Two blocks'
+// low nibbles share one register, their high nibbles another, against the activations
+// interleaved to match; the nibbles (0..15) are vpmaddubsw's unsigned operand as they are,
+// and the stored offset, Σ -8 x per block, is added as scale × corr. Blocks past the last
+// whole step by the scalar reference.
+struct Q4_0Kernel {
+  static constexpr int kStepBytes = 4 * sizeof(Q4_0);
+  struct Acc {
+    __m256 a0, a1;
+    __m128 c;
+  };
+  const RowDotAct& act;
+  int64_t nb, steps;
+  Q4_0Kernel(const RowDotAct& a, int64_t k) : act(a), nb(k / kQK), steps(k / kQK / 4) {}
+
+  // Σ q x over two blocks: eight 32-bit sums, lanes 0-3 block x[0], 4-7 block x[1].
+  static __m256i Pair(const Q4_0* x, const int8_t* q) {
+    const __m256i both = _mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[0].qs))),
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[1].qs)), 1);
+    const __m256i nib = _mm256_set1_epi8(0x0F);
+    const __m256i lo = _mm256_and_si256(both, nib);
+    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(both, 4), nib);
+    // Each 16-bit sum at most 2 · 2 · 15 · 128 = 7,680: the two halves add in 16 bits.
+    const __m256i p = _mm256_add_epi16(
+        _mm256_maddubs_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q))),
+        _mm256_maddubs_epi16(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32))));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+  }
+
+  Acc Zero() const { return {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm_setzero_ps()}; }
+  void Step(const uint8_t* row, int64_t j, Acc& acc) const {
+    const int64_t i = 4 * j;
+    const auto* x = reinterpret_cast<const Q4_0*>(row) + i;
+    const int8_t* q = act.q.data() + i * kQK;
+    // The four blocks' weight scales (gathered into one word) times the activations'.
+    uint16_t h[4];
+    for (int b = 0; b < 4; ++b) std::memcpy(&h[b], &x[b].d, 2);
+    const uint64_t packed = h[0] | static_cast<uint64_t>(h[1]) << 16 |
+                            static_cast<uint64_t>(h[2]) << 32 | static_cast<uint64_t>(h[3]) << 48;
+    const __m128 s4 = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128(static_cast<int64_t>(packed))),
+                                 _mm_loadu_ps(act.d.data() + i));
+    const __m256 s8 = _mm256_castps128_ps256(s4);
+    const __m256 s01 = _mm256_permutevar8x32_ps(s8, _mm256_set_epi32(1, 1, 1, 1, 0, 0, 0, 0));
+    const __m256 s23 = _mm256_permutevar8x32_ps(s8, _mm256_set_epi32(3, 3, 3, 3, 2, 2, 2, 2));
+    acc.a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(Pair(x, q)), s01, acc.a0);
+    acc.a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(Pair(x + 2, q + 64)), s23, acc.a1);
+    acc.c = _mm_fmadd_ps(
+        _mm_cvtepi32_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(act.corr.data() + i))), s4,
+        acc.c);
+  }
+  float Finish(const uint8_t* row, const Acc& acc) const {
+    __m128 c = acc.c;
+    c = _mm_add_ps(c, _mm_movehl_ps(c, c));
+    c = _mm_add_ss(c, _mm_movehdup_ps(c));
+    float s = Hsum(_mm256_add_ps(acc.a0, acc.a1)) + _mm_cvtss_f32(c);
+    const int64_t i = 4 * steps;
+    if (i < nb)
+      s += VecDotBlocks(GgmlType::Q4_0, reinterpret_cast<const Q4_0*>(row) + i,
+                        static_cast<const Q8_0*>(act.act) + i, (nb - i) * kQK);
+    return s;
+  }
+};
+
+// Q4_K: per super-block, the eight 32-element sub-blocks' integer dots times their 6-bit
+// scales, summed in 32 bits; the mins against the activations' sub-block sums.
+struct Q4_KKernel {
+  static constexpr int kStepBytes = sizeof(Q4_K);
+  struct Acc {
+    __m256 acc;
+    __m128 accm;
+  };
+  const Q8_K* a;
+  int64_t steps;
+  Q4_KKernel(const RowDotAct& act, int64_t k)
+      : a(static_cast<const Q8_K*>(act.act)), steps(k / kQK_K) {}
+
+  Acc Zero() const { return {_mm256_setzero_ps(), _mm_setzero_ps()}; }
+  void Step(const uint8_t* row, int64_t i, Acc& acc) const {
+    const Q4_K& x = reinterpret_cast<const Q4_K*>(row)[i];
+    const Q8_K& y = a[i];
+    uint32_t u[3];
+    std::memcpy(u, x.scales, 12);
+    // Scales 0-3 and 4-7, mins 0-3 and 4-7, as bytes.
+    const uint32_t sc_lo = u[0] & 0x3f3f3f3f, m_lo = u[1] & 0x3f3f3f3f;
+    const uint32_t sc_hi = (u[2] & 0x0f0f0f0f) | (((u[0] >> 6) & 0x03030303) << 4);
+    const uint32_t m_hi = ((u[2] >> 4) & 0x0f0f0f0f) | (((u[1] >> 6) & 0x03030303) << 4);
+    // The scales as 16-bit pairs: sub-block j's in 32-bit lane j.
+    const __m256i sc = _mm256_cvtepu8_epi32(
+        _mm_cvtsi64_si128(static_cast<int64_t>(sc_lo | static_cast<uint64_t>(sc_hi) << 32)));
+    const __m256i sc16 = _mm256_or_si256(sc, _mm256_slli_epi32(sc, 16));
+    const __m256i nib = _mm256_set1_epi8(0x0F);
+    __m256i isum = _mm256_setzero_si256();
+    for (int c = 0; c < 4; ++c) {  // 64 elements: sub-block 2c (low nibbles), 2c + 1 (high)
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + 32 * c));
+      const __m256i lo = _mm256_and_si256(q, nib);
+      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), nib);
+      // Pairs of products in 16 bits (15 · 127 · 2 fits), then times the scale.
+      const __m256i plo = _mm256_maddubs_epi16(
+          lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y.qs + 64 * c)));
+      const __m256i phi = _mm256_maddubs_epi16(
+          hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y.qs + 64 * c + 32)));
+      const __m256i slo = _mm256_permutevar8x32_epi32(sc16, _mm256_set1_epi32(2 * c));
+      const __m256i shi = _mm256_permutevar8x32_epi32(sc16, _mm256_set1_epi32(2 * c + 1));
+      isum = _mm256_add_epi32(isum, _mm256_madd_epi16(plo, slo));
+      isum = _mm256_add_epi32(isum, _mm256_madd_epi16(phi, shi));
+    }
+    // The sub-blocks' activation sums: pairs of the sixteen 16-element sums.
+    const __m128i b0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(y.bsums));
+    const __m128i b1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(y.bsums + 8));
+    const __m128i sums = _mm_hadd_epi16(b0, b1);  // |sum| <= 32 · 128: fits
+    const __m128i m16 = _mm_cvtepu8_epi16(
+        _mm_cvtsi64_si128(static_cast<int64_t>(m_lo | static_cast<uint64_t>(m_hi) << 32)));
+    const __m128i mins = _mm_madd_epi16(m16, sums);
+    acc.acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(H(x.d) * y.d), acc.acc);
+    acc.accm = _mm_fmadd_ps(_mm_cvtepi32_ps(mins), _mm_set1_ps(H(x.dmin) * y.d), acc.accm);
+  }
+  float Finish(const uint8_t*, const Acc& acc) const {
+    const __m128 m = acc.accm;
+    __m128 s = _mm_add_ps(m, _mm_movehl_ps(m, m));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return Hsum(acc.acc) - _mm_cvtss_f32(s);
+  }
+};
+
+// Q6_K: per 128-element half, quants 0-31, 32-63, 64-95 and 96-127 from the low and high
+// nibbles of ql and the bit pairs of qh; each 16-element sub-block has its own 8-bit scale.
+// The quants are stored + 32: that part is undone with the activations' sub-block sums.
+struct Q6_KKernel {
+  static constexpr int kStepBytes = sizeof(Q6_K);
+  struct Acc {
+    __m256 acc;
+  };
+  const Q8_K* a;
+  int64_t steps;
+  Q6_KKernel(const RowDotAct& act, int64_t k)
+      : a(static_cast<const Q8_K*>(act.act)), steps(k / kQK_K) {}
+
+  Acc Zero() const { return {_mm256_setzero_ps()}; }
+  void Step(const uint8_t* row, int64_t i, Acc& acc) const {
+    const Q6_K& x = reinterpret_cast<const Q6_K*>(row)[i];
+    const Q8_K& y = a[i];
+    const __m256i nib = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(0x03);
+    // The sixteen scales as 16-bit values; sub-blocks 2s and 2s + 1 fill the two halves
+    // of a vector of pairs.
+    const __m256i sc16 =
+        _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x.scales)));
+    alignas(32) int16_t s[16];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(s), sc16);
+    __m256i isum = _mm256_setzero_si256();
+    for (int h = 0; h < 2; ++h) {
+      const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.ql + 64 * h));
+      const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.ql + 64 * h + 32));
+      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qh + 32 * h));
+      const __m256i q[4] = {
+          _mm256_or_si256(_mm256_and_si256(ql0, nib),
+                          _mm256_slli_epi16(_mm256_and_si256(qh, three), 4)),
+          _mm256_or_si256(_mm256_and_si256(ql1, nib),
+                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), three), 4)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), nib),
+                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), three), 4)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), nib),
+                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), three), 4))};
+      for (int j = 0; j < 4; ++j) {
+        // Pairs of products in 16 bits (63 · 127 · 2 fits), then times the scales of
+        // sub-blocks 8h + 2j (lanes 0-7) and 8h + 2j + 1 (lanes 8-15).
+        const int sb = 8 * h + 2 * j;
+        const __m256i p = _mm256_maddubs_epi16(
+            q[j], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y.qs + 128 * h + 32 * j)));
+        const __m256i scale = _mm256_set_m128i(_mm_set1_epi16(s[sb + 1]), _mm_set1_epi16(s[sb]));
+        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, scale));
+      }
+    }
+    // Σ_j 32 · scale_j · (sum of sub-block j's activations).
+    const __m256i corr =
+        _mm256_madd_epi16(sc16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y.bsums)));
+    isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(corr, 5));
+    acc.acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(H(x.d) * y.d), acc.acc);
+  }
+  float Finish(const uint8_t*, const Acc& acc) const { return Hsum(acc.acc); }
+};
+
+}  // namespace
+
+void DotQ8_0(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& act, int64_t k,
+             float* y, int64_t ys) {
+  rowdot::Rows(Q8_0Kernel(act, k), rows, rb, nrows, y, ys);
+}
+
+void DotQ4_0(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& act, int64_t k,
+             float* y, int64_t ys) {
+  rowdot::Rows(Q4_0Kernel(act, k), rows, rb, nrows, y, ys);
+}
+
+void DotQ4_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& act, int64_t k,
+             float* y, int64_t ys) {
+  rowdot::Rows(Q4_KKernel(act, k), rows, rb, nrows, y, ys);
+}
+
+void DotQ6_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& act, int64_t k,
+             float* y, int64_t ys) {
+  rowdot::Rows(Q6_KKernel(act, k), rows, rb, nrows, y, ys);
+}
+
+uint64_t ReadAll(const uint8_t* p, uint64_t n, int streams) {
+  const uint64_t part = n / streams / 128 * 128;
+  __m256i acc[8];
+  for (int s = 0; s < 8; ++s) acc[s] = _mm256_setzero_si256();
+  for (uint64_t i = 0; i < part; i += 128)
+    for (int s = 0; s < streams; ++s) {
+      const uint8_t* q = p + s * part + i;
+      _mm_prefetch(reinterpret_cast<const char*>(q) + rowdot::kPrefetch, _MM_HINT_T1);
+      _mm_prefetch(reinterpret_cast<const char*>(q) + rowdot::kPrefetch + 64, _MM_HINT_T1);
+      for (int o = 0; o < 128; o += 32)
+        acc[s] =
+            _mm256_xor_si256(acc[s], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + o)));
+    }
+  __m256i x = acc[0];
+  for (int s = 1; s < 8; ++s) x = _mm256_xor_si256(x, acc[s]);
+  alignas(32) uint64_t w[4];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(w), x);
+  return w[0] ^ w[1] ^ w[2] ^ w[3];
+}
+
+}  // namespace ggswarm::kernels::avx2
