@@ -369,38 +369,44 @@ TEST(Kernels, SiluMulMatchesTheScalarFormula) {
 }
 
 TEST(Kernels, AttentionMatchesTheScalarReference) {
-  REQUIRE_AVX512();
-  for (int hd : {64, 128}) {
-    for (int heads : {1, 2, 4}) {
-      for (int len : {1, 2, 7, 300}) {
-        const int stride = 3 * hd;  // one key/value head of three in the cache
-        const auto qf = RandomFloats(static_cast<size_t>(heads) * hd, 5 + len);
-        const auto kf = RandomFloats(static_cast<size_t>(len) * stride, 6 + len);
-        const auto vf = RandomFloats(static_cast<size_t>(len) * stride, 7 + len);
-        std::vector<uint16_t> kh(kf.size()), vh(vf.size());
-        for (size_t i = 0; i < kf.size(); ++i) {
-          kh[i] = FloatToHalf(kf[i]);
-          vh[i] = FloatToHalf(vf[i]);
+  const auto isas = RowDotIsas();  // attention has the same instruction sets
+  if (isas.empty()) GTEST_SKIP() << "this CPU has neither AVX2 nor AVX-512 VNNI";
+  for (kernels::Isa isa : isas)
+    for (int hd : {64, 128}) {
+      ScopedIsa scoped(isa);
+      SCOPED_TRACE(kernels::IsaName(isa));
+      ASSERT_TRUE(kernels::HasAttention(hd));
+      for (int heads : {1, 2, 4}) {
+        for (int len : {1, 2, 7, 300}) {
+          const int stride = 3 * hd;  // one key/value head of three in the cache
+          const auto qf = RandomFloats(static_cast<size_t>(heads) * hd, 5 + len);
+          const auto kf = RandomFloats(static_cast<size_t>(len) * stride, 6 + len);
+          const auto vf = RandomFloats(static_cast<size_t>(len) * stride, 7 + len);
+          std::vector<uint16_t> kh(kf.size()), vh(vf.size());
+          for (size_t i = 0; i < kf.size(); ++i) {
+            kh[i] = FloatToHalf(kf[i]);
+            vh[i] = FloatToHalf(vf[i]);
+          }
+          std::vector<float> want(heads * hd), got(heads * hd);
+          const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+          kernels::AttendF16Reference(qf.data(), heads, kh.data() + hd, vh.data() + hd, stride, len,
+                                      hd, scale, want.data());
+          kernels::AttendF16(qf.data(), heads, kh.data() + hd, vh.data() + hd, stride, len, hd,
+                             scale, got.data());
+          // The dot products are summed in another order; the f16 accumulator rounds alike.
+          for (int i = 0; i < heads * hd; ++i)
+            ASSERT_NEAR(got[i], want[i], 2e-3 * (1 + std::fabs(want[i])))
+                << "head_dim " << hd << " heads " << heads << " len " << len << " i " << i;
         }
-        std::vector<float> want(heads * hd), got(heads * hd);
-        const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-        kernels::AttendF16Reference(qf.data(), heads, kh.data() + hd, vh.data() + hd, stride, len,
-                                    hd, scale, want.data());
-        kernels::AttendF16(qf.data(), heads, kh.data() + hd, vh.data() + hd, stride, len, hd, scale,
-                           got.data());
-        // The dot products are summed in another order; the f16 accumulator rounds alike.
-        for (int i = 0; i < heads * hd; ++i)
-          ASSERT_NEAR(got[i], want[i], 2e-3 * (1 + std::fabs(want[i])))
-              << "head_dim " << hd << " heads " << heads << " len " << len << " i " << i;
       }
     }
-  }
 }
 
 // The long-batch attention (f32 throughout) against its double-precision reference, and
 // both against the f16-accumulator reference (llama.cpp's way) within that one's rounding.
 TEST(Kernels, F32AttentionMatchesTheScalarReference) {
   REQUIRE_AVX512();
+  ASSERT_TRUE(kernels::HasF32Attention(64));
   for (int hd : {64, 128}) {
     for (int heads : {1, 3, 4, 8, 9}) {
       for (int len : {1, 2, 15, 16, 17, 300}) {

@@ -588,11 +588,17 @@ void AttendF32Reference(const float* q, int heads, const float* kt, int64_t kt_s
 }
 
 bool HasAttention(int head_dim) {
-  return Active() == Isa::kAvx512Vnni && head_dim % 16 == 0 && head_dim <= 256;
+  return Active() != Isa::kScalar && head_dim % 16 == 0 && head_dim <= 256;
+}
+
+bool HasF32Attention(int head_dim) {
+  return Active() == Isa::kAvx512Vnni && HasAttention(head_dim);
 }
 
 void AttendF16(const float* q, int heads, const uint16_t* k, const uint16_t* v, int64_t stride,
                int len, int head_dim, float scale, float* out) {
+  if (Active() == Isa::kAvx2)
+    return avx2::AttendF16(q, heads, k, v, stride, len, head_dim, scale, out);
   avx512::AttendF16(q, heads, k, v, stride, len, head_dim, scale, out);
 }
 

@@ -179,7 +179,8 @@ void TileProductBf16(const Bf16Rows& w, const Bf16Tokens& x, float* out, int64_t
 // against `len` cached positions, as llama.cpp's CPU flash attention computes it: q rounded
 // to f16, a running maximum, the weighted sum of values kept in f16 (rounded after every
 // position) and divided by the softmax sum at the end. k and v hold head_dim halves per
-// position, `stride` halves apart. AttendF16 needs HasAttention(head_dim).
+// position, `stride` halves apart. AttendF16 needs HasAttention(head_dim) (AVX2 or
+// AVX-512).
 bool HasAttention(int head_dim);
 void AttendF16(const float* q, int heads, const uint16_t* k, const uint16_t* v, int64_t stride,
                int len, int head_dim, float scale, float* out);
@@ -196,7 +197,8 @@ void SiluMul(const float* g, const float* u, float* out, int64_t n);
 // weighted sum of values all in f32, with keys transposed (kt[d * kt_stride + j] is element
 // d of position j; kt_stride a multiple of 16, the columns past len readable) and values in
 // f32 (v[j * head_dim + d]). More exact than llama.cpp's f16 running sum, and about four
-// times faster. Needs HasAttention(head_dim).
+// times faster. Needs HasF32Attention(head_dim) (AVX-512).
+bool HasF32Attention(int head_dim);
 void AttendF32(const float* q, int heads, const float* kt, int64_t kt_stride, const float* v,
                int len, int head_dim, float scale, float* out);
 // The same in scalar code (double sums), the reference.

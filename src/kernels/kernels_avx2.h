@@ -19,5 +19,8 @@ void DotQ4_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& a
 void DotQ6_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& act, int64_t k,
              float* y, int64_t ys);
 uint64_t ReadAll(const uint8_t* p, uint64_t n, int streams);
+// attention_avx2.cpp
+void AttendF16(const float* q, int heads, const uint16_t* k, const uint16_t* v, int64_t stride,
+               int len, int head_dim, float scale, float* out);
 
 }  // namespace ggswarm::kernels::avx2

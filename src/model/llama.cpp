@@ -245,7 +245,7 @@ Status LayerRange::ForwardLayer(int l, const LayerWeights& w, const LayerWeights
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const bool fast = kernels::HasAttention(hd);
   const int total = pos0 + n;
-  const bool wide = fast && n >= kBf16MinTokens;
+  const bool wide = kernels::HasF32Attention(hd) && n >= kBf16MinTokens;
   const int64_t kts = (total + 15) / 16 * 16;
   if (wide) {
     kt_.assign(static_cast<size_t>(c.n_head_kv) * hd * kts, 0.0f);

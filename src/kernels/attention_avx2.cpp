@@ -1,0 +1,109 @@
+// AVX2 attention over the f16 cache, for CPUs without AVX-512 (compiled for AVX2, FMA and
+// F16C): the same computation as AttendF16Reference, llama.cpp's CPU flash attention, with
+// eight lanes. See kernels.h.
+#include "kernels/avx2_target.h"
+// (first: the target applies to everything below)
+
+#include <cmath>
+#include <vector>
+
+#include "kernels/kernels_avx2.h"
+
+namespace ggswarm::kernels::avx2 {
+namespace {
+
+inline float Hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline __m256 LoadHalf8(const uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+inline __m256 RoundHalf8(__m256 x) {
+  return _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
+}
+
+}  // namespace
+
+void AttendF16(const float* q, int heads, const uint16_t* k, const uint16_t* v, int64_t stride,
+               int len, int head_dim, float scale, float* out) {
+  const int nv = head_dim / 8;  // at most 32 vectors
+  // Scores first, for every head at once: each key is converted once for all the heads
+  // that share it. q is rounded to f16, as llama.cpp rounds it.
+  thread_local std::vector<float> qf, scores, factor;
+  thread_local std::vector<uint8_t> rescale;
+  qf.resize(static_cast<size_t>(heads) * head_dim);
+  for (int i = 0; i < heads * nv; ++i)
+    _mm256_storeu_ps(qf.data() + 8 * i, RoundHalf8(_mm256_loadu_ps(q + 8 * i)));
+  scores.resize(static_cast<size_t>(heads) * len);
+  factor.resize(scores.size());
+  rescale.resize(scores.size());
+  for (int j = 0; j < len; ++j) {
+    const uint16_t* kr = k + j * stride;
+    __m256 kv[32];
+    for (int i = 0; i < nv; ++i) kv[i] = LoadHalf8(kr + 8 * i);
+    for (int h = 0; h < heads; ++h) {
+      const float* qh = qf.data() + h * head_dim;
+      __m256 d = _mm256_mul_ps(kv[0], _mm256_loadu_ps(qh));
+      for (int i = 1; i < nv; ++i) d = _mm256_fmadd_ps(kv[i], _mm256_loadu_ps(qh + 8 * i), d);
+      scores[static_cast<size_t>(h) * len + j] = Hsum(d) * scale;
+    }
+  }
+  // The running maximum decides, position by position, whether the sum so far is rescaled
+  // (by exp(m_old - m_new)) or the value weighted (by exp(s - m)).
+  thread_local std::vector<float> sum;
+  sum.assign(heads, 0.0f);
+  for (int h = 0; h < heads; ++h) {
+    const float* sc = scores.data() + static_cast<size_t>(h) * len;
+    float* f = factor.data() + static_cast<size_t>(h) * len;
+    uint8_t* re = rescale.data() + static_cast<size_t>(h) * len;
+    float m = -INFINITY, sm = 0;
+    for (int j = 0; j < len; ++j) {
+      float ms = 1.0f, vs = 1.0f;
+      if (sc[j] > m) {
+        ms = std::exp(m - sc[j]);
+        m = sc[j];
+        re[j] = 1;
+        f[j] = ms;
+      } else {
+        vs = std::exp(sc[j] - m);
+        re[j] = 0;
+        f[j] = vs;
+      }
+      sm = sm * ms + vs;
+    }
+    sum[h] = sm;
+  }
+  // The running sums of values, in f16 (rounded after every position); a head's sum is
+  // kept as f32 values that are always exactly f16.
+  thread_local std::vector<float> acc;
+  acc.assign(static_cast<size_t>(heads) * head_dim, 0.0f);
+  for (int j = 0; j < len; ++j) {
+    const uint16_t* vr = v + j * stride;
+    __m256 vv[32];
+    for (int i = 0; i < nv; ++i) vv[i] = LoadHalf8(vr + 8 * i);
+    for (int h = 0; h < heads; ++h) {
+      const size_t at = static_cast<size_t>(h) * len + j;
+      float* a = acc.data() + static_cast<size_t>(h) * head_dim;
+      const __m256 fv = _mm256_set1_ps(factor[at]);
+      for (int i = 0; i < nv; ++i) {
+        const __m256 cur = _mm256_loadu_ps(a + 8 * i);
+        const __m256 next = rescale[at] ? _mm256_add_ps(vv[i], RoundHalf8(_mm256_mul_ps(cur, fv)))
+                                        : _mm256_fmadd_ps(vv[i], fv, cur);
+        _mm256_storeu_ps(a + 8 * i, RoundHalf8(next));
+      }
+    }
+  }
+  for (int h = 0; h < heads; ++h) {
+    const __m256 inv = _mm256_set1_ps(sum[h] == 0 ? 0.0f : 1.0f / sum[h]);
+    const float* a = acc.data() + static_cast<size_t>(h) * head_dim;
+    for (int i = 0; i < nv; ++i)
+      _mm256_storeu_ps(out + h * head_dim + 8 * i, _mm256_mul_ps(_mm256_loadu_ps(a + 8 * i), inv));
+  }
+}
+
+}  // namespace ggswarm::kernels::avx2
