@@ -154,6 +154,38 @@ TEST(Kernels, RowDotsMatchTheScalarReference) {
     }
 }
 
+// Several tokens per call (AVX2's prompt path: each block decoded once for up to four
+// tokens) against the scalar reference, for token counts around the groups of four.
+TEST(Kernels, RowDotsForSeveralTokensMatchTheScalarReference) {
+  const auto isas = RowDotIsas();
+  if (isas.empty()) GTEST_SKIP() << "this CPU has neither AVX2 nor AVX-512 VNNI";
+  for (kernels::Isa isa : isas)
+    for (GgmlType type : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q6_K}) {
+      ScopedIsa scoped(isa);
+      SCOPED_TRACE(std::string(kernels::IsaName(isa)) + " " + TypeName(type));
+      const int64_t k = 768;
+      const int rows = 5, max_n = 9;
+      const Operands o = Make(type, rows, max_n, k, 41);
+      std::vector<kernels::RowDotAct> ra(max_n);
+      for (int t = 0; t < max_n; ++t)
+        kernels::PrepareRowDot(type, o.act.data() + t * o.abytes, k, &ra[t]);
+      for (int n : {1, 2, 3, 4, 5, 7, 8, 9}) {
+        std::vector<float> y(n * (rows + 1), NAN);  // token stride rows + 1
+        kernels::RowDotsTokens(type, o.w.data(), o.row_bytes, rows, ra.data(), n, k, y.data(),
+                               rows + 1);
+        for (int t = 0; t < n; ++t) {
+          for (int r = 0; r < rows; ++r) {
+            double mag;
+            const double want = Reference(type, o, r, t, &mag);
+            EXPECT_NEAR(y[t * (rows + 1) + r], want, 1e-5 * mag)
+                << n << " tokens, token " << t << " row " << r;
+          }
+          EXPECT_TRUE(std::isnan(y[t * (rows + 1) + rows])) << "wrote past the rows";
+        }
+      }
+    }
+}
+
 TEST(Kernels, QuantizeRowGivesQuantizeActivationsBytes) {
   REQUIRE_AVX512();
   const int64_t k = 4096;
@@ -474,19 +506,21 @@ TEST(Kernels, MatMulsCutIntoCallsGiveEachRowItsOwnDot) {
           SCOPED_TRACE(testing::Message() << threads << " thread(s), " << n << " token(s)");
           std::vector<float> ya(n * 1500, -1.0f), yb(n * 700, -1.0f);
           model::MatMuls({{&va, ya.data()}, {&vb, yb.data()}}, x.data(), n, pool, &scratch);
+          // Each row's own dots with the n tokens, one row per call.
+          std::vector<std::vector<uint8_t>> act(n, std::vector<uint8_t>(a.abytes));
+          std::vector<kernels::RowDotAct> ra(n);
           for (int t = 0; t < n; ++t) {
-            std::vector<uint8_t> act(a.abytes);
-            QuantizeActivation(VecDotType(type), x.data() + t * k, act.data(), k);
-            kernels::RowDotAct ra;
-            kernels::PrepareRowDot(type, act.data(), k, &ra);
-            for (const auto& [o, y, rows] : {std::tuple{&a, &ya, 1500}, std::tuple{&b, &yb, 700}})
-              for (int r = 0; r < rows; ++r) {
-                float want = 0;
-                kernels::RowDots(type, o->w.data() + r * o->row_bytes, o->row_bytes, 1, ra, k,
-                                 &want, 1);
-                ASSERT_EQ((*y)[t * rows + r], want) << "token " << t << " row " << r;
-              }
+            QuantizeActivation(VecDotType(type), x.data() + t * k, act[t].data(), k);
+            kernels::PrepareRowDot(type, act[t].data(), k, &ra[t]);
           }
+          for (const auto& [o, y, rows] : {std::tuple{&a, &ya, 1500}, std::tuple{&b, &yb, 700}})
+            for (int r = 0; r < rows; ++r) {
+              std::vector<float> want(n);
+              kernels::RowDotsTokens(type, o->w.data() + r * o->row_bytes, o->row_bytes, 1,
+                                     ra.data(), n, k, want.data(), 1);
+              for (int t = 0; t < n; ++t)
+                ASSERT_EQ((*y)[t * rows + r], want[t]) << "token " << t << " row " << r;
+            }
         }
       }
     }
@@ -537,21 +571,26 @@ TEST(ThreadPool, AnnouncedJobsGiveEachThreadItsOwnFirstChunk) {
       EXPECT_EQ(pool.Planned(&b), 0);
       std::vector<std::atomic<int>> hits(n);
       std::vector<std::pair<int64_t, int64_t>> opening(pool.size(), {-1, -1});
+      std::vector<std::atomic<int>> ran_by(pool.size());  // who ran planned chunk t, whole
+      for (auto& r : ran_by) r = -1;
       pool.Run(
           n,
           [&](int64_t begin, int64_t end, int tid) {
             if (opening[tid].first < 0) opening[tid] = {begin, end};
+            if (begin % first == 0 && begin / first < pool.size() && end == begin + first)
+              ran_by[begin / first] = tid;
             for (int64_t i = begin; i < end; ++i) hits[i]++;
           },
           16, pool.Planned(&a));
       for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "index " << i;
       if (threads > 1) {
-        // The caller always comes; a worker's first chunk, if it ran any, is its own.
-        EXPECT_EQ(opening[0].first, 0);
-        EXPECT_EQ(opening[0].second, first);
-        for (int t = 1; t < pool.size(); ++t) {
-          if (opening[t].first >= 0) {
-            EXPECT_EQ(opening[t].first, t * first) << "thread " << t;
+        // Every planned chunk runs whole, and a thread that comes in time starts with its
+        // own. (One that does not, descheduled on a busy machine, finds it taken by another
+        // thread, which then runs it whole.)
+        for (int t = 0; t < pool.size(); ++t) {
+          ASSERT_GE(ran_by[t].load(), 0) << "planned chunk " << t << " did not run whole";
+          if (ran_by[t].load() == t) {
+            EXPECT_EQ(opening[t], std::make_pair(t * first, (t + 1) * first)) << "thread " << t;
           }
         }
       }

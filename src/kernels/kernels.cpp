@@ -205,6 +205,15 @@ void RowDots(GgmlType w, const uint8_t* rows, uint64_t row_bytes, int64_t nrows,
   }
 }
 
+void RowDotsTokens(GgmlType w, const uint8_t* rows, uint64_t row_bytes, int64_t nrows,
+                   const RowDotAct* acts, int n, int64_t k, float* y, int64_t token_stride) {
+  // (Q4_0's one-token kernel, on its prepared layout, is faster than decoding once.)
+  if (Active() == Isa::kAvx2 && n > 1 && w != GgmlType::Q4_0)
+    return avx2::DotsTokens(w, rows, row_bytes, nrows, acts, n, k, y, token_stride);
+  for (int t = 0; t < n; ++t)
+    RowDots(w, rows, row_bytes, nrows, acts[t], k, y + t * token_stride, 1);
+}
+
 uint64_t ReadAll(const uint8_t* p, uint64_t n, int streams) {
   streams = std::clamp(streams, 1, 8);
   if (Active() == Isa::kAvx512Vnni) return avx512::ReadAll(p, n, streams);

@@ -78,6 +78,12 @@ constexpr int kRowDotStreams = 4;
 void RowDots(GgmlType w, const uint8_t* rows, uint64_t row_bytes, int64_t nrows,
              const RowDotAct& act, int64_t k, float* y, int64_t y_stride);
 
+// RowDots for n tokens: y[t * token_stride + i] = row_i · acts[t] (acts[0 … n-1]).
+// With AVX2 each weight block is decoded once for up to four tokens (the prompt path
+// there; Q4_0 excepted); otherwise one RowDots call per token.
+void RowDotsTokens(GgmlType w, const uint8_t* rows, uint64_t row_bytes, int64_t nrows,
+                   const RowDotAct* acts, int n, int64_t k, float* y, int64_t token_stride);
+
 // Reads the n bytes at p as fast as this CPU can, in `streams` equal parts side by side
 // (1 to 8), prefetched as the row dots prefetch, and returns their XOR in 64-bit words (any
 // tail shorter than the parts' 128-byte steps is left out): the yardstick for how close

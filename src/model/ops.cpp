@@ -200,9 +200,8 @@ void RowDotMatMul(const MatMulPart* parts, int count, const float* x, int n, Thr
             for (int64_t cb = b; cb < e; cb += len) {
               const int64_t ce = std::min(e, cb + len);
               const uint8_t* rows = sh.data + (cb - sh.row_begin) * w.row_bytes;
-              for (int t = 0; t < n; ++t)
-                kernels::RowDots(w.type(), rows, w.row_bytes, ce - cb, s->rowact[act_of[i] * n + t],
-                                 k, parts[i].y + t * m + cb, 1);
+              kernels::RowDotsTokens(w.type(), rows, w.row_bytes, ce - cb,
+                                     &s->rowact[act_of[i] * n], n, k, parts[i].y + cb, m);
             }
           }
         }
