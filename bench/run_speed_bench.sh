@@ -4,21 +4,24 @@
 # llama.cpp on the same files where ../shared/reference/llamacpp-ref can run, the ratios,
 # and the TinyLlama Q4_K_M model once more from a fragment directory.
 #
-#   bench/run_speed_bench.sh [--quick] [--no-llamacpp] [--no-mistral]
+#   bench/run_speed_bench.sh [--quick] [--no-llamacpp] [--no-mistral] [--avx2]
 #
 # Models go to $MODELS (default build/bench-models), results (JSON) to $OUT (default
 # build/bench-results). --quick: TinyLlama Q4_0 only, short runs (a smoke test).
+# --avx2: both programs as on a CPU without AVX-512 (GGSWARM_ISA=avx2; llama.cpp from a copy
+# of its install that keeps only its Haswell CPU library, which its loader then picks).
 # Takes about 20 minutes in full; needs about 7 GB of disk.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-quick=0 llamacpp=1 mistral=1
+quick=0 llamacpp=1 mistral=1 avx2=0
 for a in "$@"; do
   case $a in
     --quick) quick=1 ;;
     --no-llamacpp) llamacpp=0 ;;
     --no-mistral) mistral=0 ;;
-    *) echo "usage: $0 [--quick] [--no-llamacpp] [--no-mistral]" >&2; exit 2 ;;
+    --avx2) avx2=1 ;;
+    *) echo "usage: $0 [--quick] [--no-llamacpp] [--no-mistral] [--avx2]" >&2; exit 2 ;;
   esac
 done
 scripts/install-deps.sh
@@ -31,6 +34,27 @@ ref=$root/../shared/reference/llamacpp-ref
 if [ $llamacpp = 1 ] && [ ! -x "$ref" ]; then
   echo "note: $ref not found: llama.cpp columns left empty" >&2
   llamacpp=0
+fi
+if [ $avx2 = 1 ]; then
+  export GGSWARM_ISA=avx2
+  if [ $llamacpp = 1 ]; then
+    # The reference installs itself on first use; then a copy of that install without the
+    # CPU libraries for anything above AVX2.
+    home=${LLAMACPP_REF_HOME:-$HOME/.cache/llamacpp-ref}
+    [ -d "$home/node_modules" ] || "$ref" --help >/dev/null 2>&1 || true
+    haswell=$out/llamacpp-ref-haswell
+    if [ ! -d "$haswell/node_modules" ]; then
+      rm -rf "$haswell"
+      cp -a "$home" "$haswell"
+    fi
+    libs=$(find "$haswell/node_modules" -name 'libggml-cpu-*.so')
+    if ! grep -q 'libggml-cpu-haswell.so$' <<<"$libs"; then
+      echo "note: llama.cpp's Haswell CPU library not found: llama.cpp columns left empty" >&2
+      llamacpp=0
+    fi
+    for f in $libs; do [ "$(basename "$f")" = libggml-cpu-haswell.so ] || rm -f "$f"; done
+    export LLAMACPP_REF_HOME=$haswell
+  fi
 fi
 
 # name preset type n_prompt n_gen repetitions

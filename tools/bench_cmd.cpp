@@ -175,6 +175,8 @@ int RunBench(const std::string& path, int n_prompt, int n_gen, int threads, int 
   if (json) {
     nlohmann::json j = {{"model", path},
                         {"threads", eng.threads()},
+                        {"isa", kernels::IsaName(kernels::Active())},
+                        {"amx", kernels::AmxActive()},
                         {"load_s", load_s},
                         {"peak_rss_bytes", peak_rss},
                         {"bytes_per_token", bw->bytes()},
@@ -193,6 +195,8 @@ int RunBench(const std::string& path, int n_prompt, int n_gen, int threads, int 
   }
   std::printf("model        %s\n", path.c_str());
   std::printf("threads      %d\n", eng.threads());
+  std::printf("kernels      %s%s\n", kernels::IsaName(kernels::Active()),
+              kernels::AmxActive() ? " + AMX" : "");
   std::printf("load         %.3f s (open, map%s every weight)\n", load_s,
               eng.source().path() == path ? "" : " and check");
   std::printf("peak RSS     %.1f MiB\n", peak_rss / (1 << 20));
