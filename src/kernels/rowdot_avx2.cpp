@@ -25,39 +25,159 @@ inline float Hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// Σ w·a over 32 signed bytes each, as eight 32-bit sums: vpmaddubsw wants its first operand
+// --- One block against T tokens ----------------------------------------------------------
+//
+// Each weight block (super-block for the K-quants) is decoded once and multiplied with the
+// same block of T tokens' activations (y[t]): T = 1 in generation, up to 4 in prompts.
+
+// Q8_0: acc[t] += the block's dot with token t's. vpmaddubsw wants its first operand
 // unsigned, so |w| times a with w's sign moved onto a. (|w| <= 128 and |a| <= 127: a pair
 // sums to at most 32,512, inside 16 bits.)
-inline __m256i DotI8(__m256i w, __m256i a) {
-  const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
-  return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+template <int T>
+inline void Q8_0Block(const Q8_0& x, const Q8_0* const* y, __m256* acc) {
+  const float dw = H(x.d);
+  const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs));
+  const __m256i aw = _mm256_sign_epi8(w, w);
+#pragma GCC unroll 4
+  for (int t = 0; t < T; ++t) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[t]->qs));
+    const __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(v, w));
+    const __m256i s = _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(dw * H(y[t]->d)), acc[t]);
+  }
 }
+
+// Q4_K: the eight 32-element sub-blocks' integer dots times their 6-bit scales, summed in
+// 32 bits (acc[t]); the mins against the activations' sub-block sums (accm[t]).
+template <int T>
+inline void Q4_KBlock(const Q4_K& x, const Q8_K* const* y, __m256* acc, __m128* accm) {
+  uint32_t u[3];
+  std::memcpy(u, x.scales, 12);
+  // Scales 0-3 and 4-7, mins 0-3 and 4-7, as bytes.
+  const uint32_t sc_lo = u[0] & 0x3f3f3f3f, m_lo = u[1] & 0x3f3f3f3f;
+  const uint32_t sc_hi = (u[2] & 0x0f0f0f0f) | (((u[0] >> 6) & 0x03030303) << 4);
+  const uint32_t m_hi = ((u[2] >> 4) & 0x0f0f0f0f) | (((u[1] >> 6) & 0x03030303) << 4);
+  // The scales as 16-bit pairs: sub-block j's in 32-bit lane j.
+  const __m256i sc = _mm256_cvtepu8_epi32(
+      _mm_cvtsi64_si128(static_cast<int64_t>(sc_lo | static_cast<uint64_t>(sc_hi) << 32)));
+  const __m256i sc16 = _mm256_or_si256(sc, _mm256_slli_epi32(sc, 16));
+  const __m128i m16 = _mm_cvtepu8_epi16(
+      _mm_cvtsi64_si128(static_cast<int64_t>(m_lo | static_cast<uint64_t>(m_hi) << 32)));
+  const __m256i nib = _mm256_set1_epi8(0x0F);
+  __m256i isum[T];
+  for (int t = 0; t < T; ++t) isum[t] = _mm256_setzero_si256();
+  for (int c = 0; c < 4; ++c) {  // 64 elements: sub-block 2c (low nibbles), 2c + 1 (high)
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + 32 * c));
+    const __m256i lo = _mm256_and_si256(q, nib);
+    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), nib);
+    const __m256i slo = _mm256_permutevar8x32_epi32(sc16, _mm256_set1_epi32(2 * c));
+    const __m256i shi = _mm256_permutevar8x32_epi32(sc16, _mm256_set1_epi32(2 * c + 1));
+#pragma GCC unroll 4
+    for (int t = 0; t < T; ++t) {
+      // Pairs of products in 16 bits (15 · 127 · 2 fits), then times the scale.
+      const int8_t* aq = y[t]->qs + 64 * c;
+      const __m256i plo =
+          _mm256_maddubs_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(aq)));
+      const __m256i phi =
+          _mm256_maddubs_epi16(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(aq + 32)));
+      isum[t] = _mm256_add_epi32(
+          isum[t], _mm256_add_epi32(_mm256_madd_epi16(plo, slo), _mm256_madd_epi16(phi, shi)));
+    }
+  }
+  const float d = H(x.d), dmin = H(x.dmin);
+#pragma GCC unroll 4
+  for (int t = 0; t < T; ++t) {
+    // The sub-blocks' activation sums: pairs of the sixteen 16-element sums.
+    const __m128i sums =
+        _mm_hadd_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(y[t]->bsums)),
+                       _mm_loadu_si128(reinterpret_cast<const __m128i*>(y[t]->bsums + 8)));
+    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_set1_ps(d * y[t]->d), acc[t]);
+    accm[t] = _mm_fmadd_ps(_mm_cvtepi32_ps(_mm_madd_epi16(m16, sums)), _mm_set1_ps(dmin * y[t]->d),
+                           accm[t]);
+  }
+}
+
+// Q6_K: per 128-element half, quants 0-31, 32-63, 64-95 and 96-127 from the low and high
+// nibbles of ql and the bit pairs of qh; each 16-element sub-block has its own 8-bit scale.
+// The quants are stored + 32: that part is undone with the activations' sub-block sums.
+template <int T>
+inline void Q6_KBlock(const Q6_K& x, const Q8_K* const* y, __m256* acc) {
+  const __m256i nib = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(0x03);
+  // The sixteen scales as 16-bit values; sub-blocks 2s and 2s + 1 fill the two halves of a
+  // vector of pairs.
+  const __m256i sc16 =
+      _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x.scales)));
+  alignas(32) int16_t s[16];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(s), sc16);
+  __m256i isum[T];
+  for (int t = 0; t < T; ++t) isum[t] = _mm256_setzero_si256();
+  for (int h = 0; h < 2; ++h) {
+    const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.ql + 64 * h));
+    const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.ql + 64 * h + 32));
+    const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qh + 32 * h));
+    const __m256i q[4] = {
+        _mm256_or_si256(_mm256_and_si256(ql0, nib),
+                        _mm256_slli_epi16(_mm256_and_si256(qh, three), 4)),
+        _mm256_or_si256(_mm256_and_si256(ql1, nib),
+                        _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), three), 4)),
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), nib),
+                        _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), three), 4)),
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), nib),
+                        _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), three), 4))};
+    for (int j = 0; j < 4; ++j) {
+      // Pairs of products in 16 bits (63 · 127 · 2 fits), then times the scales of
+      // sub-blocks 8h + 2j (lanes 0-7) and 8h + 2j + 1 (lanes 8-15).
+      const int sb = 8 * h + 2 * j;
+      const __m256i scale = _mm256_set_m128i(_mm_set1_epi16(s[sb + 1]), _mm_set1_epi16(s[sb]));
+#pragma GCC unroll 4
+      for (int t = 0; t < T; ++t) {
+        const __m256i p = _mm256_maddubs_epi16(
+            q[j],
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[t]->qs + 128 * h + 32 * j)));
+        isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, scale));
+      }
+    }
+  }
+  const float d = H(x.d);
+#pragma GCC unroll 4
+  for (int t = 0; t < T; ++t) {
+    // Σ_j 32 · scale_j · (sum of sub-block j's activations).
+    const __m256i corr =
+        _mm256_madd_epi16(sc16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[t]->bsums)));
+    const __m256i v = _mm256_sub_epi32(isum[t], _mm256_slli_epi32(corr, 5));
+    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(d * y[t]->d), acc[t]);
+  }
+}
+
+inline float Hsum128(__m128 m) {
+  m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_add_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+
+// --- One token, four rows side by side (generation; the loop of rowdot_rows.h) -------------
 
 // Q8_0: two blocks per step (their sums in two accumulators), an odd block by the scalar
 // reference.
 struct Q8_0Kernel {
   static constexpr int kStepBytes = 2 * sizeof(Q8_0);
   struct Acc {
-    __m256 a0, a1;
+    __m256 a[2];
   };
   const Q8_0* a;
   int64_t nb, steps;
   Q8_0Kernel(const RowDotAct& act, int64_t k)
       : a(static_cast<const Q8_0*>(act.act)), nb(k / kQK), steps(k / kQK / 2) {}
 
-  Acc Zero() const { return {_mm256_setzero_ps(), _mm256_setzero_ps()}; }
+  Acc Zero() const { return {{_mm256_setzero_ps(), _mm256_setzero_ps()}}; }
   void Step(const uint8_t* row, int64_t j, Acc& acc) const {
     const auto* x = reinterpret_cast<const Q8_0*>(row) + 2 * j;
-    const Q8_0* y = a + 2 * j;
-    const __m256i s0 = DotI8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[0].qs)),
-                             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[0].qs)));
-    const __m256i s1 = DotI8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[1].qs)),
-                             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[1].qs)));
-    acc.a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_set1_ps(H(x[0].d) * H(y[0].d)), acc.a0);
-    acc.a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_set1_ps(H(x[1].d) * H(y[1].d)), acc.a1);
+    const Q8_0* y[2] = {a + 2 * j, a + 2 * j + 1};
+    Q8_0Block<1>(x[0], &y[0], &acc.a[0]);
+    Q8_0Block<1>(x[1], &y[1], &acc.a[1]);
   }
   float Finish(const uint8_t* row, const Acc& acc) const {
-    float s = Hsum(_mm256_add_ps(acc.a0, acc.a1));
+    float s = Hsum(_mm256_add_ps(acc.a[0], acc.a[1]));
     const int64_t i = 2 * steps;
     if (i < nb)
       s += VecDotBlocks(GgmlType::Q8_0, reinterpret_cast<const Q8_0*>(row) + i, a + i,
@@ -130,8 +250,6 @@ struct Q4_0Kernel {
   }
 };
 
-// Q4_K: per super-block, the eight 32-element sub-blocks' integer dots times their 6-bit
-// scales, summed in 32 bits; the mins against the activations' sub-block sums.
 struct Q4_KKernel {
   static constexpr int kStepBytes = sizeof(Q4_K);
   struct Acc {
@@ -145,55 +263,12 @@ struct Q4_KKernel {
 
   Acc Zero() const { return {_mm256_setzero_ps(), _mm_setzero_ps()}; }
   void Step(const uint8_t* row, int64_t i, Acc& acc) const {
-    const Q4_K& x = reinterpret_cast<const Q4_K*>(row)[i];
-    const Q8_K& y = a[i];
-    uint32_t u[3];
-    std::memcpy(u, x.scales, 12);
-    // Scales 0-3 and 4-7, mins 0-3 and 4-7, as bytes.
-    const uint32_t sc_lo = u[0] & 0x3f3f3f3f, m_lo = u[1] & 0x3f3f3f3f;
-    const uint32_t sc_hi = (u[2] & 0x0f0f0f0f) | (((u[0] >> 6) & 0x03030303) << 4);
-    const uint32_t m_hi = ((u[2] >> 4) & 0x0f0f0f0f) | (((u[1] >> 6) & 0x03030303) << 4);
-    // The scales as 16-bit pairs: sub-block j's in 32-bit lane j.
-    const __m256i sc = _mm256_cvtepu8_epi32(
-        _mm_cvtsi64_si128(static_cast<int64_t>(sc_lo | static_cast<uint64_t>(sc_hi) << 32)));
-    const __m256i sc16 = _mm256_or_si256(sc, _mm256_slli_epi32(sc, 16));
-    const __m256i nib = _mm256_set1_epi8(0x0F);
-    __m256i isum = _mm256_setzero_si256();
-    for (int c = 0; c < 4; ++c) {  // 64 elements: sub-block 2c (low nibbles), 2c + 1 (high)
-      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + 32 * c));
-      const __m256i lo = _mm256_and_si256(q, nib);
-      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), nib);
-      // Pairs of products in 16 bits (15 · 127 · 2 fits), then times the scale.
-      const __m256i plo = _mm256_maddubs_epi16(
-          lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y.qs + 64 * c)));
-      const __m256i phi = _mm256_maddubs_epi16(
-          hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y.qs + 64 * c + 32)));
-      const __m256i slo = _mm256_permutevar8x32_epi32(sc16, _mm256_set1_epi32(2 * c));
-      const __m256i shi = _mm256_permutevar8x32_epi32(sc16, _mm256_set1_epi32(2 * c + 1));
-      isum = _mm256_add_epi32(isum, _mm256_madd_epi16(plo, slo));
-      isum = _mm256_add_epi32(isum, _mm256_madd_epi16(phi, shi));
-    }
-    // The sub-blocks' activation sums: pairs of the sixteen 16-element sums.
-    const __m128i b0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(y.bsums));
-    const __m128i b1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(y.bsums + 8));
-    const __m128i sums = _mm_hadd_epi16(b0, b1);  // |sum| <= 32 · 128: fits
-    const __m128i m16 = _mm_cvtepu8_epi16(
-        _mm_cvtsi64_si128(static_cast<int64_t>(m_lo | static_cast<uint64_t>(m_hi) << 32)));
-    const __m128i mins = _mm_madd_epi16(m16, sums);
-    acc.acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(H(x.d) * y.d), acc.acc);
-    acc.accm = _mm_fmadd_ps(_mm_cvtepi32_ps(mins), _mm_set1_ps(H(x.dmin) * y.d), acc.accm);
+    const Q8_K* y = a + i;
+    Q4_KBlock<1>(reinterpret_cast<const Q4_K*>(row)[i], &y, &acc.acc, &acc.accm);
   }
-  float Finish(const uint8_t*, const Acc& acc) const {
-    const __m128 m = acc.accm;
-    __m128 s = _mm_add_ps(m, _mm_movehl_ps(m, m));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return Hsum(acc.acc) - _mm_cvtss_f32(s);
-  }
+  float Finish(const uint8_t*, const Acc& acc) const { return Hsum(acc.acc) - Hsum128(acc.accm); }
 };
 
-// Q6_K: per 128-element half, quants 0-31, 32-63, 64-95 and 96-127 from the low and high
-// nibbles of ql and the bit pairs of qh; each 16-element sub-block has its own 8-bit scale.
-// The quants are stored + 32: that part is undone with the activations' sub-block sums.
 struct Q6_KKernel {
   static constexpr int kStepBytes = sizeof(Q6_K);
   struct Acc {
@@ -206,222 +281,59 @@ struct Q6_KKernel {
 
   Acc Zero() const { return {_mm256_setzero_ps()}; }
   void Step(const uint8_t* row, int64_t i, Acc& acc) const {
-    const Q6_K& x = reinterpret_cast<const Q6_K*>(row)[i];
-    const Q8_K& y = a[i];
-    const __m256i nib = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(0x03);
-    // The sixteen scales as 16-bit values; sub-blocks 2s and 2s + 1 fill the two halves
-    // of a vector of pairs.
-    const __m256i sc16 =
-        _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x.scales)));
-    alignas(32) int16_t s[16];
-    _mm256_store_si256(reinterpret_cast<__m256i*>(s), sc16);
-    __m256i isum = _mm256_setzero_si256();
-    for (int h = 0; h < 2; ++h) {
-      const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.ql + 64 * h));
-      const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.ql + 64 * h + 32));
-      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qh + 32 * h));
-      const __m256i q[4] = {
-          _mm256_or_si256(_mm256_and_si256(ql0, nib),
-                          _mm256_slli_epi16(_mm256_and_si256(qh, three), 4)),
-          _mm256_or_si256(_mm256_and_si256(ql1, nib),
-                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), three), 4)),
-          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), nib),
-                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), three), 4)),
-          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), nib),
-                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), three), 4))};
-      for (int j = 0; j < 4; ++j) {
-        // Pairs of products in 16 bits (63 · 127 · 2 fits), then times the scales of
-        // sub-blocks 8h + 2j (lanes 0-7) and 8h + 2j + 1 (lanes 8-15).
-        const int sb = 8 * h + 2 * j;
-        const __m256i p = _mm256_maddubs_epi16(
-            q[j], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y.qs + 128 * h + 32 * j)));
-        const __m256i scale = _mm256_set_m128i(_mm_set1_epi16(s[sb + 1]), _mm_set1_epi16(s[sb]));
-        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, scale));
-      }
-    }
-    // Σ_j 32 · scale_j · (sum of sub-block j's activations).
-    const __m256i corr =
-        _mm256_madd_epi16(sc16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y.bsums)));
-    isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(corr, 5));
-    acc.acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(H(x.d) * y.d), acc.acc);
+    const Q8_K* y = a + i;
+    Q6_KBlock<1>(reinterpret_cast<const Q6_K*>(row)[i], &y, &acc.acc);
   }
   float Finish(const uint8_t*, const Acc& acc) const { return Hsum(acc.acc); }
 };
 
-// --- Several tokens at once (prompts) ------------------------------------------------------
+// --- Several tokens at once, one row at a time (prompts) -----------------------------------
 //
-// Each weight block is decoded once and multiplied with the same block of T tokens'
-// activations (T <= 4), one row at a time: the rows of a call are in L1 by then (model
-// cuts prompt calls to fit), so there is nothing to stream side by side. (Measured on
-// TinyLlama, GGSWARM_ISA=avx2, pp201 at 2 threads, against a one-token call per token:
-// Q4_K_M 63 -> 83 tokens/s, Q8_0 50 -> 55; Q4_0 72 -> 52, so Q4_0 keeps the one-token
-// kernel and has none here.)
+// The rows of a call are in L1 by then (model cuts prompt calls to fit), so there is nothing
+// to stream side by side. (Measured on TinyLlama, GGSWARM_ISA=avx2, pp201 at 2 threads,
+// against a one-token call per token: Q4_K_M 63 -> 83 tokens/s, Q8_0 50 -> 55; Q4_0 72 ->
+// 52, so Q4_0 keeps its one-token kernel and has none here.)
 
-template <int T>
-void Q8_0Tokens(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct* acts, int64_t k,
-                float* y, int64_t ts) {
-  const int64_t nb = k / kQK;
-  const Q8_0* a[T];
-  for (int t = 0; t < T; ++t) a[t] = static_cast<const Q8_0*>(acts[t].act);
+// block(x, y, acc, accm) for every block of every row, y the T tokens' blocks that go with
+// x; then the row's results, Σ acc[t] - Σ accm[t].
+template <typename Block, typename Act, int T, typename F>
+void RowsTokens(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct* acts, int64_t nb,
+                float* out, int64_t ts, const F& block) {
+  const Act* a[T];
+  for (int t = 0; t < T; ++t) a[t] = static_cast<const Act*>(acts[t].act);
   for (int64_t r = 0; r < nrows; ++r) {
-    const uint8_t* row = rows + r * rb;
-    __m256 acc[T];
-    for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; ++i) {
-      const Q8_0& x = reinterpret_cast<const Q8_0*>(row)[i];
-      const float dw = H(x.d);
-      const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs));
-      const __m256i aw = _mm256_sign_epi8(w, w);
-#pragma GCC unroll 4
-      for (int t = 0; t < T; ++t) {
-        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[t][i].qs));
-        const __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(v, w)),
-                                            _mm256_set1_epi16(1));
-        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(dw * H(a[t][i].d)), acc[t]);
-      }
-    }
-    for (int t = 0; t < T; ++t) y[t * ts + r] = Hsum(acc[t]);
-  }
-}
-
-template <int T>
-void Q4_KTokens(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct* acts, int64_t k,
-                float* y, int64_t ts) {
-  const int64_t nsb = k / kQK_K;
-  const Q8_K* a[T];
-  for (int t = 0; t < T; ++t) a[t] = static_cast<const Q8_K*>(acts[t].act);
-  const __m256i nib = _mm256_set1_epi8(0x0F);
-  for (int64_t r = 0; r < nrows; ++r) {
-    const Q4_K* row = reinterpret_cast<const Q4_K*>(rows + r * rb);
+    const Block* row = reinterpret_cast<const Block*>(rows + r * rb);
     __m256 acc[T];
     __m128 accm[T];
     for (int t = 0; t < T; ++t) {
       acc[t] = _mm256_setzero_ps();
       accm[t] = _mm_setzero_ps();
     }
-    for (int64_t i = 0; i < nsb; ++i) {
-      const Q4_K& x = row[i];
-      uint32_t u[3];
-      std::memcpy(u, x.scales, 12);
-      const uint32_t sc_lo = u[0] & 0x3f3f3f3f, m_lo = u[1] & 0x3f3f3f3f;
-      const uint32_t sc_hi = (u[2] & 0x0f0f0f0f) | (((u[0] >> 6) & 0x03030303) << 4);
-      const uint32_t m_hi = ((u[2] >> 4) & 0x0f0f0f0f) | (((u[1] >> 6) & 0x03030303) << 4);
-      const __m256i sc = _mm256_cvtepu8_epi32(
-          _mm_cvtsi64_si128(static_cast<int64_t>(sc_lo | static_cast<uint64_t>(sc_hi) << 32)));
-      const __m256i sc16 = _mm256_or_si256(sc, _mm256_slli_epi32(sc, 16));
-      const __m128i m16 = _mm_cvtepu8_epi16(
-          _mm_cvtsi64_si128(static_cast<int64_t>(m_lo | static_cast<uint64_t>(m_hi) << 32)));
-      __m256i isum[T];
-      for (int t = 0; t < T; ++t) isum[t] = _mm256_setzero_si256();
-      for (int c = 0; c < 4; ++c) {
-        const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + 32 * c));
-        const __m256i lo = _mm256_and_si256(q, nib);
-        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), nib);
-        const __m256i slo = _mm256_permutevar8x32_epi32(sc16, _mm256_set1_epi32(2 * c));
-        const __m256i shi = _mm256_permutevar8x32_epi32(sc16, _mm256_set1_epi32(2 * c + 1));
-#pragma GCC unroll 4
-        for (int t = 0; t < T; ++t) {
-          const int8_t* aq = a[t][i].qs + 64 * c;
-          const __m256i plo =
-              _mm256_maddubs_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(aq)));
-          const __m256i phi = _mm256_maddubs_epi16(
-              hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(aq + 32)));
-          isum[t] = _mm256_add_epi32(
-              isum[t], _mm256_add_epi32(_mm256_madd_epi16(plo, slo), _mm256_madd_epi16(phi, shi)));
-        }
-      }
-      const float d = H(x.d), dmin = H(x.dmin);
-#pragma GCC unroll 4
-      for (int t = 0; t < T; ++t) {
-        const __m128i sums =
-            _mm_hadd_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a[t][i].bsums)),
-                           _mm_loadu_si128(reinterpret_cast<const __m128i*>(a[t][i].bsums + 8)));
-        acc[t] =
-            _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_set1_ps(d * a[t][i].d), acc[t]);
-        accm[t] = _mm_fmadd_ps(_mm_cvtepi32_ps(_mm_madd_epi16(m16, sums)),
-                               _mm_set1_ps(dmin * a[t][i].d), accm[t]);
-      }
+    for (int64_t i = 0; i < nb; ++i) {
+      const Act* y[T];
+      for (int t = 0; t < T; ++t) y[t] = a[t] + i;
+      block(row[i], y, acc, accm);
     }
-    for (int t = 0; t < T; ++t) {
-      __m128 m = accm[t];
-      m = _mm_add_ps(m, _mm_movehl_ps(m, m));
-      m = _mm_add_ss(m, _mm_movehdup_ps(m));
-      y[t * ts + r] = Hsum(acc[t]) - _mm_cvtss_f32(m);
-    }
-  }
-}
-
-template <int T>
-void Q6_KTokens(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct* acts, int64_t k,
-                float* y, int64_t ts) {
-  const int64_t nsb = k / kQK_K;
-  const Q8_K* a[T];
-  for (int t = 0; t < T; ++t) a[t] = static_cast<const Q8_K*>(acts[t].act);
-  const __m256i nib = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(0x03);
-  for (int64_t r = 0; r < nrows; ++r) {
-    const Q6_K* row = reinterpret_cast<const Q6_K*>(rows + r * rb);
-    __m256 acc[T];
-    for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nsb; ++i) {
-      const Q6_K& x = row[i];
-      const __m256i sc16 =
-          _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x.scales)));
-      alignas(32) int16_t s[16];
-      _mm256_store_si256(reinterpret_cast<__m256i*>(s), sc16);
-      __m256i isum[T];
-      for (int t = 0; t < T; ++t) isum[t] = _mm256_setzero_si256();
-      for (int h = 0; h < 2; ++h) {
-        const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.ql + 64 * h));
-        const __m256i ql1 =
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.ql + 64 * h + 32));
-        const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qh + 32 * h));
-        const __m256i q[4] = {
-            _mm256_or_si256(_mm256_and_si256(ql0, nib),
-                            _mm256_slli_epi16(_mm256_and_si256(qh, three), 4)),
-            _mm256_or_si256(
-                _mm256_and_si256(ql1, nib),
-                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), three), 4)),
-            _mm256_or_si256(
-                _mm256_and_si256(_mm256_srli_epi16(ql0, 4), nib),
-                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), three), 4)),
-            _mm256_or_si256(
-                _mm256_and_si256(_mm256_srli_epi16(ql1, 4), nib),
-                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), three), 4))};
-        for (int j = 0; j < 4; ++j) {
-          const int sb = 8 * h + 2 * j;
-          const __m256i scale = _mm256_set_m128i(_mm_set1_epi16(s[sb + 1]), _mm_set1_epi16(s[sb]));
-#pragma GCC unroll 4
-          for (int t = 0; t < T; ++t) {
-            const __m256i p = _mm256_maddubs_epi16(
-                q[j], _mm256_loadu_si256(
-                          reinterpret_cast<const __m256i*>(a[t][i].qs + 128 * h + 32 * j)));
-            isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, scale));
-          }
-        }
-      }
-      const float d = H(x.d);
-#pragma GCC unroll 4
-      for (int t = 0; t < T; ++t) {
-        const __m256i corr = _mm256_madd_epi16(
-            sc16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[t][i].bsums)));
-        const __m256i v = _mm256_sub_epi32(isum[t], _mm256_slli_epi32(corr, 5));
-        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(d * a[t][i].d), acc[t]);
-      }
-    }
-    for (int t = 0; t < T; ++t) y[t * ts + r] = Hsum(acc[t]);
+    for (int t = 0; t < T; ++t) out[t * ts + r] = Hsum(acc[t]) - Hsum128(accm[t]);
   }
 }
 
 template <int T>
 void TokensOf(GgmlType w, const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct* acts,
-              int64_t k, float* y, int64_t ts) {
+              int64_t k, float* out, int64_t ts) {
   switch (w) {
     case GgmlType::Q8_0:
-      return Q8_0Tokens<T>(rows, rb, nrows, acts, k, y, ts);
+      return RowsTokens<Q8_0, Q8_0, T>(rows, rb, nrows, acts, k / kQK, out, ts,
+                                       [](const Q8_0& x, const Q8_0* const* y, __m256* acc,
+                                          __m128*) { Q8_0Block<T>(x, y, acc); });
     case GgmlType::Q4_K:
-      return Q4_KTokens<T>(rows, rb, nrows, acts, k, y, ts);
+      return RowsTokens<Q4_K, Q8_K, T>(rows, rb, nrows, acts, k / kQK_K, out, ts,
+                                       [](const Q4_K& x, const Q8_K* const* y, __m256* acc,
+                                          __m128* accm) { Q4_KBlock<T>(x, y, acc, accm); });
     default:
-      return Q6_KTokens<T>(rows, rb, nrows, acts, k, y, ts);
+      return RowsTokens<Q6_K, Q8_K, T>(rows, rb, nrows, acts, k / kQK_K, out, ts,
+                                       [](const Q6_K& x, const Q8_K* const* y, __m256* acc,
+                                          __m128*) { Q6_KBlock<T>(x, y, acc); });
   }
 }
 
