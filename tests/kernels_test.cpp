@@ -163,24 +163,26 @@ TEST(Kernels, RowDotsForSeveralTokensMatchTheScalarReference) {
     for (GgmlType type : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q6_K}) {
       ScopedIsa scoped(isa);
       SCOPED_TRACE(std::string(kernels::IsaName(isa)) + " " + TypeName(type));
-      const int64_t k = 768;
-      const int rows = 5, max_n = 9;
-      const Operands o = Make(type, rows, max_n, k, 41);
-      std::vector<kernels::RowDotAct> ra(max_n);
-      for (int t = 0; t < max_n; ++t)
-        kernels::PrepareRowDot(type, o.act.data() + t * o.abytes, k, &ra[t]);
-      for (int n : {1, 2, 3, 4, 5, 7, 8, 9}) {
-        std::vector<float> y(n * (rows + 1), NAN);  // token stride rows + 1
-        kernels::RowDotsTokens(type, o.w.data(), o.row_bytes, rows, ra.data(), n, k, y.data(),
-                               rows + 1);
-        for (int t = 0; t < n; ++t) {
-          for (int r = 0; r < rows; ++r) {
-            double mag;
-            const double want = Reference(type, o, r, t, &mag);
-            EXPECT_NEAR(y[t * (rows + 1) + r], want, 1e-5 * mag)
-                << n << " tokens, token " << t << " row " << r;
+      for (int64_t k : {768, 2080}) {  // 2080: 65 blocks, a tail past the steps of four
+        if (k % Traits(type).block_size != 0) continue;
+        const int rows = 5, max_n = 9;
+        const Operands o = Make(type, rows, max_n, k, 41);
+        std::vector<kernels::RowDotAct> ra(max_n);
+        for (int t = 0; t < max_n; ++t)
+          kernels::PrepareRowDot(type, o.act.data() + t * o.abytes, k, &ra[t]);
+        for (int n : {1, 2, 3, 4, 5, 7, 8, 9}) {
+          std::vector<float> y(n * (rows + 1), NAN);  // token stride rows + 1
+          kernels::RowDotsTokens(type, o.w.data(), o.row_bytes, rows, ra.data(), n, k, y.data(),
+                                 rows + 1);
+          for (int t = 0; t < n; ++t) {
+            for (int r = 0; r < rows; ++r) {
+              double mag;
+              const double want = Reference(type, o, r, t, &mag);
+              EXPECT_NEAR(y[t * (rows + 1) + r], want, 1e-5 * mag)
+                  << "k " << k << ", " << n << " tokens, token " << t << " row " << r;
+            }
+            EXPECT_TRUE(std::isnan(y[t * (rows + 1) + rows])) << "wrote past the rows";
           }
-          EXPECT_TRUE(std::isnan(y[t * (rows + 1) + rows])) << "wrote past the rows";
         }
       }
     }

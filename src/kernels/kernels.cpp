@@ -125,12 +125,18 @@ void QuantizeForRowDot(GgmlType w, const float* x, int64_t k, RowDotAct* out) {
 void PrepareRowDot(GgmlType w, const void* act, int64_t k, RowDotAct* out) {
   out->act = act;
   if (Active() == Isa::kAvx2) {
-    // Q4_0: per pair of blocks, the first sixteen quants of each side by side (against the
-    // low nibbles of both blocks' weights), then the last sixteen of each; the scales as
-    // floats; corr = -8 Σ x per block. The other types read the blocks as they are.
-    if (w != GgmlType::Q4_0) return;
+    // Q8_0: the scales as floats. Q4_0: those, and per pair of blocks the first sixteen
+    // quants of each side by side (against the low nibbles of both blocks' weights), then
+    // the last sixteen of each, and corr = -8 Σ x per block. The K-quants read the blocks as
+    // they are.
+    if (w != GgmlType::Q4_0 && w != GgmlType::Q8_0) return;
     const int64_t nb = k / kQK;
     const auto* a = static_cast<const Q8_0*>(act);
+    if (w == GgmlType::Q8_0) {
+      out->d.resize(nb);
+      for (int64_t i = 0; i < nb; ++i) out->d[i] = HalfToFloat(a[i].d);
+      return;
+    }
     out->q.resize((nb + 1) / 2 * 2 * kQK);  // an odd last block fills half a pair
     out->d.resize(nb);
     out->corr.resize(nb);
@@ -207,8 +213,7 @@ void RowDots(GgmlType w, const uint8_t* rows, uint64_t row_bytes, int64_t nrows,
 
 void RowDotsTokens(GgmlType w, const uint8_t* rows, uint64_t row_bytes, int64_t nrows,
                    const RowDotAct* acts, int n, int64_t k, float* y, int64_t token_stride) {
-  // (Q4_0's one-token kernel, on its prepared layout, is faster than decoding once.)
-  if (Active() == Isa::kAvx2 && n > 1 && w != GgmlType::Q4_0)
+  if (Active() == Isa::kAvx2 && n > 1)
     return avx2::DotsTokens(w, rows, row_bytes, nrows, acts, n, k, y, token_stride);
   for (int t = 0; t < n; ++t)
     RowDots(w, rows, row_bytes, nrows, acts[t], k, y + t * token_stride, 1);

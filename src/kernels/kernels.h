@@ -80,7 +80,7 @@ void RowDots(GgmlType w, const uint8_t* rows, uint64_t row_bytes, int64_t nrows,
 
 // RowDots for n tokens: y[t * token_stride + i] = row_i · acts[t] (acts[0 … n-1]).
 // With AVX2 each weight block is decoded once for up to four tokens (the prompt path
-// there; Q4_0 excepted); otherwise one RowDots call per token.
+// there); otherwise one RowDots call per token.
 void RowDotsTokens(GgmlType w, const uint8_t* rows, uint64_t row_bytes, int64_t nrows,
                    const RowDotAct* acts, int n, int64_t k, float* y, int64_t token_stride);
 

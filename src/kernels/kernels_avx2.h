@@ -18,8 +18,8 @@ void DotQ4_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& a
              float* y, int64_t ys);
 void DotQ6_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& act, int64_t k,
              float* y, int64_t ys);
-// RowDots for n tokens (acts[0 … n-1]): y[t * ts + i] = row_i · acts[t]. Q8_0, Q4_K and
-// Q6_K; the activations' blocks only (act.act).
+// RowDots for n tokens (acts[0 … n-1]): y[t * ts + i] = row_i · acts[t]. Q8_0, Q4_0, Q4_K
+// and Q6_K.
 void DotsTokens(GgmlType w, const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct* acts,
                 int n, int64_t k, float* y, int64_t ts);
 uint64_t ReadAll(const uint8_t* p, uint64_t n, int streams);

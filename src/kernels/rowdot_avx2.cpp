@@ -18,6 +18,12 @@ namespace {
 
 inline float H(uint16_t h) { return _cvtsh_ss(h); }
 
+inline float Hsum128(__m128 m) {
+  m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_add_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+
 inline float Hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -33,9 +39,11 @@ inline float Hsum(__m256 v) {
 // Q8_0: acc[t] += the block's dot with token t's. vpmaddubsw wants its first operand
 // unsigned, so |w| times a with w's sign moved onto a. (|w| <= 128 and |a| <= 127: a pair
 // sums to at most 32,512, inside 16 bits.)
+// The activations' scales come as floats (da[t], PrepareRowDot), each multiplied in from
+// memory, and the weight's once per block for all the tokens.
 template <int T>
-inline void Q8_0Block(const Q8_0& x, const Q8_0* const* y, __m256* acc) {
-  const float dw = H(x.d);
+inline void Q8_0Block(const Q8_0& x, const Q8_0* const* y, const float* const* da, __m256* acc) {
+  const __m256 dw = _mm256_set1_ps(H(x.d));
   const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs));
   const __m256i aw = _mm256_sign_epi8(w, w);
 #pragma GCC unroll 4
@@ -43,7 +51,8 @@ inline void Q8_0Block(const Q8_0& x, const Q8_0* const* y, __m256* acc) {
     const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[t]->qs));
     const __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(v, w));
     const __m256i s = _mm256_madd_epi16(p, _mm256_set1_epi16(1));
-    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(dw * H(y[t]->d)), acc[t]);
+    acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(s), _mm256_broadcast_ss(da[t])), dw,
+                             acc[t]);
   }
 }
 
@@ -149,12 +158,6 @@ inline void Q6_KBlock(const Q6_K& x, const Q8_K* const* y, __m256* acc) {
   }
 }
 
-inline float Hsum128(__m128 m) {
-  m = _mm_add_ps(m, _mm_movehl_ps(m, m));
-  m = _mm_add_ss(m, _mm_movehdup_ps(m));
-  return _mm_cvtss_f32(m);
-}
-
 // --- One token, four rows side by side (generation; the loop of rowdot_rows.h) -------------
 
 // Q8_0: two blocks per step (their sums in two accumulators), an odd block by the scalar
@@ -165,16 +168,18 @@ struct Q8_0Kernel {
     __m256 a[2];
   };
   const Q8_0* a;
+  const float* d;  // a's scales as floats
   int64_t nb, steps;
   Q8_0Kernel(const RowDotAct& act, int64_t k)
-      : a(static_cast<const Q8_0*>(act.act)), nb(k / kQK), steps(k / kQK / 2) {}
+      : a(static_cast<const Q8_0*>(act.act)), d(act.d.data()), nb(k / kQK), steps(k / kQK / 2) {}
 
   Acc Zero() const { return {{_mm256_setzero_ps(), _mm256_setzero_ps()}}; }
   void Step(const uint8_t* row, int64_t j, Acc& acc) const {
     const auto* x = reinterpret_cast<const Q8_0*>(row) + 2 * j;
     const Q8_0* y[2] = {a + 2 * j, a + 2 * j + 1};
-    Q8_0Block<1>(x[0], &y[0], &acc.a[0]);
-    Q8_0Block<1>(x[1], &y[1], &acc.a[1]);
+    const float* da[2] = {d + 2 * j, d + 2 * j + 1};
+    Q8_0Block<1>(x[0], &y[0], &da[0], &acc.a[0]);
+    Q8_0Block<1>(x[1], &y[1], &da[1], &acc.a[1]);
   }
   float Finish(const uint8_t* row, const Acc& acc) const {
     float s = Hsum(_mm256_add_ps(acc.a[0], acc.a[1]));
@@ -191,62 +196,83 @@ struct Q8_0Kernel {
 // interleaved to match; the nibbles (0..15) are vpmaddubsw's unsigned operand as they are,
 // and the stored offset, Σ -8 x per block, is added as scale × corr. Blocks past the last
 // whole step by the scalar reference.
+// A Q4_0 row's result: the two sums, and the blocks from `done` on by the scalar reference.
+inline float Q4_0Finish(const uint8_t* row, __m256 acc, __m128 accc, const RowDotAct& act,
+                        int64_t nb, int64_t done) {
+  float s = Hsum(acc) + Hsum128(accc);
+  if (done < nb)
+    s += VecDotBlocks(GgmlType::Q4_0, reinterpret_cast<const Q4_0*>(row) + done,
+                      static_cast<const Q8_0*>(act.act) + done, (nb - done) * kQK);
+  return s;
+}
+
+// Four blocks x[0 … 3] (blocks i … i + 3 of the row) against T tokens' prepared rows:
+// acc[t] += the quants' part, accc[t] += the offset's.
+template <int T>
+inline void Q4_0Quad(const Q4_0* x, int64_t i, const RowDotAct* const* act, __m256* acc,
+                     __m128* accc) {
+  // The weights' scales, gathered into one word and converted at once.
+  uint16_t h[4];
+  for (int b = 0; b < 4; ++b) std::memcpy(&h[b], &x[b].d, 2);
+  const uint64_t packed = h[0] | static_cast<uint64_t>(h[1]) << 16 |
+                          static_cast<uint64_t>(h[2]) << 32 | static_cast<uint64_t>(h[3]) << 48;
+  const __m128 dw = _mm_cvtph_ps(_mm_cvtsi64_si128(static_cast<int64_t>(packed)));
+  // Two blocks' nibbles per register: low ones (elements 0-15 of each), high ones (16-31).
+  const __m256i nib = _mm256_set1_epi8(0x0F);
+  __m256i lo[2], hi[2];
+  for (int p = 0; p < 2; ++p) {
+    const __m256i both = _mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[2 * p].qs))),
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[2 * p + 1].qs)), 1);
+    lo[p] = _mm256_and_si256(both, nib);
+    hi[p] = _mm256_and_si256(_mm256_srli_epi16(both, 4), nib);
+  }
+#pragma GCC unroll 4
+  for (int t = 0; t < T; ++t) {
+    const int8_t* q = act[t]->q.data() + i * kQK;
+    const __m128 s4 = _mm_mul_ps(dw, _mm_loadu_ps(act[t]->d.data() + i));
+    const __m256 s8 = _mm256_castps128_ps256(s4);
+    for (int p = 0; p < 2; ++p) {
+      // Each 16-bit sum at most 2 · 2 · 15 · 128 = 7,680: the two halves add in 16 bits.
+      // Lanes 0-3 are block 2p's, 4-7 block 2p + 1's.
+      const __m256i prod = _mm256_add_epi16(
+          _mm256_maddubs_epi16(lo[p],
+                               _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 64 * p))),
+          _mm256_maddubs_epi16(
+              hi[p], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 64 * p + 32))));
+      const __m256 sp = _mm256_permutevar8x32_ps(
+          s8,
+          _mm256_set_epi32(2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p, 2 * p, 2 * p, 2 * p));
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(prod, _mm256_set1_epi16(1))),
+                               sp, acc[t]);
+    }
+    accc[t] = _mm_fmadd_ps(
+        _mm_cvtepi32_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(act[t]->corr.data() + i))),
+        s4, accc[t]);
+  }
+}
+
+// Q4_0 on PrepareRowDot's layout for AVX2 (see there): four blocks per step. Two blocks'
+// low nibbles share one register, their high nibbles another, against the activations
+// interleaved to match; the nibbles (0..15) are vpmaddubsw's unsigned operand as they are,
+// and the stored offset, Σ -8 x per block, is added as scale × corr. Blocks past the last
+// whole step by the scalar reference.
 struct Q4_0Kernel {
   static constexpr int kStepBytes = 4 * sizeof(Q4_0);
   struct Acc {
-    __m256 a0, a1;
+    __m256 a;
     __m128 c;
   };
-  const RowDotAct& act;
+  const RowDotAct* act;
   int64_t nb, steps;
-  Q4_0Kernel(const RowDotAct& a, int64_t k) : act(a), nb(k / kQK), steps(k / kQK / 4) {}
+  Q4_0Kernel(const RowDotAct& a, int64_t k) : act(&a), nb(k / kQK), steps(k / kQK / 4) {}
 
-  // Σ q x over two blocks: eight 32-bit sums, lanes 0-3 block x[0], 4-7 block x[1].
-  static __m256i Pair(const Q4_0* x, const int8_t* q) {
-    const __m256i both = _mm256_inserti128_si256(
-        _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[0].qs))),
-        _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[1].qs)), 1);
-    const __m256i nib = _mm256_set1_epi8(0x0F);
-    const __m256i lo = _mm256_and_si256(both, nib);
-    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(both, 4), nib);
-    // Each 16-bit sum at most 2 · 2 · 15 · 128 = 7,680: the two halves add in 16 bits.
-    const __m256i p = _mm256_add_epi16(
-        _mm256_maddubs_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q))),
-        _mm256_maddubs_epi16(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32))));
-    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
-  }
-
-  Acc Zero() const { return {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm_setzero_ps()}; }
+  Acc Zero() const { return {_mm256_setzero_ps(), _mm_setzero_ps()}; }
   void Step(const uint8_t* row, int64_t j, Acc& acc) const {
-    const int64_t i = 4 * j;
-    const auto* x = reinterpret_cast<const Q4_0*>(row) + i;
-    const int8_t* q = act.q.data() + i * kQK;
-    // The four blocks' weight scales (gathered into one word) times the activations'.
-    uint16_t h[4];
-    for (int b = 0; b < 4; ++b) std::memcpy(&h[b], &x[b].d, 2);
-    const uint64_t packed = h[0] | static_cast<uint64_t>(h[1]) << 16 |
-                            static_cast<uint64_t>(h[2]) << 32 | static_cast<uint64_t>(h[3]) << 48;
-    const __m128 s4 = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128(static_cast<int64_t>(packed))),
-                                 _mm_loadu_ps(act.d.data() + i));
-    const __m256 s8 = _mm256_castps128_ps256(s4);
-    const __m256 s01 = _mm256_permutevar8x32_ps(s8, _mm256_set_epi32(1, 1, 1, 1, 0, 0, 0, 0));
-    const __m256 s23 = _mm256_permutevar8x32_ps(s8, _mm256_set_epi32(3, 3, 3, 3, 2, 2, 2, 2));
-    acc.a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(Pair(x, q)), s01, acc.a0);
-    acc.a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(Pair(x + 2, q + 64)), s23, acc.a1);
-    acc.c = _mm_fmadd_ps(
-        _mm_cvtepi32_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(act.corr.data() + i))), s4,
-        acc.c);
+    Q4_0Quad<1>(reinterpret_cast<const Q4_0*>(row) + 4 * j, 4 * j, &act, &acc.a, &acc.c);
   }
   float Finish(const uint8_t* row, const Acc& acc) const {
-    __m128 c = acc.c;
-    c = _mm_add_ps(c, _mm_movehl_ps(c, c));
-    c = _mm_add_ss(c, _mm_movehdup_ps(c));
-    float s = Hsum(_mm256_add_ps(acc.a0, acc.a1)) + _mm_cvtss_f32(c);
-    const int64_t i = 4 * steps;
-    if (i < nb)
-      s += VecDotBlocks(GgmlType::Q4_0, reinterpret_cast<const Q4_0*>(row) + i,
-                        static_cast<const Q8_0*>(act.act) + i, (nb - i) * kQK);
-    return s;
+    return Q4_0Finish(row, acc.a, acc.c, *act, nb, 4 * steps);
   }
 };
 
@@ -290,12 +316,10 @@ struct Q6_KKernel {
 // --- Several tokens at once, one row at a time (prompts) -----------------------------------
 //
 // The rows of a call are in L1 by then (model cuts prompt calls to fit), so there is nothing
-// to stream side by side. (Measured on TinyLlama, GGSWARM_ISA=avx2, pp201 at 2 threads,
-// against a one-token call per token: Q4_K_M 63 -> 83 tokens/s, Q8_0 50 -> 55; Q4_0 72 ->
-// 52, so Q4_0 keeps its one-token kernel and has none here.)
+// to stream side by side.
 
-// block(x, y, acc, accm) for every block of every row, y the T tokens' blocks that go with
-// x; then the row's results, Σ acc[t] - Σ accm[t].
+// block(x, i, y, acc, accm) for every block x (the i-th) of every row, y the T tokens'
+// blocks that go with x; then the row's results, Σ acc[t] - Σ accm[t].
 template <typename Block, typename Act, int T, typename F>
 void RowsTokens(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct* acts, int64_t nb,
                 float* out, int64_t ts, const F& block) {
@@ -312,9 +336,30 @@ void RowsTokens(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct
     for (int64_t i = 0; i < nb; ++i) {
       const Act* y[T];
       for (int t = 0; t < T; ++t) y[t] = a[t] + i;
-      block(row[i], y, acc, accm);
+      block(row[i], i, y, acc, accm);
     }
     for (int t = 0; t < T; ++t) out[t * ts + r] = Hsum(acc[t]) - Hsum128(accm[t]);
+  }
+}
+
+template <int T>
+void Q4_0Tokens(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct* acts, int64_t k,
+                float* out, int64_t ts) {
+  const int64_t nb = k / kQK, done = nb / 4 * 4;
+  const RowDotAct* act[T];
+  for (int t = 0; t < T; ++t) act[t] = acts + t;
+  for (int64_t r = 0; r < nrows; ++r) {
+    const uint8_t* row = rows + r * rb;
+    __m256 acc[T];
+    __m128 accc[T];
+    for (int t = 0; t < T; ++t) {
+      acc[t] = _mm256_setzero_ps();
+      accc[t] = _mm_setzero_ps();
+    }
+    for (int64_t i = 0; i < done; i += 4)
+      Q4_0Quad<T>(reinterpret_cast<const Q4_0*>(row) + i, i, act, acc, accc);
+    for (int t = 0; t < T; ++t)
+      out[t * ts + r] = Q4_0Finish(row, acc[t], accc[t], acts[t], nb, done);
   }
 }
 
@@ -322,17 +367,26 @@ template <int T>
 void TokensOf(GgmlType w, const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct* acts,
               int64_t k, float* out, int64_t ts) {
   switch (w) {
-    case GgmlType::Q8_0:
-      return RowsTokens<Q8_0, Q8_0, T>(rows, rb, nrows, acts, k / kQK, out, ts,
-                                       [](const Q8_0& x, const Q8_0* const* y, __m256* acc,
-                                          __m128*) { Q8_0Block<T>(x, y, acc); });
+    case GgmlType::Q4_0:
+      return Q4_0Tokens<T>(rows, rb, nrows, acts, k, out, ts);
+    case GgmlType::Q8_0: {
+      const float* d[T];
+      for (int t = 0; t < T; ++t) d[t] = acts[t].d.data();
+      return RowsTokens<Q8_0, Q8_0, T>(
+          rows, rb, nrows, acts, k / kQK, out, ts,
+          [&](const Q8_0& x, int64_t i, const Q8_0* const* y, __m256* acc, __m128*) {
+            const float* da[T];
+            for (int t = 0; t < T; ++t) da[t] = d[t] + i;
+            Q8_0Block<T>(x, y, da, acc);
+          });
+    }
     case GgmlType::Q4_K:
       return RowsTokens<Q4_K, Q8_K, T>(rows, rb, nrows, acts, k / kQK_K, out, ts,
-                                       [](const Q4_K& x, const Q8_K* const* y, __m256* acc,
+                                       [](const Q4_K& x, int64_t, const Q8_K* const* y, __m256* acc,
                                           __m128* accm) { Q4_KBlock<T>(x, y, acc, accm); });
     default:
       return RowsTokens<Q6_K, Q8_K, T>(rows, rb, nrows, acts, k / kQK_K, out, ts,
-                                       [](const Q6_K& x, const Q8_K* const* y, __m256* acc,
+                                       [](const Q6_K& x, int64_t, const Q8_K* const* y, __m256* acc,
                                           __m128*) { Q6_KBlock<T>(x, y, acc); });
   }
 }
