@@ -47,12 +47,11 @@ if [ $avx2 = 1 ]; then
       rm -rf "$haswell"
       cp -a "$home" "$haswell"
     fi
-    libs=$(find "$haswell/node_modules" -name 'libggml-cpu-*.so')
-    if ! grep -q 'libggml-cpu-haswell.so$' <<<"$libs"; then
+    if [ -z "$(find "$haswell/node_modules" -name libggml-cpu-haswell.so)" ]; then
       echo "note: llama.cpp's Haswell CPU library not found: llama.cpp columns left empty" >&2
       llamacpp=0
     fi
-    for f in $libs; do [ "$(basename "$f")" = libggml-cpu-haswell.so ] || rm -f "$f"; done
+    find "$haswell/node_modules" -name 'libggml-cpu-*.so' ! -name libggml-cpu-haswell.so -delete
     export LLAMACPP_REF_HOME=$haswell
   fi
 fi

@@ -11,10 +11,11 @@
 //    every weight byte loaded serves sixteen tokens and each vpdpbusd does 64 products.
 //
 // Every kernel has a scalar reference (quant/vec_dot.h, and DecodeRow here) that the tests
-// hold it to. Tiles, attention and the vectorized quantizers need AVX-512 VNNI: on an AVX2
-// CPU (or with GGSWARM_ISA=avx2) the row dots serve prompts too, a token at a time over
-// each slice of rows, and the rest runs as scalar code; without AVX2 (or with
-// GGSWARM_ISA=scalar) the engine uses the scalar reference path.
+// hold it to. Tiles, the f32 long-batch attention, silu and the vectorized quantizers need
+// AVX-512 VNNI. On an AVX2 CPU (or with GGSWARM_ISA=avx2) the row dots serve prompts too
+// (RowDotsTokens: each weight block decoded once for up to four tokens), attention has an
+// AVX2 kernel, and the rest runs as scalar code; without AVX2 (or with GGSWARM_ISA=scalar)
+// the engine uses the scalar reference path.
 #pragma once
 
 #include <cstdint>
@@ -54,8 +55,9 @@ void QuantizeRow(GgmlType vt, const float* x, void* out, int64_t k);
 
 // One activation row (in VecDotType(w)) made ready for row dots: for the legacy types its
 // quants side by side, block scales as floats and the Q4_0 offset correction; for Q4_K its
-// quants in the order the weights' nibbles come in and the sums of its sub-blocks. (The
-// AVX2 kernels read the blocks as they are, but for Q4_0: kernels.cpp has its layout.)
+// quants in the order the weights' nibbles come in and the sums of its sub-blocks. (For the
+// AVX2 kernels: the blocks as they are, plus the scales as floats for Q8_0 and Q4_0 and
+// Q4_0's quants paired up; see PrepareRowDot in kernels.cpp.)
 struct RowDotAct {
   const void* act = nullptr;  // the row as given
   AlignedVector<int8_t> q;

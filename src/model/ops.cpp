@@ -88,8 +88,8 @@ bool RowDotsApply(const MatMulPart* parts, int count, int n) {
 constexpr int64_t kRowGrain = 16;
 
 // Rows of w per RowDots call over `rows` rows: equal calls of at most kCallBytes. For many
-// tokens (AVX2's prompts: no tiles) a call's rows are read once per token, so it is cut to
-// what stays in the L1 cache: kCallBytes / n, and at least 16 rows.
+// tokens (AVX2's prompts: no tiles) a call's rows are read again for every four tokens, so
+// it is cut to what stays in the L1 cache: kCallBytes / n, and at least 16 rows.
 int64_t CallRows(const TensorView& w, int64_t rows, int n = 1) {
   const int64_t bytes = n >= kTileMinTokens ? kCallBytes / n : kCallBytes;
   const int64_t cap = std::max<int64_t>(16, bytes / static_cast<int64_t>(w.row_bytes));
