@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
@@ -94,6 +95,17 @@ struct ScopedIsa {
   ~ScopedIsa() { kernels::SetIsa(was); }
   kernels::Isa was;
 };
+
+// f(type) for each type with row dots (Q8_0, Q4_0, Q4_K, Q6_K) under each of `isas`.
+void ForEachRowDotCase(const std::vector<kernels::Isa>& isas,
+                       const std::function<void(GgmlType)>& f) {
+  for (kernels::Isa isa : isas)
+    for (GgmlType type : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q6_K}) {
+      ScopedIsa scoped(isa);
+      SCOPED_TRACE(std::string(kernels::IsaName(isa)) + " " + TypeName(type));
+      f(type);
+    }
+}
 #define REQUIRE_AVX512() \
   if (!HaveAvx512()) GTEST_SKIP() << "this CPU has no AVX-512 VNNI (or GGSWARM_ISA=scalar)"
 
@@ -126,32 +138,29 @@ TEST(Kernels, DecodedRowsGiveExactlyTheDequantizedValues) {
 TEST(Kernels, RowDotsMatchTheScalarReference) {
   const auto isas = RowDotIsas();
   if (isas.empty()) GTEST_SKIP() << "this CPU has neither AVX2 nor AVX-512 VNNI";
-  for (kernels::Isa isa : isas)
-    for (GgmlType type : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q6_K}) {
-      ScopedIsa scoped(isa);
-      SCOPED_TRACE(std::string(kernels::IsaName(isa)) + " " + TypeName(type));
-      ASSERT_TRUE(kernels::HasRowDot(type));
-      for (int64_t k : {256, 768, 2048, 2080}) {  // block counts that do and do not divide by 4
-        if (k % Traits(type).block_size != 0) continue;
-        // Row counts below, at and between multiples of the kernels' four streams.
-        for (int rows : {1, 4, 5, 11}) {
-          const Operands o = Make(type, rows, 2, k, 11 + rows);
-          for (int t = 0; t < 2; ++t) {
-            std::vector<float> y(2 * rows, NAN);  // written every other float
-            kernels::RowDotAct ra;
-            kernels::PrepareRowDot(type, o.act.data() + t * o.abytes, k, &ra);
-            kernels::RowDots(type, o.w.data(), o.row_bytes, rows, ra, k, y.data(), 2);
-            for (int r = 0; r < rows; ++r) {
-              double mag;
-              const double want = Reference(type, o, r, t, &mag);
-              EXPECT_NEAR(y[2 * r], want, 1e-5 * mag)
-                  << "k " << k << " rows " << rows << " row " << r;
-              EXPECT_TRUE(std::isnan(y[2 * r + 1])) << "wrote between rows";
-            }
+  ForEachRowDotCase(isas, [&](GgmlType type) {
+    ASSERT_TRUE(kernels::HasRowDot(type));
+    for (int64_t k : {256, 768, 2048, 2080}) {  // block counts that do and do not divide by 4
+      if (k % Traits(type).block_size != 0) continue;
+      // Row counts below, at and between multiples of the kernels' four streams.
+      for (int rows : {1, 4, 5, 11}) {
+        const Operands o = Make(type, rows, 2, k, 11 + rows);
+        for (int t = 0; t < 2; ++t) {
+          std::vector<float> y(2 * rows, NAN);  // written every other float
+          kernels::RowDotAct ra;
+          kernels::PrepareRowDot(type, o.act.data() + t * o.abytes, k, &ra);
+          kernels::RowDots(type, o.w.data(), o.row_bytes, rows, ra, k, y.data(), 2);
+          for (int r = 0; r < rows; ++r) {
+            double mag;
+            const double want = Reference(type, o, r, t, &mag);
+            EXPECT_NEAR(y[2 * r], want, 1e-5 * mag)
+                << "k " << k << " rows " << rows << " row " << r;
+            EXPECT_TRUE(std::isnan(y[2 * r + 1])) << "wrote between rows";
           }
         }
       }
     }
+  });
 }
 
 // Several tokens per call (AVX2's prompt path: each block decoded once for up to four
@@ -159,33 +168,30 @@ TEST(Kernels, RowDotsMatchTheScalarReference) {
 TEST(Kernels, RowDotsForSeveralTokensMatchTheScalarReference) {
   const auto isas = RowDotIsas();
   if (isas.empty()) GTEST_SKIP() << "this CPU has neither AVX2 nor AVX-512 VNNI";
-  for (kernels::Isa isa : isas)
-    for (GgmlType type : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q6_K}) {
-      ScopedIsa scoped(isa);
-      SCOPED_TRACE(std::string(kernels::IsaName(isa)) + " " + TypeName(type));
-      for (int64_t k : {768, 2080}) {  // 2080: 65 blocks, a tail past the steps of four
-        if (k % Traits(type).block_size != 0) continue;
-        const int rows = 5, max_n = 9;
-        const Operands o = Make(type, rows, max_n, k, 41);
-        std::vector<kernels::RowDotAct> ra(max_n);
-        for (int t = 0; t < max_n; ++t)
-          kernels::PrepareRowDot(type, o.act.data() + t * o.abytes, k, &ra[t]);
-        for (int n : {1, 2, 3, 4, 5, 7, 8, 9}) {
-          std::vector<float> y(n * (rows + 1), NAN);  // token stride rows + 1
-          kernels::RowDotsTokens(type, o.w.data(), o.row_bytes, rows, ra.data(), n, k, y.data(),
-                                 rows + 1);
-          for (int t = 0; t < n; ++t) {
-            for (int r = 0; r < rows; ++r) {
-              double mag;
-              const double want = Reference(type, o, r, t, &mag);
-              EXPECT_NEAR(y[t * (rows + 1) + r], want, 1e-5 * mag)
-                  << "k " << k << ", " << n << " tokens, token " << t << " row " << r;
-            }
-            EXPECT_TRUE(std::isnan(y[t * (rows + 1) + rows])) << "wrote past the rows";
+  ForEachRowDotCase(isas, [&](GgmlType type) {
+    for (int64_t k : {768, 2080}) {  // 2080: 65 blocks, a tail past the steps of four
+      if (k % Traits(type).block_size != 0) continue;
+      const int rows = 5, max_n = 9;
+      const Operands o = Make(type, rows, max_n, k, 41);
+      std::vector<kernels::RowDotAct> ra(max_n);
+      for (int t = 0; t < max_n; ++t)
+        kernels::PrepareRowDot(type, o.act.data() + t * o.abytes, k, &ra[t]);
+      for (int n : {1, 2, 3, 4, 5, 7, 8, 9}) {
+        std::vector<float> y(n * (rows + 1), NAN);  // token stride rows + 1
+        kernels::RowDotsTokens(type, o.w.data(), o.row_bytes, rows, ra.data(), n, k, y.data(),
+                               rows + 1);
+        for (int t = 0; t < n; ++t) {
+          for (int r = 0; r < rows; ++r) {
+            double mag;
+            const double want = Reference(type, o, r, t, &mag);
+            EXPECT_NEAR(y[t * (rows + 1) + r], want, 1e-5 * mag)
+                << "k " << k << ", " << n << " tokens, token " << t << " row " << r;
           }
+          EXPECT_TRUE(std::isnan(y[t * (rows + 1) + rows])) << "wrote past the rows";
         }
       }
     }
+  });
 }
 
 TEST(Kernels, QuantizeRowGivesQuantizeActivationsBytes) {
@@ -486,46 +492,43 @@ TEST(Kernels, MatMulsCutIntoCallsGiveEachRowItsOwnDot) {
   const auto isas = RowDotIsas();
   if (isas.empty()) GTEST_SKIP() << "this CPU has neither AVX2 nor AVX-512 VNNI";
   const int64_t k = 2048;
-  for (kernels::Isa isa : isas)
-    for (GgmlType type : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q6_K}) {
-      ScopedIsa scoped(isa);
-      SCOPED_TRACE(std::string(kernels::IsaName(isa)) + " " + TypeName(type));
-      const Operands a = Make(type, 1500, 1, k, 21), b = Make(type, 700, 1, k, 23);
-      gguf::TensorInfo ia{"a", {uint64_t(k), 1500}, type, 0, a.w.size(), uint64_t(k) * 1500};
-      gguf::TensorInfo ib{"b", {uint64_t(k), 700}, type, 0, b.w.size(), uint64_t(k) * 700};
-      TensorView va{
-          &ia, {{a.w.data(), 0, 701}, {a.w.data() + 701 * a.row_bytes, 701, 1500}}, a.row_bytes};
-      TensorView vb{&ib, {{b.w.data(), 0, 700}}, b.row_bytes};
-      const auto x = RandomFloats((model::kTileMinTokens + 1) * k, 25);
-      for (int threads : {1, 2}) {
-        ThreadPool pool(threads);
-        model::MatMulScratch scratch;
-        // Without tiles (AVX2) the row dots take every token, in shorter calls from
-        // model::kTileMinTokens tokens on.
-        std::vector<int> ns = {1, 3};
-        if (isa != kernels::Isa::kAvx512Vnni) ns.push_back(model::kTileMinTokens + 1);
-        for (int n : ns) {
-          SCOPED_TRACE(testing::Message() << threads << " thread(s), " << n << " token(s)");
-          std::vector<float> ya(n * 1500, -1.0f), yb(n * 700, -1.0f);
-          model::MatMuls({{&va, ya.data()}, {&vb, yb.data()}}, x.data(), n, pool, &scratch);
-          // Each row's own dots with the n tokens, one row per call.
-          std::vector<std::vector<uint8_t>> act(n, std::vector<uint8_t>(a.abytes));
-          std::vector<kernels::RowDotAct> ra(n);
-          for (int t = 0; t < n; ++t) {
-            QuantizeActivation(VecDotType(type), x.data() + t * k, act[t].data(), k);
-            kernels::PrepareRowDot(type, act[t].data(), k, &ra[t]);
-          }
-          for (const auto& [o, y, rows] : {std::tuple{&a, &ya, 1500}, std::tuple{&b, &yb, 700}})
-            for (int r = 0; r < rows; ++r) {
-              std::vector<float> want(n);
-              kernels::RowDotsTokens(type, o->w.data() + r * o->row_bytes, o->row_bytes, 1,
-                                     ra.data(), n, k, want.data(), 1);
-              for (int t = 0; t < n; ++t)
-                ASSERT_EQ((*y)[t * rows + r], want[t]) << "token " << t << " row " << r;
-            }
+  ForEachRowDotCase(isas, [&](GgmlType type) {
+    const Operands a = Make(type, 1500, 1, k, 21), b = Make(type, 700, 1, k, 23);
+    gguf::TensorInfo ia{"a", {uint64_t(k), 1500}, type, 0, a.w.size(), uint64_t(k) * 1500};
+    gguf::TensorInfo ib{"b", {uint64_t(k), 700}, type, 0, b.w.size(), uint64_t(k) * 700};
+    TensorView va{
+        &ia, {{a.w.data(), 0, 701}, {a.w.data() + 701 * a.row_bytes, 701, 1500}}, a.row_bytes};
+    TensorView vb{&ib, {{b.w.data(), 0, 700}}, b.row_bytes};
+    const auto x = RandomFloats((model::kTileMinTokens + 1) * k, 25);
+    for (int threads : {1, 2}) {
+      ThreadPool pool(threads);
+      model::MatMulScratch scratch;
+      // Without tiles (AVX2) the row dots take every token, in shorter calls from
+      // model::kTileMinTokens tokens on.
+      std::vector<int> ns = {1, 3};
+      if (kernels::Active() != kernels::Isa::kAvx512Vnni) ns.push_back(model::kTileMinTokens + 1);
+      for (int n : ns) {
+        SCOPED_TRACE(testing::Message() << threads << " thread(s), " << n << " token(s)");
+        std::vector<float> ya(n * 1500, -1.0f), yb(n * 700, -1.0f);
+        model::MatMuls({{&va, ya.data()}, {&vb, yb.data()}}, x.data(), n, pool, &scratch);
+        // Each row's own dots with the n tokens, one row per call.
+        std::vector<std::vector<uint8_t>> act(n, std::vector<uint8_t>(a.abytes));
+        std::vector<kernels::RowDotAct> ra(n);
+        for (int t = 0; t < n; ++t) {
+          QuantizeActivation(VecDotType(type), x.data() + t * k, act[t].data(), k);
+          kernels::PrepareRowDot(type, act[t].data(), k, &ra[t]);
         }
+        for (const auto& [o, y, rows] : {std::tuple{&a, &ya, 1500}, std::tuple{&b, &yb, 700}})
+          for (int r = 0; r < rows; ++r) {
+            std::vector<float> want(n);
+            kernels::RowDotsTokens(type, o->w.data() + r * o->row_bytes, o->row_bytes, 1, ra.data(),
+                                   n, k, want.data(), 1);
+            for (int t = 0; t < n; ++t)
+              ASSERT_EQ((*y)[t * rows + r], want[t]) << "token " << t << " row " << r;
+          }
       }
     }
+  });
 }
 
 TEST(ThreadPool, EveryIndexOnceInGrainAlignedChunks) {

@@ -8,16 +8,10 @@
 #include <vector>
 
 #include "kernels/kernels_avx2.h"
+#include "kernels/target_helpers.h"
 
 namespace ggswarm::kernels::avx2 {
 namespace {
-
-inline float Hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
 
 inline __m256 LoadHalf8(const uint16_t* p) {
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
@@ -50,34 +44,13 @@ void AttendF16(const float* q, int heads, const uint16_t* k, const uint16_t* v, 
       const float* qh = qf.data() + h * head_dim;
       __m256 d = _mm256_mul_ps(kv[0], _mm256_loadu_ps(qh));
       for (int i = 1; i < nv; ++i) d = _mm256_fmadd_ps(kv[i], _mm256_loadu_ps(qh + 8 * i), d);
-      scores[static_cast<size_t>(h) * len + j] = Hsum(d) * scale;
+      scores[static_cast<size_t>(h) * len + j] = simd::Hsum256(d) * scale;
     }
   }
-  // The running maximum decides, position by position, whether the sum so far is rescaled
-  // (by exp(m_old - m_new)) or the value weighted (by exp(s - m)).
+  // The softmax factors, with a running maximum (target_helpers.h).
   thread_local std::vector<float> sum;
-  sum.assign(heads, 0.0f);
-  for (int h = 0; h < heads; ++h) {
-    const float* sc = scores.data() + static_cast<size_t>(h) * len;
-    float* f = factor.data() + static_cast<size_t>(h) * len;
-    uint8_t* re = rescale.data() + static_cast<size_t>(h) * len;
-    float m = -INFINITY, sm = 0;
-    for (int j = 0; j < len; ++j) {
-      float ms = 1.0f, vs = 1.0f;
-      if (sc[j] > m) {
-        ms = std::exp(m - sc[j]);
-        m = sc[j];
-        re[j] = 1;
-        f[j] = ms;
-      } else {
-        vs = std::exp(sc[j] - m);
-        re[j] = 0;
-        f[j] = vs;
-      }
-      sm = sm * ms + vs;
-    }
-    sum[h] = sm;
-  }
+  sum.resize(heads);
+  simd::RunningMaxFactors(scores.data(), heads, len, factor.data(), rescale.data(), sum.data());
   // The running sums of values, in f16 (rounded after every position); a head's sum is
   // kept as f32 values that are always exactly f16.
   thread_local std::vector<float> acc;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kernels/kernels_avx512.h"
+#include "kernels/target_helpers.h"
 #include "quant/blocks.h"
 #include "quant/vec_dot.h"
 
@@ -156,31 +157,10 @@ void AttendF16(const float* q, int heads, const uint16_t* k, const uint16_t* v, 
       scores[static_cast<size_t>(h) * len + j] = _mm512_reduce_add_ps(d) * scale;
     }
   }
-  // The running maximum decides, position by position, whether the sum so far is rescaled
-  // (by exp(m_old - m_new)) or the value weighted (by exp(s - m)).
+  // The softmax factors, with a running maximum (target_helpers.h).
   thread_local std::vector<float> sum;
-  sum.assign(heads, 0.0f);
-  for (int h = 0; h < heads; ++h) {
-    const float* sc = scores.data() + static_cast<size_t>(h) * len;
-    float* f = factor.data() + static_cast<size_t>(h) * len;
-    uint8_t* re = rescale.data() + static_cast<size_t>(h) * len;
-    float m = -INFINITY, sm = 0;
-    for (int j = 0; j < len; ++j) {
-      float ms = 1.0f, vs = 1.0f;
-      if (sc[j] > m) {
-        ms = std::exp(m - sc[j]);
-        m = sc[j];
-        re[j] = 1;
-        f[j] = ms;
-      } else {
-        vs = std::exp(sc[j] - m);
-        re[j] = 0;
-        f[j] = vs;
-      }
-      sm = sm * ms + vs;
-    }
-    sum[h] = sm;
-  }
+  sum.resize(heads);
+  simd::RunningMaxFactors(scores.data(), heads, len, factor.data(), rescale.data(), sum.data());
   // The f16 running sums of values: the heads are independent chains, interleaved.
   const __m512 one = _mm512_set1_ps(1.0f);
   for (int j = 0; j < len; ++j) {

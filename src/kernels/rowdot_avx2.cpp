@@ -9,6 +9,7 @@
 
 #include "kernels/kernels_avx2.h"
 #include "kernels/rowdot_rows.h"
+#include "kernels/target_helpers.h"
 #include "quant/blocks.h"
 #include "quant/vec_dot.h"
 
@@ -16,17 +17,9 @@ namespace ggswarm::kernels::avx2 {
 using namespace blocks;  // NOLINT: the block layouts
 namespace {
 
-inline float H(uint16_t h) { return _cvtsh_ss(h); }
-
-inline float Hsum128(__m128 m) {
-  m = _mm_add_ps(m, _mm_movehl_ps(m, m));
-  m = _mm_add_ss(m, _mm_movehdup_ps(m));
-  return _mm_cvtss_f32(m);
-}
-
-inline float Hsum(__m256 v) {
-  return Hsum128(_mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1)));
-}
+using simd::H;
+using simd::Hsum128;
+using simd::Hsum256;
 
 // --- One block against T tokens ----------------------------------------------------------
 //
@@ -179,7 +172,7 @@ struct Q8_0Kernel {
     Q8_0Block<1>(x[1], &y[1], &da[1], &acc.a[1]);
   }
   float Finish(const uint8_t* row, const Acc& acc) const {
-    float s = Hsum(_mm256_add_ps(acc.a[0], acc.a[1]));
+    float s = Hsum256(_mm256_add_ps(acc.a[0], acc.a[1]));
     const int64_t i = 2 * steps;
     if (i < nb)
       s += VecDotBlocks(GgmlType::Q8_0, reinterpret_cast<const Q8_0*>(row) + i, a + i,
@@ -196,7 +189,7 @@ struct Q8_0Kernel {
 // A Q4_0 row's result: the two sums, and the blocks from `done` on by the scalar reference.
 inline float Q4_0Finish(const uint8_t* row, __m256 acc, __m128 accc, const RowDotAct& act,
                         int64_t nb, int64_t done) {
-  float s = Hsum(acc) + Hsum128(accc);
+  float s = Hsum256(acc) + Hsum128(accc);
   if (done < nb)
     s += VecDotBlocks(GgmlType::Q4_0, reinterpret_cast<const Q4_0*>(row) + done,
                       static_cast<const Q8_0*>(act.act) + done, (nb - done) * kQK);
@@ -289,7 +282,9 @@ struct Q4_KKernel {
     const Q8_K* y = a + i;
     Q4_KBlock<1>(reinterpret_cast<const Q4_K*>(row)[i], &y, &acc.acc, &acc.accm);
   }
-  float Finish(const uint8_t*, const Acc& acc) const { return Hsum(acc.acc) - Hsum128(acc.accm); }
+  float Finish(const uint8_t*, const Acc& acc) const {
+    return Hsum256(acc.acc) - Hsum128(acc.accm);
+  }
 };
 
 struct Q6_KKernel {
@@ -307,7 +302,7 @@ struct Q6_KKernel {
     const Q8_K* y = a + i;
     Q6_KBlock<1>(reinterpret_cast<const Q6_K*>(row)[i], &y, &acc.acc);
   }
-  float Finish(const uint8_t*, const Acc& acc) const { return Hsum(acc.acc); }
+  float Finish(const uint8_t*, const Acc& acc) const { return Hsum256(acc.acc); }
 };
 
 // --- Several tokens at once, one row at a time (prompts) -----------------------------------
@@ -335,7 +330,7 @@ void RowsTokens(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct
       for (int t = 0; t < T; ++t) y[t] = a[t] + i;
       block(row[i], i, y, acc, accm);
     }
-    for (int t = 0; t < T; ++t) out[t * ts + r] = Hsum(acc[t]) - Hsum128(accm[t]);
+    for (int t = 0; t < T; ++t) out[t * ts + r] = Hsum256(acc[t]) - Hsum128(accm[t]);
   }
 }
 

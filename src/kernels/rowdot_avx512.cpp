@@ -9,6 +9,7 @@
 
 #include "kernels/kernels_avx512.h"
 #include "kernels/rowdot_rows.h"
+#include "kernels/target_helpers.h"
 #include "quant/blocks.h"
 #include "quant/fp16.h"
 #include "quant/vec_dot.h"
@@ -17,13 +18,8 @@ namespace ggswarm::kernels::avx512 {
 using namespace blocks;  // NOLINT: the block layouts
 namespace {
 
-inline float H(uint16_t h) { return _cvtsh_ss(h); }
-
-inline float Hsum128(__m128 s) {
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
+using simd::H;
+using simd::Hsum128;
 
 // --- Q8_0 and Q4_0: two 32-element blocks per 512-bit register ---------------------------
 
