@@ -216,6 +216,8 @@ void AddSwarmCommands(CLI::App& app, int& rc) {
                     "KV memory of all sessions together, MiB (default: no limit)");
   serve->add_option("--idle-timeout", so.idle_timeout_s,
                     "Close a session unused this many seconds (default 300)");
+  serve->add_option("--unused-timeout", so.unused_timeout_s,
+                    "Close a session never used this many seconds after it opened (default 15)");
   serve->callback([&] {
     if (!serve_layers.empty()) {
       auto sel = fragments::Selection::Parse(serve_layers, false, false);
@@ -224,6 +226,7 @@ void AddSwarmCommands(CLI::App& app, int& rc) {
       so.end_layer = sel->last_layer + 1;
     }
     if (!(so.idle_timeout_s > 0)) return void(rc = Fail("--idle-timeout must be positive"));
+    if (!(so.unused_timeout_s > 0)) return void(rc = Fail("--unused-timeout must be positive"));
     if (max_kv_mb > (1ull << 40)) return void(rc = Fail("--max-kv-mb is too large"));
     so.max_kv_bytes = max_kv_mb << 20;
     rc = RunServe(so, fetch_from, cache, serve_layers);

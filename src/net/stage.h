@@ -29,6 +29,9 @@ struct StageOptions {
   int max_ctx = 0;              // positions per session; 0: min(model's, 4096)
   int max_batch = 512;          // positions per Forward
   double idle_timeout_s = 300;  // a session unused this long is closed
+  // A session opened but never forwarded is closed sooner: an idle client that opened
+  // sessions and went away must not hold the stage's slots for the idle timeout.
+  double unused_timeout_s = 15;
   uint64_t max_kv_bytes = 0;    // KV caches of all sessions together; 0: no limit
   double announce_every_s = 2;  // re-announce to peers; entries expire after 3 periods
 };

@@ -1,4 +1,5 @@
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/server_posix.h>
 
 #include <atomic>
 #include <chrono>
@@ -14,6 +15,7 @@
 #include "fragments/fragment_source.h"
 #include "fragments/manifest.h"
 #include "model/llama.h"
+#include "net/h2_guard.h"
 #include "net/stage.h"
 #include "net/stage_checks.h"
 #include "net/stage_wire.h"
@@ -28,6 +30,10 @@ using grpc::ServerContext;
 using grpc::StatusCode;
 
 constexpr int kMaxNCtx = 1 << 20;
+// A client keeps a few calls in flight per connection; more only serve a flood.
+constexpr int kMaxStreamsPerConnection = 32;
+// Each call in flight on the synchronous server holds a thread; past this, calls are refused.
+constexpr int kMaxServerThreads = 256;
 
 // The SHA-256 of the original GGUF file: the manifest's, or the file's own.
 StatusOr<std::string> ModelId(const std::string& path) {
@@ -56,7 +62,8 @@ struct Session {
   std::unique_ptr<model::LayerRange> layers;
   uint64_t kv_bytes = 0;
   Clock::time_point last_used;
-  std::mutex mu;  // one Forward at a time per session
+  bool used = false;  // a Forward has succeeded
+  std::mutex mu;      // one Forward at a time per session
 };
 
 grpc::Status Error(StatusCode c, const std::string& m) { return grpc::Status(c, m); }
@@ -82,6 +89,7 @@ struct StageServer::Impl final : public pb::Stage::Service {
   std::mt19937_64 rng{std::random_device{}()};
 
   std::unique_ptr<grpc::Server> server;
+  std::unique_ptr<Http2Guard> guard;  // owns the listening socket, in front of `server`
   int port = 0;
   std::atomic<bool> stopping{false};
   std::thread janitor;
@@ -278,6 +286,7 @@ struct StageServer::Impl final : public pb::Stage::Service {
     }
     std::lock_guard<std::mutex> l(mu);
     s->last_used = Clock::now();
+    s->used = true;
     return grpc::Status::OK;
   }
 
@@ -288,10 +297,11 @@ struct StageServer::Impl final : public pb::Stage::Service {
       {
         std::lock_guard<std::mutex> l(mu);
         for (auto it = sessions.begin(); it != sessions.end();) {
-          if (Clock::now() - it->second->last_used >
-              std::chrono::duration<double>(o.idle_timeout_s)) {
-            Log("session " + it->first.substr(0, 8) + " idle for " +
-                std::to_string(static_cast<int>(o.idle_timeout_s)) + " s: closed");
+          const double timeout =
+              it->second->used ? o.idle_timeout_s : std::min(o.idle_timeout_s, o.unused_timeout_s);
+          if (Clock::now() - it->second->last_used > std::chrono::duration<double>(timeout)) {
+            Log("session " + it->first.substr(0, 8) + (it->second->used ? " idle" : " unused") +
+                " for " + std::to_string(static_cast<int>(timeout)) + " s: closed");
             kv_bytes -= it->second->kv_bytes;
             it = sessions.erase(it);
           } else {
@@ -379,8 +389,12 @@ StatusOr<std::unique_ptr<StageServer>> StageServer::Start(const StageOptions& o,
   impl->header = std::move(*header);
   impl->file_size = source->header().file_size;
 
+  // gRPC gets its connections from the guard (h2_guard.h), never from a port of its own.
   grpc::ServerBuilder b;
-  b.AddListeningPort(so.listen, grpc::InsecureServerCredentials(), &impl->port);
+  b.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, kMaxStreamsPerConnection);
+  grpc::ResourceQuota quota("ggswarm-stage");
+  quota.SetMaxThreads(kMaxServerThreads);
+  b.SetResourceQuota(quota);
   // The largest message: a full batch of hidden states in, or of logits out.
   const size_t biggest =
       static_cast<size_t>(so.max_batch) *
@@ -391,8 +405,16 @@ StatusOr<std::unique_ptr<StageServer>> StageServer::Start(const StageOptions& o,
       static_cast<int>(std::min<size_t>(biggest + impl->header.size(), INT32_MAX)));
   b.RegisterService(impl.get());
   impl->server = b.BuildAndStart();
-  if (!impl->server || impl->port == 0)
-    return Status::IOError("cannot listen on " + so.listen + " (in use, or not an address here?)");
+  if (!impl->server) return Status::IOError("gRPC could not start a server");
+  grpc::Server* grpc_server = impl->server.get();
+  Impl* logger = impl.get();
+  auto guard = Http2Guard::Start(
+      so.listen, Http2Limits{},
+      [grpc_server](int fd) { grpc::AddInsecureChannelFromFd(grpc_server, fd); },
+      [logger](const std::string& s) { logger->Log(s); });
+  if (!guard.ok()) return guard.status();
+  impl->guard = std::move(*guard);
+  impl->port = impl->guard->port();
 
   pb::ServedRange& s = impl->self;
   s.set_model_id(*id);
@@ -436,6 +458,7 @@ void StageServer::Wait() { impl_->server->Wait(); }
 void StageServer::Shutdown() {
   if (impl_->stopping.exchange(true)) return;
   impl_->stop_cv.notify_all();
+  impl_->guard.reset();  // no new connections, and the open ones closed
   impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   if (impl_->janitor.joinable()) impl_->janitor.join();
 }
