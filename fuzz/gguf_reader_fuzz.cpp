@@ -12,13 +12,38 @@
 #include "fragments/manifest.h"
 #include "gguf/gguf_file.h"
 #include "model/config.h"
+#include "quant/ggml_type.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/unicode.h"
+
+namespace {
+
+// What an accepted file promises every caller, computed again here in 128-bit arithmetic so
+// that a wrapped product in the reader cannot agree with it by accident. Traps when broken.
+void CheckInvariants(const ggswarm::gguf::GgufFile& f, uint64_t file_size) {
+  using u128 = unsigned __int128;
+  if (f.data_offset > file_size || f.data_offset % f.alignment != 0) __builtin_trap();
+  u128 prev_end = 0;
+  for (const auto& t : f.tensors) {
+    u128 elements = 1;
+    for (uint64_t d : t.shape) elements *= d;
+    const ggswarm::TypeTraits& tr = ggswarm::Traits(t.type);
+    if (elements != t.n_elements || t.shape[0] % tr.block_size != 0) __builtin_trap();
+    const u128 bytes = elements / tr.block_size * tr.type_size;
+    if (bytes != t.size) __builtin_trap();  // the size did not wrap
+    const u128 begin = u128{f.data_offset} + t.offset;
+    if (begin < prev_end || begin + bytes > file_size) __builtin_trap();  // inside, in order
+    prev_end = begin + bytes;
+  }
+}
+
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::span<const uint8_t> bytes(data, size);
   auto f = ggswarm::gguf::GgufFile::Parse(bytes);
   if (f.ok()) {
+    CheckInvariants(*f, size);
     // Touch everything a caller might: metadata renderings and tensor extents.
     for (const auto& kv : f->metadata) (void)kv.value.ToString(4);
     for (const auto& t : f->tensors) (void)(t.offset + t.size <= f->file_size);
@@ -39,6 +64,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   header_only.full_file_size = size + (size > 0 ? data[0] : 0) * 4096;
   auto h = ggswarm::gguf::GgufFile::Parse(bytes, header_only);
   if (h.ok()) {
+    CheckInvariants(*h, *header_only.full_file_size);
     (void)ggswarm::model::LlamaConfig::FromGguf(*h);
     auto tok = ggswarm::tokenizer::Tokenizer::FromGguf(*h);
     if (tok.ok()) (void)tok->Encode("Hello <s> wörld 123 \xF0\x9F\xA6", true, true);

@@ -38,6 +38,31 @@ TEST(FuzzReplay, MutatedSynthModelsWithBothVocabularies) {
   }
 }
 
+// Files whose tensor sizes would wrap around 2^64 in 4- and 8-byte types (F32 [2^31, 2^31],
+// F64 [2^61]): the reader must refuse them, or the target's invariants trap.
+TEST(FuzzReplay, TensorSizesThatWrap) {
+  for (const auto& [dims, type] : std::vector<std::pair<std::vector<uint64_t>, uint32_t>>{
+           {{1ull << 31, 1ull << 31}, 0}, {{4, 1ull << 60}, 0}, {{1ull << 61}, 28}}) {
+    std::vector<uint8_t> b;
+    auto put = [&](uint64_t v, int n) {
+      for (int i = 0; i < n; ++i) b.push_back(static_cast<uint8_t>(v >> (8 * i)));
+    };
+    put(0x46554747, 4);  // "GGUF"
+    put(3, 4);
+    put(1, 8);  // one tensor
+    put(0, 8);  // no metadata
+    put(1, 8);
+    b.push_back('a');
+    put(dims.size(), 4);
+    for (uint64_t d : dims) put(d, 8);
+    put(type, 4);
+    put(0, 8);  // data offset
+    b.resize(b.size() + 256, 0);
+    LLVMFuzzerTestOneInput(b.data(), b.size());
+    Mutate(b, 50, 7);
+  }
+}
+
 TEST(FuzzReplay, EmptyAndTinyInputs) {
   for (size_t n = 0; n < 64; ++n) {
     std::vector<uint8_t> b(n, 0xff);

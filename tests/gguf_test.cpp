@@ -313,6 +313,43 @@ TEST(GgufReaderChecks, UnknownType) {
   EXPECT_NE(ParseError(r.Build()).find("unknown ggml type 4"), std::string::npos);
 }
 
+// Bytes = elements × bytes per element: for 4- and 8-byte types the product of a shape that
+// passes the element limit (2^62) can wrap around 2^64. Each such file is refused, naming
+// the tensor, instead of being read as a tensor of 0 bytes (or of another tensor's bytes).
+TEST(GgufReaderChecks, SizesThatWouldWrapAreRefused) {
+  struct Case {
+    std::vector<uint64_t> dims;
+    uint32_t type;
+  };
+  for (const Case& c : {Case{{1ull << 31, 1ull << 31}, 0},  // F32: 2^62 × 4 = 2^64 → 0
+                        Case{{4, 1ull << 60}, 0},           // F32: 2^62 × 4
+                        Case{{1ull << 60}, 28},             // F64: 2^60 × 8 = 2^63
+                        Case{{1ull << 61}, 27},             // I64: 2^61 × 8 = 2^64 → 0
+                        Case{{1ull << 61}, 26}}) {          // I32: 2^61 × 4 = 2^63
+    RawFile r;
+    r.tensors[0].dims = c.dims;
+    r.tensors[0].type = c.type;
+    const std::string e = ParseError(r.Build());
+    EXPECT_NE(e.find("tensor \"a\""), std::string::npos) << e;
+    EXPECT_NE(e.find("more than 2^62 bytes"), std::string::npos) << e;
+  }
+  // The largest F32 shape below the limit still parses up to the size check against the file.
+  RawFile ok;
+  ok.tensors[0].dims = {1ull << 30, 1ull << 30};
+  ok.tensors[0].type = 0;
+  const std::string e = ParseError(ok.Build());
+  EXPECT_NE(e.find("runs past the end of the file"), std::string::npos) << e;
+  EXPECT_NE(e.find("4611686018427387904 bytes"), std::string::npos) << e;  // 2^62, not wrapped
+}
+
+TEST(GgufReaderChecks, KnownButUnsupportedTypeIsNamed) {
+  RawFile r;
+  r.tensors[0].type = 16;
+  const std::string e = ParseError(r.Build());
+  EXPECT_NE(e.find("ggml type 16 (IQ2_XXS), a type ggswarm does not support"), std::string::npos)
+      << e;
+}
+
 TEST(GgufReaderChecks, RowsNotWholeBlocks) {
   RawFile r;
   r.tensors[1].dims = {48};  // Q8_0 blocks hold 32

@@ -480,6 +480,12 @@ TEST(InferenceErrors, BadModelsAreRefusedWithTheReason) {
       {"llama.embedding_length", gguf::Value::Uint32(128), "has shape [64, 512]"},
       {"llama.attention.head_count_kv", gguf::Value::Uint32(3), "not a multiple"},
       {"tokenizer.ggml.model", gguf::Value::String("bert"), "'bert' is not supported"},
+      {"llama.block_count", gguf::Value::Float32(5.0f),
+       "metadata key llama.block_count has type f32, expected an integer"},
+      {"llama.block_count", gguf::Value::Array(gguf::ValueType::UINT32, {gguf::Value::Uint32(5)}),
+       "metadata key llama.block_count has type array, expected an integer"},
+      {"llama.rope.freq_base", gguf::Value::String("10000"),
+       "metadata key llama.rope.freq_base has type str, expected a number"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.key);

@@ -112,6 +112,11 @@ void ParseInto(std::span<const uint8_t> bytes, const ParseOptions& opts, GgufFil
     const uint32_t type_id = c.Read<uint32_t>("tensor type");
     const TypeTraits* tr = FindType(type_id);
     if (!tr) {
+      if (const char* known = UnsupportedTypeName(type_id)) {
+        throw ParseError{"tensor \"" + t.name + "\" has ggml type " + std::to_string(type_id) +
+                             " (" + known + "), a type ggswarm does not support",
+                         type_at};
+      }
       throw ParseError{"tensor \"" + t.name + "\" has unknown ggml type " + std::to_string(type_id),
                        type_at};
     }
@@ -122,7 +127,13 @@ void ParseInto(std::span<const uint8_t> bytes, const ParseOptions& opts, GgufFil
                            std::to_string(tr->block_size),
                        dims_at};
     }
-    t.size = t.n_elements / tr->block_size * tr->type_size;  // < 2^62 * 292 / 256: no overflow
+    // Bytes = blocks × bytes per block: 2^62 F32 elements would be 2^64 bytes, so checked.
+    if (__builtin_mul_overflow(t.n_elements / tr->block_size, uint64_t{tr->type_size}, &t.size) ||
+        t.size > (uint64_t{1} << 62)) {
+      throw ParseError{"tensor \"" + t.name + "\" of " + std::to_string(t.n_elements) + " " +
+                           tr->name + " elements would take more than 2^62 bytes",
+                       dims_at};
+    }
     t.offset = c.Read<uint64_t>("tensor offset");
     f->tensors.push_back(std::move(t));
   }

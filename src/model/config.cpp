@@ -11,23 +11,34 @@ constexpr int kMaxDim = 1 << 20;  // no real model has a dimension this large
 
 Status Need(const gguf::GgufFile& f, const std::string& key, int* out, bool required,
             int fallback) {
-  auto v = f.GetInt(key);
-  if (!v) {
+  const gguf::Value* value = f.Find(key);
+  if (!value) {
     if (required) return Status::NotFound("metadata key " + key + " is missing");
     *out = fallback;
     return Status();
   }
+  auto v = value->AsInt();
+  if (!v || value->type == gguf::ValueType::BOOL)
+    return Status::Corruption("metadata key " + key + " has type " +
+                              gguf::ValueTypeName(value->type) + ", expected an integer");
   if (*v <= 0 || *v > kMaxDim)
     return Status::Corruption(key + " = " + std::to_string(*v) + " is not a sensible size");
   *out = static_cast<int>(*v);
   return Status();
 }
 
-float Float(const gguf::GgufFile& f, const std::string& key, float fallback) {
+Status Float(const gguf::GgufFile& f, const std::string& key, float* out, float fallback) {
   const gguf::Value* v = f.Find(key);
-  if (!v) return fallback;
+  if (!v) {
+    *out = fallback;
+    return Status();
+  }
   auto x = v->AsFloat();
-  return x ? static_cast<float>(*x) : fallback;
+  if (!x || v->type == gguf::ValueType::BOOL)
+    return Status::Corruption("metadata key " + key + " has type " + gguf::ValueTypeName(v->type) +
+                              ", expected a number");
+  *out = static_cast<float>(*x);
+  return Status();
 }
 
 std::string Shape(const std::vector<uint64_t>& s) {
@@ -88,8 +99,8 @@ StatusOr<LlamaConfig> LlamaConfig::FromGguf(const gguf::GgufFile& f) {
                               " does not fit head size " + std::to_string(c.head_dim));
   if (c.head_dim_v != c.head_dim)
     return Status::Unsupported("attention.value_length differs from key_length");
-  c.rope_base = Float(f, p + "rope.freq_base", 10000.0f);
-  c.rms_eps = Float(f, p + "attention.layer_norm_rms_epsilon", 1e-5f);
+  GGSWARM_RETURN_IF_ERROR(Float(f, p + "rope.freq_base", &c.rope_base, 10000.0f));
+  GGSWARM_RETURN_IF_ERROR(Float(f, p + "attention.layer_norm_rms_epsilon", &c.rms_eps, 1e-5f));
   if (!(c.rms_eps >= 0) || !(c.rope_base > 0))
     return Status::Corruption("rope.freq_base or layer_norm_rms_epsilon is not a positive number");
   if (auto s = f.GetString(p + "rope.scaling.type"); s && *s != "none" && *s != "linear")

@@ -32,7 +32,23 @@ constexpr TypeTraits kTypes[] = {
     {GgmlType::BF16, "BF16", 1, 2, true, true},
 };
 
+// ggml's type ids whose block layout ggswarm does not implement (llama.cpp's ggml.h; 31-33
+// and 36-38 were repacked CPU layouts, removed upstream, never stored in files).
+constexpr struct {
+  uint32_t id;
+  const char* name;
+} kUnsupported[] = {{16, "IQ2_XXS"},    {17, "IQ2_XS"},     {18, "IQ3_XXS"},    {19, "IQ1_S"},
+                    {21, "IQ3_S"},      {22, "IQ2_S"},      {29, "IQ1_M"},      {31, "Q4_0_4_4"},
+                    {32, "Q4_0_4_8"},   {33, "Q4_0_8_8"},   {34, "TQ1_0"},      {35, "TQ2_0"},
+                    {36, "IQ4_NL_4_4"}, {37, "IQ4_NL_4_8"}, {38, "IQ4_NL_8_8"}, {39, "MXFP4"}};
+
 }  // namespace
+
+const char* UnsupportedTypeName(uint32_t id) {
+  for (const auto& t : kUnsupported)
+    if (t.id == id) return t.name;
+  return nullptr;
+}
 
 const TypeTraits* FindType(uint32_t id) {
   for (const TypeTraits& t : kTypes) {

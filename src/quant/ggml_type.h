@@ -49,6 +49,9 @@ struct TypeTraits {
 // Traits of a known type id; nullopt for ids ggswarm does not know the layout of.
 const TypeTraits* FindType(uint32_t id);
 const TypeTraits& Traits(GgmlType t);
+// The name of a type id that ggml defines but ggswarm does not know the layout of
+// ("IQ2_XXS" for 16); nullptr for ids ggml does not define either.
+const char* UnsupportedTypeName(uint32_t id);
 std::optional<GgmlType> TypeFromName(std::string_view name);  // case-insensitive "q4_k"
 const char* TypeName(GgmlType t);
 
