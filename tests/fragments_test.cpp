@@ -2,9 +2,13 @@
 #include "fragments/fragments.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <regex>
+#include <set>
 
 #include "convert/synth.h"
 #include "gguf/gguf_writer.h"
@@ -218,9 +222,122 @@ TEST_F(CorruptionTest, ManifestWithAPathInAFileName) {
   EXPECT_NE(v.status().message().find("unsafe"), std::string::npos);
 }
 
+// Every fragment right, the manifest's whole-file SHA-256 wrong: verify says so, as
+// reassemble does.
 TEST_F(CorruptionTest, ManifestWithAWrongModelHash) {
   EditManifest(dir_, [](auto& j) { j["model"]["sha256"] = std::string(64, '0'); });
+  VerifyProblem p = OnlyProblem();
+  EXPECT_EQ(p.file, kManifestFile);
+  EXPECT_NE(p.what.find("not the manifest's " + std::string(64, '0')), std::string::npos) << p.what;
   ExpectReassemblyFails("differs from the manifest");
+  auto v = VerifyDirectory(dir_);
+  EXPECT_TRUE(v->whole_file_checked);
+}
+
+TEST_F(CorruptionTest, AGoodCopyIsCheckedWhole) {
+  auto v = VerifyDirectory(dir_);
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(v->ok());
+  EXPECT_TRUE(v->whole_file_checked);
+  EXPECT_EQ(v->bytes_checked, [&] {
+    uint64_t n = 0;
+    for (const auto& f : manifest_.fragments) n += f.size;
+    return n;
+  }());
+}
+
+// A dangling symbolic link at the output is something there: not replaced without --force.
+TEST_F(CorruptionTest, ADanglingSymlinkIsNotReplaced) {
+  fs::create_symlink(tmp_ / "nowhere.gguf", tmp_ / "link.gguf");
+  auto r = Reassemble(dir_, tmp_ / "link.gguf", false);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Status::Code::kExists);
+  EXPECT_TRUE(fs::is_symlink(tmp_ / "link.gguf"));
+  EXPECT_EQ(fs::read_symlink(tmp_ / "link.gguf"), tmp_ / "nowhere.gguf");
+}
+
+// The pid of a process that has ended (and been reaped), for stale temporary names.
+pid_t DeadPid() {
+  const pid_t p = ::fork();
+  if (p == 0) ::_exit(0);
+  int st = 0;
+  ::waitpid(p, &st, 0);
+  return p;
+}
+
+// A run killed mid-write leaves "OUT.partial-PID"; the next run of the same output removes
+// those of processes that are gone, and leaves a live process's alone.
+TEST_F(CorruptionTest, StalePartialsOfTheOutputAreRemoved) {
+  const std::string dead = tmp_ / ("out.gguf.partial-" + std::to_string(DeadPid()));
+  const std::string live = tmp_ / ("out.gguf.partial-" + std::to_string(::getppid()));
+  const std::string other = tmp_ / ("other.gguf.partial-" + std::to_string(DeadPid()));
+  for (const auto& p : {dead, live, other}) WriteBytes(p, {1, 2, 3});
+  ASSERT_TRUE(Reassemble(dir_, tmp_ / "out.gguf", false).ok());
+  EXPECT_FALSE(fs::exists(dead));
+  EXPECT_TRUE(fs::exists(live));
+  EXPECT_TRUE(fs::exists(other));  // not this output's
+}
+
+// --force into another model's folder: that model's files go, the user's own stay.
+TEST_F(CorruptionTest, ForceReplacesTheOldModelsFilesOnly) {
+  SynthOptions o{*FindPreset("micro"), *ParseTypeMix("Q4_0"), 9, "other"};
+  ASSERT_TRUE(Synthesize(o, tmp_ / "other.gguf", false).ok());
+  WriteBytes(dir_ + "/notes.txt", {'h', 'i'});
+  FragmentOptions force;
+  force.force = true;
+  auto r = FragmentModel(tmp_ / "other.gguf", dir_, force);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  std::set<std::string> want = {kManifestFile, kHeaderFile, "notes.txt"};
+  for (const auto& f : r->manifest.fragments) want.insert(f.file);
+  std::set<std::string> have;
+  for (const auto& e : fs::directory_iterator(dir_)) have.insert(e.path().filename().string());
+  EXPECT_EQ(have, want);
+  EXPECT_TRUE(VerifyDirectory(dir_)->ok());
+  for (const auto& e : fs::directory_iterator(tmp_.path()))
+    EXPECT_EQ(e.path().string().find("partial"), std::string::npos) << e.path();
+}
+
+// A tensor name that is not UTF-8 cannot go into manifest.json: refused before anything is
+// written, and no folder appears under the output's name.
+TEST(Fragments, NonUtf8TensorNamesAreRefusedBeforeWriting) {
+  TempDir tmp;
+  gguf::GgufWriter w;
+  w.AddTensor("good", GgmlType::F32, {8});
+  w.AddTensor("bad\xff\xfename", GgmlType::F32, {8});
+  ASSERT_TRUE(w.Write(tmp / "b.gguf", false, [](size_t, OutputFile& out) {
+                 return out.Write(std::vector<uint8_t>(32, 1));
+               }).ok());
+  auto r = FragmentModel(tmp / "b.gguf", tmp / "d", {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("tensor name \"bad\\xff\\xfename\" is not valid UTF-8"),
+            std::string::npos)
+      << r.status().message();
+  std::vector<std::string> left;
+  for (const auto& e : fs::directory_iterator(tmp.path())) left.push_back(e.path().filename());
+  EXPECT_EQ(left, std::vector<std::string>{"b.gguf"});
+}
+
+// A staging folder left by a killed run is cleared by the next; an input that is a FIFO is
+// refused at once (not waited on), and nothing appears under the output's name.
+TEST(Fragments, StaleStagingIsClearedAndAFifoInputIsRefused) {
+  TempDir tmp;
+  SynthOptions o{*FindPreset("micro"), *ParseTypeMix("Q8_0"), 5, "m"};
+  ASSERT_TRUE(Synthesize(o, tmp / "m.gguf", false).ok());
+  // A stale staging folder of a process that is gone is cleared first.
+  const std::string stale = tmp / ("d.partial-" + std::to_string(DeadPid()));
+  fs::create_directories(stale);
+  WriteBytes(stale + "/x.dat", {1});
+  auto ok = FragmentModel(tmp / "m.gguf", tmp / "d", {});
+  ASSERT_TRUE(ok.ok());
+  EXPECT_FALSE(fs::exists(stale));
+  // A FIFO in place of the model.
+  fs::rename(tmp / "m.gguf", tmp / "m2.gguf");
+  ASSERT_EQ(::mkfifo((tmp / "m.gguf").c_str(), 0644), 0);
+  auto r = FragmentModel(tmp / "m.gguf", tmp / "e", {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("not a regular file"), std::string::npos)
+      << r.status().message();
+  EXPECT_FALSE(fs::exists(tmp / "e"));
 }
 
 TEST_F(CorruptionTest, NothingIsOverwritten) {

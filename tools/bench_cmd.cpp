@@ -9,8 +9,10 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "base/text.h"
 #include "commands.h"
 #include "kernels/kernels.h"
+#include "numeric_flags.h"
 #include "runtime/engine.h"
 
 namespace ggswarm::cli {
@@ -190,7 +192,7 @@ int RunBench(const std::string& path, int n_prompt, int n_gen, int threads, int 
       j["tg_fraction_of_bound"] = fraction.mean;
       j["tg_fraction_of_bound_sd"] = fraction.sd;
     }
-    std::printf("%s\n", j.dump(2).c_str());
+    std::printf("%s\n", JsonText(j, 2).c_str());
     return 0;
   }
   std::printf("model        %s\n", path.c_str());
@@ -218,10 +220,14 @@ void AddBenchCommand(CLI::App& app, int& rc) {
   static bool json = false;
   auto* b = app.add_subcommand("bench", "Measure prompt processing and generation speed");
   b->add_option("model", path, "GGUF file or fragment directory")->required();
-  b->add_option("-p,--n-prompt", p, "Prompt tokens processed in one batch (default 512)");
-  b->add_option("-n,--n-gen", n, "Tokens generated one at a time (default 128)");
-  b->add_option("-t,--threads", t, "Threads (default: one per core)");
-  b->add_option("-r,--repetitions", r, "Repetitions after the warm-up (default 3)");
+  b->add_option("-p,--n-prompt", p, "Prompt tokens processed in one batch (default 512)")
+      ->check(Within({"n_prompt", 0, runtime::kMaxContext}));
+  b->add_option("-n,--n-gen", n, "Tokens generated one at a time (default 128)")
+      ->check(Within({"n_gen", 0, runtime::kMaxContext}));
+  b->add_option("-t,--threads", t, "Threads (default: one per core)")
+      ->check(Within(runtime::kThreads));
+  b->add_option("-r,--repetitions", r, "Repetitions after the warm-up (default 3)")
+      ->check(Within({"repetitions", 1, 1000}));
   b->add_flag("--json", json, "Print the results as JSON");
   b->callback([&] { rc = RunBench(path, p, n, t, r, json); });
 }

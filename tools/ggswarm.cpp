@@ -66,8 +66,10 @@ int RunVerify(const std::string& dir) {
     return 1;
   }
   std::printf(
-      "%s: OK — header and %zu fragments (%.2f MB) match manifest.json; %.2f s, %.0f MB/s\n",
-      dir.c_str(), r->files_checked, r->bytes_checked / 1e6, s, r->bytes_checked / 1e6 / s);
+      "%s: OK — header and %zu fragments (%.2f MB) match manifest.json%s; %.2f s, %.0f MB/s\n",
+      dir.c_str(), r->files_checked, r->bytes_checked / 1e6,
+      r->whole_file_checked ? ", and rebuild the original's SHA-256" : "", s,
+      r->bytes_checked / 1e6 / s);
   if (!r->not_selected.empty()) {
     std::printf("partial copy (%s): %zu fragments (%.2f MB) outside it are absent, as selected\n",
                 r->selection.c_str(), r->not_selected.size(), r->not_selected_bytes / 1e6);

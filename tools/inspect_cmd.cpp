@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "base/file.h"
+#include "base/text.h"
 #include "commands.h"
 #include "fragments/fragments.h"
 #include "gguf/gguf_file.h"
@@ -134,7 +135,7 @@ int RunInspect(const std::string& path, bool as_json) {
       j["fragments"] = opened->manifest->fragments.size();
       j["model_sha256"] = opened->manifest->sha256;
     }
-    std::printf("%s\n", j.dump(1).c_str());
+    std::printf("%s\n", JsonText(j, 1).c_str());
     return 0;
   }
   std::printf("%s: GGUF v%u, %.2f MB, %zu tensors, %zu metadata keys%s\n", path.c_str(), f.version,

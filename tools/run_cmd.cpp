@@ -6,12 +6,15 @@
 #include <nlohmann/json.hpp>
 
 #include "base/file.h"
+#include "base/text.h"
 #include "commands.h"
 #include "fragments/fragment_source.h"
 #include "net/stage_client.h"
+#include "numeric_flags.h"
 #include "runtime/chat.h"
 #include "runtime/engine.h"
 #include "runtime/generate.h"
+#include "runtime/limits.h"
 #include "tokenizer/spm_export.h"
 
 namespace ggswarm::cli {
@@ -34,14 +37,12 @@ int RunTokenize(const std::string& path, const std::string& text, bool json, boo
   if (!tok.ok()) return Fail(path + ": " + tok.status().ToString());
   const auto ids = tok->Encode(text, true, !no_special);
   if (json) {
-    std::printf("%s\n", nlohmann::json(ids).dump().c_str());
+    std::printf("%s\n", JsonText(nlohmann::json(ids)).c_str());
     return 0;
   }
   for (int32_t id : ids) {
     const std::string& raw = tok->vocab().text[id];
-    std::printf(
-        "%6d  %s\n", id,
-        nlohmann::json(raw).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    std::printf("%6d  %s\n", id, JsonText(nlohmann::json(raw)).c_str());
   }
   std::printf("%zu tokens\n", ids.size());
   return 0;
@@ -158,7 +159,7 @@ int RunGenerate(const RunArgs& a) {
                           {"prompt_tokens_per_s", r->prompt_tokens.size() * 1000.0 / r->prompt_ms},
                           {"generation_ms", r->gen_ms},
                           {"generation_tokens_per_s", tg}}}};
-    std::printf("%s\n", j.dump(1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    std::printf("%s\n", JsonText(j, 1).c_str());
   } else {
     std::printf("\n");
     std::fflush(stdout);
@@ -220,14 +221,18 @@ int RunChat(const RunArgs& a) {
 }
 
 void AddSamplingFlags(CLI::App* c, RunArgs& a) {
-  c->add_option("-t,--threads", a.threads, "Threads (default: all cores)");
-  c->add_option("--ctx", a.ctx, "Context size (default: model's, at most 4096)");
-  c->add_option("--temp", a.temp, "Temperature; 0 is greedy (argmax, nothing else applied)");
-  c->add_option("--top-k", a.top_k, "Top-k (default 40; 0 off)");
-  c->add_option("--top-p", a.top_p, "Top-p (default 0.95; 1 off)");
-  c->add_option("--min-p", a.min_p, "Min-p (default 0.05; 0 off)");
+  c->add_option("-t,--threads", a.threads, "Threads (default: all cores)")
+      ->check(Within(runtime::kThreads));
+  c->add_option("--ctx", a.ctx, "Context size (default: model's, at most 4096)")
+      ->check(Within(runtime::kContext));
+  c->add_option("--temp", a.temp, "Temperature; 0 is greedy (argmax, nothing else applied)")
+      ->check(Within(runtime::kTemperature));
+  c->add_option("--top-k", a.top_k, "Top-k (default 40; 0 off)")->check(Within(runtime::kTopK));
+  c->add_option("--top-p", a.top_p, "Top-p (default 0.95; 1 off)")->check(Within(runtime::kTopP));
+  c->add_option("--min-p", a.min_p, "Min-p (default 0.05; 0 off)")->check(Within(runtime::kMinP));
   c->add_option("--repeat-penalty", a.repeat_penalty,
-                "Repetition penalty over the last 64 tokens (default 1.1; 1 off)");
+                "Repetition penalty over the last 64 tokens (default 1.1; 1 off)")
+      ->check(Within(runtime::kRepeatPenalty));
   c->add_option("--seed", a.seed, "Random seed (default: random)")->each([&](const std::string&) {
     a.seed_set = true;
   });
@@ -266,7 +271,8 @@ void AddInferenceCommands(CLI::App& app, int& rc) {
   run->add_flag("--hidden-f16", a.hidden_f16,
                 "swarm://: send hidden states between stages as f16 (half the bytes)");
   run->add_option("-p,--prompt", a.prompt, "Prompt")->required();
-  run->add_option("-n,--n-predict", a.n, "Tokens to generate (default 128)");
+  run->add_option("-n,--n-predict", a.n, "Tokens to generate (default 128; -1: until the end)")
+      ->check(Within(runtime::kMaxTokens));
   AddSamplingFlags(run, a);
   run->add_flag("--ignore-eos", a.ignore_eos, "Do not stop at end-of-generation tokens");
   run->add_flag("--json", a.json, "Print one JSON object at the end instead of streaming");
@@ -279,7 +285,8 @@ void AddInferenceCommands(CLI::App& app, int& rc) {
   chat->add_option("model", a.model, "GGUF file, fragment directory or swarm://HOST:PORT/MODEL")
       ->required();
   chat->add_option("--token", a.token, "The stages' --token (swarm:// models)");
-  chat->add_option("-n,--n-predict", a.n, "Longest reply in tokens (default 128)");
+  chat->add_option("-n,--n-predict", a.n, "Longest reply in tokens (default 128; -1: no limit)")
+      ->check(Within(runtime::kMaxTokens));
   AddSamplingFlags(chat, a);
   chat->callback([&] { rc = RunChat(a); });
 }

@@ -14,6 +14,7 @@
 #include "net/stage_client.h"
 #include "net/store.h"
 #include "net/torrent.h"
+#include "numeric_flags.h"
 #include "progress_bar.h"
 
 namespace ggswarm::cli {
@@ -208,16 +209,23 @@ void AddSwarmCommands(CLI::App& app, int& rc) {
   serve->add_option("--advertise", so.advertise, "Address to tell others (default: --listen's)");
   serve->add_option("--peer", so.peers, "Another stage to announce to, HOST:PORT (repeatable)");
   serve->add_option("--token", so.token, "Refuse calls that do not carry this secret");
-  serve->add_option("-t,--threads", so.threads, "Compute threads (default: all cores)");
-  serve->add_option("--max-sessions", so.max_sessions, "Sessions at once (default 8)");
-  serve->add_option("--ctx", so.max_ctx, "Positions per session (default: model's, ≤ 4096)");
+  serve->add_option("-t,--threads", so.threads, "Compute threads (default: all cores)")
+      ->check(Within(runtime::kThreads));
+  serve->add_option("--max-sessions", so.max_sessions, "Sessions at once (default 8)")
+      ->check(Within({"max_sessions", 1, 4096}));
+  serve->add_option("--ctx", so.max_ctx, "Positions per session (default: model's, ≤ 4096)")
+      ->check(Within(runtime::kContext));
   static uint64_t max_kv_mb = 0;
   serve->add_option("--max-kv-mb", max_kv_mb,
                     "KV memory of all sessions together, MiB (default: no limit)");
-  serve->add_option("--idle-timeout", so.idle_timeout_s,
-                    "Close a session unused this many seconds (default 300)");
-  serve->add_option("--unused-timeout", so.unused_timeout_s,
-                    "Close a session never used this many seconds after it opened (default 15)");
+  serve
+      ->add_option("--idle-timeout", so.idle_timeout_s,
+                   "Close a session unused this many seconds (default 300)")
+      ->check(Within({"idle_timeout", 0, 1e7, true}));
+  serve
+      ->add_option("--unused-timeout", so.unused_timeout_s,
+                   "Close a session never used this many seconds after it opened (default 15)")
+      ->check(Within({"unused_timeout", 0, 1e7, true}));
   serve->callback([&] {
     if (!serve_layers.empty()) {
       auto sel = fragments::Selection::Parse(serve_layers, false, false);
@@ -225,8 +233,6 @@ void AddSwarmCommands(CLI::App& app, int& rc) {
       so.first_layer = sel->first_layer;
       so.end_layer = sel->last_layer + 1;
     }
-    if (!(so.idle_timeout_s > 0)) return void(rc = Fail("--idle-timeout must be positive"));
-    if (!(so.unused_timeout_s > 0)) return void(rc = Fail("--unused-timeout must be positive"));
     if (max_kv_mb > (1ull << 40)) return void(rc = Fail("--max-kv-mb is too large"));
     so.max_kv_bytes = max_kv_mb << 20;
     rc = RunServe(so, fetch_from, cache, serve_layers);
@@ -278,8 +284,10 @@ void AddSwarmCommands(CLI::App& app, int& rc) {
   fetch->add_option("--layers", layers, "Only these layers, e.g. 0-7 (default: everything)");
   fetch->add_flag("--with-embedding", with_embedding, "With --layers: also the token embedding");
   fetch->add_flag("--with-head", with_head, "With --layers: also the output head and its norm");
-  fetch->add_option("--timeout", fo.timeout_s,
-                    "Give up when nothing arrives for this many seconds (default 60)");
+  fetch
+      ->add_option("--timeout", fo.timeout_s,
+                   "Give up when nothing arrives for this many seconds (default 60)")
+      ->check(Within({"timeout", 0, 1e7, true}));
   fetch_flags.Add(fetch, /*download=*/true);
   fetch->callback([&] {
     auto sel = fragments::Selection::Parse(layers, with_embedding, with_head);
@@ -293,7 +301,6 @@ void AddSwarmCommands(CLI::App& app, int& rc) {
     fo.peers = *eps;
     // A fetch connects out to the peers it was given; it listens only when told to.
     if (fetch_flags.listen.empty()) fo.swarm.listen.clear();
-    if (!(fo.timeout_s > 0)) return void(rc = Fail("--timeout must be more than 0 seconds"));
     rc = RunFetch(fo);
   });
 

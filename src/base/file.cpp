@@ -1,6 +1,8 @@
 #include "base/file.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -18,10 +20,11 @@ std::string Errno(const std::string& what, const std::string& path) {
   return what + " " + path + ": " + std::strerror(errno);
 }
 
-}  // namespace
-
-StatusOr<MappedFile> MappedFile::Open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+// Opens `path` for reading only if it is a regular file. O_NONBLOCK keeps the open itself from
+// waiting for a writer when the path is a FIFO (or a device); the type is checked on the open
+// descriptor, so the file cannot be swapped between the check and the use.
+StatusOr<int> OpenRegularFile(const std::string& path, uint64_t* size) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     if (errno == ENOENT) return Status::NotFound("no such file: " + path);
     return Status::IOError(Errno("cannot open", path));
@@ -33,11 +36,54 @@ StatusOr<MappedFile> MappedFile::Open(const std::string& path) {
   }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd);
-    return Status::InvalidArgument("not a regular file: " + path);
+    return Status::InvalidArgument("not a regular file: " + path +
+                                   (S_ISDIR(st.st_mode)    ? " (a directory)"
+                                    : S_ISFIFO(st.st_mode) ? " (a FIFO)"
+                                                           : ""));
   }
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  *size = static_cast<uint64_t>(st.st_size);
+  return fd;
+}
+
+// True when process `pid` is gone (so a "*.partial-PID" file of it is stale).
+bool ProcessIsGone(long pid) {
+  return pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+}
+
+}  // namespace
+
+void RemoveStalePartials(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "./" : path.substr(0, slash + 1);
+  const std::string prefix =
+      (slash == std::string::npos ? path : path.substr(slash + 1)) + ".partial-";
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return;
+  std::vector<std::string> stale;
+  while (dirent* e = ::readdir(d)) {
+    const std::string n = e->d_name;
+    if (n.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string pid = n.substr(prefix.size());
+    if (pid.empty() || pid.size() > 9 || pid.find_first_not_of("0123456789") != std::string::npos)
+      continue;
+    if (ProcessIsGone(std::stol(pid))) stale.push_back(dir + n);
+  }
+  ::closedir(d);
+  for (const std::string& f : stale) {
+    struct stat st {};
+    if (::lstat(f.c_str(), &st) == 0 && S_ISREG(st.st_mode)) ::unlink(f.c_str());
+  }
+}
+
+StatusOr<MappedFile> MappedFile::Open(const std::string& path) {
+  uint64_t size = 0;
+  auto opened = OpenRegularFile(path, &size);
+  if (!opened.ok()) return opened.status();
+  const int fd = *opened;
   MappedFile f;
   f.path_ = path;
-  f.size_ = static_cast<uint64_t>(st.st_size);
+  f.size_ = size;
   if (f.size_ > 0) {
     void* p = ::mmap(nullptr, f.size_, PROT_READ, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED) {
@@ -69,19 +115,12 @@ MappedFile::~MappedFile() {
 }
 
 StatusOr<InputFile> InputFile::Open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return Status::NotFound("no such file: " + path);
-    return Status::IOError(Errno("cannot open", path));
-  }
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return Status::InvalidArgument("not a regular file: " + path);
-  }
+  uint64_t size = 0;
+  auto opened = OpenRegularFile(path, &size);
+  if (!opened.ok()) return opened.status();
   InputFile f;
-  f.fd_ = fd;
-  f.size_ = static_cast<uint64_t>(st.st_size);
+  f.fd_ = *opened;
+  f.size_ = size;
   f.path_ = path;
   return f;
 }
@@ -125,6 +164,7 @@ StatusOr<OutputFile> OutputFile::Create(const std::string& path, bool overwrite)
   if (!overwrite && PathExists(path)) {
     return Status::Exists(path + " already exists (refusing to overwrite it; pass --force)");
   }
+  RemoveStalePartials(path);
   OutputFile f;
   f.path_ = path;
   f.overwrite_ = overwrite;
@@ -241,7 +281,7 @@ Status OutputFile::Commit() {
 
 bool PathExists(const std::string& path) {
   struct stat st {};
-  return ::stat(path.c_str(), &st) == 0;
+  return ::lstat(path.c_str(), &st) == 0;  // a dangling symlink is something there too
 }
 
 bool IsDirectory(const std::string& path) {

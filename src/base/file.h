@@ -55,7 +55,9 @@ class InputFile {
 };
 
 // Writes to "<path>.partial-<pid>" and renames to `path` on Commit(). Destroyed without Commit,
-// it removes the temporary file. It never replaces an existing file unless `overwrite`.
+// it removes the temporary file; a process killed before either leaves it behind, and the
+// next Create of the same path removes it (RemoveStalePartials). It never replaces anything
+// that exists at `path` (a dangling symbolic link too) unless `overwrite`.
 class OutputFile {
  public:
   static StatusOr<OutputFile> Create(const std::string& path, bool overwrite);
@@ -84,8 +86,11 @@ class OutputFile {
   std::string path_, temp_path_;
 };
 
+// Whether anything is at `path`, a dangling symbolic link included.
 bool PathExists(const std::string& path);
 bool IsDirectory(const std::string& path);
+// Removes the regular files "<path>.partial-<pid>" whose process no longer runs.
+void RemoveStalePartials(const std::string& path);
 StatusOr<std::string> ReadSmallFile(const std::string& path, uint64_t max_bytes);
 
 // The SHA-256 (hex) of all of `in`, read through `buf` (its size sets the read size);

@@ -1,16 +1,22 @@
 #include <dirent.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "base/file.h"
 #include "base/sha256.h"
+#include "base/text.h"
 #include "fragments/fragments.h"
 #include "fragments/naming.h"
+#include "fragments/selection.h"
 #include "quant/ggml_type.h"
 
 namespace ggswarm::fragments {
@@ -76,6 +82,129 @@ Status StreamRange(const InputFile& in, uint64_t offset, uint64_t size, std::vec
   return Status::Ok();
 }
 
+// `s` with bytes outside printable ASCII shown as \xNN, for messages about bad names.
+std::string Printable(const std::string& s) {
+  std::string r;
+  for (unsigned char c : s) {
+    if (c >= 0x20 && c < 0x7f) {
+      r += static_cast<char>(c);
+    } else {
+      char b[5];
+      std::snprintf(b, sizeof b, "\\x%02x", c);
+      r += b;
+    }
+  }
+  return r;
+}
+
+// The strings of the file that manifest.json repeats must be UTF-8 (JSON cannot hold other
+// bytes and still give them back), so a file with others is refused before anything is
+// written.
+Status CheckManifestText(const gguf::GgufFile& f, const std::string& file_name) {
+  for (const gguf::TensorInfo& t : f.tensors) {
+    if (!IsValidUtf8(t.name))
+      return Status::Unsupported("tensor name \"" + Printable(t.name) +
+                                 "\" is not valid UTF-8, which manifest.json cannot hold");
+  }
+  for (const gguf::KeyValue& kv : f.metadata) {
+    if (!IsValidUtf8(kv.key))
+      return Status::Unsupported("metadata key \"" + Printable(kv.key) +
+                                 "\" is not valid UTF-8, which manifest.json cannot hold");
+  }
+  if (!IsValidUtf8(f.Architecture()))
+    return Status::Unsupported("general.architecture is not valid UTF-8");
+  if (!IsValidUtf8(file_name))
+    return Status::Unsupported("the file name \"" + Printable(file_name) +
+                               "\" is not valid UTF-8, which manifest.json cannot hold");
+  return Status::Ok();
+}
+
+// A fragment directory is written into "<out>.partial-<pid>" beside its final place and
+// moved there only when complete, so a failure or a kill never leaves a folder that looks
+// like a model. Destroyed before Publish(), it removes what it wrote.
+class StagingDirectory {
+ public:
+  explicit StagingDirectory(const std::string& out_dir)
+      : out_(out_dir), path_(out_dir + ".partial-" + std::to_string(::getpid())) {}
+  ~StagingDirectory() {
+    std::error_code ec;
+    if (!published_) std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+  Status Create() {
+    RemoveStale();
+    std::error_code ec;
+    std::filesystem::create_directories(path_, ec);
+    if (ec) return Status::IOError("cannot create " + path_ + ": " + ec.message());
+    return Status::Ok();
+  }
+
+  // Moves the finished directory to its place. Into a directory that is not empty (--force),
+  // the files of the model that was there go (those its manifest lists, its header,
+  // manifest, selection and torrent) while other files stay; manifest.json comes last.
+  Status Publish() {
+    if (!IsDirectory(out_) || DirectoryIsEmpty(out_)) {
+      if (::rename(path_.c_str(), out_.c_str()) != 0)
+        return Status::IOError("cannot rename " + path_ + " to " + out_ + ": " +
+                               std::strerror(errno));
+      published_ = true;
+      return Status::Ok();
+    }
+    std::set<std::string> old = {kManifestFile, kHeaderFile, kSelectionFile, kTorrentFile};
+    if (auto m = Manifest::Load(out_); m.ok())
+      for (const FragmentEntry& f : m->fragments) old.insert(f.file);
+    std::set<std::string> fresh;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(path_, ec))
+      fresh.insert(e.path().filename().string());
+    if (ec) return Status::IOError("cannot list " + path_ + ": " + ec.message());
+    ::unlink((out_ + "/" + kManifestFile).c_str());  // the folder stops being the old model
+    for (const std::string& name : old) {
+      const std::string p = out_ + "/" + name;
+      struct stat st {};
+      if (!fresh.count(name) && ::lstat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode))
+        ::unlink(p.c_str());
+    }
+    auto move = [&](const std::string& name) -> Status {
+      const std::string from = path_ + "/" + name, to = out_ + "/" + name;
+      if (::rename(from.c_str(), to.c_str()) != 0)
+        return Status::IOError("cannot move " + from + " to " + to + ": " + std::strerror(errno));
+      return Status::Ok();
+    };
+    for (const std::string& name : fresh)
+      if (name != kManifestFile) GGSWARM_RETURN_IF_ERROR(move(name));
+    GGSWARM_RETURN_IF_ERROR(move(kManifestFile));
+    published_ = true;
+    std::filesystem::remove_all(path_, ec);
+    return Status::Ok();
+  }
+
+ private:
+  // Staging folders of this output left by processes that were killed: flat folders only.
+  void RemoveStale() {
+    const std::filesystem::path out(out_);
+    const std::string prefix = out.filename().string() + ".partial-";
+    std::error_code ec;
+    const auto parent = out.has_parent_path() ? out.parent_path() : std::filesystem::path(".");
+    for (const auto& e : std::filesystem::directory_iterator(parent, ec)) {
+      const std::string n = e.path().filename().string();
+      if (n.compare(0, prefix.size(), prefix) != 0 || !e.is_directory()) continue;
+      const std::string pid = n.substr(prefix.size());
+      if (pid.empty() || pid.size() > 9 || pid.find_first_not_of("0123456789") != std::string::npos)
+        continue;
+      if (::kill(static_cast<pid_t>(std::stol(pid)), 0) == 0 || errno != ESRCH) continue;
+      bool flat = true;
+      for (const auto& f : std::filesystem::directory_iterator(e.path(), ec))
+        flat = flat && f.is_regular_file();
+      if (flat) std::filesystem::remove_all(e.path(), ec);
+    }
+  }
+
+  std::string out_, path_;
+  bool published_ = false;
+};
+
 bool AllZero(std::span<const uint8_t> b) {
   for (uint8_t x : b) {
     if (x) return false;
@@ -95,15 +224,19 @@ StatusOr<FragmentReport> FragmentModel(const std::string& gguf_path, const std::
   if (!in_or.ok()) return in_or.status();
   const InputFile& in = *in_or;
 
-  if (PathExists(out_dir) && !IsDirectory(out_dir)) {
-    return Status::Exists(out_dir + " exists and is not a directory");
+  std::string out = out_dir;
+  while (out.size() > 1 && out.back() == '/') out.pop_back();
+  if (PathExists(out) && !IsDirectory(out)) {
+    return Status::Exists(out + " exists and is not a directory");
   }
-  if (IsDirectory(out_dir) && !DirectoryIsEmpty(out_dir) && !opts.force) {
-    return Status::Exists(out_dir + " is not empty (refusing to write into it; pass --force)");
+  if (IsDirectory(out) && !DirectoryIsEmpty(out) && !opts.force) {
+    return Status::Exists(out + " is not empty (refusing to write into it; pass --force)");
   }
-  std::error_code ec;
-  std::filesystem::create_directories(out_dir, ec);
-  if (ec) return Status::IOError("cannot create " + out_dir + ": " + ec.message());
+  GGSWARM_RETURN_IF_ERROR(
+      CheckManifestText(f, std::filesystem::path(gguf_path).filename().string()));
+  StagingDirectory staging(out);
+  GGSWARM_RETURN_IF_ERROR(staging.Create());
+  const std::string& stage = staging.path();
 
   Manifest m;
   m.name = SanitizeName(opts.name.empty() ? Stem(gguf_path) : opts.name);
@@ -160,10 +293,10 @@ StatusOr<FragmentReport> FragmentModel(const std::string& gguf_path, const std::
   const auto header = f.FileBytes().subspan(0, f.data_offset);
   m.header_sha256 = ToHex(Sha256Of(header));
   {
-    auto out = OutputFile::Create(out_dir + "/" + kHeaderFile, true);
-    if (!out.ok()) return out.status();
-    GGSWARM_RETURN_IF_ERROR(out->Write(header));
-    GGSWARM_RETURN_IF_ERROR(out->Commit());
+    auto hf = OutputFile::Create(stage + "/" + kHeaderFile, true);
+    if (!hf.ok()) return hf.status();
+    GGSWARM_RETURN_IF_ERROR(hf->Write(header));
+    GGSWARM_RETURN_IF_ERROR(hf->Commit());
   }
 
   // Work: one thread hashes the whole file front to back while the others (all cores) hash
@@ -203,20 +336,20 @@ StatusOr<FragmentReport> FragmentModel(const std::string& gguf_path, const std::
       std::vector<uint8_t> buf(kIoBuffer);
       for (size_t i; !failed && (i = next.fetch_add(1)) < m.fragments.size();) {
         FragmentEntry& e = m.fragments[i];
-        const std::string temp = out_dir + "/.fragment-" + std::to_string(w) + ".partial";
-        auto out = OutputFile::Create(temp, true);
-        if (!out.ok()) return fail(out.status());
+        const std::string temp = stage + "/.fragment-" + std::to_string(w) + ".partial";
+        auto file = OutputFile::Create(temp, true);
+        if (!file.ok()) return fail(file.status());
         Sha256 h;
         Status st = StreamRange(in, e.offset, e.size, buf, h, [&](std::span<const uint8_t> b) {
           report(b.size());
-          return out->Write(b);
+          return file->Write(b);
         });
         if (!st.ok()) return fail(st);
-        if (!(st = out->Commit()).ok()) return fail(st);
+        if (!(st = file->Commit()).ok()) return fail(st);
         e.id = ToHex(h.Finish());
         e.file = FragmentFileName(e.file, {e.kind, e.layer, e.component}, e.shard, e.id);
         // Two fragments with the same bytes and role share one file: content addressing.
-        if (::rename(temp.c_str(), (out_dir + "/" + e.file).c_str()) != 0) {
+        if (::rename(temp.c_str(), (stage + "/" + e.file).c_str()) != 0) {
           return fail(Status::IOError("cannot rename " + temp + " to " + e.file));
         }
       }
@@ -226,11 +359,12 @@ StatusOr<FragmentReport> FragmentModel(const std::string& gguf_path, const std::
   whole.join();
   if (failed) return first_error;
 
-  const std::string text = m.ToJson().dump(1) + "\n";
-  auto out = OutputFile::Create(out_dir + "/" + kManifestFile, true);
-  if (!out.ok()) return out.status();
-  GGSWARM_RETURN_IF_ERROR(out->Write({reinterpret_cast<const uint8_t*>(text.data()), text.size()}));
-  GGSWARM_RETURN_IF_ERROR(out->Commit());
+  const std::string text = JsonText(m.ToJson(), 1) + "\n";  // its strings checked above
+  auto mf = OutputFile::Create(stage + "/" + kManifestFile, true);
+  if (!mf.ok()) return mf.status();
+  GGSWARM_RETURN_IF_ERROR(mf->Write({reinterpret_cast<const uint8_t*>(text.data()), text.size()}));
+  GGSWARM_RETURN_IF_ERROR(mf->Commit());
+  GGSWARM_RETURN_IF_ERROR(staging.Publish());
 
   FragmentReport r;
   r.bytes = f.file_size;

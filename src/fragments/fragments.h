@@ -40,6 +40,7 @@ struct VerifyReport {
   size_t files_checked = 0;
   uint64_t bytes_checked = 0;
   std::vector<VerifyProblem> problems;
+  bool whole_file_checked = false;  // the original file's SHA-256 too (complete copies)
   // A partial copy (selection.json): what it holds on purpose, and the fragments outside
   // that selection which are absent, as they should be.
   std::string selection = "all";
@@ -48,9 +49,10 @@ struct VerifyReport {
   bool ok() const { return problems.empty(); }
 };
 
-// Checks the manifest (against the header) and every listed file: present, size, SHA-256.
-// In a partial copy, a fragment outside its selection.json may be absent; if present it is
-// checked like the rest. Returns an error only when there is no readable manifest at all.
+// Checks the manifest (against the header) and every listed file: present, size, SHA-256;
+// and, in a complete copy, that they rebuild the original file's SHA-256. In a partial copy, a
+// fragment outside its selection.json may be absent; if present it is checked like the rest.
+// Returns an error only when there is no readable manifest at all.
 StatusOr<VerifyReport> VerifyDirectory(const std::string& dir, int threads = 0,
                                        const ProgressFn& progress = {});
 

@@ -21,6 +21,7 @@ namespace ggswarm::fragments {
 
 constexpr const char* kManifestFile = "manifest.json";
 constexpr const char* kHeaderFile = "gguf_header.dat";
+constexpr const char* kTorrentFile = "model.torrent";  // BitTorrent v2 metadata (net/torrent.h)
 constexpr const char* kSchema = "ggswarm.manifest";
 constexpr int kSchemaVersion = 1;
 constexpr uint64_t kMaxManifestBytes = 256u << 20;  // 1,590 fragments take about 1 MB

@@ -5,6 +5,7 @@
 #include <charconv>
 
 #include "base/file.h"
+#include "base/text.h"
 
 namespace ggswarm::fragments {
 namespace {
@@ -121,7 +122,7 @@ Status SaveSelection(const std::string& dir, const Selection& s) {
   }
   auto out = OutputFile::Create(path, /*overwrite=*/true);
   if (!out.ok()) return out.status();
-  const std::string text = s.ToJson().dump(2) + "\n";
+  const std::string text = JsonText(s.ToJson(), 2) + "\n";
   GGSWARM_RETURN_IF_ERROR(out->Write({reinterpret_cast<const uint8_t*>(text.data()), text.size()}));
   return out->Commit();
 }

@@ -1,4 +1,6 @@
+#include <algorithm>
 #include <atomic>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -11,6 +13,43 @@ namespace ggswarm::fragments {
 namespace {
 
 constexpr size_t kIoBuffer = 4u << 20;
+
+// The SHA-256 of the original file as the fragments rebuild it (header, fragments in file
+// order, zeros between them), read through `buf`; an error when a fragment cannot be read
+// (the fragment checks name it). `on_chunk` sees the size of every piece hashed.
+StatusOr<std::string> WholeFileSha256(const std::string& dir, const Manifest& m,
+                                      const std::string& header, std::vector<uint8_t>& buf,
+                                      const std::function<void(size_t)>& on_chunk) {
+  Sha256 h;
+  h.Update({reinterpret_cast<const uint8_t*>(header.data()), header.size()});
+  uint64_t at = header.size();
+  auto zeros_to = [&](uint64_t end) {
+    std::fill(buf.begin(), buf.end(), 0);
+    while (at < end) {
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), end - at));
+      h.Update({buf.data(), n});
+      at += n;
+    }
+  };
+  for (const FragmentEntry& f : m.fragments) {
+    if (f.offset < at) return Status::Corruption("fragments overlap at byte " + std::to_string(at));
+    zeros_to(f.offset);
+    auto in = InputFile::Open(dir + "/" + f.file);
+    if (!in.ok()) return in.status();
+    if (in->size() != f.size) return Status::Corruption(f.file + " has the wrong size");
+    for (uint64_t done = 0; done < f.size;) {
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), f.size - done));
+      GGSWARM_RETURN_IF_ERROR(in->ReadAt(done, {buf.data(), n}));
+      h.Update({buf.data(), n});
+      if (on_chunk) on_chunk(n);
+      done += n;
+    }
+    at += f.size;
+  }
+  if (at > m.file_size) return Status::Corruption("fragments run past the file's size");
+  zeros_to(m.file_size);
+  return ToHex(h.Finish());
+}
 
 }  // namespace
 
@@ -51,7 +90,8 @@ StatusOr<VerifyReport> VerifyDirectory(const std::string& dir, int threads,
   r.manifest = std::move(m.value());
   const Manifest& man = r.manifest;
 
-  auto header = LoadHeader(dir, man);
+  std::string header_bytes;
+  auto header = LoadHeader(dir, man, &header_bytes);
   if (!header.ok()) r.problems.push_back({kHeaderFile, header.status().message()});
   auto selection = LoadSelection(dir);
   std::vector<bool> skip(man.fragments.size(), false);
@@ -75,6 +115,10 @@ StatusOr<VerifyReport> VerifyDirectory(const std::string& dir, int threads,
   for (size_t i = 0; i < man.fragments.size(); ++i) {
     if (!skip[i]) total += man.fragments[i].size;
   }
+  // A complete copy is also checked as a whole, against the manifest's SHA-256 of the original
+  // file (what reassemble checks): one thread hashes it front to back beside the others.
+  const bool whole = header.ok() && r.not_selected.empty();
+  if (whole) total *= 2;
   std::atomic<uint64_t> done{0};
   std::atomic<size_t> next{0}, files{0};
   std::mutex mu;
@@ -84,6 +128,16 @@ StatusOr<VerifyReport> VerifyDirectory(const std::string& dir, int threads,
   };
   const int n = threads > 0 ? threads : std::max(1u, std::thread::hardware_concurrency());
   std::vector<std::thread> workers;
+  StatusOr<std::string> whole_sha = std::string();
+  if (whole) {
+    workers.emplace_back([&] {
+      std::vector<uint8_t> buf(kIoBuffer);
+      whole_sha = WholeFileSha256(dir, man, header_bytes, buf, [&](size_t k) {
+        const uint64_t now = done.fetch_add(k) + k;
+        if (progress) progress(now, total);
+      });
+    });
+  }
   for (int w = 0; w < n; ++w) {
     workers.emplace_back([&] {
       std::vector<uint8_t> buf(kIoBuffer);
@@ -114,10 +168,20 @@ StatusOr<VerifyReport> VerifyDirectory(const std::string& dir, int threads,
   }
   for (std::thread& t : workers) t.join();
   r.files_checked = files;
-  r.bytes_checked = done;
-  // Report in manifest order, whatever order the threads finished in.
+  r.bytes_checked = whole ? done / 2 : done.load();
+  // Sorted by file name, whatever order the threads finished in.
   std::stable_sort(r.problems.begin(), r.problems.end(),
                    [](const VerifyProblem& a, const VerifyProblem& b) { return a.file < b.file; });
+  // Every fragment right but the whole wrong: the manifest's own SHA-256 lies.
+  if (whole && r.problems.empty()) {
+    r.whole_file_checked = true;
+    if (!whole_sha.ok()) {
+      r.problems.push_back({kManifestFile, whole_sha.status().message()});
+    } else if (*whole_sha != man.sha256) {
+      r.problems.push_back({kManifestFile, "the fragments rebuild a file whose SHA-256 is " +
+                                               *whole_sha + ", not the manifest's " + man.sha256});
+    }
+  }
   return r;
 }
 

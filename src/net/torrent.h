@@ -15,7 +15,7 @@
 
 namespace ggswarm::net {
 
-constexpr const char* kTorrentFile = "model.torrent";
+using fragments::kTorrentFile;
 constexpr uint64_t kMaxTorrentBytes = 64u << 20;  // a 70B model's torrent is a few MB
 constexpr int kLargeModelPieceSize = 4 << 20;
 

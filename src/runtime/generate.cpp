@@ -1,6 +1,9 @@
 #include "runtime/generate.h"
 
 #include <chrono>
+#include <climits>
+
+#include "runtime/limits.h"
 
 namespace ggswarm::runtime {
 
@@ -18,8 +21,24 @@ const char* StopReasonName(StopReason r) {
   return "?";
 }
 
+Status CheckGenerateOptions(const GenerateOptions& o) {
+  const SamplerOptions& s = o.sampling;
+  const std::pair<const Limit&, double> fields[] = {
+      {kMaxTokens, o.max_tokens}, {kTemperature, s.temperature},
+      {kTopK, s.top_k},           {kTopP, s.top_p},
+      {kMinP, s.min_p},           {kRepeatPenalty, s.repeat_penalty}};
+  for (const auto& [limit, v] : fields) {
+    if (std::string why = OutOfLimit(limit, v); !why.empty())
+      return Status::InvalidArgument(std::string(limit.name) + " " + why);
+  }
+  return Status::Ok();
+}
+
 StatusOr<GenerateResult> Generate(Evaluator& engine, std::span<const int32_t> prompt,
-                                  const GenerateOptions& opts, const TokenCallback& on_token) {
+                                  const GenerateOptions& opts_in, const TokenCallback& on_token) {
+  GGSWARM_RETURN_IF_ERROR(CheckGenerateOptions(opts_in));
+  GenerateOptions opts = opts_in;
+  if (opts.max_tokens < 0) opts.max_tokens = INT_MAX;  // until the end or a full context
   using Clock = std::chrono::steady_clock;
   auto ms = [](Clock::time_point a, Clock::time_point b) {
     return std::chrono::duration<double, std::milli>(b - a).count();

@@ -14,7 +14,7 @@
 namespace ggswarm::runtime {
 
 struct GenerateOptions {
-  int max_tokens = 128;
+  int max_tokens = 128;  // -1: until end-of-generation or a full context
   SamplerOptions sampling;
   bool ignore_eos = false;
 };
@@ -35,6 +35,9 @@ struct GenerateResult {
 // still incomplete) and its token; return false to stop. At the end, bytes still held back
 // (an unfinished character) come once more with token -1.
 using TokenCallback = std::function<bool(const std::string& text, int32_t token)>;
+
+// InvalidArgument naming the first field outside its range (runtime/limits.h).
+Status CheckGenerateOptions(const GenerateOptions& o);
 
 // Generates after `prompt`, continuing from the engine's current position (its KV cache),
 // so a conversation can go on where it stopped.
