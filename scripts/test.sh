@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: installs what is missing, builds, runs CTest; then again in a
-# build with AddressSanitizer and UndefinedBehaviorSanitizer (skip it with --no-sanitize).
+# build with AddressSanitizer and UndefinedBehaviorSanitizer (skip it with --no-sanitize), which
+# is also the portable build (-DGGSWARM_NATIVE=OFF: no -march=native, kernels still chosen at
+# run time), so that it cannot stop building unnoticed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/build.sh build
 (cd build && ctest --output-on-failure -j"$(nproc)")
 if [ "${1:-}" != "--no-sanitize" ]; then
-  scripts/build.sh build-asan -DGGSWARM_SANITIZE=ON -DGGSWARM_BENCH=OFF
+  scripts/build.sh build-asan -DGGSWARM_SANITIZE=ON -DGGSWARM_BENCH=OFF -DGGSWARM_NATIVE=OFF
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j"$(nproc)")
 fi
 echo "all tests passed"

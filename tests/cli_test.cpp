@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 
 #include "test_util.h"
 
@@ -191,6 +192,39 @@ TEST(Cli, NumbersOutsideTheirRangeAreUsageErrors) {
   r = Cli("run " + t / "m.gguf -p hi -n -1 --ctx 12 --temp 0 --ignore-eos --json");
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("\"stop\": \"context_full\""), std::string::npos) << r.output;
+}
+
+TEST(Cli, VersionNamesTheCommit) {
+  CliResult r = Cli("--version");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(r.output.rfind("ggswarm 0.", 0) == 0) << r.output;
+  EXPECT_NE(r.output.find("(commit "), std::string::npos) << r.output;
+}
+
+// Whatever the build's flags (-march=native or the portable build), the kernels are chosen
+// at run time from what the CPU has, read here from /proc/cpuinfo.
+TEST(Cli, KernelsAreChosenFromTheCpuNotTheBuild) {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line, flags;
+  while (std::getline(in, line))
+    if (line.rfind("flags", 0) == 0) {
+      flags = line + " ";
+      break;
+    }
+  if (flags.empty()) GTEST_SKIP() << "no /proc/cpuinfo flags";
+  auto has = [&](const char* f) {
+    return flags.find(" " + std::string(f) + " ") != std::string::npos;
+  };
+  const bool avx512 = has("avx512f") && has("avx512bw") && has("avx512vl") && has("avx512dq") &&
+                      has("avx512_vnni") && has("f16c") && has("fma");
+  const bool avx2 = has("avx2") && has("fma") && has("f16c");
+  const std::string want = avx512 ? "avx512-vnni" : avx2 ? "avx2" : "scalar";
+  ::unsetenv("GGSWARM_ISA");  // no request for less than the best
+  TempDir t;
+  ASSERT_EQ(Cli("synth " + t / "m.gguf" + " --preset micro").code, 0);
+  CliResult r = Cli("bench " + t / "m.gguf -p 4 -n 2 -r 1 -t 1 --json 2>/dev/null");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("\"isa\": \"" + want + "\""), std::string::npos) << r.output;
 }
 
 }  // namespace

@@ -6,7 +6,7 @@
 //  - bf16 (long prompts): 32 tokens × 32 weight rows at a time in four f32 tiles that
 //    TDPBF16PS accumulates over a slice of k; see kernels.h.
 // clang-format off
-#pragma GCC target("amx-tile,amx-int8,amx-bf16,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")
+#pragma GCC target("amx-tile,amx-int8,amx-bf16,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,f16c")
 // clang-format on
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
