@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "runtime/bridge.h"
+#include "api/bridge.h"
 
 int main(int argc, char** argv) {
   if (argc < 2) {

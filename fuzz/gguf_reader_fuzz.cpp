@@ -12,7 +12,7 @@
 #include "fragments/manifest.h"
 #include "gguf/gguf_file.h"
 #include "model/config.h"
-#include "quant/ggml_type.h"
+#include "gguf/ggml_type.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/unicode.h"
 

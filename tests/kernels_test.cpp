@@ -19,7 +19,7 @@
 #include "base/thread_pool.h"
 #include "model/ops.h"
 #include "quant/dequantize.h"
-#include "quant/fp16.h"
+#include "base/fp16.h"
 #include "quant/quantize.h"
 #include "quant/vec_dot.h"
 

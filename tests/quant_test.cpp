@@ -9,7 +9,7 @@
 
 #include "quant/blocks.h"
 #include "quant/dequantize.h"
-#include "quant/fp16.h"
+#include "base/fp16.h"
 #include "quant/quantize.h"
 
 namespace ggswarm {

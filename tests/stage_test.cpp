@@ -16,7 +16,7 @@
 
 #include "h2_attack.h"
 #include "process.h"
-#include "runtime/bridge.h"
+#include "api/bridge.h"
 #include "stage.grpc.pb.h"
 #include "test_util.h"
 

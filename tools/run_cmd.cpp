@@ -5,11 +5,11 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "api/open_model.h"
 #include "base/file.h"
 #include "base/text.h"
 #include "commands.h"
 #include "fragments/fragment_source.h"
-#include "net/stage_client.h"
 #include "numeric_flags.h"
 #include "runtime/chat.h"
 #include "runtime/engine.h"
@@ -80,39 +80,14 @@ runtime::SamplerOptions Sampling(const RunArgs& a) {
   return s;
 }
 
-// A local engine (GGUF file or fragment directory) or a chain of remote stages
-// (swarm://HOST:PORT/MODEL), behind one interface.
-struct Model {
-  std::unique_ptr<runtime::Engine> engine;
-  std::unique_ptr<net::SwarmChain> chain;
-  runtime::Evaluator* eval = nullptr;
-  const gguf::GgufFile* header = nullptr;
-};
-
-StatusOr<Model> OpenModel(const RunArgs& a) {
-  Model m;
-  net::ChainOptions co;
-  if (net::ParseSwarmUri(a.model, &co.address, &co.model)) {
-    co.token = a.token;
-    co.n_ctx = a.ctx;
-    co.f16_hidden = a.hidden_f16;
-    co.log = [](const std::string& s) { std::fprintf(stderr, "swarm: %s\n", s.c_str()); };
-    auto c = net::SwarmChain::Connect(co);
-    if (!c.ok()) return c.status();
-    m.chain = std::move(*c);
-    m.eval = m.chain.get();
-    m.header = &m.chain->header();
-    return m;
-  }
-  runtime::EngineOptions eo;
-  eo.threads = a.threads;
-  eo.n_ctx = a.ctx;
-  auto e = runtime::Engine::Open(a.model, eo);
-  if (!e.ok()) return e.status();
-  m.engine = std::move(*e);
-  m.eval = m.engine.get();
-  m.header = &m.engine->source().header();
-  return m;
+StatusOr<api::OpenedModel> OpenModel(const RunArgs& a) {
+  api::OpenOptions o;
+  o.threads = a.threads;
+  o.n_ctx = a.ctx;
+  o.token = a.token;
+  o.f16_hidden = a.hidden_f16;
+  o.log = [](const std::string& s) { std::fprintf(stderr, "swarm: %s\n", s.c_str()); };
+  return api::OpenModel(a.model, o);
 }
 
 int RunGenerate(const RunArgs& a) {

@@ -6,7 +6,7 @@
 
 #include "gguf/gguf_writer.h"
 #include "quant/blocks.h"
-#include "quant/fp16.h"
+#include "base/fp16.h"
 #include "tokenizer/unicode.h"
 
 namespace ggswarm {

@@ -8,7 +8,7 @@
 #include <string>
 #include <string_view>
 
-#include "quant/ggml_type.h"
+#include "gguf/ggml_type.h"
 
 namespace ggswarm {
 

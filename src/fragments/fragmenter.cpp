@@ -17,7 +17,7 @@
 #include "fragments/fragments.h"
 #include "fragments/naming.h"
 #include "fragments/selection.h"
-#include "quant/ggml_type.h"
+#include "gguf/ggml_type.h"
 
 namespace ggswarm::fragments {
 namespace {

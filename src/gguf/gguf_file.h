@@ -15,7 +15,7 @@
 #include "base/file.h"
 #include "base/status.h"
 #include "gguf/value.h"
-#include "quant/ggml_type.h"
+#include "gguf/ggml_type.h"
 
 namespace ggswarm::gguf {
 

@@ -15,7 +15,7 @@
 #include "kernels/kernels_avx2.h"
 #include "kernels/kernels_avx512.h"
 #include "quant/blocks.h"
-#include "quant/fp16.h"
+#include "base/fp16.h"
 #include "quant/vec_dot.h"
 
 namespace ggswarm::kernels {

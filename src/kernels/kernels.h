@@ -23,7 +23,7 @@
 
 #include "base/aligned.h"
 #include "base/thread_pool.h"
-#include "quant/ggml_type.h"
+#include "gguf/ggml_type.h"
 
 namespace ggswarm::kernels {
 

@@ -11,7 +11,7 @@
 #include "kernels/rowdot_rows.h"
 #include "kernels/target_helpers.h"
 #include "quant/blocks.h"
-#include "quant/fp16.h"
+#include "base/fp16.h"
 #include "quant/vec_dot.h"
 
 namespace ggswarm::kernels::avx512 {

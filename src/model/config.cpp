@@ -2,7 +2,7 @@
 
 #include <vector>
 
-#include "quant/ggml_type.h"
+#include "gguf/ggml_type.h"
 
 namespace ggswarm::model {
 namespace {

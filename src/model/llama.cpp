@@ -6,7 +6,7 @@
 #include <string>
 
 #include "quant/dequantize.h"
-#include "quant/fp16.h"
+#include "base/fp16.h"
 
 namespace ggswarm::model {
 namespace {

@@ -13,7 +13,7 @@
 
 #include "gguf/gguf_file.h"
 #include "net/stage.h"
-#include "runtime/evaluator.h"
+#include "tokenizer/tokenizer.h"
 
 namespace ggswarm::net {
 
@@ -45,15 +45,18 @@ struct StageInfo {
 StatusOr<std::vector<StageInfo>> ListStages(const std::string& address, const std::string& model,
                                             const std::string& token);
 
-class SwarmChain : public runtime::Evaluator {
+// The methods of runtime::Evaluator, which api/ adapts it to (net sits beside runtime, not
+// above it).
+class SwarmChain {
  public:
   static StatusOr<std::unique_ptr<SwarmChain>> Connect(const ChainOptions& o);
-  ~SwarmChain() override;
-  const tokenizer::Tokenizer& tokenizer() const override;
-  int n_ctx() const override;
-  int n_past() const override;
-  Status Eval(std::span<const int32_t> tokens, std::vector<float>* logits) override;
-  void Reset() override;
+  ~SwarmChain();
+  const tokenizer::Tokenizer& tokenizer() const;
+  int n_ctx() const;
+  int n_past() const;
+  // Feeds `tokens` at the next positions and leaves the last one's logits in `logits`.
+  Status Eval(std::span<const int32_t> tokens, std::vector<float>* logits);
+  void Reset();  // the next Eval starts a new sequence
   // The model's GGUF header (metadata, tensor table) as the first stage sent it.
   const gguf::GgufFile& header() const;
   // "A-B at HOST:PORT" for each stage, in order.

@@ -5,7 +5,7 @@
 #include <cstring>
 #include <string>
 
-#include "quant/fp16.h"
+#include "base/fp16.h"
 #include "stage.pb.h"
 
 namespace ggswarm::net {

@@ -4,7 +4,7 @@
 
 #include <cstdint>
 
-#include "quant/ggml_type.h"
+#include "gguf/ggml_type.h"
 
 namespace ggswarm::blocks {
 

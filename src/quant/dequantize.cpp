@@ -3,7 +3,7 @@
 #include <cstring>
 
 #include "quant/blocks.h"
-#include "quant/fp16.h"
+#include "base/fp16.h"
 
 namespace ggswarm {
 namespace {

@@ -7,7 +7,7 @@
 #include <span>
 
 #include "base/status.h"
-#include "quant/ggml_type.h"
+#include "gguf/ggml_type.h"
 
 namespace ggswarm {
 

@@ -6,7 +6,7 @@
 #include <cstdint>
 
 #include "base/status.h"
-#include "quant/ggml_type.h"
+#include "gguf/ggml_type.h"
 
 namespace ggswarm {
 

@@ -5,7 +5,7 @@
 
 #include "quant/blocks.h"
 #include "quant/dequantize.h"
-#include "quant/fp16.h"
+#include "base/fp16.h"
 
 namespace ggswarm {
 using namespace blocks;  // NOLINT: the block layouts, used throughout this file

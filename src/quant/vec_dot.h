@@ -10,7 +10,7 @@
 
 #include <cstdint>
 
-#include "quant/ggml_type.h"
+#include "gguf/ggml_type.h"
 
 namespace ggswarm {
 

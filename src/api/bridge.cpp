@@ -1,28 +1,19 @@
-// Built into the ggswarm_stage library (above src/net): a Bridge may open a swarm:// chain.
-#include "runtime/bridge.h"
+#include "api/bridge.h"
 
-#include "net/stage_client.h"
-#include "runtime/engine.h"
+#include "api/open_model.h"
 #include "runtime/generate.h"
 
 namespace ggswarm {
 
 StatusOr<std::unique_ptr<Bridge>> Bridge::Open(const std::string& path, int threads,
                                                const std::string& token) {
-  auto b = std::unique_ptr<Bridge>(new Bridge());
-  net::ChainOptions co;
-  if (net::ParseSwarmUri(path, &co.address, &co.model)) {
-    co.token = token;
-    auto c = net::SwarmChain::Connect(co);
-    if (!c.ok()) return c.status();
-    b->engine_ = std::move(*c);
-    return b;
-  }
-  runtime::EngineOptions o;
+  api::OpenOptions o;
   o.threads = threads;
-  auto e = runtime::Engine::Open(path, o);
-  if (!e.ok()) return e.status();
-  b->engine_ = std::move(*e);
+  o.token = token;
+  auto m = api::OpenModel(path, o);
+  if (!m.ok()) return m.status();
+  auto b = std::unique_ptr<Bridge>(new Bridge());
+  b->engine_ = std::move(m->eval);
   return b;
 }
 

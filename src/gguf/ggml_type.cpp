@@ -1,4 +1,4 @@
-#include "quant/ggml_type.h"
+#include "gguf/ggml_type.h"
 
 #include <cctype>
 #include <iterator>

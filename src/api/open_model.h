@@ -1,0 +1,36 @@
+// One way to open what a user names as a model — a GGUF file, a fragment directory, or
+// swarm://HOST:PORT/MODEL — as something that evaluates tokens (runtime::Evaluator), with
+// the model's GGUF header (metadata: chat template, name). Bridge, `ggswarm run`/`chat` and
+// the server to come all open models through it.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "base/status.h"
+#include "gguf/gguf_file.h"
+#include "runtime/evaluator.h"
+
+namespace ggswarm::api {
+
+struct OpenOptions {
+  int threads = 0;                              // local: compute threads; 0: one per core
+  int n_ctx = 0;                                // 0: the model's, at most 4096
+  std::string token;                            // swarm: the stages' --token
+  bool f16_hidden = false;                      // swarm: hidden states as f16 between stages
+  std::function<void(const std::string&)> log;  // swarm: notes on the chain
+};
+
+struct OpenedModel {
+  std::unique_ptr<runtime::Evaluator> eval;
+  const gguf::GgufFile* header = nullptr;  // owned by `eval`
+  bool remote = false;                     // a swarm chain
+};
+
+// True when `ref` names a swarm (swarm://…) rather than a file or directory.
+bool IsSwarmReference(const std::string& ref);
+
+StatusOr<OpenedModel> OpenModel(const std::string& ref, const OpenOptions& o);
+
+}  // namespace ggswarm::api
