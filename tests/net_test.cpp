@@ -8,6 +8,7 @@
 #include "fragments/fragments.h"
 #include "fragments/selection.h"
 #include "net/session.h"
+#include "net/store.h"
 #include "net/torrent.h"
 #include "test_util.h"
 
@@ -242,6 +243,29 @@ TEST_F(TorrentOfDirectory, CorruptTorrentFilesAreErrors) {
     auto t = net::LoadTorrent(p);
     if (t.ok()) (void)net::FlatFileNames(t->ti->files(), nullptr);
   }
+}
+
+// A folder that is not a store is not turned into one: a fragment directory given as
+// --store is refused with the command that was meant, and nothing is written into it.
+TEST(Store, AFolderThatIsNotAStoreIsRefusedAndLeftAlone) {
+  TempDir t;
+  SynthOptions o{*FindPreset("micro"), *ParseTypeMix("Q8_0"), 3, "m"};
+  ASSERT_TRUE(Synthesize(o, t / "m.gguf", false).ok());
+  ASSERT_TRUE(fragments::FragmentModel(t / "m.gguf", t / "frags", {}).ok());
+  auto s = net::Store::Open(t / "frags", true);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("is not a store"), std::string::npos);
+  EXPECT_NE(s.status().message().find("--seed " + t / "frags"), std::string::npos);
+  EXPECT_NE(s.status().message().find("ggswarm store add STORE"), std::string::npos);
+  EXPECT_FALSE(fs::exists(t / "frags/blobs"));
+  fs::create_directories(t / "notes");
+  WriteBytes(t / "notes/a.txt", {1});
+  EXPECT_FALSE(net::Store::Open(t / "notes", true).ok());
+  // An empty folder, a missing one and a store are fine.
+  fs::create_directories(t / "empty");
+  EXPECT_TRUE(net::Store::Open(t / "empty", true).ok());
+  EXPECT_TRUE(net::Store::Open(t / "new", true).ok());
+  EXPECT_TRUE(net::Store::Open(t / "new", false).ok());
 }
 
 }  // namespace

@@ -47,6 +47,16 @@ StatusOr<Store> Store::Open(const std::string& root, bool create) {
   std::error_code ec;
   if (!fs::is_directory(root, ec)) {
     if (!create) return Status::NotFound("no store at " + root);
+  } else if (!fs::is_directory(root + "/blobs", ec) && !fs::is_directory(root + "/models", ec) &&
+             !fs::is_empty(root, ec)) {
+    // A folder that holds something else is not made into a store behind the user's back.
+    const bool fragments = fs::exists(root + "/" + fragments::kManifestFile, ec);
+    return Status::InvalidArgument(
+        root + " is not a store (it has no blobs/ or models/)" +
+        (fragments ? ": it is a fragment directory; seed it with --seed " + root +
+                         ", or copy it into a store with ggswarm store add STORE " + root
+                   : "; to seed a fragment directory use --seed DIR, and to make a store use "
+                     "ggswarm store add STORE DIR"));
   }
   for (const char* sub : {"blobs", "models"}) {
     fs::create_directories(root + "/" + sub, ec);
