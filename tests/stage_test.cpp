@@ -14,9 +14,10 @@
 #include <regex>
 #include <thread>
 
-#include "h2_attack.h"
-#include "process.h"
 #include "api/bridge.h"
+#include "h2_attack.h"
+#include "net/stage_client.h"
+#include "process.h"
 #include "stage.grpc.pb.h"
 #include "test_util.h"
 
@@ -82,6 +83,18 @@ long RssMiB(pid_t pid) {
   for (std::string line; std::getline(in, line);)
     if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6)) / 1024;
   return -1;
+}
+
+// Waits until the stage at `address` knows `n` stages (itself included) that answer: the
+// others' announcements have arrived.
+bool WaitForStages(const std::string& address, size_t n) {
+  return WaitUntil(30, [&] {
+    auto l = net::ListStages(address, "", "");
+    if (!l.ok()) return false;
+    size_t answering = 0;
+    for (const auto& s : *l) answering += s.answers;
+    return answering >= n;
+  });
 }
 
 std::vector<float> ReadLogits(const std::string& path) {
@@ -186,7 +199,7 @@ TEST_F(Pipeline, ABridgeOnASwarmAddressWritesWhatALocalOneWrites) {
   std::unique_ptr<Process> a, b;
   const std::string first = Serve(a, Tiny(), "--layers 0-2", t / "a.log");
   ASSERT_FALSE(Serve(b, Tiny(), "--layers 3-3 --peer " + first, t / "b.log").empty());
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_TRUE(WaitForStages(first, 2));
   Bridge local(Tiny());
   Bridge swarm("swarm://" + first + "/tinypipe");
   const GenerateParams greedy{.max_tokens = 24, .temperature = 0, .ignore_eos = true};
@@ -223,7 +236,7 @@ TEST_F(Pipeline, StagesFetchOnlyTheirFragmentsFromTheSwarm) {
     EXPECT_EQ(v.code, 0) << v.out;
     EXPECT_NE(v.out.find("absent, as selected"), std::string::npos) << v.out;
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_TRUE(WaitForStages(first, 2));
   const std::string args = " -p 'from the swarm' -n 24 --temp 0 --ignore-eos";
   Result local = Ggswarm("run " + Tiny() + args, t);
   Result remote = Ggswarm("run swarm://" + first + "/" + args, t);
@@ -237,7 +250,7 @@ TEST_F(Pipeline, ConcurrentSessionsAndChatGiveTheLocalText) {
   std::unique_ptr<Process> a, b;
   const std::string first = Serve(a, Tiny(), "--layers 0-1 -t 1", t / "a.log");
   ASSERT_FALSE(Serve(b, Tiny(), "--layers 2-3 -t 1 --peer " + first, t / "b.log").empty());
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_TRUE(WaitForStages(first, 2));
   // The swarm as a peer sees it: both stages, each answering.
   Result st = Ggswarm("stages swarm://" + first + "/", t);
   ASSERT_EQ(st.code, 0) << st.err;
@@ -315,7 +328,7 @@ TEST_F(Pipeline, AKilledStageWithAReplicaLeavesTheTextUnchanged) {
   const std::string a1b = Serve(s1b, model, "--layers 1-1 -t 1 --peer " + a0, t / "s1b.log");
   const std::string a2 = Serve(s2, model, "--layers 2-2 -t 1 --peer " + a0, t / "s2.log");
   ASSERT_FALSE(a1.empty() || a1b.empty() || a2.empty());
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // announcements
+  ASSERT_TRUE(WaitForStages(a0, 4));
 
   Process run({Cli(), "run", "swarm://" + a0 + "/", "-p", "the swarm", "-n", "160", "--temp", "0",
                "--ignore-eos"},
@@ -344,7 +357,7 @@ TEST_F(Pipeline, AKilledStageWithoutAReplicaNamesTheMissingLayers) {
   const std::string a0 = Serve(s0, model, "--layers 0-1 -t 1", t / "s0.log");
   const std::string a1 = Serve(s1, model, "--layers 2-2 -t 1 --peer " + a0, t / "s1.log");
   ASSERT_FALSE(a0.empty() || a1.empty());
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  ASSERT_TRUE(WaitForStages(a0, 2));
   Process run(
       {Cli(), "run", "swarm://" + a0 + "/", "-p", "x", "-n", "400", "--temp", "0", "--ignore-eos"},
       t / "run.out", t / "run.err");
