@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/build.sh build
 (cd build && ctest --output-on-failure -j"$(nproc)")
+scripts/check_package.sh build  # the .deb: installed program and find_package(ggswarm)
 if [ "${1:-}" != "--no-sanitize" ]; then
   scripts/build.sh build-asan -DGGSWARM_SANITIZE=ON -DGGSWARM_BENCH=OFF -DGGSWARM_NATIVE=OFF
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j"$(nproc)")
