@@ -1,0 +1,69 @@
+// Chat templates: a model's tokenizer.chat_template is recognised by its markers (the
+// templates' own snippets below, as they appear in real GGUF files), and turns are written
+// exactly as the format says.
+#include "runtime/chat.h"
+
+#include <gtest/gtest.h>
+
+#include "gguf/gguf_writer.h"
+
+namespace ggswarm::runtime {
+namespace {
+
+gguf::GgufFile WithTemplate(const std::string* chat_template) {
+  gguf::GgufWriter w;
+  w.Set("general.architecture", gguf::Value::String("llama"));
+  if (chat_template) w.Set("tokenizer.chat_template", gguf::Value::String(*chat_template));
+  const std::string h = w.SerializeHeader();
+  auto f = gguf::GgufFile::Parse({reinterpret_cast<const uint8_t*>(h.data()), h.size()});
+  EXPECT_TRUE(f.ok()) << f.status().ToString();
+  return std::move(*f);
+}
+
+std::string Detect(const std::string& t) {
+  auto f = ChatFormatFor(WithTemplate(&t));
+  return f.ok() ? f->name : "error: " + f.status().message();
+}
+
+TEST(ChatTemplates, RecognisedByTheirMarkers) {
+  EXPECT_EQ(Detect("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+                   "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"),
+            "chatml");
+  EXPECT_EQ(Detect("{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + "
+                   "message['content'] | trim + '<|eot_id|>' }}"),
+            "llama3");
+  EXPECT_EQ(Detect("{% if message['role'] == 'user' %}{{ '<|user|>\\n' + message['content'] + "
+                   "eos_token }}{% elif message['role'] == 'assistant' %}{{ '<|assistant|>\\n' "
+                   "}}{% endif %}"),
+            "zephyr");
+  EXPECT_EQ(Detect("{{ bos_token + '[INST] ' + '<<SYS>>\\n' + system_message + '\\n<</SYS>>' }}"),
+            "llama2");
+  EXPECT_EQ(Detect("{{ '[INST] ' + message['content'] + ' [/INST]' }}"), "mistral");
+  EXPECT_EQ(Detect("{{ '[SYSTEM_PROMPT]' + system + '[/SYSTEM_PROMPT]' }}{{ '[INST]' + "
+                   "message['content'] + '[/INST]' }}"),
+            "mistral-tekken");
+  EXPECT_NE(Detect("{{ '<start_of_turn>user\\n' + message['content'] }}")
+                .find("not one ggswarm "
+                      "knows"),
+            std::string::npos);
+}
+
+TEST(ChatTemplates, MissingTemplateAndNamedFormats) {
+  auto none = ChatFormatFor(WithTemplate(nullptr));
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.status().code(), Status::Code::kNotFound);
+  EXPECT_NE(none.status().message().find("--chat-template"), std::string::npos);
+  auto named = ChatFormatFor(WithTemplate(nullptr), "chatml");
+  ASSERT_TRUE(named.ok());
+  EXPECT_EQ(RenderFirstTurn(*named, "Be brief.", "Hi"),
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+            "<|im_start|>assistant\n");
+  EXPECT_EQ(RenderNextTurn(*named, "More"),
+            "<|im_end|>\n<|im_start|>user\nMore<|im_end|>\n<|im_start|>assistant\n");
+  auto unknown = ChatFormatFor(WithTemplate(nullptr), "nope");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("unknown chat template 'nope'"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ggswarm::runtime
