@@ -10,9 +10,10 @@
 #include <string>
 
 #include "fragments/manifest.h"
-#include "gguf/gguf_file.h"
-#include "model/config.h"
 #include "gguf/ggml_type.h"
+#include "gguf/gguf_file.h"
+#include "gguf/gguf_writer.h"
+#include "model/config.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/unicode.h"
 
@@ -37,6 +38,31 @@ void CheckInvariants(const ggswarm::gguf::GgufFile& f, uint64_t file_size) {
   }
 }
 
+// Written back (v3, llama.cpp's layout) and read again, an accepted file keeps every key,
+// value and tensor, and writing that gives the same bytes: parse → write → parse is a fixpoint.
+void CheckRoundTrip(const ggswarm::gguf::GgufFile& f) {
+  using ggswarm::gguf::GgufFile;
+  const auto w = ggswarm::gguf::WriterFor(f);
+  const std::string h = w.SerializeHeader();
+  ggswarm::gguf::ParseOptions o;
+  o.full_file_size = w.FileSize();
+  auto again = GgufFile::Parse({reinterpret_cast<const uint8_t*>(h.data()), h.size()}, o);
+  if (!again.ok()) __builtin_trap();
+  if (again->metadata.size() != f.metadata.size() || again->tensors.size() != f.tensors.size())
+    __builtin_trap();
+  for (size_t i = 0; i < f.metadata.size(); ++i) {
+    if (again->metadata[i].key != f.metadata[i].key ||
+        again->metadata[i].value.ToString(1 << 20) != f.metadata[i].value.ToString(1 << 20))
+      __builtin_trap();
+  }
+  for (size_t i = 0; i < f.tensors.size(); ++i) {
+    const auto &a = again->tensors[i], &b = f.tensors[i];
+    if (a.name != b.name || a.type != b.type || a.shape != b.shape || a.size != b.size)
+      __builtin_trap();
+  }
+  if (ggswarm::gguf::WriterFor(*again).SerializeHeader() != h) __builtin_trap();
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -44,6 +70,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto f = ggswarm::gguf::GgufFile::Parse(bytes);
   if (f.ok()) {
     CheckInvariants(*f, size);
+    CheckRoundTrip(*f);
     // Touch everything a caller might: metadata renderings and tensor extents.
     for (const auto& kv : f->metadata) (void)kv.value.ToString(4);
     for (const auto& t : f->tensors) (void)(t.offset + t.size <= f->file_size);
