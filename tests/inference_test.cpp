@@ -20,10 +20,13 @@
 #include "runtime/engine.h"
 #include "runtime/generate.h"
 #include "runtime/sampler.h"
+#include "scoped_isa.h"
 #include "test_util.h"
 
 namespace ggswarm::runtime {
 namespace {
+
+using ggswarm::testing::ScopedIsa;
 
 using testing::SharedDir;
 using testing::TempDir;
@@ -127,12 +130,9 @@ TEST(InferenceGolden, FromGgufAndFromFragmentsBitIdentical) {
 // The AVX2 row dots (which also take the prompt there) on the Q8_0 models.
 TEST(InferenceGolden, Avx2AgreesWithLlamaCpp) {
   GGSWARM_REQUIRE_SHARED_MODELS();
-  kernels::SetIsa(kernels::Isa::kAvx2);
-  const bool has = kernels::Active() == kernels::Isa::kAvx2;
-  if (!has) {
-    kernels::SetIsa(kernels::Isa::kAvx512Vnni);
+  ScopedIsa avx2(kernels::Isa::kAvx2);
+  if (!avx2.has(kernels::Isa::kAvx2))
     GTEST_SKIP() << "this CPU has no AVX2 (or GGSWARM_ISA=scalar)";
-  }
   int checked = 0;
   for (const Golden& g : Goldens()) {
     if (g.model.find("q8_0") == std::string::npos) continue;
@@ -140,7 +140,6 @@ TEST(InferenceGolden, Avx2AgreesWithLlamaCpp) {
     CheckAgainstGolden(SharedDir() + "/models/" + g.model + ".gguf", g);
     ++checked;
   }
-  kernels::SetIsa(kernels::Isa::kAvx512Vnni);
   EXPECT_EQ(checked, 4);
 }
 
@@ -235,11 +234,15 @@ void CheckFastAgainstScalar(bool check_rows, int n_tokens = 21,
       }
       return l;
     };
-    kernels::SetIsa(fast);
-    const auto tiles = last_logits(true), rows = last_logits(false);
-    kernels::SetIsa(kernels::Isa::kScalar);
-    const auto ref_batch = last_logits(true), ref_rows = last_logits(false);
-    kernels::SetIsa(kernels::Isa::kAvx512Vnni);  // the best this CPU has
+    std::vector<float> tiles, rows, ref_batch, ref_rows;
+    {
+      ScopedIsa scoped(fast);
+      tiles = last_logits(true), rows = last_logits(false);
+    }
+    {
+      ScopedIsa scoped(kernels::Isa::kScalar);
+      ref_batch = last_logits(true), ref_rows = last_logits(false);
+    }
     const auto [lo, hi] = std::minmax_element(ref_batch.begin(), ref_batch.end());
     // Summation order differs; an activation near a rounding boundary of the 8-bit
     // quantization can then flip in a later layer (as against llama.cpp, see below).
@@ -283,9 +286,11 @@ TEST(Inference, Bf16TilesAgreeWithTheExactComputation) {
     ASSERT_TRUE(Synthesize(so, dir / "m.gguf", false).ok());
     ASSERT_TRUE(QuantizeModel(dir / "m.gguf", dir / "f32.gguf", *ParseTypeMix("F32"), false).ok());
     const auto bf16 = last_logits(dir / "m.gguf");
-    kernels::SetIsa(kernels::Isa::kScalar);
-    const auto exact = last_logits(dir / "f32.gguf"), integer = last_logits(dir / "m.gguf");
-    kernels::SetIsa(kernels::Isa::kAvx512Vnni);
+    std::vector<float> exact, integer;
+    {
+      ScopedIsa scalar(kernels::Isa::kScalar);
+      exact = last_logits(dir / "f32.gguf"), integer = last_logits(dir / "m.gguf");
+    }
     ASSERT_EQ(bf16.size(), exact.size());
     const auto [lo, hi] = std::minmax_element(exact.begin(), exact.end());
     double worst_bf16 = 0, worst_integer = 0;
@@ -301,16 +306,13 @@ TEST(Inference, Bf16TilesAgreeWithTheExactComputation) {
   }
 }
 
-// One token at a time (the row-dot kernels). This failed when the Q8_0 row dot had its own
-// loop; since Q8_0 and Q4_0 share one (commit 8759db2) it passes.
+// One token at a time (the row-dot kernels).
 TEST(Inference, FastRowDotsAgreeWithTheScalarPath) { CheckFastAgainstScalar(true); }
 
 // The AVX2 kernels (CPUs without AVX-512), which take prompts too, a token at a time.
 TEST(Inference, Avx2RowDotsAgreeWithTheScalarPath) {
-  kernels::SetIsa(kernels::Isa::kAvx2);
-  const bool has = kernels::Active() == kernels::Isa::kAvx2;
-  kernels::SetIsa(kernels::Isa::kAvx512Vnni);
-  if (!has) GTEST_SKIP() << "this CPU has no AVX2 (or GGSWARM_ISA=scalar)";
+  if (!ScopedIsa(kernels::Isa::kAvx2).has(kernels::Isa::kAvx2))
+    GTEST_SKIP() << "this CPU has no AVX2 (or GGSWARM_ISA=scalar)";
   CheckFastAgainstScalar(true, 21, kernels::Isa::kAvx2);
 }
 
@@ -400,16 +402,13 @@ void CheckEveryWeightType() {
 // Checked on the best instruction set this CPU has and, where that is more, on AVX2.
 TEST(InferenceGolden, EveryWeightTypeAgreesWithLlamaCpp) {
   std::vector<kernels::Isa> isas = {kernels::Active()};
-  kernels::SetIsa(kernels::Isa::kAvx2);
-  if (kernels::Active() == kernels::Isa::kAvx2 && isas[0] != kernels::Isa::kAvx2)
+  if (ScopedIsa(kernels::Isa::kAvx2).has(kernels::Isa::kAvx2) && isas[0] != kernels::Isa::kAvx2)
     isas.push_back(kernels::Isa::kAvx2);
-  kernels::SetIsa(isas[0]);
   for (kernels::Isa isa : isas) {
     SCOPED_TRACE(kernels::IsaName(isa));
-    kernels::SetIsa(isa);
+    ScopedIsa scoped(isa);
     CheckEveryWeightType();
   }
-  kernels::SetIsa(isas[0]);
 }
 
 TEST(Generation, StopsAtEndOfGenerationUnlessIgnored) {

@@ -16,15 +16,18 @@
 #include <utility>
 #include <vector>
 
+#include "base/fp16.h"
 #include "base/thread_pool.h"
 #include "model/ops.h"
 #include "quant/dequantize.h"
-#include "base/fp16.h"
 #include "quant/quantize.h"
 #include "quant/vec_dot.h"
+#include "scoped_isa.h"
 
 namespace ggswarm {
 namespace {
+
+using ggswarm::testing::ScopedIsa;
 
 constexpr GgmlType kTypes[] = {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1,
                                GgmlType::Q8_0, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K,
@@ -82,19 +85,12 @@ bool HaveAvx512() { return kernels::Active() == kernels::Isa::kAvx512Vnni; }
 // active in turn by the caller; ISA restores the best one when it goes.
 std::vector<kernels::Isa> RowDotIsas() {
   std::vector<kernels::Isa> isas;
-  const kernels::Isa best = kernels::Active();
   for (kernels::Isa isa : {kernels::Isa::kAvx2, kernels::Isa::kAvx512Vnni}) {
-    kernels::SetIsa(isa);
-    if (kernels::Active() == isa) isas.push_back(isa);
+    ScopedIsa scoped(isa);
+    if (scoped.has(isa)) isas.push_back(isa);
   }
-  kernels::SetIsa(best);
   return isas;
 }
-struct ScopedIsa {
-  explicit ScopedIsa(kernels::Isa isa) : was(kernels::Active()) { kernels::SetIsa(isa); }
-  ~ScopedIsa() { kernels::SetIsa(was); }
-  kernels::Isa was;
-};
 
 // f(type) for each type with row dots (Q8_0, Q4_0, Q4_K, Q6_K) under each of `isas`.
 void ForEachRowDotCase(const std::vector<kernels::Isa>& isas,
@@ -264,7 +260,7 @@ TEST(Kernels, ReadAllIsTheXorOfEveryWordItReads) {
   for (uint64_t& w : words) w = rng();
   const auto* p = reinterpret_cast<const uint8_t*>(words.data()) + 8;  // not 64-byte aligned
   for (kernels::Isa isa : {kernels::Isa::kAvx512Vnni, kernels::Isa::kAvx2, kernels::Isa::kScalar}) {
-    kernels::SetIsa(isa);
+    ScopedIsa scoped(isa);
     const char* name = kernels::IsaName(kernels::Active());
     for (int streams : {1, 3, 4, 8}) {
       const uint64_t n = 2999 * 8;
@@ -275,7 +271,6 @@ TEST(Kernels, ReadAllIsTheXorOfEveryWordItReads) {
       EXPECT_EQ(kernels::ReadAll(p, n, streams), want) << streams << " streams, " << name;
     }
   }
-  kernels::SetIsa(kernels::Isa::kAvx512Vnni);
 }
 
 void CheckTiles(bool amx) {
@@ -508,7 +503,7 @@ TEST(Kernels, MatMulsCutIntoCallsGiveEachRowItsOwnDot) {
       std::vector<int> ns = {1, 3};
       if (kernels::Active() != kernels::Isa::kAvx512Vnni) ns.push_back(model::kTileMinTokens + 1);
       for (int n : ns) {
-        SCOPED_TRACE(testing::Message() << threads << " thread(s), " << n << " token(s)");
+        SCOPED_TRACE(::testing::Message() << threads << " thread(s), " << n << " token(s)");
         std::vector<float> ya(n * 1500, -1.0f), yb(n * 700, -1.0f);
         model::MatMuls({{&va, ya.data()}, {&vb, yb.data()}}, x.data(), n, pool, &scratch);
         // Each row's own dots with the n tokens, one row per call.
