@@ -231,6 +231,7 @@ TEST_F(CorruptionTest, ManifestWithAWrongModelHash) {
   EXPECT_NE(p.what.find("not the manifest's " + std::string(64, '0')), std::string::npos) << p.what;
   ExpectReassemblyFails("differs from the manifest");
   auto v = VerifyDirectory(dir_);
+  ASSERT_TRUE(v.ok());
   EXPECT_TRUE(v->whole_file_checked);
 }
 
