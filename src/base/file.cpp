@@ -201,7 +201,7 @@ void OutputFile::Abandon() {
 }
 
 namespace {
-constexpr size_t kWriteChunk = 4 << 20;
+constexpr size_t kWriteChunk = kIoChunk;
 }  // namespace
 
 Status OutputFile::WriteOut(const uint8_t* p, size_t n) {

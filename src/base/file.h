@@ -13,6 +13,11 @@
 
 namespace ggswarm {
 
+// Bytes moved per read or write when streaming a file: large enough to amortise the system
+// calls, small enough for one per thread to stay in L2 + L3; OutputFile writes in pieces of
+// this size at aligned offsets so that the page cache can keep the file in large folios.
+constexpr size_t kIoChunk = 4u << 20;
+
 // A whole file mapped read-only. Empty files map to an empty span.
 class MappedFile {
  public:

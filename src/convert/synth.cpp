@@ -4,9 +4,9 @@
 #include <cstring>
 #include <map>
 
+#include "base/fp16.h"
 #include "gguf/gguf_writer.h"
 #include "quant/blocks.h"
-#include "base/fp16.h"
 #include "tokenizer/unicode.h"
 
 namespace ggswarm {
@@ -346,7 +346,7 @@ StatusOr<SynthReport> Synthesize(const SynthOptions& o, const std::string& path,
     const Planned& p = plan[i].second;
     Rng rng{o.seed * 0x9e3779b97f4a7c15ULL ^ HashName(t.name)};
     const uint64_t row_bytes = t.size / t.rows();
-    const uint64_t rows_per_chunk = std::max<uint64_t>(1, (4u << 20) / row_bytes);
+    const uint64_t rows_per_chunk = std::max<uint64_t>(1, kIoChunk / row_bytes);
     for (uint64_t r = 0; r < t.rows(); r += rows_per_chunk) {
       const uint64_t nr = std::min(rows_per_chunk, t.rows() - r);
       buf.resize(nr * row_bytes);

@@ -83,4 +83,25 @@ StatusOr<std::unique_ptr<TensorSource>> OpenModel(const std::string& path) {
   return std::unique_ptr<TensorSource>(std::move(*s));
 }
 
+StatusOr<std::string> OriginalSha256(const std::string& path) {
+  if (IsDirectory(path)) {
+    auto m = Manifest::Load(path);
+    if (!m.ok()) return m.status();
+    return m->sha256;
+  }
+  auto in = InputFile::Open(path);
+  if (!in.ok()) return in.status();
+  std::vector<uint8_t> buf(kIoChunk);
+  return Sha256HexOfFile(*in, buf);
+}
+
+StatusOr<std::string> OriginalHeader(const std::string& path, uint64_t data_offset) {
+  if (IsDirectory(path)) return ReadSmallFile(path + "/" + kHeaderFile, kMaxManifestBytes);
+  auto in = InputFile::Open(path);
+  if (!in.ok()) return in.status();
+  std::string b(data_offset, '\0');
+  GGSWARM_RETURN_IF_ERROR(in->ReadAt(0, {reinterpret_cast<uint8_t*>(b.data()), b.size()}));
+  return b;
+}
+
 }  // namespace ggswarm::fragments

@@ -36,5 +36,10 @@ class FragmentSource : public TensorSource {
 
 // A GGUF file or a fragment directory, whichever `path` is.
 StatusOr<std::unique_ptr<TensorSource>> OpenModel(const std::string& path);
+// Of the model at `path` (a fragment directory or a GGUF file, as OpenModel decides): the
+// original file's SHA-256 (the manifest's, or the file hashed), and its bytes before the
+// tensor data (gguf_header.dat, or the file's first `data_offset` bytes).
+StatusOr<std::string> OriginalSha256(const std::string& path);
+StatusOr<std::string> OriginalHeader(const std::string& path, uint64_t data_offset);
 
 }  // namespace ggswarm::fragments

@@ -22,7 +22,7 @@
 namespace ggswarm::fragments {
 namespace {
 
-constexpr size_t kIoBuffer = 4u << 20;  // per thread; fits in L2+L3, amortises syscalls
+constexpr size_t kIoBuffer = kIoChunk;  // per thread
 
 bool DirectoryIsEmpty(const std::string& dir) {
   DIR* d = ::opendir(dir.c_str());

@@ -13,7 +13,7 @@
 namespace ggswarm::fragments {
 namespace {
 
-constexpr size_t kChunk = 4u << 20;
+constexpr size_t kChunk = kIoChunk;
 constexpr size_t kQueueDepth = 4;  // chunks waiting between two stages
 
 // A run of output bytes on its way through the pipeline: a view into a mapped fragment (kept

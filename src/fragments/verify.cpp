@@ -12,7 +12,7 @@
 namespace ggswarm::fragments {
 namespace {
 
-constexpr size_t kIoBuffer = 4u << 20;
+constexpr size_t kIoBuffer = kIoChunk;
 
 // The SHA-256 of the original file as the fragments rebuild it (header, fragments in file
 // order, zeros between them), read through `buf`; an error when a fragment cannot be read

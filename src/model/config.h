@@ -9,6 +9,17 @@
 
 namespace ggswarm::model {
 
+// Positions of a KV cache when the user names none: the model's trained context, at most
+// this (a 128k-token model would otherwise take gigabytes of cache by default).
+constexpr int kDefaultContext = 4096;
+// More positions than this is a typo, not a model.
+constexpr int kMaxContext = 1 << 20;
+
+// The context a cache gets: `asked` when given (> 0), else the default for the model.
+inline int ContextFor(int asked, int n_ctx_train) {
+  return asked > 0 ? asked : (n_ctx_train < kDefaultContext ? n_ctx_train : kDefaultContext);
+}
+
 struct LlamaConfig {
   std::string arch;  // general.architecture
   int n_vocab = 0;   // rows of token_embd

@@ -91,13 +91,13 @@ class FragmentChecker {
   }
   // Checks one file now, on the caller's thread.
   Status CheckNow(const std::string& file) {
-    std::vector<uint8_t> buf(4u << 20);
+    std::vector<uint8_t> buf(kIoChunk);
     return Check(file, buf);
   }
 
  private:
   void Work() {
-    std::vector<uint8_t> buf(4u << 20);
+    std::vector<uint8_t> buf(kIoChunk);
     std::unique_lock<std::mutex> l(mu_);
     while (true) {
       cv_.wait(l, [&] { return closing_ || !queue_.empty(); });

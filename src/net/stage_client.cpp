@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include "gguf/gguf_file.h"
+#include "model/config.h"
 #include "net/stage_wire.h"
 #include "stage.grpc.pb.h"
 
@@ -19,7 +20,6 @@ namespace pb = ggswarm::stage::v1;
 using Clock = std::chrono::steady_clock;
 
 constexpr int kMaxMessage = 512 << 20;
-constexpr int kDefaultMaxCtx = 4096;
 
 std::string RangeText(const pb::ServedRange& r) {
   return std::to_string(r.first_layer()) + "-" + std::to_string(r.end_layer() - 1);
@@ -219,7 +219,7 @@ struct SwarmChain::Impl {
     }
     if (!next.front().range.has_embedding() || !next.back().range.has_head())
       return Status::Corruption("the chain's ends do not hold the embedding and the head");
-    int ctx_cap = o.n_ctx > 0 ? o.n_ctx : kDefaultMaxCtx;
+    int ctx_cap = o.n_ctx > 0 ? o.n_ctx : model::kDefaultContext;
     for (const Link& l : next) ctx_cap = std::min(ctx_cap, static_cast<int>(l.range.max_ctx()));
     if (n_ctx == 0) n_ctx = ctx_cap;
     if (ctx_cap < n_ctx)

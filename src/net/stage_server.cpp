@@ -29,34 +29,10 @@ using Clock = std::chrono::steady_clock;
 using grpc::ServerContext;
 using grpc::StatusCode;
 
-constexpr int kMaxNCtx = 1 << 20;
 // A client keeps a few calls in flight per connection; more only serve a flood.
 constexpr int kMaxStreamsPerConnection = 32;
 // Each call in flight on the synchronous server holds a thread; past this, calls are refused.
 constexpr int kMaxServerThreads = 256;
-
-// The SHA-256 of the original GGUF file: the manifest's, or the file's own.
-StatusOr<std::string> ModelId(const std::string& path) {
-  if (IsDirectory(path)) {
-    auto m = fragments::Manifest::Load(path);
-    if (!m.ok()) return m.status();
-    return m->sha256;
-  }
-  auto in = InputFile::Open(path);
-  if (!in.ok()) return in.status();
-  std::vector<uint8_t> buf(4u << 20);
-  return Sha256HexOfFile(*in, buf);
-}
-
-// The bytes before the tensor data: gguf_header.dat, or the start of the GGUF file.
-StatusOr<std::string> HeaderBytes(const std::string& path, uint64_t data_offset) {
-  if (IsDirectory(path)) return ReadSmallFile(path + "/" + fragments::kHeaderFile, 256u << 20);
-  auto in = InputFile::Open(path);
-  if (!in.ok()) return in.status();
-  std::string b(data_offset, '\0');
-  GGSWARM_RETURN_IF_ERROR(in->ReadAt(0, {reinterpret_cast<uint8_t*>(b.data()), b.size()}));
-  return b;
-}
 
 struct Session {
   std::unique_ptr<model::LayerRange> layers;
@@ -362,8 +338,8 @@ StatusOr<std::unique_ptr<StageServer>> StageServer::Start(const StageOptions& o,
         " are not in " + o.model_path + ", which has layers 0-" + std::to_string(c.n_layer - 1));
   if (so.max_sessions < 1 || so.max_batch < 1)
     return Status::InvalidArgument("--max-sessions and the batch size must be at least 1");
-  const int max_ctx = so.max_ctx > 0 ? so.max_ctx : std::min(c.n_ctx_train, 4096);
-  if (max_ctx > kMaxNCtx) return Status::InvalidArgument("--ctx is too large");
+  const int max_ctx = model::ContextFor(so.max_ctx, c.n_ctx_train);
+  if (max_ctx > model::kMaxContext) return Status::InvalidArgument("--ctx is too large");
   // Map (and from fragments, check) this stage's weights now: only this stage's.
   for (int l = so.first_layer; l < so.end_layer; ++l) {
     auto w = impl->model->Layer(l);
@@ -382,9 +358,9 @@ StatusOr<std::unique_ptr<StageServer>> StageServer::Start(const StageOptions& o,
         impl->model->Head(probe.data(), 1, logits.data(), *impl->pool, &impl->head_scratch)
             .WithContext(o.model_path));
   }
-  auto id = ModelId(o.model_path);
+  auto id = fragments::OriginalSha256(o.model_path);
   if (!id.ok()) return id.status();
-  auto header = HeaderBytes(o.model_path, source->header().data_offset);
+  auto header = fragments::OriginalHeader(o.model_path, source->header().data_offset);
   if (!header.ok()) return header.status();
   impl->header = std::move(*header);
   impl->file_size = source->header().file_size;

@@ -6,8 +6,6 @@
 
 namespace ggswarm::runtime {
 
-constexpr int kDefaultMaxCtx = 4096;
-
 StatusOr<std::unique_ptr<Engine>> Engine::Open(const std::string& path, const EngineOptions& opts) {
   auto src = fragments::OpenModel(path);
   if (!src.ok()) return src.status();
@@ -21,8 +19,8 @@ StatusOr<std::unique_ptr<Engine>> Engine::Open(const std::string& path, const En
   auto e = std::unique_ptr<Engine>(new Engine(std::move(*tok)));
   e->model_ = std::move(*m);
   const model::LlamaConfig& c = e->model_->config();
-  int n_ctx = opts.n_ctx > 0 ? opts.n_ctx : std::min(c.n_ctx_train, kDefaultMaxCtx);
-  if (n_ctx > (1 << 20))
+  const int n_ctx = model::ContextFor(opts.n_ctx, c.n_ctx_train);
+  if (n_ctx > model::kMaxContext)
     return Status::InvalidArgument("--ctx " + std::to_string(n_ctx) + " is too large");
   e->layers_ = std::make_unique<model::LayerRange>(e->model_, 0, c.n_layer, n_ctx);
   e->pool_ = std::make_unique<ThreadPool>(opts.threads);

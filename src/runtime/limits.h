@@ -6,6 +6,8 @@
 
 #include <string>
 
+#include "model/config.h"
+
 namespace ggswarm::runtime {
 
 struct Limit {
@@ -14,7 +16,7 @@ struct Limit {
   bool min_exclusive = false;  // (min, max] instead of [min, max]
 };
 
-constexpr int kMaxContext = 1 << 20;  // positions; larger is a typo, not a model
+using model::kMaxContext;
 constexpr Limit kTemperature{"temperature", 0, 100};
 constexpr Limit kTopK{"top_k", 0, 1 << 30};                      // 0: off
 constexpr Limit kTopP{"top_p", 0, 1};                            // 1: off
