@@ -51,7 +51,9 @@ for _ in $(seq 1 600); do grep -q '^serving ' "$work/stage1.log" && break; sleep
 sleep 0.5
 grep '^serving ' "$work/stage0.log" "$work/stage1.log"
 set -x
-$ggswarm run "swarm://$addr0/" -p "Hello" -n 16 --temp 0 | tee "$work/swarm.txt"
+# The statistics (stderr) are shown after the text, not in the middle of what tee prints.
+$ggswarm run "swarm://$addr0/" -p "Hello" -n 16 --temp 0 2>"$work/swarm.err" | tee "$work/swarm.txt"
+cat "$work/swarm.err" >&2
 $ggswarm run "$work/tinyllama-2l.Q8_0.gguf" -p "Hello" -n 16 --temp 0 2>/dev/null | tee "$work/local.txt"
 cmp "$work/swarm.txt" "$work/local.txt"
 set +x
