@@ -65,14 +65,11 @@ void Bf16MatMul(const TensorView& w, const float* x, int n, float* y, ThreadPool
       per);
 }
 
-// The most weight bytes one RowDots call is given: longer chunks are cut into calls of
-// about this size. RowDots reads its rows in four parts side by side, and far-apart parts
-// stream worse: 704-row calls of TinyLlama Q4_0 rows (811 KB) read at 96-97% of ReadAll in
-// a two-thread test, 2048-row calls at 92-94% and 4096-row calls at 90-92%, and the pool's
-// first chunks of gate+up are 2,816 rows. With the cut, generation went from 87.1-88.7% of
-// the bandwidth bound to 89.5-91.9% (Q4_0), 87.3-87.8 to 95.8-96.8% (Q8_0) and 84.0-85.7
-// to 91.1-92.7% (Mistral-7B Q4_K_M), alternated runs on this machine. (Much shorter calls
-// lose too: each starts four cold streams; 32-row calls read at 85%.)
+// The most weight bytes one RowDots call is given; longer chunks are cut into calls of about
+// this size. RowDots reads its rows in four parts side by side, and far-apart parts stream
+// worse (bench_rowdots: 704-row calls read at 96-97% of ReadAll, 4096-row calls at 90-92%),
+// while very short calls pay for four cold streams each (32 rows: 85%). The effect on
+// generation is in docs/performance.md.
 constexpr int64_t kCallBytes = 768 << 10;
 
 // Row dots serve few tokens, and every token where there are no tiles (AVX2).
