@@ -13,10 +13,12 @@ std::string Hex32(uint32_t v) {
   return buf;
 }
 
-void ParseInto(std::span<const uint8_t> bytes, const ParseOptions& opts, GgufFile* f) {
-  Cursor c(bytes.data(), bytes.size());
-  const uint64_t file_size = opts.full_file_size.value_or(bytes.size());
-  f->file_size = file_size;
+struct Counts {
+  uint64_t tensors, kv;
+};
+
+// Magic, version and the two counts, each checked against what the file can hold.
+Counts ParseHeader(Cursor& c, std::span<const uint8_t> bytes, GgufFile* f) {
   if (bytes.size() < 8) {
     c.Fail("file is " + std::to_string(bytes.size()) + " bytes, too short for a GGUF header");
   }
@@ -45,7 +47,11 @@ void ParseInto(std::span<const uint8_t> bytes, const ParseOptions& opts, GgufFil
                          std::to_string(bytes.size()) + " bytes",
                      8};
   }
+  return {n_tensors, n_kv};
+}
 
+// The key/value pairs; general.alignment is checked and taken as it passes.
+void ParseMetadata(Cursor& c, uint64_t n_kv, GgufFile* f) {
   std::unordered_set<std::string_view> keys;
   f->metadata.reserve(n_kv);
   for (uint64_t k = 0; k < n_kv; ++k) {
@@ -73,7 +79,10 @@ void ParseInto(std::span<const uint8_t> bytes, const ParseOptions& opts, GgufFil
     }
     f->metadata.push_back(std::move(kv));
   }
+}
 
+// The tensor infos: names, shapes, types and byte sizes, each checked on its own.
+void ParseTensorInfos(Cursor& c, uint64_t n_tensors, GgufFile* f) {
   std::unordered_set<std::string_view> names;
   f->tensors.reserve(n_tensors);
   for (uint64_t k = 0; k < n_tensors; ++k) {
@@ -137,7 +146,12 @@ void ParseInto(std::span<const uint8_t> bytes, const ParseOptions& opts, GgufFil
     t.offset = c.Read<uint64_t>("tensor offset");
     f->tensors.push_back(std::move(t));
   }
+}
 
+// Where the tensor data starts, and every tensor inside it: aligned, in order, no overlap,
+// within the file.
+void CheckDataLayout(const Cursor& c, std::span<const uint8_t> bytes, const ParseOptions& opts,
+                     uint64_t file_size, GgufFile* f) {
   const uint64_t info_end = c.pos();
   uint64_t data = (info_end + f->alignment - 1) / f->alignment * f->alignment;
   if (f->tensors.empty() && data > file_size) data = file_size;
@@ -178,6 +192,16 @@ void ParseInto(std::span<const uint8_t> bytes, const ParseOptions& opts, GgufFil
     prev_end = t.offset + t.size;
     prev = "tensor \"" + t.name + "\"";
   }
+}
+
+void ParseInto(std::span<const uint8_t> bytes, const ParseOptions& opts, GgufFile* f) {
+  Cursor c(bytes.data(), bytes.size());
+  const uint64_t file_size = opts.full_file_size.value_or(bytes.size());
+  f->file_size = file_size;
+  const Counts n = ParseHeader(c, bytes, f);
+  ParseMetadata(c, n.kv, f);
+  ParseTensorInfos(c, n.tensors, f);
+  CheckDataLayout(c, bytes, opts, file_size, f);
 }
 
 }  // namespace
