@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <filesystem>
@@ -108,6 +109,15 @@ TempDir* Swarm::dir_ = nullptr;
 std::string* Swarm::info_hash_ = new std::string();
 
 std::string Peer(int port) { return " --peer 127.0.0.1:" + std::to_string(port); }
+
+// A fetch whose log traces libtorrent's events (GGSWARM_TRACE=1): each completed file shows
+// as "finished downloading", so a test can wait for progress instead of sleeping.
+std::unique_ptr<Process> TracedFetch(const std::vector<std::string>& argv, const std::string& log) {
+  ::setenv("GGSWARM_TRACE", "1", 1);
+  auto p = std::make_unique<Process>(argv, log);
+  ::unsetenv("GGSWARM_TRACE");
+  return p;
+}
 
 uint64_t Field(const std::string& out, const std::string& re) {
   std::smatch m;
@@ -280,11 +290,13 @@ TEST_F(Swarm, ASeedKilledMidTransferLeavesTheOtherToFinish) {
   const int port2 = StartPeer(p2, "--seed " + Frag() + " --upload-limit 2M", t / "p2.log");
   ASSERT_GT(port1, 0);
   ASSERT_GT(port2, 0);
-  Process f({Cli(), "fetch", InfoHash(), t / "out", "--peer", "127.0.0.1:" + std::to_string(port1),
-             "--peer", "127.0.0.1:" + std::to_string(port2), "--timeout", "20"},
-            t / "f.log");
-  ASSERT_TRUE(f.WaitFor("fetching ", 20)) << f.Log();
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  auto fetch = TracedFetch(
+      {Cli(), "fetch", InfoHash(), t / "out", "--peer", "127.0.0.1:" + std::to_string(port1),
+       "--peer", "127.0.0.1:" + std::to_string(port2), "--timeout", "20"},
+      t / "f.log");
+  Process& f = *fetch;
+  // Both seeds are sending once a few files are complete.
+  ASSERT_TRUE(f.WaitFor("finished downloading", 30, 4)) << f.Log();
   ASSERT_TRUE(f.running()) << "the fetch ended before a seed could be killed:\n" << f.Log();
   p1->Kill(SIGKILL);
   ASSERT_EQ(f.Wait(60), 0) << f.Log();
@@ -301,11 +313,35 @@ TEST_F(Swarm, AKilledFetchResumesWithoutDownloadingAgain) {
   const int port = StartPeer(p, "--seed " + Frag() + " --upload-limit 2M", t / "p.log");
   ASSERT_GT(port, 0);
   {
-    Process f({Cli(), "fetch", InfoHash(), t / "out", "--peer", "127.0.0.1:" + std::to_string(port),
-               "--timeout", "20"},
-              t / "f1.log");
+    auto fetch = TracedFetch({Cli(), "fetch", InfoHash(), t / "out", "--peer",
+                              "127.0.0.1:" + std::to_string(port), "--timeout", "20"},
+                             t / "f1.log");
+    Process& f = *fetch;
     ASSERT_TRUE(f.WaitFor("fetching ", 20)) << f.Log();
-    std::this_thread::sleep_for(std::chrono::milliseconds(5000));  // past resume saves
+    // A quarter of the model on disk (blocks written: the files are sparse), then a resume
+    // save written after that.
+    const uint64_t total_bytes = fs::file_size(Model());
+    auto on_disk = [&] {
+      uint64_t n = 0;
+      std::error_code ec;
+      for (const auto& e : fs::directory_iterator(t / "out", ec)) {
+        struct stat st {};
+        if (::stat(e.path().c_str(), &st) == 0) n += static_cast<uint64_t>(st.st_blocks) * 512;
+      }
+      return n;
+    };
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (on_disk() < total_bytes / 4 && f.running() &&
+           std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    ASSERT_GE(on_disk(), total_bytes / 4) << f.Log();
+    const std::string resume = t / "out/.ggswarm-fetch.resume";
+    const auto since = fs::file_time_type::clock::now();
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (!(fs::exists(resume) && fs::last_write_time(resume) > since) &&
+           std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    ASSERT_TRUE(fs::exists(resume) && fs::last_write_time(resume) > since) << f.Log();
     ASSERT_TRUE(f.running()) << f.Log();
     f.Kill(SIGKILL);
     f.Wait(10);
