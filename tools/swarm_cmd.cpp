@@ -4,6 +4,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <memory>
 #include <thread>
 
 #include "base/file.h"
@@ -182,153 +183,164 @@ int RunStages(const std::string& uri, const std::string& token) {
 
 }  // namespace
 
-void AddSwarmCommands(CLI::App& app, int& rc) {
-  static std::string stages_uri, stages_token;
-  auto* stages = app.add_subcommand("stages", "List the stages a swarm peer knows of");
-  stages->add_option("swarm", stages_uri, "swarm://HOST:PORT[/MODEL]")->required();
-  stages->add_option("--token", stages_token, "The stages' --token");
-  stages->callback([&] { rc = RunStages(stages_uri, stages_token); });
+namespace {
 
-  static net::StageOptions so;
-  static std::string serve_layers;
+// What the swarm commands parse into.
+struct SwarmArgs {
+  std::string stages_uri, stages_token;
+  net::StageOptions so;
+  std::string serve_layers;
+  std::vector<std::string> fetch_from;
+  std::string cache;
+  uint64_t max_kv_mb = 0;
+  net::TorrentOptions to;
+  std::string dir;
+  std::string piece_size;
+  net::PeerOptions po;
+  SwarmFlags peer_flags;
+  std::vector<std::string> connect;
+  net::FetchOptions fo;
+  SwarmFlags fetch_flags;
+  std::vector<std::string> peers;
+  std::string layers;
+  bool with_embedding = false, with_head = false;
+  std::string store_dir, src;
+};
+
+}  // namespace
+
+void AddSwarmCommands(CLI::App& app, int& rc) {
+  // Owned by the callbacks below (and so by `app`), which outlive this function.
+  auto a = std::make_shared<SwarmArgs>();
+  auto* stages = app.add_subcommand("stages", "List the stages a swarm peer knows of");
+  stages->add_option("swarm", a->stages_uri, "swarm://HOST:PORT[/MODEL]")->required();
+  stages->add_option("--token", a->stages_token, "The stages' --token");
+  stages->callback([a, &rc] { rc = RunStages(a->stages_uri, a->stages_token); });
+
   auto* serve = app.add_subcommand(
       "serve", "Serve a range of a model's layers to swarm:// clients (pipelined inference)");
-  static std::vector<std::string> fetch_from;
-  static std::string cache;
   serve
-      ->add_option("model", so.model_path,
+      ->add_option("model", a->so.model_path,
                    "GGUF file, fragment directory, or (with --fetch-from) a magnet link, "
                    "info-hash or .torrent")
       ->required();
-  serve->add_option("--fetch-from", fetch_from,
+  serve->add_option("--fetch-from", a->fetch_from,
                     "Fetch this stage's fragments from this BitTorrent peer (repeatable)");
-  serve->add_option("--cache", cache,
+  serve->add_option("--cache", a->cache,
                     "Where fetched fragments go (default ~/.cache/ggswarm/HASH-layers-A-B)");
-  serve->add_option("--layers", serve_layers, "Layers A-B to serve (default: all)");
-  serve->add_option("--listen", so.listen, "Listen on HOST:PORT (default 127.0.0.1:0)");
-  serve->add_option("--advertise", so.advertise, "Address to tell others (default: --listen's)");
-  serve->add_option("--peer", so.peers, "Another stage to announce to, HOST:PORT (repeatable)");
-  serve->add_option("--token", so.token, "Refuse calls that do not carry this secret");
-  serve->add_option("-t,--threads", so.threads, "Compute threads (default: all cores)")
+  serve->add_option("--layers", a->serve_layers, "Layers A-B to serve (default: all)");
+  serve->add_option("--listen", a->so.listen, "Listen on HOST:PORT (default 127.0.0.1:0)");
+  serve->add_option("--advertise", a->so.advertise, "Address to tell others (default: --listen's)");
+  serve->add_option("--peer", a->so.peers, "Another stage to announce to, HOST:PORT (repeatable)");
+  serve->add_option("--token", a->so.token, "Refuse calls that do not carry this secret");
+  serve->add_option("-t,--threads", a->so.threads, "Compute threads (default: all cores)")
       ->check(Within(runtime::kThreads));
-  serve->add_option("--max-sessions", so.max_sessions, "Sessions at once (default 8)")
+  serve->add_option("--max-sessions", a->so.max_sessions, "Sessions at once (default 8)")
       ->check(Within({"max_sessions", 1, 4096}));
-  serve->add_option("--ctx", so.max_ctx, "Positions per session (default: model's, ≤ 4096)")
+  serve->add_option("--ctx", a->so.max_ctx, "Positions per session (default: model's, ≤ 4096)")
       ->check(Within(runtime::kContext));
-  static uint64_t max_kv_mb = 0;
-  serve->add_option("--max-kv-mb", max_kv_mb,
+  serve->add_option("--max-kv-mb", a->max_kv_mb,
                     "KV memory of all sessions together, MiB (default: no limit)");
   serve
-      ->add_option("--idle-timeout", so.idle_timeout_s,
+      ->add_option("--idle-timeout", a->so.idle_timeout_s,
                    "Close a session unused this many seconds (default 300)")
       ->check(Within({"idle_timeout", 0, 1e7, true}));
   serve
-      ->add_option("--unused-timeout", so.unused_timeout_s,
+      ->add_option("--unused-timeout", a->so.unused_timeout_s,
                    "Close a session never used this many seconds after it opened (default 15)")
       ->check(Within({"unused_timeout", 0, 1e7, true}));
-  serve->callback([&] {
-    if (!serve_layers.empty()) {
-      auto sel = fragments::Selection::Parse(serve_layers, false, false);
+  serve->callback([a, &rc] {
+    if (!a->serve_layers.empty()) {
+      auto sel = fragments::Selection::Parse(a->serve_layers, false, false);
       if (!sel.ok()) return void(rc = Fail(sel.status().ToString()));
-      so.first_layer = sel->first_layer;
-      so.end_layer = sel->last_layer + 1;
+      a->so.first_layer = sel->first_layer;
+      a->so.end_layer = sel->last_layer + 1;
     }
-    if (max_kv_mb > (1ull << 40)) return void(rc = Fail("--max-kv-mb is too large"));
-    so.max_kv_bytes = max_kv_mb << 20;
-    rc = RunServe(so, fetch_from, cache, serve_layers);
+    if (a->max_kv_mb > (1ull << 40)) return void(rc = Fail("--max-kv-mb is too large"));
+    a->so.max_kv_bytes = a->max_kv_mb << 20;
+    rc = RunServe(a->so, a->fetch_from, a->cache, a->serve_layers);
   });
 
-  static net::TorrentOptions to;
-  static std::string dir;
-  static std::string piece_size;
   auto* tor = app.add_subcommand("torrent",
                                  "Write model.torrent (BitTorrent v2) for a fragment "
                                  "directory");
-  tor->add_option("dir", dir, "Fragment directory")->required();
-  tor->add_flag("--hybrid", to.hybrid, "Also v1 metadata, for BitTorrent clients without v2");
-  tor->add_option("--piece-size", to.piece_size, "Piece size in bytes (power of two ≥ 16384)");
-  tor->add_option("--tracker", to.trackers, "Tracker URL to put in the torrent");
-  tor->add_flag("--force", to.overwrite, "Replace an existing model.torrent");
-  tor->callback([&] { rc = RunTorrent(dir, to); });
+  tor->add_option("dir", a->dir, "Fragment directory")->required();
+  tor->add_flag("--hybrid", a->to.hybrid, "Also v1 metadata, for BitTorrent clients without v2");
+  tor->add_option("--piece-size", a->to.piece_size, "Piece size in bytes (power of two ≥ 16384)");
+  tor->add_option("--tracker", a->to.trackers, "Tracker URL to put in the torrent");
+  tor->add_flag("--force", a->to.overwrite, "Replace an existing model.torrent");
+  tor->callback([a, &rc] { rc = RunTorrent(a->dir, a->to); });
 
-  static net::PeerOptions po;
-  static SwarmFlags peer_flags;
-  static std::vector<std::string> connect;
   auto* peer = app.add_subcommand("peer", "Seed every model in a store (and --seed directories)");
-  peer->add_option("--store", po.store, "Store directory (created if absent)");
-  peer->add_option("--seed", po.seed_dirs, "Also seed this fragment directory (repeatable)");
-  peer->add_option("--connect", connect, "Connect to this peer, HOST:PORT (repeatable)");
-  peer_flags.Add(peer, /*download=*/false);
-  peer->callback([&] {
-    if (po.store.empty() && po.seed_dirs.empty())
+  peer->add_option("--store", a->po.store, "Store directory (created if absent)");
+  peer->add_option("--seed", a->po.seed_dirs, "Also seed this fragment directory (repeatable)");
+  peer->add_option("--connect", a->connect, "Connect to this peer, HOST:PORT (repeatable)");
+  a->peer_flags.Add(peer, /*download=*/false);
+  peer->callback([a, &rc] {
+    if (a->po.store.empty() && a->po.seed_dirs.empty())
       return void(rc = Fail("give a --store or a --seed directory"));
-    auto sw = peer_flags.Get();
+    auto sw = a->peer_flags.Get();
     if (!sw.ok()) return void(rc = Fail(sw.status().ToString()));
-    po.swarm = *sw;
-    auto eps = net::ParseEndpoints(connect);
+    a->po.swarm = *sw;
+    auto eps = net::ParseEndpoints(a->connect);
     if (!eps.ok()) return void(rc = Fail(eps.status().WithContext("--connect").ToString()));
-    po.connect = *eps;
-    rc = RunPeer(po);
+    a->po.connect = *eps;
+    rc = RunPeer(a->po);
   });
 
-  static net::FetchOptions fo;
-  static SwarmFlags fetch_flags;
-  static std::vector<std::string> peers;
-  static std::string layers;
-  static bool with_embedding = false, with_head = false;
   auto* fetch = app.add_subcommand("fetch", "Fetch a model, or some of its layers, from peers");
-  fetch->add_option("model", fo.ref, "Magnet link, info-hash or .torrent file")->required();
-  fetch->add_option("out_dir", fo.out_dir, "Directory to fetch into (new, empty, or interrupted)")
-      ->required();
-  fetch->add_option("--peer", peers, "A peer that has the model, HOST:PORT (repeatable)");
-  fetch->add_option("--layers", layers, "Only these layers, e.g. 0-7 (default: everything)");
-  fetch->add_flag("--with-embedding", with_embedding, "With --layers: also the token embedding");
-  fetch->add_flag("--with-head", with_head, "With --layers: also the output head and its norm");
+  fetch->add_option("model", a->fo.ref, "Magnet link, info-hash or .torrent file")->required();
   fetch
-      ->add_option("--timeout", fo.timeout_s,
+      ->add_option("out_dir", a->fo.out_dir, "Directory to fetch into (new, empty, or interrupted)")
+      ->required();
+  fetch->add_option("--peer", a->peers, "A peer that has the model, HOST:PORT (repeatable)");
+  fetch->add_option("--layers", a->layers, "Only these layers, e.g. 0-7 (default: everything)");
+  fetch->add_flag("--with-embedding", a->with_embedding, "With --layers: also the token embedding");
+  fetch->add_flag("--with-head", a->with_head, "With --layers: also the output head and its norm");
+  fetch
+      ->add_option("--timeout", a->fo.timeout_s,
                    "Give up when nothing arrives for this many seconds (default 60)")
       ->check(Within({"timeout", 0, 1e7, true}));
-  fetch_flags.Add(fetch, /*download=*/true);
-  fetch->callback([&] {
-    auto sel = fragments::Selection::Parse(layers, with_embedding, with_head);
+  a->fetch_flags.Add(fetch, /*download=*/true);
+  fetch->callback([a, &rc] {
+    auto sel = fragments::Selection::Parse(a->layers, a->with_embedding, a->with_head);
     if (!sel.ok()) return void(rc = Fail(sel.status().ToString()));
-    fo.selection = *sel;
-    auto sw = fetch_flags.Get();
+    a->fo.selection = *sel;
+    auto sw = a->fetch_flags.Get();
     if (!sw.ok()) return void(rc = Fail(sw.status().ToString()));
-    fo.swarm = *sw;
-    auto eps = net::ParseEndpoints(peers);
+    a->fo.swarm = *sw;
+    auto eps = net::ParseEndpoints(a->peers);
     if (!eps.ok()) return void(rc = Fail(eps.status().WithContext("--peer").ToString()));
-    fo.peers = *eps;
-    // A fetch connects out to the peers it was given; it listens only when told to.
-    if (fetch_flags.listen.empty()) fo.swarm.listen.clear();
-    rc = RunFetch(fo);
+    a->fo.peers = *eps;
+    // A fetch connects out a->to the a->peers it was given; it listens only when told a->to.
+    if (a->fetch_flags.listen.empty()) a->fo.swarm.listen.clear();
+    rc = RunFetch(a->fo);
   });
 
-  static std::string store_dir, src;
   auto* store = app.add_subcommand("store", "Manage a peer's store of models");
   store->require_subcommand(1);
   auto* add = store->add_subcommand("add", "Copy a fragment directory into a store");
-  add->add_option("store", store_dir, "Store directory (created if absent)")->required();
-  add->add_option("dir", src, "Fragment directory")->required();
-  add->callback([&] {
-    auto s = net::Store::Open(store_dir, /*create=*/true);
+  add->add_option("store", a->store_dir, "Store directory (created if absent)")->required();
+  add->add_option("dir", a->src, "Fragment directory")->required();
+  add->callback([a, &rc] {
+    auto s = net::Store::Open(a->store_dir, /*create=*/true);
     if (!s.ok()) return void(rc = Fail(s.status().ToString()));
     ProgressBar bar("store");
-    auto r = s->Add(src, bar.fn());
+    auto r = s->Add(a->src, bar.fn());
     bar.Finish();
     if (!r.ok()) return void(rc = Fail(r.status().ToString()));
     std::printf(
         "added %s as %s: %zu fragments, %zu new (%.2f MB), %.2f MB shared with other "
         "models\n",
-        src.c_str(), r->model_dir.c_str(), r->fragments, r->new_blobs, r->new_bytes / 1e6,
+        a->src.c_str(), r->model_dir.c_str(), r->fragments, r->new_blobs, r->new_bytes / 1e6,
         r->shared_bytes / 1e6);
     std::printf("info-hash %s\nmagnet %s\n", r->torrent.info_hash.c_str(),
                 r->torrent.magnet.c_str());
   });
   auto* list = store->add_subcommand("list", "List a store's models");
-  list->add_option("store", store_dir, "Store directory")->required();
-  list->callback([&] {
-    auto s = net::Store::Open(store_dir, /*create=*/false);
+  list->add_option("store", a->store_dir, "Store directory")->required();
+  list->callback([a, &rc] {
+    auto s = net::Store::Open(a->store_dir, /*create=*/false);
     if (!s.ok()) return void(rc = Fail(s.status().ToString()));
     for (const std::string& d : s->ModelDirs()) {
       auto t = net::LoadTorrent(d + "/" + net::kTorrentFile);
