@@ -212,32 +212,11 @@ bool AllZero(std::span<const uint8_t> b) {
   return true;
 }
 
-}  // namespace
-
-StatusOr<FragmentReport> FragmentModel(const std::string& gguf_path, const std::string& out_dir,
-                                       const FragmentOptions& opts, const ProgressFn& progress) {
-  if (opts.chunk_size == 0) return Status::InvalidArgument("chunk size must be at least 1 byte");
-  auto parsed = gguf::GgufFile::Open(gguf_path);
-  if (!parsed.ok()) return parsed.status();
-  const gguf::GgufFile& f = *parsed;
-  auto in_or = InputFile::Open(gguf_path);
-  if (!in_or.ok()) return in_or.status();
-  const InputFile& in = *in_or;
-
-  std::string out = out_dir;
-  while (out.size() > 1 && out.back() == '/') out.pop_back();
-  if (PathExists(out) && !IsDirectory(out)) {
-    return Status::Exists(out + " exists and is not a directory");
-  }
-  if (IsDirectory(out) && !DirectoryIsEmpty(out) && !opts.force) {
-    return Status::Exists(out + " is not empty (refusing to write into it; pass --force)");
-  }
-  GGSWARM_RETURN_IF_ERROR(
-      CheckManifestText(f, std::filesystem::path(gguf_path).filename().string()));
-  StagingDirectory staging(out);
-  GGSWARM_RETURN_IF_ERROR(staging.Create());
-  const std::string& stage = staging.path();
-
+// The manifest of `f` before any byte is written: the model's description, and the
+// fragments in file order (tensor shards of whole rows, plus any non-zero bytes between
+// tensors as "gap" pieces), their hashes still to be filled in.
+StatusOr<Manifest> PlanFragments(const gguf::GgufFile& f, const InputFile& in,
+                                 const std::string& gguf_path, const FragmentOptions& opts) {
   Manifest m;
   m.name = SanitizeName(opts.name.empty() ? Stem(gguf_path) : opts.name);
   m.architecture = f.Architecture();
@@ -288,6 +267,38 @@ StatusOr<FragmentReport> FragmentModel(const std::string& gguf_path, const std::
     pos = f.data_offset + t.offset + t.size;
   }
   GGSWARM_RETURN_IF_ERROR(add_gaps(pos, f.file_size));
+  return m;
+}
+
+}  // namespace
+
+StatusOr<FragmentReport> FragmentModel(const std::string& gguf_path, const std::string& out_dir,
+                                       const FragmentOptions& opts, const ProgressFn& progress) {
+  if (opts.chunk_size == 0) return Status::InvalidArgument("chunk size must be at least 1 byte");
+  auto parsed = gguf::GgufFile::Open(gguf_path);
+  if (!parsed.ok()) return parsed.status();
+  const gguf::GgufFile& f = *parsed;
+  auto in_or = InputFile::Open(gguf_path);
+  if (!in_or.ok()) return in_or.status();
+  const InputFile& in = *in_or;
+
+  std::string out = out_dir;
+  while (out.size() > 1 && out.back() == '/') out.pop_back();
+  if (PathExists(out) && !IsDirectory(out)) {
+    return Status::Exists(out + " exists and is not a directory");
+  }
+  if (IsDirectory(out) && !DirectoryIsEmpty(out) && !opts.force) {
+    return Status::Exists(out + " is not empty (refusing to write into it; pass --force)");
+  }
+  GGSWARM_RETURN_IF_ERROR(
+      CheckManifestText(f, std::filesystem::path(gguf_path).filename().string()));
+  StagingDirectory staging(out);
+  GGSWARM_RETURN_IF_ERROR(staging.Create());
+  const std::string& stage = staging.path();
+
+  auto planned = PlanFragments(f, in, gguf_path, opts);
+  if (!planned.ok()) return planned.status();
+  Manifest& m = *planned;
 
   // The header, hashed and written first.
   const auto header = f.FileBytes().subspan(0, f.data_offset);
