@@ -16,6 +16,7 @@ int RunTensor(const std::string& path, const std::string& name, const std::strin
 void AddInferenceCommands(CLI::App& app, int& rc);  // tokenize, tokenizer, run, chat
 void AddBenchCommand(CLI::App& app, int& rc);
 void AddSwarmCommands(CLI::App& app, int& rc);  // torrent, peer, fetch, store
-int Fail(const std::string& message);           // prints "ggswarm: error: …" and returns 1
+int Fail(const std::string& message);
+const char* VersionText();  // "ggswarm 0.1.0 (commit abcdef012345)", from version.cpp.in           // prints "ggswarm: error: …" and returns 1
 
 }  // namespace ggswarm::cli

@@ -97,7 +97,7 @@ int main(int argc, char** argv) {
   using namespace ggswarm::cli;
   CLI::App app{"ggswarm: GGUF models as content-addressed fragments, for a swarm of peers"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "ggswarm " GGSWARM_VERSION " (commit " GGSWARM_COMMIT ")",
+  app.set_version_flag("--version", VersionText(),
                        "Print the version and the commit it was built from");
   int rc = 0;
 
