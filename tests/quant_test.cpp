@@ -7,9 +7,9 @@
 #include <cstring>
 #include <random>
 
+#include "base/fp16.h"
 #include "quant/blocks.h"
 #include "quant/dequantize.h"
-#include "base/fp16.h"
 #include "quant/quantize.h"
 
 namespace ggswarm {

@@ -17,6 +17,7 @@ void AddInferenceCommands(CLI::App& app, int& rc);  // tokenize, tokenizer, run,
 void AddBenchCommand(CLI::App& app, int& rc);
 void AddSwarmCommands(CLI::App& app, int& rc);  // torrent, peer, fetch, store
 int Fail(const std::string& message);
-const char* VersionText();  // "ggswarm 0.1.0 (commit abcdef012345)", from version.cpp.in           // prints "ggswarm: error: …" and returns 1
+const char* VersionText();  // "ggswarm 0.1.0 (commit abcdef012345)", from version.cpp.in // prints
+                            // "ggswarm: error: …" and returns 1
 
 }  // namespace ggswarm::cli

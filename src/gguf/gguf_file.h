@@ -14,8 +14,8 @@
 
 #include "base/file.h"
 #include "base/status.h"
-#include "gguf/value.h"
 #include "gguf/ggml_type.h"
+#include "gguf/value.h"
 
 namespace ggswarm::gguf {
 

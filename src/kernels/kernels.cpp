@@ -11,11 +11,11 @@
 #include <cpuid.h>
 #endif
 
+#include "base/fp16.h"
 #include "kernels/kernels_amx.h"
 #include "kernels/kernels_avx2.h"
 #include "kernels/kernels_avx512.h"
 #include "quant/blocks.h"
-#include "base/fp16.h"
 #include "quant/vec_dot.h"
 
 namespace ggswarm::kernels {

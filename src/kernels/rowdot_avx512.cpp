@@ -7,11 +7,11 @@
 #include <algorithm>
 #include <cstring>
 
+#include "base/fp16.h"
 #include "kernels/kernels_avx512.h"
 #include "kernels/rowdot_rows.h"
 #include "kernels/target_helpers.h"
 #include "quant/blocks.h"
-#include "base/fp16.h"
 #include "quant/vec_dot.h"
 
 namespace ggswarm::kernels::avx512 {

@@ -5,8 +5,8 @@
 #include <functional>
 #include <string>
 
-#include "quant/dequantize.h"
 #include "base/fp16.h"
+#include "quant/dequantize.h"
 
 namespace ggswarm::model {
 namespace {

@@ -2,8 +2,8 @@
 
 #include <cstring>
 
-#include "quant/blocks.h"
 #include "base/fp16.h"
+#include "quant/blocks.h"
 
 namespace ggswarm {
 namespace {

@@ -4,9 +4,9 @@
 #include <cmath>
 #include <cstring>
 
+#include "base/fp16.h"
 #include "quant/blocks.h"
 #include "quant/dequantize.h"
-#include "base/fp16.h"
 
 namespace ggswarm {
 namespace {

@@ -3,9 +3,9 @@
 #include <cmath>
 #include <cstring>
 
+#include "base/fp16.h"
 #include "quant/blocks.h"
 #include "quant/dequantize.h"
-#include "base/fp16.h"
 
 namespace ggswarm {
 using namespace blocks;  // NOLINT: the block layouts, used throughout this file
