@@ -50,11 +50,8 @@ void CheckRoundTrip(const ggswarm::gguf::GgufFile& f) {
   if (!again.ok()) __builtin_trap();
   if (again->metadata.size() != f.metadata.size() || again->tensors.size() != f.tensors.size())
     __builtin_trap();
-  for (size_t i = 0; i < f.metadata.size(); ++i) {
-    if (again->metadata[i].key != f.metadata[i].key ||
-        again->metadata[i].value.ToString(1 << 20) != f.metadata[i].value.ToString(1 << 20))
-      __builtin_trap();
-  }
+  for (size_t i = 0; i < f.metadata.size(); ++i)
+    if (again->metadata[i].key != f.metadata[i].key) __builtin_trap();  // values: the bytes below
   for (size_t i = 0; i < f.tensors.size(); ++i) {
     const auto &a = again->tensors[i], &b = f.tensors[i];
     if (a.name != b.name || a.type != b.type || a.shape != b.shape || a.size != b.size)

@@ -3,7 +3,7 @@
 # nothing when everything is already there.
 set -euo pipefail
 packages=(build-essential cmake pkg-config libssl-dev nlohmann-json3-dev libcli11-dev
-          libgtest-dev libgmock-dev libicu-dev libsentencepiece-dev jq file dpkg-dev
+          libgtest-dev libgmock-dev libicu-dev libsentencepiece-dev jq file dpkg-dev git
           libtorrent-rasterbar-dev libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler)
 missing=()
 for p in "${packages[@]}"; do

@@ -27,10 +27,10 @@ TEST(Status, CarriesCodeMessageAndContext) {
   EXPECT_EQ(s.message(), "model.gguf: no such file: x");
   EXPECT_NE(s.ToString().find("model.gguf: no such file: x"), std::string::npos);
   EXPECT_TRUE(Status::Ok().WithContext("ignored").ok());
-  StatusOr<int> v = 7;
+  StatusOr<std::string> v = std::string("value");
   ASSERT_TRUE(v.ok());
-  EXPECT_EQ(*v, 7);
-  StatusOr<int> e = Status::Corruption("bad");
+  EXPECT_EQ(*v, "value");
+  StatusOr<std::string> e = Status::Corruption("bad");
   ASSERT_FALSE(e.ok());
   EXPECT_EQ(e.status().message(), "bad");
 }

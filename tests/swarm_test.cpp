@@ -25,6 +25,7 @@ namespace fs = std::filesystem;
 using testing::Process;
 using testing::ReadBytes;
 using testing::TempDir;
+using testing::WaitUntil;
 
 std::string Cli() { return GGSWARM_CLI; }
 
@@ -330,18 +331,14 @@ TEST_F(Swarm, AKilledFetchResumesWithoutDownloadingAgain) {
       }
       return n;
     };
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (on_disk() < total_bytes / 4 && f.running() &&
-           std::chrono::steady_clock::now() < deadline)
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    WaitUntil(60, [&] { return on_disk() >= total_bytes / 4 || !f.running(); });
     ASSERT_GE(on_disk(), total_bytes / 4) << f.Log();
     const std::string resume = t / "out/.ggswarm-fetch.resume";
     const auto since = fs::file_time_type::clock::now();
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (!(fs::exists(resume) && fs::last_write_time(resume) > since) &&
-           std::chrono::steady_clock::now() < until)
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    ASSERT_TRUE(fs::exists(resume) && fs::last_write_time(resume) > since) << f.Log();
+    ASSERT_TRUE(WaitUntil(30, [&] {
+      std::error_code ec;
+      return fs::exists(resume, ec) && fs::last_write_time(resume, ec) > since;
+    })) << f.Log();
     ASSERT_TRUE(f.running()) << f.Log();
     f.Kill(SIGKILL);
     f.Wait(10);

@@ -4,10 +4,13 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace ggswarm::testing {
@@ -43,6 +46,17 @@ inline void WriteBytes(const std::string& path, const std::vector<uint8_t>& b) {
 }
 
 inline std::string SharedDir() { return GGSWARM_SHARED_DIR; }
+
+// Polls `done` until it holds; false when it still does not after `seconds`. The one way
+// tests wait for something (a log line, a file, a process's memory): never a fixed sleep.
+inline bool WaitUntil(double seconds, const std::function<bool()>& done) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (std::chrono::steady_clock::now() < until) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return done();
+}
 
 // Every GGUF in ../shared/models (empty when ../shared is absent).
 inline std::vector<std::string> SharedModels() {

@@ -53,14 +53,14 @@ bool ProcessIsGone(long pid) {
 
 }  // namespace
 
-void RemoveStalePartials(const std::string& path) {
+std::vector<std::string> StalePartials(const std::string& path) {
   const size_t slash = path.rfind('/');
   const std::string dir = slash == std::string::npos ? "./" : path.substr(0, slash + 1);
   const std::string prefix =
       (slash == std::string::npos ? path : path.substr(slash + 1)) + ".partial-";
-  DIR* d = ::opendir(dir.c_str());
-  if (!d) return;
   std::vector<std::string> stale;
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return stale;
   while (dirent* e = ::readdir(d)) {
     const std::string n = e->d_name;
     if (n.compare(0, prefix.size(), prefix) != 0) continue;
@@ -70,7 +70,11 @@ void RemoveStalePartials(const std::string& path) {
     if (ProcessIsGone(std::stol(pid))) stale.push_back(dir + n);
   }
   ::closedir(d);
-  for (const std::string& f : stale) {
+  return stale;
+}
+
+void RemoveStalePartials(const std::string& path) {
+  for (const std::string& f : StalePartials(path)) {
     struct stat st {};
     if (::lstat(f.c_str(), &st) == 0 && S_ISREG(st.st_mode)) ::unlink(f.c_str());
   }

@@ -94,7 +94,9 @@ class OutputFile {
 // Whether anything is at `path`, a dangling symbolic link included.
 bool PathExists(const std::string& path);
 bool IsDirectory(const std::string& path);
-// Removes the regular files "<path>.partial-<pid>" whose process no longer runs.
+// The entries "<path>.partial-<pid>" (files or folders) whose process no longer runs.
+std::vector<std::string> StalePartials(const std::string& path);
+// Removes those of them that are regular files.
 void RemoveStalePartials(const std::string& path);
 StatusOr<std::string> ReadSmallFile(const std::string& path, uint64_t max_bytes);
 

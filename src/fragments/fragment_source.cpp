@@ -96,7 +96,14 @@ StatusOr<std::string> OriginalSha256(const std::string& path) {
 }
 
 StatusOr<std::string> OriginalHeader(const std::string& path, uint64_t data_offset) {
-  if (IsDirectory(path)) return ReadSmallFile(path + "/" + kHeaderFile, kMaxManifestBytes);
+  if (IsDirectory(path)) {  // gguf_header.dat, checked against the manifest as verify does
+    auto m = Manifest::Load(path);
+    if (!m.ok()) return m.status();
+    std::string bytes;
+    auto h = LoadHeader(path, *m, &bytes);
+    if (!h.ok()) return h.status();
+    return bytes;
+  }
   auto in = InputFile::Open(path);
   if (!in.ok()) return in.status();
   std::string b(data_offset, '\0');

@@ -1,5 +1,4 @@
 #include <dirent.h>
-#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -183,21 +182,13 @@ class StagingDirectory {
  private:
   // Staging folders of this output left by processes that were killed: flat folders only.
   void RemoveStale() {
-    const std::filesystem::path out(out_);
-    const std::string prefix = out.filename().string() + ".partial-";
-    std::error_code ec;
-    const auto parent = out.has_parent_path() ? out.parent_path() : std::filesystem::path(".");
-    for (const auto& e : std::filesystem::directory_iterator(parent, ec)) {
-      const std::string n = e.path().filename().string();
-      if (n.compare(0, prefix.size(), prefix) != 0 || !e.is_directory()) continue;
-      const std::string pid = n.substr(prefix.size());
-      if (pid.empty() || pid.size() > 9 || pid.find_first_not_of("0123456789") != std::string::npos)
-        continue;
-      if (::kill(static_cast<pid_t>(std::stol(pid)), 0) == 0 || errno != ESRCH) continue;
+    for (const std::string& stale : StalePartials(out_)) {
+      std::error_code ec;
+      if (!std::filesystem::is_directory(stale, ec)) continue;
       bool flat = true;
-      for (const auto& f : std::filesystem::directory_iterator(e.path(), ec))
+      for (const auto& f : std::filesystem::directory_iterator(stale, ec))
         flat = flat && f.is_regular_file();
-      if (flat) std::filesystem::remove_all(e.path(), ec);
+      if (flat) std::filesystem::remove_all(stale, ec);
     }
   }
 

@@ -31,8 +31,6 @@ using grpc::StatusCode;
 
 // A client keeps a few calls in flight per connection; more only serve a flood.
 constexpr int kMaxStreamsPerConnection = 32;
-// Each call in flight on the synchronous server holds a thread; past this, calls are refused.
-constexpr int kMaxServerThreads = 256;
 
 struct Session {
   std::unique_ptr<model::LayerRange> layers;
@@ -368,9 +366,6 @@ StatusOr<std::unique_ptr<StageServer>> StageServer::Start(const StageOptions& o,
   // gRPC gets its connections from the guard (h2_guard.h), never from a port of its own.
   grpc::ServerBuilder b;
   b.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, kMaxStreamsPerConnection);
-  grpc::ResourceQuota quota("ggswarm-stage");
-  quota.SetMaxThreads(kMaxServerThreads);
-  b.SetResourceQuota(quota);
   // The largest message: a full batch of hidden states in, or of logits out.
   const size_t biggest =
       static_cast<size_t>(so.max_batch) *
