@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <random>
@@ -184,6 +185,38 @@ TEST(Kernels, RowDotsForSeveralTokensMatchTheScalarReference) {
                 << "k " << k << ", " << n << " tokens, token " << t << " row " << r;
           }
           EXPECT_TRUE(std::isnan(y[t * (rows + 1) + rows])) << "wrote past the rows";
+        }
+      }
+    }
+  });
+}
+
+// A batch of sequences must not change any one of them: with AVX-512 each token's results
+// from a call for several tokens are RowDots' own bits for that token alone, for row counts
+// around the two- and four-stream loops and token counts around the groups of four.
+TEST(Kernels, RowDotsForSeveralTokensGiveEachTokenItsOwnBits) {
+  REQUIRE_AVX512();
+  ForEachRowDotCase({kernels::Isa::kAvx512Vnni}, [&](GgmlType type) {
+    for (int64_t k : {768, 2080}) {
+      if (k % Traits(type).block_size != 0) continue;
+      const int max_n = 11;
+      for (int rows : {1, 3, 8, 13}) {
+        const Operands o = Make(type, rows, max_n, k, 53 + rows);
+        std::vector<kernels::RowDotAct> ra(max_n);
+        for (int t = 0; t < max_n; ++t)
+          kernels::PrepareRowDot(type, o.act.data() + t * o.abytes, k, &ra[t]);
+        for (int n : {2, 3, 4, 5, 8, 11}) {
+          std::vector<float> y(n * rows, NAN);
+          kernels::RowDotsTokens(type, o.w.data(), o.row_bytes, rows, ra.data(), n, k, y.data(),
+                                 rows);
+          for (int t = 0; t < n; ++t) {
+            std::vector<float> alone(rows, NAN);
+            kernels::RowDots(type, o.w.data(), o.row_bytes, rows, ra[t], k, alone.data(), 1);
+            for (int r = 0; r < rows; ++r)
+              ASSERT_EQ(std::memcmp(&y[t * rows + r], &alone[r], sizeof(float)), 0)
+                  << "k " << k << ", " << n << " tokens, token " << t << " row " << r << ": "
+                  << y[t * rows + r] << " alone " << alone[r];
+          }
         }
       }
     }

@@ -215,6 +215,8 @@ void RowDotsTokens(GgmlType w, const uint8_t* rows, uint64_t row_bytes, int64_t 
                    const RowDotAct* acts, int n, int64_t k, float* y, int64_t token_stride) {
   if (Active() == Isa::kAvx2 && n > 1)
     return avx2::DotsTokens(w, rows, row_bytes, nrows, acts, n, k, y, token_stride);
+  if (Active() == Isa::kAvx512Vnni && n > 1)
+    return avx512::DotsTokens(w, rows, row_bytes, nrows, acts, n, k, y, token_stride);
   for (int t = 0; t < n; ++t)
     RowDots(w, rows, row_bytes, nrows, acts[t], k, y + t * token_stride, 1);
 }

@@ -17,6 +17,10 @@ void DotQ4_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& a
              float* y, int64_t ys);
 void DotQ6_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& act, int64_t k,
              float* y, int64_t ys);
+// RowDots for n tokens: each step of a row's blocks decoded once for up to four tokens,
+// every token's sums taken in the order DotQ* takes them (the same bits).
+void DotsTokens(GgmlType w, const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct* acts,
+                int n, int64_t k, float* y, int64_t ts);
 void QuantizeQ8_0(const float* x, blocks::Q8_0* y, int64_t nb);
 void QuantizeQ8_K(const float* x, blocks::Q8_K* y, int64_t nb);
 // QuantizeQ8_0's quants side by side in q, its scales (as stored, in f32) in d and, where

@@ -5,7 +5,9 @@
 // (first: the target applies to everything below)
 
 #include <algorithm>
+#include <array>
 #include <cstring>
+#include <utility>
 
 #include "base/fp16.h"
 #include "kernels/kernels_avx512.h"
@@ -29,15 +31,15 @@ inline __m512i Load2x32(const void* a, const void* b) {
       _mm256_loadu_si256(static_cast<const __m256i*>(b)), 1);
 }
 
-// The four products of weight and activation scale for blocks i … i + 3: the weights'
-// halves gathered with scalar loads into one 64-bit word and converted at once.
-inline __m128 Scales4(const uint8_t* x, uint64_t stride, const float* da) {
+// The four weight scales of blocks i … i + 3 as floats: the halves gathered with scalar
+// loads into one 64-bit word and converted at once.
+inline __m128 WeightScales4(const void* blocks, uint64_t stride) {
+  const auto* x = static_cast<const uint8_t*>(blocks);
   uint16_t h[4];
   for (int j = 0; j < 4; ++j) std::memcpy(&h[j], x + j * stride, 2);
   const uint64_t packed = h[0] | static_cast<uint64_t>(h[1]) << 16 |
                           static_cast<uint64_t>(h[2]) << 32 | static_cast<uint64_t>(h[3]) << 48;
-  return _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128(static_cast<int64_t>(packed))),
-                    _mm_loadu_ps(da));
+  return _mm_cvtph_ps(_mm_cvtsi64_si128(static_cast<int64_t>(packed)));
 }
 
 // Lanes 0-7 get scale j, lanes 8-15 scale j + 1.
@@ -48,20 +50,31 @@ inline __m512 PairScale(__m128 s4, int j) {
 }
 
 // Two Q8_0 blocks · 64 activations: vpdpbusd multiplies unsigned by signed bytes, so |w|
-// times x with w's sign moved onto x.
+// times x with w's sign moved onto x. Prep is the weights' side (once for every token of
+// a batch), Mul the activations'.
 struct PairQ8_0 {
-  static __m512i Dot(const Q8_0* x, const int8_t* a, const int32_t* /*corr: none*/) {
+  struct Wt {
+    __m512i aw;
+    __mmask64 neg;
+  };
+  static Wt Prep(const Q8_0* x) {
     const __m512i w = Load2x32(x[0].qs, x[1].qs);
+    return {_mm512_abs_epi8(w), _mm512_movepi8_mask(w)};
+  }
+  static __m512i Mul(const Wt& w, const int8_t* a, const int32_t* /*corr: none*/) {
     const __m512i v = _mm512_loadu_si512(a);
-    const __m512i sv = _mm512_mask_sub_epi8(v, _mm512_movepi8_mask(w), _mm512_setzero_si512(), v);
-    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(w), sv);
+    const __m512i sv = _mm512_mask_sub_epi8(v, w.neg, _mm512_setzero_si512(), v);
+    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), w.aw, sv);
   }
 };
 
 // Two Q4_0 blocks: the nibbles (0..15) are the unsigned operand; Σ (q - 8) x = Σ q x - 8 Σ x,
 // the second term preloaded (corr).
 struct PairQ4_0 {
-  static __m512i Dot(const Q4_0* x, const int8_t* a, const int32_t* corr) {
+  struct Wt {
+    __m512i w;
+  };
+  static Wt Prep(const Q4_0* x) {
     const __m512i q = _mm512_inserti64x4(
         _mm512_castsi256_si512(_mm256_broadcastsi128_si256(
             _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[0].qs)))),
@@ -69,8 +82,10 @@ struct PairQ4_0 {
     // 128-bit lanes [qs0, qs0, qs1, qs1] → [low nibbles 0, high 0, low 1, high 1] = elements in
     // order.
     const __m512i shift = _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0);
-    const __m512i w = _mm512_and_si512(_mm512_srlv_epi64(q, shift), _mm512_set1_epi8(0x0F));
-    return _mm512_dpbusd_epi32(_mm512_loadu_si512(corr), w, _mm512_loadu_si512(a));
+    return {_mm512_and_si512(_mm512_srlv_epi64(q, shift), _mm512_set1_epi8(0x0F))};
+  }
+  static __m512i Mul(const Wt& w, const int8_t* a, const int32_t* corr) {
+    return _mm512_dpbusd_epi32(_mm512_loadu_si512(corr), w.w, _mm512_loadu_si512(a));
   }
 };
 
@@ -83,22 +98,31 @@ struct PairKernel {
   struct Acc {
     __m512 a0, a1;
   };
+  // A step's weights, ready for any token's activations.
+  struct W {
+    typename Pair::Wt p0, p1;
+    __m128 dw;  // the four blocks' scales
+  };
   const RowDotAct& act;
   int64_t nb, steps;
   PairKernel(const RowDotAct& a, int64_t k) : act(a), nb(k / kQK), steps(k / kQK / 4) {}
 
   Acc Zero() const { return {_mm512_setzero_ps(), _mm512_setzero_ps()}; }
-  void Step(const uint8_t* row, int64_t j, Acc& acc) const {
+  W Load(const uint8_t* row, int64_t j) const {
+    const auto* x = reinterpret_cast<const Block*>(row) + 4 * j;
+    return {Pair::Prep(x), Pair::Prep(x + 2), WeightScales4(x, sizeof(Block))};
+  }
+  void Apply(const W& w, int64_t j, Acc& acc) const {
     const int64_t i = 4 * j;
-    const auto* x = reinterpret_cast<const Block*>(row) + i;
     const int8_t* a = act.q.data() + i * kQK;
     const int32_t* corr = kCorr ? act.corr.data() + i * 8 : nullptr;
-    const __m128 s4 = Scales4(reinterpret_cast<const uint8_t*>(x), sizeof(Block), act.d.data() + i);
-    acc.a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(Pair::Dot(x, a, corr)), PairScale(s4, 0), acc.a0);
+    const __m128 s4 = _mm_mul_ps(w.dw, _mm_loadu_ps(act.d.data() + i));
+    acc.a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(Pair::Mul(w.p0, a, corr)), PairScale(s4, 0), acc.a0);
     acc.a1 = _mm512_fmadd_ps(
-        _mm512_cvtepi32_ps(Pair::Dot(x + 2, a + 2 * kQK, kCorr ? corr + 16 : nullptr)),
+        _mm512_cvtepi32_ps(Pair::Mul(w.p1, a + 2 * kQK, kCorr ? corr + 16 : nullptr)),
         PairScale(s4, 2), acc.a1);
   }
+  void Step(const uint8_t* row, int64_t j, Acc& acc) const { Apply(Load(row, j), j, acc); }
   float Finish(const uint8_t* row, const Acc& acc) const {
     float s = _mm512_reduce_add_ps(_mm512_add_ps(acc.a0, acc.a1));
     const int64_t i = 4 * steps;
@@ -136,7 +160,14 @@ struct Q4_KKernel {
   }
 
   Acc Zero() const { return {_mm512_setzero_ps(), _mm_setzero_ps()}; }
-  void Step(const uint8_t* row, int64_t i, Acc& acc) const {
+  // A super-block's weights, ready for any token's activations: the nibbles, the scales
+  // lined up with them, d and dmin, and the mins.
+  struct W {
+    __m512i lo[2], hi[2], slo[2], shi[2];
+    __m128 ddw;
+    __m128i m16;
+  };
+  W Load(const uint8_t* row, int64_t i) const {
     const Q4_K& x = reinterpret_cast<const Q4_K*>(row)[i];
     const __m512i nib = _mm512_set1_epi8(0x0F);
     uint32_t u[3];
@@ -147,33 +178,42 @@ struct Q4_KKernel {
     __m512i scv =
         _mm512_cvtepu8_epi32(_mm_set_epi32(0, 0, static_cast<int>(sc_hi), static_cast<int>(sc_lo)));
     scv = _mm512_or_si512(scv, _mm512_slli_epi32(scv, 16));  // two 16-bit copies per lane
-    __m512i isum = _mm512_setzero_si512();
+    W w;
     for (int c = 0; c < 2; ++c) {
       const __m512i q = _mm512_loadu_si512(x.qs + 64 * c);
-      const __m512i lo = _mm512_and_si512(q, nib);
-      const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), nib);
+      w.lo[c] = _mm512_and_si512(q, nib);
+      w.hi[c] = _mm512_and_si512(_mm512_srli_epi16(q, 4), nib);
+      w.slo[c] = _mm512_permutexvar_epi32(idx_lo[c], scv);
+      w.shi[c] = _mm512_permutexvar_epi32(idx_hi[c], scv);
+    }
+    uint32_t ddm;
+    std::memcpy(&ddm, &x.d, 4);
+    w.ddw = _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(ddm)));
+    w.m16 = _mm_cvtepu8_epi16(
+        _mm_cvtsi64_si128(static_cast<int64_t>(m_lo | static_cast<uint64_t>(m_hi) << 32)));
+    return w;
+  }
+  void Apply(const W& w, int64_t i, Acc& acc) const {
+    __m512i isum = _mm512_setzero_si512();
+    for (int c = 0; c < 2; ++c) {
       const __m512i alo = _mm512_loadu_si512(aq + i * kQK_K + 128 * c);
       const __m512i ahi = _mm512_loadu_si512(aq + i * kQK_K + 128 * c + 64);
       // Pairs of products in 16 bits (15 · 127 · 2 fits), then times the sub-block's scale
       // and summed into 32 bits by vpdpwssd.
-      const __m512i plo = _mm512_maddubs_epi16(lo, alo);
-      const __m512i phi = _mm512_maddubs_epi16(hi, ahi);
-      isum = _mm512_dpwssd_epi32(isum, plo, _mm512_permutexvar_epi32(idx_lo[c], scv));
-      isum = _mm512_dpwssd_epi32(isum, phi, _mm512_permutexvar_epi32(idx_hi[c], scv));
+      const __m512i plo = _mm512_maddubs_epi16(w.lo[c], alo);
+      const __m512i phi = _mm512_maddubs_epi16(w.hi[c], ahi);
+      isum = _mm512_dpwssd_epi32(isum, plo, w.slo[c]);
+      isum = _mm512_dpwssd_epi32(isum, phi, w.shi[c]);
     }
-    // d and dmin converted together, times the activations' scale; then the mins,
-    // Σ_j m_j · (sum of sub-block j of the activations).
-    uint32_t ddm;
-    std::memcpy(&ddm, &x.d, 4);
-    const __m128 dd =
-        _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(ddm))), _mm_set1_ps(a[i].d));
-    const __m128i m16 = _mm_cvtepu8_epi16(
-        _mm_cvtsi64_si128(static_cast<int64_t>(m_lo | static_cast<uint64_t>(m_hi) << 32)));
+    // d and dmin times the activations' scale; then the mins, Σ_j m_j · (sum of sub-block j
+    // of the activations).
+    const __m128 dd = _mm_mul_ps(w.ddw, _mm_set1_ps(a[i].d));
     const __m128i mins =
-        _mm_madd_epi16(m16, _mm_loadu_si128(reinterpret_cast<const __m128i*>(sums + 8 * i)));
+        _mm_madd_epi16(w.m16, _mm_loadu_si128(reinterpret_cast<const __m128i*>(sums + 8 * i)));
     acc.acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_broadcastss_ps(dd), acc.acc);
     acc.accm = _mm_fmadd_ps(_mm_cvtepi32_ps(mins), _mm_permute_ps(dd, 0x55), acc.accm);
   }
+  void Step(const uint8_t* row, int64_t i, Acc& acc) const { Apply(Load(row, i), i, acc); }
   float Finish(const uint8_t*, const Acc& acc) const {
     return _mm512_reduce_add_ps(acc.acc) - Hsum128(acc.accm);
   }
@@ -200,7 +240,14 @@ struct Q6_KKernel {
   }
 
   Acc Zero() const { return {_mm512_setzero_ps()}; }
-  void Step(const uint8_t* row, int64_t i, Acc& acc) const {
+  // A super-block's weights, ready for any token's activations: the 6-bit quants (stored
+  // +32), the scales lined up with them and as 16-bit values, and d.
+  struct W {
+    __m512i qlo[2], qhi[2], sc[4];
+    __m256i sc16;
+    float d;
+  };
+  W Load(const uint8_t* row, int64_t i) const {
     const Q6_K& x = reinterpret_cast<const Q6_K*>(row)[i];
     const __m512i nib = _mm512_set1_epi8(0x0F);
     const __m512i three = _mm512_set1_epi8(0x03);
@@ -208,7 +255,7 @@ struct Q6_KKernel {
     __m512i scv = _mm512_cvtepi8_epi32(sc8);
     scv = _mm512_or_si512(_mm512_and_si512(scv, _mm512_set1_epi32(0xFFFF)),
                           _mm512_slli_epi32(scv, 16));  // two 16-bit copies per lane
-    __m512i isum = _mm512_setzero_si512();
+    W w;
     for (int h = 0; h < 2; ++h) {
       const __m512i ql = _mm512_loadu_si512(x.ql + 64 * h);
       const __m512i qh = _mm512_broadcast_i64x4(
@@ -217,22 +264,62 @@ struct Q6_KKernel {
           _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, cnt_lo), three), 4);
       const __m512i hhi =
           _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, cnt_hi), three), 4);
-      const __m512i qlo = _mm512_or_si512(_mm512_and_si512(ql, nib), hlo);
-      const __m512i qhi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), nib), hhi);
+      w.qlo[h] = _mm512_or_si512(_mm512_and_si512(ql, nib), hlo);
+      w.qhi[h] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), nib), hhi);
+    }
+    for (int q = 0; q < 4; ++q) w.sc[q] = _mm512_permutexvar_epi32(idx[q], scv);
+    w.sc16 = _mm256_cvtepi8_epi16(sc8);
+    w.d = H(x.d);
+    return w;
+  }
+  void Apply(const W& w, int64_t i, Acc& acc) const {
+    __m512i isum = _mm512_setzero_si512();
+    for (int h = 0; h < 2; ++h) {
       // Pairs of products in 16 bits (63 · 127 · 2 fits), then times the scale (vpdpwssd).
-      const __m512i plo = _mm512_maddubs_epi16(qlo, _mm512_loadu_si512(a[i].qs + 128 * h));
-      const __m512i phi = _mm512_maddubs_epi16(qhi, _mm512_loadu_si512(a[i].qs + 128 * h + 64));
-      isum = _mm512_dpwssd_epi32(isum, plo, _mm512_permutexvar_epi32(idx[2 * h], scv));
-      isum = _mm512_dpwssd_epi32(isum, phi, _mm512_permutexvar_epi32(idx[2 * h + 1], scv));
+      const __m512i plo = _mm512_maddubs_epi16(w.qlo[h], _mm512_loadu_si512(a[i].qs + 128 * h));
+      const __m512i phi =
+          _mm512_maddubs_epi16(w.qhi[h], _mm512_loadu_si512(a[i].qs + 128 * h + 64));
+      isum = _mm512_dpwssd_epi32(isum, plo, w.sc[2 * h]);
+      isum = _mm512_dpwssd_epi32(isum, phi, w.sc[2 * h + 1]);
     }
     // The quants are stored +32: subtract 32 Σ_j sc_j bsum_j.
     const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[i].bsums));
-    const __m256i corr = _mm256_madd_epi16(bs, _mm256_cvtepi8_epi16(sc8));
+    const __m256i corr = _mm256_madd_epi16(bs, w.sc16);
     isum = _mm512_sub_epi32(isum, _mm512_zextsi256_si512(_mm256_slli_epi32(corr, 5)));
-    acc.acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(H(x.d) * a[i].d), acc.acc);
+    acc.acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(w.d * a[i].d), acc.acc);
   }
+  void Step(const uint8_t* row, int64_t i, Acc& acc) const { Apply(Load(row, i), i, acc); }
   float Finish(const uint8_t*, const Acc& acc) const { return _mm512_reduce_add_ps(acc.acc); }
 };
+
+// T tokens' kernels of type K (one per activation row).
+template <typename K, size_t... I>
+std::array<K, sizeof...(I)> KernelsFor(const RowDotAct* acts, int64_t k,
+                                       std::index_sequence<I...>) {
+  return {K(acts[I], k)...};
+}
+
+template <int T>
+void TokensOf(GgmlType w, const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct* acts,
+              int64_t k, float* y, int64_t ts) {
+  const auto seq = std::make_index_sequence<T>{};
+  switch (w) {
+    case GgmlType::Q8_0:
+      return rowdot::RowsTokens<T>(
+          KernelsFor<PairKernel<Q8_0, GgmlType::Q8_0, PairQ8_0>>(acts, k, seq).data(), rows, rb,
+          nrows, y, ts);
+    case GgmlType::Q4_0:
+      return rowdot::RowsTokens<T>(
+          KernelsFor<PairKernel<Q4_0, GgmlType::Q4_0, PairQ4_0>>(acts, k, seq).data(), rows, rb,
+          nrows, y, ts);
+    case GgmlType::Q4_K:
+      return rowdot::RowsTokens<T>(KernelsFor<Q4_KKernel>(acts, k, seq).data(), rows, rb, nrows,
+                                   y, ts);
+    default:
+      return rowdot::RowsTokens<T>(KernelsFor<Q6_KKernel>(acts, k, seq).data(), rows, rb, nrows,
+                                   y, ts);
+  }
+}
 
 }  // namespace
 
@@ -254,6 +341,22 @@ void DotQ4_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& a
 void DotQ6_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& act, int64_t k,
              float* y, int64_t ys) {
   rowdot::Rows(Q6_KKernel(act, k), rows, rb, nrows, y, ys);
+}
+
+void DotsTokens(GgmlType w, const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct* acts,
+                int n, int64_t k, float* y, int64_t ts) {
+  int t = 0;
+  for (; t + 4 <= n; t += 4) TokensOf<4>(w, rows, rb, nrows, acts + t, k, y + t * ts, ts);
+  switch (n - t) {
+    case 3:
+      return TokensOf<3>(w, rows, rb, nrows, acts + t, k, y + t * ts, ts);
+    case 2:
+      return TokensOf<2>(w, rows, rb, nrows, acts + t, k, y + t * ts, ts);
+    case 1:
+      return TokensOf<1>(w, rows, rb, nrows, acts + t, k, y + t * ts, ts);
+    default:
+      return;
+  }
 }
 
 uint64_t ReadAll(const uint8_t* p, uint64_t n, int streams) {

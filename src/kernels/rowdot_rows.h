@@ -75,4 +75,47 @@ inline void Rows(const K& kern, const uint8_t* rows, uint64_t rb, int64_t nrows,
   }
 }
 
+// Rows for T tokens at once (kern[0 … T-1], one per activation row, over the same weights):
+// a step's weights are loaded and unpacked once (K::Load) and applied to each token
+// (K::Apply), so that each token's sums are taken exactly as Rows takes them. With T times
+// the arithmetic per byte, two streams side by side keep the memory busy; y[t * ts + r].
+template <int T, typename K>
+inline void RowsTokens(const K* kern, const uint8_t* rows, uint64_t rb, int64_t nrows, float* y,
+                       int64_t ts) {
+  constexpr int kStreams = 2;
+  const int64_t per = nrows / kStreams;
+  for (int64_t r = 0; r < per; ++r) {
+    const uint8_t* x[kStreams];
+    typename K::Acc acc[kStreams][T];
+#pragma GCC unroll 8
+    for (int s = 0; s < kStreams; ++s) {
+      x[s] = rows + (r + s * per) * rb;
+      for (int t = 0; t < T; ++t) acc[s][t] = kern[t].Zero();
+    }
+    for (int64_t j = 0; j < kern[0].steps; ++j) {
+#pragma GCC unroll 8
+      for (int s = 0; s < kStreams; ++s) {
+        const char* p = reinterpret_cast<const char*>(x[s]) + j * K::kStepBytes + kPrefetch;
+        for (int o = 0; o < K::kStepBytes; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
+        const typename K::W w = kern[0].Load(x[s], j);
+#pragma GCC unroll 4
+        for (int t = 0; t < T; ++t) kern[t].Apply(w, j, acc[s][t]);
+      }
+    }
+#pragma GCC unroll 8
+    for (int s = 0; s < kStreams; ++s)
+      for (int t = 0; t < T; ++t) y[t * ts + r + s * per] = kern[t].Finish(x[s], acc[s][t]);
+  }
+  for (int64_t r = per * kStreams; r < nrows; ++r) {
+    const uint8_t* x = rows + r * rb;
+    typename K::Acc acc[T];
+    for (int t = 0; t < T; ++t) acc[t] = kern[t].Zero();
+    for (int64_t j = 0; j < kern[0].steps; ++j) {
+      const typename K::W w = kern[0].Load(x, j);
+      for (int t = 0; t < T; ++t) kern[t].Apply(w, j, acc[t]);
+    }
+    for (int t = 0; t < T; ++t) y[t * ts + r] = kern[t].Finish(x, acc[t]);
+  }
+}
+
 }  // namespace ggswarm::kernels::rowdot
