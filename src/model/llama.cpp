@@ -151,24 +151,45 @@ Status LlamaModel::Head(const float* x, int n, float* logits, ThreadPool& pool,
   return Status();
 }
 
-LayerRange::LayerRange(std::shared_ptr<LlamaModel> model, int begin, int end, int n_ctx)
-    : model_(std::move(model)), begin_(begin), end_(end) {
+LayerRange::LayerRange(std::shared_ptr<LlamaModel> model, int begin, int end, int n_ctx,
+                       int n_seq)
+    : model_(std::move(model)), begin_(begin), end_(end), n_past_(std::max(1, n_seq), 0) {
   const LlamaConfig& c = model_->config();
   cache_.n_ctx = n_ctx;
+  cache_.n_seq = std::max(1, n_seq);
   cache_.k.resize(end - begin);
   cache_.v.resize(end - begin);
+  const size_t cells = static_cast<size_t>(n_ctx) * cache_.n_seq;
   for (int l = 0; l < end - begin; ++l) {
-    cache_.k[l].assign(static_cast<size_t>(n_ctx) * c.kv_dim(), 0);
-    cache_.v[l].assign(static_cast<size_t>(n_ctx) * c.v_dim(), 0);
+    cache_.k[l].assign(cells * c.kv_dim(), 0);
+    cache_.v[l].assign(cells * c.v_dim(), 0);
   }
 }
 
 Status LayerRange::Forward(float* x, int n, ThreadPool& pool) {
   if (n <= 0) return Status();
-  if (n_past_ + n > cache_.n_ctx)
-    return Status::InvalidArgument("context full: " + std::to_string(n_past_) + " + " +
-                                   std::to_string(n) + " positions exceed the context of " +
-                                   std::to_string(cache_.n_ctx) + " (raise --ctx)");
+  const SeqRun run{0, n};
+  return ForwardBatch(x, std::span<const SeqRun>(&run, 1), pool);
+}
+
+Status LayerRange::ForwardBatch(float* x, std::span<const SeqRun> runs, ThreadPool& pool) {
+  // The batch: every run's sequence exists, appears once and has room for its tokens.
+  std::vector<bool> seen(cache_.n_seq, false);
+  int n = 0;
+  for (const SeqRun& r : runs) {
+    if (r.seq < 0 || r.seq >= cache_.n_seq || seen[r.seq])
+      return Status::InvalidArgument("sequence " + std::to_string(r.seq) +
+                                     " is not one of the cache's " +
+                                     std::to_string(cache_.n_seq) + " or comes twice in a batch");
+    seen[r.seq] = true;
+    if (r.n <= 0) return Status::InvalidArgument("a run of a batch has no tokens");
+    if (n_past_[r.seq] + r.n > cache_.n_ctx)
+      return Status::InvalidArgument("context full: " + std::to_string(n_past_[r.seq]) + " + " +
+                                     std::to_string(r.n) + " positions exceed the context of " +
+                                     std::to_string(cache_.n_ctx) + " (raise --ctx)");
+    n += r.n;
+  }
+  if (n == 0) return Status();
   // Map every layer first, so that a missing or corrupt fragment fails before any state
   // changes.
   std::vector<const LayerWeights*> ws;
@@ -177,77 +198,164 @@ Status LayerRange::Forward(float* x, int n, ThreadPool& pool) {
     if (!w.ok()) return w.status();
     ws.push_back(*w);
   }
+  // Each token's sequence and position; the groups that share their products: the
+  // single-token runs together (as long as the row dots take them), each longer run alone.
+  n_ = n;
+  runs_ = runs;
+  run_first_.clear();
+  at_.clear();
+  groups_.clear();
+  for (const SeqRun& r : runs) {
+    run_first_.push_back(static_cast<int>(at_.size()));
+    const bool joins = r.n == 1 && !groups_.empty() && groups_.back().n < kRowDotMaxTokens &&
+                       at_.size() > 0 && runs[run_first_.size() - 2].n == 1;
+    if (joins)
+      ++groups_.back().n;
+    else
+      groups_.push_back({static_cast<int>(at_.size()), r.n});
+    for (int t = 0; t < r.n; ++t) at_.push_back({r.seq, n_past_[r.seq] + t});
+  }
   // The rotations depend on the position only: their angles once for every layer.
   const LlamaConfig& c = model_->config();
   const float* ff = model_->rope_freqs().empty() ? nullptr : model_->rope_freqs().data();
   rope_cs_.resize(static_cast<size_t>(n) * c.rope_dim);
   for (int t = 0; t < n; ++t)
-    RopeAngles(c.rope_dim, n_past_ + t, c.rope_base, ff,
+    RopeAngles(c.rope_dim, at_[t].pos, c.rope_base, ff,
                rope_cs_.data() + static_cast<size_t>(t) * c.rope_dim);
   for (int l = begin_; l < end_; ++l) {
     const LayerWeights* next = l + 1 < end_ ? ws[l + 1 - begin_] : nullptr;
-    const Status st = ForwardLayer(l, *ws[l - begin_], next, x, n, pool);
+    const Status st = ForwardLayer(l, *ws[l - begin_], next, x, pool);
     if (!st.ok()) {
       ForgetNext(pool);
       return st;
     }
   }
   ForgetNext(pool);  // the layers' maps are not held past this call
-  n_past_ += n;
+  for (const SeqRun& r : runs) n_past_[r.seq] += r.n;
+  runs_ = {};
   return Status();
 }
 
-Status LayerRange::ForwardLayer(int l, const LayerWeights& w, const LayerWeights* next, float* x,
-                                int n, ThreadPool& pool) {
-  const LlamaConfig& c = model_->config();
-  const int d = c.n_embd, hd = c.head_dim, qd = c.q_dim(), kvd = c.kv_dim();
-  const int group = c.n_head / c.n_head_kv;
-  const int pos0 = n_past_;
-  xn_.resize(static_cast<size_t>(n) * d);
-  q_.resize(static_cast<size_t>(n) * qd);
-  k_.resize(static_cast<size_t>(n) * kvd);
-  v_.resize(static_cast<size_t>(n) * kvd);
-  att_.resize(static_cast<size_t>(n) * qd);
-  tmp_.resize(static_cast<size_t>(n) * std::max(d, c.n_ff));
-
+void LayerRange::PerToken(ThreadPool& pool, const std::function<void(int)>& f) {
   // Per-token work is spread over the pool too: with many tokens, what one thread does
   // alone is what the second core waits for.
-  auto per_token = [&](const std::function<void(int)>& f) {
-    pool.Run(n, [&](int64_t b, int64_t e, int) {
-      for (int64_t t = b; t < e; ++t) f(static_cast<int>(t));
-    });
-  };
+  pool.Run(n_, [&](int64_t b, int64_t e, int) {
+    for (int64_t t = b; t < e; ++t) f(static_cast<int>(t));
+  });
+}
 
-  // Attention block: xn = norm(x); q, k, v = W·xn; rope(q, k); cache k, v.
-  per_token(
-      [&](int t) { RmsNorm(x + t * d, w.attn_norm.data(), xn_.data() + t * d, d, c.rms_eps); });
-  // Each product announces the one after it, whose first rows the threads then read while
-  // they would wait (ThreadPool::Announce).
-  MatMuls({{&w.wq, q_.data()}, {&w.wk, k_.data()}, {&w.wv, v_.data()}}, xn_.data(), n, pool,
-          &scratch_, {{&w.wo, tmp_.data()}});
+void LayerRange::GroupMatMuls(std::initializer_list<MatMulPart> parts, const float* x,
+                              ThreadPool& pool, std::initializer_list<MatMulPart> next) {
+  const int64_t cols = static_cast<int64_t>(parts.begin()->w->cols());
+  std::vector<MatMulPart> at(parts);
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    const Group& gr = groups_[g];
+    for (size_t i = 0; i < at.size(); ++i)
+      at[i].y = parts.begin()[i].y + static_cast<int64_t>(gr.first) * parts.begin()[i].w->rows();
+    // Only the last group's products are followed by `next`.
+    const bool last = g + 1 == groups_.size();
+    const float* xg = x + static_cast<int64_t>(gr.first) * cols;
+    if (at.size() == 1)
+      MatMul(*at[0].w, xg, gr.n, at[0].y, pool, &scratch_,
+             last ? next : std::initializer_list<MatMulPart>{});
+    else if (at.size() == 2)
+      MatMuls({at[0], at[1]}, xg, gr.n, pool, &scratch_,
+              last ? next : std::initializer_list<MatMulPart>{});
+    else
+      MatMuls({at[0], at[1], at[2]}, xg, gr.n, pool, &scratch_,
+              last ? next : std::initializer_list<MatMulPart>{});
+  }
+}
+
+Status LayerRange::ForwardLayer(int l, const LayerWeights& w, const LayerWeights* next, float* x,
+                                ThreadPool& pool) {
+  const LlamaConfig& c = model_->config();
+  const size_t n = static_cast<size_t>(n_);
+  xn_.resize(n * c.n_embd);
+  q_.resize(n * c.q_dim());
+  k_.resize(n * c.kv_dim());
+  v_.resize(n * c.kv_dim());
+  att_.resize(n * c.q_dim());
+  tmp_.resize(n * std::max(c.n_embd, c.n_ff));
+  gate_.resize(n * c.n_ff);
+  up_.resize(n * c.n_ff);
+  AttentionBlock(l, w, x, pool);
+  FeedForwardBlock(w, next, x, pool);
+  return Status();
+}
+
+void LayerRange::AttentionBlock(int l, const LayerWeights& w, float* x, ThreadPool& pool) {
+  const LlamaConfig& c = model_->config();
+  const int d = c.n_embd, hd = c.head_dim, qd = c.q_dim(), kvd = c.kv_dim();
+  // xn = norm(x); q, k, v = W·xn. Each product announces the one after it, whose first
+  // rows the threads then read while they would wait (ThreadPool::Announce).
+  PerToken(pool,
+           [&](int t) { RmsNorm(x + t * d, w.attn_norm.data(), xn_.data() + t * d, d, c.rms_eps); });
+  GroupMatMuls({{&w.wq, q_.data()}, {&w.wk, k_.data()}, {&w.wv, v_.data()}}, xn_.data(), pool,
+               {{&w.wo, tmp_.data()}});
+  // rope(q, k); k and v into the token's cell of its sequence.
   AlignedVector<uint16_t>& kc = cache_.k[l - begin_];
   AlignedVector<uint16_t>& vc = cache_.v[l - begin_];
-  per_token([&](int t) {
+  PerToken(pool, [&](int t) {
     const float* cs = rope_cs_.data() + static_cast<size_t>(t) * c.rope_dim;
     for (int h = 0; h < c.n_head; ++h) RopeApply(q_.data() + t * qd + h * hd, c.rope_dim, cs);
     for (int h = 0; h < c.n_head_kv; ++h) RopeApply(k_.data() + t * kvd + h * hd, c.rope_dim, cs);
+    const size_t cell = static_cast<size_t>(at_[t].seq) * cache_.n_ctx + at_[t].pos;
     for (int i = 0; i < kvd; ++i) {
-      kc[static_cast<size_t>(pos0 + t) * kvd + i] = FloatToHalf(k_[t * kvd + i]);
-      vc[static_cast<size_t>(pos0 + t) * kvd + i] = FloatToHalf(v_[t * kvd + i]);
+      kc[cell * kvd + i] = FloatToHalf(k_[t * kvd + i]);
+      vc[cell * kvd + i] = FloatToHalf(v_[t * kvd + i]);
     }
   });
+  Attend(l, pool);
+  GroupMatMuls({{&w.wo, tmp_.data()}}, att_.data(), pool,
+               {{&w.gate, gate_.data()}, {&w.up, up_.data()}});
+  PerToken(pool, [&](int t) {
+    for (int i = 0; i < d; ++i) x[t * d + i] += tmp_[t * d + i];
+  });
+}
 
+void LayerRange::Attend(int l, ThreadPool& pool) {
   // Causal attention per (token, head), computed as llama.cpp's CPU flash attention does
   // (its default): q rounded to f16, one pass with a running maximum, and the weighted sum
   // of values kept in f16 (rounded after every step), divided by the softmax sum at the end.
-  // Long batches (as for the bf16 tiles) keep everything after q in f32 instead, with the
-  // cached keys transposed and the values widened once per layer (kernels::AttendF32).
+  // Long runs (as for the bf16 tiles) keep everything after q in f32 instead, with the
+  // sequence's cached keys transposed and its values widened once per layer
+  // (kernels::AttendF32).
+  const LlamaConfig& c = model_->config();
+  const int hd = c.head_dim, qd = c.q_dim(), kvd = c.kv_dim();
+  const int group = c.n_head / c.n_head_kv;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const bool fast = kernels::HasAttention(hd);
-  const int total = pos0 + n;
-  const bool wide = kernels::HasF32Attention(hd) && n >= kBf16MinTokens;
-  const int64_t kts = (total + 15) / 16 * 16;
-  if (wide) {
+  const AlignedVector<uint16_t>& kc = cache_.k[l - begin_];
+  const AlignedVector<uint16_t>& vc = cache_.v[l - begin_];
+  auto cells = [&](int seq) { return static_cast<size_t>(seq) * cache_.n_ctx * kvd; };
+  auto wide = [&](const SeqRun& r) {
+    return kernels::HasF32Attention(hd) && r.n >= kBf16MinTokens;
+  };
+  // Every (token, key/value head) of the runs in f16, as one job; the last tokens of each
+  // run attend to the most positions, so the jobs go from the batch's end to its start and
+  // the short ones at the end even out the threads.
+  std::vector<int> f16_tokens;
+  for (size_t i = runs_.size(); i-- > 0;)
+    if (!wide(runs_[i]))
+      for (int t = run_first_[i] + runs_[i].n - 1; t >= run_first_[i]; --t) f16_tokens.push_back(t);
+  pool.Run(static_cast<int64_t>(f16_tokens.size()) * c.n_head_kv, [&](int64_t b, int64_t e, int) {
+    for (int64_t job = b; job < e; ++job) {
+      const int t = f16_tokens[job / c.n_head_kv];
+      const int g = static_cast<int>(job % c.n_head_kv);
+      const int h0 = g * group;  // the query heads that share key/value head g
+      const size_t base = cells(at_[t].seq) + static_cast<size_t>(g) * hd;
+      (fast ? kernels::AttendF16 : kernels::AttendF16Reference)(
+          q_.data() + t * qd + h0 * hd, group, kc.data() + base, vc.data() + base, kvd,
+          at_[t].pos + 1, hd, scale, att_.data() + t * qd + h0 * hd);
+    }
+  });
+  for (size_t i = 0; i < runs_.size(); ++i) {
+    const SeqRun& r = runs_[i];
+    if (!wide(r)) continue;
+    const int first = run_first_[i];
+    const int total = at_[first + r.n - 1].pos + 1;
+    const int64_t kts = (total + 15) / 16 * 16;
     kt_.assign(static_cast<size_t>(c.n_head_kv) * hd * kts, 0.0f);
     vf_.resize(static_cast<size_t>(c.n_head_kv) * total * hd);
     pool.Run(c.n_head_kv, [&](int64_t b, int64_t e, int) {
@@ -255,8 +363,8 @@ Status LayerRange::ForwardLayer(int l, const LayerWeights& w, const LayerWeights
         float* kt = kt_.data() + g * hd * kts;
         float* vf = vf_.data() + g * total * hd;
         for (int j = 0; j < total; ++j) {
-          const uint16_t* kr = kc.data() + static_cast<size_t>(j) * kvd + g * hd;
-          const uint16_t* vr = vc.data() + static_cast<size_t>(j) * kvd + g * hd;
+          const uint16_t* kr = kc.data() + cells(r.seq) + static_cast<size_t>(j) * kvd + g * hd;
+          const uint16_t* vr = vc.data() + cells(r.seq) + static_cast<size_t>(j) * kvd + g * hd;
           for (int d = 0; d < hd; ++d) {
             kt[d * kts + j] = HalfToFloat(kr[d]);
             vf[static_cast<size_t>(j) * hd + d] = HalfToFloat(vr[d]);
@@ -264,51 +372,39 @@ Status LayerRange::ForwardLayer(int l, const LayerWeights& w, const LayerWeights
         }
       }
     });
-  }
-  // The last tokens attend to the most positions: they are taken first, so that the short
-  // jobs at the end even out the threads.
-  pool.Run(static_cast<int64_t>(n) * c.n_head_kv, [&](int64_t b, int64_t e, int) {
-    for (int64_t job = b; job < e; ++job) {
-      const int t = n - 1 - static_cast<int>(job / c.n_head_kv);
-      const int g = static_cast<int>(job % c.n_head_kv);
-      const int h0 = g * group;  // the query heads that share key/value head g
-      const float* qt = q_.data() + t * qd + h0 * hd;
-      float* out = att_.data() + t * qd + h0 * hd;
-      if (wide) {
-        kernels::AttendF32(qt, group, kt_.data() + g * hd * kts, kts,
-                           vf_.data() + static_cast<size_t>(g) * total * hd, pos0 + t + 1, hd,
-                           scale, out);
-        continue;
+    pool.Run(static_cast<int64_t>(r.n) * c.n_head_kv, [&](int64_t b, int64_t e, int) {
+      for (int64_t job = b; job < e; ++job) {
+        const int t = first + r.n - 1 - static_cast<int>(job / c.n_head_kv);
+        const int g = static_cast<int>(job % c.n_head_kv);
+        const int h0 = g * group;
+        kernels::AttendF32(q_.data() + t * qd + h0 * hd, group, kt_.data() + g * hd * kts, kts,
+                           vf_.data() + static_cast<size_t>(g) * total * hd, at_[t].pos + 1, hd,
+                           scale, att_.data() + t * qd + h0 * hd);
       }
-      (fast ? kernels::AttendF16 : kernels::AttendF16Reference)(
-          qt, group, kc.data() + g * hd, vc.data() + g * hd, kvd, pos0 + t + 1, hd, scale, out);
-    }
-  });
-  MatMul(w.wo, att_.data(), n, tmp_.data(), pool, &scratch_,
-         {{&w.gate, gate_.data()}, {&w.up, up_.data()}});
+    });
+  }
+}
 
-  // Feed-forward block: x += down(silu(gate·xn) * up·xn), xn = norm(x).
-  per_token([&](int t) {
-    for (int i = 0; i < d; ++i) x[t * d + i] += tmp_[t * d + i];
-    RmsNorm(x + t * d, w.ffn_norm.data(), xn_.data() + t * d, d, c.rms_eps);
-  });
-  gate_.resize(static_cast<size_t>(n) * c.n_ff);
-  up_.resize(static_cast<size_t>(n) * c.n_ff);
-  MatMuls({{&w.gate, gate_.data()}, {&w.up, up_.data()}}, xn_.data(), n, pool, &scratch_,
-          {{&w.down, tmp_.data()}});
-  per_token([&](int t) {
+void LayerRange::FeedForwardBlock(const LayerWeights& w, const LayerWeights* next, float* x,
+                                  ThreadPool& pool) {
+  const LlamaConfig& c = model_->config();
+  const int d = c.n_embd;
+  PerToken(pool,
+           [&](int t) { RmsNorm(x + t * d, w.ffn_norm.data(), xn_.data() + t * d, d, c.rms_eps); });
+  GroupMatMuls({{&w.gate, gate_.data()}, {&w.up, up_.data()}}, xn_.data(), pool,
+               {{&w.down, tmp_.data()}});
+  PerToken(pool, [&](int t) {
     const size_t o = static_cast<size_t>(t) * c.n_ff;
     SwiGlu(gate_.data() + o, up_.data() + o, gate_.data() + o, c.n_ff);
   });
   if (next)
-    MatMul(w.down, gate_.data(), n, tmp_.data(), pool, &scratch_,
-           {{&next->wq, q_.data()}, {&next->wk, k_.data()}, {&next->wv, v_.data()}});
+    GroupMatMuls({{&w.down, tmp_.data()}}, gate_.data(), pool,
+                 {{&next->wq, q_.data()}, {&next->wk, k_.data()}, {&next->wv, v_.data()}});
   else
-    MatMul(w.down, gate_.data(), n, tmp_.data(), pool, &scratch_);
-  per_token([&](int t) {
+    GroupMatMuls({{&w.down, tmp_.data()}}, gate_.data(), pool);
+  PerToken(pool, [&](int t) {
     for (int i = 0; i < d; ++i) x[t * d + i] += tmp_[t * d + i];
   });
-  return Status();
 }
 
 }  // namespace ggswarm::model

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <initializer_list>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -65,44 +67,88 @@ class LlamaModel {
   Status LoadHead();
 };
 
-// Keys and values of past positions for a run of layers, stored as f16 (as llama.cpp's
-// default cache): k[l] and v[l] are (n_ctx × kv_dim).
+// Keys and values of past positions for a run of layers and `n_seq` sequences, stored as f16
+// (as llama.cpp's default cache): k[l] and v[l] are (n_seq × n_ctx × kv_dim), sequence s's
+// cells from s × n_ctx × kv_dim on.
 struct KvCache {
-  int n_ctx = 0;
+  int n_ctx = 0, n_seq = 1;
   std::vector<AlignedVector<uint16_t>> k, v;
+};
+
+// Consecutive tokens of one sequence in a batch, at that sequence's next positions.
+struct SeqRun {
+  int seq = 0;
+  int n = 0;
 };
 
 class LayerRange {
  public:
-  // Layers [begin, end) of `model`, with a cache of `n_ctx` positions.
-  LayerRange(std::shared_ptr<LlamaModel> model, int begin, int end, int n_ctx);
+  // Layers [begin, end) of `model`, with a cache of `n_ctx` positions for each of `n_seq`
+  // sequences.
+  LayerRange(std::shared_ptr<LlamaModel> model, int begin, int end, int n_ctx, int n_seq = 1);
 
-  // Runs the layers on hidden states x (n × n_embd), in place, for the next n positions.
-  // Fails (and changes nothing) when the cache has no room for n more.
+  // Runs the layers on hidden states x (n × n_embd), in place, for sequence 0's next n
+  // positions. Fails (and changes nothing) when the cache has no room for n more.
   Status Forward(float* x, int n, ThreadPool& pool);
 
-  int n_past() const { return n_past_; }
+  // The same for a batch of several sequences: x holds the runs' tokens one run after
+  // another (each sequence at most once). Every weight is read once for the single-token
+  // runs together (up to kRowDotMaxTokens of them: the decoding steps of many sequences)
+  // and once for each longer run (a chunk of a prompt), so each token's result is the one
+  // it gets in a batch of its run alone. Attention stays within each sequence.
+  Status ForwardBatch(float* x, std::span<const SeqRun> runs, ThreadPool& pool);
+
+  int n_past(int seq = 0) const { return n_past_[seq]; }
   int n_ctx() const { return cache_.n_ctx; }
+  int n_seq() const { return cache_.n_seq; }
   // Forgets positions from `n` on (n <= n_past): a later Forward continues from n.
-  void Truncate(int n) { n_past_ = std::min(n_past_, std::max(0, n)); }
+  void Truncate(int n, int seq = 0) { n_past_[seq] = std::min(n_past_[seq], std::max(0, n)); }
   int begin() const { return begin_; }
   int end() const { return end_; }
 
  private:
+  // Tokens [first, first + n) of the batch, multiplied by the weights together.
+  struct Group {
+    int first = 0, n = 0;
+  };
+  // Where each token of the batch belongs.
+  struct TokenAt {
+    int seq = 0, pos = 0;
+  };
+
   // `next`: the layer after l, whose first product is announced to the pool, or null.
-  Status ForwardLayer(int l, const LayerWeights& w, const LayerWeights* next, float* x, int n,
+  Status ForwardLayer(int l, const LayerWeights& w, const LayerWeights* next, float* x,
                       ThreadPool& pool);
+  // x += wo · attention(rope(wq · norm(x)), the cache with rope(wk · norm(x)), wv · norm(x)).
+  void AttentionBlock(int l, const LayerWeights& w, float* x, ThreadPool& pool);
+  // x += down(silu(gate · norm(x)) * up · norm(x)).
+  void FeedForwardBlock(const LayerWeights& w, const LayerWeights* next, float* x,
+                        ThreadPool& pool);
+  // Softmax(q kᵀ / √d) v for every token and head into att_, each token against its own
+  // sequence's cells up to its position.
+  void Attend(int l, ThreadPool& pool);
+  // f(t) for every token of the batch, spread over the pool.
+  void PerToken(ThreadPool& pool, const std::function<void(int)>& f);
+  // MatMuls over every group of the batch: x is (n_ × cols); each part's y (n_ × rows).
+  void GroupMatMuls(std::initializer_list<MatMulPart> parts, const float* x, ThreadPool& pool,
+                    std::initializer_list<MatMulPart> next = {});
 
   std::shared_ptr<LlamaModel> model_;
   int begin_, end_;
   KvCache cache_;
-  int n_past_ = 0;
+  std::vector<int> n_past_;  // per sequence
   MatMulScratch scratch_;
+  // The batch in flight: its tokens, runs and groups.
+  int n_ = 0;
+  std::span<const SeqRun> runs_;
+  std::vector<int> run_first_;  // each run's first token
+  std::vector<TokenAt> at_;
+  std::vector<Group> groups_;
   // Per-batch buffers: xn (n × n_embd), q (n × q_dim), k/v (n × kv_dim), att (n × q_dim),
   // gate/up (n × n_ff).
   AlignedVector<float> xn_, q_, k_, v_, att_, gate_, up_, tmp_;
   std::vector<float> rope_cs_;    // per token: its rotations' cosines and sines
-  AlignedVector<float> kt_, vf_;  // long batches: cached keys transposed, values, in f32
+  AlignedVector<float> kt_, vf_;  // long runs: cached keys transposed, values, in f32
 };
 
 }  // namespace ggswarm::model
