@@ -25,6 +25,9 @@ std::string Status::ToString() const {
     case Code::kExists:
       kind = "already exists";
       break;
+    case Code::kUnavailable:
+      kind = "unavailable";
+      break;
   }
   return std::string(kind) + ": " + message_;
 }

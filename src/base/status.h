@@ -18,7 +18,8 @@ class Status {
     kCorruption,
     kIOError,
     kUnsupported,
-    kExists
+    kExists,
+    kUnavailable  // busy now; the same request may succeed later
   };
 
   Status() = default;
@@ -31,6 +32,7 @@ class Status {
   static Status IOError(std::string m) { return Status(Code::kIOError, std::move(m)); }
   static Status Unsupported(std::string m) { return Status(Code::kUnsupported, std::move(m)); }
   static Status Exists(std::string m) { return Status(Code::kExists, std::move(m)); }
+  static Status Unavailable(std::string m) { return Status(Code::kUnavailable, std::move(m)); }
   // The same error with `context` in front of its message ("model.gguf: ...").
   Status WithContext(const std::string& context) const {
     return ok() ? *this : Status(code_, context + ": " + message_);

@@ -1,0 +1,523 @@
+#include "runtime/service.h"
+
+#include <algorithm>
+#include <chrono>
+#include <climits>
+#include <cmath>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "fragments/fragment_source.h"
+#include "model/llama.h"
+#include "runtime/limits.h"
+
+namespace ggswarm::runtime {
+
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double Ms(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+Status CheckCompletion(const Completion& c, int n_ctx) {
+  GGSWARM_RETURN_IF_ERROR(CheckGenerateOptions(c.gen));
+  if (c.prompt.empty()) return Status::InvalidArgument("the prompt has no tokens");
+  if (static_cast<int>(c.prompt.size()) >= n_ctx)
+    return Status::InvalidArgument("the prompt (" + std::to_string(c.prompt.size()) +
+                                   " tokens) does not fit the context of " +
+                                   std::to_string(n_ctx) + " tokens per sequence");
+  if (c.logprobs > 20)
+    return Status::InvalidArgument("top_logprobs " + std::to_string(c.logprobs) +
+                                   " is more than 20");
+  return Status::Ok();
+}
+
+// The counters both services keep, and the tokens/s over a sliding window.
+class Counters {
+ public:
+  void Generated(int n) {
+    std::lock_guard<std::mutex> lock(mu_);
+    s_.generated_tokens += n;
+    const auto now = Clock::now();
+    window_.push_back({now, n});
+    while (!window_.empty() && now - window_.front().first > std::chrono::seconds(10))
+      window_.pop_front();
+  }
+  template <typename F>
+  void Update(F f) {
+    std::lock_guard<std::mutex> lock(mu_);
+    f(s_);
+  }
+  ServiceStats Get() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    ServiceStats s = s_;
+    const auto now = Clock::now();
+    uint64_t n = 0;
+    for (const auto& [t, c] : window_)
+      if (now - t <= std::chrono::seconds(10)) n += c;
+    s.tokens_per_second = n / 10.0;
+    return s;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  ServiceStats s_;
+  std::deque<std::pair<Clock::time_point, int>> window_;
+};
+
+struct Request {
+  Completion c;
+  Callbacks cb;
+  std::shared_ptr<Ticket> ticket;
+  Clock::time_point queued;
+};
+
+}  // namespace
+
+float Logprob(std::span<const float> logits, int32_t token, int top,
+              std::vector<TokenLogprob>* out) {
+  float mx = -INFINITY;
+  for (float l : logits) mx = std::max(mx, l);
+  double sum = 0;
+  for (float l : logits) sum += std::exp(static_cast<double>(l) - mx);
+  const float lse = mx + static_cast<float>(std::log(sum));
+  if (out) {
+    out->clear();
+    if (top > 0) {
+      std::vector<int32_t> ids(logits.size());
+      for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>(i);
+      const size_t k = std::min<size_t>(top, ids.size());
+      std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](int32_t a, int32_t b) {
+        return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+      });
+      for (size_t i = 0; i < k; ++i) out->push_back({ids[i], logits[ids[i]] - lse});
+    }
+  }
+  return logits[token] - lse;
+}
+
+SequenceDecoder::SequenceDecoder(const tokenizer::Tokenizer& tok, const Completion& c)
+    : tok_(tok), gen_(c.gen), logprobs_(c.logprobs), sampler_(c.gen.sampling), stream_(tok) {
+  if (gen_.max_tokens < 0) gen_.max_tokens = INT_MAX;
+  for (int32_t t : c.prompt) sampler_.Accept(t);
+}
+
+bool SequenceDecoder::Next(std::span<const float> logits, int n_past, int n_ctx, TokenEvent* ev,
+                           int32_t* next) {
+  if (generated_ >= gen_.max_tokens) {
+    stop_ = StopReason::kMaxTokens;
+    return false;
+  }
+  const int32_t tok = sampler_.Sample(logits);
+  if (!gen_.ignore_eos && tok_.vocab().IsEog(tok)) {
+    stop_ = StopReason::kEndOfGeneration;
+    return false;
+  }
+  sampler_.Accept(tok);
+  ++generated_;
+  ev->token = tok;
+  ev->text = stream_.Push(tok);
+  ev->logprob = logprobs_ >= 0 ? Logprob(logits, tok, logprobs_, &ev->top) : 0;
+  *next = tok;
+  // The token is given; whether another may follow is decided now, as Generate does.
+  if (generated_ >= gen_.max_tokens)
+    stop_ = StopReason::kMaxTokens;
+  else if (n_past >= n_ctx)
+    stop_ = StopReason::kContextFull;
+  return true;
+}
+
+bool SequenceDecoder::Flush(TokenEvent* ev) {
+  ev->token = -1;
+  ev->text = stream_.Flush();
+  ev->top.clear();
+  return !ev->text.empty();
+}
+
+namespace {
+
+// --- Many sequences of a local model, one batch per step --------------------------------
+
+class BatchService : public Service {
+ public:
+  ~BatchService() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  static StatusOr<std::unique_ptr<Service>> Open(const std::string& path,
+                                                 const ServiceOptions& o) {
+    if (o.parallel < 1 || o.parallel > 256)
+      return Status::InvalidArgument("--parallel " + std::to_string(o.parallel) +
+                                     " is outside 1-256");
+    if (o.max_queue < 0) return Status::InvalidArgument("the queue limit is negative");
+    auto src = fragments::OpenModel(path);
+    if (!src.ok()) return src.status();
+    std::shared_ptr<TensorSource> source = std::move(*src);
+    auto tok = tokenizer::Tokenizer::FromGguf(source->header());
+    if (!tok.ok()) return tok.status().WithContext(path);
+    auto m = model::LlamaModel::Load(source);
+    if (!m.ok()) return m.status().WithContext(path);
+    if (static_cast<size_t>((*m)->config().n_vocab) < tok->vocab().size())
+      return Status::Corruption(path + ": the tokenizer has more tokens than token_embd has rows");
+    const int n_ctx = model::ContextFor(o.n_ctx, (*m)->config().n_ctx_train);
+    if (n_ctx > model::kMaxContext)
+      return Status::InvalidArgument("--ctx " + std::to_string(n_ctx) + " is too large");
+    auto s = std::unique_ptr<BatchService>(new BatchService(std::move(*tok)));
+    s->source_ = source;
+    s->model_ = std::move(*m);
+    s->opts_ = o;
+    s->opts_.n_batch = std::max(1, o.n_batch);
+    s->layers_ = std::make_unique<model::LayerRange>(s->model_, 0, s->model_->config().n_layer,
+                                                     n_ctx, o.parallel);
+    s->pool_ = std::make_unique<ThreadPool>(o.threads);
+    s->slots_.resize(o.parallel);
+    s->counters_.Update([&](ServiceStats& st) { st.slots = o.parallel; });
+    s->thread_ = std::thread([p = s.get()] { p->Loop(); });
+    return std::unique_ptr<Service>(std::move(s));
+  }
+
+  const tokenizer::Tokenizer& tokenizer() const override { return tokenizer_; }
+  const gguf::GgufFile& header() const override { return source_->header(); }
+  int n_ctx() const override { return layers_->n_ctx(); }
+  int parallel() const override { return opts_.parallel; }
+  ServiceStats Stats() const override { return counters_.Get(); }
+
+  StatusOr<std::shared_ptr<Ticket>> Submit(Completion c, Callbacks cb) override {
+    GGSWARM_RETURN_IF_ERROR(CheckCompletion(c, n_ctx()));
+    auto r = std::make_shared<Request>();
+    r->c = std::move(c);
+    r->cb = std::move(cb);
+    r->ticket = std::make_shared<Ticket>();
+    r->queued = Clock::now();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      const int free_slots = opts_.parallel - busy_;
+      if (static_cast<int>(queue_.size()) >= opts_.max_queue + free_slots) {
+        counters_.Update([](ServiceStats& st) { ++st.refused; });
+        return Status::Unavailable("all " + std::to_string(opts_.parallel) +
+                                   " slots are busy and " + std::to_string(queue_.size()) +
+                                   " requests are waiting; try again later");
+      }
+      queue_.push_back(r);
+      counters_.Update([&](ServiceStats& st) {
+        ++st.requests;
+        st.queued = static_cast<int>(queue_.size());
+      });
+    }
+    cv_.notify_all();
+    return r->ticket;
+  }
+
+ private:
+  struct Slot {
+    std::shared_ptr<Request> req;
+    std::unique_ptr<SequenceDecoder> dec;
+    size_t fed = 0;       // prompt tokens in the cache
+    int32_t next = -1;    // the token to feed in the decoding phase
+    bool decoding = false;
+    Clock::time_point start, first;
+  };
+
+  explicit BatchService(tokenizer::Tokenizer tok) : tokenizer_(std::move(tok)) {}
+
+  void Finish(int s, const Status& st, StopReason stop) {
+    Slot& slot = slots_[s];
+    Outcome o;
+    o.status = st;
+    o.stop = stop;
+    o.prompt_tokens = static_cast<int>(slot.req->c.prompt.size());
+    if (slot.dec) {
+      o.generated = slot.dec->generated();
+      TokenEvent ev;
+      if (st.ok() && slot.dec->Flush(&ev) && slot.req->cb.on_token) slot.req->cb.on_token(ev);
+    }
+    const auto now = Clock::now();
+    o.queue_ms = Ms(slot.req->queued, slot.start);
+    o.prompt_ms = slot.decoding ? Ms(slot.start, slot.first) : Ms(slot.start, now);
+    o.gen_ms = slot.decoding ? Ms(slot.first, now) : 0;
+    if (slot.req->cb.on_done) slot.req->cb.on_done(o);
+    layers_->Truncate(0, s);
+    slot = Slot();
+    std::lock_guard<std::mutex> lock(mu_);
+    --busy_;
+    counters_.Update([&](ServiceStats& st) { st.busy = busy_; });
+  }
+
+  // Moves waiting requests into free slots; false when there is nothing to do.
+  bool Admit() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return stopping_ || busy_ > 0 || !queue_.empty(); });
+    if (stopping_) return false;
+    for (size_t s = 0; s < slots_.size() && !queue_.empty(); ++s) {
+      if (slots_[s].req) continue;
+      Slot& slot = slots_[s];
+      slot.req = std::move(queue_.front());
+      queue_.pop_front();
+      slot.dec = std::make_unique<SequenceDecoder>(tokenizer_, slot.req->c);
+      slot.start = Clock::now();
+      ++busy_;
+    }
+    counters_.Update([&](ServiceStats& st) {
+      st.busy = busy_;
+      st.queued = static_cast<int>(queue_.size());
+    });
+    return true;
+  }
+
+  void Loop() {
+    const int d = model_->config().n_embd, nv = model_->config().n_vocab;
+    std::vector<int32_t> tokens;
+    std::vector<model::SeqRun> runs;
+    std::vector<int> run_slot;
+    std::vector<float> x, hx, logits;
+    while (Admit()) {
+      // Cancelled requests go first, so their slots serve the next step.
+      for (size_t s = 0; s < slots_.size(); ++s)
+        if (slots_[s].req && slots_[s].req->ticket->cancelled())
+          Finish(static_cast<int>(s), Status::Ok(), StopReason::kCallback);
+      // The batch: one token for every decoding sequence, then whole prompt chunks (each
+      // prompt cut the same way whatever else runs) while they fit n_batch, at least one.
+      tokens.clear();
+      runs.clear();
+      run_slot.clear();
+      for (size_t s = 0; s < slots_.size(); ++s) {
+        if (!slots_[s].req || !slots_[s].decoding) continue;
+        runs.push_back({static_cast<int>(s), 1});
+        run_slot.push_back(static_cast<int>(s));
+        tokens.push_back(slots_[s].next);
+      }
+      int prompt_tokens = 0;
+      for (size_t s = 0; s < slots_.size(); ++s) {
+        Slot& slot = slots_[s];
+        if (!slot.req || slot.decoding) continue;
+        const std::vector<int32_t>& p = slot.req->c.prompt;
+        const int chunk = static_cast<int>(std::min<size_t>(opts_.n_batch, p.size() - slot.fed));
+        if (prompt_tokens > 0 && prompt_tokens + chunk > opts_.n_batch) break;
+        runs.push_back({static_cast<int>(s), chunk});
+        run_slot.push_back(static_cast<int>(s));
+        tokens.insert(tokens.end(), p.begin() + slot.fed, p.begin() + slot.fed + chunk);
+        prompt_tokens += chunk;
+      }
+      if (runs.empty()) continue;
+      x.resize(tokens.size() * d);
+      Status st = model_->Embed(tokens, x.data());
+      if (st.ok()) st = layers_->ForwardBatch(x.data(), runs, *pool_);
+      // The rows whose logits are wanted: every decoding token and each prompt's last.
+      std::vector<int> want_run;
+      if (st.ok()) {
+        hx.clear();
+        int first = 0;
+        for (size_t i = 0; i < runs.size(); ++i) {
+          Slot& slot = slots_[run_slot[i]];
+          if (!slot.decoding) slot.fed += runs[i].n;
+          const bool wants = slot.decoding || slot.fed == slot.req->c.prompt.size();
+          if (wants) {
+            want_run.push_back(static_cast<int>(i));
+            const float* row = x.data() + static_cast<size_t>(first + runs[i].n - 1) * d;
+            hx.insert(hx.end(), row, row + d);
+          }
+          first += runs[i].n;
+        }
+        if (!want_run.empty()) {
+          logits.resize(want_run.size() * nv);
+          st = model_->Head(hx.data(), static_cast<int>(want_run.size()), logits.data(), *pool_,
+                            &head_scratch_);
+        }
+      }
+      if (!st.ok()) {
+        for (int s : run_slot) Finish(s, st, StopReason::kCallback);
+        continue;
+      }
+      counters_.Update([&](ServiceStats& c) { c.prompt_tokens += prompt_tokens; });
+      int generated = 0;
+      for (size_t j = 0; j < want_run.size(); ++j) {
+        const int s = run_slot[want_run[j]];
+        Slot& slot = slots_[s];
+        if (!slot.decoding) {
+          slot.decoding = true;
+          slot.first = Clock::now();
+        }
+        TokenEvent ev;
+        int32_t next = -1;
+        const std::span<const float> lg(logits.data() + j * nv, nv);
+        if (!slot.dec->Next(lg, layers_->n_past(s), layers_->n_ctx(), &ev, &next)) {
+          Finish(s, Status::Ok(), slot.dec->stop());
+          continue;
+        }
+        ++generated;
+        slot.next = next;
+        if (slot.req->cb.on_token && !slot.req->cb.on_token(ev)) {
+          Finish(s, Status::Ok(), StopReason::kCallback);
+          continue;
+        }
+        // Ended by this token (the limit or a full context): nothing more to feed.
+        if (slot.dec->generated() >= slot.req->c.gen.max_tokens && slot.req->c.gen.max_tokens >= 0)
+          Finish(s, Status::Ok(), StopReason::kMaxTokens);
+        else if (layers_->n_past(s) >= layers_->n_ctx())
+          Finish(s, Status::Ok(), StopReason::kContextFull);
+      }
+      counters_.Generated(generated);
+    }
+  }
+
+  tokenizer::Tokenizer tokenizer_;
+  std::shared_ptr<TensorSource> source_;
+  std::shared_ptr<model::LlamaModel> model_;
+  std::unique_ptr<model::LayerRange> layers_;
+  std::unique_ptr<ThreadPool> pool_;
+  model::MatMulScratch head_scratch_;
+  ServiceOptions opts_;
+  std::vector<Slot> slots_;  // the scheduler thread's own
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<Request>> queue_;
+  int busy_ = 0;
+  bool stopping_ = false;
+  Counters counters_;
+  std::thread thread_;
+};
+
+// --- One request at a time on any evaluator ---------------------------------------------
+
+class SerialService : public Service {
+ public:
+  SerialService(std::unique_ptr<Evaluator> eval, const gguf::GgufFile* header, int max_queue)
+      : eval_(std::move(eval)), header_(header), max_queue_(max_queue) {
+    counters_.Update([](ServiceStats& st) { st.slots = 1; });
+    thread_ = std::thread([this] { Loop(); });
+  }
+  ~SerialService() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+  const tokenizer::Tokenizer& tokenizer() const override { return eval_->tokenizer(); }
+  const gguf::GgufFile& header() const override { return *header_; }
+  int n_ctx() const override { return eval_->n_ctx(); }
+  int parallel() const override { return 1; }
+  ServiceStats Stats() const override { return counters_.Get(); }
+
+  StatusOr<std::shared_ptr<Ticket>> Submit(Completion c, Callbacks cb) override {
+    GGSWARM_RETURN_IF_ERROR(CheckCompletion(c, n_ctx()));
+    auto r = std::make_shared<Request>();
+    r->c = std::move(c);
+    r->cb = std::move(cb);
+    r->ticket = std::make_shared<Ticket>();
+    r->queued = Clock::now();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (static_cast<int>(queue_.size()) >= max_queue_ + (busy_ ? 0 : 1)) {
+        counters_.Update([](ServiceStats& st) { ++st.refused; });
+        return Status::Unavailable("the model is busy and " + std::to_string(queue_.size()) +
+                                   " requests are waiting; try again later");
+      }
+      queue_.push_back(r);
+      counters_.Update([&](ServiceStats& st) {
+        ++st.requests;
+        st.queued = static_cast<int>(queue_.size());
+      });
+    }
+    cv_.notify_all();
+    return r->ticket;
+  }
+
+ private:
+  void Loop() {
+    for (;;) {
+      std::shared_ptr<Request> r;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+        if (stopping_) return;
+        r = std::move(queue_.front());
+        queue_.pop_front();
+        busy_ = 1;
+        counters_.Update([&](ServiceStats& st) {
+          st.busy = 1;
+          st.queued = static_cast<int>(queue_.size());
+        });
+      }
+      Run(*r);
+      std::lock_guard<std::mutex> lock(mu_);
+      busy_ = 0;
+      counters_.Update([](ServiceStats& st) { st.busy = 0; });
+    }
+  }
+
+  void Run(Request& r) {
+    Outcome o;
+    o.prompt_tokens = static_cast<int>(r.c.prompt.size());
+    const auto start = Clock::now();
+    o.queue_ms = Ms(r.queued, start);
+    SequenceDecoder dec(eval_->tokenizer(), r.c);
+    std::vector<float> logits;
+    eval_->Reset();
+    o.status = r.ticket->cancelled() ? Status::Ok() : eval_->Eval(r.c.prompt, &logits);
+    counters_.Update([&](ServiceStats& st) { st.prompt_tokens += r.c.prompt.size(); });
+    const auto first = Clock::now();
+    o.prompt_ms = Ms(start, first);
+    o.stop = StopReason::kCallback;
+    while (o.status.ok() && !r.ticket->cancelled()) {
+      TokenEvent ev;
+      int32_t next = -1;
+      if (!dec.Next(logits, eval_->n_past(), eval_->n_ctx(), &ev, &next)) {
+        o.stop = dec.stop();
+        break;
+      }
+      counters_.Generated(1);
+      if (r.cb.on_token && !r.cb.on_token(ev)) break;
+      if (dec.generated() >= r.c.gen.max_tokens && r.c.gen.max_tokens >= 0) {
+        o.stop = StopReason::kMaxTokens;
+        break;
+      }
+      if (eval_->n_past() >= eval_->n_ctx()) {
+        o.stop = StopReason::kContextFull;
+        break;
+      }
+      o.status = eval_->Eval(std::span<const int32_t>(&next, 1), &logits);
+    }
+    TokenEvent ev;
+    if (o.status.ok() && dec.Flush(&ev) && r.cb.on_token) r.cb.on_token(ev);
+    o.generated = dec.generated();
+    o.gen_ms = Ms(first, Clock::now());
+    if (r.cb.on_done) r.cb.on_done(o);
+  }
+
+  std::unique_ptr<Evaluator> eval_;
+  const gguf::GgufFile* header_;
+  int max_queue_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<Request>> queue_;
+  int busy_ = 0;
+  bool stopping_ = false;
+  Counters counters_;
+  std::thread thread_;
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Service>> OpenBatchService(const std::string& path,
+                                                    const ServiceOptions& o) {
+  return BatchService::Open(path, o);
+}
+
+std::unique_ptr<Service> MakeSerialService(std::unique_ptr<Evaluator> eval,
+                                           const gguf::GgufFile* header, int max_queue) {
+  return std::make_unique<SerialService>(std::move(eval), header, max_queue);
+}
+
+}  // namespace ggswarm::runtime

@@ -1,0 +1,290 @@
+// Serving many sequences (runtime/service.h): a sequence decoded in a batch with others
+// gets exactly the tokens it gets alone through Engine and Generate; slots, the queue,
+// cancellation and refusals behave as documented.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <mutex>
+#include <random>
+
+#include "convert/synth.h"
+#include "runtime/engine.h"
+#include "runtime/generate.h"
+#include "runtime/service.h"
+#include "test_util.h"
+
+namespace ggswarm::runtime {
+namespace {
+
+using ::ggswarm::testing::TempDir;
+using ::ggswarm::testing::WaitUntil;
+
+std::string SynthModel(const TempDir& dir, const std::string& type) {
+  const std::string path = dir.path() + "/" + type + ".gguf";
+  SynthOptions so{*FindPreset("tiny"), *ParseTypeMix(type), 5, "t"};
+  EXPECT_TRUE(Synthesize(so, path, false).ok());
+  return path;
+}
+
+// Prompts of several lengths (random ids past the control tokens, after BOS).
+std::vector<std::vector<int32_t>> Prompts(int n_vocab) {
+  std::mt19937 rng(17);
+  std::vector<std::vector<int32_t>> ps;
+  for (int len : {1, 5, 40, 100, 3, 17, 60, 9}) {
+    std::vector<int32_t> p = {1};
+    for (int i = 0; i < len; ++i) p.push_back(3 + static_cast<int32_t>(rng() % (n_vocab - 3)));
+    ps.push_back(p);
+  }
+  return ps;
+}
+
+struct Collected {
+  std::mutex mu;
+  std::vector<int32_t> tokens;
+  std::string text;
+  bool done = false;
+  Outcome outcome;
+};
+
+Callbacks Collect(Collected* c, int stop_after = -1) {
+  return {[c, stop_after](const TokenEvent& ev) {
+            std::lock_guard<std::mutex> lock(c->mu);
+            if (ev.token >= 0) c->tokens.push_back(ev.token);
+            c->text += ev.text;
+            return stop_after < 0 || static_cast<int>(c->tokens.size()) < stop_after;
+          },
+          [c](const Outcome& o) {
+            std::lock_guard<std::mutex> lock(c->mu);
+            c->outcome = o;
+            c->done = true;
+          }};
+}
+
+bool Done(Collected& c) {
+  std::lock_guard<std::mutex> lock(c.mu);
+  return c.done;
+}
+
+// Eight sequences at once — prompts from 2 to 101 tokens, in chunks of 48 beside the others'
+// decoding, some long enough for the tile and f32-attention paths — each give the tokens
+// Engine and Generate give for that prompt alone: the row-dot types (Q8_0, Q4_K), a K-quant
+// mix with Q6_K and a float type (F16).
+TEST(Service, BatchedGreedyTokensAreEachSequencesAloneTokens) {
+  TempDir dir;
+  for (const std::string type : {"Q8_0", "Q4_K_M", "F16"}) {
+    SCOPED_TRACE(type);
+    const std::string path = SynthModel(dir, type);
+    auto engine = Engine::Open(path, {.threads = 2, .n_ctx = 256, .n_batch = 48});
+    ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+    const auto prompts = Prompts((*engine)->config().n_vocab);
+    GenerateOptions g;
+    g.max_tokens = 20;
+    g.ignore_eos = true;
+    g.sampling.temperature = 0;
+    std::vector<std::vector<int32_t>> alone;
+    for (const auto& p : prompts) {
+      (*engine)->Reset();
+      auto r = Generate(**engine, p, g);
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      alone.push_back(r->tokens);
+    }
+    auto svc = OpenBatchService(path, {.threads = 2, .n_ctx = 256, .parallel = 8, .n_batch = 48});
+    ASSERT_TRUE(svc.ok()) << svc.status().ToString();
+    std::vector<Collected> got(prompts.size());
+    for (size_t i = 0; i < prompts.size(); ++i)
+      ASSERT_TRUE((*svc)->Submit({prompts[i], g}, Collect(&got[i])).ok());
+    ASSERT_TRUE(WaitUntil(120, [&] {
+      for (auto& c : got)
+        if (!Done(c)) return false;
+      return true;
+    }));
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      EXPECT_EQ(got[i].tokens, alone[i]) << "prompt " << i << " (" << prompts[i].size()
+                                         << " tokens)";
+      EXPECT_TRUE(got[i].outcome.status.ok());
+      EXPECT_EQ(got[i].outcome.stop, StopReason::kMaxTokens);
+      EXPECT_EQ(got[i].outcome.generated, 20);
+      EXPECT_EQ(got[i].outcome.prompt_tokens, static_cast<int>(prompts[i].size()));
+    }
+    const ServiceStats st = (*svc)->Stats();
+    EXPECT_EQ(st.requests, prompts.size());
+    EXPECT_EQ(st.generated_tokens, 20 * prompts.size());
+    EXPECT_EQ(st.busy, 0);
+  }
+}
+
+// More requests than slots wait their turn and then get their own tokens.
+TEST(Service, RequestsBeyondTheSlotsWaitAndGetTheirOwnTokens) {
+  TempDir dir;
+  const std::string path = SynthModel(dir, "Q8_0");
+  auto engine = Engine::Open(path, {.threads = 2, .n_ctx = 128});
+  ASSERT_TRUE(engine.ok());
+  const auto prompts = Prompts((*engine)->config().n_vocab);
+  GenerateOptions g;
+  g.max_tokens = 6;
+  g.ignore_eos = true;
+  g.sampling.temperature = 0;
+  auto svc = OpenBatchService(path, {.threads = 2, .n_ctx = 128, .parallel = 2});
+  ASSERT_TRUE(svc.ok());
+  std::vector<Collected> got(prompts.size());
+  for (size_t i = 0; i < prompts.size(); ++i)
+    ASSERT_TRUE((*svc)->Submit({prompts[i], g}, Collect(&got[i])).ok());
+  ASSERT_TRUE(WaitUntil(120, [&] {
+    for (auto& c : got)
+      if (!Done(c)) return false;
+    return true;
+  }));
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    (*engine)->Reset();
+    auto r = Generate(**engine, prompts[i], g);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(got[i].tokens, r->tokens) << "prompt " << i;
+  }
+}
+
+// A full queue refuses with Unavailable; a request stopped by its callback frees its slot
+// for the one waiting.
+TEST(Service, AFullQueueRefusesAndAStoppedRequestFreesItsSlot) {
+  TempDir dir;
+  const std::string path = SynthModel(dir, "Q8_0");
+  auto svc = OpenBatchService(path, {.threads = 1, .n_ctx = 256, .parallel = 1, .max_queue = 1});
+  ASSERT_TRUE(svc.ok());
+  GenerateOptions forever;
+  forever.max_tokens = -1;
+  forever.ignore_eos = true;
+  forever.sampling.temperature = 0;
+  Collected a, b, c;
+  ASSERT_TRUE((*svc)->Submit({{1, 10, 11}, forever}, Collect(&a, 3)).ok());
+  GenerateOptions few = forever;
+  few.max_tokens = 4;
+  ASSERT_TRUE((*svc)->Submit({{1, 12}, few}, Collect(&b)).ok());
+  auto refused = (*svc)->Submit({{1, 13}, few}, Collect(&c));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), Status::Code::kUnavailable);
+  EXPECT_NE(refused.status().message().find("waiting"), std::string::npos);
+  ASSERT_TRUE(WaitUntil(60, [&] { return Done(a) && Done(b); }));
+  EXPECT_EQ(a.outcome.stop, StopReason::kCallback);
+  EXPECT_EQ(a.tokens.size(), 3u);
+  EXPECT_EQ(b.outcome.stop, StopReason::kMaxTokens);
+  EXPECT_EQ(b.tokens.size(), 4u);
+  EXPECT_FALSE(Done(c));
+  EXPECT_EQ((*svc)->Stats().refused, 1u);
+}
+
+// Ticket::Cancel ends a running request at the next step (here called while its second
+// token is handed out); its sequence's cells serve the next request.
+TEST(Service, CancelEndsARunningRequest) {
+  TempDir dir;
+  const std::string path = SynthModel(dir, "Q8_0");
+  auto svc = OpenBatchService(path, {.threads = 1, .n_ctx = 256, .parallel = 1});
+  ASSERT_TRUE(svc.ok());
+  GenerateOptions forever;
+  forever.max_tokens = -1;
+  forever.ignore_eos = true;
+  Collected a;
+  std::mutex mu;
+  std::shared_ptr<Ticket> ticket;
+  Callbacks cb = Collect(&a);
+  cb.on_token = [&, inner = cb.on_token](const TokenEvent& ev) {
+    inner(ev);
+    std::lock_guard<std::mutex> lock(mu);
+    if (ticket && a.tokens.size() >= 2) ticket->Cancel();
+    return true;
+  };
+  {
+    std::lock_guard<std::mutex> lock(mu);  // the callbacks wait for the ticket
+    auto t = (*svc)->Submit({{1, 10, 11}, forever}, cb);
+    ASSERT_TRUE(t.ok());
+    ticket = *t;
+  }
+  ASSERT_TRUE(WaitUntil(60, [&] { return Done(a); }));
+  EXPECT_EQ(a.outcome.stop, StopReason::kCallback);
+  EXPECT_EQ(a.outcome.generated, 2);
+  // The slot is free again: a new request runs to its end.
+  Collected b;
+  GenerateOptions few = forever;
+  few.max_tokens = 3;
+  ASSERT_TRUE((*svc)->Submit({{1, 12}, few}, Collect(&b)).ok());
+  ASSERT_TRUE(WaitUntil(60, [&] { return Done(b); }));
+  EXPECT_EQ(b.tokens.size(), 3u);
+}
+
+// A sequence that reaches the context's end stops there ("context full"), with every
+// position used.
+TEST(Service, ASequenceStopsAtTheEndOfItsContext) {
+  TempDir dir;
+  const std::string path = SynthModel(dir, "Q8_0");
+  auto svc = OpenBatchService(path, {.threads = 1, .n_ctx = 32, .parallel = 2});
+  ASSERT_TRUE(svc.ok());
+  GenerateOptions forever;
+  forever.max_tokens = -1;
+  forever.ignore_eos = true;
+  Collected a;
+  ASSERT_TRUE((*svc)->Submit({{1, 10, 11, 12}, forever}, Collect(&a)).ok());
+  ASSERT_TRUE(WaitUntil(60, [&] { return Done(a); }));
+  EXPECT_EQ(a.outcome.stop, StopReason::kContextFull);
+  EXPECT_EQ(a.outcome.generated, 32 - 4 + 1);  // the last token is given, never fed
+}
+
+TEST(Service, RequestsThatCannotRunAreRefusedWithTheReason) {
+  TempDir dir;
+  const std::string path = SynthModel(dir, "Q8_0");
+  auto svc = OpenBatchService(path, {.threads = 1, .n_ctx = 16, .parallel = 1});
+  ASSERT_TRUE(svc.ok());
+  Collected c;
+  std::vector<int32_t> long_prompt(16, 5);
+  auto r = (*svc)->Submit({long_prompt, {}}, Collect(&c));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("does not fit the context of 16"), std::string::npos);
+  auto e = (*svc)->Submit({{}, {}}, Collect(&c));
+  EXPECT_FALSE(e.ok());
+  Completion lp{{1, 5}, {}};
+  lp.logprobs = 21;
+  EXPECT_FALSE((*svc)->Submit(lp, Collect(&c)).ok());
+  Completion bad{{1, 5}, {}};
+  bad.gen.sampling.temperature = -3;
+  EXPECT_FALSE((*svc)->Submit(bad, Collect(&c)).ok());
+  EXPECT_FALSE(OpenBatchService(path, {.parallel = 0}).ok());
+  EXPECT_FALSE(OpenBatchService(dir.path() + "/absent.gguf", {}).ok());
+}
+
+// log softmax by hand: logits (0, ln 2, ln 5) have probabilities 1/8, 2/8, 5/8.
+TEST(Service, LogprobsAreTheLogSoftmax) {
+  const std::vector<float> logits = {0.0f, std::log(2.0f), std::log(5.0f)};
+  std::vector<TokenLogprob> top;
+  EXPECT_NEAR(Logprob(logits, 1, 2, &top), std::log(2.0 / 8), 1e-6);
+  ASSERT_EQ(top.size(), 2u);
+  EXPECT_EQ(top[0].token, 2);
+  EXPECT_NEAR(top[0].logprob, std::log(5.0 / 8), 1e-6);
+  EXPECT_EQ(top[1].token, 1);
+}
+
+// One request at a time over any evaluator: the tokens of Generate.
+TEST(Service, SerialServiceGivesGeneratesTokens) {
+  TempDir dir;
+  const std::string path = SynthModel(dir, "Q8_0");
+  auto engine = Engine::Open(path, {.threads = 2, .n_ctx = 128});
+  ASSERT_TRUE(engine.ok());
+  GenerateOptions g;
+  g.max_tokens = 8;
+  g.ignore_eos = true;
+  g.sampling.temperature = 0;
+  const std::vector<int32_t> p = {1, 20, 30, 40};
+  auto want = Generate(**engine, p, g);
+  ASSERT_TRUE(want.ok());
+  auto e2 = Engine::Open(path, {.threads = 2, .n_ctx = 128});
+  ASSERT_TRUE(e2.ok());
+  const gguf::GgufFile* header = &(*e2)->source().header();
+  auto svc = MakeSerialService(std::move(*e2), header, 4);
+  Collected a, b;
+  ASSERT_TRUE(svc->Submit({p, g}, Collect(&a)).ok());
+  ASSERT_TRUE(svc->Submit({p, g}, Collect(&b)).ok());
+  ASSERT_TRUE(WaitUntil(60, [&] { return Done(a) && Done(b); }));
+  EXPECT_EQ(a.tokens, want->tokens);
+  EXPECT_EQ(b.tokens, want->tokens);
+  EXPECT_EQ(a.text, want->text);
+}
+
+}  // namespace
+}  // namespace ggswarm::runtime
