@@ -226,6 +226,7 @@ int main(int argc, char** argv) {
   });
 
   AddInferenceCommands(app, rc);
+  AddServerCommand(app, rc);
   AddBenchCommand(app, rc);
   AddSwarmCommands(app, rc);
 

@@ -56,4 +56,15 @@ StatusOr<OpenedModel> OpenModel(const std::string& ref, const OpenOptions& o) {
   return m;
 }
 
+StatusOr<std::unique_ptr<runtime::Service>> OpenService(const std::string& ref,
+                                                        const runtime::ServiceOptions& s,
+                                                        const OpenOptions& o) {
+  if (!IsSwarmReference(ref)) return runtime::OpenBatchService(ref, s);
+  OpenOptions oo = o;
+  oo.n_ctx = s.n_ctx;
+  auto m = OpenModel(ref, oo);
+  if (!m.ok()) return m.status();
+  return runtime::MakeSerialService(std::move(m->eval), m->header, s.max_queue);
+}
+
 }  // namespace ggswarm::api

@@ -11,6 +11,7 @@
 #include "base/status.h"
 #include "gguf/gguf_file.h"
 #include "runtime/evaluator.h"
+#include "runtime/service.h"
 
 namespace ggswarm::api {
 
@@ -32,5 +33,11 @@ struct OpenedModel {
 bool IsSwarmReference(const std::string& ref);
 
 StatusOr<OpenedModel> OpenModel(const std::string& ref, const OpenOptions& o);
+
+// The same reference as a Service for many requests: a local model decoded in batches of
+// up to s.parallel sequences; a swarm chain one request at a time (s.parallel ignored).
+StatusOr<std::unique_ptr<runtime::Service>> OpenService(const std::string& ref,
+                                                        const runtime::ServiceOptions& s,
+                                                        const OpenOptions& o);
 
 }  // namespace ggswarm::api
