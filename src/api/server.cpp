@@ -34,7 +34,14 @@ void SendError(httplib::Response& res, const HttpError& e) {
   res.status = e.status;
   json j = {{"error", {{"message", e.message}, {"type", e.type}}}};
   j["error"]["code"] = e.code.empty() ? json(nullptr) : json(e.code);
-  res.set_content(j.dump(), "application/json");
+  res.set_content(j.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+}
+
+// Text that may not be UTF-8 (a token's bytes), with U+FFFD where it is not.
+std::string Utf8(const std::string& s) {
+  if (IsValidUtf8(s)) return s;
+  return json::parse(json(s).dump(-1, ' ', false, json::error_handler_t::replace))
+      .get<std::string>();
 }
 
 HttpError Bad(std::string m, std::string code = "") {
@@ -371,9 +378,9 @@ struct Server::Impl {
     json top = json::array();
     for (const auto& t : ev.top) {
       const std::string p = tok.Piece(t.token);
-      top.push_back({{"token", JsonText(p)}, {"logprob", t.logprob}, {"bytes", bytes(p)}});
+      top.push_back({{"token", Utf8(p)}, {"logprob", t.logprob}, {"bytes", bytes(p)}});
     }
-    return {{"token", JsonText(piece)}, {"logprob", ev.logprob}, {"bytes", bytes(piece)},
+    return {{"token", Utf8(piece)}, {"logprob", ev.logprob}, {"bytes", bytes(piece)},
             {"top_logprobs", top}};
   }
 
@@ -452,7 +459,7 @@ struct Server::Impl {
         json delta = a.chat ? json{{"content", out}} : json(out);
         if (a.chat && fl->generated == 1) delta["role"] = "assistant";
         json lps = lp.is_null() ? json(nullptr) : json{{"content", json::array({lp})}};
-        fl->chunks.push_back("data: " + Chunk(id, created, a, delta, nullptr, lps).dump() +
+        fl->chunks.push_back("data: " + Chunk(id, created, a, delta, nullptr, lps).dump(-1, ' ', false, json::error_handler_t::replace) +
                              "\n\n");
       }
       fl->cv.notify_all();
@@ -467,13 +474,13 @@ struct Server::Impl {
       if (a.stream) {
         if (!o.status.ok()) {
           json e = {{"error", {{"message", o.status.ToString()}, {"type", "server_error"}}}};
-          fl->chunks.push_back("data: " + e.dump() + "\n\n");
+          fl->chunks.push_back("data: " + e.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n");
         } else {
           json delta = a.chat ? json{{"content", rest}} : json(rest);
           if (!a.chat || rest.empty()) delta = a.chat ? json::object() : json("");
           json last = Chunk(id, created, a, delta, FinishReason(o, fl->stopped_by_string), nullptr);
           if (a.include_usage) last["usage"] = Usage(o);
-          fl->chunks.push_back("data: " + last.dump() + "\n\n");
+          fl->chunks.push_back("data: " + last.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n");
         }
         fl->chunks.push_back("data: [DONE]\n\n");
       }
@@ -512,7 +519,7 @@ struct Server::Impl {
                 {"model", name},
                 {"choices", json::array({choice})},
                 {"usage", Usage(o)}};
-      res.set_content(r.dump(), "application/json");
+      res.set_content(r.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
       return;
     }
     res.set_header("Cache-Control", "no-cache");
@@ -589,7 +596,7 @@ struct Server::Impl {
     http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
       json m = {{"id", name}, {"object", "model"}, {"created", Now()}, {"owned_by", "ggswarm"},
                 {"meta", {{"n_ctx", service->n_ctx()}, {"parallel", service->parallel()}}}};
-      res.set_content(json{{"object", "list"}, {"data", json::array({m})}}.dump(),
+      res.set_content(json{{"object", "list"}, {"data", json::array({m})}}.dump(-1, ' ', false, json::error_handler_t::replace),
                       "application/json");
     });
     http.Post("/v1/chat/completions", [this](const httplib::Request& q, httplib::Response& r) {
@@ -608,7 +615,7 @@ struct Server::Impl {
       if (!Field(b, "add_special", &add_special, &err, "true or false"))
         return SendError(res, err);
       const auto ids = service->tokenizer().Encode(b["content"].get<std::string>(), add_special);
-      res.set_content(json{{"tokens", ids}}.dump(), "application/json");
+      res.set_content(json{{"tokens", ids}}.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
     });
     http.Post("/detokenize", [this](const httplib::Request& req, httplib::Response& res) {
       json b;
@@ -625,7 +632,7 @@ struct Server::Impl {
                                         std::to_string(nv - 1), "invalid_value"));
         ids.push_back(static_cast<int32_t>(t.get<int64_t>()));
       }
-      res.set_content(json{{"content", JsonText(service->tokenizer().Decode(ids))}}.dump(),
+      res.set_content(json{{"content", Utf8(service->tokenizer().Decode(ids))}}.dump(-1, ' ', false, json::error_handler_t::replace),
                       "application/json");
     });
     http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {

@@ -1,0 +1,348 @@
+// `ggswarm server`'s HTTP API (api/server.h) seen by a real HTTP client (cpp-httplib's):
+// llama.cpp's greedy text, streams that add up to the whole answer, many clients at once,
+// OpenAI-shaped errors, the API key, a full queue and clients that go away.
+#include <httplib.h>
+
+#include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <fstream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "api/server.h"
+#include "test_util.h"
+
+namespace ggswarm::api {
+namespace {
+
+using json = nlohmann::json;
+using ::ggswarm::testing::SharedDir;
+using ::ggswarm::testing::WaitUntil;
+
+#define REQUIRE_SHARED()                                                                     \
+  if (::ggswarm::testing::SharedModels().empty())                                            \
+  GTEST_SKIP() << "../shared/models is absent: this test needs the shared GGUF models"
+
+struct Running {
+  std::unique_ptr<Server> server;
+  std::thread thread;
+  int port = 0;
+  ~Running() {
+    if (server) server->Stop();
+    if (thread.joinable()) thread.join();
+  }
+};
+
+std::unique_ptr<Running> Start(runtime::ServiceOptions so, ServerOptions o = {}) {
+  auto r = std::make_unique<Running>();
+  auto svc = runtime::OpenBatchService(SharedDir() + "/models/stories260K-q8_0.gguf", so);
+  EXPECT_TRUE(svc.ok()) << svc.status().ToString();
+  if (!svc.ok()) return nullptr;
+  o.port = 0;
+  if (o.chat_template.empty()) o.chat_template = "chatml";
+  auto s = Server::Start(std::move(*svc), o);
+  EXPECT_TRUE(s.ok()) << s.status().ToString();
+  if (!s.ok()) return nullptr;
+  r->server = std::move(*s);
+  r->port = r->server->port();
+  r->thread = std::thread([p = r->server.get()] { p->Run(); });
+  httplib::Client c("127.0.0.1", r->port);
+  EXPECT_TRUE(WaitUntil(10, [&] {
+    auto h = c.Get("/health");
+    return h && h->status == 200;
+  }));
+  return r;
+}
+
+json Golden(const std::string& name) {
+  std::ifstream f(SharedDir() + "/golden/" + name);
+  return json::parse(f);
+}
+
+// The text of a server-sent-event stream of chunks; *finish and *usage from the last.
+std::string StreamText(const std::string& body, bool chat, std::string* finish = nullptr,
+                       json* usage = nullptr, bool* done = nullptr) {
+  std::string text;
+  size_t at = 0;
+  if (done) *done = false;
+  while (at < body.size()) {
+    size_t end = body.find("\n\n", at);
+    if (end == std::string::npos) break;
+    const std::string ev = body.substr(at, end - at);
+    at = end + 2;
+    if (ev.rfind("data: ", 0) != 0) continue;
+    const std::string data = ev.substr(6);
+    if (data == "[DONE]") {
+      if (done) *done = true;
+      continue;
+    }
+    const json j = json::parse(data);
+    const json& ch = j["choices"][0];
+    if (chat && ch["delta"].contains("content")) text += ch["delta"]["content"].get<std::string>();
+    if (!chat) text += ch["text"].get<std::string>();
+    if (finish && !ch["finish_reason"].is_null()) *finish = ch["finish_reason"];
+    if (usage && j.contains("usage")) *usage = j["usage"];
+  }
+  return text;
+}
+
+TEST(Server, CompletionsGiveLlamaCppsGreedyText) {
+  REQUIRE_SHARED();
+  auto r = Start({.threads = 2, .n_ctx = 512, .parallel = 4});
+  ASSERT_TRUE(r);
+  httplib::Client c("127.0.0.1", r->port);
+  for (const char* g : {"stories260K-q8_0.p1.json", "stories260K-q8_0.p2.json"}) {
+    const json gold = Golden(g);
+    json req = {{"prompt", gold["prompt"]},
+                {"max_tokens", gold["generated_tokens"].size()},
+                {"temperature", 0},
+                {"ignore_eos", true}};
+    auto res = c.Post("/v1/completions", req.dump(), "application/json");
+    ASSERT_TRUE(res);
+    ASSERT_EQ(res->status, 200) << res->body;
+    const json j = json::parse(res->body);
+    EXPECT_EQ(j["object"], "text_completion");
+    EXPECT_EQ(j["choices"][0]["text"], gold["generated_text"]) << g;
+    EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
+    EXPECT_EQ(j["usage"]["prompt_tokens"], gold["prompt_tokens"].size());
+    EXPECT_EQ(j["usage"]["completion_tokens"], gold["generated_tokens"].size());
+    // The same as a stream: the chunks add up to the same text, usage in the last.
+    req["stream"] = true;
+    req["stream_options"] = {{"include_usage", true}};
+    auto s = c.Post("/v1/completions", req.dump(), "application/json");
+    ASSERT_TRUE(s);
+    ASSERT_EQ(s->status, 200);
+    EXPECT_NE(s->get_header_value("Content-Type").find("text/event-stream"), std::string::npos);
+    std::string finish;
+    json usage;
+    bool done = false;
+    EXPECT_EQ(StreamText(s->body, false, &finish, &usage, &done), gold["generated_text"]);
+    EXPECT_EQ(finish, "length");
+    EXPECT_TRUE(done) << "no data: [DONE]";
+    EXPECT_EQ(usage["completion_tokens"], gold["generated_tokens"].size());
+  }
+  // Stop strings cut the text before them, with finish_reason "stop".
+  json req = {{"prompt", "Once upon a time"}, {"max_tokens", 40}, {"temperature", 0},
+              {"stop", {". She"}}};
+  auto res = c.Post("/v1/completions", req.dump(), "application/json");
+  ASSERT_TRUE(res);
+  const json j = json::parse(res->body);
+  EXPECT_EQ(j["choices"][0]["text"], ", there was a little girl named Lily");
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "stop");
+}
+
+// Chat: streamed and whole answers agree; logprobs name the chosen token, most likely first
+// when greedy.
+TEST(Server, ChatStreamAndWholeAnswerAgree) {
+  REQUIRE_SHARED();
+  auto r = Start({.threads = 2, .n_ctx = 512, .parallel = 2});
+  ASSERT_TRUE(r);
+  httplib::Client c("127.0.0.1", r->port);
+  json req = {{"messages", {{{"role", "system"}, {"content", "Tell stories."}},
+                            {{"role", "user"}, {"content", "Once upon a time"}}}},
+              {"max_tokens", 30},
+              {"temperature", 0},
+              {"logprobs", true},
+              {"top_logprobs", 3}};
+  auto whole = c.Post("/v1/chat/completions", req.dump(), "application/json");
+  ASSERT_TRUE(whole);
+  ASSERT_EQ(whole->status, 200) << whole->body;
+  const json w = json::parse(whole->body);
+  EXPECT_EQ(w["object"], "chat.completion");
+  EXPECT_EQ(w["choices"][0]["message"]["role"], "assistant");
+  const std::string text = w["choices"][0]["message"]["content"];
+  EXPECT_FALSE(text.empty());
+  const json& lp = w["choices"][0]["logprobs"]["content"];
+  ASSERT_EQ(lp.size(), w["usage"]["completion_tokens"].get<size_t>());
+  for (const json& t : lp) {
+    ASSERT_EQ(t["top_logprobs"].size(), 3u);
+    EXPECT_EQ(t["top_logprobs"][0]["token"], t["token"]);
+    EXPECT_LE(t["logprob"].get<double>(), 0.0);
+  }
+  req["stream"] = true;
+  auto s = c.Post("/v1/chat/completions", req.dump(), "application/json");
+  ASSERT_TRUE(s);
+  EXPECT_EQ(StreamText(s->body, true), text);
+}
+
+// Eight clients streaming at once each get the text they get alone.
+TEST(Server, EightConcurrentStreamsGetTheirAloneText) {
+  REQUIRE_SHARED();
+  auto r = Start({.threads = 2, .n_ctx = 512, .parallel = 8});
+  ASSERT_TRUE(r);
+  const std::vector<std::string> prompts = {"Once upon a time", "Lily and Tom",  "The dog",
+                                            "One day, a bird",  "Sam had a ball", "The sun",
+                                            "A little cat",     "Mom said"};
+  auto body = [&](size_t i, bool stream) {
+    return json{{"prompt", prompts[i]}, {"max_tokens", 48}, {"temperature", 0},
+                {"ignore_eos", true},   {"stream", stream}}
+        .dump();
+  };
+  std::vector<std::string> alone(prompts.size()), together(prompts.size());
+  httplib::Client c("127.0.0.1", r->port);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    auto res = c.Post("/v1/completions", body(i, false), "application/json");
+    ASSERT_TRUE(res);
+    alone[i] = json::parse(res->body)["choices"][0]["text"];
+  }
+  std::vector<std::thread> ts;
+  for (size_t i = 0; i < prompts.size(); ++i)
+    ts.emplace_back([&, i] {
+      httplib::Client ci("127.0.0.1", r->port);
+      auto res = ci.Post("/v1/completions", body(i, true), "application/json");
+      if (res && res->status == 200) together[i] = StreamText(res->body, false);
+    });
+  for (auto& t : ts) t.join();
+  for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(together[i], alone[i]) << prompts[i];
+}
+
+TEST(Server, BadRequestsGetOpenAiErrorsAndTheServerGoesOn) {
+  REQUIRE_SHARED();
+  auto r = Start({.threads = 1, .n_ctx = 64, .parallel = 1}, {.max_body = 1 << 20});
+  ASSERT_TRUE(r);
+  httplib::Client c("127.0.0.1", r->port);
+  struct Case {
+    const char* path;
+    std::string body;
+    int status;
+    const char* says;
+  };
+  const std::string long_prompt(2000, 'a');
+  const std::vector<Case> cases = {
+      {"/v1/chat/completions", "{not json", 400, "not a JSON object"},
+      {"/v1/chat/completions", "[1,2]", 400, "not a JSON object"},
+      {"/v1/chat/completions", R"({"messages": []})", 400, "'messages'"},
+      {"/v1/chat/completions", R"({"messages": "hi"})", 400, "'messages'"},
+      {"/v1/chat/completions", R"({"messages": [{"role": "user", "content": 5}]})", 400,
+       "content"},
+      {"/v1/chat/completions", R"({"messages": [{"role": "assistant", "content": "x"}]})", 400,
+       "alternate"},
+      {"/v1/chat/completions", R"({"model": "gpt-4", "messages": [{"role": "user", "content": "x"}]})",
+       404, "'gpt-4' does not exist"},
+      {"/v1/chat/completions", R"({"messages": [{"role": "user", "content": "x"}], "n": 2})", 400,
+       "'n'"},
+      {"/v1/chat/completions",
+       R"({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]})", 400,
+       "'tools'"},
+      {"/v1/chat/completions",
+       R"({"messages": [{"role": "user", "content": "x"}], "temperature": "hot"})", 400,
+       "'temperature' must be a number"},
+      {"/v1/chat/completions",
+       R"({"messages": [{"role": "user", "content": "x"}], "max_tokens": 0})", 400, "max_tokens"},
+      {"/v1/completions", R"({"prompt": 7})", 400, "'prompt'"},
+      {"/v1/completions", json{{"prompt", long_prompt}}.dump(), 400, "does not fit the context"},
+      {"/v1/completions", "{\"prompt\": \"\xff\xfe\"}", 400, "UTF-8"},
+      {"/v1/completions", std::string(2 << 20, ' '), 413, "larger than"},
+      {"/detokenize", R"({"tokens": [1, -4]})", 400, "token ids"},
+      {"/nowhere", "{}", 404, "no such endpoint"},
+  };
+  for (const Case& k : cases) {
+    auto res = c.Post(k.path, k.body, "application/json");
+    ASSERT_TRUE(res) << k.path << " " << k.body.substr(0, 60);
+    EXPECT_EQ(res->status, k.status) << k.body.substr(0, 60) << " → " << res->body;
+    const json e = json::parse(res->body, nullptr, false);
+    ASSERT_TRUE(e.is_object() && e.contains("error")) << res->body;
+    EXPECT_TRUE(e["error"]["type"].is_string());
+    EXPECT_NE(e["error"]["message"].get<std::string>().find(k.says), std::string::npos)
+        << k.body.substr(0, 60) << " → " << res->body;
+  }
+  auto h = c.Get("/health");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+  auto tk = c.Post("/tokenize", R"({"content": "Once upon a time"})", "application/json");
+  ASSERT_TRUE(tk);
+  EXPECT_EQ(json::parse(tk->body)["tokens"], json({403, 407, 261, 378}));
+  auto dt = c.Post("/detokenize", R"({"tokens": [403, 407, 261, 378]})", "application/json");
+  ASSERT_TRUE(dt);
+  EXPECT_EQ(json::parse(dt->body)["content"], "Once upon a time");
+  auto page = c.Get("/");
+  ASSERT_TRUE(page);
+  EXPECT_NE(page->body.find("<title>ggswarm chat</title>"), std::string::npos);
+}
+
+TEST(Server, TheApiKeyIsRequiredWhenSet) {
+  REQUIRE_SHARED();
+  auto r = Start({.threads = 1, .n_ctx = 64, .parallel = 1}, {.api_key = "s3cret"});
+  ASSERT_TRUE(r);
+  httplib::Client c("127.0.0.1", r->port);
+  auto no = c.Get("/v1/models");
+  ASSERT_TRUE(no);
+  EXPECT_EQ(no->status, 401);
+  EXPECT_EQ(json::parse(no->body)["error"]["type"], "authentication_error");
+  auto wrong = c.Get("/v1/models", {{"Authorization", "Bearer s3cre"}});
+  ASSERT_TRUE(wrong);
+  EXPECT_EQ(wrong->status, 401);
+  auto ok = c.Get("/v1/models", {{"Authorization", "Bearer s3cret"}});
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200);
+  EXPECT_EQ(json::parse(ok->body)["data"][0]["id"], "stories260K");
+}
+
+// A client that goes away mid-stream frees its slot (long before its 16,384 positions
+// are used); with the slot busy and no queue, a further request is refused with 503.
+TEST(Server, AVanishedClientFreesItsSlotAndAFullServerSays503) {
+  REQUIRE_SHARED();
+  auto r = Start({.threads = 1, .n_ctx = 16384, .parallel = 1, .max_queue = 0});
+  ASSERT_TRUE(r);
+  const std::string forever =
+      json{{"prompt", "Once"}, {"max_tokens", -1}, {"ignore_eos", true}, {"stream", true},
+           {"temperature", 0}}
+          .dump();
+  auto metric = [&](const std::string& line) {
+    httplib::Client c("127.0.0.1", r->port);
+    auto m = c.Get("/metrics");
+    return m && m->body.find(line) != std::string::npos;
+  };
+  std::mutex mu;
+  std::condition_variable cv;
+  bool streaming = false, leave = false;
+  std::thread client([&] {
+    httplib::Client c("127.0.0.1", r->port);
+    httplib::Request req;
+    req.method = "POST";
+    req.path = "/v1/completions";
+    req.body = forever;
+    req.set_header("Content-Type", "application/json");
+    req.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) {
+      std::unique_lock<std::mutex> lock(mu);
+      streaming = true;
+      cv.notify_all();
+      cv.wait(lock, [&] { return leave; });
+      return false;  // the client goes away
+    };
+    c.send(req);
+  });
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return streaming; }));
+  }
+  httplib::Client other("127.0.0.1", r->port);
+  auto refused =
+      other.Post("/v1/completions", R"({"prompt": "x", "max_tokens": 2})", "application/json");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 503);
+  EXPECT_NE(refused->body.find("slots are busy"), std::string::npos) << refused->body;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    leave = true;
+    cv.notify_all();
+  }
+  client.join();
+  ASSERT_TRUE(WaitUntil(30, [&] { return metric("ggswarm_slots_busy 0"); }))
+      << "the slot was not freed";
+  httplib::Client c("127.0.0.1", r->port);
+  auto m = c.Get("/metrics");
+  ASSERT_TRUE(m);
+  const size_t at = m->body.find("\nggswarm_generated_tokens_total ");
+  ASSERT_NE(at, std::string::npos);
+  EXPECT_LT(std::stod(m->body.substr(at + 32)), 16000);
+  auto res =
+      c.Post("/v1/completions", R"({"prompt": "Once", "max_tokens": 3})", "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+}
+
+}  // namespace
+}  // namespace ggswarm::api
