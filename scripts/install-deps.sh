@@ -4,6 +4,7 @@
 set -euo pipefail
 packages=(build-essential cmake pkg-config libssl-dev nlohmann-json3-dev libcli11-dev
           libgtest-dev libgmock-dev libicu-dev libsentencepiece-dev jq file dpkg-dev git
+          libcpp-httplib-dev curl nodejs chromium
           libtorrent-rasterbar-dev libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler)
 missing=()
 for p in "${packages[@]}"; do

@@ -7,10 +7,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/build.sh build
+scripts/install-node-deps.sh build/node  # the client tests' npm packages
 (cd build && ctest --output-on-failure -j"$(nproc)")
 scripts/check_package.sh build  # the .deb: installed program and find_package(ggswarm)
 if [ "${1:-}" != "--no-sanitize" ]; then
   scripts/build.sh build-asan -DGGSWARM_SANITIZE=ON -DGGSWARM_BENCH=OFF -DGGSWARM_NATIVE=OFF
+  scripts/install-node-deps.sh build-asan/node
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j"$(nproc)")
 fi
 echo "all tests passed"

@@ -27,6 +27,10 @@ form{display:flex;gap:.5rem}textarea{flex:1;font:inherit;padding:.5rem}
 const log = document.getElementById('log'), input = document.getElementById('input');
 const send = document.getElementById('send'), stats = document.getElementById('stats');
 const messages = [];
+// Sampling settings from the page's address (?temperature=0&max_tokens=40), as numbers.
+const settings = {};
+for (const [k, v] of new URLSearchParams(location.search))
+  if (['temperature', 'max_tokens', 'top_p', 'top_k', 'seed'].includes(k)) settings[k] = Number(v);
 let model = '';
 fetch('/v1/models').then(r => r.json()).then(j => {
   model = j.data[0].id; document.getElementById('model').textContent = model;
@@ -45,7 +49,7 @@ document.getElementById('form').addEventListener('submit', async e => {
   try {
     const r = await fetch('/v1/chat/completions', {method: 'POST',
       headers: {'Content-Type': 'application/json'},
-      body: JSON.stringify({messages, stream: true, stream_options: {include_usage: true}})});
+      body: JSON.stringify({...settings, messages, stream: true, stream_options: {include_usage: true}})});
     if (!r.ok) throw new Error((await r.json()).error.message);
     const reader = r.body.getReader(), dec = new TextDecoder();
     let buf = '';
