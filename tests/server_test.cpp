@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <condition_variable>
+#include <atomic>
 #include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -196,6 +197,73 @@ TEST(Server, EightConcurrentStreamsGetTheirAloneText) {
     });
   for (auto& t : ts) t.join();
   for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(together[i], alone[i]) << prompts[i];
+}
+
+long RssMiB() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6)) / 1024;
+  return 0;
+}
+
+// 64 clients streaming at once into 4 slots and a queue: /health is answered throughout,
+// every request finishes with the text it gets alone, and memory comes back.
+TEST(Server, SixtyFourStreamingClientsAllFinishWithTheirOwnText) {
+  REQUIRE_SHARED();
+  auto r = Start({.threads = 2, .n_ctx = 128, .parallel = 4, .max_queue = 64});
+  ASSERT_TRUE(r);
+  const std::vector<std::string> prompts = {"Once upon a time", "Lily and Tom", "The dog",
+                                            "One day, a bird"};
+  auto body = [&](size_t i, bool stream) {
+    return json{{"prompt", prompts[i % prompts.size()]}, {"max_tokens", 24}, {"temperature", 0},
+                {"ignore_eos", true}, {"stream", stream}}
+        .dump();
+  };
+  std::vector<std::string> alone(prompts.size());
+  httplib::Client c("127.0.0.1", r->port);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    auto res = c.Post("/v1/completions", body(i, false), "application/json");
+    ASSERT_TRUE(res);
+    alone[i] = json::parse(res->body)["choices"][0]["text"];
+  }
+  const long rss0 = RssMiB();
+  for (int round = 0; round < 2; ++round) {
+    std::atomic<bool> finished{false};
+    std::atomic<int> health_ok{0}, health_bad{0};
+    std::thread health([&] {
+      httplib::Client h("127.0.0.1", r->port);
+      h.set_read_timeout(10, 0);
+      while (!finished.load()) {
+        auto res = h.Get("/health");
+        (res && res->status == 200 ? health_ok : health_bad)++;
+      }
+    });
+    std::vector<std::string> got(64);
+    std::vector<int> status(64, 0);
+    std::vector<std::thread> ts;
+    for (size_t i = 0; i < got.size(); ++i)
+      ts.emplace_back([&, i] {
+        httplib::Client ci("127.0.0.1", r->port);
+        ci.set_read_timeout(120, 0);
+        auto res = ci.Post("/v1/completions", body(i, true), "application/json");
+        if (!res) return;
+        status[i] = res->status;
+        if (res->status == 200) got[i] = StreamText(res->body, false);
+      });
+    for (auto& t : ts) t.join();
+    finished = true;
+    health.join();
+    for (size_t i = 0; i < got.size(); ++i) {
+      ASSERT_EQ(status[i], 200) << "client " << i;
+      EXPECT_EQ(got[i], alone[i % prompts.size()]) << "client " << i;
+    }
+    EXPECT_GT(health_ok.load(), 0);
+    EXPECT_EQ(health_bad.load(), 0);
+  }
+#if !defined(__SANITIZE_ADDRESS__)
+  EXPECT_LT(RssMiB() - rss0, 64) << "the server kept memory after 128 requests";
+#endif
 }
 
 TEST(Server, BadRequestsGetOpenAiErrorsAndTheServerGoesOn) {
