@@ -66,6 +66,23 @@ if [ -f "$stories" ]; then
   $ggswarm run "$work/stories" -p "Once upon a time" -n 64 --temp 0
   set +x
 fi
+# Serving: `ggswarm server` on the fragments (an OpenAI-compatible API on 127.0.0.1), and a
+# real curl chat request to it. (The model has no chat template of its own: chatml is named.)
+served="$work/fragments"
+[ -d "$work/stories" ] && served="$work/stories"
+$ggswarm server "$served" --port 0 --parallel 4 --chat-template chatml >"$work/server.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+for _ in $(seq 1 600); do grep -q '^listening on ' "$work/server.log" && break; sleep 0.1; done
+url=$(sed -n 's/^listening on \(http:[^ ]*\)$/\1/p' "$work/server.log")
+set -x
+curl -sS "$url/v1/chat/completions" -H 'Content-Type: application/json' \
+  -d '{"messages":[{"role":"user","content":"Tell me a story."}],"max_tokens":48,"temperature":0}' |
+  tee "$work/chat.json" | jq .
+set +x
+jq -e '.choices[0].message.content | length > 0' "$work/chat.json" >/dev/null
+echo "OK: ggswarm server answered a chat request at $url (the chat page is at $url/)."
+kill $server
 echo
 echo "fragments: $(ls "$work/fragments" | grep -c '\.dat$') files (gguf_header.dat included) + manifest.json in $work/fragments"
 sha256sum "$work/tinyllama-2l.Q8_0.gguf" "$work/reassembled.gguf"
