@@ -9,7 +9,9 @@ root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 (cd "$build" && cpack -G DEB >/dev/null)
 deb=$(ls "$build"/ggswarm_*_amd64.deb)
-dpkg-deb -f "$deb" Depends | grep -q libgrpc || { echo "package declares no gRPC dependency" >&2; exit 1; }
+for dep in libgrpc libcpp-httplib; do
+  dpkg-deb -f "$deb" Depends | grep -q "$dep" || { echo "package declares no $dep dependency" >&2; exit 1; }
+done
 dpkg -x "$deb" "$root"
 ggswarm="$root/usr/bin/ggswarm"
 "$ggswarm" --version
