@@ -247,7 +247,10 @@ TEST(Server, SixtyFourStreamingClientsAllFinishWithTheirOwnText) {
         httplib::Client ci("127.0.0.1", r->port);
         ci.set_read_timeout(120, 0);
         auto res = ci.Post("/v1/completions", body(i, true), "application/json");
-        if (!res) return;
+        if (!res) {
+          status[i] = -static_cast<int>(res.error());
+          return;
+        }
         status[i] = res->status;
         if (res->status == 200) got[i] = StreamText(res->body, false);
       });
@@ -255,7 +258,7 @@ TEST(Server, SixtyFourStreamingClientsAllFinishWithTheirOwnText) {
     finished = true;
     health.join();
     for (size_t i = 0; i < got.size(); ++i) {
-      ASSERT_EQ(status[i], 200) << "client " << i;
+      ASSERT_EQ(status[i], 200) << "client " << i << (status[i] < 0 ? ": " + httplib::to_string(static_cast<httplib::Error>(-status[i])) : "");
       EXPECT_EQ(got[i], alone[i % prompts.size()]) << "client " << i;
     }
     EXPECT_GT(health_ok.load(), 0);
@@ -328,6 +331,21 @@ TEST(Server, BadRequestsGetOpenAiErrorsAndTheServerGoesOn) {
   auto page = c.Get("/");
   ASSERT_TRUE(page);
   EXPECT_NE(page->body.find("<title>ggswarm chat</title>"), std::string::npos);
+}
+
+// A port in use is refused with a message, not shared.
+TEST(Server, APortInUseIsRefused) {
+  REQUIRE_SHARED();
+  auto r = Start({.threads = 1, .n_ctx = 64, .parallel = 1});
+  ASSERT_TRUE(r);
+  auto svc = runtime::OpenBatchService(SharedDir() + "/models/stories260K-q8_0.gguf",
+                                       {.threads = 1, .n_ctx = 64, .parallel = 1});
+  ASSERT_TRUE(svc.ok());
+  auto second = Server::Start(std::move(*svc), {.port = r->port, .chat_template = "chatml"});
+  ASSERT_FALSE(second.ok());
+  EXPECT_NE(second.status().message().find("cannot listen on 127.0.0.1:" + std::to_string(r->port)),
+            std::string::npos)
+      << second.status().ToString();
 }
 
 TEST(Server, TheApiKeyIsRequiredWhenSet) {

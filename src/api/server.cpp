@@ -1,6 +1,7 @@
 #include "api/server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <chrono>
@@ -683,6 +684,16 @@ StatusOr<std::unique_ptr<Server>> Server::Start(std::unique_ptr<runtime::Service
   im.http.set_write_timeout(o.timeout_s, 0);
   im.http.set_keep_alive_timeout(5);
   im.Routes();
+  // The listening socket: SO_REUSEADDR only (cpp-httplib's default, SO_REUSEPORT, would let a
+  // second server share a port in use), and its descriptor kept, so that the accept queue can
+  // be made deeper than the library's 5 after binding: a burst of clients (64 connecting at
+  // once on a busy machine) otherwise overflows it and some see their connection dropped.
+  int listen_fd = -1;
+  im.http.set_socket_options([&listen_fd](socket_t fd) {
+    int yes = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    listen_fd = fd;
+  });
   if (o.port == 0) {
     im.port = im.http.bind_to_any_port(o.host.c_str());
     if (im.port <= 0) return Status::IOError("cannot listen on " + o.host);
@@ -692,6 +703,7 @@ StatusOr<std::unique_ptr<Server>> Server::Start(std::unique_ptr<runtime::Service
                              " (in use, or not an address of this machine)");
     im.port = o.port;
   }
+  if (listen_fd >= 0) ::listen(listen_fd, 1024);  // Linux: a second listen() sets the backlog
   return s;
 }
 
