@@ -10,4 +10,6 @@ if cmp -s tests/clients/package-lock.json "$dir/package-lock.json" && [ -d "$dir
   exit 0
 fi
 cp tests/clients/package.json tests/clients/package-lock.json "$dir/"
-(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >&2)
+# Without the registry the client tests skip (and say so) rather than stop the whole suite.
+(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >&2) ||
+  echo "warning: npm ci failed in $dir: the real-client tests will be skipped" >&2
