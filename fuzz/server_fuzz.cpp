@@ -35,8 +35,10 @@ struct Fixture {
     auto svc = ggswarm::runtime::OpenBatchService(
         model, {.threads = 1, .n_ctx = 64, .parallel = 2, .max_queue = 4});
     if (!svc.ok()) std::abort();
-    auto s = ggswarm::api::Server::Start(std::move(*svc),
-                                         {.port = 0, .chat_template = "chatml"});
+    ggswarm::api::ServerOptions o;
+    o.port = 0;
+    o.chat_template = "chatml";
+    auto s = ggswarm::api::Server::Start(std::move(*svc), o);
     if (!s.ok()) std::abort();
     server = std::move(*s);
     port = server->port();

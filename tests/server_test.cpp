@@ -271,7 +271,9 @@ TEST(Server, SixtyFourStreamingClientsAllFinishWithTheirOwnText) {
 
 TEST(Server, BadRequestsGetOpenAiErrorsAndTheServerGoesOn) {
   REQUIRE_SHARED();
-  auto r = Start({.threads = 1, .n_ctx = 64, .parallel = 1}, {.max_body = 1 << 20});
+  ServerOptions small;
+  small.max_body = 1 << 20;
+  auto r = Start({.threads = 1, .n_ctx = 64, .parallel = 1}, small);
   ASSERT_TRUE(r);
   httplib::Client c("127.0.0.1", r->port);
   struct Case {
@@ -341,7 +343,10 @@ TEST(Server, APortInUseIsRefused) {
   auto svc = runtime::OpenBatchService(SharedDir() + "/models/stories260K-q8_0.gguf",
                                        {.threads = 1, .n_ctx = 64, .parallel = 1});
   ASSERT_TRUE(svc.ok());
-  auto second = Server::Start(std::move(*svc), {.port = r->port, .chat_template = "chatml"});
+  ServerOptions same;
+  same.port = r->port;
+  same.chat_template = "chatml";
+  auto second = Server::Start(std::move(*svc), same);
   ASSERT_FALSE(second.ok());
   EXPECT_NE(second.status().message().find("cannot listen on 127.0.0.1:" + std::to_string(r->port)),
             std::string::npos)
@@ -350,7 +355,9 @@ TEST(Server, APortInUseIsRefused) {
 
 TEST(Server, TheApiKeyIsRequiredWhenSet) {
   REQUIRE_SHARED();
-  auto r = Start({.threads = 1, .n_ctx = 64, .parallel = 1}, {.api_key = "s3cret"});
+  ServerOptions keyed;
+  keyed.api_key = "s3cret";
+  auto r = Start({.threads = 1, .n_ctx = 64, .parallel = 1}, keyed);
   ASSERT_TRUE(r);
   httplib::Client c("127.0.0.1", r->port);
   auto no = c.Get("/v1/models");
