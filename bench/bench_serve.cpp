@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
   const int port = std::atoi(argv[2]), clients = std::atoi(argv[3]), tokens = std::atoi(argv[4]);
   const int reqs = argc > 5 ? std::atoi(argv[5]) : 1;
   const char* prompts[] = {"Once upon a time", "The little dog", "In a big city", "Tom and Sue",
-                           "A bird sang",      "The old man",   "Under the sea", "Her red hat"};
+                           "A bird sang",      "The old man",    "Under the sea", "Her red hat"};
   std::mutex mu;
   std::vector<double> ttft, tpot;
   long generated = 0;
@@ -39,7 +39,9 @@ int main(int argc, char** argv) {
       cl.set_read_timeout(600, 0);
       for (int r = 0; r < reqs; ++r) {
         const json body = {{"prompt", std::string(prompts[c % 8]) + " " + std::to_string(c)},
-                           {"max_tokens", tokens}, {"temperature", 0}, {"ignore_eos", true},
+                           {"max_tokens", tokens},
+                           {"temperature", 0},
+                           {"ignore_eos", true},
                            {"stream", true}};
         const auto start = Clock::now();
         Clock::time_point first{}, last{};
@@ -60,7 +62,8 @@ int main(int argc, char** argv) {
             const json j = json::parse(ev.substr(6), nullptr, false);
             if (j.is_discarded() || !j.contains("choices") || j["choices"].empty()) continue;
             const json& ch = j["choices"][0];
-            if (ch.contains("text") && ch["text"].is_string() && !ch["text"].get<std::string>().empty()) {
+            if (ch.contains("text") && ch["text"].is_string() &&
+                !ch["text"].get<std::string>().empty()) {
               const auto now = Clock::now();
               if (n == 0) first = now;
               last = now;
@@ -88,12 +91,17 @@ int main(int argc, char** argv) {
     std::sort(v.begin(), v.end());
     return v[std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1) + 0.5))];
   };
-  json out = {{"clients", clients},          {"tokens", tokens},
-              {"requests", clients * reqs},  {"failed", failed},
-              {"generated", generated},      {"seconds", secs},
+  json out = {{"clients", clients},
+              {"tokens", tokens},
+              {"requests", clients * reqs},
+              {"failed", failed},
+              {"generated", generated},
+              {"seconds", secs},
               {"tokens_per_second", generated / secs},
-              {"ttft_ms_p50", pct(ttft, 0.5)}, {"ttft_ms_p99", pct(ttft, 0.99)},
-              {"tpot_ms_p50", pct(tpot, 0.5)}, {"tpot_ms_p99", pct(tpot, 0.99)}};
+              {"ttft_ms_p50", pct(ttft, 0.5)},
+              {"ttft_ms_p99", pct(ttft, 0.99)},
+              {"tpot_ms_p50", pct(tpot, 0.5)},
+              {"tpot_ms_p99", pct(tpot, 0.99)}};
   std::printf("%s\n", out.dump().c_str());
   return failed ? 1 : 0;
 }

@@ -16,9 +16,12 @@ std::vector<uint8_t> Seed(uint8_t endpoint, const std::string& body) {
 
 TEST(ServerFuzzReplay, MutatedRequests) {
   const std::pair<uint8_t, std::string> seeds[] = {
-      {0, R"({"messages":[{"role":"system","content":"s"},{"role":"user","content":"Hi"}],"max_tokens":4,"temperature":0.5,"top_k":5,"stop":["a"],"logprobs":true,"top_logprobs":2})"},
-      {0, R"({"messages":[{"role":"user","content":[{"type":"text","text":"Hi"}]}],"max_tokens":3,"stream":true,"stream_options":{"include_usage":true}})"},
-      {1, R"({"prompt":"Hello","max_tokens":5,"seed":7,"min_p":0.1,"repeat_penalty":1.2,"logprobs":3})"},
+      {0,
+       R"({"messages":[{"role":"system","content":"s"},{"role":"user","content":"Hi"}],"max_tokens":4,"temperature":0.5,"top_k":5,"stop":["a"],"logprobs":true,"top_logprobs":2})"},
+      {0,
+       R"({"messages":[{"role":"user","content":[{"type":"text","text":"Hi"}]}],"max_tokens":3,"stream":true,"stream_options":{"include_usage":true}})"},
+      {1,
+       R"({"prompt":"Hello","max_tokens":5,"seed":7,"min_p":0.1,"repeat_penalty":1.2,"logprobs":3})"},
       {1, R"({"prompt":["Hello"],"max_completion_tokens":2,"stream":true,"ignore_eos":true})"},
       {2, R"({"content":"Hello world","add_special":true})"},
       {3, R"({"tokens":[1,5,9,200]})"},

@@ -1,18 +1,18 @@
 // `ggswarm server`'s HTTP API (api/server.h) seen by a real HTTP client (cpp-httplib's):
 // llama.cpp's greedy text, streams that add up to the whole answer, many clients at once,
 // OpenAI-shaped errors, the API key, a full queue and clients that go away.
-#include <httplib.h>
+#include "api/server.h"
 
 #include <gtest/gtest.h>
+#include <httplib.h>
 
-#include <condition_variable>
 #include <atomic>
+#include <condition_variable>
 #include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "api/server.h"
 #include "test_util.h"
 
 namespace ggswarm::api {
@@ -22,8 +22,8 @@ using json = nlohmann::json;
 using ::ggswarm::testing::SharedDir;
 using ::ggswarm::testing::WaitUntil;
 
-#define REQUIRE_SHARED()                                                                     \
-  if (::ggswarm::testing::SharedModels().empty())                                            \
+#define REQUIRE_SHARED()                          \
+  if (::ggswarm::testing::SharedModels().empty()) \
   GTEST_SKIP() << "../shared/models is absent: this test needs the shared GGUF models"
 
 struct Running {
@@ -125,8 +125,8 @@ TEST(Server, CompletionsGiveLlamaCppsGreedyText) {
     EXPECT_EQ(usage["completion_tokens"], gold["generated_tokens"].size());
   }
   // Stop strings cut the text before them, with finish_reason "stop".
-  json req = {{"prompt", "Once upon a time"}, {"max_tokens", 40}, {"temperature", 0},
-              {"stop", {". She"}}};
+  json req = {
+      {"prompt", "Once upon a time"}, {"max_tokens", 40}, {"temperature", 0}, {"stop", {". She"}}};
   auto res = c.Post("/v1/completions", req.dump(), "application/json");
   ASSERT_TRUE(res);
   const json j = json::parse(res->body);
@@ -141,8 +141,9 @@ TEST(Server, ChatStreamAndWholeAnswerAgree) {
   auto r = Start({.threads = 2, .n_ctx = 512, .parallel = 2});
   ASSERT_TRUE(r);
   httplib::Client c("127.0.0.1", r->port);
-  json req = {{"messages", {{{"role", "system"}, {"content", "Tell stories."}},
-                            {{"role", "user"}, {"content", "Once upon a time"}}}},
+  json req = {{"messages",
+               {{{"role", "system"}, {"content", "Tell stories."}},
+                {{"role", "user"}, {"content", "Once upon a time"}}}},
               {"max_tokens", 30},
               {"temperature", 0},
               {"logprobs", true},
@@ -173,12 +174,15 @@ TEST(Server, EightConcurrentStreamsGetTheirAloneText) {
   REQUIRE_SHARED();
   auto r = Start({.threads = 2, .n_ctx = 512, .parallel = 8});
   ASSERT_TRUE(r);
-  const std::vector<std::string> prompts = {"Once upon a time", "Lily and Tom",  "The dog",
+  const std::vector<std::string> prompts = {"Once upon a time", "Lily and Tom",   "The dog",
                                             "One day, a bird",  "Sam had a ball", "The sun",
                                             "A little cat",     "Mom said"};
   auto body = [&](size_t i, bool stream) {
-    return json{{"prompt", prompts[i]}, {"max_tokens", 48}, {"temperature", 0},
-                {"ignore_eos", true},   {"stream", stream}}
+    return json{{"prompt", prompts[i]},
+                {"max_tokens", 48},
+                {"temperature", 0},
+                {"ignore_eos", true},
+                {"stream", stream}}
         .dump();
   };
   std::vector<std::string> alone(prompts.size()), together(prompts.size());
@@ -216,8 +220,11 @@ TEST(Server, SixtyFourStreamingClientsAllFinishWithTheirOwnText) {
   const std::vector<std::string> prompts = {"Once upon a time", "Lily and Tom", "The dog",
                                             "One day, a bird"};
   auto body = [&](size_t i, bool stream) {
-    return json{{"prompt", prompts[i % prompts.size()]}, {"max_tokens", 24}, {"temperature", 0},
-                {"ignore_eos", true}, {"stream", stream}}
+    return json{{"prompt", prompts[i % prompts.size()]},
+                {"max_tokens", 24},
+                {"temperature", 0},
+                {"ignore_eos", true},
+                {"stream", stream}}
         .dump();
   };
   std::vector<std::string> alone(prompts.size());
@@ -258,7 +265,11 @@ TEST(Server, SixtyFourStreamingClientsAllFinishWithTheirOwnText) {
     finished = true;
     health.join();
     for (size_t i = 0; i < got.size(); ++i) {
-      ASSERT_EQ(status[i], 200) << "client " << i << (status[i] < 0 ? ": " + httplib::to_string(static_cast<httplib::Error>(-status[i])) : "");
+      ASSERT_EQ(status[i], 200) << "client " << i
+                                << (status[i] < 0
+                                        ? ": " + httplib::to_string(
+                                                     static_cast<httplib::Error>(-status[i]))
+                                        : "");
       EXPECT_EQ(got[i], alone[i % prompts.size()]) << "client " << i;
     }
     EXPECT_GT(health_ok.load(), 0);
@@ -288,12 +299,12 @@ TEST(Server, BadRequestsGetOpenAiErrorsAndTheServerGoesOn) {
       {"/v1/chat/completions", "[1,2]", 400, "not a JSON object"},
       {"/v1/chat/completions", R"({"messages": []})", 400, "'messages'"},
       {"/v1/chat/completions", R"({"messages": "hi"})", 400, "'messages'"},
-      {"/v1/chat/completions", R"({"messages": [{"role": "user", "content": 5}]})", 400,
-       "content"},
+      {"/v1/chat/completions", R"({"messages": [{"role": "user", "content": 5}]})", 400, "content"},
       {"/v1/chat/completions", R"({"messages": [{"role": "assistant", "content": "x"}]})", 400,
        "alternate"},
-      {"/v1/chat/completions", R"({"model": "gpt-4", "messages": [{"role": "user", "content": "x"}]})",
-       404, "'gpt-4' does not exist"},
+      {"/v1/chat/completions",
+       R"({"model": "gpt-4", "messages": [{"role": "user", "content": "x"}]})", 404,
+       "'gpt-4' does not exist"},
       {"/v1/chat/completions", R"({"messages": [{"role": "user", "content": "x"}], "n": 2})", 400,
        "'n'"},
       {"/v1/chat/completions",
@@ -379,10 +390,12 @@ TEST(Server, AVanishedClientFreesItsSlotAndAFullServerSays503) {
   REQUIRE_SHARED();
   auto r = Start({.threads = 1, .n_ctx = 16384, .parallel = 1, .max_queue = 0});
   ASSERT_TRUE(r);
-  const std::string forever =
-      json{{"prompt", "Once"}, {"max_tokens", -1}, {"ignore_eos", true}, {"stream", true},
-           {"temperature", 0}}
-          .dump();
+  const std::string forever = json{
+      {"prompt", "Once"},
+      {"max_tokens", -1},
+      {"ignore_eos", true},
+      {"stream", true},
+      {"temperature", 0}}.dump();
   auto metric = [&](const std::string& line) {
     httplib::Client c("127.0.0.1", r->port);
     auto m = c.Get("/metrics");

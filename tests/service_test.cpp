@@ -1,6 +1,8 @@
 // Serving many sequences (runtime/service.h): a sequence decoded in a batch with others
 // gets exactly the tokens it gets alone through Engine and Generate; slots, the queue,
 // cancellation and refusals behave as documented.
+#include "runtime/service.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -10,7 +12,6 @@
 #include "convert/synth.h"
 #include "runtime/engine.h"
 #include "runtime/generate.h"
-#include "runtime/service.h"
 #include "test_util.h"
 
 namespace ggswarm::runtime {
@@ -99,8 +100,8 @@ TEST(Service, BatchedGreedyTokensAreEachSequencesAloneTokens) {
       return true;
     }));
     for (size_t i = 0; i < prompts.size(); ++i) {
-      EXPECT_EQ(got[i].tokens, alone[i]) << "prompt " << i << " (" << prompts[i].size()
-                                         << " tokens)";
+      EXPECT_EQ(got[i].tokens, alone[i])
+          << "prompt " << i << " (" << prompts[i].size() << " tokens)";
       EXPECT_TRUE(got[i].outcome.status.ok());
       EXPECT_EQ(got[i].outcome.stop, StopReason::kMaxTokens);
       EXPECT_EQ(got[i].outcome.generated, 20);

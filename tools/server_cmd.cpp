@@ -68,8 +68,7 @@ void AddServerCommand(CLI::App& app, int& rc) {
   s->add_option("--host", a.http.host, "Address to listen on (default 127.0.0.1)");
   s->add_option("--port", a.http.port, "Port (default 8080; 0: any free port)")
       ->check(CLI::Range(0, 65535));
-  s->add_option("--parallel", a.svc.parallel,
-                "Sequences decoded together in one batch (default 4)")
+  s->add_option("--parallel", a.svc.parallel, "Sequences decoded together in one batch (default 4)")
       ->check(CLI::Range(1, 256));
   s->add_option("--ctx", a.svc.n_ctx, "Context of each sequence (default: model's, at most 4096)")
       ->check(Within(runtime::kContext));
@@ -83,9 +82,9 @@ void AddServerCommand(CLI::App& app, int& rc) {
       ->check(CLI::Range(0, 4096));
   s->add_option("--api-key", a.api_key, "Require 'Authorization: Bearer KEY' on /v1 requests");
   s->add_option("--alias", a.alias, "The model id clients use (default: the model's name)");
-  s->add_option("--chat-template", a.chat_template,
-                "Chat format when the model has none or to override it: " +
-                    runtime::ChatFormatNames());
+  s->add_option(
+      "--chat-template", a.chat_template,
+      "Chat format when the model has none or to override it: " + runtime::ChatFormatNames());
   s->add_option("--token", a.token, "The stages' --token (swarm:// models)");
   s->callback([&] { rc = RunServer(a); });
 }

@@ -80,7 +80,8 @@ bool Field(const json& body, const char* name, T* out, HttpError* err, const cha
   if constexpr (std::is_same_v<T, bool>)
     ok = it->is_boolean();
   else if constexpr (std::is_integral_v<T>)
-    ok = it->is_number_integer() || (it->is_number_float() && it->get<double>() == std::floor(it->get<double>()));
+    ok = it->is_number_integer() ||
+         (it->is_number_float() && it->get<double>() == std::floor(it->get<double>()));
   else if constexpr (std::is_floating_point_v<T>)
     ok = it->is_number();
   else
@@ -194,8 +195,8 @@ struct Server::Impl {
       *err = Bad("'n' must be 1: one choice per request is supported", "unsupported_value");
       return false;
     }
-    for (const char* f : {"tools", "functions", "tool_choice", "function_call", "suffix", "echo",
-                          "best_of"})
+    for (const char* f :
+         {"tools", "functions", "tool_choice", "function_call", "suffix", "echo", "best_of"})
       if (b.contains(f) && !b[f].is_null() && !(b[f].is_array() && b[f].empty()) &&
           !(b[f].is_boolean() && !b[f].get<bool>())) {
         *err = Bad(std::string("'") + f + "' is not supported by this server", "unsupported_field");
@@ -283,9 +284,10 @@ struct Server::Impl {
       for (const json& p : *it) {
         if (!p.is_object() || p.value("type", "") != "text" || !p.contains("text") ||
             !p["text"].is_string()) {
-          *err = Bad("message content parts must be {\"type\": \"text\", \"text\": ...}; "
-                     "images and audio are not supported",
-                     "unsupported_content");
+          *err =
+              Bad("message content parts must be {\"type\": \"text\", \"text\": ...}; "
+                  "images and audio are not supported",
+                  "unsupported_content");
           return false;
         }
         *out += p["text"].get<std::string>();
@@ -381,7 +383,9 @@ struct Server::Impl {
       const std::string p = tok.Piece(t.token);
       top.push_back({{"token", Utf8(p)}, {"logprob", t.logprob}, {"bytes", bytes(p)}});
     }
-    return {{"token", Utf8(piece)}, {"logprob", ev.logprob}, {"bytes", bytes(piece)},
+    return {{"token", Utf8(piece)},
+            {"logprob", ev.logprob},
+            {"bytes", bytes(piece)},
             {"top_logprobs", top}};
   }
 
@@ -460,7 +464,9 @@ struct Server::Impl {
         json delta = a.chat ? json{{"content", out}} : json(out);
         if (a.chat && fl->generated == 1) delta["role"] = "assistant";
         json lps = lp.is_null() ? json(nullptr) : json{{"content", json::array({lp})}};
-        fl->chunks.push_back("data: " + Chunk(id, created, a, delta, nullptr, lps).dump(-1, ' ', false, json::error_handler_t::replace) +
+        fl->chunks.push_back("data: " +
+                             Chunk(id, created, a, delta, nullptr, lps)
+                                 .dump(-1, ' ', false, json::error_handler_t::replace) +
                              "\n\n");
       }
       fl->cv.notify_all();
@@ -475,13 +481,15 @@ struct Server::Impl {
       if (a.stream) {
         if (!o.status.ok()) {
           json e = {{"error", {{"message", o.status.ToString()}, {"type", "server_error"}}}};
-          fl->chunks.push_back("data: " + e.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n");
+          fl->chunks.push_back("data: " + e.dump(-1, ' ', false, json::error_handler_t::replace) +
+                               "\n\n");
         } else {
           json delta = a.chat ? json{{"content", rest}} : json(rest);
           if (!a.chat || rest.empty()) delta = a.chat ? json::object() : json("");
           json last = Chunk(id, created, a, delta, FinishReason(o, fl->stopped_by_string), nullptr);
           if (a.include_usage) last["usage"] = Usage(o);
-          fl->chunks.push_back("data: " + last.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n");
+          fl->chunks.push_back(
+              "data: " + last.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n");
         }
         fl->chunks.push_back("data: [DONE]\n\n");
       }
@@ -575,13 +583,15 @@ struct Server::Impl {
       ++http_errors;
       if (!res.body.empty()) return;
       if (res.status == 413)
-        SendError(res, {413, "the request body is larger than " + std::to_string(opts.max_body) +
-                                 " bytes", "invalid_request_error", "body_too_large"});
+        SendError(
+            res,
+            {413, "the request body is larger than " + std::to_string(opts.max_body) + " bytes",
+             "invalid_request_error", "body_too_large"});
       else if (res.status == 404)
         SendError(res, {404, "no such endpoint", "invalid_request_error", "not_found"});
       else
-        SendError(res, {res.status, "the request could not be served (HTTP " +
-                                        std::to_string(res.status) + ")",
+        SendError(res, {res.status,
+                        "the request could not be served (HTTP " + std::to_string(res.status) + ")",
                         res.status >= 500 ? "server_error" : "invalid_request_error", ""});
     });
     http.set_exception_handler(
@@ -595,17 +605,19 @@ struct Server::Impl {
       res.set_content(R"({"status":"ok"})", "application/json");
     });
     http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
-      json m = {{"id", name}, {"object", "model"}, {"created", Now()}, {"owned_by", "ggswarm"},
+      json m = {{"id", name},
+                {"object", "model"},
+                {"created", Now()},
+                {"owned_by", "ggswarm"},
                 {"meta", {{"n_ctx", service->n_ctx()}, {"parallel", service->parallel()}}}};
-      res.set_content(json{{"object", "list"}, {"data", json::array({m})}}.dump(-1, ' ', false, json::error_handler_t::replace),
+      res.set_content(json{{"object", "list"}, {"data", json::array({m})}}.dump(
+                          -1, ' ', false, json::error_handler_t::replace),
                       "application/json");
     });
-    http.Post("/v1/chat/completions", [this](const httplib::Request& q, httplib::Response& r) {
-      Complete(q, r, true);
-    });
-    http.Post("/v1/completions", [this](const httplib::Request& q, httplib::Response& r) {
-      Complete(q, r, false);
-    });
+    http.Post("/v1/chat/completions",
+              [this](const httplib::Request& q, httplib::Response& r) { Complete(q, r, true); });
+    http.Post("/v1/completions",
+              [this](const httplib::Request& q, httplib::Response& r) { Complete(q, r, false); });
     http.Post("/tokenize", [this](const httplib::Request& req, httplib::Response& res) {
       json b;
       HttpError err;
@@ -613,10 +625,10 @@ struct Server::Impl {
       if (!b.contains("content") || !b["content"].is_string())
         return SendError(res, Bad("'content' must be a string", "invalid_type"));
       bool add_special = false;
-      if (!Field(b, "add_special", &add_special, &err, "true or false"))
-        return SendError(res, err);
+      if (!Field(b, "add_special", &add_special, &err, "true or false")) return SendError(res, err);
       const auto ids = service->tokenizer().Encode(b["content"].get<std::string>(), add_special);
-      res.set_content(json{{"tokens", ids}}.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+      res.set_content(json{{"tokens", ids}}.dump(-1, ' ', false, json::error_handler_t::replace),
+                      "application/json");
     });
     http.Post("/detokenize", [this](const httplib::Request& req, httplib::Response& res) {
       json b;
@@ -629,11 +641,13 @@ struct Server::Impl {
       const int64_t nv = static_cast<int64_t>(service->tokenizer().vocab().size());
       for (const json& t : *it) {
         if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() >= nv)
-          return SendError(res, Bad("token ids must be integers from 0 to " +
-                                        std::to_string(nv - 1), "invalid_value"));
+          return SendError(res,
+                           Bad("token ids must be integers from 0 to " + std::to_string(nv - 1),
+                               "invalid_value"));
         ids.push_back(static_cast<int32_t>(t.get<int64_t>()));
       }
-      res.set_content(json{{"content", Utf8(service->tokenizer().Decode(ids))}}.dump(-1, ' ', false, json::error_handler_t::replace),
+      res.set_content(json{{"content", Utf8(service->tokenizer().Decode(ids))}}.dump(
+                          -1, ' ', false, json::error_handler_t::replace),
                       "application/json");
     });
     http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {

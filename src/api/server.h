@@ -16,10 +16,10 @@ namespace ggswarm::api {
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
-  int port = 8080;          // 0: any free port (see Server::port)
-  std::string api_key;      // non-empty: every /v1 request needs "Authorization: Bearer KEY"
+  int port = 8080;            // 0: any free port (see Server::port)
+  std::string api_key;        // non-empty: every /v1 request needs "Authorization: Bearer KEY"
   std::string chat_template;  // empty: recognised from the model
-  std::string model_name;   // the id clients name; empty: general.name, else the file's name
+  std::string model_name;     // the id clients name; empty: general.name, else the file's name
   size_t max_body = 8 << 20;
   int timeout_s = 30;  // reading a request, writing a response
 };

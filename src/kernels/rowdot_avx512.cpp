@@ -117,7 +117,8 @@ struct PairKernel {
     const int8_t* a = act.q.data() + i * kQK;
     const int32_t* corr = kCorr ? act.corr.data() + i * 8 : nullptr;
     const __m128 s4 = _mm_mul_ps(w.dw, _mm_loadu_ps(act.d.data() + i));
-    acc.a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(Pair::Mul(w.p0, a, corr)), PairScale(s4, 0), acc.a0);
+    acc.a0 =
+        _mm512_fmadd_ps(_mm512_cvtepi32_ps(Pair::Mul(w.p0, a, corr)), PairScale(s4, 0), acc.a0);
     acc.a1 = _mm512_fmadd_ps(
         _mm512_cvtepi32_ps(Pair::Mul(w.p1, a + 2 * kQK, kCorr ? corr + 16 : nullptr)),
         PairScale(s4, 2), acc.a1);
@@ -313,11 +314,11 @@ void TokensOf(GgmlType w, const uint8_t* rows, uint64_t rb, int64_t nrows, const
           KernelsFor<PairKernel<Q4_0, GgmlType::Q4_0, PairQ4_0>>(acts, k, seq).data(), rows, rb,
           nrows, y, ts);
     case GgmlType::Q4_K:
-      return rowdot::RowsTokens<T>(KernelsFor<Q4_KKernel>(acts, k, seq).data(), rows, rb, nrows,
-                                   y, ts);
+      return rowdot::RowsTokens<T>(KernelsFor<Q4_KKernel>(acts, k, seq).data(), rows, rb, nrows, y,
+                                   ts);
     default:
-      return rowdot::RowsTokens<T>(KernelsFor<Q6_KKernel>(acts, k, seq).data(), rows, rb, nrows,
-                                   y, ts);
+      return rowdot::RowsTokens<T>(KernelsFor<Q6_KKernel>(acts, k, seq).data(), rows, rb, nrows, y,
+                                   ts);
   }
 }
 

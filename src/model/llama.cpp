@@ -151,8 +151,7 @@ Status LlamaModel::Head(const float* x, int n, float* logits, ThreadPool& pool,
   return Status();
 }
 
-LayerRange::LayerRange(std::shared_ptr<LlamaModel> model, int begin, int end, int n_ctx,
-                       int n_seq)
+LayerRange::LayerRange(std::shared_ptr<LlamaModel> model, int begin, int end, int n_ctx, int n_seq)
     : model_(std::move(model)), begin_(begin), end_(end), n_past_(std::max(1, n_seq), 0) {
   const LlamaConfig& c = model_->config();
   cache_.n_ctx = n_ctx;
@@ -179,8 +178,8 @@ Status LayerRange::ForwardBatch(float* x, std::span<const SeqRun> runs, ThreadPo
   for (const SeqRun& r : runs) {
     if (r.seq < 0 || r.seq >= cache_.n_seq || seen[r.seq])
       return Status::InvalidArgument("sequence " + std::to_string(r.seq) +
-                                     " is not one of the cache's " +
-                                     std::to_string(cache_.n_seq) + " or comes twice in a batch");
+                                     " is not one of the cache's " + std::to_string(cache_.n_seq) +
+                                     " or comes twice in a batch");
     seen[r.seq] = true;
     if (r.n <= 0) return Status::InvalidArgument("a run of a batch has no tokens");
     if (n_past_[r.seq] + r.n > cache_.n_ctx)
@@ -289,8 +288,9 @@ void LayerRange::AttentionBlock(int l, const LayerWeights& w, float* x, ThreadPo
   const int d = c.n_embd, hd = c.head_dim, qd = c.q_dim(), kvd = c.kv_dim();
   // xn = norm(x); q, k, v = W·xn. Each product announces the one after it, whose first
   // rows the threads then read while they would wait (ThreadPool::Announce).
-  PerToken(pool,
-           [&](int t) { RmsNorm(x + t * d, w.attn_norm.data(), xn_.data() + t * d, d, c.rms_eps); });
+  PerToken(pool, [&](int t) {
+    RmsNorm(x + t * d, w.attn_norm.data(), xn_.data() + t * d, d, c.rms_eps);
+  });
   GroupMatMuls({{&w.wq, q_.data()}, {&w.wk, k_.data()}, {&w.wv, v_.data()}}, xn_.data(), pool,
                {{&w.wo, tmp_.data()}});
   // rope(q, k); k and v into the token's cell of its sequence.

@@ -6,7 +6,7 @@
 
 namespace ggswarm::runtime {
 
-StatusOr<std::unique_ptr<Engine>> Engine::Open(const std::string& path, const EngineOptions& opts) {
+StatusOr<LocalModel> OpenLocalModel(const std::string& path, int n_ctx) {
   auto src = fragments::OpenModel(path);
   if (!src.ok()) return src.status();
   std::shared_ptr<TensorSource> source = std::move(*src);
@@ -16,13 +16,19 @@ StatusOr<std::unique_ptr<Engine>> Engine::Open(const std::string& path, const En
   if (!m.ok()) return m.status().WithContext(path);
   if (static_cast<size_t>((*m)->config().n_vocab) < tok->vocab().size())
     return Status::Corruption(path + ": the tokenizer has more tokens than token_embd has rows");
-  auto e = std::unique_ptr<Engine>(new Engine(std::move(*tok)));
-  e->model_ = std::move(*m);
-  const model::LlamaConfig& c = e->model_->config();
-  const int n_ctx = model::ContextFor(opts.n_ctx, c.n_ctx_train);
-  if (n_ctx > model::kMaxContext)
-    return Status::InvalidArgument("--ctx " + std::to_string(n_ctx) + " is too large");
-  e->layers_ = std::make_unique<model::LayerRange>(e->model_, 0, c.n_layer, n_ctx);
+  const int ctx = model::ContextFor(n_ctx, (*m)->config().n_ctx_train);
+  if (ctx > model::kMaxContext)
+    return Status::InvalidArgument("--ctx " + std::to_string(ctx) + " is too large");
+  return LocalModel{std::move(source), std::move(*tok), std::move(*m), ctx};
+}
+
+StatusOr<std::unique_ptr<Engine>> Engine::Open(const std::string& path, const EngineOptions& opts) {
+  auto lm = OpenLocalModel(path, opts.n_ctx);
+  if (!lm.ok()) return lm.status();
+  auto e = std::unique_ptr<Engine>(new Engine(std::move(lm->tokenizer)));
+  e->model_ = std::move(lm->model);
+  e->layers_ =
+      std::make_unique<model::LayerRange>(e->model_, 0, e->model_->config().n_layer, lm->n_ctx);
   e->pool_ = std::make_unique<ThreadPool>(opts.threads);
   e->n_batch_ = std::max(1, opts.n_batch);
   return e;

@@ -15,6 +15,17 @@
 
 namespace ggswarm::runtime {
 
+// A local model opened for running: its tensor source, tokenizer and weights, checked
+// against each other, and the context each sequence gets (`n_ctx` asked; 0: the model's, at
+// most 4096). Engine and the batched service open models through it.
+struct LocalModel {
+  std::shared_ptr<TensorSource> source;
+  tokenizer::Tokenizer tokenizer;
+  std::shared_ptr<model::LlamaModel> model;
+  int n_ctx = 0;
+};
+StatusOr<LocalModel> OpenLocalModel(const std::string& path, int n_ctx);
+
 struct EngineOptions {
   int threads = 0;    // 0: one per core
   int n_ctx = 0;      // 0: the smaller of the model's context and 4096

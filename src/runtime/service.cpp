@@ -9,8 +9,8 @@
 #include <mutex>
 #include <thread>
 
-#include "fragments/fragment_source.h"
 #include "model/llama.h"
+#include "runtime/engine.h"
 #include "runtime/limits.h"
 
 namespace ggswarm::runtime {
@@ -28,8 +28,8 @@ Status CheckCompletion(const Completion& c, int n_ctx) {
   if (c.prompt.empty()) return Status::InvalidArgument("the prompt has no tokens");
   if (static_cast<int>(c.prompt.size()) >= n_ctx)
     return Status::InvalidArgument("the prompt (" + std::to_string(c.prompt.size()) +
-                                   " tokens) does not fit the context of " +
-                                   std::to_string(n_ctx) + " tokens per sequence");
+                                   " tokens) does not fit the context of " + std::to_string(n_ctx) +
+                                   " tokens per sequence");
   if (c.logprobs > 20)
     return Status::InvalidArgument("top_logprobs " + std::to_string(c.logprobs) +
                                    " is more than 20");
@@ -74,6 +74,63 @@ struct Request {
   Callbacks cb;
   std::shared_ptr<Ticket> ticket;
   Clock::time_point queued;
+};
+
+// What both services share: the bounded queue of requests, their counters and the thread
+// that serves them. A derived service starts the thread and stops it (StopThread) in its
+// destructor, before its own members go.
+class QueuedService : public Service {
+ public:
+  int parallel() const override { return parallel_; }
+  ServiceStats Stats() const override { return counters_.Get(); }
+
+  StatusOr<std::shared_ptr<Ticket>> Submit(Completion c, Callbacks cb) override {
+    GGSWARM_RETURN_IF_ERROR(CheckCompletion(c, n_ctx()));
+    auto r = std::make_shared<Request>();
+    r->c = std::move(c);
+    r->cb = std::move(cb);
+    r->ticket = std::make_shared<Ticket>();
+    r->queued = Clock::now();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      const int free_slots = parallel_ - busy_;
+      if (static_cast<int>(queue_.size()) >= max_queue_ + free_slots) {
+        counters_.Update([](ServiceStats& st) { ++st.refused; });
+        return Status::Unavailable("all " + std::to_string(parallel_) + " slots are busy and " +
+                                   std::to_string(queue_.size()) +
+                                   " requests are waiting; try again later");
+      }
+      queue_.push_back(r);
+      counters_.Update([&](ServiceStats& st) {
+        ++st.requests;
+        st.queued = static_cast<int>(queue_.size());
+      });
+    }
+    cv_.notify_all();
+    return r->ticket;
+  }
+
+ protected:
+  QueuedService(int parallel, int max_queue) : parallel_(parallel), max_queue_(max_queue) {
+    counters_.Update([&](ServiceStats& st) { st.slots = parallel; });
+  }
+  void StopThread() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  const int parallel_, max_queue_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<Request>> queue_;
+  int busy_ = 0;
+  bool stopping_ = false;
+  Counters counters_;
+  std::thread thread_;
 };
 
 }  // namespace
@@ -142,45 +199,25 @@ namespace {
 
 // --- Many sequences of a local model, one batch per step --------------------------------
 
-class BatchService : public Service {
+class BatchService : public QueuedService {
  public:
-  ~BatchService() override {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stopping_ = true;
-    }
-    cv_.notify_all();
-    if (thread_.joinable()) thread_.join();
-  }
+  ~BatchService() override { StopThread(); }
 
-  static StatusOr<std::unique_ptr<Service>> Open(const std::string& path,
-                                                 const ServiceOptions& o) {
+  static StatusOr<std::unique_ptr<Service>> Open(const std::string& path, const ServiceOptions& o) {
     if (o.parallel < 1 || o.parallel > 256)
       return Status::InvalidArgument("--parallel " + std::to_string(o.parallel) +
                                      " is outside 1-256");
     if (o.max_queue < 0) return Status::InvalidArgument("the queue limit is negative");
-    auto src = fragments::OpenModel(path);
-    if (!src.ok()) return src.status();
-    std::shared_ptr<TensorSource> source = std::move(*src);
-    auto tok = tokenizer::Tokenizer::FromGguf(source->header());
-    if (!tok.ok()) return tok.status().WithContext(path);
-    auto m = model::LlamaModel::Load(source);
-    if (!m.ok()) return m.status().WithContext(path);
-    if (static_cast<size_t>((*m)->config().n_vocab) < tok->vocab().size())
-      return Status::Corruption(path + ": the tokenizer has more tokens than token_embd has rows");
-    const int n_ctx = model::ContextFor(o.n_ctx, (*m)->config().n_ctx_train);
-    if (n_ctx > model::kMaxContext)
-      return Status::InvalidArgument("--ctx " + std::to_string(n_ctx) + " is too large");
-    auto s = std::unique_ptr<BatchService>(new BatchService(std::move(*tok)));
-    s->source_ = source;
-    s->model_ = std::move(*m);
-    s->opts_ = o;
+    auto lm = OpenLocalModel(path, o.n_ctx);
+    if (!lm.ok()) return lm.status();
+    auto s = std::unique_ptr<BatchService>(new BatchService(std::move(lm->tokenizer), o));
+    s->source_ = std::move(lm->source);
+    s->model_ = std::move(lm->model);
     s->opts_.n_batch = std::max(1, o.n_batch);
     s->layers_ = std::make_unique<model::LayerRange>(s->model_, 0, s->model_->config().n_layer,
-                                                     n_ctx, o.parallel);
+                                                     lm->n_ctx, o.parallel);
     s->pool_ = std::make_unique<ThreadPool>(o.threads);
     s->slots_.resize(o.parallel);
-    s->counters_.Update([&](ServiceStats& st) { st.slots = o.parallel; });
     s->thread_ = std::thread([p = s.get()] { p->Loop(); });
     return std::unique_ptr<Service>(std::move(s));
   }
@@ -188,46 +225,19 @@ class BatchService : public Service {
   const tokenizer::Tokenizer& tokenizer() const override { return tokenizer_; }
   const gguf::GgufFile& header() const override { return source_->header(); }
   int n_ctx() const override { return layers_->n_ctx(); }
-  int parallel() const override { return opts_.parallel; }
-  ServiceStats Stats() const override { return counters_.Get(); }
-
-  StatusOr<std::shared_ptr<Ticket>> Submit(Completion c, Callbacks cb) override {
-    GGSWARM_RETURN_IF_ERROR(CheckCompletion(c, n_ctx()));
-    auto r = std::make_shared<Request>();
-    r->c = std::move(c);
-    r->cb = std::move(cb);
-    r->ticket = std::make_shared<Ticket>();
-    r->queued = Clock::now();
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      const int free_slots = opts_.parallel - busy_;
-      if (static_cast<int>(queue_.size()) >= opts_.max_queue + free_slots) {
-        counters_.Update([](ServiceStats& st) { ++st.refused; });
-        return Status::Unavailable("all " + std::to_string(opts_.parallel) +
-                                   " slots are busy and " + std::to_string(queue_.size()) +
-                                   " requests are waiting; try again later");
-      }
-      queue_.push_back(r);
-      counters_.Update([&](ServiceStats& st) {
-        ++st.requests;
-        st.queued = static_cast<int>(queue_.size());
-      });
-    }
-    cv_.notify_all();
-    return r->ticket;
-  }
 
  private:
   struct Slot {
     std::shared_ptr<Request> req;
     std::unique_ptr<SequenceDecoder> dec;
-    size_t fed = 0;       // prompt tokens in the cache
-    int32_t next = -1;    // the token to feed in the decoding phase
+    size_t fed = 0;     // prompt tokens in the cache
+    int32_t next = -1;  // the token to feed in the decoding phase
     bool decoding = false;
     Clock::time_point start, first;
   };
 
-  explicit BatchService(tokenizer::Tokenizer tok) : tokenizer_(std::move(tok)) {}
+  BatchService(tokenizer::Tokenizer tok, const ServiceOptions& o)
+      : QueuedService(o.parallel, o.max_queue), tokenizer_(std::move(tok)), opts_(o) {}
 
   void Finish(int s, const Status& st, StopReason stop) {
     Slot& slot = slots_[s];
@@ -377,62 +387,20 @@ class BatchService : public Service {
   model::MatMulScratch head_scratch_;
   ServiceOptions opts_;
   std::vector<Slot> slots_;  // the scheduler thread's own
-
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::shared_ptr<Request>> queue_;
-  int busy_ = 0;
-  bool stopping_ = false;
-  Counters counters_;
-  std::thread thread_;
 };
 
 // --- One request at a time on any evaluator ---------------------------------------------
 
-class SerialService : public Service {
+class SerialService : public QueuedService {
  public:
   SerialService(std::unique_ptr<Evaluator> eval, const gguf::GgufFile* header, int max_queue)
-      : eval_(std::move(eval)), header_(header), max_queue_(max_queue) {
-    counters_.Update([](ServiceStats& st) { st.slots = 1; });
+      : QueuedService(1, max_queue), eval_(std::move(eval)), header_(header) {
     thread_ = std::thread([this] { Loop(); });
   }
-  ~SerialService() override {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stopping_ = true;
-    }
-    cv_.notify_all();
-    if (thread_.joinable()) thread_.join();
-  }
+  ~SerialService() override { StopThread(); }
   const tokenizer::Tokenizer& tokenizer() const override { return eval_->tokenizer(); }
   const gguf::GgufFile& header() const override { return *header_; }
   int n_ctx() const override { return eval_->n_ctx(); }
-  int parallel() const override { return 1; }
-  ServiceStats Stats() const override { return counters_.Get(); }
-
-  StatusOr<std::shared_ptr<Ticket>> Submit(Completion c, Callbacks cb) override {
-    GGSWARM_RETURN_IF_ERROR(CheckCompletion(c, n_ctx()));
-    auto r = std::make_shared<Request>();
-    r->c = std::move(c);
-    r->cb = std::move(cb);
-    r->ticket = std::make_shared<Ticket>();
-    r->queued = Clock::now();
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (static_cast<int>(queue_.size()) >= max_queue_ + (busy_ ? 0 : 1)) {
-        counters_.Update([](ServiceStats& st) { ++st.refused; });
-        return Status::Unavailable("the model is busy and " + std::to_string(queue_.size()) +
-                                   " requests are waiting; try again later");
-      }
-      queue_.push_back(r);
-      counters_.Update([&](ServiceStats& st) {
-        ++st.requests;
-        st.queued = static_cast<int>(queue_.size());
-      });
-    }
-    cv_.notify_all();
-    return r->ticket;
-  }
 
  private:
   void Loop() {
@@ -498,14 +466,6 @@ class SerialService : public Service {
 
   std::unique_ptr<Evaluator> eval_;
   const gguf::GgufFile* header_;
-  int max_queue_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::shared_ptr<Request>> queue_;
-  int busy_ = 0;
-  bool stopping_ = false;
-  Counters counters_;
-  std::thread thread_;
 };
 
 }  // namespace

@@ -16,16 +16,17 @@ work=$(mktemp -d)
 server_pid=
 cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
+# The server's output comes through a pipe, read until it says where it listens (at most a
+# minute: `read -t` waits for each line, no polling).
+mkfifo "$work/out"
 "$bin" server "$model" --port 0 --parallel 4 --chat-template chatml -t 2 >"$work/out" 2>"$work/err" &
 server_pid=$!
+exec 3<"$work/out"
 base=
-for _ in $(seq 1 600); do  # wait for the line that says it is ready (at most a minute)
-  base=$(sed -n 's/^listening on \(http:[^ ]*\)$/\1/p' "$work/out")
-  [ -n "$base" ] && break
-  kill -0 "$server_pid" 2>/dev/null || { cat "$work/err"; exit 1; }
-  sleep 0.1
+while IFS= read -r -t 60 line <&3; do
+  case $line in "listening on http:"*) base=${line#listening on }; break ;; esac
 done
-[ -n "$base" ] || { echo "the server did not say it was listening"; exit 1; }
+[ -n "$base" ] || { echo "the server did not say it was listening:"; cat "$work/err"; exit 1; }
 echo "server at $base"
 
 # curl -N: the stream arrives as server-sent events, chunk by chunk, ending with [DONE].
