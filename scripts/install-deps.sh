@@ -5,6 +5,7 @@ set -euo pipefail
 packages=(build-essential cmake pkg-config libssl-dev nlohmann-json3-dev libcli11-dev
           libgtest-dev libgmock-dev libicu-dev libsentencepiece-dev jq file dpkg-dev git
           libcpp-httplib-dev curl nodejs chromium
+          python3-dev python3-pybind11 python3-numpy python3-pytest
           libtorrent-rasterbar-dev libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler)
 missing=()
 for p in "${packages[@]}"; do

@@ -6,7 +6,7 @@
 #include "base/file.h"
 #include "base/text.h"
 #include "commands.h"
-#include "fragments/fragments.h"
+#include "fragments/fragment_source.h"
 #include "gguf/gguf_file.h"
 #include "quant/dequantize.h"
 
@@ -14,32 +14,6 @@ namespace ggswarm::cli {
 namespace {
 
 using nlohmann::json;
-
-// A model opened for inspection: a mapped GGUF file, or a fragment directory's header with
-// its manifest.
-struct OpenedModel {
-  gguf::GgufFile file;
-  std::optional<fragments::Manifest> manifest;
-  std::string dir;
-};
-
-StatusOr<OpenedModel> OpenModel(const std::string& path) {
-  OpenedModel m;
-  if (IsDirectory(path)) {
-    auto man = fragments::Manifest::Load(path);
-    if (!man.ok()) return man.status();
-    auto header = fragments::LoadHeader(path, *man);
-    if (!header.ok()) return header.status();
-    m.file = std::move(header.value());
-    m.manifest = std::move(man.value());
-    m.dir = path;
-    return m;
-  }
-  auto f = gguf::GgufFile::Open(path);
-  if (!f.ok()) return f.status();
-  m.file = std::move(f.value());
-  return m;
-}
 
 std::string Shape(const std::vector<uint64_t>& s) {
   std::string r = "[";
@@ -88,9 +62,11 @@ int Fail(const std::string& message) {
 }
 
 int RunInspect(const std::string& path, bool as_json) {
-  auto opened = OpenModel(path);
+  auto opened = fragments::OpenModel(path);
   if (!opened.ok()) return Fail(opened.status().ToString());
-  const gguf::GgufFile& f = opened->file;
+  const gguf::GgufFile& f = (*opened)->header();
+  const auto* frag = dynamic_cast<const fragments::FragmentSource*>(opened->get());
+  const fragments::Manifest* manifest = frag ? &frag->manifest() : nullptr;
   const std::string arch = f.Architecture();
   std::map<std::string, std::pair<uint64_t, uint64_t>> by_type;  // bytes, tensors
   for (const gguf::TensorInfo& t : f.tensors) {
@@ -100,7 +76,7 @@ int RunInspect(const std::string& path, bool as_json) {
   if (as_json) {
     json j;
     j["path"] = path;
-    j["source"] = opened->manifest ? "fragments" : "gguf";
+    j["source"] = manifest ? "fragments" : "gguf";
     j["gguf_version"] = f.version;
     j["file_size"] = f.file_size;
     j["alignment"] = f.alignment;
@@ -131,20 +107,19 @@ int RunInspect(const std::string& path, bool as_json) {
     for (const auto& [type, st] : by_type)
       sizes[type] = {{"bytes", st.first}, {"tensors", st.second}};
     j["size_by_type"] = sizes;
-    if (opened->manifest) {
-      j["fragments"] = opened->manifest->fragments.size();
-      j["model_sha256"] = opened->manifest->sha256;
+    if (manifest) {
+      j["fragments"] = manifest->fragments.size();
+      j["model_sha256"] = manifest->sha256;
     }
     std::printf("%s\n", JsonText(j, 1).c_str());
     return 0;
   }
   std::printf("%s: GGUF v%u, %.2f MB, %zu tensors, %zu metadata keys%s\n", path.c_str(), f.version,
               f.file_size / 1e6, f.tensors.size(), f.metadata.size(),
-              opened->manifest
-                  ? (" (fragment directory, " + std::to_string(opened->manifest->fragments.size()) +
-                     " fragments)")
-                        .c_str()
-                  : "");
+              manifest ? (" (fragment directory, " + std::to_string(manifest->fragments.size()) +
+                          " fragments)")
+                             .c_str()
+                       : "");
   std::printf("architecture: %s, parameters: %llu (%.3f B), alignment %llu, tensor data at %llu\n",
               arch.empty() ? "(none)" : arch.c_str(),
               static_cast<unsigned long long>(f.ParameterCount()), f.ParameterCount() / 1e9,
@@ -174,23 +149,15 @@ int RunInspect(const std::string& path, bool as_json) {
 
 int RunTensor(const std::string& path, const std::string& name, const std::string& rows_arg,
               uint64_t count, const std::string& npy_out, bool force) {
-  auto opened = OpenModel(path);
+  auto opened = fragments::OpenModel(path);
   if (!opened.ok()) return Fail(opened.status().ToString());
-  const gguf::TensorInfo* t = opened->file.FindTensor(name);
+  const gguf::TensorInfo* t = (*opened)->header().FindTensor(name);
   if (!t) return Fail("no tensor named \"" + name + "\" in " + path);
   if (!Traits(t->type).dequantizable) {
     return Fail(std::string("cannot dequantize type ") + TypeName(t->type));
   }
-  std::vector<uint8_t> owned;
-  std::span<const uint8_t> bytes;
-  if (opened->manifest) {
-    auto b = fragments::ReadTensorFromFragments(opened->dir, *opened->manifest, name);
-    if (!b.ok()) return Fail(b.status().ToString());
-    owned = std::move(b.value());
-    bytes = owned;
-  } else {
-    bytes = opened->file.TensorBytes(*t);
-  }
+  auto view = (*opened)->Get(name);  // mapped; from fragments, each checked first
+  if (!view.ok()) return Fail(view.status().ToString());
   uint64_t r0 = 0, r1 = t->rows();
   if (!rows_arg.empty()) {
     unsigned long long a = 0, b = 0;
@@ -210,7 +177,7 @@ int RunTensor(const std::string& path, const std::string& name, const std::strin
   std::vector<float> row(ne0);
   uint64_t shown = 0;
   for (uint64_t r = r0; r < r1 && shown < count; ++r) {
-    Status st = Dequantize(t->type, bytes.data() + r * t->row_bytes(), row.data(), ne0);
+    Status st = Dequantize(t->type, view->Row(r), row.data(), ne0);
     if (!st.ok()) return Fail(st.ToString());
     std::printf("row %llu:", static_cast<unsigned long long>(r));
     for (uint64_t k = 0; k < ne0 && shown < count; ++k, ++shown) std::printf(" %.8g", row[k]);
@@ -236,7 +203,7 @@ int RunTensor(const std::string& path, const std::string& name, const std::strin
     if (!out.ok()) return Fail(out.status().ToString());
     Status st = out->Write({reinterpret_cast<const uint8_t*>(head.data()), head.size()});
     for (uint64_t r = 0; st.ok() && r < t->rows(); ++r) {
-      st = Dequantize(t->type, bytes.data() + r * t->row_bytes(), row.data(), ne0);
+      st = Dequantize(t->type, view->Row(r), row.data(), ne0);
       if (st.ok()) st = out->Write({reinterpret_cast<const uint8_t*>(row.data()), ne0 * 4});
     }
     if (st.ok()) st = out->Commit();

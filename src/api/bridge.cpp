@@ -7,9 +7,18 @@ namespace ggswarm {
 
 StatusOr<std::unique_ptr<Bridge>> Bridge::Open(const std::string& path, int threads,
                                                const std::string& token) {
-  api::OpenOptions o;
+  BridgeOptions o;
   o.threads = threads;
   o.token = token;
+  return Open(path, o);
+}
+
+StatusOr<std::unique_ptr<Bridge>> Bridge::Open(const std::string& path, const BridgeOptions& bo) {
+  api::OpenOptions o;
+  o.threads = bo.threads;
+  o.n_ctx = bo.n_ctx;
+  o.token = bo.token;
+  o.f16_hidden = bo.f16_hidden;
   auto m = api::OpenModel(path, o);
   if (!m.ok()) return m.status();
   auto b = std::unique_ptr<Bridge>(new Bridge());
@@ -33,6 +42,14 @@ std::string Bridge::generate(const std::string& prompt, const GenerateParams& pa
 
 std::string Bridge::generate(const std::string& prompt, const GenerateParams& p,
                              const std::function<void(std::string_view)>& on_text) {
+  return stream(prompt, p, [&](std::string_view s) {
+    if (on_text) on_text(s);
+    return true;
+  });
+}
+
+std::string Bridge::stream(const std::string& prompt, const GenerateParams& p,
+                           const std::function<bool(std::string_view)>& on_piece) {
   engine_->Reset();
   runtime::GenerateOptions o;
   o.max_tokens = p.max_tokens;
@@ -43,11 +60,9 @@ std::string Bridge::generate(const std::string& prompt, const GenerateParams& p,
   o.sampling.min_p = p.min_p;
   o.sampling.repeat_penalty = p.repeat_penalty;
   o.sampling.seed = p.seed;
-  auto r = runtime::Generate(*engine_, engine_->tokenizer().Encode(prompt), o,
-                             [&](const std::string& s, int32_t) {
-                               if (on_text && !s.empty()) on_text(s);
-                               return true;
-                             });
+  auto r = runtime::Generate(
+      *engine_, engine_->tokenizer().Encode(prompt), o,
+      [&](const std::string& s, int32_t) { return s.empty() || !on_piece || on_piece(s); });
   if (!r.ok()) throw Error(r.status());
   return r->text;
 }

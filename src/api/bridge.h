@@ -43,6 +43,13 @@ struct GenerateParams {
   bool ignore_eos = false;
 };
 
+struct BridgeOptions {
+  int threads = 0;          // local: compute threads; 0: one per core
+  int n_ctx = 0;            // 0: the model's, at most 4096
+  std::string token;        // swarm: the stages' --token
+  bool f16_hidden = false;  // swarm: hidden states as f16 between stages
+};
+
 class Bridge {
  public:
   // `path`: a GGUF file, a fragment directory, or swarm://HOST:PORT/MODEL (`token`: the
@@ -50,6 +57,7 @@ class Bridge {
   explicit Bridge(const std::string& path, int threads = 0, const std::string& token = "");
   static StatusOr<std::unique_ptr<Bridge>> Open(const std::string& path, int threads = 0,
                                                 const std::string& token = "");
+  static StatusOr<std::unique_ptr<Bridge>> Open(const std::string& path, const BridgeOptions& o);
   ~Bridge();
   Bridge(Bridge&&) noexcept;
   Bridge& operator=(Bridge&&) noexcept;
@@ -59,6 +67,10 @@ class Bridge {
   // The same, calling `on_text` with each piece as it is produced (valid UTF-8).
   std::string generate(const std::string& prompt, const GenerateParams& params,
                        const std::function<void(std::string_view)>& on_text);
+  // The same, where `on_piece` returning false stops the generation (the text so far is
+  // returned; the next call starts afresh).
+  std::string stream(const std::string& prompt, const GenerateParams& params,
+                     const std::function<bool(std::string_view)>& on_piece);
 
   runtime::Evaluator& evaluator() { return *engine_; }
 

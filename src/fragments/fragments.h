@@ -72,11 +72,3 @@ StatusOr<gguf::GgufFile> LoadHeader(const std::string& dir, const Manifest& m,
                                     std::string* bytes_out = nullptr);
 
 }  // namespace ggswarm::fragments
-
-namespace ggswarm::fragments {
-
-// The bytes of one tensor, read from its fragments, each checked against its SHA-256.
-StatusOr<std::vector<uint8_t>> ReadTensorFromFragments(const std::string& dir, const Manifest& m,
-                                                       const std::string& tensor);
-
-}  // namespace ggswarm::fragments

@@ -186,32 +186,3 @@ StatusOr<VerifyReport> VerifyDirectory(const std::string& dir, int threads,
 }
 
 }  // namespace ggswarm::fragments
-
-namespace ggswarm::fragments {
-
-StatusOr<std::vector<uint8_t>> ReadTensorFromFragments(const std::string& dir, const Manifest& m,
-                                                       const std::string& tensor) {
-  std::vector<uint8_t> bytes;
-  bool found = false;
-  for (const FragmentEntry& f : m.fragments) {
-    if (f.tensor != tensor) continue;
-    found = true;
-    auto in = InputFile::Open(dir + "/" + f.file);
-    if (!in.ok()) return Status::Corruption("fragment " + f.file + ": " + in.status().message());
-    if (in->size() != f.size) {
-      return Status::Corruption("fragment " + f.file + " is " + std::to_string(in->size()) +
-                                " bytes, expected " + std::to_string(f.size));
-    }
-    const size_t at = bytes.size();
-    bytes.resize(at + f.size);
-    std::span<uint8_t> part(bytes.data() + at, f.size);
-    GGSWARM_RETURN_IF_ERROR(in->ReadAt(0, part));
-    if (ToHex(Sha256Of(part)) != f.id) {
-      return Status::Corruption("fragment " + f.file + ": SHA-256 mismatch (corrupt)");
-    }
-  }
-  if (!found) return Status::NotFound("no tensor named " + tensor);
-  return bytes;
-}
-
-}  // namespace ggswarm::fragments
