@@ -28,4 +28,11 @@ cmake -S examples/consumer -B "$root/consumer" -DCMAKE_PREFIX_PATH="$root/usr" \
   -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$root/consumer" -j"$(nproc)" >/dev/null
 "$root/consumer/bridge_example" "$model" "Once upon a time" 8
+# The Python module, where the package put it, from the installed files alone.
+pydir=$(ls -d "$root"/usr/lib/python3*/dist-packages 2>/dev/null | head -1)
+if [ -n "$pydir" ]; then
+  PYTHONPATH="$pydir" /usr/bin/python3 -c "import ggswarm, sys; print(ggswarm.Bridge(sys.argv[1], threads=1).generate('Once upon a time', max_tokens=8, temperature=0))" "$model"
+elif grep -q "Python module: on" "$build/CMakeCache.txt" 2>/dev/null || [ -f "$build/python/ggswarm/__init__.py" ]; then
+  echo "the build has a Python module but the package does not" >&2; exit 1
+fi
 echo "package OK: $(basename "$deb")"

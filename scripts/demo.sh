@@ -66,6 +66,18 @@ if [ -f "$stories" ]; then
   $ggswarm run "$work/stories" -p "Once upon a time" -n 64 --temp 0
   set +x
 fi
+# Python: the same fragments through `import ggswarm` (built into build/python).
+if [ -f build/python/ggswarm/__init__.py ] && /usr/bin/python3 -c 'import numpy' 2>/dev/null; then
+  set -x
+  PYTHONPATH=build/python /usr/bin/python3 -c '
+import sys, ggswarm
+model = ggswarm.load_model(sys.argv[1])
+emb = model.get_tensor("token_embd.weight", rows=slice(0, 4))
+print(f"{model}: token_embd.weight rows 0-3 {emb.shape} {emb.dtype}, first values {emb[1, :3]}")
+print(repr(ggswarm.Bridge(sys.argv[1]).generate("Hello", max_tokens=16, temperature=0)))' "$work/fragments"
+  set +x
+  PYTHONPATH=build/python /usr/bin/python3 examples/embeddings.py "$work/fragments" king --top 5
+fi
 # Serving: `ggswarm server` on the fragments (an OpenAI-compatible API on 127.0.0.1), and a
 # real curl chat request to it. (The model has no chat template of its own: chatml is named.)
 served="$work/fragments"

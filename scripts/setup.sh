@@ -5,4 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 GGSWARM_TARGETS=ggswarm_cli scripts/build.sh build  # the program first; the tests come with test.sh
+if cmake --build build --target help | grep -q ggswarm_python; then  # and the Python module
+  cmake --build build -j"$(nproc)" --target ggswarm_python
+fi
 scripts/demo.sh
