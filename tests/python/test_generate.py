@@ -13,8 +13,12 @@ import ggswarm
 from conftest import CLI, cli, golden, shared_model, synth, wait_until
 
 
-@pytest.mark.parametrize("model,prompt", [("stories260K-f32", "p1"), ("stories260K-f32", "p2"),
-                                          ("stories260K-q8_0", "p1"), ("stories260K-q8_0", "p2")])
+TINYSTORIES = [f"{m}-{t}" for m in ("stories260K", "llama2xs-tinystories-280K")
+               for t in ("f32", "f16", "q8_0")]
+
+
+@pytest.mark.parametrize("model", TINYSTORIES)
+@pytest.mark.parametrize("prompt", ["p1", "p2"])
 def test_greedy_text_is_llama_cpps(model, prompt):
     g = golden(f"{model}.{prompt}.json")
     bridge = ggswarm.Bridge(shared_model(model), threads=2)
