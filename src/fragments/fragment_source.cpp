@@ -47,18 +47,8 @@ StatusOr<TensorView> FragmentSource::Get(std::string_view name) {
     next_row = f.row_end;
     auto m = mapped_.find(idx);
     if (m == mapped_.end()) {
-      auto map = MappedFile::Open(dir_ + "/" + f.file);
-      if (!map.ok()) {
-        if (map.status().code() == Status::Code::kNotFound)
-          return Status::NotFound("fragment " + f.file + " (tensor '" + std::string(name) +
-                                  "') is missing from " + dir_);
-        return map.status();
-      }
-      if (map->size() != f.size)
-        return Status::Corruption("fragment " + f.file + " is " + std::to_string(map->size()) +
-                                  " bytes, the manifest says " + std::to_string(f.size));
-      if (ToHex(Sha256Of(map->bytes())) != f.id)
-        return Status::Corruption("fragment " + f.file + ": SHA-256 mismatch (corrupt)");
+      auto map = MapCheckedFragment(dir_, f);
+      if (!map.ok()) return map.status().WithContext(dir_);
       bytes_mapped_ += f.size;
       m = mapped_.emplace(idx, std::make_unique<MappedFile>(std::move(*map))).first;
     }

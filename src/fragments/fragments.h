@@ -3,9 +3,12 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "base/file.h"
 #include "base/progress.h"
 #include "base/status.h"
 #include "fragments/manifest.h"
@@ -70,5 +73,15 @@ StatusOr<ReassembleReport> Reassemble(const std::string& dir, const std::string&
 // bytes go to `*bytes_out` when given.
 StatusOr<gguf::GgufFile> LoadHeader(const std::string& dir, const Manifest& m,
                                     std::string* bytes_out = nullptr);
+
+// One fragment's file against its manifest entry: present, f.size bytes, SHA-256 f.id — the
+// one check that verify, reassemble, FragmentSource and fetch share. The message says what is
+// wrong ("missing" (NotFound), "size N bytes, expected M", "SHA-256 mismatch (corrupt)"),
+// without the file's name; `progress` hears of the bytes hashed as they go.
+Status CheckFragmentFile(const std::string& dir, const FragmentEntry& f, std::span<uint8_t> buf,
+                         const std::function<void(size_t)>& progress = {});
+// The fragment's file mapped, after the same check on the mapped bytes; errors read
+// "fragment FILE: what".
+StatusOr<MappedFile> MapCheckedFragment(const std::string& dir, const FragmentEntry& f);
 
 }  // namespace ggswarm::fragments

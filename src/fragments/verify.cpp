@@ -144,24 +144,11 @@ StatusOr<VerifyReport> VerifyDirectory(const std::string& dir, int threads,
       for (size_t i; (i = next.fetch_add(1)) < man.fragments.size();) {
         const FragmentEntry& f = man.fragments[i];
         if (skip[i]) continue;
-        auto in = InputFile::Open(dir + "/" + f.file);
-        if (!in.ok()) {
-          problem(f.file, in.status().code() == Status::Code::kNotFound ? "missing"
-                                                                        : in.status().message());
-        } else if (in->size() != f.size) {
-          problem(f.file, "size " + std::to_string(in->size()) + " bytes, expected " +
-                              std::to_string(f.size));
-        } else {
-          auto sha = Sha256HexOfFile(*in, buf, [&](size_t k) {
-            const uint64_t now = done.fetch_add(k) + k;
-            if (progress) progress(now, total);
-          });
-          if (!sha.ok()) {
-            problem(f.file, sha.status().message());
-          } else if (*sha != f.id) {
-            problem(f.file, "SHA-256 mismatch (corrupt)");
-          }
-        }
+        const Status st = CheckFragmentFile(dir, f, buf, [&](size_t k) {
+          const uint64_t now = done.fetch_add(k) + k;
+          if (progress) progress(now, total);
+        });
+        if (!st.ok()) problem(f.file, st.message());
         files++;
       }
     });
@@ -183,6 +170,45 @@ StatusOr<VerifyReport> VerifyDirectory(const std::string& dir, int threads,
     }
   }
   return r;
+}
+
+namespace {
+
+Status SizeMismatch(uint64_t size, const FragmentEntry& f) {
+  return Status::Corruption("size " + std::to_string(size) + " bytes, expected " +
+                            std::to_string(f.size));
+}
+
+const char* kShaMismatch = "SHA-256 mismatch (corrupt)";
+
+}  // namespace
+
+Status CheckFragmentFile(const std::string& dir, const FragmentEntry& f, std::span<uint8_t> buf,
+                         const std::function<void(size_t)>& progress) {
+  auto in = InputFile::Open(dir + "/" + f.file);
+  if (!in.ok()) {
+    if (in.status().code() == Status::Code::kNotFound) return Status::NotFound("missing");
+    return in.status();
+  }
+  if (in->size() != f.size) return SizeMismatch(in->size(), f);
+  auto sha = Sha256HexOfFile(*in, buf, progress);
+  if (!sha.ok()) return sha.status();
+  if (*sha != f.id) return Status::Corruption(kShaMismatch);
+  return Status::Ok();
+}
+
+StatusOr<MappedFile> MapCheckedFragment(const std::string& dir, const FragmentEntry& f) {
+  const std::string context = "fragment " + f.file;
+  auto map = MappedFile::Open(dir + "/" + f.file);
+  if (!map.ok()) {
+    if (map.status().code() == Status::Code::kNotFound)
+      return Status::NotFound(context + ": missing");
+    return map.status();
+  }
+  if (map->size() != f.size) return SizeMismatch(map->size(), f).WithContext(context);
+  if (ToHex(Sha256Of(map->bytes())) != f.id)
+    return Status::Corruption(context + ": " + kShaMismatch);
+  return map;
 }
 
 }  // namespace ggswarm::fragments

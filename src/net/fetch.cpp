@@ -74,7 +74,7 @@ class FragmentChecker {
     cv_.notify_all();
     thread_.join();
   }
-  void Expect(const std::string& file, const std::string& sha256) { expected_[file] = sha256; }
+  void Expect(const fragments::FragmentEntry& f) { expected_[f.file] = f; }
   // Queues `file` (once) if it is a fragment the manifest lists.
   void Add(const std::string& file) {
     if (!expected_.count(file)) return;
@@ -114,19 +114,14 @@ class FragmentChecker {
     }
   }
   Status Check(const std::string& file, std::vector<uint8_t>& buf) {
-    auto in = InputFile::Open(dir_ + "/" + file);
-    if (!in.ok()) return in.status();
-    auto sha = Sha256HexOfFile(*in, buf);
-    if (!sha.ok()) return sha.status();
-    if (*sha != expected_.at(file))
-      return Status::Corruption("the fetched " + file +
-                                " does not match its SHA-256 in manifest.json (the torrent and "
-                                "its manifest disagree)");
-    return Status::Ok();
+    const Status st = fragments::CheckFragmentFile(dir_, expected_.at(file), buf);
+    if (st.ok() || st.code() == Status::Code::kIOError) return st;
+    return Status::Corruption("the fetched " + file + " does not match manifest.json: " +
+                              st.message() + " (the torrent and its manifest disagree)");
   }
 
   std::string dir_;
-  std::map<std::string, std::string> expected_;  // set before the first Add
+  std::map<std::string, fragments::FragmentEntry> expected_;  // set before the first Add
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::string> queue_;
@@ -288,7 +283,7 @@ Status Fetcher::StartBody() {
   for (const auto& f : m->fragments) {
     if (!o_.selection.Wants(f, *m)) continue;
     selected.insert(f.file);
-    checker_->Expect(f.file, f.id);
+    checker_->Expect(f);
   }
   wanted_.assign(sizes_.size(), false);
   std::vector<lt::download_priority_t> prio(sizes_.size(), lt::dont_download);
