@@ -13,6 +13,7 @@
 #include "base/file.h"
 #include "base/sha256.h"
 #include "base/text.h"
+#include "base/thread_pool.h"
 #include "fragments/fragments.h"
 #include "fragments/naming.h"
 #include "fragments/selection.h"
@@ -301,8 +302,8 @@ StatusOr<FragmentReport> FragmentModel(const std::string& gguf_path, const std::
     GGSWARM_RETURN_IF_ERROR(hf->Commit());
   }
 
-  // Work: one thread hashes the whole file front to back while the others (all cores) hash
-  // and write fragments, so both passes over the bytes run at once.
+  // Work: one thread hashes the whole file front to back while a thread pool (all cores)
+  // hashes and writes fragments, so both passes over the bytes run at once.
   const uint64_t total = 2 * f.file_size;
   std::atomic<uint64_t> done{0};
   auto report = [&](uint64_t n) {
@@ -329,35 +330,31 @@ StatusOr<FragmentReport> FragmentModel(const std::string& gguf_path, const std::
     m.sha256 = ToHex(h.Finish());
   });
 
-  std::atomic<size_t> next{0};
-  const int n_threads =
-      opts.threads > 0 ? opts.threads : std::max(1u, std::thread::hardware_concurrency());
-  std::vector<std::thread> workers;
-  for (int w = 0; w < n_threads; ++w) {
-    workers.emplace_back([&, w] {
-      std::vector<uint8_t> buf(kIoBuffer);
-      for (size_t i; !failed && (i = next.fetch_add(1)) < m.fragments.size();) {
-        FragmentEntry& e = m.fragments[i];
-        const std::string temp = stage + "/.fragment-" + std::to_string(w) + ".partial";
-        auto file = OutputFile::Create(temp, true);
-        if (!file.ok()) return fail(file.status());
-        Sha256 h;
-        Status st = StreamRange(in, e.offset, e.size, buf, h, [&](std::span<const uint8_t> b) {
-          report(b.size());
-          return file->Write(b);
-        });
-        if (!st.ok()) return fail(st);
-        if (!(st = file->Commit()).ok()) return fail(st);
-        e.id = ToHex(h.Finish());
-        e.file = FragmentFileName(e.file, {e.kind, e.layer, e.component}, e.shard, e.id);
-        // Two fragments with the same bytes and role share one file: content addressing.
-        if (::rename(temp.c_str(), (stage + "/" + e.file).c_str()) != 0) {
-          return fail(Status::IOError("cannot rename " + temp + " to " + e.file));
-        }
+  ThreadPool pool(opts.threads);  // 0: one thread per core
+  std::vector<std::vector<uint8_t>> bufs(pool.size());
+  pool.Run(static_cast<int64_t>(m.fragments.size()), [&](int64_t begin, int64_t end, int w) {
+    std::vector<uint8_t>& buf = bufs[w];
+    if (buf.empty()) buf.resize(kIoBuffer);
+    for (int64_t i = begin; i < end && !failed; ++i) {
+      FragmentEntry& e = m.fragments[i];
+      const std::string temp = stage + "/.fragment-" + std::to_string(w) + ".partial";
+      auto file = OutputFile::Create(temp, true);
+      if (!file.ok()) return fail(file.status());
+      Sha256 h;
+      Status st = StreamRange(in, e.offset, e.size, buf, h, [&](std::span<const uint8_t> b) {
+        report(b.size());
+        return file->Write(b);
+      });
+      if (!st.ok()) return fail(st);
+      if (!(st = file->Commit()).ok()) return fail(st);
+      e.id = ToHex(h.Finish());
+      e.file = FragmentFileName(e.file, {e.kind, e.layer, e.component}, e.shard, e.id);
+      // Two fragments with the same bytes and role share one file: content addressing.
+      if (::rename(temp.c_str(), (stage + "/" + e.file).c_str()) != 0) {
+        return fail(Status::IOError("cannot rename " + temp + " to " + e.file));
       }
-    });
-  }
-  for (std::thread& t : workers) t.join();
+    }
+  });
   whole.join();
   if (failed) return first_error;
 
