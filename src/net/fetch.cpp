@@ -144,6 +144,12 @@ class Fetcher {
   void Log(const std::string& s) {
     if (log_) log_(s);
   }
+  // Run's steps: open the session and add the torrent; move bytes until the selection is
+  // complete (the head first, then the body); save, write the torrent, check every fragment.
+  Status Start();
+  Status Transfer(Clock::time_point t0);
+  Status HeadStep(Clock::time_point t0);  // the head's files complete: go on to the body
+  Status Finish();
   Status Prepare(lt::add_torrent_params& p);
   Status OnMetadata();
   Status StartBody();
@@ -456,6 +462,14 @@ std::string Fetcher::Stalled() const {
 
 StatusOr<FetchReport> Fetcher::Run() {
   const auto t0 = Clock::now();
+  GGSWARM_RETURN_IF_ERROR(Start());
+  GGSWARM_RETURN_IF_ERROR(Transfer(t0));
+  GGSWARM_RETURN_IF_ERROR(Finish());
+  r_.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  return r_;
+}
+
+Status Fetcher::Start() {
   if (o_.peers.empty() && !o_.swarm.dht && !o_.swarm.lsd && o_.swarm.trackers.empty())
     return Status::InvalidArgument("no peers: name at least one with --peer HOST:PORT");
   auto ref = ParseModelRef(o_.ref);
@@ -471,7 +485,37 @@ StatusOr<FetchReport> Fetcher::Run() {
   if (ec) return Status::InvalidArgument("cannot add the torrent: " + ec.message());
   if (has_metadata) GGSWARM_RETURN_IF_ERROR(OnMetadata());
   Reconnect();
+  return Status::Ok();
+}
 
+Status Fetcher::HeadStep(Clock::time_point t0) {
+  const lt::torrent_status st = h_.status();
+  const bool checking = st.state == lt::torrent_status::checking_files ||
+                        st.state == lt::torrent_status::checking_resume_data;
+  uint64_t head_bytes = 0;
+  for (size_t i = 0; i < head_files_.size(); ++i) head_bytes += head_files_[i] ? sizes_[i] : 0;
+  if (!checking && !head_flushing_ && BytesDone(head_files_) == head_bytes) {
+    // The pieces passed their checks; libtorrent may not have written them out yet.
+    head_flushing_ = true;
+    h_.flush_cache();
+  }
+  if (!head_flushed_) return Status::Ok();
+  if (Status st = StartBody(); !st.ok()) {
+    // The model is not what it claims: nothing here is worth resuming. A fresh fetch owns
+    // everything in its directory, so it takes it all away again.
+    if (!resumed_) {
+      ses_->remove_torrent(h_, lt::session::delete_files);
+      h_ = {};
+      std::error_code ec;
+      fs::remove_all(o_.out_dir, ec);
+    }
+    return st;
+  }
+  r_.head_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  return Status::Ok();
+}
+
+Status Fetcher::Transfer(Clock::time_point t0) {
   auto last_change = Clock::now(), last_reconnect = Clock::now(), last_save = Clock::now();
   uint64_t last_done = 0;
   int64_t last_payload = 0;
@@ -482,31 +526,7 @@ StatusOr<FetchReport> Fetcher::Run() {
     const auto now = Clock::now();
     const lt::torrent_status st = h_.status();
     if (st.errc) return Status::IOError("fetching into " + o_.out_dir + ": " + st.errc.message());
-    const bool checking = st.state == lt::torrent_status::checking_files ||
-                          st.state == lt::torrent_status::checking_resume_data;
-    if (phase_ == Phase::kHead && !checking && !head_flushing_ && BytesDone(head_files_) == [&] {
-          uint64_t s = 0;
-          for (size_t i = 0; i < head_files_.size(); ++i) s += head_files_[i] ? sizes_[i] : 0;
-          return s;
-        }()) {
-      // The pieces passed their checks; libtorrent may not have written them out yet.
-      head_flushing_ = true;
-      h_.flush_cache();
-    }
-    if (phase_ == Phase::kHead && head_flushed_) {
-      if (Status st = StartBody(); !st.ok()) {
-        // The model is not what it claims: nothing here is worth resuming. A fresh fetch
-        // owns everything in its directory, so it takes it all away again.
-        if (!resumed_) {
-          ses_->remove_torrent(h_, lt::session::delete_files);
-          h_ = {};
-          std::error_code ec;
-          fs::remove_all(o_.out_dir, ec);
-        }
-        return st;
-      }
-      r_.head_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-    }
+    if (phase_ == Phase::kHead) GGSWARM_RETURN_IF_ERROR(HeadStep(t0));
     uint64_t done = 0;
     if (phase_ == Phase::kBody) {
       done = BytesDone(wanted_);
@@ -539,6 +559,10 @@ StatusOr<FetchReport> Fetcher::Run() {
     }
     r_.downloaded_bytes = static_cast<uint64_t>(st.total_payload_download);
   }
+  return Status::Ok();
+}
+
+Status Fetcher::Finish() {
   RecordPeers();
   GGSWARM_RETURN_IF_ERROR(SaveResume(true));
   r_.downloaded_bytes = static_cast<uint64_t>(h_.status().total_payload_download);
@@ -568,8 +592,7 @@ StatusOr<FetchReport> Fetcher::Run() {
     GGSWARM_RETURN_IF_ERROR(checker_->CheckNow(file));
   r_.check_seconds = std::chrono::duration<double>(Clock::now() - t_check).count();
   ses_->remove_torrent(h_);
-  r_.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-  return r_;
+  return Status::Ok();
 }
 
 }  // namespace

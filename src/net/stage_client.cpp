@@ -142,22 +142,48 @@ struct SwarmChain::Impl {
     return Status::IOError("no peer answers: " + last_error);
   }
 
+  // A chain over the model's layers: the live ranges (ChooseModel, LiveRanges), at each
+  // position the best stage that starts there (PickStage), a session on each (OpenSessions).
   Status BuildChain() {
     auto ranges = Lookup();
     if (!ranges.ok()) return ranges.status();
-    if (model_id.empty()) {
-      std::set<std::string> ids;
-      for (const auto& r : *ranges) ids.insert(r.model_id());
-      if (ids.empty())
-        return Status::NotFound("no peer known to " + o.address + " serves " +
-                                (o.model.empty() ? std::string("a model") : o.model));
-      if (ids.size() > 1)
-        return Status::InvalidArgument(o.address + " knows " + std::to_string(ids.size()) +
-                                       " models; name one: swarm://" + o.address + "/MODEL");
-      model_id = *ids.begin();
+    GGSWARM_RETURN_IF_ERROR(ChooseModel(*ranges));
+    auto live = LiveRanges(*ranges);
+    if (!live.ok()) return live.status();
+    std::vector<Link> next;
+    for (int pos = 0; pos < n_layer;) {
+      auto l = PickStage(*live, pos);
+      if (!l.ok()) return l.status();
+      pos = static_cast<int>(l->range.end_layer());
+      next.push_back(std::move(*l));
     }
+    if (!next.front().range.has_embedding() || !next.back().range.has_head())
+      return Status::Corruption("the chain's ends do not hold the embedding and the head");
+    GGSWARM_RETURN_IF_ERROR(OpenSessions(next));
+    CloseSessions();
+    chain = std::move(next);
+    return Status::Ok();
+  }
+
+  // The model the chain is for: the one named, or the only one the peers serve.
+  Status ChooseModel(const std::vector<pb::ServedRange>& ranges) {
+    if (!model_id.empty()) return Status::Ok();
+    std::set<std::string> ids;
+    for (const auto& r : ranges) ids.insert(r.model_id());
+    if (ids.empty())
+      return Status::NotFound("no peer known to " + o.address + " serves " +
+                              (o.model.empty() ? std::string("a model") : o.model));
+    if (ids.size() > 1)
+      return Status::InvalidArgument(o.address + " knows " + std::to_string(ids.size()) +
+                                     " models; name one: swarm://" + o.address + "/MODEL");
+    model_id = *ids.begin();
+    return Status::Ok();
+  }
+
+  // The model's ranges on peers not known dead; the model's shape from them.
+  StatusOr<std::vector<pb::ServedRange>> LiveRanges(const std::vector<pb::ServedRange>& ranges) {
     std::vector<pb::ServedRange> live;
-    for (const auto& r : *ranges) {
+    for (const auto& r : ranges) {
       if (r.model_id() == model_id && !dead.count(r.address())) live.push_back(r);
     }
     if (live.empty()) return Status::NotFound("no live peer serves " + model_id.substr(0, 16));
@@ -165,60 +191,65 @@ struct SwarmChain::Impl {
     model_name = live[0].model_name();
     n_embd = static_cast<int>(live[0].n_embd());
     n_vocab = static_cast<int>(live[0].n_vocab());
-    std::vector<Link> next;
-    for (int pos = 0; pos < n_layer;) {
-      struct Candidate {
-        pb::ServedRange r;
-        double rtt;
-      };
-      std::vector<Candidate> cands;
-      for (const auto& r : live) {
-        if (static_cast<int>(r.first_layer()) != pos || dead.count(r.address())) continue;
-        if (static_cast<int>(r.n_layer()) != n_layer || static_cast<int>(r.end_layer()) > n_layer ||
-            r.end_layer() <= r.first_layer())
-          continue;
-        auto stub = Stub(r.address());
-        grpc::ClientContext ctx;
-        Prepare(&ctx, 2);
-        pb::HelloRequest req;
-        req.set_version(kStageProtocolVersion);
-        pb::HelloReply rep;
-        const auto t0 = Clock::now();
-        grpc::Status st = stub->Hello(&ctx, req, &rep);
-        if (!st.ok()) {
-          if (st.error_code() == grpc::StatusCode::UNAUTHENTICATED)
-            return Status::InvalidArgument("stage " + r.address() + ": " + StatusText(st) +
-                                           " (give the stages' --token)");
-          Log("stage " + RangeText(r) + " at " + r.address() + " does not answer (" +
-              StatusText(st) + ")");
-          dead.insert(r.address());
-          continue;
-        }
-        cands.push_back({rep.served(), std::chrono::duration<double>(Clock::now() - t0).count()});
+    return live;
+  }
+
+  // Of the stages whose range starts at layer `pos`, the one that answers Hello with free
+  // sessions first, then the fastest; stages that do not answer are marked dead.
+  StatusOr<Link> PickStage(const std::vector<pb::ServedRange>& live, int pos) {
+    struct Candidate {
+      pb::ServedRange r;
+      double rtt;
+    };
+    std::vector<Candidate> cands;
+    for (const auto& r : live) {
+      if (static_cast<int>(r.first_layer()) != pos || dead.count(r.address())) continue;
+      if (static_cast<int>(r.n_layer()) != n_layer || static_cast<int>(r.end_layer()) > n_layer ||
+          r.end_layer() <= r.first_layer())
+        continue;
+      auto stub = Stub(r.address());
+      grpc::ClientContext ctx;
+      Prepare(&ctx, 2);
+      pb::HelloRequest req;
+      req.set_version(kStageProtocolVersion);
+      pb::HelloReply rep;
+      const auto t0 = Clock::now();
+      grpc::Status st = stub->Hello(&ctx, req, &rep);
+      if (!st.ok()) {
+        if (st.error_code() == grpc::StatusCode::UNAUTHENTICATED)
+          return Status::InvalidArgument("stage " + r.address() + ": " + StatusText(st) +
+                                         " (give the stages' --token)");
+        Log("stage " + RangeText(r) + " at " + r.address() + " does not answer (" + StatusText(st) +
+            ")");
+        dead.insert(r.address());
+        continue;
       }
-      if (cands.empty()) {
-        int upto = n_layer;
-        for (const auto& r : live) {
-          if (static_cast<int>(r.first_layer()) > pos && !dead.count(r.address()))
-            upto = std::min(upto, static_cast<int>(r.first_layer()));
-        }
-        return Status::NotFound("no live peer serves layers " + std::to_string(pos) + "-" +
-                                std::to_string(upto - 1) + " of " +
-                                (model_name.empty() ? model_id.substr(0, 16) : model_name));
-      }
-      // Load first (a stage with free sessions), then latency.
-      std::sort(cands.begin(), cands.end(), [](const Candidate& a, const Candidate& b) {
-        if ((a.r.sessions_free() > 0) != (b.r.sessions_free() > 0)) return a.r.sessions_free() > 0;
-        return a.rtt < b.rtt;
-      });
-      Link l;
-      l.range = cands[0].r;
-      l.stub = Stub(l.range.address());
-      pos = static_cast<int>(l.range.end_layer());
-      next.push_back(std::move(l));
+      cands.push_back({rep.served(), std::chrono::duration<double>(Clock::now() - t0).count()});
     }
-    if (!next.front().range.has_embedding() || !next.back().range.has_head())
-      return Status::Corruption("the chain's ends do not hold the embedding and the head");
+    if (cands.empty()) {
+      int upto = n_layer;
+      for (const auto& r : live) {
+        if (static_cast<int>(r.first_layer()) > pos && !dead.count(r.address()))
+          upto = std::min(upto, static_cast<int>(r.first_layer()));
+      }
+      return Status::NotFound("no live peer serves layers " + std::to_string(pos) + "-" +
+                              std::to_string(upto - 1) + " of " +
+                              (model_name.empty() ? model_id.substr(0, 16) : model_name));
+    }
+    // Load first (a stage with free sessions), then latency.
+    std::sort(cands.begin(), cands.end(), [](const Candidate& a, const Candidate& b) {
+      if ((a.r.sessions_free() > 0) != (b.r.sessions_free() > 0)) return a.r.sessions_free() > 0;
+      return a.rtt < b.rtt;
+    });
+    Link l;
+    l.range = cands[0].r;
+    l.stub = Stub(l.range.address());
+    return l;
+  }
+
+  // A session of the chain's context on every stage of `next` (the context every stage
+  // allows; a rebuilt chain must allow the session's).
+  Status OpenSessions(std::vector<Link>& next) {
     int ctx_cap = o.n_ctx > 0 ? o.n_ctx : model::kDefaultContext;
     for (const Link& l : next) ctx_cap = std::min(ctx_cap, static_cast<int>(l.range.max_ctx()));
     if (n_ctx == 0) n_ctx = ctx_cap;
@@ -238,8 +269,6 @@ struct SwarmChain::Impl {
                                ": cannot open a session: " + StatusText(st));
       l.session = rep.session_id();
     }
-    CloseSessions();
-    chain = std::move(next);
     return Status::Ok();
   }
 
