@@ -16,6 +16,7 @@
 #include "kernels/kernels_avx2.h"
 #include "kernels/kernels_avx512.h"
 #include "quant/blocks.h"
+#include "quant/unpack.h"
 #include "quant/vec_dot.h"
 
 namespace ggswarm::kernels {
@@ -94,10 +95,49 @@ bool AmxActive() { return g_amx.load(std::memory_order_relaxed) && Active() == I
 
 void SetAmx(bool on) { g_amx.store(on && AmxAvailable(), std::memory_order_relaxed); }
 
-bool HasRowDot(GgmlType w) {
-  if (Active() == Isa::kScalar) return false;
-  return w == GgmlType::Q8_0 || w == GgmlType::Q4_0 || w == GgmlType::Q4_K || w == GgmlType::Q6_K;
+namespace {
+
+using RowDotFn = void (*)(const uint8_t* rows, uint64_t row_bytes, int64_t nrows,
+                          const RowDotAct& act, int64_t k, float* y, int64_t y_stride);
+
+// What the kernels do for each weight type (their half of the type traits; quant/unpack.h
+// holds the arithmetic's half): row dots per instruction set, and whether prompts decode
+// the type into tiles (in blocks of its sub_block).
+struct KernelTraits {
+  GgmlType type;
+  RowDotFn avx512, avx2;  // null: no row dots there
+  bool tiles;
+};
+
+constexpr KernelTraits kKernels[] = {
+    {GgmlType::Q8_0, avx512::DotQ8_0, avx2::DotQ8_0, true},
+    {GgmlType::Q4_0, avx512::DotQ4_0, avx2::DotQ4_0, true},
+    {GgmlType::Q4_1, nullptr, nullptr, true},
+    {GgmlType::Q5_0, nullptr, nullptr, true},
+    {GgmlType::Q5_1, nullptr, nullptr, true},
+    {GgmlType::Q2_K, nullptr, nullptr, true},
+    {GgmlType::Q3_K, nullptr, nullptr, true},
+    {GgmlType::Q4_K, avx512::DotQ4_K, avx2::DotQ4_K, true},
+    {GgmlType::Q5_K, nullptr, nullptr, true},
+    {GgmlType::Q6_K, avx512::DotQ6_K, avx2::DotQ6_K, true},
+};
+
+const KernelTraits* FindKernels(GgmlType w) {
+  for (const KernelTraits& t : kKernels)
+    if (t.type == w) return &t;
+  return nullptr;
 }
+
+// The row-dot kernel of type w for the active instruction set, or null.
+RowDotFn RowDotOf(GgmlType w) {
+  const KernelTraits* t = FindKernels(w);
+  if (!t || Active() == Isa::kScalar) return nullptr;
+  return Active() == Isa::kAvx2 ? t->avx2 : t->avx512;
+}
+
+}  // namespace
+
+bool HasRowDot(GgmlType w) { return RowDotOf(w) != nullptr; }
 
 void QuantizeRow(GgmlType vt, const float* x, void* out, int64_t k) {
   if (Active() == Isa::kAvx512Vnni && vt == GgmlType::Q8_0)
@@ -182,33 +222,9 @@ void PrepareRowDot(GgmlType w, const void* act, int64_t k, RowDotAct* out) {
 
 void RowDots(GgmlType w, const uint8_t* rows, uint64_t row_bytes, int64_t nrows,
              const RowDotAct& act, int64_t k, float* y, int64_t y_stride) {
-  if (Active() == Isa::kAvx2) {
-    switch (w) {
-      case GgmlType::Q8_0:
-        return avx2::DotQ8_0(rows, row_bytes, nrows, act, k, y, y_stride);
-      case GgmlType::Q4_0:
-        return avx2::DotQ4_0(rows, row_bytes, nrows, act, k, y, y_stride);
-      case GgmlType::Q4_K:
-        return avx2::DotQ4_K(rows, row_bytes, nrows, act, k, y, y_stride);
-      case GgmlType::Q6_K:
-        return avx2::DotQ6_K(rows, row_bytes, nrows, act, k, y, y_stride);
-      default:
-        break;
-    }
-  }
-  switch (w) {
-    case GgmlType::Q8_0:
-      return avx512::DotQ8_0(rows, row_bytes, nrows, act, k, y, y_stride);
-    case GgmlType::Q4_0:
-      return avx512::DotQ4_0(rows, row_bytes, nrows, act, k, y, y_stride);
-    case GgmlType::Q4_K:
-      return avx512::DotQ4_K(rows, row_bytes, nrows, act, k, y, y_stride);
-    case GgmlType::Q6_K:
-      return avx512::DotQ6_K(rows, row_bytes, nrows, act, k, y, y_stride);
-    default:
-      for (int64_t i = 0; i < nrows; ++i)  // not reached: callers check HasRowDot
-        y[i * y_stride] = VecDotBlocks(w, rows + i * row_bytes, act.act, k);
-  }
+  if (RowDotFn fn = RowDotOf(w)) return fn(rows, row_bytes, nrows, act, k, y, y_stride);
+  for (int64_t i = 0; i < nrows; ++i)  // not reached: callers check HasRowDot
+    y[i * y_stride] = VecDotBlocks(w, rows + i * row_bytes, act.act, k);
 }
 
 void RowDotsTokens(GgmlType w, const uint8_t* rows, uint64_t row_bytes, int64_t nrows,
@@ -237,27 +253,13 @@ uint64_t ReadAll(const uint8_t* p, uint64_t n, int streams) {
 }
 
 int TileBlock(GgmlType w) {
-  switch (w) {
-    case GgmlType::Q4_0:
-    case GgmlType::Q4_1:
-    case GgmlType::Q5_0:
-    case GgmlType::Q5_1:
-    case GgmlType::Q8_0:
-    case GgmlType::Q4_K:
-    case GgmlType::Q5_K:
-      return 32;
-    case GgmlType::Q2_K:
-    case GgmlType::Q3_K:
-    case GgmlType::Q6_K:
-      return 16;
-    default:
-      return 0;
-  }
+  const KernelTraits* t = FindKernels(w);
+  return t && t->tiles ? quant::FindQuantTraits(w)->sub_block : 0;
 }
 
 bool HasMin(GgmlType w) {
-  return w == GgmlType::Q4_1 || w == GgmlType::Q5_1 || w == GgmlType::Q2_K || w == GgmlType::Q4_K ||
-         w == GgmlType::Q5_K;
+  const quant::QuantTraits* t = quant::FindQuantTraits(w);
+  return t && t->has_min;
 }
 
 void Reserve(DecodedRows* out, int rows, int64_t k, int block) {
@@ -271,151 +273,6 @@ void Reserve(DecodedRows* out, int rows, int64_t k, int block) {
   out->negc.resize(out->sw.size());
 }
 
-namespace {
-
-// Row `row` (k elements of type w) as int8 quants q with a scale sw[b] and min mw[b] per
-// block of k / nkb: element j of block b is sw[b] * q[j] + mw[b].
-void DecodeQuants(GgmlType w, const uint8_t* row, int64_t k, int64_t nkb, int8_t* q, float* sw,
-                  float* mw) {
-  switch (w) {
-    case GgmlType::Q8_0: {
-      const auto* x = reinterpret_cast<const Q8_0*>(row);
-      for (int64_t b = 0; b < nkb; ++b) {
-        std::memcpy(q + b * kQK, x[b].qs, kQK);
-        sw[b] = HalfToFloat(x[b].d);
-        mw[b] = 0;
-      }
-      break;
-    }
-    case GgmlType::Q4_0:
-    case GgmlType::Q4_1:
-    case GgmlType::Q5_0:
-    case GgmlType::Q5_1: {
-      const bool has_m = w == GgmlType::Q4_1 || w == GgmlType::Q5_1;
-      const bool five = w == GgmlType::Q5_0 || w == GgmlType::Q5_1;
-      const int offset = w == GgmlType::Q4_0 ? 8 : w == GgmlType::Q5_0 ? 16 : 0;
-      const uint64_t bb = Traits(w).type_size;
-      for (int64_t b = 0; b < nkb; ++b) {
-        const uint8_t* blk = row + b * bb;
-        uint16_t d, m = 0;
-        std::memcpy(&d, blk, 2);
-        if (has_m) std::memcpy(&m, blk + 2, 2);
-        uint32_t qh = 0;
-        const uint8_t* qs = blk + (has_m ? 4 : 2);
-        if (five) {
-          std::memcpy(&qh, qs, 4);
-          qs += 4;
-        }
-        int8_t* o = q + b * kQK;
-        for (int j = 0; j < kQK / 2; ++j) {
-          const int h0 = ((qh >> j) & 1) << 4, h1 = ((qh >> (j + 16)) & 1) << 4;
-          o[j] = static_cast<int8_t>(((qs[j] & 0x0F) | h0) - offset);
-          o[j + kQK / 2] = static_cast<int8_t>(((qs[j] >> 4) | h1) - offset);
-        }
-        sw[b] = HalfToFloat(d);
-        mw[b] = has_m ? HalfToFloat(m) : 0.0f;
-      }
-      break;
-    }
-    case GgmlType::Q4_K:
-    case GgmlType::Q5_K: {
-      const bool five = w == GgmlType::Q5_K;
-      const uint64_t bb = Traits(w).type_size;
-      for (int64_t s = 0; s < k / kQK_K; ++s) {
-        const uint8_t* blk = row + s * bb;
-        uint16_t dh, mh;
-        std::memcpy(&dh, blk, 2);
-        std::memcpy(&mh, blk + 2, 2);
-        const float d = HalfToFloat(dh), dmin = HalfToFloat(mh);
-        const uint8_t* scales = blk + 4;
-        const uint8_t* qh = blk + 16;
-        const uint8_t* ql = blk + 16 + (five ? kQK_K / 8 : 0);
-        for (int j = 0; j < 8; ++j) {  // sub-block j: nibble (j & 1) of bytes 32 * (j / 2) …
-          uint8_t sc, m;
-          ScaleMinK4(j, scales, &sc, &m);
-          int8_t* o = q + s * kQK_K + j * 32;
-          const uint8_t* src = ql + 32 * (j / 2);
-          for (int l = 0; l < 32; ++l) {
-            int v = (j & 1) ? (src[l] >> 4) : (src[l] & 0xF);
-            if (five && (qh[l] >> j) & 1) v += 16;
-            o[l] = static_cast<int8_t>(v);
-          }
-          sw[s * 8 + j] = d * sc;
-          mw[s * 8 + j] = -(dmin * m);
-        }
-      }
-      break;
-    }
-    case GgmlType::Q6_K: {
-      const auto* x = reinterpret_cast<const Q6_K*>(row);
-      for (int64_t s = 0; s < k / kQK_K; ++s) {
-        const float d = HalfToFloat(x[s].d);
-        for (int h = 0; h < 2; ++h) {
-          const uint8_t* ql = x[s].ql + 64 * h;
-          const uint8_t* qh = x[s].qh + 32 * h;
-          int8_t* o = q + s * kQK_K + 128 * h;
-          for (int l = 0; l < 32; ++l) {
-            o[l] = static_cast<int8_t>(((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32);
-            o[l + 32] = static_cast<int8_t>(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
-            o[l + 64] = static_cast<int8_t>(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
-            o[l + 96] = static_cast<int8_t>(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
-          }
-        }
-        for (int j = 0; j < 16; ++j) {
-          sw[s * 16 + j] = d * x[s].scales[j];
-          mw[s * 16 + j] = 0;
-        }
-      }
-      break;
-    }
-    case GgmlType::Q2_K: {
-      const auto* x = reinterpret_cast<const Q2_K*>(row);
-      for (int64_t s = 0; s < k / kQK_K; ++s) {
-        const float d = HalfToFloat(x[s].d), dmin = HalfToFloat(x[s].dmin);
-        for (int j = 0; j < 16; ++j) {  // 16 elements: bytes 32 * (j / 8) + 16 * (j & 1), shift
-          const uint8_t* src = x[s].qs + 32 * (j / 8) + 16 * (j & 1);
-          const int shift = 2 * ((j / 2) % 4);
-          int8_t* o = q + s * kQK_K + j * 16;
-          for (int l = 0; l < 16; ++l) o[l] = static_cast<int8_t>((src[l] >> shift) & 3);
-          const uint8_t sc = x[s].scales[j];
-          sw[s * 16 + j] = d * static_cast<float>(sc & 0xF);
-          mw[s * 16 + j] = -(dmin * static_cast<float>(sc >> 4));
-        }
-      }
-      break;
-    }
-    case GgmlType::Q3_K: {
-      const auto* x = reinterpret_cast<const Q3_K*>(row);
-      for (int64_t s = 0; s < k / kQK_K; ++s) {
-        const float d = HalfToFloat(x[s].d);
-        int8_t scales[16];
-        for (int j = 0; j < 16; ++j) {
-          const uint8_t* p = x[s].scales;
-          const int low = j < 8 ? (p[j] & 0xF) : (p[j - 8] >> 4);
-          const int high = (p[8 + j % 4] >> (2 * (j / 4))) & 3;
-          scales[j] = static_cast<int8_t>((low | (high << 4)) - 32);
-        }
-        for (int j = 0; j < 16; ++j) {
-          const int part = j / 8, shift = 2 * ((j / 2) % 4), half = j & 1;
-          const uint8_t* src = x[s].qs + 32 * part + 16 * half;
-          const uint8_t* hm = x[s].hmask + 16 * half;
-          const uint8_t bit = static_cast<uint8_t>(1 << (4 * part + (j / 2) % 4));
-          int8_t* o = q + s * kQK_K + j * 16;
-          for (int l = 0; l < 16; ++l)
-            o[l] = static_cast<int8_t>(((src[l] >> shift) & 3) - ((hm[l] & bit) ? 0 : 4));
-          sw[s * 16 + j] = d * static_cast<float>(scales[j]);
-          mw[s * 16 + j] = 0;
-        }
-      }
-      break;
-    }
-    default:
-      break;
-  }
-}
-
-}  // namespace
-
 void DecodeRow(GgmlType w, const uint8_t* row, DecodedRows* out, int slot) {
   const int64_t k = out->k, nkb = out->nkb;
   thread_local std::vector<int8_t> row_q;
@@ -423,7 +280,7 @@ void DecodeRow(GgmlType w, const uint8_t* row, DecodedRows* out, int slot) {
   int8_t* q = row_q.data();
   int32_t* negc = out->negc.data() + slot * nkb;
   const int bl = static_cast<int>(k / nkb);
-  DecodeQuants(w, row, k, nkb, q, out->sw.data() + slot * nkb, out->mw.data() + slot * nkb);
+  quant::UnpackRow(w, row, k, q, out->sw.data() + slot * nkb, out->mw.data() + slot * nkb);
   for (int64_t b = 0; b < nkb; ++b) {
     negc[b] = -128 * Sum(q + b * bl, bl);
     std::memcpy(out->q.data() + (b * 16 + slot) * bl, q + b * bl, bl);
@@ -545,7 +402,7 @@ void DecodeTileBf16(GgmlType w, const uint8_t* const* rows, int count, Bf16Rows*
   sw.resize(16 * nkb);
   mw.resize(16 * nkb);
   for (int i = 0; i < count; ++i)
-    DecodeQuants(w, rows[i], k, nkb, q.data() + i * k, sw.data() + i * nkb, mw.data() + i * nkb);
+    quant::UnpackRow(w, rows[i], k, q.data() + i * k, sw.data() + i * nkb, mw.data() + i * nkb);
   amx::QuantsTileToBf16(q.data(), sw.data(), mw.data(), count, bl, k, dst, step);
 }
 

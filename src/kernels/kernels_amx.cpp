@@ -19,6 +19,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "quant/blocks.h"
+
 namespace ggswarm::kernels::amx {
 namespace {
 
@@ -268,13 +270,10 @@ void QuantsTileToBf16(const int8_t* q, const float* sw, const float* mw, int cou
 }
 
 void Q8_0TileToBf16(const uint8_t* const* rows, int count, int64_t k, uint16_t* dst, int64_t step) {
-  constexpr int kBlockBytes = 34;  // f16 scale, 32 int8 quants
   DecodeTiles(count, k, dst, step, [&](int i, int64_t kb) {
-    const uint8_t* blk = rows[i] + kb * kBlockBytes;
-    uint16_t h;
-    std::memcpy(&h, blk, 2);
-    const __m512 d = _mm512_cvtph_ps(_mm256_set1_epi16(static_cast<short>(h)));
-    const int8_t* qs = reinterpret_cast<const int8_t*>(blk + 2);
+    const auto* blk = reinterpret_cast<const blocks::Q8_0*>(rows[i]) + kb;
+    const __m512 d = _mm512_cvtph_ps(_mm256_set1_epi16(static_cast<short>(blk->d)));
+    const int8_t* qs = blk->qs;
     return Pairs(_mm512_mul_ps(Int8ToFloats(qs), d), _mm512_mul_ps(Int8ToFloats(qs + 16), d));
   });
 }
@@ -297,55 +296,42 @@ inline __m512i QuantsToPairs(__m256i q, float s0, float m0, float s1, float m1) 
                _mm512_add_ps(_mm512_mul_ps(b, _mm512_set1_ps(s1)), _mm512_set1_ps(m1)));
 }
 
-inline float Half(const uint8_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  return _cvtsh_ss(h);
-}
-
 }  // namespace
 
 void Q4_KTileToBf16(const uint8_t* const* rows, int count, int64_t k, uint16_t* dst, int64_t step) {
-  constexpr int kBlockBytes = 144;  // d, dmin (f16), 12 bytes of 6-bit scales and mins, 128 of q
+  using blocks::Q4_K;
   const __m256i low = _mm256_set1_epi8(0x0F);
   DecodeTiles(count, k, dst, step, [&](int i, int64_t kb) {
     const int64_t s = kb / 8;
     const int j = static_cast<int>(kb % 8);  // sub-block: nibble j & 1 of bytes 32 * (j / 2) …
-    const uint8_t* blk = rows[i] + s * kBlockBytes;
-    const uint8_t* sm = blk + 4;
+    const auto* blk = reinterpret_cast<const Q4_K*>(rows[i]) + s;
     uint8_t sc, m;
-    if (j < 4) {
-      sc = sm[j] & 63;
-      m = sm[j + 4] & 63;
-    } else {
-      sc = static_cast<uint8_t>((sm[j + 4] & 0xF) | ((sm[j - 4] >> 6) << 4));
-      m = static_cast<uint8_t>((sm[j + 4] >> 4) | ((sm[j] >> 6) << 4));
-    }
-    const float sw = Half(blk) * sc, mw = -(Half(blk + 2) * m);
-    __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16 + 32 * (j / 2)));
+    blocks::ScaleMinK4(j, blk->scales, &sc, &m);
+    const float sw = _cvtsh_ss(blk->d) * sc, mw = -(_cvtsh_ss(blk->dmin) * m);
+    __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qs + 32 * (j / 2)));
     if (j & 1) q = _mm256_srli_epi16(q, 4);
     return QuantsToPairs(_mm256_and_si256(q, low), sw, mw, sw, mw);
   });
 }
 
 void Q6_KTileToBf16(const uint8_t* const* rows, int count, int64_t k, uint16_t* dst, int64_t step) {
-  constexpr int kBlockBytes = 210;  // ql[128], qh[64], scales[16] (int8), d (f16)
+  using blocks::Q6_K;
   const __m256i low = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(0x03);
   DecodeTiles(count, k, dst, step, [&](int i, int64_t kb) {
     const int64_t s = kb / 8;
     const int j = static_cast<int>(kb % 8), h = j / 4, quarter = j % 4;
     // Elements 128 h + 32 quarter + l: low bits from ql[64 h + 32 (quarter & 1) + l] (low
     // nibble for quarters 0, 1, high for 2, 3), high bits 2 quarter … of qh[32 h + l].
-    const uint8_t* blk = rows[i] + s * kBlockBytes;
+    const auto* blk = reinterpret_cast<const Q6_K*>(rows[i]) + s;
     __m256i lq =
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 64 * h + 32 * (quarter & 1)));
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->ql + 64 * h + 32 * (quarter & 1)));
     if (quarter >= 2) lq = _mm256_srli_epi16(lq, 4);
     lq = _mm256_and_si256(lq, low);
-    __m256i hq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 128 + 32 * h));
+    __m256i hq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qh + 32 * h));
     hq = _mm256_and_si256(_mm256_srli_epi16(hq, 2 * quarter), two);
     const __m256i q = _mm256_or_si256(lq, _mm256_slli_epi16(hq, 4));  // 0 … 63, q6 + 32
-    const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192) + 2 * j;
-    const float d = Half(blk + 208);
+    const int8_t* sc = blk->scales + 2 * j;
+    const float d = _cvtsh_ss(blk->d);
     // x = (d * scale) * (q6 - 32), as Dequantize computes it.
     const float s0 = d * sc[0], s1 = d * sc[1];
     const __m256i qs = _mm256_sub_epi8(q, _mm256_set1_epi8(32));

@@ -6,6 +6,7 @@
 #include "base/fp16.h"
 #include "quant/blocks.h"
 #include "quant/dequantize.h"
+#include "quant/unpack.h"
 
 namespace ggswarm {
 using namespace blocks;  // NOLINT: the block layouts, used throughout this file
@@ -89,23 +90,8 @@ uint32_t HighBits(const uint8_t (&qh)[4]) {
 }  // namespace
 
 GgmlType VecDotType(GgmlType w) {
-  switch (w) {
-    case GgmlType::F32:
-      return GgmlType::F32;
-    case GgmlType::F16:
-      return GgmlType::F16;
-    case GgmlType::BF16:
-      return GgmlType::BF16;
-    case GgmlType::Q4_0:
-    case GgmlType::Q5_0:
-    case GgmlType::Q8_0:
-      return GgmlType::Q8_0;
-    case GgmlType::Q4_1:
-    case GgmlType::Q5_1:
-      return GgmlType::Q8_1;
-    default:
-      return GgmlType::Q8_K;  // Q2_K … Q6_K, Q8_K
-  }
+  const quant::QuantTraits* t = quant::FindQuantTraits(w);
+  return t ? t->vec_dot_type : GgmlType::Q8_K;
 }
 
 uint64_t ActivationBytes(GgmlType vt, int64_t n) {
@@ -153,8 +139,8 @@ void ExpandActivation(GgmlType vt, const void* a, float* out, int64_t n) {
 }
 
 bool HasIntegerDot(GgmlType w) {
-  return w == GgmlType::Q4_0 || w == GgmlType::Q4_1 || w == GgmlType::Q5_0 || w == GgmlType::Q5_1 ||
-         w == GgmlType::Q8_0;
+  const quant::QuantTraits* t = quant::FindQuantTraits(w);
+  return t && t->integer_dot;
 }
 
 float VecDotBlocks(GgmlType w, const void* wrow, const void* arow, int64_t n) {
