@@ -3,6 +3,7 @@
 // bound (measured here, over the model's own weights).
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "base/text.h"
@@ -57,21 +58,24 @@ int RunBench(const std::string& path, int n_prompt, int n_gen, int threads, int 
 }  // namespace
 
 void AddBenchCommand(CLI::App& app, int& rc) {
-  static std::string path;
-  static int p = 512, n = 128, t = 0, r = 3;
-  static bool json = false;
+  struct BenchArgs {
+    std::string path;
+    int p = 512, n = 128, t = 0, r = 3;
+    bool json = false;
+  };
+  auto a = std::make_shared<BenchArgs>();  // lives as long as the callback that reads it
   auto* b = app.add_subcommand("bench", "Measure prompt processing and generation speed");
-  b->add_option("model", path, "GGUF file or fragment directory")->required();
-  b->add_option("-p,--n-prompt", p, "Prompt tokens processed in one batch (default 512)")
+  b->add_option("model", a->path, "GGUF file or fragment directory")->required();
+  b->add_option("-p,--n-prompt", a->p, "Prompt tokens processed in one batch (default 512)")
       ->check(Within({"n_prompt", 0, runtime::kMaxContext}));
-  b->add_option("-n,--n-gen", n, "Tokens generated one at a time (default 128)")
+  b->add_option("-n,--n-gen", a->n, "Tokens generated one at a time (default 128)")
       ->check(Within({"n_gen", 0, runtime::kMaxContext}));
-  b->add_option("-t,--threads", t, "Threads (default: one per core)")
+  b->add_option("-t,--threads", a->t, "Threads (default: one per core)")
       ->check(Within(runtime::kThreads));
-  b->add_option("-r,--repetitions", r, "Repetitions after the warm-up (default 3)")
+  b->add_option("-r,--repetitions", a->r, "Repetitions after the warm-up (default 3)")
       ->check(Within({"repetitions", 1, 1000}));
-  b->add_flag("--json", json, "Print the results as JSON");
-  b->callback([&] { rc = RunBench(path, p, n, t, r, json); });
+  b->add_flag("--json", a->json, "Print the results as JSON");
+  b->callback([a, &rc] { rc = RunBench(a->path, a->p, a->n, a->t, a->r, a->json); });
 }
 
 }  // namespace ggswarm::cli

@@ -102,7 +102,8 @@ int main(int argc, char** argv) {
   int rc = 0;
 
   std::string path, name, out, chunk = "10M", rows, npy, type_name = "Q8_0", preset;
-  bool json = false, force = false;
+  bool json = false, force = false, no_torrent = false, hybrid = false;
+  std::string vocab = "spm";
   uint64_t count = 16, seed = 1;
 
   auto* inspect = app.add_subcommand("inspect",
@@ -127,7 +128,6 @@ int main(int argc, char** argv) {
   frag->add_option("--chunk-size", chunk, "Largest fragment, e.g. 10M (default 10M)");
   frag->add_option("--name", name, "Model name in fragment file names (default: file stem)");
   frag->add_flag("--force", force, "Write into a non-empty directory");
-  static bool no_torrent = false, hybrid = false;
   frag->add_flag("--no-torrent", no_torrent, "Do not write model.torrent");
   frag->add_flag("--hybrid", hybrid, "model.torrent also with v1 metadata (for v1-only clients)");
   frag->callback([&] { rc = RunFragment(path, out, chunk, name, force, !no_torrent, hybrid); });
@@ -165,7 +165,6 @@ int main(int argc, char** argv) {
   synth->add_option("--n-ctx", shape.n_ctx, "Override: context length");
   synth->add_option("--type", type_name, "Type or mix: " + TypeMixNames() + " (default Q8_0)");
   synth->add_option("--seed", seed, "Random seed (default 1)");
-  static std::string vocab = "spm";
   synth->add_option("--vocab", vocab,
                     "Tokenizer: spm (SentencePiece-style, default) or a byte-level BPE with "
                     "pre-tokenizer llama3, qwen2, tekken or gpt-2");

@@ -3,6 +3,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "api/open_model.h"
@@ -220,50 +221,53 @@ void AddSamplingFlags(CLI::App* c, RunArgs& a) {
 }  // namespace
 
 void AddInferenceCommands(CLI::App& app, int& rc) {
-  static std::string path, text;
-  static bool json = false, no_special = false;
+  // The options' values live as long as the callbacks that read them.
+  struct TokenizeArgs {
+    std::string path, text, out;
+    bool json = false, no_special = false, force = false;
+  };
+  auto t = std::make_shared<TokenizeArgs>();
   auto* tk = app.add_subcommand("tokenize", "Print the token ids of a text");
-  tk->add_option("model", path, "GGUF file or fragment directory")->required();
-  tk->add_option("text", text, "Text to tokenize")->required();
-  tk->add_flag("--json", json, "Print a JSON array of ids");
-  tk->add_flag("--no-parse-special", no_special, "Treat control-token text as plain text");
-  tk->callback([&] { rc = RunTokenize(path, text, json, no_special); });
+  tk->add_option("model", t->path, "GGUF file or fragment directory")->required();
+  tk->add_option("text", t->text, "Text to tokenize")->required();
+  tk->add_flag("--json", t->json, "Print a JSON array of ids");
+  tk->add_flag("--no-parse-special", t->no_special, "Treat control-token text as plain text");
+  tk->callback([t, &rc] { rc = RunTokenize(t->path, t->text, t->json, t->no_special); });
 
-  static std::string out;
-  static bool force = false;
   auto* tm =
       app.add_subcommand("tokenizer", "Write the vocabulary as a SentencePiece tokenizer.model");
-  tm->add_option("model", path, "GGUF file or fragment directory")->required();
-  tm->add_option("out", out, "Output file, e.g. tokenizer.model")->required();
-  tm->add_flag("--force", force, "Replace the output file");
-  tm->callback([&] { rc = RunExportTokenizer(path, out, force); });
+  tm->add_option("model", t->path, "GGUF file or fragment directory")->required();
+  tm->add_option("out", t->out, "Output file, e.g. tokenizer.model")->required();
+  tm->add_flag("--force", t->force, "Replace the output file");
+  tm->callback([t, &rc] { rc = RunExportTokenizer(t->path, t->out, t->force); });
 
-  static RunArgs a;
+  auto a = std::make_shared<RunArgs>();
   auto* run = app.add_subcommand("run", "Generate text from a prompt");
-  run->add_option("model", a.model, "GGUF file, fragment directory or swarm://HOST:PORT/MODEL")
+  run->add_option("model", a->model, "GGUF file, fragment directory or swarm://HOST:PORT/MODEL")
       ->required();
-  run->add_option("--token", a.token, "The stages' --token (swarm:// models)");
-  run->add_flag("--hidden-f16", a.hidden_f16,
+  run->add_option("--token", a->token, "The stages' --token (swarm:// models)");
+  run->add_flag("--hidden-f16", a->hidden_f16,
                 "swarm://: send hidden states between stages as f16 (half the bytes)");
-  run->add_option("-p,--prompt", a.prompt, "Prompt")->required();
-  run->add_option("-n,--n-predict", a.n, "Tokens to generate (default 128; -1: until the end)")
+  run->add_option("-p,--prompt", a->prompt, "Prompt")->required();
+  run->add_option("-n,--n-predict", a->n, "Tokens to generate (default 128; -1: until the end)")
       ->check(Within(runtime::kMaxTokens));
-  AddSamplingFlags(run, a);
-  run->add_flag("--ignore-eos", a.ignore_eos, "Do not stop at end-of-generation tokens");
-  run->add_flag("--json", a.json, "Print one JSON object at the end instead of streaming");
-  run->add_option("--dump-logits", a.dump_logits, "Write the last prompt position's logits (JSON)");
-  run->add_flag("--force", a.force, "Replace the --dump-logits file");
-  run->add_flag("--chat", a.chat, "Format the prompt with the model's chat template");
-  run->callback([&] { rc = RunGenerate(a); });
+  AddSamplingFlags(run, *a);
+  run->add_flag("--ignore-eos", a->ignore_eos, "Do not stop at end-of-generation tokens");
+  run->add_flag("--json", a->json, "Print one JSON object at the end instead of streaming");
+  run->add_option("--dump-logits", a->dump_logits,
+                  "Write the last prompt position's logits (JSON)");
+  run->add_flag("--force", a->force, "Replace the --dump-logits file");
+  run->add_flag("--chat", a->chat, "Format the prompt with the model's chat template");
+  run->callback([a, &rc] { rc = RunGenerate(*a); });
 
   auto* chat = app.add_subcommand("chat", "Talk with a model (its chat template, one cache)");
-  chat->add_option("model", a.model, "GGUF file, fragment directory or swarm://HOST:PORT/MODEL")
+  chat->add_option("model", a->model, "GGUF file, fragment directory or swarm://HOST:PORT/MODEL")
       ->required();
-  chat->add_option("--token", a.token, "The stages' --token (swarm:// models)");
-  chat->add_option("-n,--n-predict", a.n, "Longest reply in tokens (default 128; -1: no limit)")
+  chat->add_option("--token", a->token, "The stages' --token (swarm:// models)");
+  chat->add_option("-n,--n-predict", a->n, "Longest reply in tokens (default 128; -1: no limit)")
       ->check(Within(runtime::kMaxTokens));
-  AddSamplingFlags(chat, a);
-  chat->callback([&] { rc = RunChat(a); });
+  AddSamplingFlags(chat, *a);
+  chat->callback([a, &rc] { rc = RunChat(*a); });
 }
 
 }  // namespace ggswarm::cli

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <memory>
 #include <thread>
 
 #include "api/open_model.h"
@@ -61,32 +62,33 @@ int RunServer(ServerArgs& a) {
 }  // namespace
 
 void AddServerCommand(CLI::App& app, int& rc) {
-  static ServerArgs a;
+  auto a = std::make_shared<ServerArgs>();  // lives as long as the callback that reads it
   auto* s = app.add_subcommand("server", "Serve a model over an OpenAI-compatible HTTP API");
-  s->add_option("model", a.model, "GGUF file, fragment directory or swarm://HOST:PORT/MODEL")
+  s->add_option("model", a->model, "GGUF file, fragment directory or swarm://HOST:PORT/MODEL")
       ->required();
-  s->add_option("--host", a.http.host, "Address to listen on (default 127.0.0.1)");
-  s->add_option("--port", a.http.port, "Port (default 8080; 0: any free port)")
+  s->add_option("--host", a->http.host, "Address to listen on (default 127.0.0.1)");
+  s->add_option("--port", a->http.port, "Port (default 8080; 0: any free port)")
       ->check(CLI::Range(0, 65535));
-  s->add_option("--parallel", a.svc.parallel, "Sequences decoded together in one batch (default 4)")
+  s->add_option("--parallel", a->svc.parallel,
+                "Sequences decoded together in one batch (default 4)")
       ->check(CLI::Range(1, 256));
-  s->add_option("--ctx", a.svc.n_ctx, "Context of each sequence (default: model's, at most 4096)")
+  s->add_option("--ctx", a->svc.n_ctx, "Context of each sequence (default: model's, at most 4096)")
       ->check(Within(runtime::kContext));
-  s->add_option("-t,--threads", a.svc.threads, "Threads (default: one per core)")
+  s->add_option("-t,--threads", a->svc.threads, "Threads (default: one per core)")
       ->check(Within(runtime::kThreads));
-  s->add_option("-b,--batch-size", a.svc.n_batch,
+  s->add_option("-b,--batch-size", a->svc.n_batch,
                 "Prompt tokens per chunk beside the others' decoding (default 512)")
       ->check(CLI::Range(1, 4096));
-  s->add_option("--max-queue", a.svc.max_queue,
+  s->add_option("--max-queue", a->svc.max_queue,
                 "Requests that may wait for a slot; more get HTTP 503 (default 64)")
       ->check(CLI::Range(0, 4096));
-  s->add_option("--api-key", a.api_key, "Require 'Authorization: Bearer KEY' on /v1 requests");
-  s->add_option("--alias", a.alias, "The model id clients use (default: the model's name)");
+  s->add_option("--api-key", a->api_key, "Require 'Authorization: Bearer KEY' on /v1 requests");
+  s->add_option("--alias", a->alias, "The model id clients use (default: the model's name)");
   s->add_option(
-      "--chat-template", a.chat_template,
+      "--chat-template", a->chat_template,
       "Chat format when the model has none or to override it: " + runtime::ChatFormatNames());
-  s->add_option("--token", a.token, "The stages' --token (swarm:// models)");
-  s->callback([&] { rc = RunServer(a); });
+  s->add_option("--token", a->token, "The stages' --token (swarm:// models)");
+  s->callback([a, &rc] { rc = RunServer(*a); });
 }
 
 }  // namespace ggswarm::cli
