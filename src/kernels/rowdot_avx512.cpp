@@ -346,18 +346,9 @@ void DotQ6_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& a
 
 void DotsTokens(GgmlType w, const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct* acts,
                 int n, int64_t k, float* y, int64_t ts) {
-  int t = 0;
-  for (; t + 4 <= n; t += 4) TokensOf<4>(w, rows, rb, nrows, acts + t, k, y + t * ts, ts);
-  switch (n - t) {
-    case 3:
-      return TokensOf<3>(w, rows, rb, nrows, acts + t, k, y + t * ts, ts);
-    case 2:
-      return TokensOf<2>(w, rows, rb, nrows, acts + t, k, y + t * ts, ts);
-    case 1:
-      return TokensOf<1>(w, rows, rb, nrows, acts + t, k, y + t * ts, ts);
-    default:
-      return;
-  }
+  rowdot::InGroupsOfFour(n, [&](auto group, int t) {
+    TokensOf<decltype(group)::value>(w, rows, rb, nrows, acts + t, k, y + t * ts, ts);
+  });
 }
 
 uint64_t ReadAll(const uint8_t* p, uint64_t n, int streams) {

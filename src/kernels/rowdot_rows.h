@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/kernels.h"
 
@@ -115,6 +116,25 @@ inline void RowsTokens(const K* kern, const uint8_t* rows, uint64_t rb, int64_t 
       for (int t = 0; t < T; ++t) kern[t].Apply(w, j, acc[t]);
     }
     for (int t = 0; t < T; ++t) y[t * ts + r] = kern[t].Finish(x, acc[t]);
+  }
+}
+
+// n tokens in groups of four, then the one to three left: calls of(std::integral_constant<
+// int, T>{}, first) for each group of T tokens from token `first` (the kernels are templates
+// over the group size, each weight block decoded once for the group).
+template <typename F>
+inline void InGroupsOfFour(int n, F&& of) {
+  int t = 0;
+  for (; t + 4 <= n; t += 4) of(std::integral_constant<int, 4>{}, t);
+  switch (n - t) {
+    case 3:
+      return of(std::integral_constant<int, 3>{}, t);
+    case 2:
+      return of(std::integral_constant<int, 2>{}, t);
+    case 1:
+      return of(std::integral_constant<int, 1>{}, t);
+    default:
+      return;
   }
 }
 
