@@ -265,10 +265,10 @@ bool HasMin(GgmlType w) {
 void Reserve(DecodedRows* out, int rows, int64_t k, int block) {
   out->k = k;
   out->nkb = k / block;
-  out->rows = std::min(rows, 16);
+  out->rows = std::min(rows, kTileRows);
   out->block = block;
-  out->q.resize(static_cast<size_t>(16) * k);
-  out->sw.resize(static_cast<size_t>(16) * out->nkb);
+  out->q.resize(static_cast<size_t>(kTileRows) * k);
+  out->sw.resize(static_cast<size_t>(kTileRows) * out->nkb);
   out->mw.resize(out->sw.size());
   out->negc.resize(out->sw.size());
 }
@@ -283,7 +283,7 @@ void DecodeRow(GgmlType w, const uint8_t* row, DecodedRows* out, int slot) {
   quant::UnpackRow(w, row, k, q, out->sw.data() + slot * nkb, out->mw.data() + slot * nkb);
   for (int64_t b = 0; b < nkb; ++b) {
     negc[b] = -128 * Sum(q + b * bl, bl);
-    std::memcpy(out->q.data() + (b * 16 + slot) * bl, q + b * bl, bl);
+    std::memcpy(out->q.data() + (b * kTileRows + slot) * bl, q + b * bl, bl);
   }
 }
 
@@ -294,19 +294,19 @@ void BuildPanel(GgmlType w, const uint8_t* act, uint64_t act_row_bytes, int n, i
   p->k = k;
   p->nkb = k / bl;
   p->n = n;
-  p->groups = (n + 15) / 16;
+  p->groups = (n + kPanelTokens - 1) / kPanelTokens;
   p->offset = !AmxActive();
   const int offset = p->offset ? 128 : 0;
-  p->q.assign(static_cast<size_t>(p->groups) * k * 16, 0);
-  p->sa.assign(static_cast<size_t>(p->groups) * p->nkb * 16, 0.0f);
+  p->q.assign(static_cast<size_t>(p->groups) * k * kPanelTokens, 0);
+  p->sa.assign(static_cast<size_t>(p->groups) * p->nkb * kPanelTokens, 0.0f);
   p->SA.assign(p->sa.size(), 0.0f);
   const bool min = HasMin(w);
   auto fill = [&](int t) {
     const uint8_t* a = act + t * act_row_bytes;
-    const int g = t / 16, lane = t % 16;
-    uint8_t* dst = p->q.data() + static_cast<size_t>(g) * k * 16 + lane * 4;
-    float* sa = p->sa.data() + static_cast<size_t>(g) * p->nkb * 16 + lane;
-    float* SA = p->SA.data() + static_cast<size_t>(g) * p->nkb * 16 + lane;
+    const int g = t / kPanelTokens, lane = t % kPanelTokens;
+    uint8_t* dst = p->q.data() + static_cast<size_t>(g) * k * kPanelTokens + lane * 4;
+    float* sa = p->sa.data() + static_cast<size_t>(g) * p->nkb * kPanelTokens + lane;
+    float* SA = p->SA.data() + static_cast<size_t>(g) * p->nkb * kPanelTokens + lane;
     const int8_t* qs;
     auto put = [&](const int8_t* src, int64_t at, int len) {  // elements at … at + len
       for (int j = 0; j < len; j += 4)
@@ -320,11 +320,11 @@ void BuildPanel(GgmlType w, const uint8_t* act, uint64_t act_row_bytes, int n, i
         put(qs, s * kQK_K, kQK_K);
         for (int j = 0; j < kQK_K / bl; ++j) {
           const int64_t b = s * (kQK_K / bl) + j;
-          sa[b * 16] = y[s].d;
+          sa[b * kPanelTokens] = y[s].d;
           if (min) {
             int32_t bs = 0;
             for (int i = 0; i < bl / 16; ++i) bs += y[s].bsums[j * (bl / 16) + i];
-            SA[b * 16] = y[s].d * static_cast<float>(bs);
+            SA[b * kPanelTokens] = y[s].d * static_cast<float>(bs);
           }
         }
       }
@@ -332,14 +332,14 @@ void BuildPanel(GgmlType w, const uint8_t* act, uint64_t act_row_bytes, int n, i
       const auto* y = reinterpret_cast<const BlockQ8_1*>(a);
       for (int64_t b = 0; b < k / kQK; ++b) {
         put(y[b].qs, b * kQK, kQK);
-        sa[b * 16] = HalfToFloat(y[b].d);
-        SA[b * 16] = HalfToFloat(y[b].s);
+        sa[b * kPanelTokens] = HalfToFloat(y[b].d);
+        SA[b * kPanelTokens] = HalfToFloat(y[b].s);
       }
     } else {  // Q8_0
       const auto* y = reinterpret_cast<const Q8_0*>(a);
       for (int64_t b = 0; b < k / kQK; ++b) {
         put(y[b].qs, b * kQK, kQK);
-        sa[b * 16] = HalfToFloat(y[b].d);
+        sa[b * kPanelTokens] = HalfToFloat(y[b].d);
       }
     }
   };
@@ -349,7 +349,7 @@ void BuildPanel(GgmlType w, const uint8_t* act, uint64_t act_row_bytes, int n, i
         [&](int64_t b, int64_t e, int) {
           for (int64_t t = b; t < e; ++t) fill(static_cast<int>(t));
         },
-        16);  // whole groups per thread: each 64-byte line of the panel has one writer
+        kPanelTokens);  // whole groups per thread: each 64-byte line of the panel has one writer
   } else {
     for (int t = 0; t < n; ++t) fill(t);
   }
@@ -374,7 +374,7 @@ bool AmxBf16Active() {
 void ReserveBf16(Bf16Rows* out, int count, int64_t k) {
   out->k = k;
   out->used = count;
-  const int rows = (count + 15) / 16 * 16;
+  const int rows = (count + kTileRows - 1) / kTileRows * kTileRows;
   const size_t size = static_cast<size_t>(rows) * k;
   // Zero the padding rows: all of it where the shape changed, otherwise only the last tile.
   if (out->rows != rows || out->b.size() != size) {
@@ -382,7 +382,7 @@ void ReserveBf16(Bf16Rows* out, int count, int64_t k) {
     out->b.assign(size, 0);
   } else if (count != rows) {
     for (int64_t kb = 0; kb < k / 32; ++kb)
-      std::memset(out->b.data() + (kb * rows / 16 + rows / 16 - 1) * 512, 0,
+      std::memset(out->b.data() + (kb * rows / kTileRows + rows / kTileRows - 1) * 512, 0,
                   512 * sizeof(uint16_t));
   }
 }
@@ -392,15 +392,15 @@ void DecodeTileBf16(GgmlType w, const uint8_t* const* rows, int count, Bf16Rows*
   const int bl = TileBlock(w);
   const int64_t nkb = k / bl;
   uint16_t* dst = out->b.data() + static_cast<size_t>(tile) * 512;
-  const int64_t step = static_cast<int64_t>(out->rows / 16) * 512;
+  const int64_t step = static_cast<int64_t>(out->rows / kTileRows) * 512;
   if (w == GgmlType::Q8_0) return amx::Q8_0TileToBf16(rows, count, k, dst, step);
   if (w == GgmlType::Q4_K) return amx::Q4_KTileToBf16(rows, count, k, dst, step);
   if (w == GgmlType::Q6_K) return amx::Q6_KTileToBf16(rows, count, k, dst, step);
   thread_local std::vector<int8_t> q;
   thread_local std::vector<float> sw, mw;
-  q.resize(16 * k);
-  sw.resize(16 * nkb);
-  mw.resize(16 * nkb);
+  q.resize(kTileRows * k);
+  sw.resize(kTileRows * nkb);
+  mw.resize(kTileRows * nkb);
   for (int i = 0; i < count; ++i)
     quant::UnpackRow(w, rows[i], k, q.data() + i * k, sw.data() + i * nkb, mw.data() + i * nkb);
   amx::QuantsTileToBf16(q.data(), sw.data(), mw.data(), count, bl, k, dst, step);
@@ -410,7 +410,7 @@ void BuildBf16Tokens(const float* x, int n, int64_t k, Bf16Tokens* t, ThreadPool
   t->k = k;
   t->stride = k + 32;
   t->n = n;
-  t->rows = (n + 15) / 16 * 16;
+  t->rows = (n + kPanelTokens - 1) / kPanelTokens * kPanelTokens;
   t->a.resize(static_cast<size_t>(t->rows) * t->stride);
   std::memset(t->a.data() + static_cast<size_t>(n) * t->stride, 0,
               static_cast<size_t>(t->rows - n) * t->stride * sizeof(uint16_t));

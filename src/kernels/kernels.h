@@ -94,6 +94,11 @@ uint64_t ReadAll(const uint8_t* p, uint64_t n, int streams);
 
 // --- Tiles ------------------------------------------------------------------------------
 
+// The tiles' two sixteens: weight rows decoded and multiplied together (an AMX tile's rows),
+// and tokens side by side in a panel group (the 32-bit lanes of a 512-bit register).
+constexpr int kTileRows = 16;
+constexpr int kPanelTokens = 16;
+
 // The block length (16 or 32) a weight type decodes into, or 0 when it has no tile path.
 int TileBlock(GgmlType w);
 
@@ -104,10 +109,10 @@ int TileBlock(GgmlType w);
 struct DecodedRows {
   int64_t k = 0, nkb = 0;  // elements per row, blocks per row
   int rows = 0, block = 0;
-  AlignedVector<int8_t> q;  // nkb × 16 × block
+  AlignedVector<int8_t> q;  // nkb × kTileRows × block
   AlignedVector<float> sw, mw;
-  AlignedVector<int32_t> negc;  // 16 × nkb each
-  const int8_t* At(int r, int64_t b) const { return q.data() + (b * 16 + r) * block; }
+  AlignedVector<int32_t> negc;  // kTileRows × nkb each
+  const int8_t* At(int r, int64_t b) const { return q.data() + (b * kTileRows + r) * block; }
 };
 // Decodes row `slot` of `out` (sized by Reserve) from `row` (k elements of type w).
 void DecodeRow(GgmlType w, const uint8_t* row, DecodedRows* out, int slot);

@@ -45,9 +45,9 @@ void Configure(int block) {
   if (g_configured == block) return;
   TileConfig c;
   for (int t = 0; t < 2; ++t) {
-    c.rows[t] = 16;
+    c.rows[t] = kTileRows;
     c.colsb[t] = 64;
-    c.rows[2 + t] = 16;
+    c.rows[2 + t] = kTileRows;
     c.colsb[2 + t] = static_cast<uint16_t>(block);
     c.rows[4 + t] = static_cast<uint8_t>(block / 4);
     c.colsb[4 + t] = 64;
@@ -125,16 +125,17 @@ inline void Bf16Block(const uint16_t* a, int64_t a_stride, const uint16_t* b, in
 }
 
 // acc[r] += C[r] · (sa × sw[r]) (+ SA × mw[r]) for one block's products C.
-inline void Accumulate(const int32_t (*c)[16], const __m512 sav, const float* sw, const float* mw,
-                       int64_t nkb, int64_t b, const float* SA, bool has_min, __m512* acc) {
+inline void Accumulate(const int32_t (*c)[kPanelTokens], const __m512 sav, const float* sw,
+                       const float* mw, int64_t nkb, int64_t b, const float* SA, bool has_min,
+                       __m512* acc) {
 #pragma GCC unroll 16
-  for (int r = 0; r < 16; ++r)
+  for (int r = 0; r < kTileRows; ++r)
     acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c[r])),
                              _mm512_mul_ps(sav, _mm512_set1_ps(sw[r * nkb + b])), acc[r]);
   if (has_min) {
-    const __m512 m = _mm512_loadu_ps(SA + b * 16);
+    const __m512 m = _mm512_loadu_ps(SA + b * kPanelTokens);
 #pragma GCC unroll 16
-    for (int r = 0; r < 16; ++r)
+    for (int r = 0; r < kTileRows; ++r)
       acc[r] = _mm512_fmadd_ps(m, _mm512_set1_ps(mw[r * nkb + b]), acc[r]);
   }
 }
@@ -150,18 +151,18 @@ void Tile(const DecodedRows& w, const Panel& p, bool has_min, float* out, int64_
   const int64_t k = w.k, nkb = w.nkb;
   const int block = static_cast<int>(k / nkb);
   Configure(block);
-  alignas(64) int32_t c[2][16][16];
-  alignas(64) float res[16][16];
+  alignas(64) int32_t c[2][kTileRows][kPanelTokens];
+  alignas(64) float res[kTileRows][kPanelTokens];
   const int rows = w.rows;
   for (int g = 0; g < p.groups; ++g) {
-    const uint8_t* panel = p.q.data() + static_cast<size_t>(g) * k * 16;
-    const float* sa = p.sa.data() + static_cast<size_t>(g) * nkb * 16;
-    const float* SA = p.SA.data() + static_cast<size_t>(g) * nkb * 16;
-    __m512 acc[16];
-    for (int r = 0; r < 16; ++r) acc[r] = _mm512_setzero_ps();
+    const uint8_t* panel = p.q.data() + static_cast<size_t>(g) * k * kPanelTokens;
+    const float* sa = p.sa.data() + static_cast<size_t>(g) * nkb * kPanelTokens;
+    const float* SA = p.SA.data() + static_cast<size_t>(g) * nkb * kPanelTokens;
+    __m512 acc[kTileRows];
+    for (int r = 0; r < kTileRows; ++r) acc[r] = _mm512_setzero_ps();
     const float* sw = w.sw.data();
     const float* mw = w.mw.data();
-    const int64_t a_step = 16 * block, b_step = block * 16;
+    const int64_t a_step = kTileRows * block, b_step = block * kPanelTokens;
     // Block b's products are stored while block b - 1's (stored one step earlier, so the
     // vector loads do not wait on the tile store) are scaled and added.
     for (int64_t b = 0; b <= nkb; ++b) {
@@ -181,13 +182,13 @@ void Tile(const DecodedRows& w, const Panel& p, bool has_min, float* out, int64_
         }
       }
       if (b > 0)
-        Accumulate(c[(b - 1) & 1], _mm512_loadu_ps(sa + (b - 1) * 16), sw, mw, nkb, b - 1, SA,
-                   has_min, acc);
+        Accumulate(c[(b - 1) & 1], _mm512_loadu_ps(sa + (b - 1) * kPanelTokens), sw, mw, nkb, b - 1,
+                   SA, has_min, acc);
     }
-    for (int r = 0; r < 16; ++r) _mm512_store_ps(res[r], acc[r]);
-    const int nt = std::min(16, p.n - g * 16);
+    for (int r = 0; r < kTileRows; ++r) _mm512_store_ps(res[r], acc[r]);
+    const int nt = std::min(kPanelTokens, p.n - g * kPanelTokens);
     for (int t = 0; t < nt; ++t) {
-      float* o = out + (g * 16 + t) * ts;
+      float* o = out + (g * kPanelTokens + t) * ts;
       for (int r = 0; r < rows; ++r) o[r * rs] = res[r][t];
     }
   }
@@ -344,7 +345,7 @@ void Q6_KTileToBf16(const uint8_t* const* rows, int count, int64_t k, uint16_t* 
 void TileBf16(const Bf16Rows& w, const Bf16Tokens& x, float* out, int64_t out_stride) {
   ConfigureBf16();
   const int64_t nkb = w.k / 32;
-  const int rt_count = w.rows / 16, groups = x.rows / 16;
+  const int rt_count = w.rows / kTileRows, groups = x.rows / kPanelTokens;
   const int64_t b_step = static_cast<int64_t>(rt_count) * 512;
   // The results, kept here (16 × 16 floats a tile, x.rows × w.rows) between passes.
   thread_local std::vector<float> cbuf;

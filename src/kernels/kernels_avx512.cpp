@@ -221,9 +221,9 @@ void TileRG(const DecodedRows& w, const Panel& p, bool has_min, int r0, int g0, 
   const float* sa[G];
   const float* SA[G];
   for (int g = 0; g < G; ++g) {
-    panel[g] = p.q.data() + static_cast<size_t>(g0 + g) * k * 16;
-    sa[g] = p.sa.data() + static_cast<size_t>(g0 + g) * nkb * 16;
-    SA[g] = p.SA.data() + static_cast<size_t>(g0 + g) * nkb * 16;
+    panel[g] = p.q.data() + static_cast<size_t>(g0 + g) * k * kPanelTokens;
+    sa[g] = p.sa.data() + static_cast<size_t>(g0 + g) * nkb * kPanelTokens;
+    SA[g] = p.SA.data() + static_cast<size_t>(g0 + g) * nkb * kPanelTokens;
   }
   const float *sw[R], *mw[R];
   const int32_t* negc[R];
@@ -257,7 +257,7 @@ void TileRG(const DecodedRows& w, const Panel& p, bool has_min, int r0, int g0, 
     }
     __m512 sav[G];
 #pragma GCC unroll 2
-    for (int g = 0; g < G; ++g) sav[g] = _mm512_loadu_ps(sa[g] + b * 16);
+    for (int g = 0; g < G; ++g) sav[g] = _mm512_loadu_ps(sa[g] + b * kPanelTokens);
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
       const __m512 s = _mm512_set1_ps(sw[r][b]);
@@ -269,7 +269,7 @@ void TileRG(const DecodedRows& w, const Panel& p, bool has_min, int r0, int g0, 
     if (has_min) {
 #pragma GCC unroll 2
       for (int g = 0; g < G; ++g) {
-        const __m512 m = _mm512_loadu_ps(SA[g] + b * 16);
+        const __m512 m = _mm512_loadu_ps(SA[g] + b * kPanelTokens);
 #pragma GCC unroll 4
         for (int r = 0; r < R; ++r)
           facc[r][g] = _mm512_fmadd_ps(m, _mm512_set1_ps(mw[r][b]), facc[r][g]);
@@ -278,8 +278,8 @@ void TileRG(const DecodedRows& w, const Panel& p, bool has_min, int r0, int g0, 
   }
   for (int r = 0; r < R; ++r)
     for (int g = 0; g < G; ++g) {
-      const int t0 = (g0 + g) * 16;
-      const int nt = std::min(16, p.n - t0);
+      const int t0 = (g0 + g) * kPanelTokens;
+      const int nt = std::min(kPanelTokens, p.n - t0);
       float* o = out + (r0 + r) * rs + t0 * ts;
       const __mmask16 mask = static_cast<__mmask16>((1u << nt) - 1);
       if (ts == 1) {

@@ -20,8 +20,8 @@ void TileMatMul(const TensorView& w, int n, float* y, ThreadPool& pool, MatMulSc
   kernels::BuildPanel(type, s->act.data(), abytes, n, k, &s->panel, &pool);
   const bool has_min = kernels::HasMin(type);
   if (s->dec.size() < static_cast<size_t>(pool.size())) s->dec.resize(pool.size());
-  // Sixteen rows at a time (one AMX tile; each token's sixteen results fill a cache line).
-  constexpr int kRows = 16;
+  // A tile of rows at a time (one AMX tile; each token's sixteen results fill a cache line).
+  constexpr int kRows = kernels::kTileRows;
   pool.Run(
       m,
       [&](int64_t begin, int64_t end, int tid) {
@@ -53,10 +53,10 @@ void Bf16MatMul(const TensorView& w, const float* x, int n, float* y, ThreadPool
         for (int64_t r = begin; r < end; r += per) {
           const int rows = static_cast<int>(std::min<int64_t>(per, end - r));
           kernels::ReserveBf16(&d, rows, k);
-          for (int t = 0; t * 16 < rows; ++t) {
-            const uint8_t* ptrs[16];
-            const int count = std::min(16, rows - t * 16);
-            for (int i = 0; i < count; ++i) ptrs[i] = w.Row(r + t * 16 + i);
+          for (int t = 0; t * kernels::kTileRows < rows; ++t) {
+            const uint8_t* ptrs[kernels::kTileRows];
+            const int count = std::min(kernels::kTileRows, rows - t * kernels::kTileRows);
+            for (int i = 0; i < count; ++i) ptrs[i] = w.Row(r + t * kernels::kTileRows + i);
             kernels::DecodeTileBf16(type, ptrs, count, &d, t);
           }
           kernels::TileProductBf16(d, s->btok, y + r, m);
