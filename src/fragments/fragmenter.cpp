@@ -22,8 +22,6 @@
 namespace ggswarm::fragments {
 namespace {
 
-constexpr size_t kIoBuffer = kIoChunk;  // per thread
-
 bool DirectoryIsEmpty(const std::string& dir) {
   DIR* d = ::opendir(dir.c_str());
   if (!d) return true;
@@ -234,7 +232,7 @@ StatusOr<Manifest> PlanFragments(const gguf::GgufFile& f, const InputFile& in,
   m.chunk_size = opts.chunk_size;
 
   // Plan: tensor shards, plus any non-zero bytes between them as "gap" pieces.
-  std::vector<uint8_t> scan(kIoBuffer);
+  std::vector<uint8_t> scan(kIoChunk);
   auto add_gaps = [&](uint64_t from, uint64_t to) -> Status {
     for (uint64_t pos = from; pos < to;) {
       const size_t n = static_cast<size_t>(std::min<uint64_t>(scan.size(), to - pos));
@@ -320,7 +318,7 @@ StatusOr<FragmentReport> FragmentModel(const std::string& gguf_path, const std::
   };
 
   std::thread whole([&] {
-    std::vector<uint8_t> buf(kIoBuffer);
+    std::vector<uint8_t> buf(kIoChunk);
     Sha256 h;
     Status st = StreamRange(in, 0, f.file_size, buf, h, [&](std::span<const uint8_t> b) {
       report(b.size());
@@ -334,7 +332,7 @@ StatusOr<FragmentReport> FragmentModel(const std::string& gguf_path, const std::
   std::vector<std::vector<uint8_t>> bufs(pool.size());
   pool.Run(static_cast<int64_t>(m.fragments.size()), [&](int64_t begin, int64_t end, int w) {
     std::vector<uint8_t>& buf = bufs[w];
-    if (buf.empty()) buf.resize(kIoBuffer);
+    if (buf.empty()) buf.resize(kIoChunk);
     for (int64_t i = begin; i < end && !failed; ++i) {
       FragmentEntry& e = m.fragments[i];
       const std::string temp = stage + "/.fragment-" + std::to_string(w) + ".partial";

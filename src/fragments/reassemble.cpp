@@ -13,7 +13,6 @@
 namespace ggswarm::fragments {
 namespace {
 
-constexpr size_t kChunk = kIoChunk;
 constexpr size_t kQueueDepth = 4;  // chunks waiting between two stages
 
 // A run of output bytes on its way through the pipeline: a view into a mapped fragment (kept
@@ -100,8 +99,8 @@ StatusOr<ReassembleReport> Reassemble(const std::string& dir, const std::string&
       }
       auto owner = std::make_shared<MappedFile>(std::move(map.value()));
       bool open = true;
-      for (uint64_t done = 0; done < f.size && open; done += kChunk) {
-        const auto part = owner->bytes().subspan(done, std::min<uint64_t>(kChunk, f.size - done));
+      for (uint64_t done = 0; done < f.size && open; done += kIoChunk) {
+        const auto part = owner->bytes().subspan(done, std::min<uint64_t>(kIoChunk, f.size - done));
         open = to_writer.Push({f.offset + done, part, owner});
       }
       if (!open) return;
@@ -120,10 +119,10 @@ StatusOr<ReassembleReport> Reassemble(const std::string& dir, const std::string&
     to_hasher.Push(std::move(c));
     return Status::Ok();
   };
-  auto zeros = std::make_shared<std::vector<uint8_t>>(kChunk, 0);
+  auto zeros = std::make_shared<std::vector<uint8_t>>(kIoChunk, 0);
   auto zeros_to = [&](uint64_t end) -> Status {
     while (out->written() < end) {
-      const size_t n = std::min<uint64_t>(kChunk, end - out->written());
+      const size_t n = std::min<uint64_t>(kIoChunk, end - out->written());
       GGSWARM_RETURN_IF_ERROR(emit({out->written(), {zeros->data(), n}, zeros}));
     }
     return Status::Ok();

@@ -12,8 +12,6 @@
 namespace ggswarm::fragments {
 namespace {
 
-constexpr size_t kIoBuffer = kIoChunk;
-
 // The SHA-256 of the original file as the fragments rebuild it (header, fragments in file
 // order, zeros between them), read through `buf`; an error when a fragment cannot be read
 // (the fragment checks name it). `on_chunk` sees the size of every piece hashed.
@@ -131,7 +129,7 @@ StatusOr<VerifyReport> VerifyDirectory(const std::string& dir, int threads,
   StatusOr<std::string> whole_sha = std::string();
   if (whole) {
     workers.emplace_back([&] {
-      std::vector<uint8_t> buf(kIoBuffer);
+      std::vector<uint8_t> buf(kIoChunk);
       whole_sha = WholeFileSha256(dir, man, header_bytes, buf, [&](size_t k) {
         const uint64_t now = done.fetch_add(k) + k;
         if (progress) progress(now, total);
@@ -140,7 +138,7 @@ StatusOr<VerifyReport> VerifyDirectory(const std::string& dir, int threads,
   }
   for (int w = 0; w < n; ++w) {
     workers.emplace_back([&] {
-      std::vector<uint8_t> buf(kIoBuffer);
+      std::vector<uint8_t> buf(kIoChunk);
       for (size_t i; (i = next.fetch_add(1)) < man.fragments.size();) {
         const FragmentEntry& f = man.fragments[i];
         if (skip[i]) continue;
