@@ -414,6 +414,62 @@ TEST(InferenceGolden, EveryWeightTypeAgreesWithLlamaCpp) {
   }
 }
 
+// Random models of the other architectures (model/config.h's table), made by our own writer
+// exactly as tests/data/make_arch_goldens.sh made them for llama.cpp: the prompt's logits
+// within the tolerances of CheckEveryWeightType, and llama.cpp's greedy continuation taken
+// token by token (teacher forcing) wherever our top two are further apart than that; the
+// same bits from a fragment directory.
+TEST(InferenceGolden, QwenArchitecturesAgreeWithLlamaCpp) {
+  const std::string data = std::string(GGSWARM_SOURCE_DIR) + "/tests/data/archs/";
+  for (const char* arch : {"qwen2", "qwen3"}) {
+    for (const auto& [type, tol] :
+         {std::pair<const char*, double>{"F32", 1e-4}, {"Q8_0", 1.5e-2}, {"Q4_K_M", 1.5e-2}}) {
+      SCOPED_TRACE(std::string(arch) + " " + type);
+      TempDir dir;
+      ModelShape shape = *FindPreset("tiny");
+      if (std::string(arch) == "qwen3") shape.head_dim = 128;
+      SynthOptions so{shape, *ParseTypeMix(type), 1, "ggswarm-synth-tiny", "qwen2", arch};
+      ASSERT_TRUE(Synthesize(so, dir / "m.gguf", false).ok());
+      const auto g = LoadJson(data + arch + "-" + type + ".json");
+      const auto want =
+          LoadJson(data + arch + "-" + type + ".logits.json").get<std::vector<float>>();
+      const auto [lo, hi] = std::minmax_element(want.begin(), want.end());
+      const double abs_tol = tol * (*hi - *lo);
+      fragments::FragmentOptions fo;
+      fo.chunk_size = 32 << 10;
+      ASSERT_TRUE(fragments::FragmentModel(dir / "m.gguf", dir / "frag", fo).ok());
+      std::vector<float> first[2];
+      for (int from = 0; from < 2; ++from) {
+        auto e = Engine::Open(from ? dir / "frag" : dir / "m.gguf", {.threads = 2, .n_ctx = 64});
+        ASSERT_TRUE(e.ok()) << e.status().ToString();
+        const std::vector<int32_t> prompt = g["prompt_tokens"];
+        ASSERT_EQ((*e)->tokenizer().Encode(g["prompt"].get<std::string>()), prompt);
+        std::vector<float> logits;
+        ASSERT_TRUE((*e)->Eval(prompt, &logits).ok());
+        ASSERT_EQ(logits.size(), want.size());
+        first[from] = logits;
+        double worst = 0;
+        for (size_t i = 0; i < want.size(); ++i)
+          worst = std::max(worst, std::fabs(double(logits[i]) - want[i]));
+        EXPECT_LE(worst, abs_tol);
+        const std::vector<int32_t> gen = g["generated_tokens"];
+        int compared = 0;
+        for (size_t step = 0; step < gen.size(); ++step) {
+          std::vector<float> sorted = logits;
+          std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<>());
+          if (sorted[0] - sorted[1] > abs_tol) {
+            EXPECT_EQ(Argmax(logits), gen[step]) << "step " << step;
+            ++compared;
+          }
+          ASSERT_TRUE((*e)->Eval({&gen[step], 1}, &logits).ok());
+        }
+        EXPECT_GE(compared, 8) << "too few steps were decisive to compare";
+      }
+      EXPECT_EQ(first[0], first[1]) << "logits from fragments differ from logits from the GGUF";
+    }
+  }
+}
+
 TEST(Generation, StopsAtEndOfGenerationUnlessIgnored) {
   GGSWARM_REQUIRE_SHARED_MODELS();
   // The TinyStories models never end a story with </s>; a copy whose end-of-sequence token

@@ -20,7 +20,7 @@ const std::map<std::string, std::set<std::string>> kAllowed = {
     {"kernels", {"base", "gguf", "quant"}},
     {"tokenizer", {"base", "gguf"}},
     {"fragments", {"base", "gguf"}},
-    {"convert", {"base", "gguf", "quant", "tokenizer"}},
+    {"convert", {"base", "gguf", "quant", "tokenizer", "model"}},
     {"model", {"base", "gguf", "quant", "kernels"}},
     {"runtime", {"base", "gguf", "quant", "kernels", "model", "tokenizer", "fragments"}},
     {"net", {"base", "gguf", "fragments", "model", "tokenizer"}},

@@ -152,6 +152,26 @@ TEST_F(Pipeline, SharedStoriesModelsGiveTheLocalStory) {
   }
 }
 
+// The other architectures need nothing of the stages or the fragments: the layers' extra
+// tensors (Qwen2's biases, Qwen3's head norms) travel with their layers.
+TEST_F(Pipeline, QwenModelsAcrossStagesAndFromFragmentsGiveTheLocalText) {
+  TempDir t;
+  for (const std::string arch : {"qwen2", "qwen3"}) {
+    SCOPED_TRACE(arch);
+    const std::string m = t / (arch + ".gguf");
+    Result r = Ggswarm("synth " + m + " --preset tiny --n-layer 4 --arch " + arch +
+                           " --vocab qwen2 --type Q8_0 --seed 5" +
+                           (arch == "qwen3" ? " --head-dim 128" : ""),
+                       t);
+    ASSERT_EQ(r.code, 0) << r.err;
+    ExpectChainMatchesLocal(m, {"0-1", "2-3"}, "Once upon a time");
+    const std::string frag = t / (arch + "-frag");
+    r = Ggswarm("fragment " + m + " " + frag + " --chunk-size 64K --no-torrent", t);
+    ASSERT_EQ(r.code, 0) << r.err;
+    ExpectChainMatchesLocal(frag, {"0-2", "3-3"}, "Once upon a time");
+  }
+}
+
 TEST_F(Pipeline, MissingLayersAndTokensAreNamed) {
   TempDir t;
   std::unique_ptr<Process> a, b;

@@ -8,6 +8,7 @@
 #include "convert/quantize_model.h"
 #include "convert/synth.h"
 #include "fragments/fragments.h"
+#include "model/config.h"
 #include "net/torrent.h"
 #include "progress_bar.h"
 
@@ -103,7 +104,7 @@ int main(int argc, char** argv) {
 
   std::string path, name, out, chunk = "10M", rows, npy, type_name = "Q8_0", preset;
   bool json = false, force = false, no_torrent = false, hybrid = false;
-  std::string vocab = "spm";
+  std::string vocab = "spm", arch = "llama";
   uint64_t count = 16, seed = 1;
 
   auto* inspect = app.add_subcommand("inspect",
@@ -168,6 +169,9 @@ int main(int argc, char** argv) {
   synth->add_option("--vocab", vocab,
                     "Tokenizer: spm (SentencePiece-style, default) or a byte-level BPE with "
                     "pre-tokenizer llama3, qwen2, tekken or gpt-2");
+  synth->add_option("--arch", arch,
+                    "Architecture: " + model::ArchNames() +
+                        " (default llama; qwen2 adds q/k/v biases, qwen3 per-head q/k norms)");
   synth->add_option("--name", name, "general.name (default ggswarm-synth-PRESET)");
   synth->add_flag("--force", force, "Overwrite the output file");
   synth->callback([&] {
@@ -190,7 +194,7 @@ int main(int argc, char** argv) {
                    "warning: Q8_K is llama.cpp's activation type; llama.cpp cannot "
                    "compute with Q8_K weights\n");
     }
-    SynthOptions o{s, *mix, seed, name.empty() ? "ggswarm-synth-" + preset : name, vocab};
+    SynthOptions o{s, *mix, seed, name.empty() ? "ggswarm-synth-" + preset : name, vocab, arch};
     ProgressBar bar("synth");
     auto r = Synthesize(o, out, force, bar.fn());
     bar.Finish();

@@ -6,6 +6,7 @@
 
 #include "base/fp16.h"
 #include "gguf/gguf_writer.h"
+#include "model/config.h"
 #include "quant/blocks.h"
 #include "tokenizer/unicode.h"
 
@@ -278,23 +279,28 @@ StatusOr<SynthReport> Synthesize(const SynthOptions& o, const std::string& path,
   GGSWARM_RETURN_IF_ERROR(ValidateShape(o.shape));
   const ModelShape& s = o.shape;
   const uint32_t hd = s.head_dim ? s.head_dim : s.n_embd / s.n_head;
+  const model::ArchTraits* arch = model::FindArch(o.arch);
+  if (!arch)
+    return Status::InvalidArgument("unknown architecture '" + o.arch + "' (" + model::ArchNames() +
+                                   ")");
+  const std::string p = o.arch + ".";
   gguf::GgufWriter w;
-  w.Set("general.architecture", Value::String("llama"));
+  w.Set("general.architecture", Value::String(o.arch));
   w.Set("general.name", Value::String(o.model_name));
-  w.Set("llama.context_length", Value::Uint32(s.n_ctx));
-  w.Set("llama.embedding_length", Value::Uint32(s.n_embd));
-  w.Set("llama.block_count", Value::Uint32(s.n_layer));
-  w.Set("llama.feed_forward_length", Value::Uint32(s.n_ff));
-  w.Set("llama.rope.dimension_count", Value::Uint32(hd));
-  w.Set("llama.attention.head_count", Value::Uint32(s.n_head));
-  w.Set("llama.attention.head_count_kv", Value::Uint32(s.n_head_kv));
+  w.Set(p + "context_length", Value::Uint32(s.n_ctx));
+  w.Set(p + "embedding_length", Value::Uint32(s.n_embd));
+  w.Set(p + "block_count", Value::Uint32(s.n_layer));
+  w.Set(p + "feed_forward_length", Value::Uint32(s.n_ff));
+  w.Set(p + "rope.dimension_count", Value::Uint32(hd));
+  w.Set(p + "attention.head_count", Value::Uint32(s.n_head));
+  w.Set(p + "attention.head_count_kv", Value::Uint32(s.n_head_kv));
   if (s.head_dim) {
-    w.Set("llama.attention.key_length", Value::Uint32(s.head_dim));
-    w.Set("llama.attention.value_length", Value::Uint32(s.head_dim));
+    w.Set(p + "attention.key_length", Value::Uint32(s.head_dim));
+    w.Set(p + "attention.value_length", Value::Uint32(s.head_dim));
   }
-  w.Set("llama.attention.layer_norm_rms_epsilon", Value::Float32(s.rms_eps));
-  w.Set("llama.rope.freq_base", Value::Float32(s.rope_freq_base));
-  w.Set("llama.vocab_size", Value::Uint32(s.n_vocab));
+  w.Set(p + "attention.layer_norm_rms_epsilon", Value::Float32(s.rms_eps));
+  w.Set(p + "rope.freq_base", Value::Float32(s.rope_freq_base));
+  w.Set(p + "vocab_size", Value::Uint32(s.n_vocab));
   if (o.mix.file_type >= 0) w.Set("general.file_type", Value::Uint32(o.mix.file_type));
   w.Set("general.quantization_version", Value::Uint32(2));
   if (o.vocab == "spm") {
@@ -318,12 +324,21 @@ StatusOr<SynthReport> Synthesize(const SynthOptions& o, const std::string& path,
   const float a = 1.0f / std::sqrt(static_cast<float>(s.n_embd));
   plan.push_back({"token_embd.weight", {{s.n_embd, s.n_vocab}, a, false}});
   for (uint32_t l = 0; l < s.n_layer; ++l) {
-    const std::string p = "blk." + std::to_string(l) + ".";
+    const std::string p = "blk." + std::to_string(l) + ".";  // (shadows the key prefix)
     plan.push_back({p + "attn_norm.weight", {{s.n_embd}, 0.1f, true}});
     plan.push_back({p + "attn_q.weight", {{s.n_embd, s.q_dim()}, a, false}});
     plan.push_back({p + "attn_k.weight", {{s.n_embd, s.kv_dim()}, a, false}});
     plan.push_back({p + "attn_v.weight", {{s.n_embd, s.kv_dim()}, a, false}});
     plan.push_back({p + "attn_output.weight", {{s.q_dim(), s.n_embd}, a, false}});
+    if (arch->qkv_bias) {
+      plan.push_back({p + "attn_q.bias", {{s.q_dim()}, a, false}});
+      plan.push_back({p + "attn_k.bias", {{s.kv_dim()}, a, false}});
+      plan.push_back({p + "attn_v.bias", {{s.kv_dim()}, a, false}});
+    }
+    if (arch->qk_norm) {
+      plan.push_back({p + "attn_q_norm.weight", {{hd}, 0.1f, true}});
+      plan.push_back({p + "attn_k_norm.weight", {{hd}, 0.1f, true}});
+    }
     plan.push_back({p + "ffn_norm.weight", {{s.n_embd}, 0.1f, true}});
     plan.push_back({p + "ffn_gate.weight", {{s.n_embd, s.n_ff}, a, false}});
     plan.push_back({p + "ffn_up.weight", {{s.n_embd, s.n_ff}, a, false}});

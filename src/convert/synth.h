@@ -38,6 +38,9 @@ struct SynthOptions {
   // "spm": a SentencePiece-style vocabulary; or a byte-level BPE vocabulary ("gpt2" model)
   // with merges learned from a fixed text and this pre-tokenizer: llama3, qwen2, tekken, gpt-2.
   std::string vocab = "spm";
+  // The architecture (model/config.h's table): llama, or qwen2 (q/k/v biases, NeoX rope),
+  // qwen3 (per-head q/k norms, NeoX rope), …; its name prefixes the hyper-parameters' keys.
+  std::string arch = "llama";
 };
 
 struct SynthReport {

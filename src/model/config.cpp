@@ -68,15 +68,38 @@ Status CheckTensor(const gguf::GgufFile& f, const std::string& name, uint64_t co
   return Status();
 }
 
+constexpr ArchTraits kArchs[] = {
+    // name, rope, qkv_bias, qk_norm (llama.cpp: src/models/{llama,qwen2,qwen3}.cpp)
+    {"llama", RopeStyle::kNormal, false, false},
+    {"mistral", RopeStyle::kNormal, false, false},  // the Llama graph under another name
+    {"qwen2", RopeStyle::kNeox, true, false},
+    {"qwen3", RopeStyle::kNeox, false, true},
+};
+
 }  // namespace
+
+const ArchTraits* FindArch(const std::string& name) {
+  for (const ArchTraits& a : kArchs)
+    if (name == a.name) return &a;
+  return nullptr;
+}
+
+std::string ArchNames() {
+  std::string s;
+  for (const ArchTraits& a : kArchs) s += (s.empty() ? "" : ", ") + std::string(a.name);
+  return s;
+}
 
 StatusOr<LlamaConfig> LlamaConfig::FromGguf(const gguf::GgufFile& f) {
   LlamaConfig c;
   c.arch = f.Architecture();
-  // Architectures that are the Llama graph under another name.
-  if (c.arch != "llama" && c.arch != "mistral")
-    return Status::Unsupported("architecture '" + c.arch +
-                               "' is not supported (ggswarm runs 'llama'-family models)");
+  const ArchTraits* arch = FindArch(c.arch);
+  if (!arch)
+    return Status::Unsupported("architecture '" + c.arch + "' is not supported (ggswarm runs " +
+                               ArchNames() + ")");
+  c.rope_style = arch->rope;
+  c.qkv_bias = arch->qkv_bias;
+  c.qk_norm = arch->qk_norm;
   const std::string p = c.arch + ".";
   GGSWARM_RETURN_IF_ERROR(Need(f, p + "embedding_length", &c.n_embd, true, 0));
   GGSWARM_RETURN_IF_ERROR(Need(f, p + "block_count", &c.n_layer, true, 0));
@@ -124,6 +147,15 @@ StatusOr<LlamaConfig> LlamaConfig::FromGguf(const gguf::GgufFile& f) {
     GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "attn_k.weight", c.n_embd, c.kv_dim()));
     GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "attn_v.weight", c.n_embd, c.v_dim()));
     GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "attn_output.weight", c.q_dim(), c.n_embd));
+    if (c.qkv_bias) {
+      GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "attn_q.bias", c.q_dim(), 0));
+      GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "attn_k.bias", c.kv_dim(), 0));
+      GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "attn_v.bias", c.v_dim(), 0));
+    }
+    if (c.qk_norm) {
+      GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "attn_q_norm.weight", c.head_dim, 0));
+      GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "attn_k_norm.weight", c.head_dim, 0));
+    }
     GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "ffn_norm.weight", c.n_embd, 0));
     GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "ffn_gate.weight", c.n_embd, c.n_ff));
     GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "ffn_up.weight", c.n_embd, c.n_ff));

@@ -20,6 +20,24 @@ inline int ContextFor(int asked, int n_ctx_train) {
   return asked > 0 ? asked : (n_ctx_train < kDefaultContext ? n_ctx_train : kDefaultContext);
 }
 
+// How rotary embedding pairs a head's dimensions: (2i, 2i + 1), as Llama; or (i, i + n/2),
+// as GPT-NeoX and the models that follow it (Qwen).
+enum class RopeStyle { kNormal, kNeox };
+
+// What sets an architecture of the Llama family apart from `llama`: one row per architecture
+// (its GGUF name is the metadata keys' prefix), read by the forward pass instead of a copy of
+// the forward pass per family.
+struct ArchTraits {
+  const char* name;
+  RopeStyle rope;
+  bool qkv_bias;  // attn_q.bias, attn_k.bias, attn_v.bias are added to q, k, v (Qwen2)
+  bool qk_norm;   // attn_q_norm, attn_k_norm: each head of q and k RMS-normed before rope (Qwen3)
+};
+// The row of architecture `name`, or nullptr when ggswarm does not run it.
+const ArchTraits* FindArch(const std::string& name);
+// The architectures ggswarm runs, for messages: "llama, mistral, qwen2, qwen3".
+std::string ArchNames();
+
 struct LlamaConfig {
   std::string arch;  // general.architecture
   int n_vocab = 0;   // rows of token_embd
@@ -36,6 +54,9 @@ struct LlamaConfig {
   float rms_eps = 1e-5f;
   bool tied_output = false;     // no output.weight: the head reuses token_embd
   bool has_rope_freqs = false;  // Llama 3 rope_freqs.weight
+  RopeStyle rope_style = RopeStyle::kNormal;
+  bool qkv_bias = false;  // see ArchTraits
+  bool qk_norm = false;
 
   int q_dim() const { return n_head * head_dim; }
   int kv_dim() const { return n_head_kv * head_dim; }

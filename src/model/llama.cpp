@@ -64,6 +64,22 @@ StatusOr<const LayerWeights*> LlamaModel::Layer(int l) {
   GGSWARM_RETURN_IF_ERROR(get("ffn_gate", &w->gate));
   GGSWARM_RETURN_IF_ERROR(get("ffn_up", &w->up));
   GGSWARM_RETURN_IF_ERROR(get("ffn_down", &w->down));
+  // What the architecture adds (ArchTraits): biases of q, k, v; norms of q's and k's heads.
+  auto vec = [&](const std::string& name, std::vector<float>* out) -> Status {
+    auto v = LoadVector(s, "blk." + std::to_string(l) + "." + name);
+    if (!v.ok()) return v.status();
+    *out = std::move(*v);
+    return Status();
+  };
+  if (config_.qkv_bias) {
+    GGSWARM_RETURN_IF_ERROR(vec("attn_q.bias", &w->bq));
+    GGSWARM_RETURN_IF_ERROR(vec("attn_k.bias", &w->bk));
+    GGSWARM_RETURN_IF_ERROR(vec("attn_v.bias", &w->bv));
+  }
+  if (config_.qk_norm) {
+    GGSWARM_RETURN_IF_ERROR(vec("attn_q_norm.weight", &w->q_norm));
+    GGSWARM_RETURN_IF_ERROR(vec("attn_k_norm.weight", &w->k_norm));
+  }
   layers_[l] = std::move(w);
   return layers_[l].get();
 }
@@ -296,10 +312,25 @@ void LayerRange::AttentionBlock(int l, const LayerWeights& w, float* x, ThreadPo
   // rope(q, k); k and v into the token's cell of its sequence.
   AlignedVector<uint16_t>& kc = cache_.k[l - begin_];
   AlignedVector<uint16_t>& vc = cache_.v[l - begin_];
+  const auto rope = c.rope_style == RopeStyle::kNeox ? RopeApplyNeox : RopeApply;
   PerToken(pool, [&](int t) {
+    float* q = q_.data() + t * qd;
+    float* k = k_.data() + t * kvd;
+    if (!w.bq.empty()) {  // + biases (Qwen2)
+      float* v = v_.data() + t * kvd;
+      for (int i = 0; i < qd; ++i) q[i] += w.bq[i];
+      for (int i = 0; i < kvd; ++i) k[i] += w.bk[i];
+      for (int i = 0; i < kvd; ++i) v[i] += w.bv[i];
+    }
+    if (!w.q_norm.empty()) {  // each head normed (Qwen3)
+      for (int h = 0; h < c.n_head; ++h)
+        RmsNorm(q + h * hd, w.q_norm.data(), q + h * hd, hd, c.rms_eps);
+      for (int h = 0; h < c.n_head_kv; ++h)
+        RmsNorm(k + h * hd, w.k_norm.data(), k + h * hd, hd, c.rms_eps);
+    }
     const float* cs = rope_cs_.data() + static_cast<size_t>(t) * c.rope_dim;
-    for (int h = 0; h < c.n_head; ++h) RopeApply(q_.data() + t * qd + h * hd, c.rope_dim, cs);
-    for (int h = 0; h < c.n_head_kv; ++h) RopeApply(k_.data() + t * kvd + h * hd, c.rope_dim, cs);
+    for (int h = 0; h < c.n_head; ++h) rope(q + h * hd, c.rope_dim, cs);
+    for (int h = 0; h < c.n_head_kv; ++h) rope(k + h * hd, c.rope_dim, cs);
     const size_t cell = static_cast<size_t>(at_[t].seq) * cache_.n_ctx + at_[t].pos;
     for (int i = 0; i < kvd; ++i) {
       kc[cell * kvd + i] = FloatToHalf(k_[t * kvd + i]);

@@ -27,6 +27,8 @@ struct LayerWeights {
   TensorView wo;                           // (n_embd rows × q_dim)
   TensorView gate, up;                     // (n_ff rows × n_embd)
   TensorView down;                         // (n_embd rows × n_ff)
+  std::vector<float> bq, bk, bv;           // biases of q, k, v (qkv_bias), else empty
+  std::vector<float> q_norm, k_norm;       // (head_dim) per-head norms (qk_norm), else empty
 };
 
 class LlamaModel {

@@ -315,6 +315,16 @@ void RopeApply(float* x, int rope_dim, const float* cs) {
   }
 }
 
+void RopeApplyNeox(float* x, int rope_dim, const float* cs) {
+  const int half = rope_dim / 2;
+  for (int i = 0; i < half; ++i) {
+    const float c = cs[2 * i], s = cs[2 * i + 1];
+    const float x0 = x[i], x1 = x[i + half];
+    x[i] = x0 * c - x1 * s;
+    x[i + half] = x0 * s + x1 * c;
+  }
+}
+
 void SwiGlu(const float* g, const float* u, float* out, int n) { kernels::SiluMul(g, u, out, n); }
 
 }  // namespace ggswarm::model

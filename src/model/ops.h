@@ -72,6 +72,8 @@ void RmsNorm(const float* x, const float* weight, float* y, int n, float eps);
 // each head rotated by them. `freq_factors` (Llama 3) divides each pair's angle, or is null.
 void RopeAngles(int rope_dim, int pos, float base, const float* freq_factors, float* cs);
 void RopeApply(float* x, int rope_dim, const float* cs);
+// The same rotations on the pairs (i, i + rope_dim / 2) (GPT-NeoX's layout, as Qwen).
+void RopeApplyNeox(float* x, int rope_dim, const float* cs);
 
 // silu(g) * u, elementwise over n.
 void SwiGlu(const float* g, const float* u, float* out, int n);

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Makes tests/data/archs/*: llama.cpp's last-position logits and greedy tokens on random models
+# of each architecture ggswarm runs besides llama (model/config.h's table), made by ggswarm's
+# own writer (preset "tiny", the qwen2 byte-level BPE vocabulary, seed 1; qwen3 with heads of
+# 128, wider than n_embd / n_head as in Qwen3-0.6B). inference_test remakes the same models
+# bit for bit and compares.
+#   tests/data/make_arch_goldens.sh [BUILD_DIR]   (needs ../shared/reference/llamacpp-ref)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+build=${1:-build}
+ref=../shared/reference/llamacpp-ref
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+mkdir -p tests/data/archs
+for arch in qwen2 qwen3; do
+  extra=()
+  [ "$arch" = qwen3 ] && extra=(--head-dim 128)
+  for t in F32 Q8_0 Q4_K_M; do
+    "$build/ggswarm" synth "$tmp/m.gguf" --preset tiny --arch "$arch" --vocab qwen2 --type "$t" \
+      --seed 1 "${extra[@]}" --force >/dev/null
+    "$ref" --model "$tmp/m.gguf" --prompt "Once upon a time" --n-predict 16 --threads 1 \
+      --ignore-eos --json "$tmp/run.json" --dump-logits "tests/data/archs/$arch-$t.logits.json" \
+      >/dev/null 2>"$tmp/err" || { cat "$tmp/err"; exit 1; }
+    python3 -c "import json,sys; d=json.load(open('$tmp/run.json')); json.dump({k: d[k] for k in ('prompt','prompt_tokens','top10','generated_tokens')}, open('tests/data/archs/$arch-$t.json','w'))"
+    echo "$arch-$t: done"
+  done
+done
