@@ -44,9 +44,15 @@ TEST(ChatTemplates, RecognisedByTheirMarkers) {
   EXPECT_EQ(Detect("{{ '[SYSTEM_PROMPT]' + system + '[/SYSTEM_PROMPT]' }}{{ '[INST]' + "
                    "message['content'] + '[/INST]' }}"),
             "mistral-tekken");
-  EXPECT_NE(Detect("{{ '<start_of_turn>user\\n' + message['content'] }}")
-                .find("not one ggswarm "
-                      "knows"),
+  EXPECT_EQ(
+      Detect("{{ '<start_of_turn>' + role + '\\n' + message['content'] | trim + "
+             "'<end_of_turn>\\n' }}{% if add_generation_prompt %}{{'<start_of_turn>model\\n'}}"),
+      "gemma");
+  EXPECT_EQ(Detect("{% for message in messages %}{{'<|' + message['role'] + '|>' + '\\n' + "
+                   "message['content'] + '<|end|>\\n' }}{% endfor %}{% if add_generation_prompt "
+                   "%}{{ '<|assistant|>\\n' }}{% endif %}"),
+            "phi3");
+  EXPECT_NE(Detect("{{ '<|turn|>' + message['content'] }}").find("not one ggswarm knows"),
             std::string::npos);
 }
 
@@ -62,6 +68,17 @@ TEST(ChatTemplates, MissingTemplateAndNamedFormats) {
             "<|im_start|>assistant\n");
   EXPECT_EQ(RenderNextTurn(*named, "More"),
             "<|im_end|>\n<|im_start|>user\nMore<|im_end|>\n<|im_start|>assistant\n");
+  // Gemma's and Phi-3's turns as llama.cpp writes them (llm_chat_apply_template).
+  auto gemma = ChatFormatFor(WithTemplate(nullptr), "gemma");
+  ASSERT_TRUE(gemma.ok());
+  EXPECT_EQ(RenderFirstTurn(*gemma, "Be brief.", "Hi"),
+            "<start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\n");
+  EXPECT_EQ(RenderNextTurn(*gemma, "More"),
+            "<end_of_turn>\n<start_of_turn>user\nMore<end_of_turn>\n<start_of_turn>model\n");
+  auto phi = ChatFormatFor(WithTemplate(nullptr), "phi3");
+  ASSERT_TRUE(phi.ok());
+  EXPECT_EQ(RenderFirstTurn(*phi, "", "Hi"), "<|user|>\nHi<|end|>\n<|assistant|>\n");
+  EXPECT_EQ(RenderNextTurn(*phi, "More"), "<|end|>\n<|user|>\nMore<|end|>\n<|assistant|>\n");
   auto unknown = ChatFormatFor(WithTemplate(nullptr), "nope");
   ASSERT_FALSE(unknown.ok());
   EXPECT_NE(unknown.status().message().find("unknown chat template 'nope'"), std::string::npos);

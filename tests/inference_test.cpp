@@ -463,7 +463,7 @@ TEST(InferenceGolden, QwenArchitecturesAgreeWithLlamaCpp) {
           }
           ASSERT_TRUE((*e)->Eval({&gen[step], 1}, &logits).ok());
         }
-        EXPECT_GE(compared, 8) << "too few steps were decisive to compare";
+        EXPECT_GE(compared, 32) << "too few steps were decisive to compare";
       }
       EXPECT_EQ(first[0], first[1]) << "logits from fragments differ from logits from the GGUF";
     }

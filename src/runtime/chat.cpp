@@ -31,6 +31,14 @@ const std::vector<ChatFormat>& Formats() {
        "<|start_header_id|>user<|end_header_id|>\n\n{user}<|eot_id|>"
        "<|start_header_id|>assistant<|end_header_id|>\n\n",
        "<|eot_id|>"},
+      // Gemma has no system role: llama.cpp puts the system prompt before the first user
+      // message, a blank line apart; the assistant is "model".
+      {"gemma", "<start_of_turn>user\n{system}\n\n{user}<end_of_turn>\n<start_of_turn>model\n",
+       "<start_of_turn>user\n{user}<end_of_turn>\n<start_of_turn>model\n",
+       "<start_of_turn>user\n{user}<end_of_turn>\n<start_of_turn>model\n", "<end_of_turn>\n"},
+      {"phi3", "<|system|>\n{system}<|end|>\n<|user|>\n{user}<|end|>\n<|assistant|>\n",
+       "<|user|>\n{user}<|end|>\n<|assistant|>\n", "<|user|>\n{user}<|end|>\n<|assistant|>\n",
+       "<|end|>\n"},
   };
   return f;
 }
@@ -85,6 +93,10 @@ StatusOr<ChatFormat> ChatFormatFor(const gguf::GgufFile& f, const std::string& n
     n = "chatml";
   else if (Has(*t, "<|start_header_id|>"))
     n = "llama3";
+  else if (Has(*t, "<start_of_turn>"))
+    n = "gemma";
+  else if (Has(*t, "<|assistant|>") && Has(*t, "<|end|>"))
+    n = "phi3";
   else if (Has(*t, "<|user|>") && Has(*t, "<|assistant|>"))
     n = "zephyr";
   else if (Has(*t, "[SYSTEM_PROMPT]") || (Has(*t, "[INST]") && !Has(*t, "[INST] ")))

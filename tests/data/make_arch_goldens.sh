@@ -18,7 +18,7 @@ for arch in qwen2 qwen3; do
   for t in F32 Q8_0 Q4_K_M; do
     "$build/ggswarm" synth "$tmp/m.gguf" --preset tiny --arch "$arch" --vocab qwen2 --type "$t" \
       --seed 1 "${extra[@]}" --force >/dev/null
-    "$ref" --model "$tmp/m.gguf" --prompt "Once upon a time" --n-predict 16 --threads 1 \
+    "$ref" --model "$tmp/m.gguf" --prompt "Once upon a time" --n-predict 48 --threads 1 \
       --ignore-eos --json "$tmp/run.json" --dump-logits "tests/data/archs/$arch-$t.logits.json" \
       >/dev/null 2>"$tmp/err" || { cat "$tmp/err"; exit 1; }
     python3 -c "import json,sys; d=json.load(open('$tmp/run.json')); json.dump({k: d[k] for k in ('prompt','prompt_tokens','top10','generated_tokens')}, open('tests/data/archs/$arch-$t.json','w'))"
