@@ -414,21 +414,29 @@ TEST(InferenceGolden, EveryWeightTypeAgreesWithLlamaCpp) {
   }
 }
 
-// Random models of the other architectures (model/config.h's table), made by our own writer
+// Random models of the other architectures (model/config.h's table) and of a Llama 3 (tied
+// head, rope_freqs, its BPE vocabulary), made by our own writer
 // exactly as tests/data/make_arch_goldens.sh made them for llama.cpp: the prompt's logits
 // within the tolerances of CheckEveryWeightType, and llama.cpp's greedy continuation taken
 // token by token (teacher forcing) wherever our top two are further apart than that; the
 // same bits from a fragment directory.
-TEST(InferenceGolden, QwenArchitecturesAgreeWithLlamaCpp) {
+TEST(InferenceGolden, OtherArchitecturesAgreeWithLlamaCpp) {
   const std::string data = std::string(GGSWARM_SOURCE_DIR) + "/tests/data/archs/";
-  for (const char* arch : {"qwen2", "qwen3"}) {
+  for (const char* arch : {"qwen2", "qwen3", "llama3"}) {
     for (const auto& [type, tol] :
          {std::pair<const char*, double>{"F32", 1e-4}, {"Q8_0", 1.5e-2}, {"Q4_K_M", 1.5e-2}}) {
       SCOPED_TRACE(std::string(arch) + " " + type);
       TempDir dir;
       ModelShape shape = *FindPreset("tiny");
+      const bool llama3 = std::string(arch) == "llama3";
       if (std::string(arch) == "qwen3") shape.head_dim = 128;
-      SynthOptions so{shape, *ParseTypeMix(type), 1, "ggswarm-synth-tiny", "qwen2", arch};
+      shape.tied_output = shape.llama3_rope = llama3;
+      SynthOptions so{shape,
+                      *ParseTypeMix(type),
+                      1,
+                      "ggswarm-synth-tiny",
+                      llama3 ? "llama3" : "qwen2",
+                      llama3 ? "llama" : arch};
       ASSERT_TRUE(Synthesize(so, dir / "m.gguf", false).ok());
       const auto g = LoadJson(data + arch + "-" + type + ".json");
       const auto want =

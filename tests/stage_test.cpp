@@ -153,16 +153,17 @@ TEST_F(Pipeline, SharedStoriesModelsGiveTheLocalStory) {
 }
 
 // The other architectures need nothing of the stages or the fragments: the layers' extra
-// tensors (Qwen2's biases, Qwen3's head norms) travel with their layers.
-TEST_F(Pipeline, QwenModelsAcrossStagesAndFromFragmentsGiveTheLocalText) {
+// tensors (Qwen2's biases, Qwen3's head norms) travel with their layers, and a Llama 3's
+// tied head and rope_freqs reach the stages that need them.
+TEST_F(Pipeline, OtherArchitecturesAcrossStagesAndFromFragmentsGiveTheLocalText) {
   TempDir t;
-  for (const std::string arch : {"qwen2", "qwen3"}) {
+  for (const std::string arch : {"qwen2", "qwen3", "llama3"}) {
     SCOPED_TRACE(arch);
     const std::string m = t / (arch + ".gguf");
-    Result r = Ggswarm("synth " + m + " --preset tiny --n-layer 4 --arch " + arch +
-                           " --vocab qwen2 --type Q8_0 --seed 5" +
-                           (arch == "qwen3" ? " --head-dim 128" : ""),
-                       t);
+    const std::string flags = arch == "qwen2"   ? " --arch qwen2 --vocab qwen2"
+                              : arch == "qwen3" ? " --arch qwen3 --vocab qwen2 --head-dim 128"
+                                                : " --vocab llama3 --tied-output --llama3-rope";
+    Result r = Ggswarm("synth " + m + " --preset tiny --n-layer 4 --type Q8_0 --seed 5" + flags, t);
     ASSERT_EQ(r.code, 0) << r.err;
     ExpectChainMatchesLocal(m, {"0-1", "2-3"}, "Once upon a time");
     const std::string frag = t / (arch + "-frag");

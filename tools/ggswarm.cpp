@@ -104,7 +104,8 @@ int main(int argc, char** argv) {
 
   std::string path, name, out, chunk = "10M", rows, npy, type_name = "Q8_0", preset;
   bool json = false, force = false, no_torrent = false, hybrid = false;
-  std::string vocab = "spm", arch = "llama";
+  std::string vocab, arch;  // default: the preset's
+  bool tied_output = false, llama3_rope = false;
   uint64_t count = 16, seed = 1;
 
   auto* inspect = app.add_subcommand("inspect",
@@ -167,11 +168,15 @@ int main(int argc, char** argv) {
   synth->add_option("--type", type_name, "Type or mix: " + TypeMixNames() + " (default Q8_0)");
   synth->add_option("--seed", seed, "Random seed (default 1)");
   synth->add_option("--vocab", vocab,
-                    "Tokenizer: spm (SentencePiece-style, default) or a byte-level BPE with "
-                    "pre-tokenizer llama3, qwen2, tekken or gpt-2");
+                    "Tokenizer: spm (SentencePiece-style) or a byte-level BPE with pre-tokenizer "
+                    "llama3, qwen2, tekken or gpt-2 (default: the preset's; spm)");
+  synth->add_flag("--tied-output", tied_output, "No output.weight: the head reuses token_embd");
+  synth->add_flag("--llama3-rope", llama3_rope,
+                  "rope_freqs.weight with Llama 3.1's frequency factors");
   synth->add_option("--arch", arch,
                     "Architecture: " + model::ArchNames() +
-                        " (default llama; qwen2 adds q/k/v biases, qwen3 per-head q/k norms)");
+                        " (default: the preset's, else llama; qwen2 adds q/k/v biases, qwen3 "
+                        "per-head q/k norms)");
   synth->add_option("--name", name, "general.name (default ggswarm-synth-PRESET)");
   synth->add_flag("--force", force, "Overwrite the output file");
   synth->callback([&] {
@@ -189,12 +194,20 @@ int main(int argc, char** argv) {
     if (shape.n_vocab) s.n_vocab = shape.n_vocab;
     if (shape.head_dim) s.head_dim = shape.head_dim;
     if (shape.n_ctx != ModelShape{}.n_ctx) s.n_ctx = shape.n_ctx;
+    s.tied_output |= tied_output;
+    s.llama3_rope |= llama3_rope;
+    const PresetKind kind = PresetKindOf(preset);
     if (mix->base == GgmlType::Q8_K) {
       std::fprintf(stderr,
                    "warning: Q8_K is llama.cpp's activation type; llama.cpp cannot "
                    "compute with Q8_K weights\n");
     }
-    SynthOptions o{s, *mix, seed, name.empty() ? "ggswarm-synth-" + preset : name, vocab, arch};
+    SynthOptions o{s,
+                   *mix,
+                   seed,
+                   name.empty() ? "ggswarm-synth-" + preset : name,
+                   vocab.empty() ? kind.vocab : vocab,
+                   arch.empty() ? kind.arch : arch};
     ProgressBar bar("synth");
     auto r = Synthesize(o, out, force, bar.fn());
     bar.Finish();

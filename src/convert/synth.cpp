@@ -19,6 +19,8 @@ using gguf::ValueType;
 struct PresetRow {
   const char* name;
   ModelShape shape;
+  const char* arch = "llama";
+  const char* vocab = "spm";
 };
 
 const PresetRow kPresets[] = {
@@ -26,6 +28,20 @@ const PresetRow kPresets[] = {
     {"mistral-7b", {4096, 32, 32, 8, 14336, 32768, 0, 32768, 1000000.0f, 1e-5f}},
     // Mistral-Small / Magistral class: heads of 128, so q_dim (4096) ≠ n_embd (5120).
     {"mistral-small-24b", {5120, 40, 32, 8, 32768, 131072, 128, 32768, 1000000000.0f, 1e-5f}},
+    // The families people run (config.json of each on Hugging Face).
+    {"llama-3.2-1b",
+     {2048, 16, 32, 8, 8192, 128256, 64, 131072, 500000.0f, 1e-5f, true, true},
+     "llama",
+     "llama3"},
+    {"qwen2.5-0.5b",
+     {896, 24, 14, 2, 4864, 151936, 64, 32768, 1000000.0f, 1e-6f, true},
+     "qwen2",
+     "qwen2"},
+    {"qwen3-0.6b",
+     {1024, 28, 16, 8, 3072, 151936, 128, 40960, 1000000.0f, 1e-6f, true},
+     "qwen3",
+     "qwen2"},
+    {"qwen3-8b", {4096, 36, 32, 8, 12288, 151936, 128, 40960, 1000000.0f, 1e-6f}, "qwen3", "qwen2"},
     // Small shapes for tests: rows of 256 fit every block type.
     {"tiny", {256, 2, 4, 2, 512, 512, 0, 512, 10000.0f, 1e-5f}},
     {"micro", {64, 2, 4, 2, 160, 300, 0, 256, 10000.0f, 1e-5f}},
@@ -246,6 +262,13 @@ std::optional<ModelShape> FindPreset(const std::string& name) {
   return std::nullopt;
 }
 
+PresetKind PresetKindOf(const std::string& name) {
+  for (const PresetRow& p : kPresets) {
+    if (name == p.name) return {p.arch, p.vocab};
+  }
+  return {"llama", "spm"};
+}
+
 std::vector<std::string> PresetNames() {
   std::vector<std::string> v;
   for (const PresetRow& p : kPresets) v.push_back(p.name);
@@ -272,6 +295,27 @@ Status ValidateShape(const ModelShape& s) {
     return Status::InvalidArgument("model dimensions are out of range");
   }
   return Status::Ok();
+}
+
+// Llama 3.1's rope frequency factors (its conversion script): wavelengths below the
+// original context / 4 kept, above it / 1 stretched 8×, smoothly in between.
+static std::vector<float> Llama3RopeFactors(const ModelShape& s) {
+  const uint32_t hd = s.head_dim ? s.head_dim : s.n_embd / s.n_head;
+  constexpr double kFactor = 8, kLow = 1, kHigh = 4, kOldContext = 8192;
+  std::vector<float> f;
+  for (uint32_t i = 0; i < hd; i += 2) {
+    const double freq = 1.0 / std::pow(static_cast<double>(s.rope_freq_base), double(i) / hd);
+    const double wavelen = 2 * M_PI / freq;
+    if (wavelen < kOldContext / kHigh) {
+      f.push_back(1.0f);
+    } else if (wavelen > kOldContext / kLow) {
+      f.push_back(static_cast<float>(kFactor));
+    } else {
+      const double smooth = (kOldContext / wavelen - kLow) / (kHigh - kLow);
+      f.push_back(static_cast<float>(1 / ((1 - smooth) / kFactor + smooth)));
+    }
+  }
+  return f;
 }
 
 StatusOr<SynthReport> Synthesize(const SynthOptions& o, const std::string& path, bool overwrite,
@@ -319,6 +363,7 @@ StatusOr<SynthReport> Synthesize(const SynthOptions& o, const std::string& path,
     std::vector<uint64_t> shape;
     float magnitude;  // half-width of the value range
     bool norm;
+    std::vector<float> values = {};  // given values (F32) instead of random ones
   };
   std::vector<std::pair<std::string, Planned>> plan;
   const float a = 1.0f / std::sqrt(static_cast<float>(s.n_embd));
@@ -345,7 +390,9 @@ StatusOr<SynthReport> Synthesize(const SynthOptions& o, const std::string& path,
     plan.push_back({p + "ffn_down.weight", {{s.n_ff, s.n_embd}, a, false}});
   }
   plan.push_back({"output_norm.weight", {{s.n_embd}, 0.1f, true}});
-  plan.push_back({"output.weight", {{s.n_embd, s.n_vocab}, a, false}});
+  if (!s.tied_output) plan.push_back({"output.weight", {{s.n_embd, s.n_vocab}, a, false}});
+  if (s.llama3_rope)
+    plan.push_back({"rope_freqs.weight", {{hd / 2}, 0, false, Llama3RopeFactors(s)}});
   for (auto& [name, p] : plan) {
     std::string note;
     const GgmlType t =
@@ -365,7 +412,9 @@ StatusOr<SynthReport> Synthesize(const SynthOptions& o, const std::string& path,
     for (uint64_t r = 0; r < t.rows(); r += rows_per_chunk) {
       const uint64_t nr = std::min(rows_per_chunk, t.rows() - r);
       buf.resize(nr * row_bytes);
-      if (p.norm) {
+      if (!p.values.empty()) {
+        std::memcpy(buf.data(), p.values.data() + r, nr * row_bytes);
+      } else if (p.norm) {
         for (uint64_t k = 0; k < nr * t.shape[0]; ++k) {
           const float v = 1.0f + rng.Symmetric(p.magnitude);
           std::memcpy(buf.data() + 4 * k, &v, 4);

@@ -20,12 +20,20 @@ struct ModelShape {
   uint32_t n_ctx = 2048;
   float rope_freq_base = 10000.0f;
   float rms_eps = 1e-5f;
+  bool tied_output = false;  // no output.weight: the head reuses token_embd (small models)
+  bool llama3_rope = false;  // rope_freqs.weight with Llama 3.1's frequency factors
   uint32_t q_dim() const { return n_head * (head_dim ? head_dim : n_embd / n_head); }
   uint32_t kv_dim() const { return n_head_kv * (head_dim ? head_dim : n_embd / n_head); }
 };
 
-// Named shapes: tinyllama-1.1b, mistral-7b, mistral-small-24b, and small ones for tests.
+// Named shapes: tinyllama-1.1b, mistral-7b, mistral-small-24b, llama-3.2-1b, qwen2.5-0.5b,
+// qwen3-0.6b, qwen3-8b, and small ones for tests.
 std::optional<ModelShape> FindPreset(const std::string& name);
+// The architecture and vocabulary a preset's real model has ("llama"/"spm" for the rest).
+struct PresetKind {
+  std::string arch, vocab;
+};
+PresetKind PresetKindOf(const std::string& name);
 std::vector<std::string> PresetNames();
 // Checks a shape for consistency (heads divide the embedding, head size even, sizes ≥ 1).
 Status ValidateShape(const ModelShape& s);

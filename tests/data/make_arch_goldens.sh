@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Makes tests/data/archs/*: llama.cpp's last-position logits and greedy tokens on random models
-# of each architecture ggswarm runs besides llama (model/config.h's table), made by ggswarm's
-# own writer (preset "tiny", the qwen2 byte-level BPE vocabulary, seed 1; qwen3 with heads of
-# 128, wider than n_embd / n_head as in Qwen3-0.6B). inference_test remakes the same models
-# bit for bit and compares.
+# of each architecture ggswarm runs besides llama (model/config.h's table), and of a Llama 3
+# (its BPE vocabulary, a head tied to the embedding, Llama 3.1's rope_freqs), made by
+# ggswarm's own writer (preset "tiny", seed 1; qwen2 and qwen3 with the qwen2 BPE vocabulary,
+# qwen3 with heads of 128, wider than n_embd / n_head as in Qwen3-0.6B). inference_test
+# remakes the same models bit for bit and compares.
 #   tests/data/make_arch_goldens.sh [BUILD_DIR]   (needs ../shared/reference/llamacpp-ref)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -12,12 +13,15 @@ ref=../shared/reference/llamacpp-ref
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p tests/data/archs
-for arch in qwen2 qwen3; do
-  extra=()
-  [ "$arch" = qwen3 ] && extra=(--head-dim 128)
+for arch in qwen2 qwen3 llama3; do
+  case $arch in
+    qwen2) flags=(--arch qwen2 --vocab qwen2) ;;
+    qwen3) flags=(--arch qwen3 --vocab qwen2 --head-dim 128) ;;
+    llama3) flags=(--arch llama --vocab llama3 --tied-output --llama3-rope) ;;
+  esac
   for t in F32 Q8_0 Q4_K_M; do
-    "$build/ggswarm" synth "$tmp/m.gguf" --preset tiny --arch "$arch" --vocab qwen2 --type "$t" \
-      --seed 1 "${extra[@]}" --force >/dev/null
+    "$build/ggswarm" synth "$tmp/m.gguf" --preset tiny "${flags[@]}" --type "$t" --seed 1 \
+      --force >/dev/null
     "$ref" --model "$tmp/m.gguf" --prompt "Once upon a time" --n-predict 48 --threads 1 \
       --ignore-eos --json "$tmp/run.json" --dump-logits "tests/data/archs/$arch-$t.logits.json" \
       >/dev/null 2>"$tmp/err" || { cat "$tmp/err"; exit 1; }
