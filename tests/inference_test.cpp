@@ -422,14 +422,19 @@ TEST(InferenceGolden, EveryWeightTypeAgreesWithLlamaCpp) {
 // same bits from a fragment directory.
 TEST(InferenceGolden, OtherArchitecturesAgreeWithLlamaCpp) {
   const std::string data = std::string(GGSWARM_SOURCE_DIR) + "/tests/data/archs/";
-  for (const char* arch : {"qwen2", "qwen3", "llama3"}) {
+  for (const char* arch : {"qwen2", "qwen3", "qwen3moe", "llama3"}) {
     for (const auto& [type, tol] :
          {std::pair<const char*, double>{"F32", 1e-4}, {"Q8_0", 1.5e-2}, {"Q4_K_M", 1.5e-2}}) {
       SCOPED_TRACE(std::string(arch) + " " + type);
       TempDir dir;
       ModelShape shape = *FindPreset("tiny");
       const bool llama3 = std::string(arch) == "llama3";
-      if (std::string(arch) == "qwen3") shape.head_dim = 128;
+      if (std::string(arch).rfind("qwen3", 0) == 0) shape.head_dim = 128;
+      if (std::string(arch) == "qwen3moe") {
+        shape.n_expert = 8;
+        shape.n_expert_used = 2;
+        shape.n_ff_exp = 256;
+      }
       shape.tied_output = shape.llama3_rope = llama3;
       SynthOptions so{shape,
                       *ParseTypeMix(type),
@@ -542,6 +547,11 @@ TEST(InferenceErrors, BadModelsAreRefusedWithTheReason) {
   };
   const Case cases[] = {
       {"general.architecture", gguf::Value::String("gpt2"), "architecture 'gpt2' is not supported"},
+      {"general.architecture", gguf::Value::String("gemma3"),
+       "architecture 'gemma3' is not supported (ggswarm runs llama, mistral, qwen2, qwen3, "
+       "qwen3moe)"},
+      {"general.architecture", gguf::Value::String("qwen3"),
+       "metadata key qwen3.embedding_length is missing"},
       {"llama.block_count", gguf::Value::Uint32(6), "tensor blk.5.attn_norm.weight is missing"},
       {"llama.embedding_length", gguf::Value::Uint32(128), "has shape [64, 512]"},
       {"llama.attention.head_count_kv", gguf::Value::Uint32(3), "not a multiple"},

@@ -157,12 +157,15 @@ TEST_F(Pipeline, SharedStoriesModelsGiveTheLocalStory) {
 // tied head and rope_freqs reach the stages that need them.
 TEST_F(Pipeline, OtherArchitecturesAcrossStagesAndFromFragmentsGiveTheLocalText) {
   TempDir t;
-  for (const std::string arch : {"qwen2", "qwen3", "llama3"}) {
+  for (const std::string arch : {"qwen2", "qwen3", "qwen3moe", "llama3"}) {
     SCOPED_TRACE(arch);
     const std::string m = t / (arch + ".gguf");
     const std::string flags = arch == "qwen2"   ? " --arch qwen2 --vocab qwen2"
                               : arch == "qwen3" ? " --arch qwen3 --vocab qwen2 --head-dim 128"
-                                                : " --vocab llama3 --tied-output --llama3-rope";
+                              : arch == "qwen3moe"
+                                  ? " --arch qwen3moe --vocab qwen2 --head-dim 128 --n-expert 8 "
+                                    "--n-expert-used 2 --n-ff-exp 256"
+                                  : " --vocab llama3 --tied-output --llama3-rope";
     Result r = Ggswarm("synth " + m + " --preset tiny --n-layer 4 --type Q8_0 --seed 5" + flags, t);
     ASSERT_EQ(r.code, 0) << r.err;
     ExpectChainMatchesLocal(m, {"0-1", "2-3"}, "Once upon a time");

@@ -165,6 +165,9 @@ int main(int argc, char** argv) {
   synth->add_option("--n-vocab", shape.n_vocab, "Override: vocabulary size");
   synth->add_option("--head-dim", shape.head_dim, "Override: head size (key/value_length)");
   synth->add_option("--n-ctx", shape.n_ctx, "Override: context length");
+  synth->add_option("--n-expert", shape.n_expert, "Override: experts (moe architectures)");
+  synth->add_option("--n-expert-used", shape.n_expert_used, "Override: experts used per token");
+  synth->add_option("--n-ff-exp", shape.n_ff_exp, "Override: an expert's feed-forward size");
   synth->add_option("--type", type_name, "Type or mix: " + TypeMixNames() + " (default Q8_0)");
   synth->add_option("--seed", seed, "Random seed (default 1)");
   synth->add_option("--vocab", vocab,
@@ -194,6 +197,9 @@ int main(int argc, char** argv) {
     if (shape.n_vocab) s.n_vocab = shape.n_vocab;
     if (shape.head_dim) s.head_dim = shape.head_dim;
     if (shape.n_ctx != ModelShape{}.n_ctx) s.n_ctx = shape.n_ctx;
+    if (shape.n_expert) s.n_expert = shape.n_expert;
+    if (shape.n_expert_used) s.n_expert_used = shape.n_expert_used;
+    if (shape.n_ff_exp) s.n_ff_exp = shape.n_ff_exp;
     s.tied_output |= tied_output;
     s.llama3_rope |= llama3_rope;
     const PresetKind kind = PresetKindOf(preset);

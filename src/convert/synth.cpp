@@ -42,6 +42,10 @@ const PresetRow kPresets[] = {
      "qwen3",
      "qwen2"},
     {"qwen3-8b", {4096, 36, 32, 8, 12288, 151936, 128, 40960, 1000000.0f, 1e-6f}, "qwen3", "qwen2"},
+    {"qwen3-30b-a3b",
+     {2048, 48, 32, 4, 6144, 151936, 128, 40960, 1000000.0f, 1e-6f, false, false, 128, 8, 768},
+     "qwen3moe",
+     "qwen2"},
     // Small shapes for tests: rows of 256 fit every block type.
     {"tiny", {256, 2, 4, 2, 512, 512, 0, 512, 10000.0f, 1e-5f}},
     {"micro", {64, 2, 4, 2, 160, 300, 0, 256, 10000.0f, 1e-5f}},
@@ -345,6 +349,15 @@ StatusOr<SynthReport> Synthesize(const SynthOptions& o, const std::string& path,
   w.Set(p + "attention.layer_norm_rms_epsilon", Value::Float32(s.rms_eps));
   w.Set(p + "rope.freq_base", Value::Float32(s.rope_freq_base));
   w.Set(p + "vocab_size", Value::Uint32(s.n_vocab));
+  if (arch->moe) {
+    if (!s.n_expert || !s.n_expert_used || !s.n_ff_exp || s.n_expert_used > s.n_expert)
+      return Status::InvalidArgument(o.arch +
+                                     " needs --n-expert, --n-expert-used (at most "
+                                     "n-expert) and --n-ff-exp");
+    w.Set(p + "expert_count", Value::Uint32(s.n_expert));
+    w.Set(p + "expert_used_count", Value::Uint32(s.n_expert_used));
+    w.Set(p + "expert_feed_forward_length", Value::Uint32(s.n_ff_exp));
+  }
   if (o.mix.file_type >= 0) w.Set("general.file_type", Value::Uint32(o.mix.file_type));
   w.Set("general.quantization_version", Value::Uint32(2));
   if (o.vocab == "spm") {
@@ -385,6 +398,13 @@ StatusOr<SynthReport> Synthesize(const SynthOptions& o, const std::string& path,
       plan.push_back({p + "attn_k_norm.weight", {{hd}, 0.1f, true}});
     }
     plan.push_back({p + "ffn_norm.weight", {{s.n_embd}, 0.1f, true}});
+    if (arch->moe) {
+      plan.push_back({p + "ffn_gate_inp.weight", {{s.n_embd, s.n_expert}, a, false}});
+      plan.push_back({p + "ffn_gate_exps.weight", {{s.n_embd, s.n_ff_exp, s.n_expert}, a, false}});
+      plan.push_back({p + "ffn_up_exps.weight", {{s.n_embd, s.n_ff_exp, s.n_expert}, a, false}});
+      plan.push_back({p + "ffn_down_exps.weight", {{s.n_ff_exp, s.n_embd, s.n_expert}, a, false}});
+      continue;
+    }
     plan.push_back({p + "ffn_gate.weight", {{s.n_embd, s.n_ff}, a, false}});
     plan.push_back({p + "ffn_up.weight", {{s.n_embd, s.n_ff}, a, false}});
     plan.push_back({p + "ffn_down.weight", {{s.n_ff, s.n_embd}, a, false}});

@@ -22,6 +22,7 @@ struct ModelShape {
   float rms_eps = 1e-5f;
   bool tied_output = false;  // no output.weight: the head reuses token_embd (small models)
   bool llama3_rope = false;  // rope_freqs.weight with Llama 3.1's frequency factors
+  uint32_t n_expert = 0, n_expert_used = 0, n_ff_exp = 0;  // moe architectures
   uint32_t q_dim() const { return n_head * (head_dim ? head_dim : n_embd / n_head); }
   uint32_t kv_dim() const { return n_head_kv * (head_dim ? head_dim : n_embd / n_head); }
 };

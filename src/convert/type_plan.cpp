@@ -73,7 +73,8 @@ std::string TypeMixNames() {
 
 GgmlType PlanTensorType(const TypeMix& mix, const std::string& name, uint64_t ne0, size_t n_dims,
                         int n_layer, std::string* note) {
-  if (n_dims < 2) return GgmlType::F32;  // norms and biases stay F32
+  if (n_dims < 2) return GgmlType::F32;                             // norms and biases stay F32
+  if (EndsWith(name, "ffn_gate_inp.weight")) return GgmlType::F32;  // routers, as llama.cpp
   GgmlType want = mix.base;
   if (mix.medium) {
     const int layer = gguf::LayerOf(name);

@@ -69,12 +69,27 @@ Status CheckTensor(const gguf::GgufFile& f, const std::string& name, uint64_t co
 }
 
 constexpr ArchTraits kArchs[] = {
-    // name, rope, qkv_bias, qk_norm (llama.cpp: src/models/{llama,qwen2,qwen3}.cpp)
-    {"llama", RopeStyle::kNormal, false, false},
-    {"mistral", RopeStyle::kNormal, false, false},  // the Llama graph under another name
-    {"qwen2", RopeStyle::kNeox, true, false},
-    {"qwen3", RopeStyle::kNeox, false, true},
+    // name, rope, qkv_bias, qk_norm, moe (llama.cpp: src/models/{llama,qwen2,qwen3,qwen3moe}.cpp)
+    {"llama", RopeStyle::kNormal, false, false, false},
+    {"mistral", RopeStyle::kNormal, false, false, false},  // the Llama graph under another name
+    {"qwen2", RopeStyle::kNeox, true, false, false},
+    {"qwen3", RopeStyle::kNeox, false, true, false},
+    {"qwen3moe", RopeStyle::kNeox, false, true, true},
 };
+
+// A stack of `n` matrices of `cols` inputs and `rows` outputs (the experts' 3-D tensors).
+Status CheckTensor3(const gguf::GgufFile& f, const std::string& name, uint64_t cols, uint64_t rows,
+                    uint64_t n) {
+  const gguf::TensorInfo* t = f.FindTensor(name);
+  if (!t) return Status::NotFound("tensor " + name + " is missing");
+  if (t->shape != std::vector<uint64_t>{cols, rows, n})
+    return Status::Corruption("tensor " + name + " has shape " + Shape(t->shape) +
+                              ", the hyper-parameters need " + Shape({cols, rows, n}));
+  if (!Traits(t->type).dequantizable)
+    return Status::Unsupported("tensor " + name + " has type " + TypeName(t->type) +
+                               ", which ggswarm cannot compute with");
+  return Status();
+}
 
 }  // namespace
 
@@ -100,6 +115,7 @@ StatusOr<LlamaConfig> LlamaConfig::FromGguf(const gguf::GgufFile& f) {
   c.rope_style = arch->rope;
   c.qkv_bias = arch->qkv_bias;
   c.qk_norm = arch->qk_norm;
+  c.moe = arch->moe;
   const std::string p = c.arch + ".";
   GGSWARM_RETURN_IF_ERROR(Need(f, p + "embedding_length", &c.n_embd, true, 0));
   GGSWARM_RETURN_IF_ERROR(Need(f, p + "block_count", &c.n_layer, true, 0));
@@ -126,6 +142,14 @@ StatusOr<LlamaConfig> LlamaConfig::FromGguf(const gguf::GgufFile& f) {
   GGSWARM_RETURN_IF_ERROR(Float(f, p + "attention.layer_norm_rms_epsilon", &c.rms_eps, 1e-5f));
   if (!(c.rms_eps >= 0) || !(c.rope_base > 0))
     return Status::Corruption("rope.freq_base or layer_norm_rms_epsilon is not a positive number");
+  if (c.moe) {
+    GGSWARM_RETURN_IF_ERROR(Need(f, p + "expert_count", &c.n_expert, true, 0));
+    GGSWARM_RETURN_IF_ERROR(Need(f, p + "expert_used_count", &c.n_expert_used, true, 0));
+    GGSWARM_RETURN_IF_ERROR(Need(f, p + "expert_feed_forward_length", &c.n_ff_exp, true, 0));
+    if (c.n_expert_used > c.n_expert)
+      return Status::Corruption("expert_used_count " + std::to_string(c.n_expert_used) +
+                                " is more than expert_count " + std::to_string(c.n_expert));
+  }
   if (auto s = f.GetString(p + "rope.scaling.type"); s && *s != "none" && *s != "linear")
     return Status::Unsupported("rope scaling '" + *s + "' is not supported");
 
@@ -157,6 +181,16 @@ StatusOr<LlamaConfig> LlamaConfig::FromGguf(const gguf::GgufFile& f) {
       GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "attn_k_norm.weight", c.head_dim, 0));
     }
     GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "ffn_norm.weight", c.n_embd, 0));
+    if (c.moe) {
+      GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "ffn_gate_inp.weight", c.n_embd, c.n_expert));
+      GGSWARM_RETURN_IF_ERROR(
+          CheckTensor3(f, b + "ffn_gate_exps.weight", c.n_embd, c.n_ff_exp, c.n_expert));
+      GGSWARM_RETURN_IF_ERROR(
+          CheckTensor3(f, b + "ffn_up_exps.weight", c.n_embd, c.n_ff_exp, c.n_expert));
+      GGSWARM_RETURN_IF_ERROR(
+          CheckTensor3(f, b + "ffn_down_exps.weight", c.n_ff_exp, c.n_embd, c.n_expert));
+      continue;
+    }
     GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "ffn_gate.weight", c.n_embd, c.n_ff));
     GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "ffn_up.weight", c.n_embd, c.n_ff));
     GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "ffn_down.weight", c.n_ff, c.n_embd));

@@ -32,6 +32,9 @@ struct ArchTraits {
   RopeStyle rope;
   bool qkv_bias;  // attn_q.bias, attn_k.bias, attn_v.bias are added to q, k, v (Qwen2)
   bool qk_norm;   // attn_q_norm, attn_k_norm: each head of q and k RMS-normed before rope (Qwen3)
+  bool moe;       // mixture of experts in every layer: a router (ffn_gate_inp) picks
+                  // expert_used_count of expert_count SiLU-gated experts (ffn_*_exps), their
+                  // weights the softmax over all experts renormalised over the chosen
 };
 // The row of architecture `name`, or nullptr when ggswarm does not run it.
 const ArchTraits* FindArch(const std::string& name);
@@ -57,6 +60,9 @@ struct LlamaConfig {
   RopeStyle rope_style = RopeStyle::kNormal;
   bool qkv_bias = false;  // see ArchTraits
   bool qk_norm = false;
+  bool moe = false;
+  int n_expert = 0, n_expert_used = 0;  // expert_count, expert_used_count (moe)
+  int n_ff_exp = 0;                     // expert_feed_forward_length (moe)
 
   int q_dim() const { return n_head * head_dim; }
   int kv_dim() const { return n_head_kv * head_dim; }

@@ -21,6 +21,21 @@ StatusOr<std::vector<float>> LoadVector(TensorSource& src, const std::string& na
   return out;
 }
 
+// Rows [e * rows, (e + 1) * rows) of `all` (expert e of a 3-D tensor), as a view whose shape
+// is `info`'s.
+TensorView ExpertView(const TensorView& all, const gguf::TensorInfo* info, int e, uint64_t rows) {
+  TensorView v;
+  v.info = info;
+  v.row_bytes = all.row_bytes;
+  const uint64_t begin = static_cast<uint64_t>(e) * rows, end = begin + rows;
+  for (const TensorShard& s : all.shards) {
+    const uint64_t b = std::max(begin, s.row_begin), en = std::min(end, s.row_end);
+    if (b >= en) continue;
+    v.shards.push_back({s.data + (b - s.row_begin) * all.row_bytes, b - begin, en - begin});
+  }
+  return v;
+}
+
 std::string LayerName(int l, const char* what) {
   return "blk." + std::to_string(l) + "." + what + ".weight";
 }
@@ -61,9 +76,28 @@ StatusOr<const LayerWeights*> LlamaModel::Layer(int l) {
   GGSWARM_RETURN_IF_ERROR(get("attn_k", &w->wk));
   GGSWARM_RETURN_IF_ERROR(get("attn_v", &w->wv));
   GGSWARM_RETURN_IF_ERROR(get("attn_output", &w->wo));
-  GGSWARM_RETURN_IF_ERROR(get("ffn_gate", &w->gate));
-  GGSWARM_RETURN_IF_ERROR(get("ffn_up", &w->up));
-  GGSWARM_RETURN_IF_ERROR(get("ffn_down", &w->down));
+  if (config_.moe) {
+    GGSWARM_RETURN_IF_ERROR(get("ffn_gate_inp", &w->router));
+    TensorView all[3];
+    const char* names[3] = {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"};
+    std::vector<TensorView>* views[3] = {&w->gate_exp, &w->up_exp, &w->down_exp};
+    for (int i = 0; i < 3; ++i) {
+      GGSWARM_RETURN_IF_ERROR(get(names[i], &all[i]));
+      const gguf::TensorInfo& t = *all[i].info;
+      gguf::TensorInfo& one = w->exp_info[i];  // one expert: a matrix of ne1 rows
+      one.name = t.name;
+      one.type = t.type;
+      one.shape = {t.shape[0], t.shape[1]};
+      one.n_elements = t.shape[0] * t.shape[1];
+      one.size = t.shape[1] * all[i].row_bytes;
+      for (int e = 0; e < config_.n_expert; ++e)
+        views[i]->push_back(ExpertView(all[i], &one, e, t.shape[1]));
+    }
+  } else {
+    GGSWARM_RETURN_IF_ERROR(get("ffn_gate", &w->gate));
+    GGSWARM_RETURN_IF_ERROR(get("ffn_up", &w->up));
+    GGSWARM_RETURN_IF_ERROR(get("ffn_down", &w->down));
+  }
   // What the architecture adds (ArchTraits): biases of q, k, v; norms of q's and k's heads.
   auto vec = [&](const std::string& name, std::vector<float>* out) -> Status {
     auto v = LoadVector(s, "blk." + std::to_string(l) + "." + name);
@@ -291,11 +325,15 @@ Status LayerRange::ForwardLayer(int l, const LayerWeights& w, const LayerWeights
   k_.resize(n * c.kv_dim());
   v_.resize(n * c.kv_dim());
   att_.resize(n * c.q_dim());
-  tmp_.resize(n * std::max(c.n_embd, c.n_ff));
-  gate_.resize(n * c.n_ff);
-  up_.resize(n * c.n_ff);
+  const int ff = c.moe ? c.n_ff_exp : c.n_ff;
+  tmp_.resize(n * std::max(c.n_embd, ff));
+  gate_.resize(n * ff);
+  up_.resize(n * ff);
   AttentionBlock(l, w, x, pool);
-  FeedForwardBlock(w, next, x, pool);
+  if (c.moe)
+    ExpertsBlock(w, x, pool);
+  else
+    FeedForwardBlock(w, next, x, pool);
   return Status();
 }
 
@@ -338,8 +376,12 @@ void LayerRange::AttentionBlock(int l, const LayerWeights& w, float* x, ThreadPo
     }
   });
   Attend(l, pool);
-  GroupMatMuls({{&w.wo, tmp_.data()}}, att_.data(), pool,
-               {{&w.gate, gate_.data()}, {&w.up, up_.data()}});
+  // The feed-forward's first product is announced: gate and up, or the experts' router.
+  if (c.moe)
+    GroupMatMuls({{&w.wo, tmp_.data()}}, att_.data(), pool, {{&w.router, route_.data()}});
+  else
+    GroupMatMuls({{&w.wo, tmp_.data()}}, att_.data(), pool,
+                 {{&w.gate, gate_.data()}, {&w.up, up_.data()}});
   PerToken(pool, [&](int t) {
     for (int i = 0; i < d; ++i) x[t * d + i] += tmp_[t * d + i];
   });
@@ -414,6 +456,67 @@ void LayerRange::Attend(int l, ThreadPool& pool) {
       }
     });
   }
+}
+
+void LayerRange::ExpertsBlock(const LayerWeights& w, float* x, ThreadPool& pool) {
+  const LlamaConfig& c = model_->config();
+  const int d = c.n_embd, ne = c.n_expert, k = c.n_expert_used, ff = c.n_ff_exp;
+  PerToken(pool,
+           [&](int t) { RmsNorm(x + t * d, w.ffn_norm.data(), xn_.data() + t * d, d, c.rms_eps); });
+  // The router: softmax over every expert, the top k, their weights renormalised over the
+  // k, each step rounded as ggml's soft_max, argsort_top_k, sum_rows and div round it.
+  route_.resize(static_cast<size_t>(n_) * ne);
+  MatMul(w.router, xn_.data(), n_, route_.data(), pool, &scratch_);
+  std::vector<float> weight(static_cast<size_t>(n_) * k);
+  std::vector<std::vector<std::pair<int, int>>> users(ne);  // per expert: (token, slot)
+  for (int t = 0; t < n_; ++t) {
+    float* p = route_.data() + static_cast<size_t>(t) * ne;
+    const float mx = *std::max_element(p, p + ne);
+    double sum = 0;
+    for (int e = 0; e < ne; ++e) sum += (p[e] = std::exp(p[e] - mx));
+    const float inv = static_cast<float>(1.0 / sum);
+    for (int e = 0; e < ne; ++e) p[e] *= inv;
+    std::vector<int> order(ne);
+    for (int e = 0; e < ne; ++e) order[e] = e;
+    std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                      [&](int a, int b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
+    double wsum = 0;
+    for (int j = 0; j < k; ++j) wsum += p[order[j]];
+    for (int j = 0; j < k; ++j) {
+      weight[t * k + j] = p[order[j]] / static_cast<float>(wsum);
+      users[order[j]].push_back({t, j});
+    }
+  }
+  // Each expert once, for every token that chose it: gate and up, silu(gate) * up, down.
+  eo_.resize(static_cast<size_t>(n_) * k * d);
+  xe_.resize(static_cast<size_t>(n_) * d);
+  for (int e = 0; e < ne; ++e) {
+    const auto& u = users[e];
+    if (u.empty()) continue;
+    const int m = static_cast<int>(u.size());
+    for (int i = 0; i < m; ++i)
+      std::copy_n(xn_.data() + static_cast<size_t>(u[i].first) * d, d, xe_.data() + i * d);
+    MatMuls({{&w.gate_exp[e], gate_.data()}, {&w.up_exp[e], up_.data()}}, xe_.data(), m, pool,
+            &scratch_);
+    for (int i = 0; i < m; ++i) {
+      const size_t o = static_cast<size_t>(i) * ff;
+      SwiGlu(gate_.data() + o, up_.data() + o, gate_.data() + o, ff);
+    }
+    MatMul(w.down_exp[e], gate_.data(), m, tmp_.data(), pool, &scratch_);
+    for (int i = 0; i < m; ++i)
+      std::copy_n(tmp_.data() + static_cast<size_t>(i) * d, d,
+                  eo_.data() + (static_cast<size_t>(u[i].first) * k + u[i].second) * d);
+  }
+  // x += Σ_j weight_j · expert_j(x), summed in the order of the choice.
+  PerToken(pool, [&](int t) {
+    float* acc = tmp_.data() + static_cast<size_t>(t) * d;
+    for (int j = 0; j < k; ++j) {
+      const float wj = weight[t * k + j];
+      const float* y = eo_.data() + (static_cast<size_t>(t) * k + j) * d;
+      for (int i = 0; i < d; ++i) acc[i] = j == 0 ? y[i] * wj : acc[i] + y[i] * wj;
+    }
+    for (int i = 0; i < d; ++i) x[t * d + i] += acc[i];
+  });
 }
 
 void LayerRange::FeedForwardBlock(const LayerWeights& w, const LayerWeights* next, float* x,

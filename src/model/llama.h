@@ -29,6 +29,12 @@ struct LayerWeights {
   TensorView down;                         // (n_embd rows × n_ff)
   std::vector<float> bq, bk, bv;           // biases of q, k, v (qkv_bias), else empty
   std::vector<float> q_norm, k_norm;       // (head_dim) per-head norms (qk_norm), else empty
+  // Mixture of experts (moe): the router (n_expert rows × n_embd) and each expert's gate, up
+  // (n_ff_exp rows × n_embd) and down (n_embd rows × n_ff_exp): views of its rows of the
+  // 3-D tensors, whose shapes exp_info holds.
+  TensorView router;
+  std::vector<TensorView> gate_exp, up_exp, down_exp;
+  gguf::TensorInfo exp_info[3];
 };
 
 class LlamaModel {
@@ -124,6 +130,8 @@ class LayerRange {
   // x += wo · attention(rope(wq · norm(x)), the cache with rope(wk · norm(x)), wv · norm(x)).
   void AttentionBlock(int l, const LayerWeights& w, float* x, ThreadPool& pool);
   // x += down(silu(gate · norm(x)) * up · norm(x)).
+  // The experts' feed-forward (moe): each token's chosen experts, batched per expert.
+  void ExpertsBlock(const LayerWeights& w, float* x, ThreadPool& pool);
   void FeedForwardBlock(const LayerWeights& w, const LayerWeights* next, float* x,
                         ThreadPool& pool);
   // Softmax(q kᵀ / √d) v for every token and head into att_, each token against its own
@@ -149,8 +157,9 @@ class LayerRange {
   // Per-batch buffers: xn (n × n_embd), q (n × q_dim), k/v (n × kv_dim), att (n × q_dim),
   // gate/up (n × n_ff).
   AlignedVector<float> xn_, q_, k_, v_, att_, gate_, up_, tmp_;
-  std::vector<float> rope_cs_;    // per token: its rotations' cosines and sines
-  AlignedVector<float> kt_, vf_;  // long runs: cached keys transposed, values, in f32
+  std::vector<float> rope_cs_;            // per token: its rotations' cosines and sines
+  AlignedVector<float> route_, xe_, eo_;  // moe: router logits; an expert's inputs; outputs
+  AlignedVector<float> kt_, vf_;          // long runs: cached keys transposed, values, in f32
 };
 
 }  // namespace ggswarm::model

@@ -3,7 +3,8 @@
 # of each architecture ggswarm runs besides llama (model/config.h's table), and of a Llama 3
 # (its BPE vocabulary, a head tied to the embedding, Llama 3.1's rope_freqs), made by
 # ggswarm's own writer (preset "tiny", seed 1; qwen2 and qwen3 with the qwen2 BPE vocabulary,
-# qwen3 with heads of 128, wider than n_embd / n_head as in Qwen3-0.6B). inference_test
+# qwen3 with heads of 128, wider than n_embd / n_head as in Qwen3-0.6B; qwen3moe as qwen3
+# with 8 experts of 256, 2 used per token). inference_test
 # remakes the same models bit for bit and compares.
 #   tests/data/make_arch_goldens.sh [BUILD_DIR]   (needs ../shared/reference/llamacpp-ref)
 set -euo pipefail
@@ -13,10 +14,12 @@ ref=../shared/reference/llamacpp-ref
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p tests/data/archs
-for arch in qwen2 qwen3 llama3; do
+for arch in qwen2 qwen3 qwen3moe llama3; do
   case $arch in
     qwen2) flags=(--arch qwen2 --vocab qwen2) ;;
     qwen3) flags=(--arch qwen3 --vocab qwen2 --head-dim 128) ;;
+    qwen3moe) flags=(--arch qwen3moe --vocab qwen2 --head-dim 128 --n-expert 8 --n-expert-used 2
+                     --n-ff-exp 256) ;;
     llama3) flags=(--arch llama --vocab llama3 --tied-output --llama3-rope) ;;
   esac
   for t in F32 Q8_0 Q4_K_M; do
