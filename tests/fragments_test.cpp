@@ -407,6 +407,61 @@ TEST(Fragments, IdenticalTensorsShareOneFile) {
   EXPECT_EQ(ReadBytes(tmp / "back.gguf"), ReadBytes(tmp / "s.gguf"));
 }
 
+// A mixture-of-experts model: its 3-D expert tensors are cut between experts (whole experts
+// per fragment, one even when an expert is larger than the chunk), the manifest names them,
+// and the copy is byte-identical; a manifest whose experts are not its rows is refused.
+TEST(Fragments, ExpertTensorsAreCutBetweenExperts) {
+  TempDir tmp;
+  ModelShape shape = *FindPreset("tiny");
+  shape.head_dim = 128;
+  shape.n_expert = 8;
+  shape.n_expert_used = 2;
+  shape.n_ff_exp = 256;
+  SynthOptions o{shape, *ParseTypeMix("Q8_0"), 2, "moe", "qwen2", "qwen3moe"};
+  ASSERT_TRUE(Synthesize(o, tmp / "m.gguf", false).ok());
+  // An expert of gate/up is 256 rows of 272 bytes (69,632 bytes): 150 KiB holds two of them,
+  // 16 KiB less than one.
+  for (uint64_t chunk : {uint64_t{150} << 10, uint64_t{16} << 10}) {
+    SCOPED_TRACE(chunk);
+    const std::string dir = tmp / ("d" + std::to_string(chunk));
+    FragmentOptions fo;
+    fo.chunk_size = chunk;
+    auto r = FragmentModel(tmp / "m.gguf", dir, fo);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    int expert_fragments = 0;
+    for (const FragmentEntry& f : r->manifest.fragments) {
+      if (f.tensor.find("_exps.") == std::string::npos) {
+        EXPECT_EQ(f.expert_end, 0u) << f.file;
+        continue;
+      }
+      ++expert_fragments;
+      const uint64_t per = f.shape[1];
+      EXPECT_EQ(f.row_begin, f.expert_begin * per) << f.file;
+      EXPECT_EQ(f.row_end, f.expert_end * per) << f.file;
+      EXPECT_EQ(f.expert_end - f.expert_begin, chunk > (100u << 10) ? 2u : 1u) << f.file;
+    }
+    EXPECT_EQ(expert_fragments, 2 * 3 * (chunk > (100u << 10) ? 4 : 8));  // layers × tensors × …
+    auto v = VerifyDirectory(dir);
+    ASSERT_TRUE(v.ok() && v->ok());
+    ASSERT_TRUE(Reassemble(dir, tmp / ("back" + std::to_string(chunk)), false).ok());
+    EXPECT_EQ(ReadBytes(tmp / ("back" + std::to_string(chunk))), ReadBytes(tmp / "m.gguf"));
+  }
+  // An "experts" range that is not the fragment's rows.
+  const std::string dir = tmp / ("d" + std::to_string(uint64_t{150} << 10));
+  EditManifest(dir, [](nlohmann::json& j) {
+    for (auto& f : j["fragments"])
+      if (f.contains("experts")) {
+        f["experts"][0] = f["experts"][0].get<uint64_t>() + 1;
+        return;
+      }
+  });
+  auto m = Manifest::Load(dir);
+  auto h = m.ok() ? LoadHeader(dir, *m) : StatusOr<gguf::GgufFile>(m.status());
+  ASSERT_FALSE(h.ok());
+  EXPECT_NE(h.status().message().find("claims experts"), std::string::npos)
+      << h.status().ToString();
+}
+
 TEST(Fragments, ReadsOneTensorBackFromItsFragments) {
   TempDir tmp;
   SynthOptions o{*FindPreset("tiny"), *ParseTypeMix("Q4_K"), 2, "t"};

@@ -46,7 +46,11 @@ void PlanTensor(const gguf::GgufFile& f, const gguf::TensorInfo& t, uint64_t chu
                 const std::string& model, std::vector<FragmentEntry>* out) {
   const TensorRole role = RoleOf(t.name);
   const uint64_t rows = t.rows(), row_bytes = t.row_bytes();
-  const uint64_t per_shard = std::max<uint64_t>(1, chunk / row_bytes);
+  uint64_t per_shard = std::max<uint64_t>(1, chunk / row_bytes);
+  // A stack of experts (3-D) is cut between experts: whole experts per fragment, at least
+  // one however large, so that a fetch or a map of an expert is one fragment.
+  const uint64_t per_expert = t.shape.size() == 3 && t.shape[2] > 1 ? t.shape[1] : 0;
+  if (per_expert) per_shard = std::max<uint64_t>(1, per_shard / per_expert) * per_expert;
   int shard = 0;
   for (uint64_t r = 0; r < rows; r += per_shard, ++shard) {
     FragmentEntry e;
@@ -58,6 +62,10 @@ void PlanTensor(const gguf::GgufFile& f, const gguf::TensorInfo& t, uint64_t chu
     e.shape = t.shape;
     e.row_begin = r;
     e.row_end = std::min(rows, r + per_shard);
+    if (per_expert) {
+      e.expert_begin = e.row_begin / per_expert;
+      e.expert_end = e.row_end / per_expert;
+    }
     e.shard = shard;
     e.size = (e.row_end - e.row_begin) * row_bytes;
     e.offset = f.data_offset + t.offset + r * row_bytes;

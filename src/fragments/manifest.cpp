@@ -24,18 +24,20 @@ bool IsHex64(const std::string& s) {
 json Manifest::ToJson() const {
   json frags = json::array();
   for (const FragmentEntry& f : fragments) {
-    frags.push_back({{"id", f.id},
-                     {"file", f.file},
-                     {"kind", f.kind},
-                     {"layer", f.layer >= 0 ? json(f.layer) : json(nullptr)},
-                     {"component", f.component},
-                     {"tensor", f.tensor},
-                     {"type", f.type},
-                     {"shape", f.shape},
-                     {"rows", {f.row_begin, f.row_end}},
-                     {"shard", f.shard},
-                     {"size", f.size},
-                     {"offset", f.offset}});
+    json e = {{"id", f.id},
+              {"file", f.file},
+              {"kind", f.kind},
+              {"layer", f.layer >= 0 ? json(f.layer) : json(nullptr)},
+              {"component", f.component},
+              {"tensor", f.tensor},
+              {"type", f.type},
+              {"shape", f.shape},
+              {"rows", {f.row_begin, f.row_end}},
+              {"shard", f.shard},
+              {"size", f.size},
+              {"offset", f.offset}};
+    if (f.expert_end > 0) e["experts"] = {f.expert_begin, f.expert_end};
+    frags.push_back(std::move(e));
   }
   return {{"schema", kSchema},
           {"schema_version", schema_version},
@@ -108,6 +110,13 @@ StatusOr<Manifest> Manifest::FromJson(const std::string& text) {
       if (rows.size() != 2) return Status::Corruption(where + ".rows is not [begin, end]");
       f.row_begin = rows[0];
       f.row_end = rows[1];
+      if (e.contains("experts")) {
+        const auto ex = e.at("experts").get<std::vector<uint64_t>>();
+        if (ex.size() != 2 || ex[0] >= ex[1])
+          return Status::Corruption(where + ".experts is not [begin, end)");
+        f.expert_begin = ex[0];
+        f.expert_end = ex[1];
+      }
       f.shard = e.at("shard").get<int>();
       f.size = e.at("size").get<uint64_t>();
       f.offset = e.at("offset").get<uint64_t>();
@@ -182,6 +191,16 @@ Status CheckAgainstHeader(const Manifest& m, const gguf::GgufFile& header) {
           f->size != (f->row_end - f->row_begin) * t.row_bytes()) {
         return Status::Corruption("manifest.json: fragment " + f->file + " does not match tensor " +
                                   t.name + " in gguf_header.dat (type, shape, rows or offset)");
+      }
+      // Experts, where named, are whole and are the rows the fragment holds.
+      const uint64_t per_expert = t.shape.size() == 3 ? t.shape[1] : 0;
+      if (f->expert_end > 0 &&
+          (!per_expert || f->row_begin != f->expert_begin * per_expert ||
+           f->row_end != f->expert_end * per_expert || f->expert_end > t.shape[2])) {
+        return Status::Corruption("manifest.json: fragment " + f->file + " claims experts [" +
+                                  std::to_string(f->expert_begin) + ", " +
+                                  std::to_string(f->expert_end) + ") of " + t.name +
+                                  ", which are not its rows");
       }
       pos += f->size;
       row = f->row_end;

@@ -36,6 +36,10 @@ struct FragmentEntry {
   std::string type;    // ggml type name; "" for a gap
   std::vector<uint64_t> shape;
   uint64_t row_begin = 0, row_end = 0;
+  // A mixture-of-experts tensor (3-D: ne1 rows per expert) is cut at expert boundaries: the
+  // experts [expert_begin, expert_end) this fragment holds whole ("experts" in the JSON;
+  // 0, 0 for other tensors).
+  uint64_t expert_begin = 0, expert_end = 0;
   int shard = 0;
   uint64_t size = 0;
   uint64_t offset = 0;  // absolute, in the original file
