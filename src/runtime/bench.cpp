@@ -28,8 +28,9 @@ Stats Summarize(std::vector<double> v) {
   return s;
 }
 
-// The weights one generated token reads: every tensor but the token embedding (of which a
-// token reads one row), unless the output head is the embedding itself.
+// The tensors one generated token reads from: every tensor but the token embedding (of which
+// a token reads one row), unless the output head is the embedding itself (of experts, only
+// the chosen: see Bandwidth).
 std::vector<std::string> PerTokenTensors(Engine& e) {
   std::vector<std::string> names;
   for (const gguf::TensorInfo& t : e.source().header().tensors)
@@ -49,9 +50,13 @@ class Bandwidth {
     for (const std::string& name : PerTokenTensors(e)) {
       auto v = e.source().Get(name);
       if (!v.ok()) return v.status();
+      // Of a stack of experts, a token reads the ones it chooses: expert_used_count of
+      // expert_count (the whole stack is read for the rate all the same).
+      const bool experts = v->info->shape.size() == 3 && e.config().moe;
       for (const TensorShard& s : v->shards) {
         const uint64_t len = (s.row_end - s.row_begin) * v->row_bytes;
         b.bytes_ += len;
+        b.per_token_ += experts ? len * e.config().n_expert_used / e.config().n_expert : len;
         for (uint64_t at = 0; at < len; at += kPiece)
           b.pieces_.push_back({s.data + at, std::min(kPiece, len - at)});
       }
@@ -59,6 +64,7 @@ class Bandwidth {
     return b;
   }
   uint64_t bytes() const { return bytes_; }
+  uint64_t per_token() const { return per_token_; }
 
   // Passes alternate between one part per megabyte and four side by side; neither wins
   // everywhere (here, one does with a warm L2 prefetcher and both cores, four with one core
@@ -86,7 +92,8 @@ class Bandwidth {
   };
   Engine* e_;
   std::vector<Piece> pieces_;
-  uint64_t bytes_ = 0;
+  uint64_t bytes_ = 0;      // what Measure reads
+  uint64_t per_token_ = 0;  // what one token reads
 };
 
 }  // namespace
@@ -130,7 +137,7 @@ StatusOr<BenchReport> Bench(const BenchOptions& o) {
 
   auto bw = Bandwidth::Over(eng);
   if (!bw.ok()) return bw.status();
-  const double token_bytes = static_cast<double>(bw->bytes());
+  const double token_bytes = static_cast<double>(bw->per_token());
   // This machine's bandwidth moves by 10% from one minute to the next: each generation run
   // is held against the bandwidth measured right after it (best of six passes).
   constexpr int kPasses = 6;
@@ -171,7 +178,7 @@ StatusOr<BenchReport> Bench(const BenchOptions& o) {
   r.load_s = load_s;
   r.checked_fragments = eng.source().path() != path;
   r.peak_rss_bytes = peak_rss;
-  r.bytes_per_token = bw->bytes();
+  r.bytes_per_token = bw->per_token();
   r.read_bandwidth = bound.mean * token_bytes;
   r.pp = pp;
   r.tg = tg;
