@@ -4,24 +4,26 @@
 # llama.cpp on the same files where ../shared/reference/llamacpp-ref can run, the ratios,
 # and the TinyLlama Q4_K_M model once more from a fragment directory.
 #
-#   bench/run_speed_bench.sh [--quick] [--no-llamacpp] [--no-mistral] [--avx2]
+#   bench/run_speed_bench.sh [--quick] [--no-llamacpp] [--no-mistral] [--avx2] [--qwen]
 #
 # Models go to $MODELS (default build/bench-models), results (JSON) to $OUT (default
-# build/bench-results). --quick: TinyLlama Q4_0 only, short runs (a smoke test).
+# build/bench-results). --quick: TinyLlama Q4_0 only, short runs (a smoke test). --qwen: a
+# Qwen3-8B-shaped Q4_K_M model (5 GB) instead, pp128/tg64, and it again from fragments.
 # --avx2: both programs as on a CPU without AVX-512 (GGSWARM_ISA=avx2; llama.cpp from a copy
 # of its install that keeps only its Haswell CPU library, which its loader then picks).
 # Takes about 20 minutes in full; needs about 7 GB of disk.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-quick=0 llamacpp=1 mistral=1 avx2=0
+quick=0 llamacpp=1 mistral=1 avx2=0 qwen=0
 for a in "$@"; do
   case $a in
     --quick) quick=1 ;;
     --no-llamacpp) llamacpp=0 ;;
     --no-mistral) mistral=0 ;;
     --avx2) avx2=1 ;;
-    *) echo "usage: $0 [--quick] [--no-llamacpp] [--no-mistral] [--avx2]" >&2; exit 2 ;;
+    --qwen) qwen=1 ;;
+    *) echo "usage: $0 [--quick] [--no-llamacpp] [--no-mistral] [--avx2] [--qwen]" >&2; exit 2 ;;
   esac
 done
 scripts/install-deps.sh
@@ -62,6 +64,9 @@ runs=("tinyllama-1.1b-Q8_0 tinyllama-1.1b Q8_0 512 128 3"
       "tinyllama-1.1b-Q4_K_M tinyllama-1.1b Q4_K_M 512 128 3")
 [ $mistral = 1 ] && runs+=("mistral-7b-Q4_K_M mistral-7b Q4_K_M 128 64 2")
 [ $quick = 1 ] && runs=("tinyllama-1.1b-Q4_0 tinyllama-1.1b Q4_0 64 16 1")
+# --qwen: the families' benchmark instead: a Qwen3-8B-shaped Q4_K_M model (its qwen3
+# architecture and BPE vocabulary come with the preset).
+[ $qwen = 1 ] && runs=("qwen3-8b-Q4_K_M qwen3-8b Q4_K_M 128 64 2")
 
 # A prompt of exactly n tokens (with BOS) for llama.cpp: words added until the model's
 # tokenizer gives n.
@@ -99,6 +104,7 @@ done
 # The same model from fragments (generation streams the weights from the fragment maps).
 frag_name=tinyllama-1.1b-Q4_K_M
 [ $quick = 1 ] && frag_name=tinyllama-1.1b-Q4_0
+[ $qwen = 1 ] && frag_name=qwen3-8b-Q4_K_M
 if [ ! -f "$models/$frag_name.frag/manifest.json" ]; then
   rm -rf "$models/$frag_name.frag"
   "$gg" fragment "$models/$frag_name.gguf" "$models/$frag_name.frag" >&2
