@@ -422,7 +422,7 @@ TEST(InferenceGolden, EveryWeightTypeAgreesWithLlamaCpp) {
 // same bits from a fragment directory.
 TEST(InferenceGolden, OtherArchitecturesAgreeWithLlamaCpp) {
   const std::string data = std::string(GGSWARM_SOURCE_DIR) + "/tests/data/archs/";
-  for (const char* arch : {"qwen2", "qwen3", "qwen3moe", "llama3"}) {
+  for (const char* arch : {"qwen2", "qwen3", "qwen3moe", "llama3", "mistral3"}) {
     for (const auto& [type, tol] :
          {std::pair<const char*, double>{"F32", 1e-4}, {"Q8_0", 1.5e-2}, {"Q4_K_M", 1.5e-2}}) {
       SCOPED_TRACE(std::string(arch) + " " + type);
@@ -436,11 +436,19 @@ TEST(InferenceGolden, OtherArchitecturesAgreeWithLlamaCpp) {
         shape.n_ff_exp = 256;
       }
       shape.tied_output = shape.llama3_rope = llama3;
+      const bool mistral3 = std::string(arch) == "mistral3";
+      if (mistral3) {
+        shape.yarn_factor = 16;
+        shape.yarn_orig_ctx = 32;
+        shape.attn_temp_scale = 0.1f;
+      }
       SynthOptions so{shape,
                       *ParseTypeMix(type),
                       1,
                       "ggswarm-synth-tiny",
-                      llama3 ? "llama3" : "qwen2",
+                      llama3     ? "llama3"
+                      : mistral3 ? "tekken"
+                                 : "qwen2",
                       llama3 ? "llama" : arch};
       ASSERT_TRUE(Synthesize(so, dir / "m.gguf", false).ok());
       const auto g = LoadJson(data + arch + "-" + type + ".json");
@@ -549,7 +557,7 @@ TEST(InferenceErrors, BadModelsAreRefusedWithTheReason) {
       {"general.architecture", gguf::Value::String("gpt2"), "architecture 'gpt2' is not supported"},
       {"general.architecture", gguf::Value::String("gemma3"),
        "architecture 'gemma3' is not supported (ggswarm runs llama, mistral, qwen2, qwen3, "
-       "qwen3moe)"},
+       "qwen3moe, mistral3)"},
       {"general.architecture", gguf::Value::String("qwen3"),
        "metadata key qwen3.embedding_length is missing"},
       {"llama.block_count", gguf::Value::Uint32(6), "tensor blk.5.attn_norm.weight is missing"},

@@ -168,6 +168,10 @@ int main(int argc, char** argv) {
   synth->add_option("--n-expert", shape.n_expert, "Override: experts (moe architectures)");
   synth->add_option("--n-expert-used", shape.n_expert_used, "Override: experts used per token");
   synth->add_option("--n-ff-exp", shape.n_ff_exp, "Override: an expert's feed-forward size");
+  synth->add_option("--yarn-factor", shape.yarn_factor, "Override: YaRN rope scaling factor");
+  synth->add_option("--yarn-orig-ctx", shape.yarn_orig_ctx, "Override: YaRN original context");
+  synth->add_option("--attn-temp-scale", shape.attn_temp_scale,
+                    "Override: attention.temperature_scale (query temperature)");
   synth->add_option("--type", type_name, "Type or mix: " + TypeMixNames() + " (default Q8_0)");
   synth->add_option("--seed", seed, "Random seed (default 1)");
   synth->add_option("--vocab", vocab,
@@ -200,6 +204,9 @@ int main(int argc, char** argv) {
     if (shape.n_expert) s.n_expert = shape.n_expert;
     if (shape.n_expert_used) s.n_expert_used = shape.n_expert_used;
     if (shape.n_ff_exp) s.n_ff_exp = shape.n_ff_exp;
+    if (shape.yarn_factor) s.yarn_factor = shape.yarn_factor;
+    if (shape.yarn_orig_ctx) s.yarn_orig_ctx = shape.yarn_orig_ctx;
+    if (shape.attn_temp_scale) s.attn_temp_scale = shape.attn_temp_scale;
     s.tied_output |= tied_output;
     s.llama3_rope |= llama3_rope;
     const PresetKind kind = PresetKindOf(preset);

@@ -42,6 +42,12 @@ const PresetRow kPresets[] = {
      "qwen3",
      "qwen2"},
     {"qwen3-8b", {4096, 36, 32, 8, 12288, 151936, 128, 40960, 1000000.0f, 1e-6f}, "qwen3", "qwen2"},
+    // Ministral 3 8B: YaRN ×16 from 16k, query temperature 0.1 (its config.json).
+    {"ministral-3-8b",
+     {4096, 34, 32, 8, 14336, 131072, 128, 262144, 1000000.0f, 1e-5f, false, false, 0, 0, 0, 16.0f,
+      16384, 0.1f},
+     "mistral3",
+     "tekken"},
     {"qwen3-30b-a3b",
      {2048, 48, 32, 4, 6144, 151936, 128, 40960, 1000000.0f, 1e-6f, false, false, 128, 8, 768},
      "qwen3moe",
@@ -349,6 +355,17 @@ StatusOr<SynthReport> Synthesize(const SynthOptions& o, const std::string& path,
   w.Set(p + "attention.layer_norm_rms_epsilon", Value::Float32(s.rms_eps));
   w.Set(p + "rope.freq_base", Value::Float32(s.rope_freq_base));
   w.Set(p + "vocab_size", Value::Uint32(s.n_vocab));
+  if (s.yarn_factor > 0) {
+    w.Set(p + "rope.scaling.type", Value::String("yarn"));
+    w.Set(p + "rope.scaling.factor", Value::Float32(s.yarn_factor));
+    w.Set(p + "rope.scaling.original_context_length",
+          Value::Uint32(s.yarn_orig_ctx ? s.yarn_orig_ctx : s.n_ctx));
+    w.Set(p + "rope.scaling.yarn_beta_fast", Value::Float32(32.0f));
+    w.Set(p + "rope.scaling.yarn_beta_slow", Value::Float32(1.0f));
+    w.Set(p + "rope.scaling.yarn_log_multiplier", Value::Float32(1.0f));
+  }
+  if (s.attn_temp_scale != 0)
+    w.Set(p + "attention.temperature_scale", Value::Float32(s.attn_temp_scale));
   if (arch->moe) {
     if (!s.n_expert || !s.n_expert_used || !s.n_ff_exp || s.n_expert_used > s.n_expert)
       return Status::InvalidArgument(o.arch +

@@ -1,5 +1,7 @@
 #include "model/config.h"
 
+#include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "gguf/ggml_type.h"
@@ -69,12 +71,13 @@ Status CheckTensor(const gguf::GgufFile& f, const std::string& name, uint64_t co
 }
 
 constexpr ArchTraits kArchs[] = {
-    // name, rope, qkv_bias, qk_norm, moe (llama.cpp: src/models/{llama,qwen2,qwen3,qwen3moe}.cpp)
+    // name, rope, qkv_bias, qk_norm, moe (llama.cpp: src/models/<name>.cpp)
     {"llama", RopeStyle::kNormal, false, false, false},
     {"mistral", RopeStyle::kNormal, false, false, false},  // the Llama graph under another name
     {"qwen2", RopeStyle::kNeox, true, false, false},
     {"qwen3", RopeStyle::kNeox, false, true, false},
     {"qwen3moe", RopeStyle::kNeox, false, true, true},
+    {"mistral3", RopeStyle::kNormal, false, false, false},  // + YaRN and query temperature
 };
 
 // A stack of `n` matrices of `cols` inputs and `rows` outputs (the experts' 3-D tensors).
@@ -88,6 +91,54 @@ Status CheckTensor3(const gguf::GgufFile& f, const std::string& name, uint64_t c
   if (!Traits(t->type).dequantizable)
     return Status::Unsupported("tensor " + name + " has type " + TypeName(t->type) +
                                ", which ggswarm cannot compute with");
+  return Status();
+}
+
+// rope.scaling.* and attention.temperature_scale as llama.cpp reads them (llama-model.cpp,
+// llama-context.cpp): the factor gives freq_scale; YaRN adds ext_factor 1, the correction
+// dimensions of ggml_rope_yarn_corr_dims and the magnitude factor, which cancels rope_yarn's
+// own 1 + 0.1 ln(factor) unless yarn_log_multiplier says otherwise.
+Status ReadRopeScaling(const gguf::GgufFile& f, const std::string& p, LlamaConfig* c) {
+  const std::string type = f.GetString(p + "rope.scaling.type").value_or("linear");
+  if (type != "none" && type != "linear" && type != "yarn")
+    return Status::Unsupported("rope scaling '" + type + "' is not supported");
+  float factor = 0;
+  GGSWARM_RETURN_IF_ERROR(Float(f, p + "rope.scaling.factor", &factor, 0.0f));
+  if (factor == 0) GGSWARM_RETURN_IF_ERROR(Float(f, p + "rope.scale_linear", &factor, 0.0f));
+  if (!(factor >= 0) || factor > 1e6)
+    return Status::Corruption(p + "rope.scaling.factor is not a sensible factor");
+  c->rope_freq_scale = type == "none" || factor == 0 ? 1.0f : 1.0f / factor;
+  float rope_attn_factor = 1, log_mul = 0, beta_fast = 32, beta_slow = 1;
+  GGSWARM_RETURN_IF_ERROR(Float(f, p + "rope.scaling.attn_factor", &rope_attn_factor, 1.0f));
+  GGSWARM_RETURN_IF_ERROR(Float(f, p + "rope.scaling.yarn_log_multiplier", &log_mul, 0.0f));
+  GGSWARM_RETURN_IF_ERROR(Float(f, p + "rope.scaling.yarn_beta_fast", &beta_fast, 32.0f));
+  GGSWARM_RETURN_IF_ERROR(Float(f, p + "rope.scaling.yarn_beta_slow", &beta_slow, 1.0f));
+  GGSWARM_RETURN_IF_ERROR(Float(f, p + "rope.scaling.yarn_ext_factor", &c->yarn_ext_factor,
+                                type == "yarn" ? 1.0f : 0.0f));
+  int orig = c->n_ctx_train;
+  GGSWARM_RETURN_IF_ERROR(
+      Need(f, p + "rope.scaling.original_context_length", &orig, false, c->n_ctx_train));
+  c->yarn_attn_factor = 1.0f;
+  if (c->yarn_ext_factor != 0) {
+    auto mscale = [](float scale, float m) {
+      return scale <= 1.0f ? 1.0f : (0.1f * m * std::log(scale) + 1.0f);
+    };
+    const float fac = 1.0f / c->rope_freq_scale;
+    c->yarn_attn_factor =
+        log_mul != 0 ? mscale(fac, 1.0f) / mscale(fac, log_mul) : mscale(fac, 1.0f);
+    c->yarn_attn_factor *= 1.0f / (1.0f + 0.1f * std::log(fac));
+    // ggml_rope_yarn_corr_dims
+    auto corr = [&](float n_rot) {
+      return c->rope_dim * std::log(orig / (n_rot * 2 * static_cast<float>(M_PI))) /
+             (2 * std::log(c->rope_base));
+    };
+    c->yarn_corr_dims[0] = std::max(0.0f, std::floor(corr(beta_fast)));
+    c->yarn_corr_dims[1] =
+        std::min(static_cast<float>(c->rope_dim - 1), std::ceil(corr(beta_slow)));
+  }
+  c->yarn_attn_factor *= rope_attn_factor;
+  GGSWARM_RETURN_IF_ERROR(Float(f, p + "attention.temperature_scale", &c->attn_temp_scale, 0.0f));
+  if (c->attn_temp_scale != 0) c->attn_temp_floor = orig;
   return Status();
 }
 
@@ -150,8 +201,7 @@ StatusOr<LlamaConfig> LlamaConfig::FromGguf(const gguf::GgufFile& f) {
       return Status::Corruption("expert_used_count " + std::to_string(c.n_expert_used) +
                                 " is more than expert_count " + std::to_string(c.n_expert));
   }
-  if (auto s = f.GetString(p + "rope.scaling.type"); s && *s != "none" && *s != "linear")
-    return Status::Unsupported("rope scaling '" + *s + "' is not supported");
+  GGSWARM_RETURN_IF_ERROR(ReadRopeScaling(f, p, &c));
 
   const gguf::TensorInfo* emb = f.FindTensor("token_embd.weight");
   if (!emb || emb->shape.size() < 2) return Status::NotFound("tensor token_embd.weight is missing");

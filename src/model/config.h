@@ -58,6 +58,16 @@ struct LlamaConfig {
   bool tied_output = false;     // no output.weight: the head reuses token_embd
   bool has_rope_freqs = false;  // Llama 3 rope_freqs.weight
   RopeStyle rope_style = RopeStyle::kNormal;
+  // rope.scaling.*: none, linear (freq_scale = 1 / factor) or yarn (also ext_factor 1, the
+  // correction dimensions and the magnitude factor, as llama.cpp's context sets them).
+  float rope_freq_scale = 1.0f;
+  float yarn_ext_factor = 0.0f;
+  float yarn_attn_factor = 1.0f;
+  float yarn_corr_dims[2] = {0, 0};
+  // attention.temperature_scale (Mistral 3, Llama 4): q after rope is multiplied by
+  // 1 + scale · ln(floor(pos / floor_scale) + 1), floor_scale the YaRN original context.
+  float attn_temp_scale = 0.0f;
+  int attn_temp_floor = 0;
   bool qkv_bias = false;  // see ArchTraits
   bool qk_norm = false;
   bool moe = false;

@@ -268,9 +268,15 @@ Status LayerRange::ForwardBatch(float* x, std::span<const SeqRun> runs, ThreadPo
   const LlamaConfig& c = model_->config();
   const float* ff = model_->rope_freqs().empty() ? nullptr : model_->rope_freqs().data();
   rope_cs_.resize(static_cast<size_t>(n) * c.rope_dim);
+  RopeScaling scaling;
+  scaling.freq_scale = c.rope_freq_scale;
+  scaling.ext_factor = c.yarn_ext_factor;
+  scaling.attn_factor = c.yarn_attn_factor;
+  scaling.corr_dims[0] = c.yarn_corr_dims[0];
+  scaling.corr_dims[1] = c.yarn_corr_dims[1];
   for (int t = 0; t < n; ++t)
     RopeAngles(c.rope_dim, at_[t].pos, c.rope_base, ff,
-               rope_cs_.data() + static_cast<size_t>(t) * c.rope_dim);
+               rope_cs_.data() + static_cast<size_t>(t) * c.rope_dim, scaling);
   for (int l = begin_; l < end_; ++l) {
     const LayerWeights* next = l + 1 < end_ ? ws[l + 1 - begin_] : nullptr;
     const Status st = ForwardLayer(l, *ws[l - begin_], next, x, pool);
@@ -369,6 +375,13 @@ void LayerRange::AttentionBlock(int l, const LayerWeights& w, float* x, ThreadPo
     const float* cs = rope_cs_.data() + static_cast<size_t>(t) * c.rope_dim;
     for (int h = 0; h < c.n_head; ++h) rope(q + h * hd, c.rope_dim, cs);
     for (int h = 0; h < c.n_head_kv; ++h) rope(k + h * hd, c.rope_dim, cs);
+    if (c.attn_temp_scale != 0) {  // the query's temperature at this position (Mistral 3)
+      const float scale = static_cast<float>(
+          std::log(std::floor(static_cast<float>(at_[t].pos) / c.attn_temp_floor) + 1.0) *
+              c.attn_temp_scale +
+          1.0);
+      for (int i = 0; i < qd; ++i) q[i] *= scale;
+    }
     const size_t cell = static_cast<size_t>(at_[t].seq) * cache_.n_ctx + at_[t].pos;
     for (int i = 0; i < kvd; ++i) {
       kc[cell * kvd + i] = FloatToHalf(k_[t * kvd + i]);

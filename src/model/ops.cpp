@@ -293,15 +293,30 @@ void RmsNorm(const float* x, const float* weight, float* y, int n, float eps) {
   for (i = 0; i < n; ++i) y[i] = (x[i] * scale) * weight[i];
 }
 
-void RopeAngles(int rope_dim, int pos, float base, const float* freq_factors, float* cs) {
+void RopeAngles(int rope_dim, int pos, float base, const float* freq_factors, float* cs,
+                const RopeScaling& sc) {
   // ggml builds the angles by repeated multiplication in f32; so do we.
   const float theta_scale = std::pow(base, -2.0f / static_cast<float>(rope_dim));
+  const bool plain = sc.freq_scale == 1.0f && sc.ext_factor == 0.0f && sc.attn_factor == 1.0f;
   float theta = static_cast<float>(pos);
   for (int i = 0; i < rope_dim; i += 2) {
     const float ff = freq_factors ? freq_factors[i / 2] : 1.0f;
     const float angle = theta / ff;
-    cs[i] = std::cos(angle);
-    cs[i + 1] = std::sin(angle);
+    if (plain) {
+      cs[i] = std::cos(angle);
+      cs[i + 1] = std::sin(angle);
+    } else {
+      float t = sc.freq_scale * angle, mscale = sc.attn_factor;
+      if (sc.ext_factor != 0.0f) {
+        const float y =
+            (i / 2 - sc.corr_dims[0]) / std::max(0.001f, sc.corr_dims[1] - sc.corr_dims[0]);
+        const float ramp = (1 - std::min(1.0f, std::max(0.0f, y))) * sc.ext_factor;
+        t = t * (1 - ramp) + angle * ramp;
+        mscale *= 1.0f + 0.1f * std::log(1.0f / sc.freq_scale);
+      }
+      cs[i] = std::cos(t) * mscale;
+      cs[i + 1] = std::sin(t) * mscale;
+    }
     theta *= theta_scale;
   }
 }

@@ -70,7 +70,18 @@ void RmsNorm(const float* x, const float* weight, float* y, int n, float eps);
 // of each head at position `pos`, in two steps so that many heads share the angles: the
 // rotations' cosines and sines (cs[i] = cos, cs[i + 1] = sin of pair i / 2's angle), then
 // each head rotated by them. `freq_factors` (Llama 3) divides each pair's angle, or is null.
-void RopeAngles(int rope_dim, int pos, float base, const float* freq_factors, float* cs);
+// Context-extension scaling of the angles, as ggml's rope_yarn applies it: each angle θ
+// becomes freq_scale·θ, mixed back towards θ for the dimensions below YaRN's correction range
+// (ext_factor > 0), and cos and sin are multiplied by mscale (attn_factor, and for YaRN
+// 1 + 0.1 ln(1/freq_scale)). The defaults leave the angles as they are.
+struct RopeScaling {
+  float freq_scale = 1.0f;
+  float ext_factor = 0.0f;
+  float attn_factor = 1.0f;
+  float corr_dims[2] = {0, 0};
+};
+void RopeAngles(int rope_dim, int pos, float base, const float* freq_factors, float* cs,
+                const RopeScaling& scaling = {});
 void RopeApply(float* x, int rope_dim, const float* cs);
 // The same rotations on the pairs (i, i + rope_dim / 2) (GPT-NeoX's layout, as Qwen).
 void RopeApplyNeox(float* x, int rope_dim, const float* cs);

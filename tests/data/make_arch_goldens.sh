@@ -4,7 +4,8 @@
 # (its BPE vocabulary, a head tied to the embedding, Llama 3.1's rope_freqs), made by
 # ggswarm's own writer (preset "tiny", seed 1; qwen2 and qwen3 with the qwen2 BPE vocabulary,
 # qwen3 with heads of 128, wider than n_embd / n_head as in Qwen3-0.6B; qwen3moe as qwen3
-# with 8 experts of 256, 2 used per token). inference_test
+# with 8 experts of 256, 2 used per token; mistral3 with YaRN ×16 from an original context
+# of 32 and query temperature 0.1, so that the 48 generated positions cross into its scaling). inference_test
 # remakes the same models bit for bit and compares.
 #   tests/data/make_arch_goldens.sh [BUILD_DIR]   (needs ../shared/reference/llamacpp-ref)
 set -euo pipefail
@@ -14,13 +15,15 @@ ref=../shared/reference/llamacpp-ref
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p tests/data/archs
-for arch in qwen2 qwen3 qwen3moe llama3; do
+for arch in qwen2 qwen3 qwen3moe llama3 mistral3; do
   case $arch in
     qwen2) flags=(--arch qwen2 --vocab qwen2) ;;
     qwen3) flags=(--arch qwen3 --vocab qwen2 --head-dim 128) ;;
     qwen3moe) flags=(--arch qwen3moe --vocab qwen2 --head-dim 128 --n-expert 8 --n-expert-used 2
                      --n-ff-exp 256) ;;
     llama3) flags=(--arch llama --vocab llama3 --tied-output --llama3-rope) ;;
+    mistral3) flags=(--arch mistral3 --vocab tekken --yarn-factor 16 --yarn-orig-ctx 32
+                     --attn-temp-scale 0.1) ;;
   esac
   for t in F32 Q8_0 Q4_K_M; do
     "$build/ggswarm" synth "$tmp/m.gguf" --preset tiny "${flags[@]}" --type "$t" --seed 1 \
