@@ -414,6 +414,9 @@ TEST(InferenceGolden, EveryWeightTypeAgreesWithLlamaCpp) {
   }
 }
 
+// F32 within 3e-4 of the logits' range, not the trained models' 1e-4: on random weights the
+// f32 sums' order shows more, and differs by build (measured: qwen2 2.4e-5 in the native build,
+// 1.4e-4 in the portable one, whose f32 dot products are not contracted into FMAs).
 // Random models of the other architectures (model/config.h's table) and of a Llama 3 (tied
 // head, rope_freqs, its BPE vocabulary), made by our own writer
 // exactly as tests/data/make_arch_goldens.sh made them for llama.cpp: the prompt's logits
@@ -424,7 +427,7 @@ TEST(InferenceGolden, OtherArchitecturesAgreeWithLlamaCpp) {
   const std::string data = std::string(GGSWARM_SOURCE_DIR) + "/tests/data/archs/";
   for (const char* arch : {"qwen2", "qwen3", "qwen3moe", "llama3", "mistral3"}) {
     for (const auto& [type, tol] :
-         {std::pair<const char*, double>{"F32", 1e-4}, {"Q8_0", 1.5e-2}, {"Q4_K_M", 1.5e-2}}) {
+         {std::pair<const char*, double>{"F32", 3e-4}, {"Q8_0", 1.5e-2}, {"Q4_K_M", 1.5e-2}}) {
       SCOPED_TRACE(std::string(arch) + " " + type);
       TempDir dir;
       ModelShape shape = *FindPreset("tiny");
