@@ -414,6 +414,7 @@ TEST(InferenceGolden, EveryWeightTypeAgreesWithLlamaCpp) {
   }
 }
 
+// The caches hold llamacpp-ref's 512 positions (Phi-3's rope factors depend on the context).
 // F32 within 3e-4 of the logits' range, not the trained models' 1e-4: on random weights the
 // f32 sums' order shows more, and differs by build (measured: qwen2 2.4e-5 in the native build,
 // 1.4e-4 in the portable one, whose f32 dot products are not contracted into FMAs).
@@ -425,7 +426,7 @@ TEST(InferenceGolden, EveryWeightTypeAgreesWithLlamaCpp) {
 // same bits from a fragment directory.
 TEST(InferenceGolden, OtherArchitecturesAgreeWithLlamaCpp) {
   const std::string data = std::string(GGSWARM_SOURCE_DIR) + "/tests/data/archs/";
-  for (const char* arch : {"qwen2", "qwen3", "qwen3moe", "llama3", "mistral3"}) {
+  for (const char* arch : {"qwen2", "qwen3", "qwen3moe", "llama3", "mistral3", "phi3"}) {
     for (const auto& [type, tol] :
          {std::pair<const char*, double>{"F32", 3e-4}, {"Q8_0", 1.5e-2}, {"Q4_K_M", 1.5e-2}}) {
       SCOPED_TRACE(std::string(arch) + " " + type);
@@ -445,12 +446,19 @@ TEST(InferenceGolden, OtherArchitecturesAgreeWithLlamaCpp) {
         shape.yarn_orig_ctx = 32;
         shape.attn_temp_scale = 0.1f;
       }
+      const bool phi3 = std::string(arch) == "phi3";
+      if (phi3) {
+        shape.rope_dim = 48;
+        shape.yarn_orig_ctx = 256;
+        shape.tied_output = true;
+      }
       SynthOptions so{shape,
                       *ParseTypeMix(type),
                       1,
                       "ggswarm-synth-tiny",
                       llama3     ? "llama3"
                       : mistral3 ? "tekken"
+                      : phi3     ? "spm"
                                  : "qwen2",
                       llama3 ? "llama" : arch};
       ASSERT_TRUE(Synthesize(so, dir / "m.gguf", false).ok());
@@ -464,7 +472,7 @@ TEST(InferenceGolden, OtherArchitecturesAgreeWithLlamaCpp) {
       ASSERT_TRUE(fragments::FragmentModel(dir / "m.gguf", dir / "frag", fo).ok());
       std::vector<float> first[2];
       for (int from = 0; from < 2; ++from) {
-        auto e = Engine::Open(from ? dir / "frag" : dir / "m.gguf", {.threads = 2, .n_ctx = 64});
+        auto e = Engine::Open(from ? dir / "frag" : dir / "m.gguf", {.threads = 2, .n_ctx = 512});
         ASSERT_TRUE(e.ok()) << e.status().ToString();
         const std::vector<int32_t> prompt = g["prompt_tokens"];
         ASSERT_EQ((*e)->tokenizer().Encode(g["prompt"].get<std::string>()), prompt);
@@ -560,7 +568,7 @@ TEST(InferenceErrors, BadModelsAreRefusedWithTheReason) {
       {"general.architecture", gguf::Value::String("gpt2"), "architecture 'gpt2' is not supported"},
       {"general.architecture", gguf::Value::String("gemma3"),
        "architecture 'gemma3' is not supported (ggswarm runs llama, mistral, qwen2, qwen3, "
-       "qwen3moe, mistral3)"},
+       "qwen3moe, mistral3, phi3)"},
       {"general.architecture", gguf::Value::String("qwen3"),
        "metadata key qwen3.embedding_length is missing"},
       {"llama.block_count", gguf::Value::Uint32(6), "tensor blk.5.attn_norm.weight is missing"},

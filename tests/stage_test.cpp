@@ -157,7 +157,7 @@ TEST_F(Pipeline, SharedStoriesModelsGiveTheLocalStory) {
 // tied head and rope_freqs reach the stages that need them.
 TEST_F(Pipeline, OtherArchitecturesAcrossStagesAndFromFragmentsGiveTheLocalText) {
   TempDir t;
-  for (const std::string arch : {"qwen2", "qwen3", "qwen3moe", "llama3", "mistral3"}) {
+  for (const std::string arch : {"qwen2", "qwen3", "qwen3moe", "llama3", "mistral3", "phi3"}) {
     SCOPED_TRACE(arch);
     const std::string m = t / (arch + ".gguf");
     const std::string flags = arch == "qwen2"   ? " --arch qwen2 --vocab qwen2"

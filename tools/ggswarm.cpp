@@ -169,7 +169,9 @@ int main(int argc, char** argv) {
   synth->add_option("--n-expert-used", shape.n_expert_used, "Override: experts used per token");
   synth->add_option("--n-ff-exp", shape.n_ff_exp, "Override: an expert's feed-forward size");
   synth->add_option("--yarn-factor", shape.yarn_factor, "Override: YaRN rope scaling factor");
-  synth->add_option("--yarn-orig-ctx", shape.yarn_orig_ctx, "Override: YaRN original context");
+  synth->add_option("--yarn-orig-ctx", shape.yarn_orig_ctx,
+                    "Override: original context (YaRN's; Phi-3's long/short factors)");
+  synth->add_option("--rope-dim", shape.rope_dim, "Override: rotated dimensions per head");
   synth->add_option("--attn-temp-scale", shape.attn_temp_scale,
                     "Override: attention.temperature_scale (query temperature)");
   synth->add_option("--type", type_name, "Type or mix: " + TypeMixNames() + " (default Q8_0)");
@@ -206,6 +208,7 @@ int main(int argc, char** argv) {
     if (shape.n_ff_exp) s.n_ff_exp = shape.n_ff_exp;
     if (shape.yarn_factor) s.yarn_factor = shape.yarn_factor;
     if (shape.yarn_orig_ctx) s.yarn_orig_ctx = shape.yarn_orig_ctx;
+    if (shape.rope_dim) s.rope_dim = shape.rope_dim;
     if (shape.attn_temp_scale) s.attn_temp_scale = shape.attn_temp_scale;
     s.tied_output |= tied_output;
     s.llama3_rope |= llama3_rope;

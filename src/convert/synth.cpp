@@ -48,6 +48,12 @@ const PresetRow kPresets[] = {
       16384, 0.1f},
      "mistral3",
      "tekken"},
+    // Phi-4-mini: partial rope (96 of 128), fused q/k/v and gate/up, tied head.
+    {"phi-4-mini",
+     {3072, 32, 24, 8, 8192, 200064, 128, 131072, 10000.0f, 1e-5f, true, false, 0, 0, 0, 0, 4096, 0,
+      96},
+     "phi3",
+     "spm"},
     {"qwen3-30b-a3b",
      {2048, 48, 32, 4, 6144, 151936, 128, 40960, 1000000.0f, 1e-6f, false, false, 128, 8, 768},
      "qwen3moe",
@@ -345,7 +351,10 @@ StatusOr<SynthReport> Synthesize(const SynthOptions& o, const std::string& path,
   w.Set(p + "embedding_length", Value::Uint32(s.n_embd));
   w.Set(p + "block_count", Value::Uint32(s.n_layer));
   w.Set(p + "feed_forward_length", Value::Uint32(s.n_ff));
-  w.Set(p + "rope.dimension_count", Value::Uint32(hd));
+  const uint32_t rope_dim = s.rope_dim ? s.rope_dim : hd;
+  if (rope_dim > hd || rope_dim % 2)
+    return Status::InvalidArgument("the rope dimension must be even and at most the head size");
+  w.Set(p + "rope.dimension_count", Value::Uint32(rope_dim));
   w.Set(p + "attention.head_count", Value::Uint32(s.n_head));
   w.Set(p + "attention.head_count_kv", Value::Uint32(s.n_head_kv));
   if (s.head_dim) {
@@ -364,6 +373,8 @@ StatusOr<SynthReport> Synthesize(const SynthOptions& o, const std::string& path,
     w.Set(p + "rope.scaling.yarn_beta_slow", Value::Float32(1.0f));
     w.Set(p + "rope.scaling.yarn_log_multiplier", Value::Float32(1.0f));
   }
+  if (s.yarn_factor <= 0 && s.yarn_orig_ctx)
+    w.Set(p + "rope.scaling.original_context_length", Value::Uint32(s.yarn_orig_ctx));
   if (s.attn_temp_scale != 0)
     w.Set(p + "attention.temperature_scale", Value::Float32(s.attn_temp_scale));
   if (arch->moe) {
@@ -401,9 +412,13 @@ StatusOr<SynthReport> Synthesize(const SynthOptions& o, const std::string& path,
   for (uint32_t l = 0; l < s.n_layer; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";  // (shadows the key prefix)
     plan.push_back({p + "attn_norm.weight", {{s.n_embd}, 0.1f, true}});
-    plan.push_back({p + "attn_q.weight", {{s.n_embd, s.q_dim()}, a, false}});
-    plan.push_back({p + "attn_k.weight", {{s.n_embd, s.kv_dim()}, a, false}});
-    plan.push_back({p + "attn_v.weight", {{s.n_embd, s.kv_dim()}, a, false}});
+    if (arch->phi3) {  // q, k, v in one matrix
+      plan.push_back({p + "attn_qkv.weight", {{s.n_embd, s.q_dim() + 2 * s.kv_dim()}, a, false}});
+    } else {
+      plan.push_back({p + "attn_q.weight", {{s.n_embd, s.q_dim()}, a, false}});
+      plan.push_back({p + "attn_k.weight", {{s.n_embd, s.kv_dim()}, a, false}});
+      plan.push_back({p + "attn_v.weight", {{s.n_embd, s.kv_dim()}, a, false}});
+    }
     plan.push_back({p + "attn_output.weight", {{s.q_dim(), s.n_embd}, a, false}});
     if (arch->qkv_bias) {
       plan.push_back({p + "attn_q.bias", {{s.q_dim()}, a, false}});
@@ -422,12 +437,25 @@ StatusOr<SynthReport> Synthesize(const SynthOptions& o, const std::string& path,
       plan.push_back({p + "ffn_down_exps.weight", {{s.n_ff_exp, s.n_embd, s.n_expert}, a, false}});
       continue;
     }
-    plan.push_back({p + "ffn_gate.weight", {{s.n_embd, s.n_ff}, a, false}});
-    plan.push_back({p + "ffn_up.weight", {{s.n_embd, s.n_ff}, a, false}});
+    if (arch->phi3) {  // gate's rows, then up's, in one matrix
+      plan.push_back({p + "ffn_up.weight", {{s.n_embd, 2 * s.n_ff}, a, false}});
+    } else {
+      plan.push_back({p + "ffn_gate.weight", {{s.n_embd, s.n_ff}, a, false}});
+      plan.push_back({p + "ffn_up.weight", {{s.n_embd, s.n_ff}, a, false}});
+    }
     plan.push_back({p + "ffn_down.weight", {{s.n_ff, s.n_embd}, a, false}});
   }
   plan.push_back({"output_norm.weight", {{s.n_embd}, 0.1f, true}});
   if (!s.tied_output) plan.push_back({"output.weight", {{s.n_embd, s.n_vocab}, a, false}});
+  if (arch->phi3) {  // long and short rope factors, as Phi-3's (from 1 up to 2.5 / 1.1)
+    std::vector<float> lf(rope_dim / 2), sf(rope_dim / 2);
+    for (uint32_t i = 0; i < rope_dim / 2; ++i) {
+      lf[i] = 1.0f + 1.5f * i / std::max<uint32_t>(1, rope_dim / 2 - 1);
+      sf[i] = 1.0f + 0.1f * i / std::max<uint32_t>(1, rope_dim / 2 - 1);
+    }
+    plan.push_back({"rope_factors_long.weight", {{rope_dim / 2}, 0, false, lf}});
+    plan.push_back({"rope_factors_short.weight", {{rope_dim / 2}, 0, false, sf}});
+  }
   if (s.llama3_rope)
     plan.push_back({"rope_freqs.weight", {{hd / 2}, 0, false, Llama3RopeFactors(s)}});
   for (auto& [name, p] : plan) {

@@ -24,8 +24,9 @@ struct ModelShape {
   bool llama3_rope = false;  // rope_freqs.weight with Llama 3.1's frequency factors
   uint32_t n_expert = 0, n_expert_used = 0, n_ff_exp = 0;  // moe architectures
   float yarn_factor = 0;       // > 0: YaRN rope scaling of this factor (Mistral 3) …
-  uint32_t yarn_orig_ctx = 0;  // … from this original context
+  uint32_t yarn_orig_ctx = 0;  // … from this original context (also Phi-3's, for its factors)
   float attn_temp_scale = 0;   // attention.temperature_scale (Mistral 3: 0.1)
+  uint32_t rope_dim = 0;       // 0: the head size; less: partial rope (Phi-4-mini: 3/4)
   uint32_t q_dim() const { return n_head * (head_dim ? head_dim : n_embd / n_head); }
   uint32_t kv_dim() const { return n_head_kv * (head_dim ? head_dim : n_embd / n_head); }
 };

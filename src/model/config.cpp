@@ -71,13 +71,14 @@ Status CheckTensor(const gguf::GgufFile& f, const std::string& name, uint64_t co
 }
 
 constexpr ArchTraits kArchs[] = {
-    // name, rope, qkv_bias, qk_norm, moe (llama.cpp: src/models/<name>.cpp)
-    {"llama", RopeStyle::kNormal, false, false, false},
-    {"mistral", RopeStyle::kNormal, false, false, false},  // the Llama graph under another name
-    {"qwen2", RopeStyle::kNeox, true, false, false},
-    {"qwen3", RopeStyle::kNeox, false, true, false},
-    {"qwen3moe", RopeStyle::kNeox, false, true, true},
-    {"mistral3", RopeStyle::kNormal, false, false, false},  // + YaRN and query temperature
+    // name, rope, qkv_bias, qk_norm, moe, phi3 (llama.cpp: src/models/<name>.cpp)
+    {"llama", RopeStyle::kNormal, false, false, false, false},
+    {"mistral", RopeStyle::kNormal, false, false, false, false},  // the Llama graph, renamed
+    {"qwen2", RopeStyle::kNeox, true, false, false, false},
+    {"qwen3", RopeStyle::kNeox, false, true, false, false},
+    {"qwen3moe", RopeStyle::kNeox, false, true, true, false},
+    {"mistral3", RopeStyle::kNormal, false, false, false, false},  // + YaRN, query temperature
+    {"phi3", RopeStyle::kNeox, false, false, false, true},
 };
 
 // A stack of `n` matrices of `cols` inputs and `rows` outputs (the experts' 3-D tensors).
@@ -139,6 +140,7 @@ Status ReadRopeScaling(const gguf::GgufFile& f, const std::string& p, LlamaConfi
   c->yarn_attn_factor *= rope_attn_factor;
   GGSWARM_RETURN_IF_ERROR(Float(f, p + "attention.temperature_scale", &c->attn_temp_scale, 0.0f));
   if (c->attn_temp_scale != 0) c->attn_temp_floor = orig;
+  c->n_ctx_orig = orig;
   return Status();
 }
 
@@ -167,6 +169,8 @@ StatusOr<LlamaConfig> LlamaConfig::FromGguf(const gguf::GgufFile& f) {
   c.qkv_bias = arch->qkv_bias;
   c.qk_norm = arch->qk_norm;
   c.moe = arch->moe;
+  c.fused_up = c.q_prescale = arch->phi3;
+  c.fused_qkv = f.FindTensor("blk.0.attn_qkv.weight") != nullptr;
   const std::string p = c.arch + ".";
   GGSWARM_RETURN_IF_ERROR(Need(f, p + "embedding_length", &c.n_embd, true, 0));
   GGSWARM_RETURN_IF_ERROR(Need(f, p + "block_count", &c.n_layer, true, 0));
@@ -214,12 +218,22 @@ StatusOr<LlamaConfig> LlamaConfig::FromGguf(const gguf::GgufFile& f) {
   GGSWARM_RETURN_IF_ERROR(CheckTensor(f, "output.weight", c.n_embd, c.n_vocab, true));
   c.has_rope_freqs = f.FindTensor("rope_freqs.weight") != nullptr;
   GGSWARM_RETURN_IF_ERROR(CheckTensor(f, "rope_freqs.weight", c.rope_dim / 2, 0, true));
+  c.rope_factors = f.FindTensor("rope_factors_long.weight") != nullptr;
+  if (c.rope_factors) {
+    GGSWARM_RETURN_IF_ERROR(CheckTensor(f, "rope_factors_long.weight", c.rope_dim / 2, 0));
+    GGSWARM_RETURN_IF_ERROR(CheckTensor(f, "rope_factors_short.weight", c.rope_dim / 2, 0));
+  }
   for (int l = 0; l < c.n_layer; ++l) {
     const std::string b = "blk." + std::to_string(l) + ".";
     GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "attn_norm.weight", c.n_embd, 0));
-    GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "attn_q.weight", c.n_embd, c.q_dim()));
-    GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "attn_k.weight", c.n_embd, c.kv_dim()));
-    GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "attn_v.weight", c.n_embd, c.v_dim()));
+    if (c.fused_qkv) {
+      GGSWARM_RETURN_IF_ERROR(
+          CheckTensor(f, b + "attn_qkv.weight", c.n_embd, c.q_dim() + c.kv_dim() + c.v_dim()));
+    } else {
+      GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "attn_q.weight", c.n_embd, c.q_dim()));
+      GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "attn_k.weight", c.n_embd, c.kv_dim()));
+      GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "attn_v.weight", c.n_embd, c.v_dim()));
+    }
     GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "attn_output.weight", c.q_dim(), c.n_embd));
     if (c.qkv_bias) {
       GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "attn_q.bias", c.q_dim(), 0));
@@ -241,8 +255,12 @@ StatusOr<LlamaConfig> LlamaConfig::FromGguf(const gguf::GgufFile& f) {
           CheckTensor3(f, b + "ffn_down_exps.weight", c.n_ff_exp, c.n_embd, c.n_expert));
       continue;
     }
-    GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "ffn_gate.weight", c.n_embd, c.n_ff));
-    GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "ffn_up.weight", c.n_embd, c.n_ff));
+    if (c.fused_up) {
+      GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "ffn_up.weight", c.n_embd, 2 * c.n_ff));
+    } else {
+      GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "ffn_gate.weight", c.n_embd, c.n_ff));
+      GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "ffn_up.weight", c.n_embd, c.n_ff));
+    }
     GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "ffn_down.weight", c.n_ff, c.n_embd));
   }
   return c;

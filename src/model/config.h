@@ -35,6 +35,8 @@ struct ArchTraits {
   bool moe;       // mixture of experts in every layer: a router (ffn_gate_inp) picks
                   // expert_used_count of expert_count SiLU-gated experts (ffn_*_exps), their
                   // weights the softmax over all experts renormalised over the chosen
+  bool phi3;      // q, k, v in one attn_qkv and gate, up in one ffn_up (their rows in turn);
+                  // q scaled by 1/sqrt(head_dim) before attention; rope_factors_long/short
 };
 // The row of architecture `name`, or nullptr when ggswarm does not run it.
 const ArchTraits* FindArch(const std::string& name);
@@ -71,6 +73,11 @@ struct LlamaConfig {
   bool qkv_bias = false;  // see ArchTraits
   bool qk_norm = false;
   bool moe = false;
+  bool fused_qkv = false;     // attn_qkv.weight: q, k, v rows in one matrix
+  bool fused_up = false;      // ffn_up.weight holds gate's rows, then up's (no ffn_gate)
+  bool q_prescale = false;    // q *= 1/sqrt(head_dim) after rope; attention scale 1
+  bool rope_factors = false;  // rope_factors_long/short.weight, chosen by the context
+  int n_ctx_orig = 0;         // rope.scaling.original_context_length (default: context_length)
   int n_expert = 0, n_expert_used = 0;  // expert_count, expert_used_count (moe)
   int n_ff_exp = 0;                     // expert_feed_forward_length (moe)
 

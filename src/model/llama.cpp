@@ -21,13 +21,14 @@ StatusOr<std::vector<float>> LoadVector(TensorSource& src, const std::string& na
   return out;
 }
 
-// Rows [e * rows, (e + 1) * rows) of `all` (expert e of a 3-D tensor), as a view whose shape
-// is `info`'s.
-TensorView ExpertView(const TensorView& all, const gguf::TensorInfo* info, int e, uint64_t rows) {
+// Rows [begin, begin + rows) of `all` (an expert of a 3-D tensor, a part of a fused one), as
+// a view whose shape is `info`'s.
+TensorView RowsView(const TensorView& all, const gguf::TensorInfo* info, uint64_t begin,
+                    uint64_t rows) {
   TensorView v;
   v.info = info;
   v.row_bytes = all.row_bytes;
-  const uint64_t begin = static_cast<uint64_t>(e) * rows, end = begin + rows;
+  const uint64_t end = begin + rows;
   for (const TensorShard& s : all.shards) {
     const uint64_t b = std::max(begin, s.row_begin), en = std::min(end, s.row_end);
     if (b >= en) continue;
@@ -72,9 +73,34 @@ StatusOr<const LayerWeights*> LlamaModel::Layer(int l) {
   auto fn = LoadVector(s, LayerName(l, "ffn_norm"));
   if (!fn.ok()) return fn.status();
   w->ffn_norm = std::move(*fn);
-  GGSWARM_RETURN_IF_ERROR(get("attn_q", &w->wq));
-  GGSWARM_RETURN_IF_ERROR(get("attn_k", &w->wk));
-  GGSWARM_RETURN_IF_ERROR(get("attn_v", &w->wv));
+  // A fused tensor's parts: views of its rows, in order.
+  auto parts = [&](const char* what, std::initializer_list<std::pair<TensorView*, int>> out,
+                   int first_info) -> Status {
+    TensorView all;
+    GGSWARM_RETURN_IF_ERROR(get(what, &all));
+    uint64_t row = 0;
+    int i = first_info;
+    for (const auto& [view, rows] : out) {
+      gguf::TensorInfo& info = w->part_info[i++];
+      info.name = all.info->name;
+      info.type = all.info->type;
+      info.shape = {all.info->shape[0], static_cast<uint64_t>(rows)};
+      info.n_elements = info.shape[0] * info.shape[1];
+      info.size = static_cast<uint64_t>(rows) * all.row_bytes;
+      *view = RowsView(all, &info, row, rows);
+      row += rows;
+    }
+    return Status();
+  };
+  if (config_.fused_qkv) {
+    GGSWARM_RETURN_IF_ERROR(parts(
+        "attn_qkv",
+        {{&w->wq, config_.q_dim()}, {&w->wk, config_.kv_dim()}, {&w->wv, config_.v_dim()}}, 0));
+  } else {
+    GGSWARM_RETURN_IF_ERROR(get("attn_q", &w->wq));
+    GGSWARM_RETURN_IF_ERROR(get("attn_k", &w->wk));
+    GGSWARM_RETURN_IF_ERROR(get("attn_v", &w->wv));
+  }
   GGSWARM_RETURN_IF_ERROR(get("attn_output", &w->wo));
   if (config_.moe) {
     GGSWARM_RETURN_IF_ERROR(get("ffn_gate_inp", &w->router));
@@ -91,11 +117,17 @@ StatusOr<const LayerWeights*> LlamaModel::Layer(int l) {
       one.n_elements = t.shape[0] * t.shape[1];
       one.size = t.shape[1] * all[i].row_bytes;
       for (int e = 0; e < config_.n_expert; ++e)
-        views[i]->push_back(ExpertView(all[i], &one, e, t.shape[1]));
+        views[i]->push_back(
+            RowsView(all[i], &one, static_cast<uint64_t>(e) * t.shape[1], t.shape[1]));
     }
   } else {
-    GGSWARM_RETURN_IF_ERROR(get("ffn_gate", &w->gate));
-    GGSWARM_RETURN_IF_ERROR(get("ffn_up", &w->up));
+    if (config_.fused_up) {
+      GGSWARM_RETURN_IF_ERROR(
+          parts("ffn_up", {{&w->gate, config_.n_ff}, {&w->up, config_.n_ff}}, 3));
+    } else {
+      GGSWARM_RETURN_IF_ERROR(get("ffn_gate", &w->gate));
+      GGSWARM_RETURN_IF_ERROR(get("ffn_up", &w->up));
+    }
     GGSWARM_RETURN_IF_ERROR(get("ffn_down", &w->down));
   }
   // What the architecture adds (ArchTraits): biases of q, k, v; norms of q's and k's heads.
@@ -127,6 +159,14 @@ Status LlamaModel::LoadGlobals() {
     auto r = LoadVector(*source_, "rope_freqs.weight");
     if (!r.ok()) return r.status();
     rope_freqs_ = std::move(*r);
+  }
+  if (config_.rope_factors) {
+    auto l = LoadVector(*source_, "rope_factors_long.weight");
+    if (!l.ok()) return l.status();
+    auto sh = LoadVector(*source_, "rope_factors_short.weight");
+    if (!sh.ok()) return sh.status();
+    rope_long_ = std::move(*l);
+    rope_short_ = std::move(*sh);
   }
   globals_loaded_ = true;
   return Status();
@@ -266,7 +306,8 @@ Status LayerRange::ForwardBatch(float* x, std::span<const SeqRun> runs, ThreadPo
   }
   // The rotations depend on the position only: their angles once for every layer.
   const LlamaConfig& c = model_->config();
-  const float* ff = model_->rope_freqs().empty() ? nullptr : model_->rope_freqs().data();
+  const std::vector<float>& factors = model_->RopeFactors(cache_.n_ctx);
+  const float* ff = factors.empty() ? nullptr : factors.data();
   rope_cs_.resize(static_cast<size_t>(n) * c.rope_dim);
   RopeScaling scaling;
   scaling.freq_scale = c.rope_freq_scale;
@@ -382,6 +423,10 @@ void LayerRange::AttentionBlock(int l, const LayerWeights& w, float* x, ThreadPo
           1.0);
       for (int i = 0; i < qd; ++i) q[i] *= scale;
     }
+    if (c.q_prescale) {  // Phi-3 scales q before attention (whose own scale is then 1)
+      const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+      for (int i = 0; i < qd; ++i) q[i] *= scale;
+    }
     const size_t cell = static_cast<size_t>(at_[t].seq) * cache_.n_ctx + at_[t].pos;
     for (int i = 0; i < kvd; ++i) {
       kc[cell * kvd + i] = FloatToHalf(k_[t * kvd + i]);
@@ -410,7 +455,7 @@ void LayerRange::Attend(int l, ThreadPool& pool) {
   const LlamaConfig& c = model_->config();
   const int hd = c.head_dim, qd = c.q_dim(), kvd = c.kv_dim();
   const int group = c.n_head / c.n_head_kv;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const float scale = c.q_prescale ? 1.0f : 1.0f / std::sqrt(static_cast<float>(hd));
   const bool fast = kernels::HasAttention(hd);
   const AlignedVector<uint16_t>& kc = cache_.k[l - begin_];
   const AlignedVector<uint16_t>& vc = cache_.v[l - begin_];

@@ -35,6 +35,9 @@ struct LayerWeights {
   TensorView router;
   std::vector<TensorView> gate_exp, up_exp, down_exp;
   gguf::TensorInfo exp_info[3];
+  // Fused tensors (attn_qkv, ffn_up holding gate and up): wq, wk, wv, gate, up are views of
+  // their rows, with these shapes.
+  gguf::TensorInfo part_info[5];
 };
 
 class LlamaModel {
@@ -58,6 +61,12 @@ class LlamaModel {
   Status Head(const float* x, int n, float* logits, ThreadPool& pool, MatMulScratch* scratch);
 
   const std::vector<float>& rope_freqs() const { return rope_freqs_; }
+  // The rope frequency factors for a cache of n_ctx positions: rope_freqs, or Phi-3's long
+  // factors beyond the original context and short ones within it; empty for none.
+  const std::vector<float>& RopeFactors(int n_ctx) const {
+    if (!rope_long_.empty()) return n_ctx > config_.n_ctx_orig ? rope_long_ : rope_short_;
+    return rope_freqs_;
+  }
 
  private:
   LlamaModel() = default;
@@ -67,7 +76,7 @@ class LlamaModel {
   std::vector<std::unique_ptr<LayerWeights>> layers_;
   bool globals_loaded_ = false, embd_loaded_ = false, output_loaded_ = false;
   TensorView embd_, output_;
-  std::vector<float> output_norm_, rope_freqs_;
+  std::vector<float> output_norm_, rope_freqs_, rope_long_, rope_short_;
   // With mu_ held: rope_freqs; token_embd; output and output_norm; all three.
   Status LoadGlobals();
   Status LoadEmbedding();
