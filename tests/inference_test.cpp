@@ -68,6 +68,26 @@ std::vector<Golden> Goldens() {
   return g;
 }
 
+// Walks llama.cpp's greedy continuation `want` from the prompt's `logits`, feeding its tokens
+// (teacher forcing), and expects our argmax to be its token at every step where our top two
+// logits are further apart than `tol`. Returns how many steps were so compared.
+int TeacherForced(Engine& e, std::vector<float> logits, const std::vector<int32_t>& want,
+                  double tol) {
+  int compared = 0;
+  for (size_t step = 0; step < want.size(); ++step) {
+    std::vector<float> sorted = logits;
+    std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<>());
+    if (sorted[0] - sorted[1] > tol) {
+      EXPECT_EQ(Argmax(logits), want[step]) << "step " << step;
+      ++compared;
+    }
+    if (step + 1 < want.size()) {
+      EXPECT_TRUE(e.Eval({&want[step], 1}, &logits).ok());
+    }
+  }
+  return compared;
+}
+
 // Checks the prompt logits, then walks llama.cpp's greedy continuation feeding its tokens
 // (teacher forcing) and asserts that our argmax is its token at every step where our top
 // two logits are further apart than the tolerance. Returns the prompt logits.
@@ -91,19 +111,7 @@ std::vector<float> CheckAgainstGolden(const std::string& path, const Golden& g) 
 
   const std::vector<int32_t> want = g.run["generated_tokens"];
   EXPECT_EQ(want.size(), 64u);
-  int compared = 0;
-  for (size_t step = 0; step < want.size(); ++step) {
-    std::vector<float> sorted = logits;
-    std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<>());
-    if (sorted[0] - sorted[1] > tol) {
-      EXPECT_EQ(Argmax(logits), want[step]) << "step " << step;
-      ++compared;
-    }
-    if (step + 1 < want.size()) {
-      EXPECT_TRUE((*e)->Eval({&want[step], 1}, &logits).ok());
-    }
-  }
-  EXPECT_GE(compared, 60) << "too few steps were decisive to compare";
+  EXPECT_GE(TeacherForced(**e, logits, want, tol), 60) << "too few steps were decisive to compare";
   return prompt_logits;
 }
 
@@ -484,18 +492,8 @@ TEST(InferenceGolden, OtherArchitecturesAgreeWithLlamaCpp) {
         for (size_t i = 0; i < want.size(); ++i)
           worst = std::max(worst, std::fabs(double(logits[i]) - want[i]));
         EXPECT_LE(worst, abs_tol);
-        const std::vector<int32_t> gen = g["generated_tokens"];
-        int compared = 0;
-        for (size_t step = 0; step < gen.size(); ++step) {
-          std::vector<float> sorted = logits;
-          std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<>());
-          if (sorted[0] - sorted[1] > abs_tol) {
-            EXPECT_EQ(Argmax(logits), gen[step]) << "step " << step;
-            ++compared;
-          }
-          ASSERT_TRUE((*e)->Eval({&gen[step], 1}, &logits).ok());
-        }
-        EXPECT_GE(compared, 32) << "too few steps were decisive to compare";
+        EXPECT_GE(TeacherForced(**e, logits, g["generated_tokens"], abs_tol), 32)
+            << "too few steps were decisive to compare";
       }
       EXPECT_EQ(first[0], first[1]) << "logits from fragments differ from logits from the GGUF";
     }

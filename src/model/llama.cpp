@@ -525,8 +525,12 @@ void LayerRange::ExpertsBlock(const LayerWeights& w, float* x, ThreadPool& pool)
   // k, each step rounded as ggml's soft_max, argsort_top_k, sum_rows and div round it.
   route_.resize(static_cast<size_t>(n_) * ne);
   MatMul(w.router, xn_.data(), n_, route_.data(), pool, &scratch_);
-  std::vector<float> weight(static_cast<size_t>(n_) * k);
-  std::vector<std::vector<std::pair<int, int>>> users(ne);  // per expert: (token, slot)
+  // (Buffers kept between calls: no allocation per token and layer.)
+  std::vector<float>& weight = weight_;
+  weight.resize(static_cast<size_t>(n_) * k);
+  auto& users = users_;  // per expert: (token, slot)
+  users.resize(ne);
+  for (auto& u : users) u.clear();
   for (int t = 0; t < n_; ++t) {
     float* p = route_.data() + static_cast<size_t>(t) * ne;
     const float mx = *std::max_element(p, p + ne);
@@ -534,7 +538,8 @@ void LayerRange::ExpertsBlock(const LayerWeights& w, float* x, ThreadPool& pool)
     for (int e = 0; e < ne; ++e) sum += (p[e] = std::exp(p[e] - mx));
     const float inv = static_cast<float>(1.0 / sum);
     for (int e = 0; e < ne; ++e) p[e] *= inv;
-    std::vector<int> order(ne);
+    std::vector<int>& order = order_;
+    order.resize(ne);
     for (int e = 0; e < ne; ++e) order[e] = e;
     std::partial_sort(order.begin(), order.begin() + k, order.end(),
                       [&](int a, int b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });

@@ -168,7 +168,10 @@ class LayerRange {
   AlignedVector<float> xn_, q_, k_, v_, att_, gate_, up_, tmp_;
   std::vector<float> rope_cs_;            // per token: its rotations' cosines and sines
   AlignedVector<float> route_, xe_, eo_;  // moe: router logits; an expert's inputs; outputs
-  AlignedVector<float> kt_, vf_;          // long runs: cached keys transposed, values, in f32
+  std::vector<float> weight_;             // moe: per token, its experts' weights
+  std::vector<int> order_;                // moe: experts by probability
+  std::vector<std::vector<std::pair<int, int>>> users_;  // moe: per expert, (token, slot)
+  AlignedVector<float> kt_, vf_;  // long runs: cached keys transposed, values, in f32
 };
 
 }  // namespace ggswarm::model
