@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "arch_cases.h"
 #include "convert/quantize_model.h"
 #include "convert/synth.h"
 #include "convert/type_plan.h"
@@ -427,49 +428,22 @@ TEST(InferenceGolden, EveryWeightTypeAgreesWithLlamaCpp) {
 // f32 sums' order shows more, and differs by build (measured: qwen2 2.4e-5 in the native build,
 // 1.4e-4 in the portable one, whose f32 dot products are not contracted into FMAs).
 // Random models of the other architectures (model/config.h's table) and of a Llama 3 (tied
-// head, rope_freqs, its BPE vocabulary), made by our own writer
-// exactly as tests/data/make_arch_goldens.sh made them for llama.cpp: the prompt's logits
+// head, rope_freqs, its BPE vocabulary), made by `ggswarm synth` with tests/arch_cases.h's
+// flags exactly as tests/data/make_arch_goldens.sh made them for llama.cpp: the prompt's logits
 // within the tolerances of CheckEveryWeightType, and llama.cpp's greedy continuation taken
 // token by token (teacher forcing) wherever our top two are further apart than that; the
 // same bits from a fragment directory.
 TEST(InferenceGolden, OtherArchitecturesAgreeWithLlamaCpp) {
   const std::string data = std::string(GGSWARM_SOURCE_DIR) + "/tests/data/archs/";
-  for (const char* arch : {"qwen2", "qwen3", "qwen3moe", "llama3", "mistral3", "phi3"}) {
+  for (const auto& [arch, flags] : testing::kArchCases) {
     for (const auto& [type, tol] :
          {std::pair<const char*, double>{"F32", 3e-4}, {"Q8_0", 1.5e-2}, {"Q4_K_M", 1.5e-2}}) {
       SCOPED_TRACE(std::string(arch) + " " + type);
       TempDir dir;
-      ModelShape shape = *FindPreset("tiny");
-      const bool llama3 = std::string(arch) == "llama3";
-      if (std::string(arch).rfind("qwen3", 0) == 0) shape.head_dim = 128;
-      if (std::string(arch) == "qwen3moe") {
-        shape.n_expert = 8;
-        shape.n_expert_used = 2;
-        shape.n_ff_exp = 256;
-      }
-      shape.tied_output = shape.llama3_rope = llama3;
-      const bool mistral3 = std::string(arch) == "mistral3";
-      if (mistral3) {
-        shape.yarn_factor = 16;
-        shape.yarn_orig_ctx = 32;
-        shape.attn_temp_scale = 0.1f;
-      }
-      const bool phi3 = std::string(arch) == "phi3";
-      if (phi3) {
-        shape.rope_dim = 48;
-        shape.yarn_orig_ctx = 256;
-        shape.tied_output = true;
-      }
-      SynthOptions so{shape,
-                      *ParseTypeMix(type),
-                      1,
-                      "ggswarm-synth-tiny",
-                      llama3     ? "llama3"
-                      : mistral3 ? "tekken"
-                      : phi3     ? "spm"
-                                 : "qwen2",
-                      llama3 ? "llama" : arch};
-      ASSERT_TRUE(Synthesize(so, dir / "m.gguf", false).ok());
+      const std::string synth = std::string(GGSWARM_CLI) + " synth " + dir / "m.gguf" +
+                                " --preset tiny " + flags + " --type " + type +
+                                " --seed 1 >/dev/null";
+      ASSERT_EQ(std::system(synth.c_str()), 0) << synth;
       const auto g = LoadJson(data + arch + "-" + type + ".json");
       const auto want =
           LoadJson(data + arch + "-" + type + ".logits.json").get<std::vector<float>>();
@@ -497,6 +471,34 @@ TEST(InferenceGolden, OtherArchitecturesAgreeWithLlamaCpp) {
       }
       EXPECT_EQ(first[0], first[1]) << "logits from fragments differ from logits from the GGUF";
     }
+  }
+}
+
+// A sliding window in a long batch: the f32 attention of long runs (kBf16MinTokens tokens,
+// AVX-512) starts each token's keys at its window, as the f16 attention of a token alone
+// does. The last logits of 40 tokens in one batch and one by one agree (the two attentions
+// round differently: within the quantized types' tolerance, above); a batch that let the
+// local layers see past their window of 4 would be far off.
+TEST(Inference, SlidingWindowHoldsInLongBatches) {
+  static_assert(model::kBf16MinTokens <= 40);
+  for (const char* arch : {"gemma2", "gemma3"}) {
+    SCOPED_TRACE(arch);
+    TempDir dir;
+    const std::string synth = std::string(GGSWARM_CLI) + " synth " + dir / "m.gguf" +
+                              " --preset tiny --arch " + arch +
+                              " --vocab gemma --swa 4 --type Q8_0 >/dev/null";
+    ASSERT_EQ(std::system(synth.c_str()), 0) << synth;
+    auto e = Engine::Open(dir / "m.gguf", {.threads = 2, .n_ctx = 64});
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    std::vector<int32_t> toks;
+    for (int i = 0; i < 40; ++i) toks.push_back(10 + (i * 37) % 500);
+    std::vector<float> batch, single;
+    ASSERT_TRUE((*e)->Eval(toks, &batch).ok());
+    (*e)->Truncate(0);
+    for (int32_t t : toks) ASSERT_TRUE((*e)->Eval({&t, 1}, &single).ok());
+    const auto [lo, hi] = std::minmax_element(single.begin(), single.end());
+    for (size_t i = 0; i < single.size(); ++i)
+      ASSERT_NEAR(batch[i], single[i], 1.5e-2 * (*hi - *lo)) << i;
   }
 }
 
@@ -564,9 +566,9 @@ TEST(InferenceErrors, BadModelsAreRefusedWithTheReason) {
   };
   const Case cases[] = {
       {"general.architecture", gguf::Value::String("gpt2"), "architecture 'gpt2' is not supported"},
-      {"general.architecture", gguf::Value::String("gemma3"),
-       "architecture 'gemma3' is not supported (ggswarm runs llama, mistral, qwen2, qwen3, "
-       "qwen3moe, mistral3, phi3)"},
+      {"general.architecture", gguf::Value::String("gemma3n"),
+       "architecture 'gemma3n' is not supported (ggswarm runs llama, mistral, qwen2, qwen3, "
+       "qwen3moe, mistral3, phi3, gemma2, gemma3)"},
       {"general.architecture", gguf::Value::String("qwen3"),
        "metadata key qwen3.embedding_length is missing"},
       {"llama.block_count", gguf::Value::Uint32(6), "tensor blk.5.attn_norm.weight is missing"},
@@ -589,6 +591,47 @@ TEST(InferenceErrors, BadModelsAreRefusedWithTheReason) {
                    return out.Write(f->TensorBytes(f->tensors[i]));
                  }).ok());
     auto e = Engine::Open(t / "m.gguf");
+    ASSERT_FALSE(e.ok());
+    EXPECT_NE(e.status().message().find(c.message), std::string::npos) << e.status().ToString();
+  }
+}
+
+// Gemma's own keys, wrong, are refused by name.
+TEST(InferenceErrors, BadGemmaKeysAreRefusedWithTheReason) {
+  TempDir dir;
+  const std::string synth = std::string(GGSWARM_CLI) + " synth " + dir / "g.gguf" +
+                            " --preset micro --arch gemma2 --vocab gemma >/dev/null";
+  ASSERT_EQ(std::system(synth.c_str()), 0) << synth;
+  auto f = gguf::GgufFile::Open(dir / "g.gguf");
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE(Engine::Open(dir / "g.gguf").ok());
+  const gguf::Value flag = gguf::Value::Bool(true);
+  struct Case {
+    std::string key;
+    gguf::Value value;
+    const char* message;
+  };
+  const Case cases[] = {
+      {"gemma2.attention.sliding_window_pattern",
+       gguf::Value::Array(gguf::ValueType::BOOL, {flag, flag, flag}),
+       "gemma2.attention.sliding_window_pattern has 3 entries for 2 layers"},
+      {"gemma2.attention.sliding_window_pattern", gguf::Value::String("6"),
+       "sliding_window_pattern is neither a period nor one flag per layer"},
+      {"gemma2.attention.sliding_window", gguf::Value::Uint32(0),
+       "gemma2.attention.sliding_window = 0 is not a sensible size"},
+      {"gemma2.final_logit_softcapping", gguf::Value::Float32(-30.0f),
+       "soft-capping value is not a non-negative number"},
+      {"gemma2.rope.freq_base_swa", gguf::Value::String("10000"),
+       "metadata key gemma2.rope.freq_base_swa has type str, expected a number"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.key);
+    gguf::GgufWriter w = gguf::WriterFor(*f);
+    w.Set(c.key, c.value);
+    ASSERT_TRUE(w.Write(dir / "m.gguf", true, [&](size_t i, OutputFile& out) {
+                   return out.Write(f->TensorBytes(f->tensors[i]));
+                 }).ok());
+    auto e = Engine::Open(dir / "m.gguf");
     ASSERT_FALSE(e.ok());
     EXPECT_NE(e.status().message().find(c.message), std::string::npos) << e.status().ToString();
   }

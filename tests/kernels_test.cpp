@@ -446,25 +446,28 @@ TEST(Kernels, AttentionMatchesTheScalarReference) {
       ASSERT_TRUE(kernels::HasAttention(hd));
       for (int heads : {1, 2, 4}) {
         for (int len : {1, 2, 7, 300}) {
-          const int stride = 3 * hd;  // one key/value head of three in the cache
-          const auto qf = RandomFloats(static_cast<size_t>(heads) * hd, 5 + len);
-          const auto kf = RandomFloats(static_cast<size_t>(len) * stride, 6 + len);
-          const auto vf = RandomFloats(static_cast<size_t>(len) * stride, 7 + len);
-          std::vector<uint16_t> kh(kf.size()), vh(vf.size());
-          for (size_t i = 0; i < kf.size(); ++i) {
-            kh[i] = FloatToHalf(kf[i]);
-            vh[i] = FloatToHalf(vf[i]);
+          for (float cap : {0.0f, 0.5f}) {  // Gemma 2's soft-capping, strong here
+            const int stride = 3 * hd;      // one key/value head of three in the cache
+            const auto qf = RandomFloats(static_cast<size_t>(heads) * hd, 5 + len);
+            const auto kf = RandomFloats(static_cast<size_t>(len) * stride, 6 + len);
+            const auto vf = RandomFloats(static_cast<size_t>(len) * stride, 7 + len);
+            std::vector<uint16_t> kh(kf.size()), vh(vf.size());
+            for (size_t i = 0; i < kf.size(); ++i) {
+              kh[i] = FloatToHalf(kf[i]);
+              vh[i] = FloatToHalf(vf[i]);
+            }
+            std::vector<float> want(heads * hd), got(heads * hd);
+            const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+            kernels::AttendF16Reference(qf.data(), heads, kh.data() + hd, vh.data() + hd, stride,
+                                        len, hd, scale, want.data(), cap);
+            kernels::AttendF16(qf.data(), heads, kh.data() + hd, vh.data() + hd, stride, len, hd,
+                               scale, got.data(), cap);
+            // The dot products are summed in another order; the f16 accumulator rounds alike.
+            for (int i = 0; i < heads * hd; ++i)
+              ASSERT_NEAR(got[i], want[i], 2e-3 * (1 + std::fabs(want[i])))
+                  << "head_dim " << hd << " heads " << heads << " len " << len << " i " << i
+                  << " cap " << cap;
           }
-          std::vector<float> want(heads * hd), got(heads * hd);
-          const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-          kernels::AttendF16Reference(qf.data(), heads, kh.data() + hd, vh.data() + hd, stride, len,
-                                      hd, scale, want.data());
-          kernels::AttendF16(qf.data(), heads, kh.data() + hd, vh.data() + hd, stride, len, hd,
-                             scale, got.data());
-          // The dot products are summed in another order; the f16 accumulator rounds alike.
-          for (int i = 0; i < heads * hd; ++i)
-            ASSERT_NEAR(got[i], want[i], 2e-3 * (1 + std::fabs(want[i])))
-                << "head_dim " << hd << " heads " << heads << " len " << len << " i " << i;
         }
       }
     }
@@ -478,32 +481,35 @@ TEST(Kernels, F32AttentionMatchesTheScalarReference) {
   for (int hd : {64, 128}) {
     for (int heads : {1, 3, 4, 8, 9}) {
       for (int len : {1, 2, 15, 16, 17, 300}) {
-        SCOPED_TRACE("head_dim " + std::to_string(hd) + " heads " + std::to_string(heads) +
-                     " len " + std::to_string(len));
-        const int64_t kts = (len + 15) / 16 * 16 + 16;  // wider than needed
-        const auto qf = RandomFloats(static_cast<size_t>(heads) * hd, 15 + len);
-        auto kf = RandomFloats(static_cast<size_t>(len) * hd, 16 + len);
-        auto vf = RandomFloats(static_cast<size_t>(len) * hd, 17 + len);
-        std::vector<uint16_t> kh(kf.size()), vh(vf.size());
-        for (size_t i = 0; i < kf.size(); ++i) {  // values an f16 cache can hold
-          kh[i] = FloatToHalf(kf[i]);
-          vh[i] = FloatToHalf(vf[i]);
-          kf[i] = HalfToFloat(kh[i]);
-          vf[i] = HalfToFloat(vh[i]);
-        }
-        std::vector<float> kt(hd * kts, NAN);  // past len: never read into the result
-        for (int j = 0; j < len; ++j)
-          for (int d = 0; d < hd; ++d) kt[d * kts + j] = kf[j * hd + d];
-        std::vector<float> want(heads * hd), got(heads * hd), f16(heads * hd);
-        const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-        kernels::AttendF32Reference(qf.data(), heads, kt.data(), kts, vf.data(), len, hd, scale,
-                                    want.data());
-        kernels::AttendF32(qf.data(), heads, kt.data(), kts, vf.data(), len, hd, scale, got.data());
-        kernels::AttendF16Reference(qf.data(), heads, kh.data(), vh.data(), hd, len, hd, scale,
-                                    f16.data());
-        for (int i = 0; i < heads * hd; ++i) {
-          ASSERT_NEAR(got[i], want[i], 1e-5 * (1 + std::fabs(want[i]))) << i;
-          ASSERT_NEAR(f16[i], want[i], 2e-3 * (1 + std::fabs(want[i]))) << i;
+        for (float cap : {0.0f, 0.5f}) {  // Gemma 2's soft-capping, strong here
+          SCOPED_TRACE("head_dim " + std::to_string(hd) + " heads " + std::to_string(heads) +
+                       " len " + std::to_string(len) + " cap " + std::to_string(cap));
+          const int64_t kts = (len + 15) / 16 * 16 + 16;  // wider than needed
+          const auto qf = RandomFloats(static_cast<size_t>(heads) * hd, 15 + len);
+          auto kf = RandomFloats(static_cast<size_t>(len) * hd, 16 + len);
+          auto vf = RandomFloats(static_cast<size_t>(len) * hd, 17 + len);
+          std::vector<uint16_t> kh(kf.size()), vh(vf.size());
+          for (size_t i = 0; i < kf.size(); ++i) {  // values an f16 cache can hold
+            kh[i] = FloatToHalf(kf[i]);
+            vh[i] = FloatToHalf(vf[i]);
+            kf[i] = HalfToFloat(kh[i]);
+            vf[i] = HalfToFloat(vh[i]);
+          }
+          std::vector<float> kt(hd * kts, NAN);  // past len: never read into the result
+          for (int j = 0; j < len; ++j)
+            for (int d = 0; d < hd; ++d) kt[d * kts + j] = kf[j * hd + d];
+          std::vector<float> want(heads * hd), got(heads * hd), f16(heads * hd);
+          const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+          kernels::AttendF32Reference(qf.data(), heads, kt.data(), kts, vf.data(), len, hd, scale,
+                                      want.data(), cap);
+          kernels::AttendF32(qf.data(), heads, kt.data(), kts, vf.data(), len, hd, scale,
+                             got.data(), cap);
+          kernels::AttendF16Reference(qf.data(), heads, kh.data(), vh.data(), hd, len, hd, scale,
+                                      f16.data(), cap);
+          for (int i = 0; i < heads * hd; ++i) {
+            ASSERT_NEAR(got[i], want[i], 1e-5 * (1 + std::fabs(want[i]))) << i;
+            ASSERT_NEAR(f16[i], want[i], 2e-3 * (1 + std::fabs(want[i]))) << i;
+          }
         }
       }
     }

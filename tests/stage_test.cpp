@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "api/bridge.h"
+#include "arch_cases.h"
 #include "h2_attack.h"
 #include "net/stage_client.h"
 #include "process.h"
@@ -152,21 +153,18 @@ TEST_F(Pipeline, SharedStoriesModelsGiveTheLocalStory) {
   }
 }
 
-// The other architectures need nothing of the stages or the fragments: the layers' extra
-// tensors (Qwen2's biases, Qwen3's head norms) travel with their layers, and a Llama 3's
-// tied head and rope_freqs reach the stages that need them.
+// The other architectures (tests/arch_cases.h) need nothing of the stages or the fragments:
+// the layers' extra tensors (Qwen2's biases, Qwen3's head norms, Gemma's post-norms) travel
+// with their layers, a Llama 3's tied head and rope_freqs reach the stages that need them,
+// and Gemma's scaled embedding and soft-capped logits stay with the first and last stage.
 TEST_F(Pipeline, OtherArchitecturesAcrossStagesAndFromFragmentsGiveTheLocalText) {
   TempDir t;
-  for (const std::string arch : {"qwen2", "qwen3", "qwen3moe", "llama3", "mistral3", "phi3"}) {
+  for (const auto& [name, flags] : testing::kArchCases) {
+    const std::string arch = name;
     SCOPED_TRACE(arch);
     const std::string m = t / (arch + ".gguf");
-    const std::string flags = arch == "qwen2"   ? " --arch qwen2 --vocab qwen2"
-                              : arch == "qwen3" ? " --arch qwen3 --vocab qwen2 --head-dim 128"
-                              : arch == "qwen3moe"
-                                  ? " --arch qwen3moe --vocab qwen2 --head-dim 128 --n-expert 8 "
-                                    "--n-expert-used 2 --n-ff-exp 256"
-                                  : " --vocab llama3 --tied-output --llama3-rope";
-    Result r = Ggswarm("synth " + m + " --preset tiny --n-layer 4 --type Q8_0 --seed 5" + flags, t);
+    Result r = Ggswarm(
+        "synth " + m + " --preset tiny --n-layer 4 --type Q8_0 --seed 5 " + std::string(flags), t);
     ASSERT_EQ(r.code, 0) << r.err;
     ExpectChainMatchesLocal(m, {"0-1", "2-3"}, "Once upon a time");
     const std::string frag = t / (arch + "-frag");

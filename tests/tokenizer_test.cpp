@@ -59,10 +59,10 @@ TEST(TokenizerGolden, SharedModels) {
 }
 
 // Byte-level BPE: vocabularies ggswarm generates (merges learned from a fixed text), one
-// per pre-tokenizer, against llama.cpp's tokenizations made by
-// tests/data/make_bpe_goldens.sh.
-TEST(TokenizerGolden, ByteLevelBpeEveryPreTokenizer) {
-  for (const char* pre : {"llama3", "qwen2", "tekken", "gpt-2"}) {
+// per pre-tokenizer; and Gemma's kind of SentencePiece vocabulary: against llama.cpp's
+// tokenizations made by tests/data/make_bpe_goldens.sh.
+TEST(TokenizerGolden, GeneratedVocabulariesOfEveryFamily) {
+  for (const char* pre : {"llama3", "qwen2", "tekken", "gpt-2", "gpt-4o", "gemma"}) {
     SCOPED_TRACE(pre);
     testing::TempDir dir;
     ModelShape shape = *FindPreset("micro");

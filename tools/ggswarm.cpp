@@ -106,6 +106,7 @@ int main(int argc, char** argv) {
   bool json = false, force = false, no_torrent = false, hybrid = false;
   std::string vocab, arch;  // default: the preset's
   bool tied_output = false, llama3_rope = false;
+  float rope_base = 0;
   uint64_t count = 16, seed = 1;
 
   auto* inspect = app.add_subcommand("inspect",
@@ -172,13 +173,20 @@ int main(int argc, char** argv) {
   synth->add_option("--yarn-orig-ctx", shape.yarn_orig_ctx,
                     "Override: original context (YaRN's; Phi-3's long/short factors)");
   synth->add_option("--rope-dim", shape.rope_dim, "Override: rotated dimensions per head");
+  synth->add_option("--rope-base", rope_base, "Override: rope.freq_base");
+  synth->add_option("--rope-scale-linear", shape.linear_factor,
+                    "Override: linear rope scaling factor (Gemma 3 4B: 8)");
+  synth->add_option("--swa", shape.n_swa, "Override: sliding window of the local layers (Gemma)");
+  synth->add_option("--swa-pattern", shape.swa_pattern,
+                    "Override: every Nth layer global, the others local (Gemma)");
   synth->add_option("--attn-temp-scale", shape.attn_temp_scale,
                     "Override: attention.temperature_scale (query temperature)");
   synth->add_option("--type", type_name, "Type or mix: " + TypeMixNames() + " (default Q8_0)");
   synth->add_option("--seed", seed, "Random seed (default 1)");
   synth->add_option("--vocab", vocab,
-                    "Tokenizer: spm (SentencePiece-style) or a byte-level BPE with pre-tokenizer "
-                    "llama3, qwen2, tekken or gpt-2 (default: the preset's; spm)");
+                    "Tokenizer: spm (SentencePiece-style; gemma: Gemma's) or a byte-level BPE "
+                    "with pre-tokenizer "
+                    "llama3, qwen2, tekken, gpt-2 or gpt-4o (default: the preset's; spm)");
   synth->add_flag("--tied-output", tied_output, "No output.weight: the head reuses token_embd");
   synth->add_flag("--llama3-rope", llama3_rope,
                   "rope_freqs.weight with Llama 3.1's frequency factors");
@@ -210,6 +218,10 @@ int main(int argc, char** argv) {
     if (shape.yarn_orig_ctx) s.yarn_orig_ctx = shape.yarn_orig_ctx;
     if (shape.rope_dim) s.rope_dim = shape.rope_dim;
     if (shape.attn_temp_scale) s.attn_temp_scale = shape.attn_temp_scale;
+    if (rope_base > 0) s.rope_freq_base = rope_base;
+    if (shape.linear_factor) s.linear_factor = shape.linear_factor;
+    if (shape.n_swa) s.n_swa = shape.n_swa;
+    if (shape.swa_pattern) s.swa_pattern = shape.swa_pattern;
     s.tied_output |= tied_output;
     s.llama3_rope |= llama3_rope;
     const PresetKind kind = PresetKindOf(preset);

@@ -53,7 +53,19 @@ const PresetRow kPresets[] = {
      {3072, 32, 24, 8, 8192, 200064, 128, 131072, 10000.0f, 1e-5f, true, false, 0, 0, 0, 0, 4096, 0,
       96},
      "phi3",
-     "spm"},
+     "gpt-4o"},
+    // Gemma 2 2B and Gemma 3 4B: heads of 256, tied heads, 256k vocabularies, sliding windows
+    // (Gemma 3: 5 local layers to 1 global, the global rope stretched 8× linearly).
+    {"gemma2-2b",
+     {2304,  26, 8, 4, 9216, 256000, 256, 8192, 10000.0f, 1e-6f, true,
+      false, 0,  0, 0, 0,    0,      0,   0,    0,        4096,  2},
+     "gemma2",
+     "gemma"},
+    {"gemma3-4b",
+     {2560,  34, 8, 4, 10240, 262144, 256, 131072, 1000000.0f, 1e-6f, true,
+      false, 0,  0, 0, 0,     0,      0,   0,      8.0f,       1024,  6},
+     "gemma3",
+     "gemma"},
     {"qwen3-30b-a3b",
      {2048, 48, 32, 4, 6144, 151936, 128, 40960, 1000000.0f, 1e-6f, false, false, 128, 8, 768},
      "qwen3moe",
@@ -164,7 +176,7 @@ void FillRandom(GgmlType type, float a, uint64_t n, Rng& rng, uint8_t* out) {
 
 // The generated vocabulary: <unk>, <s>, </s>, the 256 byte tokens, then distinct pieces
 // ("▁a", "a", "▁b", … "▁ab", …) with decreasing scores.
-void AddVocabulary(uint32_t n_vocab, gguf::GgufWriter* w) {
+void AddVocabulary(uint32_t n_vocab, bool gemma, gguf::GgufWriter* w) {
   std::vector<std::string> tokens;
   std::vector<Value> scores, types;
   tokens.reserve(n_vocab);
@@ -173,9 +185,17 @@ void AddVocabulary(uint32_t n_vocab, gguf::GgufWriter* w) {
     scores.push_back(Value::Float32(score));
     types.push_back(Value::Int32(type));
   };
-  add("<unk>", 0, 2);  // token types are llama.cpp's: 1 normal, 2 unknown, 3 control, 6 byte
-  add("<s>", 0, 3);
-  add("</s>", 0, 3);
+  // token types are llama.cpp's: 1 normal, 2 unknown, 3 control, 4 user-defined, 6 byte
+  if (gemma) {  // Gemma's first ids, and its turns
+    for (const char* t : {"<pad>", "<eos>", "<bos>"}) add(t, 0, 3);
+    add("<unk>", 0, 2);
+    add("<start_of_turn>", 0, 4);
+    add("<end_of_turn>", 0, 4);
+  } else {
+    add("<unk>", 0, 2);
+    add("<s>", 0, 3);
+    add("</s>", 0, 3);
+  }
   for (int b = 0; b < 256 && tokens.size() < n_vocab; ++b) {
     char buf[8];
     std::snprintf(buf, sizeof buf, "<0x%02X>", b);
@@ -194,9 +214,13 @@ void AddVocabulary(uint32_t n_vocab, gguf::GgufWriter* w) {
   w->Set("tokenizer.ggml.tokens", Value::StringArray(tokens));
   w->Set("tokenizer.ggml.scores", Value::Array(ValueType::FLOAT32, scores));
   w->Set("tokenizer.ggml.token_type", Value::Array(ValueType::INT32, types));
-  w->Set("tokenizer.ggml.bos_token_id", Value::Uint32(1));
-  w->Set("tokenizer.ggml.eos_token_id", Value::Uint32(2));
-  w->Set("tokenizer.ggml.unknown_token_id", Value::Uint32(0));
+  w->Set("tokenizer.ggml.bos_token_id", Value::Uint32(gemma ? 2 : 1));
+  w->Set("tokenizer.ggml.eos_token_id", Value::Uint32(gemma ? 1 : 2));
+  w->Set("tokenizer.ggml.unknown_token_id", Value::Uint32(gemma ? 3 : 0));
+  if (gemma) {
+    w->Set("tokenizer.ggml.padding_token_id", Value::Uint32(0));
+    w->Set("tokenizer.ggml.add_space_prefix", Value::Bool(false));
+  }
   w->Set("tokenizer.ggml.add_bos_token", Value::Bool(true));
   w->Set("tokenizer.ggml.add_eos_token", Value::Bool(false));
 }
@@ -208,7 +232,10 @@ void AddBpeVocabulary(uint32_t n_vocab, const std::string& pre, gguf::GgufWriter
   static const char* kText =
       "Once upon a time, there was a little girl named Lily. She loved to play outside in "
       "the park with her friends. One day, they saw a big red ball and 3 dogs; it's 12345 "
-      "steps away! Naïve café owners said: \"don't stop\". 東京タワーは高い。 The end.\n";
+      "steps away! Naïve café owners said: \"don't stop\". 東京タワーは高い。 The end.\n"
+      // Cased words outside ASCII, and a combining mark: where the pre-tokenizers differ.
+      "ΑΒΓαβγΔ ΠΡΙΝαβγ Привет ПРИВЕТмир e\u0301te\u0301 ΑΒΓαβγΔ ΠΡΙΝαβγ Привет ПРИВЕТмир "
+      "e\u0301te\u0301 ΑΒΓαβγΔ ΠΡΙΝαβγ ПРИВЕТмир e\u0301te\u0301 I'M HERE, WE'LL see.\n";
   std::vector<std::vector<std::string>> words;
   std::string word;
   auto flush = [&] {
@@ -375,6 +402,16 @@ StatusOr<SynthReport> Synthesize(const SynthOptions& o, const std::string& path,
   }
   if (s.yarn_factor <= 0 && s.yarn_orig_ctx)
     w.Set(p + "rope.scaling.original_context_length", Value::Uint32(s.yarn_orig_ctx));
+  if (s.linear_factor > 0) {
+    w.Set(p + "rope.scaling.type", Value::String("linear"));
+    w.Set(p + "rope.scaling.factor", Value::Float32(s.linear_factor));
+  }
+  if (s.n_swa) w.Set(p + "attention.sliding_window", Value::Uint32(s.n_swa));
+  if (s.swa_pattern) w.Set(p + "attention.sliding_window_pattern", Value::Uint32(s.swa_pattern));
+  if (arch->attn_softcap > 0) {  // as Gemma 2's files carry them
+    w.Set(p + "attn_logit_softcapping", Value::Float32(arch->attn_softcap));
+    w.Set(p + "final_logit_softcapping", Value::Float32(arch->final_softcap));
+  }
   if (s.attn_temp_scale != 0)
     w.Set(p + "attention.temperature_scale", Value::Float32(s.attn_temp_scale));
   if (arch->moe) {
@@ -388,15 +425,15 @@ StatusOr<SynthReport> Synthesize(const SynthOptions& o, const std::string& path,
   }
   if (o.mix.file_type >= 0) w.Set("general.file_type", Value::Uint32(o.mix.file_type));
   w.Set("general.quantization_version", Value::Uint32(2));
-  if (o.vocab == "spm") {
-    AddVocabulary(s.n_vocab, &w);
+  if (o.vocab == "spm" || o.vocab == "gemma") {
+    AddVocabulary(s.n_vocab, o.vocab == "gemma", &w);
   } else if (o.vocab == "llama3" || o.vocab == "qwen2" || o.vocab == "tekken" ||
-             o.vocab == "gpt-2") {
+             o.vocab == "gpt-2" || o.vocab == "gpt-4o") {
     if (s.n_vocab < 300) return Status::InvalidArgument("a BPE vocabulary needs n_vocab >= 300");
     AddBpeVocabulary(s.n_vocab, o.vocab, &w);
   } else {
     return Status::InvalidArgument("unknown vocabulary '" + o.vocab +
-                                   "' (spm, llama3, qwen2, tekken, gpt-2)");
+                                   "' (spm, gemma, llama3, qwen2, tekken, gpt-2, gpt-4o)");
   }
 
   SynthReport report;
@@ -430,6 +467,10 @@ StatusOr<SynthReport> Synthesize(const SynthOptions& o, const std::string& path,
       plan.push_back({p + "attn_k_norm.weight", {{hd}, 0.1f, true}});
     }
     plan.push_back({p + "ffn_norm.weight", {{s.n_embd}, 0.1f, true}});
+    if (arch->post_norms) {
+      plan.push_back({p + "post_attention_norm.weight", {{s.n_embd}, 0.1f, true}});
+      plan.push_back({p + "post_ffw_norm.weight", {{s.n_embd}, 0.1f, true}});
+    }
     if (arch->moe) {
       plan.push_back({p + "ffn_gate_inp.weight", {{s.n_embd, s.n_expert}, a, false}});
       plan.push_back({p + "ffn_gate_exps.weight", {{s.n_embd, s.n_ff_exp, s.n_expert}, a, false}});
@@ -446,7 +487,8 @@ StatusOr<SynthReport> Synthesize(const SynthOptions& o, const std::string& path,
     plan.push_back({p + "ffn_down.weight", {{s.n_ff, s.n_embd}, a, false}});
   }
   plan.push_back({"output_norm.weight", {{s.n_embd}, 0.1f, true}});
-  if (!s.tied_output) plan.push_back({"output.weight", {{s.n_embd, s.n_vocab}, a, false}});
+  if (!s.tied_output && !arch->head_is_embd)
+    plan.push_back({"output.weight", {{s.n_embd, s.n_vocab}, a, false}});
   if (arch->phi3) {  // long and short rope factors, as Phi-3's (from 1 up to 2.5 / 1.1)
     std::vector<float> lf(rope_dim / 2), sf(rope_dim / 2);
     for (uint32_t i = 0; i < rope_dim / 2; ++i) {

@@ -27,6 +27,9 @@ struct ModelShape {
   uint32_t yarn_orig_ctx = 0;  // … from this original context (also Phi-3's, for its factors)
   float attn_temp_scale = 0;   // attention.temperature_scale (Mistral 3: 0.1)
   uint32_t rope_dim = 0;       // 0: the head size; less: partial rope (Phi-4-mini: 3/4)
+  float linear_factor = 0;     // > 0: linear rope scaling of this factor (Gemma 3 4B: 8)
+  uint32_t n_swa = 0;          // attention.sliding_window (Gemma: the local layers' window)
+  uint32_t swa_pattern = 0;    // attention.sliding_window_pattern: every nth layer global
   uint32_t q_dim() const { return n_head * (head_dim ? head_dim : n_embd / n_head); }
   uint32_t kv_dim() const { return n_head_kv * (head_dim ? head_dim : n_embd / n_head); }
 };
@@ -48,8 +51,10 @@ struct SynthOptions {
   TypeMix mix;
   uint64_t seed = 1;
   std::string model_name = "ggswarm-synth";
-  // "spm": a SentencePiece-style vocabulary; or a byte-level BPE vocabulary ("gpt2" model)
-  // with merges learned from a fixed text and this pre-tokenizer: llama3, qwen2, tekken, gpt-2.
+  // "spm": a SentencePiece-style vocabulary ("gemma": the same with Gemma's special tokens
+  // and no space prefix); or a byte-level BPE vocabulary ("gpt2" model)
+  // with merges learned from a fixed text and this pre-tokenizer: llama3, qwen2, tekken, gpt-2,
+  // gpt-4o.
   std::string vocab = "spm";
   // The architecture (model/config.h's table): llama, or qwen2 (q/k/v biases, NeoX rope),
   // qwen3 (per-head q/k norms, NeoX rope), …; its name prefixes the hyper-parameters' keys.

@@ -24,8 +24,9 @@ inline __m256 RoundHalf8(__m256 x) {
 }  // namespace
 
 void AttendF16(const float* q, int heads, const uint16_t* k, const uint16_t* v, int64_t stride,
-               int len, int head_dim, float scale, float* out) {
-  const int nv = head_dim / 8;  // at most 32 vectors
+               int len, int head_dim, float scale, float* out, float softcap) {
+  if (softcap > 0) scale /= softcap;  // as ggml: s = softcap · tanh(dot · scale / softcap)
+  const int nv = head_dim / 8;        // at most 32 vectors
   // Scores first, for every head at once: each key is converted once for all the heads
   // that share it. q is rounded to f16, as llama.cpp rounds it.
   thread_local std::vector<float> qf, scores, factor;
@@ -47,6 +48,8 @@ void AttendF16(const float* q, int heads, const uint16_t* k, const uint16_t* v, 
       scores[static_cast<size_t>(h) * len + j] = simd::Hsum256(d) * scale;
     }
   }
+  if (softcap > 0)
+    for (float& s : scores) s = softcap * std::tanh(s);
   // The softmax factors, with a running maximum (target_helpers.h).
   thread_local std::vector<float> sum;
   sum.resize(heads);

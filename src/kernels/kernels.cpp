@@ -433,12 +433,13 @@ void SiluMul(const float* g, const float* u, float* out, int64_t n) {
 }
 
 void AttendF32(const float* q, int heads, const float* kt, int64_t kt_stride, const float* v,
-               int len, int head_dim, float scale, float* out) {
-  avx512::AttendF32(q, heads, kt, kt_stride, v, len, head_dim, scale, out);
+               int len, int head_dim, float scale, float* out, float softcap) {
+  avx512::AttendF32(q, heads, kt, kt_stride, v, len, head_dim, scale, out, softcap);
 }
 
 void AttendF32Reference(const float* q, int heads, const float* kt, int64_t kt_stride,
-                        const float* v, int len, int head_dim, float scale, float* out) {
+                        const float* v, int len, int head_dim, float scale, float* out,
+                        float softcap) {
   std::vector<double> s(len);
   for (int h = 0; h < heads; ++h) {
     const float* qh = q + h * head_dim;
@@ -448,6 +449,7 @@ void AttendF32Reference(const float* q, int heads, const float* kt, int64_t kt_s
       for (int d = 0; d < head_dim; ++d)
         dot += double(HalfToFloat(FloatToHalf(qh[d]))) * kt[d * kt_stride + j];
       s[j] = dot * scale;
+      if (softcap > 0) s[j] = softcap * std::tanh(s[j] / softcap);
       m = std::max(m, s[j]);
     }
     double sum = 0;
@@ -469,18 +471,19 @@ bool HasF32Attention(int head_dim) {
 }
 
 void AttendF16(const float* q, int heads, const uint16_t* k, const uint16_t* v, int64_t stride,
-               int len, int head_dim, float scale, float* out) {
+               int len, int head_dim, float scale, float* out, float softcap) {
   if (Active() == Isa::kAvx2)
-    return avx2::AttendF16(q, heads, k, v, stride, len, head_dim, scale, out);
-  avx512::AttendF16(q, heads, k, v, stride, len, head_dim, scale, out);
+    return avx2::AttendF16(q, heads, k, v, stride, len, head_dim, scale, out, softcap);
+  avx512::AttendF16(q, heads, k, v, stride, len, head_dim, scale, out, softcap);
 }
 
 void AttendF16Reference(const float* q, int heads, const uint16_t* k, const uint16_t* v,
-                        int64_t stride, int len, int head_dim, float scale, float* out) {
+                        int64_t stride, int len, int head_dim, float scale, float* out,
+                        float softcap) {
   const int hd = head_dim;
   if (heads > 1) {
     for (int h = 0; h < heads; ++h)
-      AttendF16Reference(q + h * hd, 1, k, v, stride, len, hd, scale, out + h * hd);
+      AttendF16Reference(q + h * hd, 1, k, v, stride, len, hd, scale, out + h * hd, softcap);
     return;
   }
   std::vector<float> qh(hd), acc(hd, 0.0f);
@@ -491,7 +494,8 @@ void AttendF16Reference(const float* q, int heads, const uint16_t* k, const uint
     const uint16_t* vr = v + j * stride;
     double dot = 0;
     for (int i = 0; i < hd; ++i) dot += qh[i] * HalfToFloat(kr[i]);
-    const float s = static_cast<float>(dot) * scale;
+    float s = static_cast<float>(dot) * (softcap > 0 ? scale / softcap : scale);
+    if (softcap > 0) s = softcap * std::tanh(s);  // as ggml: the scale divided first
     float ms = 1.0f, vs = 1.0f;
     if (s > m) {
       ms = std::exp(m - s);

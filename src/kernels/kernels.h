@@ -193,13 +193,15 @@ void TileProductBf16(const Bf16Rows& w, const Bf16Tokens& x, float* out, int64_t
 // to f16, a running maximum, the weighted sum of values kept in f16 (rounded after every
 // position) and divided by the softmax sum at the end. k and v hold head_dim halves per
 // position, `stride` halves apart. AttendF16 needs HasAttention(head_dim) (AVX2 or
-// AVX-512).
+// AVX-512). With `softcap` > 0 each score s (scale included) becomes softcap · tanh(s /
+// softcap), computed as ggml does (Gemma 2).
 bool HasAttention(int head_dim);
 void AttendF16(const float* q, int heads, const uint16_t* k, const uint16_t* v, int64_t stride,
-               int len, int head_dim, float scale, float* out);
+               int len, int head_dim, float scale, float* out, float softcap = 0);
 // The same in scalar code (any head_dim), the reference.
 void AttendF16Reference(const float* q, int heads, const uint16_t* k, const uint16_t* v,
-                        int64_t stride, int len, int head_dim, float scale, float* out);
+                        int64_t stride, int len, int head_dim, float scale, float* out,
+                        float softcap = 0);
 
 // out[i] = silu(g[i]) * u[i] = g[i] / (1 + e^-g[i]) * u[i]; vectorized where Active() has
 // AVX-512 (its e^x within 2 ulp of expf), else as written. out may be g.
@@ -213,10 +215,11 @@ void SiluMul(const float* g, const float* u, float* out, int64_t n);
 // times faster. Needs HasF32Attention(head_dim) (AVX-512).
 bool HasF32Attention(int head_dim);
 void AttendF32(const float* q, int heads, const float* kt, int64_t kt_stride, const float* v,
-               int len, int head_dim, float scale, float* out);
+               int len, int head_dim, float scale, float* out, float softcap = 0);
 // The same in scalar code (double sums), the reference.
 void AttendF32Reference(const float* q, int heads, const float* kt, int64_t kt_stride,
-                        const float* v, int len, int head_dim, float scale, float* out);
+                        const float* v, int len, int head_dim, float scale, float* out,
+                        float softcap = 0);
 
 // True when type w's decoded rows carry a min (mw) term.
 bool HasMin(GgmlType w);

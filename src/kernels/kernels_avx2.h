@@ -25,6 +25,6 @@ void DotsTokens(GgmlType w, const uint8_t* rows, uint64_t rb, int64_t nrows, con
 uint64_t ReadAll(const uint8_t* p, uint64_t n, int streams);
 // attention_avx2.cpp
 void AttendF16(const float* q, int heads, const uint16_t* k, const uint16_t* v, int64_t stride,
-               int len, int head_dim, float scale, float* out);
+               int len, int head_dim, float scale, float* out, float softcap);
 
 }  // namespace ggswarm::kernels::avx2

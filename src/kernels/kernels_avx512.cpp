@@ -38,7 +38,8 @@ inline __m512 Exp(__m512 x) {
 }  // namespace
 
 void AttendF32(const float* q, int heads, const float* kt, int64_t kt_stride, const float* v,
-               int len, int head_dim, float scale, float* out) {
+               int len, int head_dim, float scale, float* out, float softcap) {
+  if (softcap > 0) scale /= softcap;
   const int hd = head_dim, nv = hd / 16;
   const int padded = (len + 15) / 16 * 16;
   thread_local std::vector<float> qf, p;
@@ -70,6 +71,8 @@ void AttendF32(const float* q, int heads, const float* kt, int64_t kt_stride, co
   inv.resize(heads);
   for (int h = 0; h < heads; ++h) {
     float* ph = p.data() + static_cast<size_t>(h) * padded;
+    if (softcap > 0)
+      for (int j = 0; j < len; ++j) ph[j] = softcap * std::tanh(ph[j]);
     for (int j = len; j < padded; ++j) ph[j] = -INFINITY;
     __m512 mv = _mm512_set1_ps(-INFINITY);
     for (int j = 0; j < padded; j += 16) mv = _mm512_max_ps(mv, _mm512_loadu_ps(ph + j));
@@ -117,8 +120,9 @@ void SiluMul(const float* g, const float* u, float* out, int64_t n) {
 }
 
 void AttendF16(const float* q, int heads, const uint16_t* k, const uint16_t* v, int64_t stride,
-               int len, int head_dim, float scale, float* out) {
-  const int nv = head_dim / 16;  // at most 16 vectors
+               int len, int head_dim, float scale, float* out, float softcap) {
+  if (softcap > 0) scale /= softcap;  // as ggml: s = softcap · tanh(dot · scale / softcap)
+  const int nv = head_dim / 16;       // at most 16 vectors
   // Scores first (they do not depend on the running sums), for every head at once: each
   // key is loaded once for all the heads that share it.
   thread_local std::vector<float> scores, factor;
@@ -157,6 +161,8 @@ void AttendF16(const float* q, int heads, const uint16_t* k, const uint16_t* v, 
       scores[static_cast<size_t>(h) * len + j] = _mm512_reduce_add_ps(d) * scale;
     }
   }
+  if (softcap > 0)
+    for (float& s : scores) s = softcap * std::tanh(s);
   // The softmax factors, with a running maximum (target_helpers.h).
   thread_local std::vector<float> sum;
   sum.resize(heads);

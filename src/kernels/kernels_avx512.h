@@ -28,9 +28,9 @@ void QuantizeQ8_K(const float* x, blocks::Q8_K* y, int64_t nb);
 void QuantizeQ8_0Split(const float* x, int64_t nb, int8_t* q, float* d, int32_t* corr);
 uint64_t ReadAll(const uint8_t* p, uint64_t n, int streams);
 void AttendF16(const float* q, int heads, const uint16_t* k, const uint16_t* v, int64_t stride,
-               int len, int head_dim, float scale, float* out);
+               int len, int head_dim, float scale, float* out, float softcap);
 void AttendF32(const float* q, int heads, const float* kt, int64_t kt_stride, const float* v,
-               int len, int head_dim, float scale, float* out);
+               int len, int head_dim, float scale, float* out, float softcap);
 void SiluMul(const float* g, const float* u, float* out, int64_t n);
 void Tile(const DecodedRows& w, const Panel& p, bool has_min, float* out, int64_t rs, int64_t ts);
 

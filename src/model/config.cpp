@@ -79,7 +79,58 @@ constexpr ArchTraits kArchs[] = {
     {"qwen3moe", RopeStyle::kNeox, false, true, true, false},
     {"mistral3", RopeStyle::kNormal, false, false, false, false},  // + YaRN, query temperature
     {"phi3", RopeStyle::kNeox, false, false, false, true},
+    {.name = "gemma2",
+     .rope = RopeStyle::kNeox,
+     .gelu = true,
+     .scale_embd = true,
+     .head_is_embd = true,
+     .post_norms = true,
+     .q_scale = true,
+     .wide_q_scale_layers = 46,
+     .attn_softcap = 50.0f,
+     .final_softcap = 30.0f,
+     .swa_pattern = 2,
+     .swa_always = true,
+     .swa_scaled = true},
+    {.name = "gemma3",
+     .rope = RopeStyle::kNeox,
+     .qk_norm = true,
+     .gelu = true,
+     .scale_embd = true,
+     .post_norms = true,
+     .q_scale = true,
+     .wide_q_scale_layers = 62,
+     .swa_pattern = 6,
+     .swa_base_default = 10000.0f},
 };
+
+// Which layers are local: attention.sliding_window_pattern as an array (one flag per layer)
+// or a period n (layer l local unless l % n == n - 1; 0: every layer local), as llama.cpp's
+// set_swa_pattern reads it; the architecture's period when absent.
+Status ReadSwaPattern(const gguf::GgufFile& f, const std::string& key, int period, LlamaConfig* c) {
+  c->swa_layer.assign(c->n_layer, 0);
+  const gguf::Value* v = f.Find(key);
+  if (v && v->type == gguf::ValueType::ARRAY) {
+    if (v->count != static_cast<uint64_t>(c->n_layer))
+      return Status::Corruption(key + " has " + std::to_string(v->count) + " entries for " +
+                                std::to_string(c->n_layer) + " layers");
+    const std::vector<gguf::Value> items = v->Items();
+    for (int l = 0; l < c->n_layer; ++l) {
+      auto b = l < static_cast<int>(items.size()) ? items[l].AsInt() : std::nullopt;
+      if (!b) return Status::Corruption(key + " holds a value that is not a flag");
+      c->swa_layer[l] = *b != 0;
+    }
+    return Status();
+  }
+  if (v) {
+    auto n = v->AsInt();
+    if (!n || *n < 0 || *n > kMaxDim)
+      return Status::Corruption(key + " is neither a period nor one flag per layer");
+    period = static_cast<int>(*n);
+  }
+  for (int l = 0; l < c->n_layer; ++l) c->swa_layer[l] = period == 0 || l % period < period - 1;
+  return Status();
+}
 
 // A stack of `n` matrices of `cols` inputs and `rows` outputs (the experts' 3-D tensors).
 Status CheckTensor3(const gguf::GgufFile& f, const std::string& name, uint64_t cols, uint64_t rows,
@@ -169,7 +220,10 @@ StatusOr<LlamaConfig> LlamaConfig::FromGguf(const gguf::GgufFile& f) {
   c.qkv_bias = arch->qkv_bias;
   c.qk_norm = arch->qk_norm;
   c.moe = arch->moe;
-  c.fused_up = c.q_prescale = arch->phi3;
+  c.fused_up = arch->phi3;
+  c.gelu = arch->gelu;
+  c.scale_embd = arch->scale_embd;
+  c.post_norms = arch->post_norms;
   c.fused_qkv = f.FindTensor("blk.0.attn_qkv.weight") != nullptr;
   const std::string p = c.arch + ".";
   GGSWARM_RETURN_IF_ERROR(Need(f, p + "embedding_length", &c.n_embd, true, 0));
@@ -206,6 +260,30 @@ StatusOr<LlamaConfig> LlamaConfig::FromGguf(const gguf::GgufFile& f) {
                                 " is more than expert_count " + std::to_string(c.n_expert));
   }
   GGSWARM_RETURN_IF_ERROR(ReadRopeScaling(f, p, &c));
+  if (arch->phi3) c.q_scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  if (arch->q_scale)
+    c.q_scale =
+        1.0f / std::sqrt(static_cast<float>(
+                   c.n_layer == arch->wide_q_scale_layers ? c.n_embd / c.n_head : c.head_dim));
+  GGSWARM_RETURN_IF_ERROR(
+      Float(f, p + "attn_logit_softcapping", &c.attn_softcap, arch->attn_softcap));
+  GGSWARM_RETURN_IF_ERROR(
+      Float(f, p + "final_logit_softcapping", &c.final_softcap, arch->final_softcap));
+  if (!(c.attn_softcap >= 0) || !(c.final_softcap >= 0))
+    return Status::Corruption("a logit soft-capping value is not a non-negative number");
+  if (arch->swa_pattern > 0) {
+    const bool has = f.Find(p + "attention.sliding_window") != nullptr;
+    if (has || arch->swa_always) {
+      GGSWARM_RETURN_IF_ERROR(Need(f, p + "attention.sliding_window", &c.n_swa, false, 4096));
+      GGSWARM_RETURN_IF_ERROR(
+          ReadSwaPattern(f, p + "attention.sliding_window_pattern", arch->swa_pattern, &c));
+      GGSWARM_RETURN_IF_ERROR(Float(f, p + "rope.freq_base_swa", &c.rope_base_swa,
+                                    arch->swa_base_default ? arch->swa_base_default : c.rope_base));
+      if (!(c.rope_base_swa > 0))
+        return Status::Corruption("rope.freq_base_swa is not a positive number");
+      c.rope_freq_scale_swa = arch->swa_scaled ? c.rope_freq_scale : 1.0f;
+    }
+  }
 
   const gguf::TensorInfo* emb = f.FindTensor("token_embd.weight");
   if (!emb || emb->shape.size() < 2) return Status::NotFound("tensor token_embd.weight is missing");
@@ -214,7 +292,7 @@ StatusOr<LlamaConfig> LlamaConfig::FromGguf(const gguf::GgufFile& f) {
   c.n_vocab = static_cast<int>(emb->shape[1]);
   GGSWARM_RETURN_IF_ERROR(CheckTensor(f, "token_embd.weight", c.n_embd, c.n_vocab));
   GGSWARM_RETURN_IF_ERROR(CheckTensor(f, "output_norm.weight", c.n_embd, 0));
-  c.tied_output = f.FindTensor("output.weight") == nullptr;
+  c.tied_output = arch->head_is_embd || f.FindTensor("output.weight") == nullptr;
   GGSWARM_RETURN_IF_ERROR(CheckTensor(f, "output.weight", c.n_embd, c.n_vocab, true));
   c.has_rope_freqs = f.FindTensor("rope_freqs.weight") != nullptr;
   GGSWARM_RETURN_IF_ERROR(CheckTensor(f, "rope_freqs.weight", c.rope_dim / 2, 0, true));
@@ -245,6 +323,10 @@ StatusOr<LlamaConfig> LlamaConfig::FromGguf(const gguf::GgufFile& f) {
       GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "attn_k_norm.weight", c.head_dim, 0));
     }
     GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "ffn_norm.weight", c.n_embd, 0));
+    if (c.post_norms) {
+      GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "post_attention_norm.weight", c.n_embd, 0));
+      GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "post_ffw_norm.weight", c.n_embd, 0));
+    }
     if (c.moe) {
       GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "ffn_gate_inp.weight", c.n_embd, c.n_expert));
       GGSWARM_RETURN_IF_ERROR(

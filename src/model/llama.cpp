@@ -146,6 +146,10 @@ StatusOr<const LayerWeights*> LlamaModel::Layer(int l) {
     GGSWARM_RETURN_IF_ERROR(vec("attn_q_norm.weight", &w->q_norm));
     GGSWARM_RETURN_IF_ERROR(vec("attn_k_norm.weight", &w->k_norm));
   }
+  if (config_.post_norms) {
+    GGSWARM_RETURN_IF_ERROR(vec("post_attention_norm.weight", &w->post_attn_norm));
+    GGSWARM_RETURN_IF_ERROR(vec("post_ffw_norm.weight", &w->post_ffn_norm));
+  }
   layers_[l] = std::move(w);
   return layers_[l].get();
 }
@@ -223,6 +227,10 @@ Status LlamaModel::Embed(std::span<const int32_t> tokens, float* x) {
                                      " is outside the vocabulary (" +
                                      std::to_string(config_.n_vocab) + ")");
     GGSWARM_RETURN_IF_ERROR(Dequantize(embd_.type(), embd_.Row(tokens[t]), x + t * d, d));
+    if (config_.scale_embd) {  // Gemma: × sqrt(n_embd), as a float
+      const float scale = std::sqrt(static_cast<float>(d));
+      for (int i = 0; i < d; ++i) x[t * d + i] *= scale;
+    }
   }
   return Status();
 }
@@ -238,6 +246,7 @@ Status LlamaModel::Head(const float* x, int n, float* logits, ThreadPool& pool,
   for (int t = 0; t < n; ++t)
     RmsNorm(x + t * d, output_norm_.data(), xn.data() + t * d, d, config_.rms_eps);
   MatMul(output_, xn.data(), n, logits, pool, scratch);
+  if (config_.final_softcap > 0) SoftCap(logits, n * config_.n_vocab, config_.final_softcap);
   return Status();
 }
 
@@ -318,6 +327,13 @@ Status LayerRange::ForwardBatch(float* x, std::span<const SeqRun> runs, ThreadPo
   for (int t = 0; t < n; ++t)
     RopeAngles(c.rope_dim, at_[t].pos, c.rope_base, ff,
                rope_cs_.data() + static_cast<size_t>(t) * c.rope_dim, scaling);
+  if (c.n_swa > 0) {  // the local layers' own base and scale
+    rope_cs_local_.resize(rope_cs_.size());
+    scaling.freq_scale = c.rope_freq_scale_swa;
+    for (int t = 0; t < n; ++t)
+      RopeAngles(c.rope_dim, at_[t].pos, c.rope_base_swa, ff,
+                 rope_cs_local_.data() + static_cast<size_t>(t) * c.rope_dim, scaling);
+  }
   for (int l = begin_; l < end_; ++l) {
     const LayerWeights* next = l + 1 < end_ ? ws[l + 1 - begin_] : nullptr;
     const Status st = ForwardLayer(l, *ws[l - begin_], next, x, pool);
@@ -413,7 +429,8 @@ void LayerRange::AttentionBlock(int l, const LayerWeights& w, float* x, ThreadPo
       for (int h = 0; h < c.n_head_kv; ++h)
         RmsNorm(k + h * hd, w.k_norm.data(), k + h * hd, hd, c.rms_eps);
     }
-    const float* cs = rope_cs_.data() + static_cast<size_t>(t) * c.rope_dim;
+    const float* cs =
+        (c.IsLocal(l) ? rope_cs_local_ : rope_cs_).data() + static_cast<size_t>(t) * c.rope_dim;
     for (int h = 0; h < c.n_head; ++h) rope(q + h * hd, c.rope_dim, cs);
     for (int h = 0; h < c.n_head_kv; ++h) rope(k + h * hd, c.rope_dim, cs);
     if (c.attn_temp_scale != 0) {  // the query's temperature at this position (Mistral 3)
@@ -423,10 +440,8 @@ void LayerRange::AttentionBlock(int l, const LayerWeights& w, float* x, ThreadPo
           1.0);
       for (int i = 0; i < qd; ++i) q[i] *= scale;
     }
-    if (c.q_prescale) {  // Phi-3 scales q before attention (whose own scale is then 1)
-      const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-      for (int i = 0; i < qd; ++i) q[i] *= scale;
-    }
+    if (c.q_scale > 0)  // Phi-3, Gemma scale q before attention (whose own scale is then 1)
+      for (int i = 0; i < qd; ++i) q[i] *= c.q_scale;
     const size_t cell = static_cast<size_t>(at_[t].seq) * cache_.n_ctx + at_[t].pos;
     for (int i = 0; i < kvd; ++i) {
       kc[cell * kvd + i] = FloatToHalf(k_[t * kvd + i]);
@@ -440,8 +455,16 @@ void LayerRange::AttentionBlock(int l, const LayerWeights& w, float* x, ThreadPo
   else
     GroupMatMuls({{&w.wo, tmp_.data()}}, att_.data(), pool,
                  {{&w.gate, gate_.data()}, {&w.up, up_.data()}});
+  AddResidual(w.post_attn_norm, x, pool);
+}
+
+void LayerRange::AddResidual(const std::vector<float>& post_norm, float* x, ThreadPool& pool) {
+  const LlamaConfig& c = model_->config();
+  const int d = c.n_embd;
   PerToken(pool, [&](int t) {
-    for (int i = 0; i < d; ++i) x[t * d + i] += tmp_[t * d + i];
+    float* y = tmp_.data() + static_cast<size_t>(t) * d;
+    if (!post_norm.empty()) RmsNorm(y, post_norm.data(), y, d, c.rms_eps);
+    for (int i = 0; i < d; ++i) x[t * d + i] += y[i];
   });
 }
 
@@ -455,7 +478,11 @@ void LayerRange::Attend(int l, ThreadPool& pool) {
   const LlamaConfig& c = model_->config();
   const int hd = c.head_dim, qd = c.q_dim(), kvd = c.kv_dim();
   const int group = c.n_head / c.n_head_kv;
-  const float scale = c.q_prescale ? 1.0f : 1.0f / std::sqrt(static_cast<float>(hd));
+  const float scale = c.q_scale > 0 ? 1.0f : 1.0f / std::sqrt(static_cast<float>(hd));
+  const float cap = c.attn_softcap;
+  // A token's first visible position: in a local layer, the window's.
+  const bool local = c.IsLocal(l);
+  auto window_start = [&](int t) { return local ? std::max(0, at_[t].pos + 1 - c.n_swa) : 0; };
   const bool fast = kernels::HasAttention(hd);
   const AlignedVector<uint16_t>& kc = cache_.k[l - begin_];
   const AlignedVector<uint16_t>& vc = cache_.v[l - begin_];
@@ -475,10 +502,12 @@ void LayerRange::Attend(int l, ThreadPool& pool) {
       const int t = f16_tokens[job / c.n_head_kv];
       const int g = static_cast<int>(job % c.n_head_kv);
       const int h0 = g * group;  // the query heads that share key/value head g
-      const size_t base = cells(at_[t].seq) + static_cast<size_t>(g) * hd;
+      const int j0 = window_start(t);
+      const size_t base =
+          cells(at_[t].seq) + static_cast<size_t>(j0) * kvd + static_cast<size_t>(g) * hd;
       (fast ? kernels::AttendF16 : kernels::AttendF16Reference)(
           q_.data() + t * qd + h0 * hd, group, kc.data() + base, vc.data() + base, kvd,
-          at_[t].pos + 1, hd, scale, att_.data() + t * qd + h0 * hd);
+          at_[t].pos + 1 - j0, hd, scale, att_.data() + t * qd + h0 * hd, cap);
     }
   });
   for (size_t i = 0; i < runs_.size(); ++i) {
@@ -487,7 +516,9 @@ void LayerRange::Attend(int l, ThreadPool& pool) {
     const int first = run_first_[i];
     const int total = at_[first + r.n - 1].pos + 1;
     const int64_t kts = (total + 15) / 16 * 16;
-    kt_.assign(static_cast<size_t>(c.n_head_kv) * hd * kts, 0.0f);
+    // (16 more columns: a window's first column need not be a multiple of 16, and the
+    // kernel reads up to the next one)
+    kt_.assign(static_cast<size_t>(c.n_head_kv) * hd * kts + 16, 0.0f);
     vf_.resize(static_cast<size_t>(c.n_head_kv) * total * hd);
     pool.Run(c.n_head_kv, [&](int64_t b, int64_t e, int) {
       for (int64_t g = b; g < e; ++g) {
@@ -508,9 +539,10 @@ void LayerRange::Attend(int l, ThreadPool& pool) {
         const int t = first + r.n - 1 - static_cast<int>(job / c.n_head_kv);
         const int g = static_cast<int>(job % c.n_head_kv);
         const int h0 = g * group;
-        kernels::AttendF32(q_.data() + t * qd + h0 * hd, group, kt_.data() + g * hd * kts, kts,
-                           vf_.data() + static_cast<size_t>(g) * total * hd, at_[t].pos + 1, hd,
-                           scale, att_.data() + t * qd + h0 * hd);
+        const int j0 = window_start(t);
+        kernels::AttendF32(q_.data() + t * qd + h0 * hd, group, kt_.data() + g * hd * kts + j0, kts,
+                           vf_.data() + (static_cast<size_t>(g) * total + j0) * hd,
+                           at_[t].pos + 1 - j0, hd, scale, att_.data() + t * qd + h0 * hd, cap);
       }
     });
   }
@@ -590,18 +622,17 @@ void LayerRange::FeedForwardBlock(const LayerWeights& w, const LayerWeights* nex
            [&](int t) { RmsNorm(x + t * d, w.ffn_norm.data(), xn_.data() + t * d, d, c.rms_eps); });
   GroupMatMuls({{&w.gate, gate_.data()}, {&w.up, up_.data()}}, xn_.data(), pool,
                {{&w.down, tmp_.data()}});
+  const auto glu = c.gelu ? GeluGlu : SwiGlu;
   PerToken(pool, [&](int t) {
     const size_t o = static_cast<size_t>(t) * c.n_ff;
-    SwiGlu(gate_.data() + o, up_.data() + o, gate_.data() + o, c.n_ff);
+    glu(gate_.data() + o, up_.data() + o, gate_.data() + o, c.n_ff);
   });
   if (next)
     GroupMatMuls({{&w.down, tmp_.data()}}, gate_.data(), pool,
                  {{&next->wq, q_.data()}, {&next->wk, k_.data()}, {&next->wv, v_.data()}});
   else
     GroupMatMuls({{&w.down, tmp_.data()}}, gate_.data(), pool);
-  PerToken(pool, [&](int t) {
-    for (int i = 0; i < d; ++i) x[t * d + i] += tmp_[t * d + i];
-  });
+  AddResidual(w.post_ffn_norm, x, pool);
 }
 
 }  // namespace ggswarm::model

@@ -29,6 +29,7 @@ struct LayerWeights {
   TensorView down;                         // (n_embd rows × n_ff)
   std::vector<float> bq, bk, bv;           // biases of q, k, v (qkv_bias), else empty
   std::vector<float> q_norm, k_norm;       // (head_dim) per-head norms (qk_norm), else empty
+  std::vector<float> post_attn_norm, post_ffn_norm;  // (n_embd) (post_norms), else empty
   // Mixture of experts (moe): the router (n_expert rows × n_embd) and each expert's gate, up
   // (n_ff_exp rows × n_embd) and down (n_embd rows × n_ff_exp): views of its rows of the
   // 3-D tensors, whose shapes exp_info holds.
@@ -143,8 +144,10 @@ class LayerRange {
   void ExpertsBlock(const LayerWeights& w, float* x, ThreadPool& pool);
   void FeedForwardBlock(const LayerWeights& w, const LayerWeights* next, float* x,
                         ThreadPool& pool);
+  // x += tmp_ (a block's output), RMS-normed first by `post_norm` unless it is empty.
+  void AddResidual(const std::vector<float>& post_norm, float* x, ThreadPool& pool);
   // Softmax(q kᵀ / √d) v for every token and head into att_, each token against its own
-  // sequence's cells up to its position.
+  // sequence's cells up to its position (in a local layer, its window's).
   void Attend(int l, ThreadPool& pool);
   // f(t) for every token of the batch, spread over the pool.
   void PerToken(ThreadPool& pool, const std::function<void(int)>& f);
@@ -167,6 +170,7 @@ class LayerRange {
   // gate/up (n × n_ff).
   AlignedVector<float> xn_, q_, k_, v_, att_, gate_, up_, tmp_;
   std::vector<float> rope_cs_;            // per token: its rotations' cosines and sines
+  std::vector<float> rope_cs_local_;      // the same with the local layers' base and scale
   AlignedVector<float> route_, xe_, eo_;  // moe: router logits; an expert's inputs; outputs
   std::vector<float> weight_;             // moe: per token, its experts' weights
   std::vector<int> order_;                // moe: experts by probability

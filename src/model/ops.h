@@ -89,4 +89,12 @@ void RopeApplyNeox(float* x, int rope_dim, const float* cs);
 // silu(g) * u, elementwise over n.
 void SwiGlu(const float* g, const float* u, float* out, int n);
 
+// gelu(g) * u, elementwise over n, with GELU's tanh approximation as ggml's CPU computes it:
+// g rounded to f16 and looked up in a table of f16 results, except below -10 (0) and from
+// 10 on (g itself).
+void GeluGlu(const float* g, const float* u, float* out, int n);
+
+// cap · tanh(x / cap) over n values in place (Gemma 2's soft-capping of the logits).
+void SoftCap(float* x, int n, float cap);
+
 }  // namespace ggswarm::model

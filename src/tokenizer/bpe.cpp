@@ -11,7 +11,7 @@
 namespace ggswarm::tokenizer {
 namespace {
 
-enum class Pre { kGpt2, kLlama3, kQwen2, kTekken };
+enum class Pre { kGpt2, kLlama3, kQwen2, kTekken, kGpt4o };
 
 bool PreFromName(const std::string& name, Pre* p) {
   if (name == "gpt-2" || name == "gpt2")
@@ -22,6 +22,8 @@ bool PreFromName(const std::string& name, Pre* p) {
     *p = Pre::kQwen2;
   else if (name == "tekken")
     *p = Pre::kTekken;
+  else if (name == "gpt-4o" || name == "llama4")
+    *p = Pre::kGpt4o;
   else
     return false;
   return true;
@@ -49,7 +51,8 @@ class Splitter {
           return m;
         break;
       case Pre::kTekken:
-        if ((m = TekkenWord(i, true)) || (m = TekkenWord(i, false)) || (m = Digits(i)) ||
+      case Pre::kGpt4o:
+        if ((m = CasedWord(i, true)) || (m = CasedWord(i, false)) || (m = Digits(i)) ||
             (m = Punctuation(i, true)) || (m = SpacesThenNewlines(i)) ||
             (m = SpacesNotBeforeText(i)) || (m = Run(i, &Splitter::S)))
           return m;
@@ -69,9 +72,12 @@ class Splitter {
     return In(i) && c_[i] != '\r' && c_[i] != '\n' && !L(i) && !N(i);
   }
   bool Nl(size_t i) const { return In(i) && (c_[i] == '\r' || c_[i] == '\n'); }
-  // Tekken's letter classes: A = [\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}], B = [\p{Ll}\p{Lm}\p{Lo}\p{M}].
-  bool TA(size_t i) const { return In(i) && (IsMark(c_[i]) || (L(i) && !IsLower(c_[i]))); }
-  bool TB(size_t i) const { return In(i) && (IsMark(c_[i]) || (L(i) && !IsUpperOrTitle(c_[i]))); }
+  // The cased words' letter classes. The tokenizers' regular expressions say
+  // A = [\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}] and B = [\p{Ll}\p{Lm}\p{Lo}\p{M}]; llama.cpp runs them
+  // as (?=\p{L})[^a-z] and (?=\p{L})[^A-Z], so that outside ASCII every letter is in both and
+  // a mark in neither. ggswarm splits as llama.cpp does: the token ids of its users' models.
+  bool TA(size_t i) const { return L(i) && !(c_[i] >= 'a' && c_[i] <= 'z'); }
+  bool TB(size_t i) const { return L(i) && !(c_[i] >= 'A' && c_[i] <= 'Z'); }
 
   size_t Run(size_t i, Class cls) const {
     size_t j = i;
@@ -98,10 +104,10 @@ class Splitter {
     if (NotNlLetterDigit(i) && L(i + 1)) return 1 + Run(i + 1, &Splitter::L);
     return Run(i, &Splitter::L);
   }
-  // \p{N}{1,3} (llama3) or \p{N} (qwen2, tekken)
+  // \p{N}{1,3} (llama3, gpt-4o) or \p{N} (qwen2, tekken)
   size_t Digits(size_t i) const {
     const size_t r = Run(i, &Splitter::N);
-    return std::min(r, pre_ == Pre::kLlama3 ? size_t{3} : size_t{1});
+    return std::min(r, pre_ == Pre::kLlama3 || pre_ == Pre::kGpt4o ? size_t{3} : size_t{1});
   }
   //  ?[^\s\p{L}\p{N}]+[\r\n]*   (tekken: [\r\n/]*)
   size_t Punctuation(size_t i, bool slash) const {
@@ -126,20 +132,26 @@ class Splitter {
     if (i + r == n_) return r;
     return r - 1;
   }
-  // first:  [^\r\n\p{L}\p{N}]?A*B+     second: [^\r\n\p{L}\p{N}]?A+B*
-  size_t TekkenWord(size_t i, bool first) const {
+  // first:  [^\r\n\p{L}\p{N}]?A*B+C?     second: [^\r\n\p{L}\p{N}]?A+B*C?
+  // C, gpt-4o's contractions ('s 't 're 've 'm 'll 'd in any case), is empty for tekken.
+  size_t CasedWord(size_t i, bool first) const {
     for (size_t pre = NotNlLetterDigit(i) ? 1 : 0;; --pre) {
       const size_t s = i + pre;
       const size_t a = Run(s, &Splitter::TA);
+      size_t word = 0;
       if (first) {
         // Greedy A*, then B+: give back A characters until B+ can start.
         for (size_t k = a + 1; k-- > 0;) {
           const size_t b = Run(s + k, &Splitter::TB);
-          if (b) return pre + k + b;
+          if (b) {
+            word = pre + k + b;
+            break;
+          }
         }
       } else if (a) {
-        return pre + a + Run(s + a, &Splitter::TB);
+        word = pre + a + Run(s + a, &Splitter::TB);
       }
+      if (word) return word + (pre_ == Pre::kGpt4o ? Contraction(i + word, true) : 0);
       if (pre == 0) return 0;
     }
   }
@@ -234,8 +246,9 @@ void Tokenizer::EncodeBpe(std::string_view text, std::vector<TokenId>* out) cons
 Status CheckPreTokenizer(const Vocab& v) {
   Pre p;
   if (v.kind == VocabKind::kBpe && !PreFromName(v.pre, &p))
-    return Status::Unsupported("pre-tokenizer '" + v.pre +
-                               "' is not supported (gpt-2, llama3/llama-bpe, qwen2, tekken)");
+    return Status::Unsupported(
+        "pre-tokenizer '" + v.pre +
+        "' is not supported (gpt-2, llama3/llama-bpe, qwen2, tekken, gpt-4o)");
   return Status();
 }
 

@@ -125,22 +125,6 @@ bool IsNumber(uint32_t cp) {
   return t == U_DECIMAL_DIGIT_NUMBER || t == U_LETTER_NUMBER || t == U_OTHER_NUMBER;
 }
 
-bool IsMark(uint32_t cp) {
-  if (!Valid(cp)) return false;
-  const int8_t t = u_charType(static_cast<UChar32>(cp));
-  return t == U_NON_SPACING_MARK || t == U_ENCLOSING_MARK || t == U_COMBINING_SPACING_MARK;
-}
-
-bool IsUpperOrTitle(uint32_t cp) {
-  if (!Valid(cp)) return false;
-  const int8_t t = u_charType(static_cast<UChar32>(cp));
-  return t == U_UPPERCASE_LETTER || t == U_TITLECASE_LETTER;
-}
-
-bool IsLower(uint32_t cp) {
-  return Valid(cp) && u_charType(static_cast<UChar32>(cp)) == U_LOWERCASE_LETTER;
-}
-
 bool IsWhitespace(uint32_t cp) {
   if (cp == ' ' || (cp >= 0x09 && cp <= 0x0D)) return true;
   return Valid(cp) && cp >= 0x80 && u_isUWhiteSpace(static_cast<UChar32>(cp));

@@ -42,10 +42,7 @@ int UnicodeToByte(uint32_t cp);
 // Character classes (Unicode general categories) for the pre-tokenizers.
 bool IsLetter(uint32_t cp);
 bool IsNumber(uint32_t cp);
-bool IsMark(uint32_t cp);
-bool IsUpperOrTitle(uint32_t cp);  // Lu, Lt
-bool IsLower(uint32_t cp);         // Ll
-bool IsWhitespace(uint32_t cp);    // \s as PCRE/std::regex see it, plus Unicode spaces
+bool IsWhitespace(uint32_t cp);  // \s as PCRE/std::regex see it, plus Unicode spaces
 uint32_t ToLower(uint32_t cp);
 
 }  // namespace ggswarm::tokenizer
