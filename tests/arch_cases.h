@@ -4,6 +4,7 @@
 //   qwen3*: heads of 128, wider than n_embd / n_head, as Qwen3-0.6B's
 //   qwen3moe: 8 experts of 256, 2 used per token
 //   llama3: Llama 3's BPE vocabulary, a head tied to the embedding, Llama 3.1's rope_freqs
+//   mixtral: llama with Mixtral's experts, 8 of feed_forward_length, 2 used per token
 //   mistral3: YaRN ×16 from an original context of 32 and query temperature 0.1, so that the
 //     48 generated positions cross into its scaling
 //   phi3: fused q/k/v and gate/up, rope on 48 of 64 dimensions, an original context of 256,
@@ -27,6 +28,7 @@ inline constexpr ArchCase kArchCases[] = {
     {"qwen3", "--arch qwen3 --vocab qwen2 --head-dim 128"},
     {"qwen3moe", "--arch qwen3moe --vocab qwen2 --head-dim 128 --n-expert 8 --n-expert-used 2 --n-ff-exp 256"},
     {"llama3", "--arch llama --vocab llama3 --tied-output --llama3-rope"},
+    {"mixtral", "--arch llama --n-expert 8 --n-expert-used 2"},
     {"mistral3", "--arch mistral3 --vocab tekken --yarn-factor 16 --yarn-orig-ctx 32 --attn-temp-scale 0.1"},
     {"phi3", "--arch phi3 --vocab gpt-4o --rope-dim 48 --yarn-orig-ctx 256 --tied-output"},
     {"gemma2", "--arch gemma2 --vocab gemma --swa 4"},

@@ -414,14 +414,18 @@ StatusOr<SynthReport> Synthesize(const SynthOptions& o, const std::string& path,
   }
   if (s.attn_temp_scale != 0)
     w.Set(p + "attention.temperature_scale", Value::Float32(s.attn_temp_scale));
-  if (arch->moe) {
-    if (!s.n_expert || !s.n_expert_used || !s.n_ff_exp || s.n_expert_used > s.n_expert)
-      return Status::InvalidArgument(o.arch +
-                                     " needs --n-expert, --n-expert-used (at most "
-                                     "n-expert) and --n-ff-exp");
+  // Experts: always (qwen3moe), or when asked for (llama, Mixtral's: each of n_ff).
+  const bool moe = arch->moe || (arch->moe_optional && s.n_expert > 0);
+  const uint32_t n_ff_exp = arch->moe ? s.n_ff_exp : s.n_ff;
+  if (moe) {
+    if (!s.n_expert || !s.n_expert_used || !n_ff_exp || s.n_expert_used > s.n_expert)
+      return Status::InvalidArgument(
+          o.arch + (arch->moe
+                        ? " needs --n-expert, --n-expert-used (at most n-expert) and --n-ff-exp"
+                        : " with experts needs --n-expert-used (at most n-expert)"));
     w.Set(p + "expert_count", Value::Uint32(s.n_expert));
     w.Set(p + "expert_used_count", Value::Uint32(s.n_expert_used));
-    w.Set(p + "expert_feed_forward_length", Value::Uint32(s.n_ff_exp));
+    if (arch->moe) w.Set(p + "expert_feed_forward_length", Value::Uint32(n_ff_exp));
   }
   if (o.mix.file_type >= 0) w.Set("general.file_type", Value::Uint32(o.mix.file_type));
   w.Set("general.quantization_version", Value::Uint32(2));
@@ -471,11 +475,11 @@ StatusOr<SynthReport> Synthesize(const SynthOptions& o, const std::string& path,
       plan.push_back({p + "post_attention_norm.weight", {{s.n_embd}, 0.1f, true}});
       plan.push_back({p + "post_ffw_norm.weight", {{s.n_embd}, 0.1f, true}});
     }
-    if (arch->moe) {
+    if (moe) {
       plan.push_back({p + "ffn_gate_inp.weight", {{s.n_embd, s.n_expert}, a, false}});
-      plan.push_back({p + "ffn_gate_exps.weight", {{s.n_embd, s.n_ff_exp, s.n_expert}, a, false}});
-      plan.push_back({p + "ffn_up_exps.weight", {{s.n_embd, s.n_ff_exp, s.n_expert}, a, false}});
-      plan.push_back({p + "ffn_down_exps.weight", {{s.n_ff_exp, s.n_embd, s.n_expert}, a, false}});
+      plan.push_back({p + "ffn_gate_exps.weight", {{s.n_embd, n_ff_exp, s.n_expert}, a, false}});
+      plan.push_back({p + "ffn_up_exps.weight", {{s.n_embd, n_ff_exp, s.n_expert}, a, false}});
+      plan.push_back({p + "ffn_down_exps.weight", {{n_ff_exp, s.n_embd, s.n_expert}, a, false}});
       continue;
     }
     if (arch->phi3) {  // gate's rows, then up's, in one matrix

@@ -71,13 +71,13 @@ Status CheckTensor(const gguf::GgufFile& f, const std::string& name, uint64_t co
 }
 
 constexpr ArchTraits kArchs[] = {
-    // name, rope, qkv_bias, qk_norm, moe, phi3 (llama.cpp: src/models/<name>.cpp)
-    {"llama", RopeStyle::kNormal, false, false, false, false},
-    {"mistral", RopeStyle::kNormal, false, false, false, false},  // the Llama graph, renamed
+    // name, rope, qkv_bias, qk_norm, moe, phi3, moe_optional (llama.cpp: src/models/<name>.cpp)
+    {"llama", RopeStyle::kNormal, false, false, false, false, true},
+    {"mistral", RopeStyle::kNormal, false, false, false, false, true},  // llama's, renamed
     {"qwen2", RopeStyle::kNeox, true, false, false, false},
     {"qwen3", RopeStyle::kNeox, false, true, false, false},
     {"qwen3moe", RopeStyle::kNeox, false, true, true, false},
-    {"mistral3", RopeStyle::kNormal, false, false, false, false},  // + YaRN, query temperature
+    {"mistral3", RopeStyle::kNormal, false, false, false, false, true},  // + YaRN, q temperature
     {"phi3", RopeStyle::kNeox, false, false, false, true},
     {.name = "gemma2",
      .rope = RopeStyle::kNeox,
@@ -219,7 +219,7 @@ StatusOr<LlamaConfig> LlamaConfig::FromGguf(const gguf::GgufFile& f) {
   c.rope_style = arch->rope;
   c.qkv_bias = arch->qkv_bias;
   c.qk_norm = arch->qk_norm;
-  c.moe = arch->moe;
+  c.moe = arch->moe || (arch->moe_optional && f.GetInt(c.arch + ".expert_count").value_or(0) > 0);
   c.fused_up = arch->phi3;
   c.gelu = arch->gelu;
   c.scale_embd = arch->scale_embd;
@@ -254,7 +254,10 @@ StatusOr<LlamaConfig> LlamaConfig::FromGguf(const gguf::GgufFile& f) {
   if (c.moe) {
     GGSWARM_RETURN_IF_ERROR(Need(f, p + "expert_count", &c.n_expert, true, 0));
     GGSWARM_RETURN_IF_ERROR(Need(f, p + "expert_used_count", &c.n_expert_used, true, 0));
-    GGSWARM_RETURN_IF_ERROR(Need(f, p + "expert_feed_forward_length", &c.n_ff_exp, true, 0));
+    if (arch->moe)
+      GGSWARM_RETURN_IF_ERROR(Need(f, p + "expert_feed_forward_length", &c.n_ff_exp, true, 0));
+    else
+      c.n_ff_exp = c.n_ff;
     if (c.n_expert_used > c.n_expert)
       return Status::Corruption("expert_used_count " + std::to_string(c.n_expert_used) +
                                 " is more than expert_count " + std::to_string(c.n_expert));

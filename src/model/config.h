@@ -40,6 +40,9 @@ struct ArchTraits {
                       // weights the softmax over all experts renormalised over the chosen
   bool phi3 = false;  // q, k, v in one attn_qkv and gate, up in one ffn_up (their rows in turn);
                       // q scaled by 1/sqrt(head_dim) before attention; rope_factors_long/short
+  // Experts when the file has expert_count > 0, each of feed_forward_length, routed as moe's
+  // (Mixtral and Mistral's MoE conversions: llama, mistral3)
+  bool moe_optional = false;
   // Gemma's differences, each its own field:
   bool gelu = false;          // the feed-forward's gate through GELU (tanh) instead of SiLU
   bool scale_embd = false;    // embeddings multiplied by sqrt(n_embd)
