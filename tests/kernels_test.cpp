@@ -560,6 +560,17 @@ TEST(Kernels, MatMulsCutIntoCallsGiveEachRowItsOwnDot) {
             for (int t = 0; t < n; ++t)
               ASSERT_EQ((*y)[t * rows + r], want[t]) << "token " << t << " row " << r;
           }
+        // Parts with their own inputs (one token's experts): each as its own MatMul.
+        const auto x2 = RandomFloats(static_cast<size_t>(n) * k, 27);
+        std::vector<float> ya2(n * 1500), yb2(n * 700), want_a(n * 1500), want_b(n * 700);
+        const std::vector<model::MatMulPart> parts = {{&va, ya2.data(), x2.data()},
+                                                      {&vb, yb2.data()}};
+        model::MatMuls(std::span<const model::MatMulPart>(parts), x.data(), n, pool, &scratch);
+        model::MatMul(va, x2.data(), n, want_a.data(), pool, &scratch);
+        model::MatMul(vb, x.data(), n, want_b.data(), pool, &scratch);
+        ASSERT_EQ(ya2, want_a);
+        ASSERT_EQ(yb2, want_b);
+        ASSERT_NE(ya2, ya);  // (the other input made a difference)
       }
     }
   });

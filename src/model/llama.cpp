@@ -582,10 +582,32 @@ void LayerRange::ExpertsBlock(const LayerWeights& w, float* x, ThreadPool& pool)
       users[order[j]].push_back({t, j});
     }
   }
-  // Each expert once, for every token that chose it: gate and up, silu(gate) * up, down.
   eo_.resize(static_cast<size_t>(n_) * k * d);
+  if (n_ == 1) {
+    // One token (a sequence's generation): its k experts' gates and ups as one job on its
+    // input, then their downs as one job, each on its own expert's product; the same rows'
+    // dots as expert by expert, without 2k hand-offs between the threads.
+    gate_.resize(static_cast<size_t>(k) * ff);
+    up_.resize(static_cast<size_t>(k) * ff);
+    std::vector<MatMulPart>& parts = parts_;
+    parts.clear();
+    for (int j = 0; j < k; ++j) {
+      const int e = order_[j];
+      parts.push_back({&w.gate_exp[e], gate_.data() + static_cast<size_t>(j) * ff});
+      parts.push_back({&w.up_exp[e], up_.data() + static_cast<size_t>(j) * ff});
+    }
+    MatMuls(parts, xn_.data(), 1, pool, &scratch_);
+    parts.clear();
+    for (int j = 0; j < k; ++j) {
+      float* g = gate_.data() + static_cast<size_t>(j) * ff;
+      SwiGlu(g, up_.data() + static_cast<size_t>(j) * ff, g, ff);
+      parts.push_back({&w.down_exp[order_[j]], eo_.data() + static_cast<size_t>(j) * d, g});
+    }
+    MatMuls(parts, nullptr, 1, pool, &scratch_);
+  }
+  // Each expert once, for every token that chose it: gate and up, silu(gate) * up, down.
   xe_.resize(static_cast<size_t>(n_) * d);
-  for (int e = 0; e < ne; ++e) {
+  for (int e = 0; e < ne && n_ > 1; ++e) {
     const auto& u = users[e];
     if (u.empty()) continue;
     const int m = static_cast<int>(u.size());

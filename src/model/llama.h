@@ -173,7 +173,8 @@ class LayerRange {
   std::vector<float> rope_cs_local_;      // the same with the local layers' base and scale
   AlignedVector<float> route_, xe_, eo_;  // moe: router logits; an expert's inputs; outputs
   std::vector<float> weight_;             // moe: per token, its experts' weights
-  std::vector<int> order_;                // moe: experts by probability
+  std::vector<int> order_;                // moe: experts by probability (the last token's)
+  std::vector<MatMulPart> parts_;         // moe: one token's experts' products
   std::vector<std::vector<std::pair<int, int>>> users_;  // moe: per expert, (token, slot)
   AlignedVector<float> kt_, vf_;  // long runs: cached keys transposed, values, in f32
 };

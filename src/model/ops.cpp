@@ -142,12 +142,13 @@ void Announce(const MatMulPart* parts, int count, int n, ThreadPool& pool,
 void RowDotMatMul(const MatMulPart* parts, int count, const float* x, int n, ThreadPool& pool,
                   MatMulScratch* s, std::initializer_list<MatMulPart> next) {
   const int64_t k = static_cast<int64_t>(parts[0].w->cols());
+  auto in = [&](int i) { return parts[i].x ? parts[i].x : x; };  // part i's input
   if (s->acts.size() < static_cast<size_t>(count)) s->acts.resize(count);
   if (s->rowact.size() < static_cast<size_t>(count) * n) s->rowact.resize(count * n);
   std::vector<int64_t>& first = s->first_row;  // of each part in the job's range
   first.assign(count + 1, 0);
-  // Parts whose weights have one type share one prepared activation (q, k, v; gate, up):
-  // part i's is part act_of[i]'s.
+  // Parts with one input whose weights have one type share one prepared activation (q, k,
+  // v; gate, up): part i's is part act_of[i]'s.
   std::vector<int>& act_of = s->act_of;
   act_of.assign(count, 0);
   for (int i = 0; i < count; ++i) {
@@ -155,23 +156,23 @@ void RowDotMatMul(const MatMulPart* parts, int count, const float* x, int n, Thr
     const GgmlType type = parts[i].w->type(), vt = VecDotType(type);
     act_of[i] = i;
     for (int j = 0; j < i && act_of[i] == i; ++j)
-      if (parts[j].w->type() == type) act_of[i] = act_of[j];
+      if (parts[j].w->type() == type && in(j) == in(i)) act_of[i] = act_of[j];
     if (act_of[i] != i) continue;
     if (kernels::QuantizesForRowDot(type, k)) {
       for (int t = 0; t < n; ++t)
-        kernels::QuantizeForRowDot(type, x + t * k, k, &s->rowact[i * n + t]);
+        kernels::QuantizeForRowDot(type, in(i) + t * k, k, &s->rowact[i * n + t]);
       continue;
     }
     // The blocks an earlier part of another weight type with this vec_dot type used.
     const uint64_t abytes = ActivationBytes(vt, k);
     const uint8_t* act = nullptr;
     for (int j = 0; j < i && !act; ++j)
-      if (act_of[j] == j && VecDotType(parts[j].w->type()) == vt)
+      if (act_of[j] == j && VecDotType(parts[j].w->type()) == vt && in(j) == in(i))
         act = static_cast<const uint8_t*>(s->rowact[j * n].act);  // null if made in one pass
     if (!act) {
       s->acts[i].resize(abytes * n);
       for (int t = 0; t < n; ++t)
-        kernels::QuantizeRow(vt, x + t * k, s->acts[i].data() + t * abytes, k);
+        kernels::QuantizeRow(vt, in(i) + t * k, s->acts[i].data() + t * abytes, k);
       act = s->acts[i].data();
     }
     for (int t = 0; t < n; ++t)
@@ -273,6 +274,14 @@ void MatMuls(std::initializer_list<MatMulPart> parts, const float* x, int n, Thr
   if (RowDotsApply(parts.begin(), static_cast<int>(parts.size()), n))
     return RowDotMatMul(parts.begin(), static_cast<int>(parts.size()), x, n, pool, s, next);
   for (const MatMulPart& p : parts) MatMul(*p.w, x, n, p.y, pool, s);
+}
+
+void MatMuls(std::span<const MatMulPart> parts, const float* x, int n, ThreadPool& pool,
+             MatMulScratch* s) {
+  if (parts.empty()) return;
+  if (RowDotsApply(parts.data(), static_cast<int>(parts.size()), n))
+    return RowDotMatMul(parts.data(), static_cast<int>(parts.size()), x, n, pool, s, {});
+  for (const MatMulPart& p : parts) MatMul(*p.w, p.x ? p.x : x, n, p.y, pool, s);
 }
 
 void ForgetNext(ThreadPool& pool) { pool.Forget(); }

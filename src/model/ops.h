@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <span>
 #include <vector>
 
 #include "base/thread_pool.h"
@@ -40,10 +41,12 @@ constexpr int kRowDotMaxTokens = 31;
 // kernels.h); shorter ones stay on the integer kernels, which round as llama.cpp does.
 constexpr int kBf16MinTokens = 32;
 
-// One of several matrices that multiply the same input, and where its product goes.
+// One of several matrices that multiply the same input, and where its product goes; or,
+// where `x` is set, its own input (n × cols).
 struct MatMulPart {
   const TensorView* w;
   float* y;
+  const float* x = nullptr;
 };
 
 // y[t][r] = W[r] · x[t] for t < n: W is (rows × cols) as `w` holds it, x is n × cols,
@@ -60,6 +63,11 @@ void MatMul(const TensorView& w, const float* x, int n, float* y, ThreadPool& po
 // handed out together (q, k, v; gate, up).
 void MatMuls(std::initializer_list<MatMulPart> parts, const float* x, int n, ThreadPool& pool,
              MatMulScratch* scratch, std::initializer_list<MatMulPart> next = {});
+// The same for any number of parts, some of them with their own input (the experts chosen
+// for a token: their gates and ups share the token's input, their downs each have their
+// own). Where the row dots take them all, one job; else one MatMul per part.
+void MatMuls(std::span<const MatMulPart> parts, const float* x, int n, ThreadPool& pool,
+             MatMulScratch* scratch);
 // Drops what MatMul(s) announced.
 void ForgetNext(ThreadPool& pool);
 
