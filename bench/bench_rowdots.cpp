@@ -5,7 +5,8 @@
 // with two threads each takes half of the rows, in calls of 704 rows (811 KB of Q4_0: the
 // engine cuts its chunks into calls of at most 768 KB) or as many as the third argument
 // says (longer calls' four parts lie further apart, and stream worse).
-//   bench_rowdots [megabytes=1024] [threads=1|2] [rows per call=704]
+// The fourth argument sets k (768: the down projection of a Qwen3-30B-A3B expert).
+//   bench_rowdots [megabytes=1024] [threads=1|2] [rows per call=704] [k=2048]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -51,7 +52,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench_rowdots: this CPU has no AVX-512 VNNI row dots\n");
     return 1;
   }
-  const int64_t k = 2048;
+  const int64_t k = argc > 4 ? std::atoll(argv[4]) : 2048;
   std::mt19937 rng(7);
   std::normal_distribution<float> dist(0.0f, 1.0f);
   std::vector<float> x(k);

@@ -4,18 +4,20 @@
 # llama.cpp on the same files where ../shared/reference/llamacpp-ref can run, the ratios,
 # and the TinyLlama Q4_K_M model once more from a fragment directory.
 #
-#   bench/run_speed_bench.sh [--quick] [--no-llamacpp] [--no-mistral] [--avx2] [--qwen]
+#   bench/run_speed_bench.sh [--quick] [--no-llamacpp] [--no-mistral] [--avx2] [--qwen] [--moe]
 #
 # Models go to $MODELS (default build/bench-models), results (JSON) to $OUT (default
 # build/bench-results). --quick: TinyLlama Q4_0 only, short runs (a smoke test). --qwen: a
 # Qwen3-8B-shaped Q4_K_M model (5 GB) instead, pp128/tg64, and it again from fragments.
+# --moe: a Qwen3-30B-A3B-shaped Q4_K_M model (all 48 layers, 18 GB; the disk is checked
+# first) instead, pp512/tg128, once (no fragments: the copy would take another 18 GB).
 # --avx2: both programs as on a CPU without AVX-512 (GGSWARM_ISA=avx2; llama.cpp from a copy
 # of its install that keeps only its Haswell CPU library, which its loader then picks).
 # Takes about 20 minutes in full; needs about 7 GB of disk.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-quick=0 llamacpp=1 mistral=1 avx2=0 qwen=0
+quick=0 llamacpp=1 mistral=1 avx2=0 qwen=0 moe=0
 for a in "$@"; do
   case $a in
     --quick) quick=1 ;;
@@ -23,7 +25,9 @@ for a in "$@"; do
     --no-mistral) mistral=0 ;;
     --avx2) avx2=1 ;;
     --qwen) qwen=1 ;;
-    *) echo "usage: $0 [--quick] [--no-llamacpp] [--no-mistral] [--avx2] [--qwen]" >&2; exit 2 ;;
+    --moe) moe=1 ;;
+    *) echo "usage: $0 [--quick] [--no-llamacpp] [--no-mistral] [--avx2] [--qwen] [--moe]" >&2
+       exit 2 ;;
   esac
 done
 scripts/install-deps.sh
@@ -67,6 +71,14 @@ runs=("tinyllama-1.1b-Q8_0 tinyllama-1.1b Q8_0 512 128 3"
 # --qwen: the families' benchmark instead: a Qwen3-8B-shaped Q4_K_M model (its qwen3
 # architecture and BPE vocabulary come with the preset).
 [ $qwen = 1 ] && runs=("qwen3-8b-Q4_K_M qwen3-8b Q4_K_M 128 64 2")
+if [ $moe = 1 ]; then
+  runs=("qwen3-30b-a3b-Q4_K_M qwen3-30b-a3b Q4_K_M 512 128 1")
+  free_gb=$(df -Pk "$models" | awk 'NR == 2 {printf "%d", $4 / 1048576}')
+  if [ ! -f "$models/qwen3-30b-a3b-Q4_K_M.gguf" ] && [ "$free_gb" -lt 20 ]; then
+    echo "--moe needs about 18 GB of disk in $models; $free_gb GB are free" >&2
+    exit 1
+  fi
+fi
 
 # A prompt of exactly n tokens (with BOS) for llama.cpp: words added until the model's
 # tokenizer gives n.
@@ -105,13 +117,16 @@ done
 frag_name=tinyllama-1.1b-Q4_K_M
 [ $quick = 1 ] && frag_name=tinyllama-1.1b-Q4_0
 [ $qwen = 1 ] && frag_name=qwen3-8b-Q4_K_M
-if [ ! -f "$models/$frag_name.frag/manifest.json" ]; then
+[ $moe = 1 ] && frag_name=
+if [ -n "$frag_name" ] && [ ! -f "$models/$frag_name.frag/manifest.json" ]; then
   rm -rf "$models/$frag_name.frag"
   "$gg" fragment "$models/$frag_name.gguf" "$models/$frag_name.frag" >&2
 fi
-read -r _ _ _ p n reps <<<"$(printf '%s\n' "${runs[@]}" | grep "^$frag_name ")"
-echo "ggswarm bench $frag_name (fragments) -t 2" >&2
-"$gg" bench "$models/$frag_name.frag" -p "$p" -n "$n" -t 2 -r "$reps" --json >"$out/$frag_name.frag.t2.json"
+if [ -n "$frag_name" ]; then
+  read -r _ _ _ p n reps <<<"$(printf '%s\n' "${runs[@]}" | grep "^$frag_name ")"
+  echo "ggswarm bench $frag_name (fragments) -t 2" >&2
+  "$gg" bench "$models/$frag_name.frag" -p "$p" -n "$n" -t 2 -r "$reps" --json >"$out/$frag_name.frag.t2.json"
+fi
 
 # The table.
 f1() { [ -f "$1" ] && jq -r "$2 // empty" "$1" 2>/dev/null || true; }
@@ -131,10 +146,12 @@ for r in "${runs[@]}"; do
       "$(f1 "$j" '.load_s')"
   done
 done
-j=$out/$frag_name.frag.t2.json g=$out/$frag_name.t2.json
-printf '\nfrom fragments, 2 threads: %s pp %.2f (GGUF %.2f, ratio %s), tg %.2f (GGUF %.2f, ratio %s), load %.3f s\n' \
-  "$frag_name" "$(f1 "$j" '.pp.mean')" "$(f1 "$g" '.pp.mean')" \
-  "$(ratio "$(f1 "$j" '.pp.mean')" "$(f1 "$g" '.pp.mean')")" "$(f1 "$j" '.tg.mean')" \
-  "$(f1 "$g" '.tg.mean')" "$(ratio "$(f1 "$j" '.tg.mean')" "$(f1 "$g" '.tg.mean')")" \
-  "$(f1 "$j" '.load_s')"
+if [ -n "$frag_name" ]; then
+  j=$out/$frag_name.frag.t2.json g=$out/$frag_name.t2.json
+  printf '\nfrom fragments, 2 threads: %s pp %.2f (GGUF %.2f, ratio %s), tg %.2f (GGUF %.2f, ratio %s), load %.3f s\n' \
+    "$frag_name" "$(f1 "$j" '.pp.mean')" "$(f1 "$g" '.pp.mean')" \
+    "$(ratio "$(f1 "$j" '.pp.mean')" "$(f1 "$g" '.pp.mean')")" "$(f1 "$j" '.tg.mean')" \
+    "$(f1 "$g" '.tg.mean')" "$(ratio "$(f1 "$j" '.tg.mean')" "$(f1 "$g" '.tg.mean')")" \
+    "$(f1 "$j" '.load_s')"
+fi
 echo "(llama.cpp's generation timings at 2 threads on a 2-core machine are noisy: compare its 2-thread pp only.)"
