@@ -25,14 +25,29 @@ TEST(FuzzReplay, MutatedSharedModelHeaders) {
   }
 }
 
-// A whole small model with a byte-level BPE vocabulary (merges, pre-tokenizer), so that
-// mutations reach the vocabulary reader and the tokenizers.
+// Whole small models with each kind of vocabulary (SentencePiece, Gemma's; byte-level BPE
+// with merges and a pre-tokenizer) and of architecture (Gemma's windows and soft-caps, Phi's
+// fused tensors and rope factors, experts), so that mutations reach the vocabulary reader,
+// the tokenizers and every key the hyper-parameters read.
 TEST(FuzzReplay, MutatedSynthModelsWithBothVocabularies) {
-  for (const char* vocab : {"spm", "llama3", "tekken"}) {
+  for (const auto& [vocab, arch] :
+       std::vector<std::pair<const char*, const char*>>{{"spm", "llama"},
+                                                        {"llama3", "llama"},
+                                                        {"tekken", "mistral3"},
+                                                        {"gpt-4o", "phi3"},
+                                                        {"gemma", "gemma2"},
+                                                        {"gemma", "gemma3"},
+                                                        {"qwen2", "qwen3moe"}}) {
+    SCOPED_TRACE(std::string(vocab) + " " + arch);
     ggswarm::testing::TempDir dir;
     ggswarm::ModelShape shape = *ggswarm::FindPreset("micro");
     shape.n_vocab = 400;
-    ggswarm::SynthOptions o{shape, *ggswarm::ParseTypeMix("Q8_0"), 1, "fuzz", vocab};
+    shape.n_swa = 8;
+    shape.swa_pattern = 2;
+    shape.n_expert = 4;
+    shape.n_expert_used = 2;
+    shape.n_ff_exp = 64;
+    ggswarm::SynthOptions o{shape, *ggswarm::ParseTypeMix("Q8_0"), 1, "fuzz", vocab, arch};
     ASSERT_TRUE(ggswarm::Synthesize(o, dir / "m.gguf", false).ok());
     Mutate(ggswarm::testing::ReadBytes(dir / "m.gguf"), 200, 99);
   }
