@@ -415,6 +415,37 @@ TEST(Kernels, AmxBf16TilesMatchTheScalarReference) {
   }
 }
 
+// ggswarm's GELU-gated product (Gemma's feed-forward, ggml's table) vectorized against its
+// scalar loop, bit for bit: g across both cut-offs (±10, hit exactly and missed by an ulp),
+// values that round to the same f16 from both sides, infinities and NaN; the tail past the
+// last 16.
+TEST(Kernels, GeluTableMulVectorIsTheScalarLoop) {
+  REQUIRE_AVX512();
+  std::vector<float> table(1 << 16);
+  for (size_t h = 0; h < table.size(); ++h)  // any table: here a hash of the index
+    table[h] = static_cast<float>((h * 2654435761u) % 1000) / 97.0f + 1.0f;
+  std::vector<float> g, u;
+  for (float x = -12.0f; x <= 12.0f; x += 0.0137f) g.push_back(x);
+  for (float x : {-10.0f, 10.0f, 9.99999f, -9.99999f, 10.00001f, -10.00001f, 0.0f, -0.0f, 1e-8f,
+                  65504.0f, 70000.0f, INFINITY, -INFINITY, NAN, 1.0009765625f, 1.00048828125f})
+    g.push_back(x);
+  for (size_t i = 0; i < g.size(); ++i) u.push_back(0.5f + static_cast<float>(i % 7) * 0.25f);
+  std::vector<float> fast(g.size()), scalar(g.size());
+  kernels::GeluTableMul(table.data(), g.data(), u.data(), fast.data(), g.size());
+  {
+    ScopedIsa s(kernels::Isa::kScalar);
+    kernels::GeluTableMul(table.data(), g.data(), u.data(), scalar.data(), g.size());
+  }
+  for (size_t i = 0; i < g.size(); ++i) {
+    if (std::isnan(scalar[i])) {
+      EXPECT_TRUE(std::isnan(fast[i])) << "g = " << g[i];
+      continue;
+    }
+    ASSERT_EQ(fast[i], scalar[i]) << "g = " << g[i];
+  }
+  EXPECT_EQ(scalar[g.size() - 16], 0.0f);  // −10 and below: zero (the table is never 0)
+}
+
 // silu(g) * u against the scalar formula in double, over the range of activations and past
 // where e^-g overflows or underflows (there, as in float, the result is a signed zero).
 TEST(Kernels, SiluMulMatchesTheScalarFormula) {

@@ -432,6 +432,14 @@ void SiluMul(const float* g, const float* u, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }
 
+void GeluTableMul(const float* table, const float* g, const float* u, float* out, int64_t n) {
+  if (Active() == Isa::kAvx512Vnni) return avx512::GeluTableMul(table, g, u, out, n);
+  for (int64_t i = 0; i < n; ++i) {
+    const float x = g[i];
+    out[i] = x <= -10.0f ? 0.0f : x >= 10.0f ? x * u[i] : table[FloatToHalf(x)] * u[i];
+  }
+}
+
 void AttendF32(const float* q, int heads, const float* kt, int64_t kt_stride, const float* v,
                int len, int head_dim, float scale, float* out, float softcap) {
   avx512::AttendF32(q, heads, kt, kt_stride, v, len, head_dim, scale, out, softcap);

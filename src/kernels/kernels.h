@@ -207,6 +207,12 @@ void AttendF16Reference(const float* q, int heads, const uint16_t* k, const uint
 // AVX-512 (its e^x within 2 ulp of expf), else as written. out may be g.
 void SiluMul(const float* g, const float* u, float* out, int64_t n);
 
+// out[i] = table[f16(g[i])] * u[i] (g rounded to nearest f16, its bits the index), except
+// out[i] = 0 for g[i] <= -10 and g[i] * u[i] for g[i] >= 10: ggml's CPU GELU-gated product,
+// whose table holds GELU's results (rounded to f16) as floats here. Vectorized where
+// Active() has AVX-512, with the same results bit for bit. out may be g.
+void GeluTableMul(const float* table, const float* g, const float* u, float* out, int64_t n);
+
 // Attention for long batches (kBf16MinTokens tokens and more): the same quantity as
 // AttendF16 with q rounded to f16, but the scores, softmax (exact maximum first) and
 // weighted sum of values all in f32, with keys transposed (kt[d * kt_stride + j] is element

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <vector>
 
+#include "base/fp16.h"
 #include "kernels/kernels_avx512.h"
 #include "kernels/target_helpers.h"
 #include "quant/blocks.h"
@@ -117,6 +118,24 @@ void SiluMul(const float* g, const float* u, float* out, int64_t n) {
         out + i, _mm512_mul_ps(_mm512_div_ps(gv, _mm512_add_ps(one, e)), _mm512_loadu_ps(u + i)));
   }
   for (; i < n; ++i) out[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+}
+
+void GeluTableMul(const float* table, const float* g, const float* u, float* out, int64_t n) {
+  const __m512 lo = _mm512_set1_ps(-10.0f), hi = _mm512_set1_ps(10.0f);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 gv = _mm512_loadu_ps(g + i), uv = _mm512_loadu_ps(u + i);
+    const __m512i idx =
+        _mm512_cvtepu16_epi32(_mm512_cvtps_ph(gv, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    __m512 r = _mm512_mul_ps(_mm512_i32gather_ps(idx, table, 4), uv);
+    r = _mm512_mask_mul_ps(r, _mm512_cmp_ps_mask(gv, hi, _CMP_GE_OQ), gv, uv);
+    r = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(gv, lo, _CMP_NLE_UQ), r);  // NaN kept
+    _mm512_storeu_ps(out + i, r);
+  }
+  for (; i < n; ++i) {
+    const float x = g[i];
+    out[i] = x <= -10.0f ? 0.0f : x >= 10.0f ? x * u[i] : table[FloatToHalf(x)] * u[i];
+  }
 }
 
 void AttendF16(const float* q, int heads, const uint16_t* k, const uint16_t* v, int64_t stride,

@@ -32,6 +32,7 @@ void AttendF16(const float* q, int heads, const uint16_t* k, const uint16_t* v, 
 void AttendF32(const float* q, int heads, const float* kt, int64_t kt_stride, const float* v,
                int len, int head_dim, float scale, float* out, float softcap);
 void SiluMul(const float* g, const float* u, float* out, int64_t n);
+void GeluTableMul(const float* table, const float* g, const float* u, float* out, int64_t n);
 void Tile(const DecodedRows& w, const Panel& p, bool has_min, float* out, int64_t rs, int64_t ts);
 
 }  // namespace ggswarm::kernels::avx512

@@ -353,25 +353,19 @@ void RopeApplyNeox(float* x, int rope_dim, const float* cs) {
 void SwiGlu(const float* g, const float* u, float* out, int n) { kernels::SiluMul(g, u, out, n); }
 
 void GeluGlu(const float* g, const float* u, float* out, int n) {
-  // ggml's table: for every f16 x, gelu(x) in f32 (its formula), rounded to f16.
-  static const std::vector<uint16_t> table = [] {
-    std::vector<uint16_t> t(1 << 16);
+  // ggml's table: for every f16 x, gelu(x) in f32 (its formula), rounded to f16; kept here
+  // as floats for the kernels' gathers.
+  static const std::vector<float> table = [] {
+    std::vector<float> t(1 << 16);
     constexpr float kSqrt2OverPi = 0.79788456080286535587989211986876f, kCoefA = 0.044715f;
     for (uint32_t h = 0; h < t.size(); ++h) {
       const float x = HalfToFloat(static_cast<uint16_t>(h));
-      t[h] = FloatToHalf(0.5f * x * (1.0f + std::tanh(kSqrt2OverPi * x * (1.0f + kCoefA * x * x))));
+      t[h] = HalfToFloat(
+          FloatToHalf(0.5f * x * (1.0f + std::tanh(kSqrt2OverPi * x * (1.0f + kCoefA * x * x)))));
     }
     return t;
   }();
-  for (int i = 0; i < n; ++i) {
-    const float x = g[i];
-    if (x <= -10.0f)
-      out[i] = 0.0f;
-    else if (x >= 10.0f)
-      out[i] = x * u[i];
-    else
-      out[i] = HalfToFloat(table[FloatToHalf(x)]) * u[i];
-  }
+  kernels::GeluTableMul(table.data(), g, u, out, n);
 }
 
 void SoftCap(float* x, int n, float cap) {
