@@ -26,6 +26,9 @@ struct PresetRow {
 const PresetRow kPresets[] = {
     {"tinyllama-1.1b", {2048, 22, 32, 4, 5632, 32000, 0, 2048, 10000.0f, 1e-5f}},
     {"mistral-7b", {4096, 32, 32, 8, 14336, 32768, 0, 32768, 1000000.0f, 1e-5f}},
+    // Mixtral 8x7B: Mistral 7B's attention, 8 experts of 14336 per layer, 2 used per token.
+    {"mixtral-8x7b",
+     {4096, 32, 32, 8, 14336, 32000, 0, 32768, 1000000.0f, 1e-5f, false, false, 8, 2}},
     // Mistral-Small / Magistral class: heads of 128, so q_dim (4096) ≠ n_embd (5120).
     {"mistral-small-24b", {5120, 40, 32, 8, 32768, 131072, 128, 32768, 1000000000.0f, 1e-5f}},
     // The families people run (config.json of each on Hugging Face).

@@ -34,8 +34,9 @@ struct ModelShape {
   uint32_t kv_dim() const { return n_head_kv * (head_dim ? head_dim : n_embd / n_head); }
 };
 
-// Named shapes: tinyllama-1.1b, mistral-7b, mistral-small-24b, llama-3.2-1b, qwen2.5-0.5b,
-// qwen3-0.6b, qwen3-8b, and small ones for tests.
+// Named shapes: tinyllama-1.1b, mistral-7b, mixtral-8x7b, mistral-small-24b, llama-3.2-1b,
+// qwen2.5-0.5b, qwen3-0.6b, qwen3-8b, qwen3-30b-a3b, ministral-3-8b, phi-4-mini, gemma2-2b,
+// gemma3-4b, and small ones for tests.
 std::optional<ModelShape> FindPreset(const std::string& name);
 // The architecture and vocabulary a preset's real model has ("llama"/"spm" for the rest).
 struct PresetKind {
