@@ -74,6 +74,14 @@ TEST(Synth, RejectsInconsistentShapes) {
   auto r = Synthesize(o, tmp / "x.gguf", false);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("n_head_kv"), std::string::npos);
+  // Two rope scalings at once: one would silently overwrite the other's keys.
+  o.shape = *FindPreset("tiny");
+  o.shape.yarn_factor = 4;
+  o.shape.linear_factor = 8;
+  r = Synthesize(o, tmp / "y.gguf", false);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("one rope scaling"), std::string::npos)
+      << r.status().ToString();
 }
 
 TEST(TypePlan, FallsBackWhereRowsDoNotFit) {

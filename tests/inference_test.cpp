@@ -8,6 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <span>
 
 #include "arch_cases.h"
 #include "convert/quantize_model.h"
@@ -554,17 +555,35 @@ TEST(Generation, ContinuesFromTheCacheAndStopsWhenTheContextIsFull) {
   EXPECT_EQ((*e)->n_past(), 32);
 }
 
+// A metadata key set to a bad value, and the words the refusal must contain.
+struct KeyCase {
+  std::string key;
+  gguf::Value value;
+  const char* message;
+};
+
+// Copies of `f` with one key changed (into `dir`): each must be refused by name.
+void ExpectEachKeyRefused(const gguf::GgufFile& f, const std::string& dir,
+                          std::span<const KeyCase> cases) {
+  for (const KeyCase& c : cases) {
+    SCOPED_TRACE(c.key);
+    gguf::GgufWriter w = gguf::WriterFor(f);
+    w.Set(c.key, c.value);
+    ASSERT_TRUE(w.Write(dir + "/m.gguf", true, [&](size_t i, OutputFile& out) {
+                   return out.Write(f.TensorBytes(f.tensors[i]));
+                 }).ok());
+    auto e = Engine::Open(dir + "/m.gguf");
+    ASSERT_FALSE(e.ok());
+    EXPECT_NE(e.status().message().find(c.message), std::string::npos) << e.status().ToString();
+  }
+}
+
 // Copies of a shared model with one metadata value changed must be refused by name.
 TEST(InferenceErrors, BadModelsAreRefusedWithTheReason) {
   GGSWARM_REQUIRE_SHARED_MODELS();
   auto f = gguf::GgufFile::Open(SharedDir() + "/models/stories260K-f32.gguf");
   ASSERT_TRUE(f.ok());
-  struct Case {
-    const char* key;
-    gguf::Value value;
-    const char* message;
-  };
-  const Case cases[] = {
+  const KeyCase cases[] = {
       {"general.architecture", gguf::Value::String("gpt2"), "architecture 'gpt2' is not supported"},
       {"general.architecture", gguf::Value::String("gemma3n"),
        "architecture 'gemma3n' is not supported (ggswarm runs llama, mistral, qwen2, qwen3, "
@@ -581,19 +600,14 @@ TEST(InferenceErrors, BadModelsAreRefusedWithTheReason) {
        "metadata key llama.block_count has type array, expected an integer"},
       {"llama.rope.freq_base", gguf::Value::String("10000"),
        "metadata key llama.rope.freq_base has type str, expected a number"},
+      // Experts in a llama (Mixtral's): a count that is not a number is named, not ignored.
+      {"llama.expert_count", gguf::Value::String("8"),
+       "metadata key llama.expert_count has type str, expected an integer"},
+      {"llama.expert_count", gguf::Value::Uint32(8),
+       "metadata key llama.expert_used_count is missing"},
   };
-  for (const Case& c : cases) {
-    SCOPED_TRACE(c.key);
-    TempDir t;
-    gguf::GgufWriter w = gguf::WriterFor(*f);
-    w.Set(c.key, c.value);
-    ASSERT_TRUE(w.Write(t / "m.gguf", false, [&](size_t i, OutputFile& out) {
-                   return out.Write(f->TensorBytes(f->tensors[i]));
-                 }).ok());
-    auto e = Engine::Open(t / "m.gguf");
-    ASSERT_FALSE(e.ok());
-    EXPECT_NE(e.status().message().find(c.message), std::string::npos) << e.status().ToString();
-  }
+  TempDir t;
+  ExpectEachKeyRefused(*f, t.path(), cases);
 }
 
 // Gemma's own keys, wrong, are refused by name.
@@ -606,12 +620,7 @@ TEST(InferenceErrors, BadGemmaKeysAreRefusedWithTheReason) {
   ASSERT_TRUE(f.ok());
   ASSERT_TRUE(Engine::Open(dir / "g.gguf").ok());
   const gguf::Value flag = gguf::Value::Bool(true);
-  struct Case {
-    std::string key;
-    gguf::Value value;
-    const char* message;
-  };
-  const Case cases[] = {
+  const KeyCase cases[] = {
       {"gemma2.attention.sliding_window_pattern",
        gguf::Value::Array(gguf::ValueType::BOOL, {flag, flag, flag}),
        "gemma2.attention.sliding_window_pattern has 3 entries for 2 layers"},
@@ -624,17 +633,7 @@ TEST(InferenceErrors, BadGemmaKeysAreRefusedWithTheReason) {
       {"gemma2.rope.freq_base_swa", gguf::Value::String("10000"),
        "metadata key gemma2.rope.freq_base_swa has type str, expected a number"},
   };
-  for (const Case& c : cases) {
-    SCOPED_TRACE(c.key);
-    gguf::GgufWriter w = gguf::WriterFor(*f);
-    w.Set(c.key, c.value);
-    ASSERT_TRUE(w.Write(dir / "m.gguf", true, [&](size_t i, OutputFile& out) {
-                   return out.Write(f->TensorBytes(f->tensors[i]));
-                 }).ok());
-    auto e = Engine::Open(dir / "m.gguf");
-    ASSERT_FALSE(e.ok());
-    EXPECT_NE(e.status().message().find(c.message), std::string::npos) << e.status().ToString();
-  }
+  ExpectEachKeyRefused(*f, dir.path(), cases);
 }
 
 TEST(InferenceErrors, ContextLimitAndBadPaths) {

@@ -394,6 +394,9 @@ StatusOr<SynthReport> Synthesize(const SynthOptions& o, const std::string& path,
   w.Set(p + "attention.layer_norm_rms_epsilon", Value::Float32(s.rms_eps));
   w.Set(p + "rope.freq_base", Value::Float32(s.rope_freq_base));
   w.Set(p + "vocab_size", Value::Uint32(s.n_vocab));
+  if (s.yarn_factor > 0 && s.linear_factor > 0)
+    return Status::InvalidArgument(
+        "a model has one rope scaling: YaRN (--yarn-factor) or linear (--rope-scale-linear)");
   if (s.yarn_factor > 0) {
     w.Set(p + "rope.scaling.type", Value::String("yarn"));
     w.Set(p + "rope.scaling.factor", Value::Float32(s.yarn_factor));

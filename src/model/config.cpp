@@ -49,16 +49,15 @@ std::string Shape(const std::vector<uint64_t>& s) {
   return r + "]";
 }
 
-// A matrix with `cols` inputs (ne0) and `rows` outputs (ne1), or a vector of `cols`.
-Status CheckTensor(const gguf::GgufFile& f, const std::string& name, uint64_t cols, uint64_t rows,
-                   bool optional = false) {
+// Tensor `name` with shape `want` (ggml order; trailing dimensions of 1 beyond it ignored)
+// and a type ggswarm computes with.
+Status CheckShape(const gguf::GgufFile& f, const std::string& name,
+                  const std::vector<uint64_t>& want, bool optional = false) {
   const gguf::TensorInfo* t = f.FindTensor(name);
   if (!t) {
     if (optional) return Status();
     return Status::NotFound("tensor " + name + " is missing");
   }
-  const std::vector<uint64_t> want =
-      rows ? std::vector<uint64_t>{cols, rows} : std::vector<uint64_t>{cols};
   std::vector<uint64_t> have = t->shape;
   while (have.size() > want.size() && have.back() == 1) have.pop_back();
   if (have != want)
@@ -70,6 +69,13 @@ Status CheckTensor(const gguf::GgufFile& f, const std::string& name, uint64_t co
   return Status();
 }
 
+// A matrix with `cols` inputs (ne0) and `rows` outputs (ne1), or a vector of `cols`.
+Status CheckTensor(const gguf::GgufFile& f, const std::string& name, uint64_t cols, uint64_t rows,
+                   bool optional = false) {
+  return CheckShape(f, name, rows ? std::vector<uint64_t>{cols, rows} : std::vector<uint64_t>{cols},
+                    optional);
+}
+
 constexpr ArchTraits kArchs[] = {
     // name, rope, qkv_bias, qk_norm, moe, phi3, moe_optional (llama.cpp: src/models/<name>.cpp)
     {"llama", RopeStyle::kNormal, false, false, false, false, true},
@@ -78,7 +84,7 @@ constexpr ArchTraits kArchs[] = {
     {"qwen3", RopeStyle::kNeox, false, true, false, false},
     {"qwen3moe", RopeStyle::kNeox, false, true, true, false},
     {"mistral3", RopeStyle::kNormal, false, false, false, false, true},  // + YaRN, q temperature
-    {"phi3", RopeStyle::kNeox, false, false, false, true},
+    {.name = "phi3", .rope = RopeStyle::kNeox, .phi3 = true, .q_scale = true},
     {.name = "gemma2",
      .rope = RopeStyle::kNeox,
      .gelu = true,
@@ -129,20 +135,6 @@ Status ReadSwaPattern(const gguf::GgufFile& f, const std::string& key, int perio
     period = static_cast<int>(*n);
   }
   for (int l = 0; l < c->n_layer; ++l) c->swa_layer[l] = period == 0 || l % period < period - 1;
-  return Status();
-}
-
-// A stack of `n` matrices of `cols` inputs and `rows` outputs (the experts' 3-D tensors).
-Status CheckTensor3(const gguf::GgufFile& f, const std::string& name, uint64_t cols, uint64_t rows,
-                    uint64_t n) {
-  const gguf::TensorInfo* t = f.FindTensor(name);
-  if (!t) return Status::NotFound("tensor " + name + " is missing");
-  if (t->shape != std::vector<uint64_t>{cols, rows, n})
-    return Status::Corruption("tensor " + name + " has shape " + Shape(t->shape) +
-                              ", the hyper-parameters need " + Shape({cols, rows, n}));
-  if (!Traits(t->type).dequantizable)
-    return Status::Unsupported("tensor " + name + " has type " + TypeName(t->type) +
-                               ", which ggswarm cannot compute with");
   return Status();
 }
 
@@ -219,7 +211,10 @@ StatusOr<LlamaConfig> LlamaConfig::FromGguf(const gguf::GgufFile& f) {
   c.rope_style = arch->rope;
   c.qkv_bias = arch->qkv_bias;
   c.qk_norm = arch->qk_norm;
-  c.moe = arch->moe || (arch->moe_optional && f.GetInt(c.arch + ".expert_count").value_or(0) > 0);
+  // (An expert_count that is there but not a number turns the experts on, so that reading it
+  // names the key instead of the missing dense tensors.)
+  c.moe = arch->moe || (arch->moe_optional && f.Find(c.arch + ".expert_count") &&
+                        f.GetInt(c.arch + ".expert_count").value_or(1) != 0);
   c.fused_up = arch->phi3;
   c.gelu = arch->gelu;
   c.scale_embd = arch->scale_embd;
@@ -263,7 +258,6 @@ StatusOr<LlamaConfig> LlamaConfig::FromGguf(const gguf::GgufFile& f) {
                                 " is more than expert_count " + std::to_string(c.n_expert));
   }
   GGSWARM_RETURN_IF_ERROR(ReadRopeScaling(f, p, &c));
-  if (arch->phi3) c.q_scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
   if (arch->q_scale)
     c.q_scale =
         1.0f / std::sqrt(static_cast<float>(
@@ -333,11 +327,14 @@ StatusOr<LlamaConfig> LlamaConfig::FromGguf(const gguf::GgufFile& f) {
     if (c.moe) {
       GGSWARM_RETURN_IF_ERROR(CheckTensor(f, b + "ffn_gate_inp.weight", c.n_embd, c.n_expert));
       GGSWARM_RETURN_IF_ERROR(
-          CheckTensor3(f, b + "ffn_gate_exps.weight", c.n_embd, c.n_ff_exp, c.n_expert));
+          CheckShape(f, b + "ffn_gate_exps.weight",
+                     {uint64_t(c.n_embd), uint64_t(c.n_ff_exp), uint64_t(c.n_expert)}));
       GGSWARM_RETURN_IF_ERROR(
-          CheckTensor3(f, b + "ffn_up_exps.weight", c.n_embd, c.n_ff_exp, c.n_expert));
+          CheckShape(f, b + "ffn_up_exps.weight",
+                     {uint64_t(c.n_embd), uint64_t(c.n_ff_exp), uint64_t(c.n_expert)}));
       GGSWARM_RETURN_IF_ERROR(
-          CheckTensor3(f, b + "ffn_down_exps.weight", c.n_ff_exp, c.n_embd, c.n_expert));
+          CheckShape(f, b + "ffn_down_exps.weight",
+                     {uint64_t(c.n_ff_exp), uint64_t(c.n_embd), uint64_t(c.n_expert)}));
       continue;
     }
     if (c.fused_up) {

@@ -39,7 +39,7 @@ struct ArchTraits {
                       // expert_used_count of expert_count SiLU-gated experts (ffn_*_exps), their
                       // weights the softmax over all experts renormalised over the chosen
   bool phi3 = false;  // q, k, v in one attn_qkv and gate, up in one ffn_up (their rows in turn);
-                      // q scaled by 1/sqrt(head_dim) before attention; rope_factors_long/short
+                      // rope_factors_long/short
   // Experts when the file has expert_count > 0, each of feed_forward_length, routed as moe's
   // (Mixtral and Mistral's MoE conversions: llama, mistral3)
   bool moe_optional = false;
@@ -49,8 +49,9 @@ struct ArchTraits {
   bool head_is_embd = false;  // the output head is token_embd, output.weight or not (Gemma 2)
   bool post_norms = false;    // attention's and feed-forward's outputs RMS-normed
                               // (post_attention_norm, post_ffw_norm) before the residual sums
-  // q_scale: q scaled after rope by 1/sqrt(head_dim) (attention's own scale then 1), or by
-  // 1/sqrt(n_embd / n_head) for the model of wide_q_scale_layers layers (Gemma's 27B).
+  // q_scale: q scaled after rope by 1/sqrt(head_dim) (attention's own scale then 1; Phi-3,
+  // Gemma), or by 1/sqrt(n_embd / n_head) for the model of wide_q_scale_layers layers
+  // (Gemma's 27B).
   bool q_scale = false;
   int wide_q_scale_layers = 0;
   // Soft-capping when the keys are absent: attention scores, final logits (cap · tanh(x/cap)).

@@ -21,6 +21,18 @@ StatusOr<std::vector<float>> LoadVector(TensorSource& src, const std::string& na
   return out;
 }
 
+// The shape of `rows` rows of `all` as a matrix of its own (an expert of a 3-D tensor, a
+// part of a fused one), for RowsView.
+gguf::TensorInfo RowsInfo(const TensorView& all, uint64_t rows) {
+  gguf::TensorInfo info;
+  info.name = all.info->name;
+  info.type = all.info->type;
+  info.shape = {all.info->shape[0], rows};
+  info.n_elements = info.shape[0] * rows;
+  info.size = rows * all.row_bytes;
+  return info;
+}
+
 // Rows [begin, begin + rows) of `all` (an expert of a 3-D tensor, a part of a fused one), as
 // a view whose shape is `info`'s.
 TensorView RowsView(const TensorView& all, const gguf::TensorInfo* info, uint64_t begin,
@@ -82,11 +94,7 @@ StatusOr<const LayerWeights*> LlamaModel::Layer(int l) {
     int i = first_info;
     for (const auto& [view, rows] : out) {
       gguf::TensorInfo& info = w->part_info[i++];
-      info.name = all.info->name;
-      info.type = all.info->type;
-      info.shape = {all.info->shape[0], static_cast<uint64_t>(rows)};
-      info.n_elements = info.shape[0] * info.shape[1];
-      info.size = static_cast<uint64_t>(rows) * all.row_bytes;
+      info = RowsInfo(all, rows);
       *view = RowsView(all, &info, row, rows);
       row += rows;
     }
@@ -109,16 +117,11 @@ StatusOr<const LayerWeights*> LlamaModel::Layer(int l) {
     std::vector<TensorView>* views[3] = {&w->gate_exp, &w->up_exp, &w->down_exp};
     for (int i = 0; i < 3; ++i) {
       GGSWARM_RETURN_IF_ERROR(get(names[i], &all[i]));
-      const gguf::TensorInfo& t = *all[i].info;
-      gguf::TensorInfo& one = w->exp_info[i];  // one expert: a matrix of ne1 rows
-      one.name = t.name;
-      one.type = t.type;
-      one.shape = {t.shape[0], t.shape[1]};
-      one.n_elements = t.shape[0] * t.shape[1];
-      one.size = t.shape[1] * all[i].row_bytes;
+      const uint64_t per = all[i].info->shape[1];  // one expert: a matrix of ne1 rows
+      gguf::TensorInfo& one = w->exp_info[i];
+      one = RowsInfo(all[i], per);
       for (int e = 0; e < config_.n_expert; ++e)
-        views[i]->push_back(
-            RowsView(all[i], &one, static_cast<uint64_t>(e) * t.shape[1], t.shape[1]));
+        views[i]->push_back(RowsView(all[i], &one, static_cast<uint64_t>(e) * per, per));
     }
   } else {
     if (config_.fused_up) {
@@ -604,25 +607,26 @@ void LayerRange::ExpertsBlock(const LayerWeights& w, float* x, ThreadPool& pool)
       parts.push_back({&w.down_exp[order_[j]], eo_.data() + static_cast<size_t>(j) * d, g});
     }
     MatMuls(parts, nullptr, 1, pool, &scratch_);
-  }
-  // Each expert once, for every token that chose it: gate and up, silu(gate) * up, down.
-  xe_.resize(static_cast<size_t>(n_) * d);
-  for (int e = 0; e < ne && n_ > 1; ++e) {
-    const auto& u = users[e];
-    if (u.empty()) continue;
-    const int m = static_cast<int>(u.size());
-    for (int i = 0; i < m; ++i)
-      std::copy_n(xn_.data() + static_cast<size_t>(u[i].first) * d, d, xe_.data() + i * d);
-    MatMuls({{&w.gate_exp[e], gate_.data()}, {&w.up_exp[e], up_.data()}}, xe_.data(), m, pool,
-            &scratch_);
-    for (int i = 0; i < m; ++i) {
-      const size_t o = static_cast<size_t>(i) * ff;
-      SwiGlu(gate_.data() + o, up_.data() + o, gate_.data() + o, ff);
+  } else {
+    // Each expert once, for every token that chose it: gate and up, silu(gate) * up, down.
+    xe_.resize(static_cast<size_t>(n_) * d);
+    for (int e = 0; e < ne; ++e) {
+      const auto& u = users[e];
+      if (u.empty()) continue;
+      const int m = static_cast<int>(u.size());
+      for (int i = 0; i < m; ++i)
+        std::copy_n(xn_.data() + static_cast<size_t>(u[i].first) * d, d, xe_.data() + i * d);
+      MatMuls({{&w.gate_exp[e], gate_.data()}, {&w.up_exp[e], up_.data()}}, xe_.data(), m, pool,
+              &scratch_);
+      for (int i = 0; i < m; ++i) {
+        const size_t o = static_cast<size_t>(i) * ff;
+        SwiGlu(gate_.data() + o, up_.data() + o, gate_.data() + o, ff);
+      }
+      MatMul(w.down_exp[e], gate_.data(), m, tmp_.data(), pool, &scratch_);
+      for (int i = 0; i < m; ++i)
+        std::copy_n(tmp_.data() + static_cast<size_t>(i) * d, d,
+                    eo_.data() + (static_cast<size_t>(u[i].first) * k + u[i].second) * d);
     }
-    MatMul(w.down_exp[e], gate_.data(), m, tmp_.data(), pool, &scratch_);
-    for (int i = 0; i < m; ++i)
-      std::copy_n(tmp_.data() + static_cast<size_t>(i) * d, d,
-                  eo_.data() + (static_cast<size_t>(u[i].first) * k + u[i].second) * d);
   }
   // x += Σ_j weight_j · expert_j(x), summed in the order of the choice.
   PerToken(pool, [&](int t) {

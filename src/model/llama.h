@@ -139,9 +139,10 @@ class LayerRange {
                       ThreadPool& pool);
   // x += wo · attention(rope(wq · norm(x)), the cache with rope(wk · norm(x)), wv · norm(x)).
   void AttentionBlock(int l, const LayerWeights& w, float* x, ThreadPool& pool);
-  // x += down(silu(gate · norm(x)) * up · norm(x)).
   // The experts' feed-forward (moe): each token's chosen experts, batched per expert.
   void ExpertsBlock(const LayerWeights& w, float* x, ThreadPool& pool);
+  // x += down(act(gate · norm(x)) * up · norm(x)), act SiLU or GELU (Gemma), the sum
+  // RMS-normed first where the architecture has post-norms.
   void FeedForwardBlock(const LayerWeights& w, const LayerWeights* next, float* x,
                         ThreadPool& pool);
   // x += tmp_ (a block's output), RMS-normed first by `post_norm` unless it is empty.
