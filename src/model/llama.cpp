@@ -255,16 +255,22 @@ Status LlamaModel::Head(const float* x, int n, float* logits, ThreadPool& pool,
 
 LayerRange::LayerRange(std::shared_ptr<LlamaModel> model, int begin, int end, int n_ctx, int n_seq)
     : model_(std::move(model)), begin_(begin), end_(end), n_past_(std::max(1, n_seq), 0) {
+  cache_.seqs.resize(std::max(1, n_seq));
+  for (int s = 0; s < n_seq; ++s) Reserve(s, n_ctx);
+}
+
+void LayerRange::Reserve(int seq, int n_ctx) {
   const LlamaConfig& c = model_->config();
-  cache_.n_ctx = n_ctx;
-  cache_.n_seq = std::max(1, n_seq);
-  cache_.k.resize(end - begin);
-  cache_.v.resize(end - begin);
-  const size_t cells = static_cast<size_t>(n_ctx) * cache_.n_seq;
-  for (int l = 0; l < end - begin; ++l) {
-    cache_.k[l].assign(cells * c.kv_dim(), 0);
-    cache_.v[l].assign(cells * c.v_dim(), 0);
-  }
+  KvCache::Seq& s = cache_.seqs[seq];
+  s.n_ctx = n_ctx;
+  s.k.assign(end_ - begin_, {});
+  s.v.assign(end_ - begin_, {});
+  if (n_ctx > 0)
+    for (int l = 0; l < end_ - begin_; ++l) {
+      s.k[l].assign(static_cast<size_t>(n_ctx) * c.kv_dim(), 0);
+      s.v[l].assign(static_cast<size_t>(n_ctx) * c.v_dim(), 0);
+    }
+  n_past_[seq] = 0;
 }
 
 Status LayerRange::Forward(float* x, int n, ThreadPool& pool) {
@@ -275,19 +281,19 @@ Status LayerRange::Forward(float* x, int n, ThreadPool& pool) {
 
 Status LayerRange::ForwardBatch(float* x, std::span<const SeqRun> runs, ThreadPool& pool) {
   // The batch: every run's sequence exists, appears once and has room for its tokens.
-  std::vector<bool> seen(cache_.n_seq, false);
+  std::vector<bool> seen(n_seq(), false);
   int n = 0;
   for (const SeqRun& r : runs) {
-    if (r.seq < 0 || r.seq >= cache_.n_seq || seen[r.seq])
+    if (r.seq < 0 || r.seq >= n_seq() || seen[r.seq])
       return Status::InvalidArgument("sequence " + std::to_string(r.seq) +
-                                     " is not one of the cache's " + std::to_string(cache_.n_seq) +
+                                     " is not one of the cache's " + std::to_string(n_seq()) +
                                      " or comes twice in a batch");
     seen[r.seq] = true;
     if (r.n <= 0) return Status::InvalidArgument("a run of a batch has no tokens");
-    if (n_past_[r.seq] + r.n > cache_.n_ctx)
+    if (n_past_[r.seq] + r.n > n_ctx(r.seq))
       return Status::InvalidArgument("context full: " + std::to_string(n_past_[r.seq]) + " + " +
                                      std::to_string(r.n) + " positions exceed the context of " +
-                                     std::to_string(cache_.n_ctx) + " (raise --ctx)");
+                                     std::to_string(n_ctx(r.seq)) + " (raise --ctx)");
     n += r.n;
   }
   if (n == 0) return Status();
@@ -316,10 +322,13 @@ Status LayerRange::ForwardBatch(float* x, std::span<const SeqRun> runs, ThreadPo
       groups_.push_back({static_cast<int>(at_.size()), r.n});
     for (int t = 0; t < r.n; ++t) at_.push_back({r.seq, n_past_[r.seq] + t});
   }
-  // The rotations depend on the position only: their angles once for every layer.
+  // The rotations depend on the position (and, with Phi-3's factors, on the sequence's
+  // context) only: their angles once for every layer.
   const LlamaConfig& c = model_->config();
-  const std::vector<float>& factors = model_->RopeFactors(cache_.n_ctx);
-  const float* ff = factors.empty() ? nullptr : factors.data();
+  auto factors = [&](int t) {
+    const std::vector<float>& f = model_->RopeFactors(n_ctx(at_[t].seq));
+    return f.empty() ? nullptr : f.data();
+  };
   rope_cs_.resize(static_cast<size_t>(n) * c.rope_dim);
   RopeScaling scaling;
   scaling.freq_scale = c.rope_freq_scale;
@@ -328,13 +337,13 @@ Status LayerRange::ForwardBatch(float* x, std::span<const SeqRun> runs, ThreadPo
   scaling.corr_dims[0] = c.yarn_corr_dims[0];
   scaling.corr_dims[1] = c.yarn_corr_dims[1];
   for (int t = 0; t < n; ++t)
-    RopeAngles(c.rope_dim, at_[t].pos, c.rope_base, ff,
+    RopeAngles(c.rope_dim, at_[t].pos, c.rope_base, factors(t),
                rope_cs_.data() + static_cast<size_t>(t) * c.rope_dim, scaling);
   if (c.n_swa > 0) {  // the local layers' own base and scale
     rope_cs_local_.resize(rope_cs_.size());
     scaling.freq_scale = c.rope_freq_scale_swa;
     for (int t = 0; t < n; ++t)
-      RopeAngles(c.rope_dim, at_[t].pos, c.rope_base_swa, ff,
+      RopeAngles(c.rope_dim, at_[t].pos, c.rope_base_swa, factors(t),
                  rope_cs_local_.data() + static_cast<size_t>(t) * c.rope_dim, scaling);
   }
   for (int l = begin_; l < end_; ++l) {
@@ -414,8 +423,6 @@ void LayerRange::AttentionBlock(int l, const LayerWeights& w, float* x, ThreadPo
   GroupMatMuls({{&w.wq, q_.data()}, {&w.wk, k_.data()}, {&w.wv, v_.data()}}, xn_.data(), pool,
                {{&w.wo, tmp_.data()}});
   // rope(q, k); k and v into the token's cell of its sequence.
-  AlignedVector<uint16_t>& kc = cache_.k[l - begin_];
-  AlignedVector<uint16_t>& vc = cache_.v[l - begin_];
   const auto rope = c.rope_style == RopeStyle::kNeox ? RopeApplyNeox : RopeApply;
   PerToken(pool, [&](int t) {
     float* q = q_.data() + t * qd;
@@ -445,10 +452,12 @@ void LayerRange::AttentionBlock(int l, const LayerWeights& w, float* x, ThreadPo
     }
     if (c.q_scale > 0)  // Phi-3, Gemma scale q before attention (whose own scale is then 1)
       for (int i = 0; i < qd; ++i) q[i] *= c.q_scale;
-    const size_t cell = static_cast<size_t>(at_[t].seq) * cache_.n_ctx + at_[t].pos;
+    KvCache::Seq& sc = cache_.seqs[at_[t].seq];
+    uint16_t* kc = sc.k[l - begin_].data() + static_cast<size_t>(at_[t].pos) * kvd;
+    uint16_t* vc = sc.v[l - begin_].data() + static_cast<size_t>(at_[t].pos) * kvd;
     for (int i = 0; i < kvd; ++i) {
-      kc[cell * kvd + i] = FloatToHalf(k_[t * kvd + i]);
-      vc[cell * kvd + i] = FloatToHalf(v_[t * kvd + i]);
+      kc[i] = FloatToHalf(k_[t * kvd + i]);
+      vc[i] = FloatToHalf(v_[t * kvd + i]);
     }
   });
   Attend(l, pool);
@@ -487,9 +496,8 @@ void LayerRange::Attend(int l, ThreadPool& pool) {
   const bool local = c.IsLocal(l);
   auto window_start = [&](int t) { return local ? std::max(0, at_[t].pos + 1 - c.n_swa) : 0; };
   const bool fast = kernels::HasAttention(hd);
-  const AlignedVector<uint16_t>& kc = cache_.k[l - begin_];
-  const AlignedVector<uint16_t>& vc = cache_.v[l - begin_];
-  auto cells = [&](int seq) { return static_cast<size_t>(seq) * cache_.n_ctx * kvd; };
+  auto kc = [&](int seq) { return cache_.seqs[seq].k[l - begin_].data(); };
+  auto vc = [&](int seq) { return cache_.seqs[seq].v[l - begin_].data(); };
   auto wide = [&](const SeqRun& r) {
     return kernels::HasF32Attention(hd) && r.n >= kBf16MinTokens;
   };
@@ -506,10 +514,9 @@ void LayerRange::Attend(int l, ThreadPool& pool) {
       const int g = static_cast<int>(job % c.n_head_kv);
       const int h0 = g * group;  // the query heads that share key/value head g
       const int j0 = window_start(t);
-      const size_t base =
-          cells(at_[t].seq) + static_cast<size_t>(j0) * kvd + static_cast<size_t>(g) * hd;
+      const size_t base = static_cast<size_t>(j0) * kvd + static_cast<size_t>(g) * hd;
       (fast ? kernels::AttendF16 : kernels::AttendF16Reference)(
-          q_.data() + t * qd + h0 * hd, group, kc.data() + base, vc.data() + base, kvd,
+          q_.data() + t * qd + h0 * hd, group, kc(at_[t].seq) + base, vc(at_[t].seq) + base, kvd,
           at_[t].pos + 1 - j0, hd, scale, att_.data() + t * qd + h0 * hd, cap);
     }
   });
@@ -528,8 +535,8 @@ void LayerRange::Attend(int l, ThreadPool& pool) {
         float* kt = kt_.data() + g * hd * kts;
         float* vf = vf_.data() + g * total * hd;
         for (int j = 0; j < total; ++j) {
-          const uint16_t* kr = kc.data() + cells(r.seq) + static_cast<size_t>(j) * kvd + g * hd;
-          const uint16_t* vr = vc.data() + cells(r.seq) + static_cast<size_t>(j) * kvd + g * hd;
+          const uint16_t* kr = kc(r.seq) + static_cast<size_t>(j) * kvd + g * hd;
+          const uint16_t* vr = vc(r.seq) + static_cast<size_t>(j) * kvd + g * hd;
           for (int d = 0; d < hd; ++d) {
             kt[d * kts + j] = HalfToFloat(kr[d]);
             vf[static_cast<size_t>(j) * hd + d] = HalfToFloat(vr[d]);

@@ -85,12 +85,16 @@ class LlamaModel {
   Status LoadHead();
 };
 
-// Keys and values of past positions for a run of layers and `n_seq` sequences, stored as f16
-// (as llama.cpp's default cache): k[l] and v[l] are (n_seq × n_ctx × kv_dim), sequence s's
-// cells from s × n_ctx × kv_dim on.
+// Keys and values of past positions for a run of layers, stored as f16 (as llama.cpp's
+// default cache), one block per sequence: a sequence's k[l] and v[l] are (n_ctx × kv_dim) for
+// layer l of the run. Each sequence has its own length, and one that is not in use holds no
+// memory (a stage opens and closes sessions as clients come and go).
 struct KvCache {
-  int n_ctx = 0, n_seq = 1;
-  std::vector<AlignedVector<uint16_t>> k, v;
+  struct Seq {
+    int n_ctx = 0;
+    std::vector<AlignedVector<uint16_t>> k, v;
+  };
+  std::vector<Seq> seqs;
 };
 
 // Consecutive tokens of one sequence in a batch, at that sequence's next positions.
@@ -102,8 +106,12 @@ struct SeqRun {
 class LayerRange {
  public:
   // Layers [begin, end) of `model`, with a cache of `n_ctx` positions for each of `n_seq`
-  // sequences.
+  // sequences (n_ctx 0: none yet; see Reserve).
   LayerRange(std::shared_ptr<LlamaModel> model, int begin, int end, int n_ctx, int n_seq = 1);
+
+  // Gives sequence `seq` a new, empty cache of n_ctx positions (0: frees its memory). Not
+  // while a Forward that includes `seq` runs; other sequences' Forwards may.
+  void Reserve(int seq, int n_ctx);
 
   // Runs the layers on hidden states x (n × n_embd), in place, for sequence 0's next n
   // positions. Fails (and changes nothing) when the cache has no room for n more.
@@ -117,8 +125,8 @@ class LayerRange {
   Status ForwardBatch(float* x, std::span<const SeqRun> runs, ThreadPool& pool);
 
   int n_past(int seq = 0) const { return n_past_[seq]; }
-  int n_ctx() const { return cache_.n_ctx; }
-  int n_seq() const { return cache_.n_seq; }
+  int n_ctx(int seq = 0) const { return cache_.seqs[seq].n_ctx; }
+  int n_seq() const { return static_cast<int>(cache_.seqs.size()); }
   // Forgets positions from `n` on (n <= n_past): a later Forward continues from n.
   void Truncate(int n, int seq = 0) { n_past_[seq] = std::min(n_past_[seq], std::max(0, n)); }
   int begin() const { return begin_; }
