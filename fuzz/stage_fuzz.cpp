@@ -35,6 +35,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
     }
   }
+  // Every item of a ForwardMany the checks let through is a Forward they let through, and
+  // the positions add up to at most max_batch.
+  pb::ForwardManyRequest many;
+  if (many.ParseFromString(bytes)) {
+    for (const pb::ServedRange* s : {&first, &middle}) {
+      if (!ggswarm::net::CheckForwardMany(many, *s, 512, 8).ok()) continue;
+      uint64_t total = 0;
+      for (const auto& f : many.items()) {
+        if (!ggswarm::net::CheckForwardShape(f, *s, 512).ok()) __builtin_trap();
+        total += f.n();
+      }
+      if (total > 512 || many.items_size() > 8 || many.items_size() < 1) __builtin_trap();
+    }
+  }
   pb::OpenSessionRequest open;
   int n_ctx = 0;
   if (open.ParseFromString(bytes)) (void)ggswarm::net::CheckOpenSession(open, 256, &n_ctx);

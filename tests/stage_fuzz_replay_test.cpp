@@ -36,9 +36,13 @@ TEST(StageFuzzReplay, MutatedMessages) {
   r->set_first_layer(1);
   r->set_end_layer(3);
   r->set_n_layer(4);
+  pb::ForwardManyRequest many;
+  *many.add_items() = hidden;
+  *many.add_items() = half;
+  many.mutable_items(1)->set_session_id("another");
   uint32_t seed = 1;
   for (const google::protobuf::Message* m : std::initializer_list<const google::protobuf::Message*>{
-           &tokens, &hidden, &half, &open, &ann}) {
+           &tokens, &hidden, &half, &open, &ann, &many}) {
     const auto b = Bytes(*m);
     ASSERT_EQ(LLVMFuzzerTestOneInput(b.data(), b.size()), 0);
     Mutate(b, 2000, seed++);
@@ -74,6 +78,24 @@ TEST(StageChecks, RefuseWhatDoesNotFit) {
   EXPECT_FALSE(ggswarm::net::CheckForwardShape(t, first, 512).ok());
   t.set_tokens(0, 299);
   EXPECT_TRUE(ggswarm::net::CheckForwardShape(t, first, 512).ok());
+  // A ForwardMany: distinct sessions, good items, at most max_batch positions and max_items.
+  pb::ForwardManyRequest many;
+  EXPECT_FALSE(ggswarm::net::CheckForwardMany(many, first, 512, 8).ok());  // no items
+  t.set_session_id("a");
+  *many.add_items() = t;
+  t.set_session_id("b");
+  *many.add_items() = t;
+  EXPECT_TRUE(ggswarm::net::CheckForwardMany(many, first, 512, 8).ok());
+  EXPECT_FALSE(ggswarm::net::CheckForwardMany(many, first, 512, 1).ok());  // too many items
+  EXPECT_FALSE(ggswarm::net::CheckForwardMany(many, first, 1, 8).ok());    // too many positions
+  many.mutable_items(1)->set_session_id("a");
+  const grpc::Status twice = ggswarm::net::CheckForwardMany(many, first, 512, 8);
+  EXPECT_NE(twice.error_message().find("comes twice"), std::string::npos) << twice.error_message();
+  many.mutable_items(1)->set_session_id("b");
+  many.mutable_items(1)->set_tokens(0, 300);
+  const grpc::Status bad_item = ggswarm::net::CheckForwardMany(many, first, 512, 8);
+  EXPECT_NE(bad_item.error_message().find("item 1: token id 300"), std::string::npos)
+      << bad_item.error_message();
   pb::ServedRange bad;
   bad.set_address("x:1");
   bad.set_first_layer(3);

@@ -1,5 +1,6 @@
 #include "net/stage_checks.h"
 
+#include <set>
 #include <string>
 
 #include "net/stage_wire.h"
@@ -38,6 +39,28 @@ grpc::Status CheckForwardShape(const pb::ForwardRequest& req, const pb::ServedRa
     return Bad("hidden states of " + std::to_string(req.hidden().size()) +
                " bytes: this stage takes n × " + std::to_string(self.n_embd()) + " values (" +
                std::to_string(want) + " bytes)");
+  return grpc::Status::OK;
+}
+
+grpc::Status CheckForwardMany(const pb::ForwardManyRequest& req, const pb::ServedRange& self,
+                              int max_batch, int max_items) {
+  if (req.items_size() < 1 || req.items_size() > max_items)
+    return Bad(std::to_string(req.items_size()) + " items: a ForwardMany carries 1 to " +
+               std::to_string(max_items) + " (this stage's sessions)");
+  int64_t total = 0;
+  std::set<std::string> sessions;
+  for (int i = 0; i < req.items_size(); ++i) {
+    const pb::ForwardRequest& f = req.items(i);
+    if (grpc::Status st = CheckForwardShape(f, self, max_batch); !st.ok())
+      return Bad("item " + std::to_string(i) + ": " + st.error_message());
+    if (!sessions.insert(f.session_id()).second)
+      return Bad("item " + std::to_string(i) + ": session " + f.session_id().substr(0, 64) +
+                 " comes twice");
+    total += f.n();
+  }
+  if (total > max_batch)
+    return Bad(std::to_string(total) + " positions in all: a ForwardMany carries at most " +
+               std::to_string(max_batch));
   return grpc::Status::OK;
 }
 

@@ -15,6 +15,10 @@ namespace ggswarm::net {
 // states (others: exactly n × n_embd values in the stated format).
 grpc::Status CheckForwardShape(const stage::v1::ForwardRequest& req,
                                const stage::v1::ServedRange& self, int max_batch);
+// A ForwardMany: 1 to max_items items, each a good Forward, of distinct sessions, with at
+// most max_batch positions in all.
+grpc::Status CheckForwardMany(const stage::v1::ForwardManyRequest& req,
+                              const stage::v1::ServedRange& self, int max_batch, int max_items);
 // Its place in a session that holds `n_past` of `n_ctx` positions.
 grpc::Status CheckForwardPosition(const stage::v1::ForwardRequest& req, int64_t n_past,
                                   int64_t n_ctx);

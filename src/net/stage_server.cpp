@@ -5,6 +5,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <random>
@@ -32,12 +34,34 @@ using grpc::StatusCode;
 // A client keeps a few calls in flight per connection; more only serve a flood.
 constexpr int kMaxStreamsPerConnection = 32;
 
+// A session is a sequence slot of the stage's one LayerRange; the slot's cache is freed
+// (and the slot given back) when the last holder of the session lets go of it, so a call in
+// flight keeps its slot even if the session is closed meanwhile.
 struct Session {
-  std::unique_ptr<model::LayerRange> layers;
+  int slot = -1;
   uint64_t kv_bytes = 0;
   Clock::time_point last_used;
   bool used = false;  // a Forward has succeeded
   std::mutex mu;      // one Forward at a time per session
+  std::function<void(int)> release;
+  ~Session() {
+    if (release) release(slot);
+  }
+};
+
+// One call's work for the compute thread: a Forward (one item) or a ForwardMany. Its
+// sessions are locked by the calling thread until it is done.
+struct Job {
+  struct Item {
+    Session* s;
+    const pb::ForwardRequest* req;
+    pb::ForwardReply* rep;
+  };
+  std::vector<Item> items;
+  int tokens = 0;
+  grpc::ServerContext* ctx = nullptr;
+  grpc::Status status;
+  bool done = false;
 };
 
 grpc::Status Error(StatusCode c, const std::string& m) { return grpc::Status(c, m); }
@@ -52,9 +76,20 @@ struct StageServer::Impl final : public pb::Stage::Service {
   uint64_t file_size = 0;
   pb::ServedRange self;
   std::unique_ptr<ThreadPool> pool;
-  std::mutex compute_mu;  // the pool and the scratch are used by one Forward at a time
+  // The compute thread's own: the sessions' caches (one sequence slot each), the scratch and
+  // the hidden states of the batch in hand.
+  std::unique_ptr<model::LayerRange> layers;
   model::MatMulScratch head_scratch;
-  std::vector<float> x;  // (n × n_embd) hidden states of the batch in hand
+  std::vector<float> x, hx, logits;
+  std::mutex slot_mu;
+  std::vector<int> free_slots;
+  // Calls waiting for the compute thread, which runs all that fit as one batch.
+  std::mutex queue_mu;
+  std::condition_variable queue_cv, done_cv;
+  std::deque<Job*> queue;
+  std::thread compute;
+  std::atomic<int64_t> compute_ns{0};  // spent in batches, in all
+  std::atomic<float> busy{0};          // of the last sampling period
 
   std::mutex mu;  // sessions and registry
   std::map<std::string, std::shared_ptr<Session>> sessions;
@@ -92,6 +127,8 @@ struct StageServer::Impl final : public pb::Stage::Service {
     std::lock_guard<std::mutex> l(mu);
     s.set_sessions_free(static_cast<uint32_t>(
         std::max<int>(0, o.max_sessions - static_cast<int>(sessions.size()))));
+    s.set_open_sessions(static_cast<uint32_t>(sessions.size()));
+    s.set_busy(busy.load());
     return s;
   }
 
@@ -189,7 +226,17 @@ struct StageServer::Impl final : public pb::Stage::Service {
       id = buf;
       auto s = std::make_shared<Session>();
       s->kv_bytes = kv;
-      s->layers = std::make_unique<model::LayerRange>(model, o.first_layer, o.end_layer, n_ctx);
+      {
+        std::lock_guard<std::mutex> sl(slot_mu);
+        s->slot = free_slots.back();  // there is one: a slot per session of max_sessions
+        free_slots.pop_back();
+        layers->Reserve(s->slot, n_ctx);
+      }
+      s->release = [this](int slot) {
+        std::lock_guard<std::mutex> sl(slot_mu);
+        layers->Reserve(slot, 0);
+        free_slots.push_back(slot);
+      };
       s->last_used = Clock::now();
       sessions[id] = s;
     }
@@ -212,62 +259,211 @@ struct StageServer::Impl final : public pb::Stage::Service {
     return grpc::Status::OK;
   }
 
+  std::shared_ptr<Session> Find(const std::string& id) {
+    std::lock_guard<std::mutex> l(mu);
+    auto it = sessions.find(id);
+    if (it == sessions.end()) return nullptr;
+    it->second->last_used = Clock::now();
+    return it->second;
+  }
+
+  grpc::Status NoSession(const std::string& id) {
+    return Error(StatusCode::NOT_FOUND, "no session " + id.substr(0, 64) +
+                                            " (closed, expired, or this stage restarted)");
+  }
+
   grpc::Status Forward(ServerContext* ctx, const pb::ForwardRequest* req,
                        pb::ForwardReply* rep) override {
     if (auto st = Authorize(ctx); !st.ok()) return st;
-    std::shared_ptr<Session> s;
-    {
-      std::lock_guard<std::mutex> l(mu);
-      auto it = sessions.find(req->session_id());
-      if (it == sessions.end())
-        return Error(StatusCode::NOT_FOUND, "no session " + req->session_id().substr(0, 64) +
-                                                " (closed, expired, or this stage restarted)");
-      s = it->second;
-      s->last_used = Clock::now();
-    }
+    std::shared_ptr<Session> s = Find(req->session_id());
+    if (!s) return NoSession(req->session_id());
     // Everything about the message is checked before anything is allocated.
     if (auto st = CheckForwardShape(*req, self, o.max_batch); !st.ok()) return st;
-    const int d = static_cast<int>(self.n_embd());
-    const int n = static_cast<int>(req->n());
     std::lock_guard<std::mutex> session_lock(s->mu);
-    if (auto st = CheckForwardPosition(*req, s->layers->n_past(), s->layers->n_ctx()); !st.ok())
+    if (auto st = CheckForwardPosition(*req, layers->n_past(s->slot), layers->n_ctx(s->slot));
+        !st.ok())
       return st;
-    if (ctx->IsCancelled()) return Error(StatusCode::CANCELLED, "cancelled");
+    Job job;
+    job.items.push_back({s.get(), req, rep});
+    job.tokens = static_cast<int>(req->n());
+    return Run(ctx, &job);
+  }
 
-    std::lock_guard<std::mutex> compute(compute_mu);
-    s->layers->Truncate(static_cast<int>(req->position()));
-    x.resize(static_cast<size_t>(n) * d);
+  grpc::Status ForwardMany(ServerContext* ctx, const pb::ForwardManyRequest* req,
+                           pb::ForwardManyReply* rep) override {
+    if (auto st = Authorize(ctx); !st.ok()) return st;
+    if (auto st = CheckForwardMany(*req, self, o.max_batch, o.max_sessions); !st.ok()) return st;
+    std::vector<std::shared_ptr<Session>> held;
+    for (const pb::ForwardRequest& f : req->items()) {
+      held.push_back(Find(f.session_id()));
+      if (!held.back()) return NoSession(f.session_id());
+    }
+    // The sessions are locked in one order (their slots'), so two calls naming the same
+    // sessions cannot wait for each other.
+    std::vector<Session*> order;
+    for (const auto& h : held) order.push_back(h.get());
+    std::sort(order.begin(), order.end(), [](Session* a, Session* b) { return a->slot < b->slot; });
+    std::vector<std::unique_lock<std::mutex>> locks;
+    for (Session* h : order) locks.emplace_back(h->mu);
+    Job job;
+    for (int i = 0; i < req->items_size(); ++i) {
+      const pb::ForwardRequest& f = req->items(i);
+      Session* h = held[i].get();
+      if (auto st = CheckForwardPosition(f, layers->n_past(h->slot), layers->n_ctx(h->slot));
+          !st.ok())
+        return Error(st.error_code(), "item " + std::to_string(i) + ": " + st.error_message());
+      job.items.push_back({h, &f, rep->add_items()});
+      job.tokens += static_cast<int>(f.n());
+    }
+    return Run(ctx, &job);
+  }
+
+  // Hands the job to the compute thread and waits until it is done.
+  grpc::Status Run(ServerContext* ctx, Job* job) {
+    if (ctx->IsCancelled()) return Error(StatusCode::CANCELLED, "cancelled");
+    job->ctx = ctx;
+    std::unique_lock<std::mutex> l(queue_mu);
+    if (stopping) return Error(StatusCode::UNAVAILABLE, "this stage is stopping");
+    queue.push_back(job);
+    queue_cv.notify_one();
+    done_cv.wait(l, [&] { return job->done; });
+    if (!job->status.ok()) return job->status;
+    std::lock_guard<std::mutex> ml(mu);
+    for (const Job::Item& it : job->items) {
+      it.s->last_used = Clock::now();
+      it.s->used = true;
+    }
+    return grpc::Status::OK;
+  }
+
+  // The compute thread: takes every waiting call that fits into one batch (max_batch
+  // positions; a call's sessions are its own, locked by its caller), runs it, wakes them.
+  void Compute() {
+    std::vector<Job*> batch;
+    for (;;) {
+      std::unique_lock<std::mutex> l(queue_mu);
+      queue_cv.wait(l, [&] { return stopping || !queue.empty(); });
+      if (queue.empty()) return;  // stopping, and nothing left to answer
+      batch.clear();
+      int tokens = 0;
+      for (auto it = queue.begin(); it != queue.end();) {
+        Job* j = *it;
+        if (j->ctx->IsCancelled()) {  // not started for a caller that is gone
+          j->status = Error(StatusCode::CANCELLED, "cancelled");
+          j->done = true;
+          it = queue.erase(it);
+        } else if (batch.empty() || tokens + j->tokens <= o.max_batch) {
+          batch.push_back(j);
+          tokens += j->tokens;
+          it = queue.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      l.unlock();
+      const auto t0 = Clock::now();
+      if (!batch.empty()) {
+        const grpc::Status st = RunBatch(batch);
+        for (Job* j : batch) j->status = st;
+      }
+      compute_ns += std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count();
+      l.lock();
+      for (Job* j : batch) j->done = true;
+      done_cv.notify_all();
+    }
+  }
+
+  // One step for the items of `batch`: single positions first (their products shared), then
+  // longer runs, each in a run of its own, so every item's result is the one it gets alone.
+  grpc::Status RunBatch(const std::vector<Job*>& batch) {
+    std::vector<const Job::Item*> items;
+    for (Job* j : batch)
+      for (const Job::Item& it : j->items)
+        if (it.req->n() == 1) items.push_back(&it);
+    for (Job* j : batch)
+      for (const Job::Item& it : j->items)
+        if (it.req->n() != 1) items.push_back(&it);
+    const int d = static_cast<int>(self.n_embd());
+    std::vector<model::SeqRun> runs;
+    std::vector<int32_t> tokens;
+    int total = 0;
+    for (const Job::Item* it : items) {
+      layers->Truncate(static_cast<int>(it->req->position()), it->s->slot);
+      runs.push_back({it->s->slot, static_cast<int>(it->req->n())});
+      total += static_cast<int>(it->req->n());
+    }
+    x.resize(static_cast<size_t>(total) * d);
     if (self.has_embedding()) {
-      std::vector<int32_t> tokens(req->tokens().begin(), req->tokens().end());
+      for (const Job::Item* it : items)
+        tokens.insert(tokens.end(), it->req->tokens().begin(), it->req->tokens().end());
       if (Status st = model->Embed(tokens, x.data()); !st.ok())
         return Error(StatusCode::INTERNAL, st.message());
     } else {
-      FromWire(req->hidden(), req->format(), x.data(), x.size());
+      size_t off = 0;
+      for (const Job::Item* it : items) {
+        const size_t count = static_cast<size_t>(it->req->n()) * d;
+        FromWire(it->req->hidden(), it->req->format(), x.data() + off, count);
+        off += count;
+      }
     }
-    if (Status st = s->layers->Forward(x.data(), n, *pool); !st.ok())
+    if (Status st = layers->ForwardBatch(x.data(), runs, *pool); !st.ok())
       return Error(StatusCode::INTERNAL, st.message());
-    rep->set_n(static_cast<uint32_t>(n));
-    if (self.has_head()) {
-      const int rows = req->all_logits() ? n : 1;
-      std::vector<float> logits(static_cast<size_t>(rows) * self.n_vocab());
-      const float* from = x.data() + static_cast<size_t>(n - rows) * d;
-      if (Status st = model->Head(from, rows, logits.data(), *pool, &head_scratch); !st.ok())
-        return Error(StatusCode::INTERNAL, st.message());
-      rep->set_logits(ToWire(logits.data(), logits.size(), pb::F32));
-    } else {
-      rep->set_hidden(ToWire(x.data(), x.size(), req->reply_format()));
-      rep->set_format(req->reply_format());
+    size_t off = 0;  // the item's first row in x
+    std::vector<std::pair<const Job::Item*, size_t>> last_rows;  // items wanting one row
+    for (const Job::Item* it : items) {
+      const int n = static_cast<int>(it->req->n());
+      it->rep->set_n(static_cast<uint32_t>(n));
+      if (!self.has_head()) {
+        it->rep->set_hidden(ToWire(x.data() + off * d, static_cast<size_t>(n) * d,
+                                   it->req->reply_format()));
+        it->rep->set_format(it->req->reply_format());
+      } else if (it->req->all_logits()) {
+        if (grpc::Status st = HeadRows(x.data() + off * d, n, it->rep); !st.ok()) return st;
+      } else {
+        last_rows.push_back({it, off + n - 1});
+      }
+      off += static_cast<size_t>(n);
     }
-    std::lock_guard<std::mutex> l(mu);
-    s->last_used = Clock::now();
-    s->used = true;
+    // The last rows of the others together, as many as the row dots take at once.
+    for (size_t i = 0; i < last_rows.size(); i += model::kRowDotMaxTokens) {
+      const size_t m = std::min<size_t>(model::kRowDotMaxTokens, last_rows.size() - i);
+      hx.resize(m * d);
+      for (size_t r = 0; r < m; ++r)
+        std::memcpy(hx.data() + r * d, x.data() + last_rows[i + r].second * d, d * sizeof(float));
+      logits.resize(m * self.n_vocab());
+      if (Status st = model->Head(hx.data(), static_cast<int>(m), logits.data(), *pool,
+                                  &head_scratch);
+          !st.ok())
+        return Error(StatusCode::INTERNAL, st.message());
+      for (size_t r = 0; r < m; ++r)
+        last_rows[i + r].first->rep->set_logits(
+            ToWire(logits.data() + r * self.n_vocab(), self.n_vocab(), pb::F32));
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status HeadRows(const float* from, int rows, pb::ForwardReply* rep) {
+    logits.resize(static_cast<size_t>(rows) * self.n_vocab());
+    if (Status st = model->Head(from, rows, logits.data(), *pool, &head_scratch); !st.ok())
+      return Error(StatusCode::INTERNAL, st.message());
+    rep->set_logits(ToWire(logits.data(), logits.size(), pb::F32));
     return grpc::Status::OK;
   }
 
   // Closes idle sessions and announces this stage to its peers, until stopped.
   void Janitor() {
     auto next_announce = Clock::now();
+    auto sampled = Clock::now();
+    int64_t sampled_ns = 0;
     while (!stopping) {
+      if (Clock::now() - sampled >= std::chrono::seconds(2)) {  // the load of the last period
+        const int64_t ns = compute_ns.load();
+        const double wall =
+            std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - sampled).count();
+        busy = static_cast<float>(std::min(1.0, (ns - sampled_ns) / wall));
+        sampled = Clock::now();
+        sampled_ns = ns;
+      }
       {
         std::lock_guard<std::mutex> l(mu);
         for (auto it = sessions.begin(); it != sessions.end();) {
@@ -345,6 +541,9 @@ StatusOr<std::unique_ptr<StageServer>> StageServer::Start(const StageOptions& o,
   }
   const bool first = so.first_layer == 0, last = so.end_layer == c.n_layer;
   impl->pool = std::make_unique<ThreadPool>(so.threads);
+  impl->layers =
+      std::make_unique<model::LayerRange>(impl->model, so.first_layer, so.end_layer, 0, so.max_sessions);
+  for (int slot = so.max_sessions; slot-- > 0;) impl->free_slots.push_back(slot);
   std::vector<float> probe(static_cast<size_t>(c.n_embd));
   if (first) {
     std::vector<int32_t> tok0{0};
@@ -401,11 +600,13 @@ StatusOr<std::unique_ptr<StageServer>> StageServer::Start(const StageOptions& o,
   s.set_n_vocab(static_cast<uint32_t>(c.n_vocab));
   s.set_max_ctx(static_cast<uint32_t>(max_ctx));
   s.set_max_batch(static_cast<uint32_t>(so.max_batch));
+  s.set_max_sessions(static_cast<uint32_t>(so.max_sessions));
 
   auto server = std::unique_ptr<StageServer>(new StageServer());
   Impl* raw = impl.get();
   server->impl_ = std::move(impl);
   raw->janitor = std::thread([raw] { raw->Janitor(); });
+  raw->compute = std::thread([raw] { raw->Compute(); });
   return server;
 }
 
@@ -427,11 +628,16 @@ std::string StageServer::Describe() const {
 void StageServer::Wait() { impl_->server->Wait(); }
 
 void StageServer::Shutdown() {
-  if (impl_->stopping.exchange(true)) return;
+  {
+    std::lock_guard<std::mutex> l(impl_->queue_mu);  // a caller between its check and its wait
+    if (impl_->stopping.exchange(true)) return;
+  }
   impl_->stop_cv.notify_all();
-  impl_->guard.reset();  // no new connections, and the open ones closed
+  impl_->queue_cv.notify_all();  // the compute thread answers what waits, then ends
+  impl_->guard.reset();          // no new connections, and the open ones closed
   impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   if (impl_->janitor.joinable()) impl_->janitor.join();
+  if (impl_->compute.joinable()) impl_->compute.join();
 }
 
 }  // namespace ggswarm::net
