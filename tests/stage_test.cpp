@@ -454,6 +454,33 @@ TEST_F(StageProtocol, RefusesWhatDoesNotFitTheModelOrTheLimits) {
               grpc::StatusCode::INVALID_ARGUMENT);
   }
   EXPECT_EQ(Forward("nonsense", 0, 1, d * 4).error_code(), grpc::StatusCode::NOT_FOUND);
+  {  // a ForwardMany is refused whole when one item is bad, and changes no session
+    const std::string s2 = Open();
+    pb::ForwardManyRequest many;
+    for (const std::string& id : {s, s2}) {
+      pb::ForwardRequest* f = many.add_items();
+      f->set_session_id(id);
+      f->set_position(id == s ? 2 : 0);
+      f->set_n(1);
+      f->set_hidden(std::string(d * 4, '\0'));
+    }
+    many.mutable_items(1)->set_position(3);  // a gap in the second session
+    pb::ForwardManyReply mr;
+    auto gap = stub_->ForwardMany(Ctx().get(), many, &mr);
+    EXPECT_EQ(gap.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(gap.error_message().find("item 1:"), std::string::npos) << gap.error_message();
+    many.mutable_items(1)->set_session_id("nonsense");
+    EXPECT_EQ(stub_->ForwardMany(Ctx().get(), many, &mr).error_code(),
+              grpc::StatusCode::NOT_FOUND);
+    EXPECT_EQ(stub_->ForwardMany(Ctx(false).get(), many, &mr).error_code(),
+              grpc::StatusCode::UNAUTHENTICATED);
+    // s is still at position 2: 3 would be a gap.
+    EXPECT_EQ(Forward(s, 3, 1, d * 4).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    pb::CloseSessionRequest close;
+    close.set_session_id(s2);
+    pb::CloseSessionReply cr;
+    ASSERT_TRUE(stub_->CloseSession(Ctx().get(), close, &cr).ok());
+  }
   pb::OpenSessionRequest big;
   big.set_n_ctx(1 << 30);
   pb::OpenSessionReply rep;
@@ -472,6 +499,102 @@ TEST_F(StageProtocol, RefusesWhatDoesNotFitTheModelOrTheLimits) {
       10, [&] { return Forward(s, 2, 1, d * 4).error_code() == grpc::StatusCode::NOT_FOUND; }));
   EXPECT_FALSE(Open().empty());  // room again
   EXPECT_TRUE(stage_->running());
+}
+
+// Sessions that a stage runs together (one ForwardMany, or Forwards of several clients at
+// once) get, bit for bit, the hidden states and logits each gets alone: a first stage (tokens
+// in, hidden states out) and a whole-model stage (tokens in, logits out), each with 6
+// sessions at different lengths, prompts in chunks of different sizes beside single tokens.
+TEST_F(Pipeline, SessionsRunTogetherGetWhatEachGetsAlone) {
+  TempDir t;
+  std::unique_ptr<Process> head_stage, first_stage;
+  const std::string whole = Serve(head_stage, Tiny(), "--max-sessions 8", t / "whole.log");
+  const std::string first = Serve(first_stage, Tiny(), "--layers 0-1 --max-sessions 8", t / "first.log");
+  ASSERT_FALSE(whole.empty());
+  ASSERT_FALSE(first.empty());
+  constexpr int kSeqs = 6;
+  // Step k of sequence s: how many tokens it sends (prompts of different lengths in chunks,
+  // then one at a time), and which.
+  auto step_len = [](int s, int k) { return k == 0 ? 1 + 3 * s : (k == 1 && s % 2 ? 5 : 1); };
+  auto token = [](int s, int pos) { return (37 * s + 11 * pos + 5) % 300 + 3; };
+  for (const std::string& addr : {whole, first}) {
+    auto stub = pb::Stage::NewStub(grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()));
+    auto ctx = [] {
+      auto c = std::make_unique<grpc::ClientContext>();
+      c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+      return c;
+    };
+    auto open = [&] {
+      pb::OpenSessionRequest req;
+      req.set_n_ctx(64);
+      pb::OpenSessionReply rep;
+      EXPECT_TRUE(stub->OpenSession(ctx().get(), req, &rep).ok());
+      return rep.session_id();
+    };
+    auto request = [&](const std::string& id, int s, int k, int* pos) {
+      pb::ForwardRequest f;
+      f.set_session_id(id);
+      f.set_position(static_cast<uint32_t>(*pos));
+      f.set_n(static_cast<uint32_t>(step_len(s, k)));
+      for (int i = 0; i < step_len(s, k); ++i) f.add_tokens(token(s, *pos + i));
+      *pos += step_len(s, k);
+      return f;
+    };
+    auto output = [](const pb::ForwardReply& r) { return r.logits() + r.hidden(); };
+    constexpr int kSteps = 5;
+    // Alone: one session after another, each step its own call.
+    std::vector<std::vector<std::string>> alone(kSeqs);
+    for (int s = 0; s < kSeqs; ++s) {
+      const std::string id = open();
+      int pos = 0;
+      for (int k = 0; k < kSteps; ++k) {
+        pb::ForwardReply rep;
+        ASSERT_TRUE(stub->Forward(ctx().get(), request(id, s, k, &pos), &rep).ok());
+        alone[s].push_back(output(rep));
+      }
+      pb::CloseSessionRequest close;
+      close.set_session_id(id);
+      pb::CloseSessionReply cr;
+      ASSERT_TRUE(stub->CloseSession(ctx().get(), close, &cr).ok());
+    }
+    // Together, in one ForwardMany per step.
+    std::vector<std::string> ids;
+    std::vector<int> pos(kSeqs, 0);
+    for (int s = 0; s < kSeqs; ++s) ids.push_back(open());
+    for (int k = 0; k < kSteps; ++k) {
+      pb::ForwardManyRequest many;
+      for (int s = 0; s < kSeqs; ++s) *many.add_items() = request(ids[s], s, k, &pos[s]);
+      pb::ForwardManyReply rep;
+      const grpc::Status st = stub->ForwardMany(ctx().get(), many, &rep);
+      ASSERT_TRUE(st.ok()) << st.error_message();
+      ASSERT_EQ(rep.items_size(), kSeqs);
+      for (int s = 0; s < kSeqs; ++s)
+        EXPECT_TRUE(output(rep.items(s)) == alone[s][k]) << addr << " step " << k << " seq " << s;
+    }
+    // Together as concurrent Forwards, a thread per session (the stage batches whatever
+    // waits at once; which calls meet is up to the scheduler, and must not matter).
+    std::vector<std::string> ids2;
+    for (int s = 0; s < kSeqs; ++s) {
+      pb::CloseSessionRequest close;
+      close.set_session_id(ids[s]);
+      pb::CloseSessionReply cr;
+      ASSERT_TRUE(stub->CloseSession(ctx().get(), close, &cr).ok());
+      ids2.push_back(open());
+    }
+    std::vector<std::vector<std::string>> together(kSeqs);
+    std::vector<std::thread> threads;
+    for (int s = 0; s < kSeqs; ++s)
+      threads.emplace_back([&, s] {
+        int p = 0;
+        for (int k = 0; k < kSteps; ++k) {
+          pb::ForwardReply rep;
+          if (!stub->Forward(ctx().get(), request(ids2[s], s, k, &p), &rep).ok()) return;
+          together[s].push_back(output(rep));
+        }
+      });
+    for (auto& th : threads) th.join();
+    for (int s = 0; s < kSeqs; ++s) EXPECT_TRUE(together[s] == alone[s]) << addr << " seq " << s;
+  }
 }
 
 // Mutated messages (flipped bits, truncations, random bytes) of every kind, parsed as the
