@@ -197,34 +197,101 @@ bool SequenceDecoder::Flush(TokenEvent* ev) {
 
 namespace {
 
-// --- Many sequences of a local model, one batch per step --------------------------------
+// --- A local model's sequences in one batch per step -----------------------------------
 
-class BatchService : public QueuedService {
+class LocalBatch : public BatchEvaluator {
  public:
-  ~BatchService() override { StopThread(); }
-
-  static StatusOr<std::unique_ptr<Service>> Open(const std::string& path, const ServiceOptions& o) {
-    if (o.parallel < 1 || o.parallel > 256)
-      return Status::InvalidArgument("--parallel " + std::to_string(o.parallel) +
-                                     " is outside 1-256");
-    if (o.max_queue < 0) return Status::InvalidArgument("the queue limit is negative");
+  static StatusOr<std::unique_ptr<BatchEvaluator>> Open(const std::string& path,
+                                                        const ServiceOptions& o) {
     auto lm = OpenLocalModel(path, o.n_ctx);
     if (!lm.ok()) return lm.status();
-    auto s = std::unique_ptr<BatchService>(new BatchService(std::move(lm->tokenizer), o));
-    s->source_ = std::move(lm->source);
-    s->model_ = std::move(lm->model);
-    s->opts_.n_batch = std::max(1, o.n_batch);
-    s->layers_ = std::make_unique<model::LayerRange>(s->model_, 0, s->model_->config().n_layer,
+    auto e = std::unique_ptr<LocalBatch>(new LocalBatch(std::move(lm->tokenizer)));
+    e->source_ = std::move(lm->source);
+    e->model_ = std::move(lm->model);
+    e->layers_ = std::make_unique<model::LayerRange>(e->model_, 0, e->model_->config().n_layer,
                                                      lm->n_ctx, o.parallel);
-    s->pool_ = std::make_unique<ThreadPool>(o.threads);
-    s->slots_.resize(o.parallel);
-    s->thread_ = std::thread([p = s.get()] { p->Loop(); });
+    e->pool_ = std::make_unique<ThreadPool>(o.threads);
+    return std::unique_ptr<BatchEvaluator>(std::move(e));
+  }
+  const tokenizer::Tokenizer& tokenizer() const override { return tokenizer_; }
+  const gguf::GgufFile& header() const override { return source_->header(); }
+  int n_seq() const override { return layers_->n_seq(); }
+  int n_ctx() const override { return layers_->n_ctx(); }
+  int n_past(int seq) const override { return layers_->n_past(seq); }
+  void Reset(int seq) override { layers_->Truncate(0, seq); }
+
+  Status Step(std::span<const SeqTokens> items, std::vector<float>* logits) override {
+    const int d = model_->config().n_embd, nv = model_->config().n_vocab;
+    tokens_.clear();
+    runs_.clear();
+    for (const SeqTokens& it : items) {
+      runs_.push_back({it.seq, static_cast<int>(it.tokens.size())});
+      tokens_.insert(tokens_.end(), it.tokens.begin(), it.tokens.end());
+    }
+    x_.resize(tokens_.size() * d);
+    GGSWARM_RETURN_IF_ERROR(model_->Embed(tokens_, x_.data()));
+    GGSWARM_RETURN_IF_ERROR(layers_->ForwardBatch(x_.data(), runs_, *pool_));
+    // The rows whose logits are wanted, through the head together.
+    hx_.clear();
+    size_t first = 0;
+    for (const SeqTokens& it : items) {
+      first += it.tokens.size();
+      if (!it.logits) continue;
+      const float* row = x_.data() + (first - 1) * d;
+      hx_.insert(hx_.end(), row, row + d);
+    }
+    const int rows = static_cast<int>(hx_.size() / d);
+    logits->resize(static_cast<size_t>(rows) * nv);
+    if (rows == 0) return Status::Ok();
+    return model_->Head(hx_.data(), rows, logits->data(), *pool_, &head_scratch_);
+  }
+
+ private:
+  explicit LocalBatch(tokenizer::Tokenizer tok) : tokenizer_(std::move(tok)) {}
+  tokenizer::Tokenizer tokenizer_;
+  std::shared_ptr<TensorSource> source_;
+  std::shared_ptr<model::LlamaModel> model_;
+  std::unique_ptr<model::LayerRange> layers_;
+  std::unique_ptr<ThreadPool> pool_;
+  model::MatMulScratch head_scratch_;
+  std::vector<int32_t> tokens_;
+  std::vector<model::SeqRun> runs_;
+  std::vector<float> x_, hx_;
+};
+
+// --- Many sequences, one step for all of a lane's at a time ------------------------------
+
+// Requests go from one queue to the free slots of the lanes; each lane is a BatchEvaluator
+// with a thread that steps all of its sequences together. One lane: a local model. Several:
+// groups of sequences that a swarm chain's stages work on in turn (while the second stage
+// works on one lane's step, the first works on another's).
+class BatchService : public QueuedService {
+ public:
+  ~BatchService() override {
+    StopThread();
+    for (Lane& l : lanes_)
+      if (l.thread.joinable()) l.thread.join();
+  }
+
+  static StatusOr<std::unique_ptr<Service>> Start(
+      std::vector<std::unique_ptr<BatchEvaluator>> lanes, const ServiceOptions& o) {
+    if (lanes.empty()) return Status::InvalidArgument("a service needs an evaluator");
+    if (o.max_queue < 0) return Status::InvalidArgument("the queue limit is negative");
+    int parallel = 0;
+    for (const auto& l : lanes) parallel += l->n_seq();
+    auto s = std::unique_ptr<BatchService>(new BatchService(parallel, o));
+    s->lanes_.resize(lanes.size());
+    for (size_t i = 0; i < lanes.size(); ++i) {
+      s->lanes_[i].eval = std::move(lanes[i]);
+      s->lanes_[i].slots.resize(s->lanes_[i].eval->n_seq());
+    }
+    for (Lane& l : s->lanes_) l.thread = std::thread([p = s.get(), &l] { p->Loop(l); });
     return std::unique_ptr<Service>(std::move(s));
   }
 
-  const tokenizer::Tokenizer& tokenizer() const override { return tokenizer_; }
-  const gguf::GgufFile& header() const override { return source_->header(); }
-  int n_ctx() const override { return layers_->n_ctx(); }
+  const tokenizer::Tokenizer& tokenizer() const override { return lanes_[0].eval->tokenizer(); }
+  const gguf::GgufFile& header() const override { return lanes_[0].eval->header(); }
+  int n_ctx() const override { return lanes_[0].eval->n_ctx(); }
 
  private:
   struct Slot {
@@ -235,12 +302,20 @@ class BatchService : public QueuedService {
     bool decoding = false;
     Clock::time_point start, first;
   };
+  struct Lane {
+    std::unique_ptr<BatchEvaluator> eval;
+    std::vector<Slot> slots;  // the lane's thread's own
+    int busy = 0;             // under mu_
+    std::thread thread;
+  };
 
-  BatchService(tokenizer::Tokenizer tok, const ServiceOptions& o)
-      : QueuedService(o.parallel, o.max_queue), tokenizer_(std::move(tok)), opts_(o) {}
+  BatchService(int parallel, const ServiceOptions& o)
+      : QueuedService(parallel, o.max_queue), opts_(o) {
+    opts_.n_batch = std::max(1, o.n_batch);
+  }
 
-  void Finish(int s, const Status& st, StopReason stop) {
-    Slot& slot = slots_[s];
+  void Finish(Lane& lane, int s, const Status& st, StopReason stop) {
+    Slot& slot = lane.slots[s];
     Outcome o;
     o.status = st;
     o.stop = stop;
@@ -255,26 +330,28 @@ class BatchService : public QueuedService {
     o.prompt_ms = slot.decoding ? Ms(slot.start, slot.first) : Ms(slot.start, now);
     o.gen_ms = slot.decoding ? Ms(slot.first, now) : 0;
     if (slot.req->cb.on_done) slot.req->cb.on_done(o);
-    layers_->Truncate(0, s);
+    lane.eval->Reset(s);
     slot = Slot();
     std::lock_guard<std::mutex> lock(mu_);
     --busy_;
+    --lane.busy;
     counters_.Update([&](ServiceStats& st) { st.busy = busy_; });
   }
 
-  // Moves waiting requests into free slots; false when there is nothing to do.
-  bool Admit() {
+  // Moves waiting requests into the lane's free slots; false when stopping.
+  bool Admit(Lane& lane) {
     std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return stopping_ || busy_ > 0 || !queue_.empty(); });
+    cv_.wait(lock, [&] { return stopping_ || lane.busy > 0 || !queue_.empty(); });
     if (stopping_) return false;
-    for (size_t s = 0; s < slots_.size() && !queue_.empty(); ++s) {
-      if (slots_[s].req) continue;
-      Slot& slot = slots_[s];
+    for (size_t s = 0; s < lane.slots.size() && !queue_.empty(); ++s) {
+      if (lane.slots[s].req) continue;
+      Slot& slot = lane.slots[s];
       slot.req = std::move(queue_.front());
       queue_.pop_front();
-      slot.dec = std::make_unique<SequenceDecoder>(tokenizer_, slot.req->c);
+      slot.dec = std::make_unique<SequenceDecoder>(lane.eval->tokenizer(), slot.req->c);
       slot.start = Clock::now();
       ++busy_;
+      ++lane.busy;
     }
     counters_.Update([&](ServiceStats& st) {
       st.busy = busy_;
@@ -283,110 +360,88 @@ class BatchService : public QueuedService {
     return true;
   }
 
-  void Loop() {
-    const int d = model_->config().n_embd, nv = model_->config().n_vocab;
-    std::vector<int32_t> tokens;
-    std::vector<model::SeqRun> runs;
-    std::vector<int> run_slot;
-    std::vector<float> x, hx, logits;
-    while (Admit()) {
+  void Loop(Lane& lane) {
+    BatchEvaluator& ev = *lane.eval;
+    std::vector<SeqTokens> items;
+    std::vector<int> item_slot, want_slot;
+    std::vector<float> logits;
+    while (Admit(lane)) {
       // Cancelled requests go first, so their slots serve the next step.
-      for (size_t s = 0; s < slots_.size(); ++s)
-        if (slots_[s].req && slots_[s].req->ticket->cancelled())
-          Finish(static_cast<int>(s), Status::Ok(), StopReason::kCallback);
-      // The batch: one token for every decoding sequence, then whole prompt chunks (each
+      for (size_t s = 0; s < lane.slots.size(); ++s)
+        if (lane.slots[s].req && lane.slots[s].req->ticket->cancelled())
+          Finish(lane, static_cast<int>(s), Status::Ok(), StopReason::kCallback);
+      // The step: one token for every decoding sequence, then whole prompt chunks (each
       // prompt cut the same way whatever else runs) while they fit n_batch, at least one.
-      tokens.clear();
-      runs.clear();
-      run_slot.clear();
-      for (size_t s = 0; s < slots_.size(); ++s) {
-        if (!slots_[s].req || !slots_[s].decoding) continue;
-        runs.push_back({static_cast<int>(s), 1});
-        run_slot.push_back(static_cast<int>(s));
-        tokens.push_back(slots_[s].next);
+      items.clear();
+      item_slot.clear();
+      want_slot.clear();
+      for (size_t s = 0; s < lane.slots.size(); ++s) {
+        Slot& slot = lane.slots[s];
+        if (!slot.req || !slot.decoding) continue;
+        items.push_back({static_cast<int>(s), std::span<const int32_t>(&slot.next, 1), true});
+        item_slot.push_back(static_cast<int>(s));
+        want_slot.push_back(static_cast<int>(s));
       }
       int prompt_tokens = 0;
-      for (size_t s = 0; s < slots_.size(); ++s) {
-        Slot& slot = slots_[s];
+      for (size_t s = 0; s < lane.slots.size(); ++s) {
+        Slot& slot = lane.slots[s];
         if (!slot.req || slot.decoding) continue;
         const std::vector<int32_t>& p = slot.req->c.prompt;
         const int chunk = static_cast<int>(std::min<size_t>(opts_.n_batch, p.size() - slot.fed));
         if (prompt_tokens > 0 && prompt_tokens + chunk > opts_.n_batch) break;
-        runs.push_back({static_cast<int>(s), chunk});
-        run_slot.push_back(static_cast<int>(s));
-        tokens.insert(tokens.end(), p.begin() + slot.fed, p.begin() + slot.fed + chunk);
+        const bool last = slot.fed + chunk == p.size();
+        items.push_back({static_cast<int>(s),
+                         std::span<const int32_t>(p.data() + slot.fed, static_cast<size_t>(chunk)),
+                         last});
+        item_slot.push_back(static_cast<int>(s));
+        if (last) want_slot.push_back(static_cast<int>(s));
         prompt_tokens += chunk;
       }
-      if (runs.empty()) continue;
-      x.resize(tokens.size() * d);
-      Status st = model_->Embed(tokens, x.data());
-      if (st.ok()) st = layers_->ForwardBatch(x.data(), runs, *pool_);
-      // The rows whose logits are wanted: every decoding token and each prompt's last.
-      std::vector<int> want_run;
-      if (st.ok()) {
-        hx.clear();
-        int first = 0;
-        for (size_t i = 0; i < runs.size(); ++i) {
-          Slot& slot = slots_[run_slot[i]];
-          if (!slot.decoding) slot.fed += runs[i].n;
-          const bool wants = slot.decoding || slot.fed == slot.req->c.prompt.size();
-          if (wants) {
-            want_run.push_back(static_cast<int>(i));
-            const float* row = x.data() + static_cast<size_t>(first + runs[i].n - 1) * d;
-            hx.insert(hx.end(), row, row + d);
-          }
-          first += runs[i].n;
-        }
-        if (!want_run.empty()) {
-          logits.resize(want_run.size() * nv);
-          st = model_->Head(hx.data(), static_cast<int>(want_run.size()), logits.data(), *pool_,
-                            &head_scratch_);
-        }
-      }
+      if (items.empty()) continue;
+      const Status st = ev.Step(items, &logits);
       if (!st.ok()) {
-        for (int s : run_slot) Finish(s, st, StopReason::kCallback);
+        for (int s : item_slot) Finish(lane, s, st, StopReason::kCallback);
         continue;
       }
+      for (size_t i = 0; i < items.size(); ++i) {
+        Slot& slot = lane.slots[item_slot[i]];
+        if (!slot.decoding) slot.fed += items[i].tokens.size();
+      }
       counters_.Update([&](ServiceStats& c) { c.prompt_tokens += prompt_tokens; });
+      const size_t nv = want_slot.empty() ? 0 : logits.size() / want_slot.size();
       int generated = 0;
-      for (size_t j = 0; j < want_run.size(); ++j) {
-        const int s = run_slot[want_run[j]];
-        Slot& slot = slots_[s];
+      for (size_t j = 0; j < want_slot.size(); ++j) {
+        const int s = want_slot[j];
+        Slot& slot = lane.slots[s];
         if (!slot.decoding) {
           slot.decoding = true;
           slot.first = Clock::now();
         }
-        TokenEvent ev;
+        TokenEvent tev;
         int32_t next = -1;
         const std::span<const float> lg(logits.data() + j * nv, nv);
-        if (!slot.dec->Next(lg, layers_->n_past(s), layers_->n_ctx(), &ev, &next)) {
-          Finish(s, Status::Ok(), slot.dec->stop());
+        if (!slot.dec->Next(lg, ev.n_past(s), ev.n_ctx(), &tev, &next)) {
+          Finish(lane, s, Status::Ok(), slot.dec->stop());
           continue;
         }
         ++generated;
         slot.next = next;
-        if (slot.req->cb.on_token && !slot.req->cb.on_token(ev)) {
-          Finish(s, Status::Ok(), StopReason::kCallback);
+        if (slot.req->cb.on_token && !slot.req->cb.on_token(tev)) {
+          Finish(lane, s, Status::Ok(), StopReason::kCallback);
           continue;
         }
         // Ended by this token (the limit or a full context): nothing more to feed.
         if (slot.dec->generated() >= slot.req->c.gen.max_tokens && slot.req->c.gen.max_tokens >= 0)
-          Finish(s, Status::Ok(), StopReason::kMaxTokens);
-        else if (layers_->n_past(s) >= layers_->n_ctx())
-          Finish(s, Status::Ok(), StopReason::kContextFull);
+          Finish(lane, s, Status::Ok(), StopReason::kMaxTokens);
+        else if (ev.n_past(s) >= ev.n_ctx())
+          Finish(lane, s, Status::Ok(), StopReason::kContextFull);
       }
       counters_.Generated(generated);
     }
   }
 
-  tokenizer::Tokenizer tokenizer_;
-  std::shared_ptr<TensorSource> source_;
-  std::shared_ptr<model::LlamaModel> model_;
-  std::unique_ptr<model::LayerRange> layers_;
-  std::unique_ptr<ThreadPool> pool_;
-  model::MatMulScratch head_scratch_;
   ServiceOptions opts_;
-  std::vector<Slot> slots_;  // the scheduler thread's own
+  std::vector<Lane> lanes_;
 };
 
 // --- One request at a time on any evaluator ---------------------------------------------
@@ -472,7 +527,19 @@ class SerialService : public QueuedService {
 
 StatusOr<std::unique_ptr<Service>> OpenBatchService(const std::string& path,
                                                     const ServiceOptions& o) {
-  return BatchService::Open(path, o);
+  if (o.parallel < 1 || o.parallel > 256)
+    return Status::InvalidArgument("--parallel " + std::to_string(o.parallel) +
+                                   " is outside 1-256");
+  auto e = LocalBatch::Open(path, o);
+  if (!e.ok()) return e.status();
+  std::vector<std::unique_ptr<BatchEvaluator>> lanes;
+  lanes.push_back(std::move(*e));
+  return BatchService::Start(std::move(lanes), o);
+}
+
+StatusOr<std::unique_ptr<Service>> StartBatchService(
+    std::vector<std::unique_ptr<BatchEvaluator>> lanes, const ServiceOptions& o) {
+  return BatchService::Start(std::move(lanes), o);
 }
 
 std::unique_ptr<Service> MakeSerialService(std::unique_ptr<Evaluator> eval,

@@ -96,6 +96,10 @@ class Service {
 // A local model (GGUF file or fragment directory), decoded in batches.
 StatusOr<std::unique_ptr<Service>> OpenBatchService(const std::string& path,
                                                     const ServiceOptions& o);
+// Requests onto the sequences of `lanes`, each lane stepping its sequences together on its
+// own thread (o.parallel and o.threads are the lanes' own; o.n_batch cuts prompts).
+StatusOr<std::unique_ptr<Service>> StartBatchService(
+    std::vector<std::unique_ptr<BatchEvaluator>> lanes, const ServiceOptions& o);
 // One request at a time on `eval` (whose header is `header`, owned by eval).
 std::unique_ptr<Service> MakeSerialService(std::unique_ptr<Evaluator> eval,
                                            const gguf::GgufFile* header, int max_queue);
