@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <climits>
 #include <optional>
 #include <set>
 #include <tuple>
@@ -66,7 +67,7 @@ bool Recoverable(const grpc::Status& s) {
 struct Link {
   pb::ServedRange range;
   std::unique_ptr<pb::Stage::Stub> stub;
-  std::string session;
+  std::vector<std::string> sessions;  // one per sequence
 };
 
 }  // namespace
@@ -88,9 +89,11 @@ struct SwarmChain::Impl {
   std::string header;
   std::optional<tokenizer::Tokenizer> tok;
   std::optional<gguf::GgufFile> gguf_header;
-  int n_ctx = 0, n_past = 0;
+  int n_ctx = 0;
+  std::vector<int> n_past;  // of each sequence
   std::vector<Link> chain;
-  std::vector<std::vector<int32_t>> history;  // every batch sent, in order
+  // Of each sequence, every batch sent, in order.
+  std::vector<std::vector<std::vector<int32_t>>> history;
   std::set<std::string> dead;                 // addresses that stopped answering
   std::set<std::string> seen;                 // every address a lookup returned
   int recoveries = 0;
@@ -160,7 +163,7 @@ struct SwarmChain::Impl {
     if (!next.front().range.has_embedding() || !next.back().range.has_head())
       return Status::Corruption("the chain's ends do not hold the embedding and the head");
     GGSWARM_RETURN_IF_ERROR(OpenSessions(next));
-    CloseSessions();
+    CloseSessions(chain);
     chain = std::move(next);
     return Status::Ok();
   }
@@ -258,78 +261,124 @@ struct SwarmChain::Impl {
                                      " positions, fewer than the session's " +
                                      std::to_string(n_ctx));
     for (Link& l : next) {
-      grpc::ClientContext ctx;
-      Prepare(&ctx, o.deadline_s);
-      pb::OpenSessionRequest req;
-      req.set_n_ctx(static_cast<uint32_t>(n_ctx));
-      pb::OpenSessionReply rep;
-      grpc::Status st = l.stub->OpenSession(&ctx, req, &rep);
-      if (!st.ok())
-        return Status::IOError("stage " + RangeText(l.range) + " at " + l.range.address() +
-                               ": cannot open a session: " + StatusText(st));
-      l.session = rep.session_id();
+      for (int seq = 0; seq < o.n_seq; ++seq) {
+        grpc::ClientContext ctx;
+        Prepare(&ctx, o.deadline_s);
+        pb::OpenSessionRequest req;
+        req.set_n_ctx(static_cast<uint32_t>(n_ctx));
+        pb::OpenSessionReply rep;
+        grpc::Status st = l.stub->OpenSession(&ctx, req, &rep);
+        if (!st.ok()) {
+          CloseSessions(next);
+          return Status::IOError("stage " + RangeText(l.range) + " at " + l.range.address() +
+                                 ": cannot open a session: " + StatusText(st));
+        }
+        l.sessions.push_back(rep.session_id());
+      }
     }
     return Status::Ok();
   }
 
-  void CloseSessions() {
-    for (Link& l : chain) {
-      if (l.session.empty() || dead.count(l.range.address())) continue;
-      grpc::ClientContext ctx;
-      Prepare(&ctx, 1);
-      pb::CloseSessionRequest req;
-      req.set_session_id(l.session);
-      pb::CloseSessionReply rep;
-      (void)l.stub->CloseSession(&ctx, req, &rep);
+  void CloseSessions(std::vector<Link>& links) {
+    for (Link& l : links) {
+      if (dead.count(l.range.address())) continue;
+      for (const std::string& id : l.sessions) {
+        grpc::ClientContext ctx;
+        Prepare(&ctx, 1);
+        pb::CloseSessionRequest req;
+        req.set_session_id(id);
+        pb::CloseSessionReply rep;
+        (void)l.stub->CloseSession(&ctx, req, &rep);
+      }
+      l.sessions.clear();
     }
   }
 
-  // One batch through the whole chain at `position`; the last position's logits into
-  // `logits`. On failure, `*failed` is the stage that failed.
-  grpc::Status RunBatch(const std::vector<int32_t>& tokens, int position,
-                        std::vector<float>* logits, size_t* failed) {
-    std::string hidden;
-    pb::HiddenFormat format = pb::F32;
+  // The most positions one call may carry along the chain.
+  int MaxBatch() const {
+    int m = INT32_MAX;
+    for (const Link& l : chain) m = std::min(m, static_cast<int>(l.range.max_batch()));
+    return std::max(1, m);
+  }
+
+  // One step through the whole chain: item j at position positions[j] of its sequence; the
+  // logits of the items that want them into `logits` (when not null). Each stage gets the
+  // items in calls of at most MaxBatch() positions. On failure, `*failed` is the stage.
+  grpc::Status RunStep(std::span<const ChainItem> items, std::span<const int> positions,
+                       std::vector<float>* logits, size_t* failed) {
+    std::vector<std::string> hidden(items.size());
+    std::vector<pb::HiddenFormat> format(items.size(), pb::F32);
+    std::vector<std::string> out(items.size());  // the last stage's logits
+    const size_t max_batch = static_cast<size_t>(MaxBatch());
     for (size_t i = 0; i < chain.size(); ++i) {
       Link& l = chain[i];
-      grpc::ClientContext ctx;
-      Prepare(&ctx, o.deadline_s);
-      pb::ForwardRequest req;
-      req.set_session_id(l.session);
-      req.set_position(static_cast<uint32_t>(position));
-      req.set_n(static_cast<uint32_t>(tokens.size()));
-      if (i == 0) {
-        *req.mutable_tokens() = {tokens.begin(), tokens.end()};
-      } else {
-        req.set_hidden(std::move(hidden));
-        req.set_format(format);
-      }
-      req.set_reply_format(o.f16_hidden ? pb::F16 : pb::F32);
-      pb::ForwardReply rep;
-      grpc::Status st = l.stub->Forward(&ctx, req, &rep);
-      if (!st.ok()) {
-        *failed = i;
-        return st;
-      }
-      if (i + 1 < chain.size()) {
-        const size_t want = tokens.size() * static_cast<size_t>(n_embd) * HiddenBytes(rep.format());
-        if (rep.hidden().size() != want) {
+      const bool last = i + 1 == chain.size();
+      for (size_t at = 0; at < items.size();) {
+        size_t end = at, count = 0;
+        while (end < items.size() && (end == at || count + items[end].tokens.size() <= max_batch))
+          count += items[end++].tokens.size();
+        std::vector<pb::ForwardRequest> reqs(end - at);
+        for (size_t j = at; j < end; ++j) {
+          pb::ForwardRequest& req = reqs[j - at];
+          req.set_session_id(l.sessions[items[j].seq]);
+          req.set_position(static_cast<uint32_t>(positions[j]));
+          req.set_n(static_cast<uint32_t>(items[j].tokens.size()));
+          if (i == 0) {
+            *req.mutable_tokens() = {items[j].tokens.begin(), items[j].tokens.end()};
+          } else {
+            req.set_hidden(std::move(hidden[j]));
+            req.set_format(format[j]);
+          }
+          req.set_reply_format(o.f16_hidden ? pb::F16 : pb::F32);
+        }
+        grpc::ClientContext ctx;
+        Prepare(&ctx, o.deadline_s);
+        std::vector<pb::ForwardReply> reps(end - at);
+        grpc::Status st;
+        if (reqs.size() == 1) {
+          st = l.stub->Forward(&ctx, reqs[0], &reps[0]);
+        } else {
+          pb::ForwardManyRequest many;
+          for (pb::ForwardRequest& r : reqs) *many.add_items() = std::move(r);
+          pb::ForwardManyReply rep;
+          st = l.stub->ForwardMany(&ctx, many, &rep);
+          if (st.ok() && rep.items_size() != static_cast<int>(reps.size()))
+            st = grpc::Status(grpc::StatusCode::DATA_LOSS,
+                              "answered " + std::to_string(rep.items_size()) + " items of " +
+                                  std::to_string(reps.size()));
+          for (int k = 0; st.ok() && k < rep.items_size(); ++k) reps[k] = std::move(*rep.mutable_items(k));
+        }
+        for (size_t j = at; st.ok() && j < end; ++j) {
+          pb::ForwardReply& rep = reps[j - at];
+          if (!last) {
+            const size_t want =
+                items[j].tokens.size() * static_cast<size_t>(n_embd) * HiddenBytes(rep.format());
+            if (rep.hidden().size() != want)
+              st = grpc::Status(grpc::StatusCode::DATA_LOSS,
+                                "sent " + std::to_string(rep.hidden().size()) +
+                                    " bytes of hidden states, not " + std::to_string(want));
+            hidden[j] = std::move(*rep.mutable_hidden());
+            format[j] = rep.format();
+          } else {
+            if (rep.logits().size() != static_cast<size_t>(n_vocab) * 4)
+              st = grpc::Status(grpc::StatusCode::DATA_LOSS, "sent logits of the wrong size");
+            out[j] = std::move(*rep.mutable_logits());
+          }
+        }
+        if (!st.ok()) {
           *failed = i;
-          return grpc::Status(grpc::StatusCode::DATA_LOSS,
-                              "sent " + std::to_string(rep.hidden().size()) +
-                                  " bytes of hidden states, not " + std::to_string(want));
+          return st;
         }
-        hidden = std::move(*rep.mutable_hidden());
-        format = rep.format();
-      } else {
-        if (rep.logits().size() != static_cast<size_t>(n_vocab) * 4) {
-          *failed = i;
-          return grpc::Status(grpc::StatusCode::DATA_LOSS, "sent logits of the wrong size");
-        }
-        if (logits) {
-          logits->resize(static_cast<size_t>(n_vocab));
-          FromWire(rep.logits(), pb::F32, logits->data(), logits->size());
-        }
+        at = end;
+      }
+    }
+    if (logits) {
+      logits->clear();
+      for (size_t j = 0; j < items.size(); ++j) {
+        if (!items[j].logits) continue;
+        logits->resize(logits->size() + static_cast<size_t>(n_vocab));
+        FromWire(out[j], pb::F32, logits->data() + logits->size() - n_vocab,
+                 static_cast<size_t>(n_vocab));
       }
     }
     return grpc::Status::OK;
@@ -345,19 +394,26 @@ struct SwarmChain::Impl {
                              bad.range.address() + ": " + StatusText(why));
     const auto t0 = Clock::now();
     size_t replay = 0;
-    for (const auto& b : history) replay += b.size();
+    for (const auto& h : history)
+      for (const auto& b : h) replay += b.size();
     Log("stage " + RangeText(bad.range) + " at " + bad.range.address() + " failed (" +
         StatusText(why) + "): rebuilding the chain and replaying " + std::to_string(replay) +
         " tokens");
     for (;;) {
       GGSWARM_RETURN_IF_ERROR(BuildChain());
-      int position = 0;
+      // Each sequence's batches in the shapes they were sent (a sequence's results do not
+      // depend on the company it kept).
       grpc::Status st;
       size_t at = 0;
-      for (const auto& b : history) {
-        st = RunBatch(b, position, nullptr, &at);
-        if (!st.ok()) break;
-        position += static_cast<int>(b.size());
+      for (size_t seq = 0; seq < history.size() && st.ok(); ++seq) {
+        int position = 0;
+        for (const auto& b : history[seq]) {
+          const ChainItem item{static_cast<int>(seq), b, false};
+          st = RunStep(std::span<const ChainItem>(&item, 1), std::span<const int>(&position, 1),
+                       nullptr, &at);
+          if (!st.ok()) break;
+          position += static_cast<int>(b.size());
+        }
       }
       if (st.ok()) break;
       if (!Recoverable(st))
@@ -384,6 +440,11 @@ StatusOr<std::unique_ptr<SwarmChain>> SwarmChain::Connect(const ChainOptions& o)
   Impl& m = *c->impl_;
   m.o = o;
   if (o.n_batch < 1) return Status::InvalidArgument("the batch size must be at least 1");
+  if (o.n_seq < 1 || o.n_seq > 256)
+    return Status::InvalidArgument("a chain carries 1 to 256 sequences, not " +
+                                   std::to_string(o.n_seq));
+  m.n_past.assign(o.n_seq, 0);
+  m.history.resize(o.n_seq);
   GGSWARM_RETURN_IF_ERROR(m.BuildChain());
   // The tokenizer, from the model's GGUF header as the first stage has it.
   grpc::ClientContext ctx;
@@ -444,19 +505,20 @@ StatusOr<std::vector<StageInfo>> ListStages(const std::string& address, const st
 }
 
 SwarmChain::~SwarmChain() {
-  if (impl_) impl_->CloseSessions();
+  if (impl_) impl_->CloseSessions(impl_->chain);
 }
 
 const tokenizer::Tokenizer& SwarmChain::tokenizer() const { return *impl_->tok; }
 const gguf::GgufFile& SwarmChain::header() const { return *impl_->gguf_header; }
 int SwarmChain::n_ctx() const { return impl_->n_ctx; }
-int SwarmChain::n_past() const { return impl_->n_past; }
+int SwarmChain::n_seq() const { return impl_->o.n_seq; }
+int SwarmChain::n_past(int seq) const { return impl_->n_past[seq]; }
 int SwarmChain::recoveries() const { return impl_->recoveries; }
 
-// The stages forget the old positions when the next Forward starts at position 0.
-void SwarmChain::Reset() {
-  impl_->n_past = 0;
-  impl_->history.clear();
+// The stages forget the old positions when the sequence's next Forward starts at position 0.
+void SwarmChain::Reset(int seq) {
+  impl_->n_past[seq] = 0;
+  impl_->history[seq].clear();
 }
 
 std::vector<std::string> SwarmChain::Describe() const {
@@ -468,26 +530,52 @@ std::vector<std::string> SwarmChain::Describe() const {
 Status SwarmChain::Eval(std::span<const int32_t> tokens, std::vector<float>* logits) {
   Impl& m = *impl_;
   if (tokens.empty()) return Status::InvalidArgument("nothing to evaluate (no tokens)");
-  if (m.n_past + static_cast<int>(tokens.size()) > m.n_ctx)
-    return Status::InvalidArgument("the context is full: " + std::to_string(m.n_past) + " + " +
+  // Batches as a local engine cuts them, so that the numbers are the same.
+  const size_t n_batch = static_cast<size_t>(std::min(m.o.n_batch, m.MaxBatch()));
+  if (m.n_past[0] + tokens.size() > static_cast<size_t>(m.n_ctx))
+    return Status::InvalidArgument("the context is full: " + std::to_string(m.n_past[0]) + " + " +
                                    std::to_string(tokens.size()) + " tokens exceed " +
                                    std::to_string(m.n_ctx));
-  // Batches as a local engine cuts them, so that the numbers are the same.
-  for (size_t at = 0; at < tokens.size(); at += static_cast<size_t>(m.o.n_batch)) {
-    const size_t n = std::min<size_t>(static_cast<size_t>(m.o.n_batch), tokens.size() - at);
-    std::vector<int32_t> batch(tokens.begin() + static_cast<long>(at),
-                               tokens.begin() + static_cast<long>(at + n));
-    for (;;) {
-      size_t failed = 0;
-      grpc::Status st = m.RunBatch(batch, m.n_past, logits, &failed);
-      if (st.ok()) break;
-      if (!Recoverable(st))
-        return Status::IOError("stage " + RangeText(m.chain[failed].range) + " at " +
-                               m.chain[failed].range.address() + ": " + StatusText(st));
-      GGSWARM_RETURN_IF_ERROR(m.Recover(st, failed));
-    }
-    m.history.push_back(std::move(batch));
-    m.n_past += static_cast<int>(n);
+  for (size_t at = 0; at < tokens.size(); at += n_batch) {
+    const size_t n = std::min(n_batch, tokens.size() - at);
+    const ChainItem item{0, tokens.subspan(at, n), at + n == tokens.size()};
+    GGSWARM_RETURN_IF_ERROR(Step(std::span<const ChainItem>(&item, 1), logits));
+  }
+  return Status::Ok();
+}
+
+Status SwarmChain::Step(std::span<const ChainItem> items, std::vector<float>* logits) {
+  Impl& m = *impl_;
+  std::vector<int> positions;
+  std::vector<bool> seen(m.o.n_seq, false);
+  for (const ChainItem& it : items) {
+    if (it.seq < 0 || it.seq >= m.o.n_seq || seen[it.seq])
+      return Status::InvalidArgument("sequence " + std::to_string(it.seq) +
+                                     " is not one of the chain's or comes twice in a step");
+    seen[it.seq] = true;
+    if (it.tokens.empty()) return Status::InvalidArgument("nothing to evaluate (no tokens)");
+    if (it.tokens.size() > static_cast<size_t>(m.MaxBatch()))
+      return Status::InvalidArgument(std::to_string(it.tokens.size()) +
+                                     " tokens in one batch: the stages take at most " +
+                                     std::to_string(m.MaxBatch()));
+    if (m.n_past[it.seq] + it.tokens.size() > static_cast<size_t>(m.n_ctx))
+      return Status::InvalidArgument("the context is full: " + std::to_string(m.n_past[it.seq]) +
+                                     " + " + std::to_string(it.tokens.size()) +
+                                     " tokens exceed " + std::to_string(m.n_ctx));
+    positions.push_back(m.n_past[it.seq]);
+  }
+  for (;;) {
+    size_t failed = 0;
+    grpc::Status st = m.RunStep(items, positions, logits, &failed);
+    if (st.ok()) break;
+    if (!Recoverable(st))
+      return Status::IOError("stage " + RangeText(m.chain[failed].range) + " at " +
+                             m.chain[failed].range.address() + ": " + StatusText(st));
+    GGSWARM_RETURN_IF_ERROR(m.Recover(st, failed));
+  }
+  for (const ChainItem& it : items) {
+    m.history[it.seq].emplace_back(it.tokens.begin(), it.tokens.end());
+    m.n_past[it.seq] += static_cast<int>(it.tokens.size());
   }
   return Status::Ok();
 }

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,7 @@ struct ChainOptions {
   double deadline_s = 60;   // per call to a stage
   bool f16_hidden = false;  // send hidden states as f16 (half the bytes; not bit-exact)
   int max_recoveries = 8;   // chain rebuilds before giving up
+  int n_seq = 1;            // sequences, each with its own session on every stage
   StageLogFn log;           // notes on the chain and its recoveries
 };
 
@@ -45,18 +47,31 @@ struct StageInfo {
 StatusOr<std::vector<StageInfo>> ListStages(const std::string& address, const std::string& model,
                                             const std::string& token);
 
-// The methods of runtime::Evaluator, which api/ adapts it to (net sits beside runtime, not
-// above it).
+// Consecutive tokens of one of the chain's sequences in a step of several.
+struct ChainItem {
+  int seq = 0;
+  std::span<const int32_t> tokens;
+  bool logits = false;  // wants the logits of its last token
+};
+
+// The methods of runtime::Evaluator and runtime::BatchEvaluator, which api/ adapts it to
+// (net sits beside runtime, not above it).
 class SwarmChain {
  public:
   static StatusOr<std::unique_ptr<SwarmChain>> Connect(const ChainOptions& o);
   ~SwarmChain();
   const tokenizer::Tokenizer& tokenizer() const;
   int n_ctx() const;
-  int n_past() const;
-  // Feeds `tokens` at the next positions and leaves the last one's logits in `logits`.
+  int n_seq() const;
+  int n_past(int seq = 0) const;
+  // Feeds `tokens` at sequence 0's next positions (in batches of n_batch) and leaves the last
+  // one's logits in `logits`.
   Status Eval(std::span<const int32_t> tokens, std::vector<float>* logits);
-  void Reset();  // the next Eval starts a new sequence
+  // One step of several sequences (each at most once, at most the stages' max_batch
+  // positions each): every stage gets them in one ForwardMany, and the logits of the items
+  // that want them come back one after another in the items' order.
+  Status Step(std::span<const ChainItem> items, std::vector<float>* logits);
+  void Reset(int seq = 0);  // the sequence's next step starts it anew
   // The model's GGUF header (metadata, tensor table) as the first stage sent it.
   const gguf::GgufFile& header() const;
   // "A-B at HOST:PORT" for each stage, in order.
