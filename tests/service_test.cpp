@@ -272,8 +272,9 @@ TEST(Service, LogprobsAreTheLogSoftmax) {
   EXPECT_EQ(top[1].token, 1);
 }
 
-// One request at a time over any evaluator: the tokens of Generate.
-TEST(Service, SerialServiceGivesGeneratesTokens) {
+// Requests spread over several lanes (as a swarm's micro-batches are), more than they have
+// slots: every one gets Generate's tokens.
+TEST(Service, LanesGiveGeneratesTokens) {
   TempDir dir;
   const std::string path = SynthModel(dir, "Q8_0");
   auto engine = Engine::Open(path, {.threads = 2, .n_ctx = 128});
@@ -282,20 +283,39 @@ TEST(Service, SerialServiceGivesGeneratesTokens) {
   g.max_tokens = 8;
   g.ignore_eos = true;
   g.sampling.temperature = 0;
-  const std::vector<int32_t> p = {1, 20, 30, 40};
-  auto want = Generate(**engine, p, g);
-  ASSERT_TRUE(want.ok());
-  auto e2 = Engine::Open(path, {.threads = 2, .n_ctx = 128});
-  ASSERT_TRUE(e2.ok());
-  const gguf::GgufFile* header = &(*e2)->source().header();
-  auto svc = MakeSerialService(std::move(*e2), header, 4);
-  Collected a, b;
-  ASSERT_TRUE(svc->Submit({p, g}, Collect(&a)).ok());
-  ASSERT_TRUE(svc->Submit({p, g}, Collect(&b)).ok());
-  ASSERT_TRUE(WaitUntil(60, [&] { return Done(a) && Done(b); }));
-  EXPECT_EQ(a.tokens, want->tokens);
-  EXPECT_EQ(b.tokens, want->tokens);
-  EXPECT_EQ(a.text, want->text);
+  const std::vector<std::vector<int32_t>> prompts = {{1, 20, 30, 40}, {1, 7}, {1, 99, 5, 6, 7, 8}};
+  std::vector<GenerateResult> want;
+  for (const auto& p : prompts) {
+    (*engine)->Reset();
+    auto w = Generate(**engine, p, g);
+    ASSERT_TRUE(w.ok());
+    want.push_back(*w);
+  }
+  std::vector<std::unique_ptr<BatchEvaluator>> lanes;
+  for (int parallel : {1, 2}) {
+    ServiceOptions o;
+    o.threads = 1;
+    o.n_ctx = 128;
+    o.parallel = parallel;
+    auto lane = OpenLocalBatch(path, o);
+    ASSERT_TRUE(lane.ok()) << lane.status().ToString();
+    lanes.push_back(std::move(*lane));
+  }
+  auto svc = StartBatchService(std::move(lanes), {});
+  ASSERT_TRUE(svc.ok());
+  EXPECT_EQ((*svc)->parallel(), 3);
+  std::vector<Collected> got(6);
+  for (size_t i = 0; i < got.size(); ++i)
+    ASSERT_TRUE((*svc)->Submit({prompts[i % 3], g}, Collect(&got[i])).ok());
+  ASSERT_TRUE(WaitUntil(120, [&] {
+    for (Collected& c : got)
+      if (!Done(c)) return false;
+    return true;
+  }));
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].tokens, want[i % 3].tokens) << i;
+    EXPECT_EQ(got[i].text, want[i % 3].text) << i;
+  }
 }
 
 }  // namespace

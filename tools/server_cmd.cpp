@@ -82,6 +82,10 @@ void AddServerCommand(CLI::App& app, int& rc) {
   s->add_option("--max-queue", a->svc.max_queue,
                 "Requests that may wait for a slot; more get HTTP 503 (default 64)")
       ->check(CLI::Range(0, 4096));
+  s->add_option("--lanes", a->svc.lanes,
+                "swarm:// models: groups of sequences the stages work on in turn (default: one "
+                "per stage of the chain)")
+      ->check(CLI::Range(1, 256));
   s->add_option("--api-key", a->api_key, "Require 'Authorization: Bearer KEY' on /v1 requests");
   s->add_option("--alias", a->alias, "The model id clients use (default: the model's name)");
   s->add_option(

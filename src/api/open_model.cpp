@@ -1,5 +1,7 @@
 #include "api/open_model.h"
 
+#include <algorithm>
+
 #include "net/stage_client.h"
 #include "runtime/engine.h"
 
@@ -23,6 +25,36 @@ class ChainEvaluator final : public runtime::Evaluator {
   std::unique_ptr<net::SwarmChain> chain_;
 };
 
+// A chain's sequences as the service's scheduler sees them.
+class ChainBatch final : public runtime::BatchEvaluator {
+ public:
+  explicit ChainBatch(std::unique_ptr<net::SwarmChain> c) : chain_(std::move(c)) {}
+  const tokenizer::Tokenizer& tokenizer() const override { return chain_->tokenizer(); }
+  const gguf::GgufFile& header() const override { return chain_->header(); }
+  int n_seq() const override { return chain_->n_seq(); }
+  int n_ctx() const override { return chain_->n_ctx(); }
+  int n_past(int seq) const override { return chain_->n_past(seq); }
+  void Reset(int seq) override { chain_->Reset(seq); }
+  Status Step(std::span<const runtime::SeqTokens> items, std::vector<float>* logits) override {
+    items_.clear();
+    for (const runtime::SeqTokens& it : items) items_.push_back({it.seq, it.tokens, it.logits});
+    return chain_->Step(items_, logits);
+  }
+
+ private:
+  std::unique_ptr<net::SwarmChain> chain_;
+  std::vector<net::ChainItem> items_;
+};
+
+net::ChainOptions ChainOptionsFor(const OpenOptions& o) {
+  net::ChainOptions co;
+  co.token = o.token;
+  co.n_ctx = o.n_ctx;
+  co.f16_hidden = o.f16_hidden;
+  co.log = o.log;
+  return co;
+}
+
 }  // namespace
 
 bool IsSwarmReference(const std::string& ref) {
@@ -32,12 +64,8 @@ bool IsSwarmReference(const std::string& ref) {
 
 StatusOr<OpenedModel> OpenModel(const std::string& ref, const OpenOptions& o) {
   OpenedModel m;
-  net::ChainOptions co;
+  net::ChainOptions co = ChainOptionsFor(o);
   if (net::ParseSwarmUri(ref, &co.address, &co.model)) {
-    co.token = o.token;
-    co.n_ctx = o.n_ctx;
-    co.f16_hidden = o.f16_hidden;
-    co.log = o.log;
     auto c = net::SwarmChain::Connect(co);
     if (!c.ok()) return c.status();
     auto chain = std::make_unique<ChainEvaluator>(std::move(*c));
@@ -60,11 +88,35 @@ StatusOr<std::unique_ptr<runtime::Service>> OpenService(const std::string& ref,
                                                         const runtime::ServiceOptions& s,
                                                         const OpenOptions& o) {
   if (!IsSwarmReference(ref)) return runtime::OpenBatchService(ref, s);
-  OpenOptions oo = o;
-  oo.n_ctx = s.n_ctx;
-  auto m = OpenModel(ref, oo);
-  if (!m.ok()) return m.status();
-  return runtime::MakeSerialService(std::move(m->eval), m->header, s.max_queue);
+  // The swarm's sequences in lanes, one per stage of the chain unless told: while the last
+  // stage works on one lane's step, the stages before it work on the others'.
+  if (s.parallel < 1 || s.parallel > 256)
+    return Status::InvalidArgument("--parallel " + std::to_string(s.parallel) +
+                                   " is outside 1-256");
+  net::ChainOptions co = ChainOptionsFor(o);
+  net::ParseSwarmUri(ref, &co.address, &co.model);
+  co.n_ctx = s.n_ctx;
+  co.n_batch = s.n_batch;
+  int n_lanes = s.lanes;
+  int max_batch = 0;
+  if (n_lanes <= 0) {  // as many as the chain has stages: a chain of one sequence to see
+    co.n_seq = 1;
+    auto probe = net::SwarmChain::Connect(co);
+    if (!probe.ok()) return probe.status();
+    n_lanes = static_cast<int>((*probe)->Describe().size());
+  }
+  n_lanes = std::min(n_lanes, s.parallel);
+  std::vector<std::unique_ptr<runtime::BatchEvaluator>> lanes;
+  for (int lane = 0; lane < n_lanes; ++lane) {
+    co.n_seq = s.parallel / n_lanes + (lane < s.parallel % n_lanes ? 1 : 0);
+    auto c = net::SwarmChain::Connect(co);
+    if (!c.ok()) return c.status();
+    max_batch = (*c)->max_batch();
+    lanes.push_back(std::make_unique<ChainBatch>(std::move(*c)));
+  }
+  runtime::ServiceOptions so = s;
+  so.n_batch = std::min(s.n_batch, max_batch);
+  return runtime::StartBatchService(std::move(lanes), so);
 }
 
 }  // namespace ggswarm::api

@@ -512,6 +512,7 @@ const tokenizer::Tokenizer& SwarmChain::tokenizer() const { return *impl_->tok; 
 const gguf::GgufFile& SwarmChain::header() const { return *impl_->gguf_header; }
 int SwarmChain::n_ctx() const { return impl_->n_ctx; }
 int SwarmChain::n_seq() const { return impl_->o.n_seq; }
+int SwarmChain::max_batch() const { return impl_->MaxBatch(); }
 int SwarmChain::n_past(int seq) const { return impl_->n_past[seq]; }
 int SwarmChain::recoveries() const { return impl_->recoveries; }
 

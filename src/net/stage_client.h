@@ -63,6 +63,7 @@ class SwarmChain {
   const tokenizer::Tokenizer& tokenizer() const;
   int n_ctx() const;
   int n_seq() const;
+  int max_batch() const;  // the most positions of one item of a Step (the stages' limit)
   int n_past(int seq = 0) const;
   // Feeds `tokens` at sequence 0's next positions (in batches of n_batch) and leaves the last
   // one's logits in `logits`.

@@ -444,93 +444,11 @@ class BatchService : public QueuedService {
   std::vector<Lane> lanes_;
 };
 
-// --- One request at a time on any evaluator ---------------------------------------------
-
-class SerialService : public QueuedService {
- public:
-  SerialService(std::unique_ptr<Evaluator> eval, const gguf::GgufFile* header, int max_queue)
-      : QueuedService(1, max_queue), eval_(std::move(eval)), header_(header) {
-    thread_ = std::thread([this] { Loop(); });
-  }
-  ~SerialService() override { StopThread(); }
-  const tokenizer::Tokenizer& tokenizer() const override { return eval_->tokenizer(); }
-  const gguf::GgufFile& header() const override { return *header_; }
-  int n_ctx() const override { return eval_->n_ctx(); }
-
- private:
-  void Loop() {
-    for (;;) {
-      std::shared_ptr<Request> r;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-        if (stopping_) return;
-        r = std::move(queue_.front());
-        queue_.pop_front();
-        busy_ = 1;
-        counters_.Update([&](ServiceStats& st) {
-          st.busy = 1;
-          st.queued = static_cast<int>(queue_.size());
-        });
-      }
-      Run(*r);
-      std::lock_guard<std::mutex> lock(mu_);
-      busy_ = 0;
-      counters_.Update([](ServiceStats& st) { st.busy = 0; });
-    }
-  }
-
-  void Run(Request& r) {
-    Outcome o;
-    o.prompt_tokens = static_cast<int>(r.c.prompt.size());
-    const auto start = Clock::now();
-    o.queue_ms = Ms(r.queued, start);
-    SequenceDecoder dec(eval_->tokenizer(), r.c);
-    std::vector<float> logits;
-    eval_->Reset();
-    o.status = r.ticket->cancelled() ? Status::Ok() : eval_->Eval(r.c.prompt, &logits);
-    counters_.Update([&](ServiceStats& st) { st.prompt_tokens += r.c.prompt.size(); });
-    const auto first = Clock::now();
-    o.prompt_ms = Ms(start, first);
-    o.stop = StopReason::kCallback;
-    while (o.status.ok() && !r.ticket->cancelled()) {
-      TokenEvent ev;
-      int32_t next = -1;
-      if (!dec.Next(logits, eval_->n_past(), eval_->n_ctx(), &ev, &next)) {
-        o.stop = dec.stop();
-        break;
-      }
-      counters_.Generated(1);
-      if (r.cb.on_token && !r.cb.on_token(ev)) break;
-      if (dec.generated() >= r.c.gen.max_tokens && r.c.gen.max_tokens >= 0) {
-        o.stop = StopReason::kMaxTokens;
-        break;
-      }
-      if (eval_->n_past() >= eval_->n_ctx()) {
-        o.stop = StopReason::kContextFull;
-        break;
-      }
-      o.status = eval_->Eval(std::span<const int32_t>(&next, 1), &logits);
-    }
-    TokenEvent ev;
-    if (o.status.ok() && dec.Flush(&ev) && r.cb.on_token) r.cb.on_token(ev);
-    o.generated = dec.generated();
-    o.gen_ms = Ms(first, Clock::now());
-    if (r.cb.on_done) r.cb.on_done(o);
-  }
-
-  std::unique_ptr<Evaluator> eval_;
-  const gguf::GgufFile* header_;
-};
-
 }  // namespace
 
 StatusOr<std::unique_ptr<Service>> OpenBatchService(const std::string& path,
                                                     const ServiceOptions& o) {
-  if (o.parallel < 1 || o.parallel > 256)
-    return Status::InvalidArgument("--parallel " + std::to_string(o.parallel) +
-                                   " is outside 1-256");
-  auto e = LocalBatch::Open(path, o);
+  auto e = OpenLocalBatch(path, o);
   if (!e.ok()) return e.status();
   std::vector<std::unique_ptr<BatchEvaluator>> lanes;
   lanes.push_back(std::move(*e));
@@ -542,9 +460,12 @@ StatusOr<std::unique_ptr<Service>> StartBatchService(
   return BatchService::Start(std::move(lanes), o);
 }
 
-std::unique_ptr<Service> MakeSerialService(std::unique_ptr<Evaluator> eval,
-                                           const gguf::GgufFile* header, int max_queue) {
-  return std::make_unique<SerialService>(std::move(eval), header, max_queue);
+StatusOr<std::unique_ptr<BatchEvaluator>> OpenLocalBatch(const std::string& path,
+                                                         const ServiceOptions& o) {
+  if (o.parallel < 1 || o.parallel > 256)
+    return Status::InvalidArgument("--parallel " + std::to_string(o.parallel) +
+                                   " is outside 1-256");
+  return LocalBatch::Open(path, o);
 }
 
 }  // namespace ggswarm::runtime

@@ -1,9 +1,10 @@
 // Serving many requests: a Service takes completion requests (prompt tokens and how to
-// sample), runs them and streams each one's tokens back. BatchService decodes up to
-// `parallel` sequences of a local model in one batch per step (continuous batching: a
-// request joins as soon as a slot is free, and a long prompt goes in chunks beside the
-// others' decoding); SerialService runs one request at a time on any Evaluator (a swarm
-// chain). The OpenAI-compatible HTTP server (api/server.h) sits on this interface.
+// sample), runs them and streams each one's tokens back. It decodes up to `parallel`
+// sequences on one or more BatchEvaluators (lanes), one step for all of a lane's sequences
+// at a time (continuous batching: a request joins as soon as a slot is free, and a long
+// prompt goes in chunks beside the others' decoding). A local model is one lane; a swarm
+// chain has several, so that its stages work on different lanes' steps at once. The
+// OpenAI-compatible HTTP server (api/server.h) sits on this interface.
 #pragma once
 
 #include <atomic>
@@ -29,6 +30,7 @@ struct ServiceOptions {
   int parallel = 4;    // sequences decoded together (slots)
   int max_queue = 64;  // requests that may wait for a slot; more are refused
   int n_batch = 512;   // a prompt goes in chunks of this many tokens
+  int lanes = 0;       // swarm: groups of sequences stepped in turn; 0: one per stage
 };
 
 // What one request asks for.
@@ -100,9 +102,9 @@ StatusOr<std::unique_ptr<Service>> OpenBatchService(const std::string& path,
 // own thread (o.parallel and o.threads are the lanes' own; o.n_batch cuts prompts).
 StatusOr<std::unique_ptr<Service>> StartBatchService(
     std::vector<std::unique_ptr<BatchEvaluator>> lanes, const ServiceOptions& o);
-// One request at a time on `eval` (whose header is `header`, owned by eval).
-std::unique_ptr<Service> MakeSerialService(std::unique_ptr<Evaluator> eval,
-                                           const gguf::GgufFile* header, int max_queue);
+// A local model's `o.parallel` sequences as one BatchEvaluator (o.threads, o.n_ctx).
+StatusOr<std::unique_ptr<BatchEvaluator>> OpenLocalBatch(const std::string& path,
+                                                         const ServiceOptions& o);
 
 // One sequence's generation after its prompt: sampling, end conditions and text, the same
 // steps as Generate takes, one token at a time.
