@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "sse.h"
 #include "test_util.h"
 
 namespace ggswarm::api {
@@ -20,6 +21,7 @@ namespace {
 
 using json = nlohmann::json;
 using ::ggswarm::testing::SharedDir;
+using ::ggswarm::testing::StreamText;
 using ::ggswarm::testing::WaitUntil;
 
 #define REQUIRE_SHARED()                          \
@@ -62,32 +64,6 @@ json Golden(const std::string& name) {
   return json::parse(f);
 }
 
-// The text of a server-sent-event stream of chunks; *finish and *usage from the last.
-std::string StreamText(const std::string& body, bool chat, std::string* finish = nullptr,
-                       json* usage = nullptr, bool* done = nullptr) {
-  std::string text;
-  size_t at = 0;
-  if (done) *done = false;
-  while (at < body.size()) {
-    size_t end = body.find("\n\n", at);
-    if (end == std::string::npos) break;
-    const std::string ev = body.substr(at, end - at);
-    at = end + 2;
-    if (ev.rfind("data: ", 0) != 0) continue;
-    const std::string data = ev.substr(6);
-    if (data == "[DONE]") {
-      if (done) *done = true;
-      continue;
-    }
-    const json j = json::parse(data);
-    const json& ch = j["choices"][0];
-    if (chat && ch["delta"].contains("content")) text += ch["delta"]["content"].get<std::string>();
-    if (!chat) text += ch["text"].get<std::string>();
-    if (finish && !ch["finish_reason"].is_null()) *finish = ch["finish_reason"];
-    if (usage && j.contains("usage")) *usage = j["usage"];
-  }
-  return text;
-}
 
 TEST(Server, CompletionsGiveLlamaCppsGreedyText) {
   REQUIRE_SHARED();

@@ -5,6 +5,7 @@
 
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <httplib.h>
 
 #include <atomic>
 #include <filesystem>
@@ -19,6 +20,7 @@
 #include "h2_attack.h"
 #include "net/stage_client.h"
 #include "process.h"
+#include "sse.h"
 #include "stage.grpc.pb.h"
 #include "test_util.h"
 
@@ -355,6 +357,126 @@ TEST_F(Pipeline, AKilledStageWithAReplicaLeavesTheTextUnchanged) {
   err << std::ifstream(t / "run.err").rdbuf();
   EXPECT_EQ(run.Log(), local.out);
   EXPECT_NE(err.str().find("rebuilding the chain and replaying"), std::string::npos) << err.str();
+}
+
+// `ggswarm server swarm://ADDRESS/ ARGS` on a free port; its base address once it listens.
+std::string ServeHttp(std::unique_ptr<Process>& p, const std::string& swarm,
+                      const std::string& args, const std::string& log) {
+  std::vector<std::string> argv = {Cli(), "server", "swarm://" + swarm + "/", "--port", "0"};
+  std::istringstream in(args);
+  for (std::string a; in >> a;) argv.push_back(a);
+  p = std::make_unique<Process>(argv, log);
+  if (!p->WaitFor("listening on http://", 60)) {
+    ADD_FAILURE() << "the server did not start:\n" << p->Log();
+    return "";
+  }
+  std::smatch m;
+  const std::string l = p->Log();
+  if (!std::regex_search(l, m, std::regex("listening on http://(127\\.0\\.0\\.1:[0-9]+)"))) return "";
+  return m[1];
+}
+
+// What `ggswarm run MODEL -p PROMPT -n N --temp 0 --ignore-eos` writes as the generated text.
+std::string LocalText(const std::string& model, const std::string& prompt, int n, const TempDir& t) {
+  Result r = Ggswarm("run " + model + " -p '" + prompt + "' -n " + std::to_string(n) +
+                         " --temp 0 --ignore-eos --json",
+                     t);
+  EXPECT_EQ(r.code, 0) << r.err;
+  return r.code == 0 ? nlohmann::json::parse(r.out)["text"].get<std::string>() : "";
+}
+
+// n greedy completions of `prompts`, all at once, one client thread each; the texts (empty for
+// a request that failed, with its answer in *errors).
+std::vector<std::string> CompleteAtOnce(const std::string& base,
+                                        const std::vector<std::string>& prompts, int n,
+                                        bool stream, std::vector<std::string>* errors) {
+  std::vector<std::string> texts(prompts.size());
+  errors->assign(prompts.size(), "");
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < prompts.size(); ++i)
+    threads.emplace_back([&, i] {
+      const size_t colon = base.rfind(':');
+      httplib::Client c(base.substr(0, colon), std::stoi(base.substr(colon + 1)));
+      c.set_read_timeout(120);
+      const nlohmann::json body = {{"prompt", prompts[i]}, {"max_tokens", n},
+                                   {"temperature", 0},     {"ignore_eos", true},
+                                   {"stream", stream}};
+      auto res = c.Post("/v1/completions", body.dump(), "application/json");
+      if (!res || res->status != 200) {
+        (*errors)[i] = res ? res->body : "no answer";
+        return;
+      }
+      texts[i] = stream ? testing::StreamText(res->body, false)
+                        : nlohmann::json::parse(res->body)["choices"][0]["text"].get<std::string>();
+    });
+  for (auto& th : threads) th.join();
+  return texts;
+}
+
+// 8 streaming clients of `ggswarm server swarm://…` at once, over a chain of 2 stages (their
+// sequences in 2 lanes of 4, each step of a lane one ForwardMany per stage): each gets the
+// text a local `ggswarm run` gives for its prompt.
+TEST_F(Pipeline, EightStreamingClientsOfASwarmServerGetTheLocalText) {
+  TempDir t;
+  std::unique_ptr<Process> a, b, server;
+  const std::string first = Serve(a, Tiny(), "--layers 0-1 -t 1", t / "a.log");
+  ASSERT_FALSE(Serve(b, Tiny(), "--layers 2-3 -t 1 --peer " + first, t / "b.log").empty());
+  ASSERT_TRUE(WaitForStages(first, 2));
+  const std::string base = ServeHttp(server, first, "--parallel 8", t / "server.log");
+  ASSERT_FALSE(base.empty());
+  std::vector<std::string> prompts;
+  for (int i = 0; i < 8; ++i) prompts.push_back("client " + std::to_string(i) + std::string(i, '!'));
+  std::vector<std::string> errors;
+  const auto got = CompleteAtOnce(base, prompts, 40, true, &errors);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    EXPECT_EQ(errors[i], "") << i;
+    EXPECT_EQ(got[i], LocalText(Tiny(), prompts[i], 40, t)) << i;
+    EXPECT_FALSE(got[i].empty());
+  }
+  EXPECT_TRUE(server->running());
+}
+
+// 8 sequences through a 2-stage chain served by `ggswarm server swarm://…`; a replica of the
+// second stage comes up, and the one in use is killed mid-generation: every text is the
+// local one, and no request fails.
+TEST_F(Pipeline, AKilledStageUnderLoadLeavesEveryTextUnchanged) {
+  TempDir t;
+  const std::string model = SlowModel(t);
+  std::unique_ptr<Process> s0, s1, s1b, server;
+  const std::string a0 = Serve(s0, model, "--layers 0-1 -t 1", t / "s0.log");
+  ASSERT_FALSE(a0.empty());
+  ASSERT_FALSE(Serve(s1, model, "--layers 2-2 -t 1 --peer " + a0, t / "s1.log").empty());
+  ASSERT_TRUE(WaitForStages(a0, 2));
+  const std::string base = ServeHttp(server, a0, "--parallel 8", t / "server.log");
+  ASSERT_FALSE(base.empty());
+  // The server's chains are built; now the replica, which none of them uses yet.
+  ASSERT_FALSE(Serve(s1b, model, "--layers 2-2 -t 1 --peer " + a0, t / "s1b.log").empty());
+  ASSERT_TRUE(WaitForStages(a0, 3));
+  std::vector<std::string> prompts;
+  for (int i = 0; i < 8; ++i) prompts.push_back("load " + std::to_string(i));
+  constexpr int kTokens = 160;
+  std::vector<std::string> errors, got;
+  std::thread clients([&] { got = CompleteAtOnce(base, prompts, kTokens, false, &errors); });
+  // Once a good part of the text is out (the server counts it), the stage goes.
+  httplib::Client c(base.substr(0, base.rfind(':')), std::stoi(base.substr(base.rfind(':') + 1)));
+  auto generated = [&] {
+    auto m = c.Get("/metrics");
+    if (!m || m->status != 200) return 0L;
+    const size_t at = m->body.find("\nggswarm_generated_tokens_total ");
+    return at == std::string::npos ? 0L : std::stol(m->body.substr(at + 32));
+  };
+  const bool mid = WaitUntil(60, [&] { return generated() >= 8 * kTokens / 4; });
+  const long when = generated();
+  s1->Kill(SIGKILL);
+  clients.join();
+  ASSERT_TRUE(mid);
+  EXPECT_LT(when, 8 * kTokens) << "generation ended before the stage was killed";
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    EXPECT_EQ(errors[i], "") << i;
+    EXPECT_EQ(got[i], LocalText(model, prompts[i], kTokens, t)) << i;
+  }
+  EXPECT_NE(server->Log().find("rebuilding the chain and replaying"), std::string::npos)
+      << server->Log();
 }
 
 TEST_F(Pipeline, AKilledStageWithoutAReplicaNamesTheMissingLayers) {

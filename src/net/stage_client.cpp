@@ -162,6 +162,17 @@ struct SwarmChain::Impl {
     }
     if (!next.front().range.has_embedding() || !next.back().range.has_head())
       return Status::Corruption("the chain's ends do not hold the embedding and the head");
+    // Sessions on stages of the old chain that stay keep serving (a replay starts them at
+    // position 0 again, which makes them forget the rest); the others are opened anew, and
+    // the old chain's leftovers closed.
+    for (Link& l : next)
+      for (Link& old : chain)
+        if (!old.sessions.empty() && old.range.address() == l.range.address() &&
+            old.range.first_layer() == l.range.first_layer() &&
+            old.range.end_layer() == l.range.end_layer()) {
+          l.sessions = std::move(old.sessions);
+          old.sessions.clear();
+        }
     GGSWARM_RETURN_IF_ERROR(OpenSessions(next));
     CloseSessions(chain);
     chain = std::move(next);
@@ -261,6 +272,7 @@ struct SwarmChain::Impl {
                                      " positions, fewer than the session's " +
                                      std::to_string(n_ctx));
     for (Link& l : next) {
+      if (!l.sessions.empty()) continue;  // kept from the chain before
       for (int seq = 0; seq < o.n_seq; ++seq) {
         grpc::ClientContext ctx;
         Prepare(&ctx, o.deadline_s);
