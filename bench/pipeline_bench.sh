@@ -6,7 +6,12 @@
 #     tokens (tg), 3 runs each;
 #   - each stage's peak resident memory against the bytes of its share of the model (the
 #     stages fetch only their own fragments from a local BitTorrent seed);
-#   - the time to recover when the stage in use is killed and a replica takes over.
+#   - the time to recover when the stage in use is killed and a replica takes over;
+#   - serving many users: `ggswarm server swarm://` on the 2-stage chain (1 thread each)
+#     against `ggswarm server` on the local model (2 threads), 16 slots, under 1, 4, 8 and 16
+#     concurrent streaming clients (bench_serve: aggregate tokens/s, time per output token
+#     p50/p99), and the chain again with 20 ms of round trip on every call to a stage
+#     (bench/delay_proxy.mjs in front of each stage: the kernel here has no tc netem).
 #   bench/pipeline_bench.sh [--quick]     MODEL=path.gguf, WORK=dir, OUT=dir
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,10 +44,10 @@ ih=$(sed -n 's/.*info-hash \([0-9a-f]\{64\}\).*/\1/p' "$WORK/fragment.log" | hea
 wait_for "$WORK/seed.log" '^seeding '
 bt=$(sed -n 's/^listening on \(127\.0\.0\.1:[0-9]*\)$/\1/p' "$WORK/seed.log")
 
-"$G" serve "$ih" --fetch-from "$bt" --cache "$WORK/cache-a" --layers $layers_a -t 1 >"$WORK/a.log" 2>&1 & pid_a=$!; pids+=($pid_a)
+"$G" serve "$ih" --fetch-from "$bt" --cache "$WORK/cache-a" --layers $layers_a -t 1 --max-sessions 17 --ctx 512 >"$WORK/a.log" 2>&1 & pid_a=$!; pids+=($pid_a)
 wait_for "$WORK/a.log" '^serving '
 a=$(addr_of "$WORK/a.log")
-"$G" serve "$ih" --fetch-from "$bt" --cache "$WORK/cache-b" --layers $layers_b -t 1 --peer "$a" >"$WORK/b.log" 2>&1 & pid_b=$!; pids+=($pid_b)
+"$G" serve "$ih" --fetch-from "$bt" --cache "$WORK/cache-b" --layers $layers_b -t 1 --max-sessions 17 --ctx 512 --peer "$a" >"$WORK/b.log" 2>&1 & pid_b=$!; pids+=($pid_b)
 wait_for "$WORK/b.log" '^serving '
 # The same two ranges again, with 2 threads per stage: one sequence keeps one stage busy at a
 # time, so these use the 2 cores as the local run does.
@@ -88,6 +93,44 @@ share_a=$(du -sb --exclude='.*' "$WORK/cache-a" | cut -f1); share_b=$(du -sb --e
 rss_a=$(hwm $pid_a); rss_b=$(hwm $pid_b)
 echo "stage $layers_a: RSS $(calc "$rss_a / 1e6") MB for $(calc "$share_a / 1e6") MB of the model"
 echo "stage $layers_b: RSS $(calc "$rss_b / 1e6") MB for $(calc "$share_b / 1e6") MB of the model"
+
+# Serving many users: the chain through `ggswarm server swarm://` against a local server.
+L=${BENCH_SERVE:-$(dirname "$G")/bench/bench_serve}
+[ -x "$L" ] || GGSWARM_TARGETS=bench_serve scripts/build.sh build
+wait_http() { for _ in $(seq 1 1200); do curl -sf "http://127.0.0.1:$1/health" >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
+serving() {  # LABEL PORT: one warm-up, then each concurrency
+  local label=$1 port=$2
+  "$L" 127.0.0.1 "$port" 1 8 >/dev/null
+  for c in 1 4 8 16; do
+    j=$("$L" 127.0.0.1 "$port" "$c" "$n")
+    printf '%-34s %3d %9.1f %9.1f %9.1f\n' "$label" "$c" "$(echo "$j" | jq .tokens_per_second)" \
+      "$(echo "$j" | jq .tpot_ms_p50)" "$(echo "$j" | jq .tpot_ms_p99)"
+    json="$json\"$label c=$c\":$j,"
+  done
+}
+echo "serving (16 slots, $n tokens a request)   clients  tok/s  tpot p50  tpot p99 (ms)"
+"$G" server "$MODEL" --port 18391 --parallel 16 --ctx 512 -t 2 --chat-template chatml >"$WORK/local-server.log" 2>&1 & ls_pid=$!; pids+=($ls_pid)
+wait_http 18391
+serving "local, 2 threads" 18391
+kill $ls_pid; wait $ls_pid 2>/dev/null || true
+"$G" server "swarm://$a/" --port 18392 --parallel 16 --ctx 512 --chat-template chatml >"$WORK/chain-server.log" 2>&1 & cs_pid=$!; pids+=($cs_pid)
+wait_http 18392
+serving "2 stages x 1 thread, 2 lanes" 18392
+kill $cs_pid; wait $cs_pid 2>/dev/null || true
+# The same chain with 20 ms of round trip on every call: each stage behind a proxy that holds
+# each chunk 10 ms each way (bench/delay_proxy.mjs; this machine's kernel has no tc netem),
+# and advertised at the proxy's address, so that every call the server makes crosses it.
+"$G" serve "$WORK/cache-a" --layers $layers_a -t 1 --max-sessions 17 --ctx 512 --listen 127.0.0.1:18394 --advertise 127.0.0.1:18396 >"$WORK/na.log" 2>&1 & pids+=($!)
+wait_for "$WORK/na.log" '^serving '
+node bench/delay_proxy.mjs 18396 127.0.0.1:18394 10 >"$WORK/pa.log" 2>&1 & pids+=($!)
+"$G" serve "$WORK/cache-b" --layers $layers_b -t 1 --max-sessions 17 --ctx 512 --listen 127.0.0.1:18395 --advertise 127.0.0.1:18397 --peer 127.0.0.1:18394 >"$WORK/nb.log" 2>&1 & pids+=($!)
+wait_for "$WORK/nb.log" '^serving '
+node bench/delay_proxy.mjs 18397 127.0.0.1:18395 10 >"$WORK/pb.log" 2>&1 & pids+=($!)
+wait_for "$WORK/pb.log" '^listening on '
+sleep 3
+"$G" server "swarm://127.0.0.1:18396/" --port 18393 --parallel 16 --ctx 512 --chat-template chatml >"$WORK/delay-server.log" 2>&1 & pids+=($!)
+wait_http 18393
+serving "same, 20 ms round trip" 18393
 
 # Recovery: a replica of the second range; kill whichever the chain uses mid-generation.
 "$G" serve "$ih" --fetch-from "$bt" --cache "$WORK/cache-b" --layers $layers_b -t 1 --peer "$a" >"$WORK/b2.log" 2>&1 & pid_b2=$!; pids+=($pid_b2)

@@ -67,7 +67,10 @@ bool Recoverable(const grpc::Status& s) {
 struct Link {
   pb::ServedRange range;
   std::unique_ptr<pb::Stage::Stub> stub;
-  std::vector<std::string> sessions;  // one per sequence
+  // One per sequence, "" while the sequence has none here: a session is opened when its
+  // sequence starts and closed when it ends, so that a stage's sessions are held only by
+  // sequences at work (an idle one would expire, and hold a slot others could use).
+  std::vector<std::string> sessions;
 };
 
 }  // namespace
@@ -162,21 +165,31 @@ struct SwarmChain::Impl {
     }
     if (!next.front().range.has_embedding() || !next.back().range.has_head())
       return Status::Corruption("the chain's ends do not hold the embedding and the head");
+    int ctx_cap = o.n_ctx > 0 ? o.n_ctx : model::kDefaultContext;
+    for (const Link& l : next) ctx_cap = std::min(ctx_cap, static_cast<int>(l.range.max_ctx()));
+    if (n_ctx == 0) n_ctx = ctx_cap;
+    if (ctx_cap < n_ctx)
+      return Status::InvalidArgument("the new chain allows " + std::to_string(ctx_cap) +
+                                     " positions, fewer than the session's " +
+                                     std::to_string(n_ctx));
     // Sessions on stages of the old chain that stay keep serving (a replay starts them at
-    // position 0 again, which makes them forget the rest); the others are opened anew, and
-    // the old chain's leftovers closed.
-    for (Link& l : next)
+    // position 0 again, which makes them forget the rest); the sequences at work get the
+    // others anew, and the old chain's leftovers are closed.
+    for (Link& l : next) {
+      l.sessions.assign(o.n_seq, "");
       for (Link& old : chain)
-        if (!old.sessions.empty() && old.range.address() == l.range.address() &&
+        if (old.range.address() == l.range.address() &&
             old.range.first_layer() == l.range.first_layer() &&
-            old.range.end_layer() == l.range.end_layer()) {
-          l.sessions = std::move(old.sessions);
-          old.sessions.clear();
-        }
-    GGSWARM_RETURN_IF_ERROR(OpenSessions(next));
+            old.range.end_layer() == l.range.end_layer())
+          std::swap(l.sessions, old.sessions);
+    }
+    std::vector<int> working;
+    for (int seq = 0; seq < o.n_seq; ++seq)
+      if (!history[seq].empty()) working.push_back(seq);
     CloseSessions(chain);
+    Status st = OpenSessions(next, working);
     chain = std::move(next);
-    return Status::Ok();
+    return st;
   }
 
   // The model the chain is for: the one named, or the only one the peers serve.
@@ -261,49 +274,44 @@ struct SwarmChain::Impl {
     return l;
   }
 
-  // A session of the chain's context on every stage of `next` (the context every stage
-  // allows; a rebuilt chain must allow the session's).
-  Status OpenSessions(std::vector<Link>& next) {
-    int ctx_cap = o.n_ctx > 0 ? o.n_ctx : model::kDefaultContext;
-    for (const Link& l : next) ctx_cap = std::min(ctx_cap, static_cast<int>(l.range.max_ctx()));
-    if (n_ctx == 0) n_ctx = ctx_cap;
-    if (ctx_cap < n_ctx)
-      return Status::InvalidArgument("the new chain allows " + std::to_string(ctx_cap) +
-                                     " positions, fewer than the session's " +
-                                     std::to_string(n_ctx));
-    for (Link& l : next) {
-      if (!l.sessions.empty()) continue;  // kept from the chain before
-      for (int seq = 0; seq < o.n_seq; ++seq) {
+  // A session of the chain's context on every stage of `links` for each of `seqs` that has
+  // none there.
+  Status OpenSessions(std::vector<Link>& links, const std::vector<int>& seqs) {
+    for (Link& l : links) {
+      for (int seq : seqs) {
+        if (!l.sessions[seq].empty()) continue;
         grpc::ClientContext ctx;
         Prepare(&ctx, o.deadline_s);
         pb::OpenSessionRequest req;
         req.set_n_ctx(static_cast<uint32_t>(n_ctx));
         pb::OpenSessionReply rep;
         grpc::Status st = l.stub->OpenSession(&ctx, req, &rep);
-        if (!st.ok()) {
-          CloseSessions(next);
+        if (!st.ok())
           return Status::IOError("stage " + RangeText(l.range) + " at " + l.range.address() +
                                  ": cannot open a session: " + StatusText(st));
-        }
-        l.sessions.push_back(rep.session_id());
+        l.sessions[seq] = rep.session_id();
       }
     }
     return Status::Ok();
   }
 
-  void CloseSessions(std::vector<Link>& links) {
-    for (Link& l : links) {
-      if (dead.count(l.range.address())) continue;
-      for (const std::string& id : l.sessions) {
+  // Closes the sessions on stage `l` (of sequence `seq` only, when not negative).
+  void CloseSessions(Link& l, int seq = -1) {
+    for (int s = 0; s < static_cast<int>(l.sessions.size()); ++s) {
+      if ((seq >= 0 && s != seq) || l.sessions[s].empty()) continue;
+      if (!dead.count(l.range.address())) {
         grpc::ClientContext ctx;
         Prepare(&ctx, 1);
         pb::CloseSessionRequest req;
-        req.set_session_id(id);
+        req.set_session_id(l.sessions[s]);
         pb::CloseSessionReply rep;
         (void)l.stub->CloseSession(&ctx, req, &rep);
       }
-      l.sessions.clear();
+      l.sessions[s].clear();
     }
+  }
+  void CloseSessions(std::vector<Link>& links, int seq = -1) {
+    for (Link& l : links) CloseSessions(l, seq);
   }
 
   // The most positions one call may carry along the chain.
@@ -396,19 +404,28 @@ struct SwarmChain::Impl {
     return grpc::Status::OK;
   }
 
+  // What a failure of stage `at` means: a stage that stopped answering is dead; one that
+  // lost a session (it expired, or the stage restarted) gets all of them anew.
+  void Lost(const grpc::Status& why, size_t at) {
+    if (why.error_code() != grpc::StatusCode::NOT_FOUND)
+      dead.insert(chain[at].range.address());
+    else
+      CloseSessions(chain[at]);
+  }
+
   // A new chain, without the stage that failed, with every batch so far replayed.
   Status Recover(const grpc::Status& why, size_t failed) {
-    const Link& bad = chain[failed];
-    if (why.error_code() != grpc::StatusCode::NOT_FOUND) dead.insert(bad.range.address());
+    const pb::ServedRange bad = chain[failed].range;
+    Lost(why, failed);
     if (++recoveries > o.max_recoveries)
       return Status::IOError("gave up after " + std::to_string(o.max_recoveries) +
-                             " chain rebuilds; last: stage " + RangeText(bad.range) + " at " +
-                             bad.range.address() + ": " + StatusText(why));
+                             " chain rebuilds; last: stage " + RangeText(bad) + " at " +
+                             bad.address() + ": " + StatusText(why));
     const auto t0 = Clock::now();
     size_t replay = 0;
     for (const auto& h : history)
       for (const auto& b : h) replay += b.size();
-    Log("stage " + RangeText(bad.range) + " at " + bad.range.address() + " failed (" +
+    Log("stage " + RangeText(bad) + " at " + bad.address() + " failed (" +
         StatusText(why) + "): rebuilding the chain and replaying " + std::to_string(replay) +
         " tokens");
     for (;;) {
@@ -431,7 +448,7 @@ struct SwarmChain::Impl {
       if (!Recoverable(st))
         return Status::IOError("replaying on stage " + RangeText(chain[at].range) + " at " +
                                chain[at].range.address() + ": " + StatusText(st));
-      if (st.error_code() != grpc::StatusCode::NOT_FOUND) dead.insert(chain[at].range.address());
+      Lost(st, at);
       if (++recoveries > o.max_recoveries)
         return Status::IOError("gave up after " + std::to_string(o.max_recoveries) +
                                " chain rebuilds");
@@ -528,8 +545,9 @@ int SwarmChain::max_batch() const { return impl_->MaxBatch(); }
 int SwarmChain::n_past(int seq) const { return impl_->n_past[seq]; }
 int SwarmChain::recoveries() const { return impl_->recoveries; }
 
-// The stages forget the old positions when the sequence's next Forward starts at position 0.
+// The sequence's sessions are closed; its next step opens new ones.
 void SwarmChain::Reset(int seq) {
+  impl_->CloseSessions(impl_->chain, seq);
   impl_->n_past[seq] = 0;
   impl_->history[seq].clear();
 }
@@ -577,7 +595,10 @@ Status SwarmChain::Step(std::span<const ChainItem> items, std::vector<float>* lo
                                      " tokens exceed " + std::to_string(m.n_ctx));
     positions.push_back(m.n_past[it.seq]);
   }
+  std::vector<int> seqs;
+  for (const ChainItem& it : items) seqs.push_back(it.seq);
   for (;;) {
+    GGSWARM_RETURN_IF_ERROR(m.OpenSessions(m.chain, seqs));  // for sequences that start
     size_t failed = 0;
     grpc::Status st = m.RunStep(items, positions, logits, &failed);
     if (st.ok()) break;

@@ -343,8 +343,15 @@ class BatchService : public QueuedService {
     std::unique_lock<std::mutex> lock(mu_);
     cv_.wait(lock, [&] { return stopping_ || lane.busy > 0 || !queue_.empty(); });
     if (stopping_) return false;
-    for (size_t s = 0; s < lane.slots.size() && !queue_.empty(); ++s) {
+    // A request goes to the least busy lane with a free slot (lanes that step at the same
+    // time are what keeps every stage of a swarm at work).
+    auto room = [](const Lane& l) { return l.busy < static_cast<int>(l.slots.size()); };
+    for (size_t s = 0; s < lane.slots.size() && !queue_.empty() && room(lane); ++s) {
       if (lane.slots[s].req) continue;
+      int least = INT_MAX;
+      for (const Lane& l : lanes_)
+        if (room(l)) least = std::min(least, l.busy);
+      if (lane.busy > least) break;
       Slot& slot = lane.slots[s];
       slot.req = std::move(queue_.front());
       queue_.pop_front();
