@@ -64,7 +64,6 @@ json Golden(const std::string& name) {
   return json::parse(f);
 }
 
-
 TEST(Server, CompletionsGiveLlamaCppsGreedyText) {
   REQUIRE_SHARED();
   auto r = Start({.threads = 2, .n_ctx = 512, .parallel = 4});
@@ -320,6 +319,11 @@ TEST(Server, BadRequestsGetOpenAiErrorsAndTheServerGoesOn) {
   auto page = c.Get("/");
   ASSERT_TRUE(page);
   EXPECT_NE(page->body.find("<title>ggswarm chat</title>"), std::string::npos);
+  // A local model has no swarm to show.
+  auto swarm = c.Get("/v1/swarm");
+  ASSERT_TRUE(swarm);
+  EXPECT_EQ(swarm->status, 404);
+  EXPECT_EQ(json::parse(swarm->body)["error"]["code"], "not_a_swarm");
 }
 
 // A port in use is refused with a message, not shared.

@@ -8,7 +8,7 @@ namespace ggswarm::testing {
 
 // The text of a server-sent-event stream of chunks; *finish and *usage from the last.
 inline std::string StreamText(const std::string& body, bool chat, std::string* finish = nullptr,
-                       nlohmann::json* usage = nullptr, bool* done = nullptr) {
+                              nlohmann::json* usage = nullptr, bool* done = nullptr) {
   std::string text;
   size_t at = 0;
   if (done) *done = false;

@@ -372,12 +372,14 @@ std::string ServeHttp(std::unique_ptr<Process>& p, const std::string& swarm,
   }
   std::smatch m;
   const std::string l = p->Log();
-  if (!std::regex_search(l, m, std::regex("listening on http://(127\\.0\\.0\\.1:[0-9]+)"))) return "";
+  if (!std::regex_search(l, m, std::regex("listening on http://(127\\.0\\.0\\.1:[0-9]+)")))
+    return "";
   return m[1];
 }
 
 // What `ggswarm run MODEL -p PROMPT -n N --temp 0 --ignore-eos` writes as the generated text.
-std::string LocalText(const std::string& model, const std::string& prompt, int n, const TempDir& t) {
+std::string LocalText(const std::string& model, const std::string& prompt, int n,
+                      const TempDir& t) {
   Result r = Ggswarm("run " + model + " -p '" + prompt + "' -n " + std::to_string(n) +
                          " --temp 0 --ignore-eos --json",
                      t);
@@ -388,8 +390,8 @@ std::string LocalText(const std::string& model, const std::string& prompt, int n
 // n greedy completions of `prompts`, all at once, one client thread each; the texts (empty for
 // a request that failed, with its answer in *errors).
 std::vector<std::string> CompleteAtOnce(const std::string& base,
-                                        const std::vector<std::string>& prompts, int n,
-                                        bool stream, std::vector<std::string>* errors) {
+                                        const std::vector<std::string>& prompts, int n, bool stream,
+                                        std::vector<std::string>* errors) {
   std::vector<std::string> texts(prompts.size());
   errors->assign(prompts.size(), "");
   std::vector<std::thread> threads;
@@ -398,8 +400,10 @@ std::vector<std::string> CompleteAtOnce(const std::string& base,
       const size_t colon = base.rfind(':');
       httplib::Client c(base.substr(0, colon), std::stoi(base.substr(colon + 1)));
       c.set_read_timeout(120);
-      const nlohmann::json body = {{"prompt", prompts[i]}, {"max_tokens", n},
-                                   {"temperature", 0},     {"ignore_eos", true},
+      const nlohmann::json body = {{"prompt", prompts[i]},
+                                   {"max_tokens", n},
+                                   {"temperature", 0},
+                                   {"ignore_eos", true},
                                    {"stream", stream}};
       auto res = c.Post("/v1/completions", body.dump(), "application/json");
       if (!res || res->status != 200) {
@@ -424,8 +428,31 @@ TEST_F(Pipeline, EightStreamingClientsOfASwarmServerGetTheLocalText) {
   ASSERT_TRUE(WaitForStages(first, 2));
   const std::string base = ServeHttp(server, first, "--parallel 8", t / "server.log");
   ASSERT_FALSE(base.empty());
+  {  // /v1/swarm: both stages, no gap, 2 lanes of 4 sequences through both
+    httplib::Client c(base.substr(0, base.rfind(':')), std::stoi(base.substr(base.rfind(':') + 1)));
+    auto r = c.Get("/v1/swarm");
+    ASSERT_TRUE(r && r->status == 200) << (r ? r->body : "no answer");
+    const auto j = nlohmann::json::parse(r->body);
+    EXPECT_EQ(j["model"]["n_layer"], 4);
+    EXPECT_EQ(j["model"]["name"], "tinypipe");
+    ASSERT_EQ(j["stages"].size(), 2u) << j.dump();
+    EXPECT_EQ(j["stages"][0]["address"], first);
+    EXPECT_EQ(j["stages"][0]["first_layer"], 0);
+    EXPECT_EQ(j["stages"][1]["end_layer"], 4);
+    EXPECT_TRUE(j["gaps"].empty());
+    ASSERT_EQ(j["chains"].size(), 2u);
+    for (const auto& ch : j["chains"]) {
+      EXPECT_EQ(ch["sequences"], 4);
+      ASSERT_EQ(ch["hops"].size(), 2u);
+      EXPECT_EQ(ch["hops"][0]["address"], first);
+    }
+    auto page = c.Get("/swarm");
+    ASSERT_TRUE(page && page->status == 200);
+    EXPECT_NE(page->body.find("<title>ggswarm swarm</title>"), std::string::npos);
+  }
   std::vector<std::string> prompts;
-  for (int i = 0; i < 8; ++i) prompts.push_back("client " + std::to_string(i) + std::string(i, '!'));
+  for (int i = 0; i < 8; ++i)
+    prompts.push_back("client " + std::to_string(i) + std::string(i, '!'));
   std::vector<std::string> errors;
   const auto got = CompleteAtOnce(base, prompts, 40, true, &errors);
   for (size_t i = 0; i < prompts.size(); ++i) {
@@ -592,8 +619,7 @@ TEST_F(StageProtocol, RefusesWhatDoesNotFitTheModelOrTheLimits) {
     EXPECT_EQ(gap.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_NE(gap.error_message().find("item 1:"), std::string::npos) << gap.error_message();
     many.mutable_items(1)->set_session_id("nonsense");
-    EXPECT_EQ(stub_->ForwardMany(Ctx().get(), many, &mr).error_code(),
-              grpc::StatusCode::NOT_FOUND);
+    EXPECT_EQ(stub_->ForwardMany(Ctx().get(), many, &mr).error_code(), grpc::StatusCode::NOT_FOUND);
     EXPECT_EQ(stub_->ForwardMany(Ctx(false).get(), many, &mr).error_code(),
               grpc::StatusCode::UNAUTHENTICATED);
     // s is still at position 2: 3 would be a gap.
@@ -631,7 +657,8 @@ TEST_F(Pipeline, SessionsRunTogetherGetWhatEachGetsAlone) {
   TempDir t;
   std::unique_ptr<Process> head_stage, first_stage;
   const std::string whole = Serve(head_stage, Tiny(), "--max-sessions 8", t / "whole.log");
-  const std::string first = Serve(first_stage, Tiny(), "--layers 0-1 --max-sessions 8", t / "first.log");
+  const std::string first =
+      Serve(first_stage, Tiny(), "--layers 0-1 --max-sessions 8", t / "first.log");
   ASSERT_FALSE(whole.empty());
   ASSERT_FALSE(first.empty());
   constexpr int kSeqs = 6;

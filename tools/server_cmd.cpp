@@ -29,7 +29,7 @@ int RunServer(ServerArgs& a) {
   oo.threads = a.svc.threads;
   oo.token = a.token;
   oo.log = [](const std::string& s) { std::fprintf(stderr, "%s\n", s.c_str()); };
-  auto svc = api::OpenService(a.model, a.svc, oo);
+  auto svc = api::OpenService(a.model, a.svc, oo, &a.http.swarm);
   if (!svc.ok()) {
     std::fprintf(stderr, "error: %s\n", svc.status().ToString().c_str());
     return 1;

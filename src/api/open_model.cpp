@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "api/swarm_view.h"
 #include "net/stage_client.h"
 #include "runtime/engine.h"
 
@@ -84,9 +85,9 @@ StatusOr<OpenedModel> OpenModel(const std::string& ref, const OpenOptions& o) {
   return m;
 }
 
-StatusOr<std::unique_ptr<runtime::Service>> OpenService(const std::string& ref,
-                                                        const runtime::ServiceOptions& s,
-                                                        const OpenOptions& o) {
+StatusOr<std::unique_ptr<runtime::Service>> OpenService(
+    const std::string& ref, const runtime::ServiceOptions& s, const OpenOptions& o,
+    std::function<std::pair<int, std::string>()>* swarm_view) {
   if (!IsSwarmReference(ref)) return runtime::OpenBatchService(ref, s);
   // The swarm's sequences in lanes, one per stage of the chain unless told: while the last
   // stage works on one lane's step, the stages before it work on the others'.
@@ -107,12 +108,18 @@ StatusOr<std::unique_ptr<runtime::Service>> OpenService(const std::string& ref,
   }
   n_lanes = std::min(n_lanes, s.parallel);
   std::vector<std::unique_ptr<runtime::BatchEvaluator>> lanes;
+  std::vector<const net::SwarmChain*> chains;
   for (int lane = 0; lane < n_lanes; ++lane) {
     co.n_seq = s.parallel / n_lanes + (lane < s.parallel % n_lanes ? 1 : 0);
     auto c = net::SwarmChain::Connect(co);
     if (!c.ok()) return c.status();
     max_batch = (*c)->max_batch();
+    chains.push_back(c->get());
     lanes.push_back(std::make_unique<ChainBatch>(std::move(*c)));
+  }
+  if (swarm_view) {
+    auto view = std::make_shared<SwarmView>(co.address, co.model, co.token, chains);
+    *swarm_view = [view] { return view->Json(); };
   }
   runtime::ServiceOptions so = s;
   so.n_batch = std::min(s.n_batch, max_batch);

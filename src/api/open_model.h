@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "base/status.h"
 #include "gguf/gguf_file.h"
@@ -35,9 +36,12 @@ bool IsSwarmReference(const std::string& ref);
 StatusOr<OpenedModel> OpenModel(const std::string& ref, const OpenOptions& o);
 
 // The same reference as a Service for many requests: a local model decoded in batches of
-// up to s.parallel sequences; a swarm chain one request at a time (s.parallel ignored).
-StatusOr<std::unique_ptr<runtime::Service>> OpenService(const std::string& ref,
-                                                        const runtime::ServiceOptions& s,
-                                                        const OpenOptions& o);
+// up to s.parallel sequences; a swarm's s.parallel sequences in lanes (s.lanes; 0: one per
+// stage of the chain), each lane a chain stepping its sequences together. For a swarm,
+// *swarm_view (when given) is set to what the server shows at /v1/swarm (api/swarm_view.h),
+// valid while the service lives.
+StatusOr<std::unique_ptr<runtime::Service>> OpenService(
+    const std::string& ref, const runtime::ServiceOptions& s, const OpenOptions& o,
+    std::function<std::pair<int, std::string>()>* swarm_view = nullptr);
 
 }  // namespace ggswarm::api

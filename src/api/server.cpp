@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "api/swarm_view.h"
 #include "base/text.h"
 #include "runtime/chat.h"
 
@@ -568,7 +569,7 @@ struct Server::Impl {
   void Routes() {
     http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
       ++http_requests;
-      if (opts.api_key.empty() || req.path == "/" || req.path == "/health")
+      if (opts.api_key.empty() || req.path == "/" || req.path == "/health" || req.path == "/swarm")
         return httplib::Server::HandlerResponse::Unhandled;
       const std::string auth = req.get_header_value("Authorization");
       const std::string want = "Bearer " + opts.api_key;
@@ -600,6 +601,21 @@ struct Server::Impl {
         });
     http.Get("/", [](const httplib::Request&, httplib::Response& res) {
       res.set_content(ChatPageHtml(), "text/html; charset=utf-8");
+    });
+    // The swarm's picture (swarm:// models only).
+    http.Get("/swarm", [this](const httplib::Request&, httplib::Response& res) {
+      if (!opts.swarm)
+        return SendError(res, {404, "this server serves a local model, not a swarm",
+                               "invalid_request_error", "not_a_swarm"});
+      res.set_content(SwarmPageHtml(), "text/html; charset=utf-8");
+    });
+    http.Get("/v1/swarm", [this](const httplib::Request&, httplib::Response& res) {
+      if (!opts.swarm)
+        return SendError(res, {404, "this server serves a local model, not a swarm",
+                               "invalid_request_error", "not_a_swarm"});
+      auto [status, body] = opts.swarm();
+      res.status = status;
+      res.set_content(body, "application/json");
     });
     http.Get("/health", [](const httplib::Request&, httplib::Response& res) {
       res.set_content(R"({"status":"ok"})", "application/json");

@@ -2,12 +2,14 @@
 // runtime::Service — a local model decoded in batches, or a swarm chain one request at a
 // time. Endpoints: POST /v1/chat/completions, POST /v1/completions (both with `stream`
 // as server-sent events), GET /v1/models, GET /health, GET /metrics (Prometheus),
-// POST /tokenize, POST /detokenize. Built on cpp-httplib, as llama-server is.
+// POST /tokenize, POST /detokenize; for a swarm, GET /swarm (a page) and GET /v1/swarm (its
+// data). Built on cpp-httplib, as llama-server is.
 #pragma once
 
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "base/status.h"
 #include "runtime/service.h"
@@ -22,6 +24,9 @@ struct ServerOptions {
   std::string model_name;     // the id clients name; empty: general.name, else the file's name
   size_t max_body = 8 << 20;
   int timeout_s = 30;  // reading a request, writing a response
+  // swarm:// models: the /v1/swarm document (HTTP status, JSON body; api/swarm_view.h).
+  // Unset: /swarm and /v1/swarm answer 404.
+  std::function<std::pair<int, std::string>()> swarm;
 };
 
 class Server {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <climits>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <tuple>
@@ -95,10 +96,12 @@ struct SwarmChain::Impl {
   int n_ctx = 0;
   std::vector<int> n_past;  // of each sequence
   std::vector<Link> chain;
+  mutable std::mutex route_mu;         // `route`, which other threads read
+  std::vector<SwarmChain::Hop> route;  // the chain's stages, as Route() gives them
   // Of each sequence, every batch sent, in order.
   std::vector<std::vector<std::vector<int32_t>>> history;
-  std::set<std::string> dead;                 // addresses that stopped answering
-  std::set<std::string> seen;                 // every address a lookup returned
+  std::set<std::string> dead;  // addresses that stopped answering
+  std::set<std::string> seen;  // every address a lookup returned
   int recoveries = 0;
 
   void Log(const std::string& s) {
@@ -189,6 +192,11 @@ struct SwarmChain::Impl {
     CloseSessions(chain);
     Status st = OpenSessions(next, working);
     chain = std::move(next);
+    std::lock_guard<std::mutex> l(route_mu);
+    route.clear();
+    for (const Link& k : chain)
+      route.push_back({k.range.address(), static_cast<int>(k.range.first_layer()),
+                       static_cast<int>(k.range.end_layer())});
     return st;
   }
 
@@ -366,7 +374,8 @@ struct SwarmChain::Impl {
             st = grpc::Status(grpc::StatusCode::DATA_LOSS,
                               "answered " + std::to_string(rep.items_size()) + " items of " +
                                   std::to_string(reps.size()));
-          for (int k = 0; st.ok() && k < rep.items_size(); ++k) reps[k] = std::move(*rep.mutable_items(k));
+          for (int k = 0; st.ok() && k < rep.items_size(); ++k)
+            reps[k] = std::move(*rep.mutable_items(k));
         }
         for (size_t j = at; st.ok() && j < end; ++j) {
           pb::ForwardReply& rep = reps[j - at];
@@ -425,9 +434,8 @@ struct SwarmChain::Impl {
     size_t replay = 0;
     for (const auto& h : history)
       for (const auto& b : h) replay += b.size();
-    Log("stage " + RangeText(bad) + " at " + bad.address() + " failed (" +
-        StatusText(why) + "): rebuilding the chain and replaying " + std::to_string(replay) +
-        " tokens");
+    Log("stage " + RangeText(bad) + " at " + bad.address() + " failed (" + StatusText(why) +
+        "): rebuilding the chain and replaying " + std::to_string(replay) + " tokens");
     for (;;) {
       GGSWARM_RETURN_IF_ERROR(BuildChain());
       // Each sequence's batches in the shapes they were sent (a sequence's results do not
@@ -523,7 +531,13 @@ StatusOr<std::vector<StageInfo>> ListStages(const std::string& address, const st
     const auto t0 = Clock::now();
     s.answers = stub->Hello(&ctx, req, &rep).ok();
     s.rtt_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-    if (s.answers) s.sessions_free = static_cast<int>(rep.served().sessions_free());
+    if (s.answers) {
+      const pb::ServedRange& r = rep.served();
+      s.sessions_free = static_cast<int>(r.sessions_free());
+      s.max_sessions = static_cast<int>(r.max_sessions());
+      s.open_sessions = static_cast<int>(r.open_sessions());
+      s.busy = r.busy();
+    }
     v.push_back(s);
   }
   std::sort(v.begin(), v.end(), [](const StageInfo& a, const StageInfo& b) {
@@ -544,6 +558,7 @@ int SwarmChain::n_seq() const { return impl_->o.n_seq; }
 int SwarmChain::max_batch() const { return impl_->MaxBatch(); }
 int SwarmChain::n_past(int seq) const { return impl_->n_past[seq]; }
 int SwarmChain::recoveries() const { return impl_->recoveries; }
+const std::string& SwarmChain::model_id() const { return impl_->model_id; }
 
 // The sequence's sessions are closed; its next step opens new ones.
 void SwarmChain::Reset(int seq) {
@@ -556,6 +571,11 @@ std::vector<std::string> SwarmChain::Describe() const {
   std::vector<std::string> v;
   for (const auto& l : impl_->chain) v.push_back(RangeText(l.range) + " at " + l.range.address());
   return v;
+}
+
+std::vector<SwarmChain::Hop> SwarmChain::Route() const {
+  std::lock_guard<std::mutex> l(impl_->route_mu);
+  return impl_->route;
 }
 
 Status SwarmChain::Eval(std::span<const int32_t> tokens, std::vector<float>* logits) {
@@ -591,8 +611,8 @@ Status SwarmChain::Step(std::span<const ChainItem> items, std::vector<float>* lo
                                      std::to_string(m.MaxBatch()));
     if (m.n_past[it.seq] + it.tokens.size() > static_cast<size_t>(m.n_ctx))
       return Status::InvalidArgument("the context is full: " + std::to_string(m.n_past[it.seq]) +
-                                     " + " + std::to_string(it.tokens.size()) +
-                                     " tokens exceed " + std::to_string(m.n_ctx));
+                                     " + " + std::to_string(it.tokens.size()) + " tokens exceed " +
+                                     std::to_string(m.n_ctx));
     positions.push_back(m.n_past[it.seq]);
   }
   std::vector<int> seqs;

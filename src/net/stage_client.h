@@ -40,7 +40,8 @@ struct StageInfo {
   std::string model_id, model_name, address;
   int first_layer = 0, end_layer = 0, n_layer = 0;
   bool has_embedding = false, has_head = false;
-  int sessions_free = 0;
+  int sessions_free = 0, max_sessions = 0, open_sessions = 0;
+  double busy = 0;  // the fraction of its last seconds it spent computing
   bool answers = false;
   double rtt_ms = 0;
 };
@@ -77,7 +78,15 @@ class SwarmChain {
   const gguf::GgufFile& header() const;
   // "A-B at HOST:PORT" for each stage, in order.
   std::vector<std::string> Describe() const;
+  // The stages the chain goes through now, in order (safe to call from any thread, while
+  // another steps the chain).
+  struct Hop {
+    std::string address;
+    int first_layer = 0, end_layer = 0;
+  };
+  std::vector<Hop> Route() const;
   int recoveries() const;
+  const std::string& model_id() const;  // SHA-256 of the model's GGUF file
   struct Impl;
 
  private:

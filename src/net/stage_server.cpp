@@ -268,8 +268,8 @@ struct StageServer::Impl final : public pb::Stage::Service {
   }
 
   grpc::Status NoSession(const std::string& id) {
-    return Error(StatusCode::NOT_FOUND, "no session " + id.substr(0, 64) +
-                                            " (closed, expired, or this stage restarted)");
+    return Error(StatusCode::NOT_FOUND,
+                 "no session " + id.substr(0, 64) + " (closed, expired, or this stage restarted)");
   }
 
   grpc::Status Forward(ServerContext* ctx, const pb::ForwardRequest* req,
@@ -408,14 +408,14 @@ struct StageServer::Impl final : public pb::Stage::Service {
     }
     if (Status st = layers->ForwardBatch(x.data(), runs, *pool); !st.ok())
       return Error(StatusCode::INTERNAL, st.message());
-    size_t off = 0;  // the item's first row in x
+    size_t off = 0;                                              // the item's first row in x
     std::vector<std::pair<const Job::Item*, size_t>> last_rows;  // items wanting one row
     for (const Job::Item* it : items) {
       const int n = static_cast<int>(it->req->n());
       it->rep->set_n(static_cast<uint32_t>(n));
       if (!self.has_head()) {
-        it->rep->set_hidden(ToWire(x.data() + off * d, static_cast<size_t>(n) * d,
-                                   it->req->reply_format()));
+        it->rep->set_hidden(
+            ToWire(x.data() + off * d, static_cast<size_t>(n) * d, it->req->reply_format()));
         it->rep->set_format(it->req->reply_format());
       } else if (it->req->all_logits()) {
         if (grpc::Status st = HeadRows(x.data() + off * d, n, it->rep); !st.ok()) return st;
@@ -431,8 +431,8 @@ struct StageServer::Impl final : public pb::Stage::Service {
       for (size_t r = 0; r < m; ++r)
         std::memcpy(hx.data() + r * d, x.data() + last_rows[i + r].second * d, d * sizeof(float));
       logits.resize(m * self.n_vocab());
-      if (Status st = model->Head(hx.data(), static_cast<int>(m), logits.data(), *pool,
-                                  &head_scratch);
+      if (Status st =
+              model->Head(hx.data(), static_cast<int>(m), logits.data(), *pool, &head_scratch);
           !st.ok())
         return Error(StatusCode::INTERNAL, st.message());
       for (size_t r = 0; r < m; ++r)
@@ -541,8 +541,8 @@ StatusOr<std::unique_ptr<StageServer>> StageServer::Start(const StageOptions& o,
   }
   const bool first = so.first_layer == 0, last = so.end_layer == c.n_layer;
   impl->pool = std::make_unique<ThreadPool>(so.threads);
-  impl->layers =
-      std::make_unique<model::LayerRange>(impl->model, so.first_layer, so.end_layer, 0, so.max_sessions);
+  impl->layers = std::make_unique<model::LayerRange>(impl->model, so.first_layer, so.end_layer, 0,
+                                                     so.max_sessions);
   for (int slot = so.max_sessions; slot-- > 0;) impl->free_slots.push_back(slot);
   std::vector<float> probe(static_cast<size_t>(c.n_embd));
   if (first) {
