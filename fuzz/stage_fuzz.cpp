@@ -27,6 +27,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (fwd.ParseFromString(bytes)) {
     for (const pb::ServedRange* s : {&first, &middle}) {
       if (!ggswarm::net::CheckForwardShape(fwd, *s, 512).ok()) continue;
+      // A route the checks let through names one session per item at every hop.
+      if (ggswarm::net::CheckRoute(fwd, 1, *s).ok()) {
+        if (fwd.route_size() > 64) __builtin_trap();
+        for (const auto& h : fwd.route())
+          if (h.session_ids_size() != 1 || h.address().empty()) __builtin_trap();
+      }
       (void)ggswarm::net::CheckForwardPosition(fwd, 3, s->max_ctx());
       if (!s->has_embedding()) {
         std::vector<float> x(static_cast<size_t>(fwd.n()) * s->n_embd());
@@ -58,5 +64,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   pb::LookupRequest look;
   (void)look.ParseFromString(bytes);
+  pb::AwaitRequest await;
+  (void)await.ParseFromString(bytes);
   return 0;
 }

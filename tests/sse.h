@@ -24,6 +24,10 @@ inline std::string StreamText(const std::string& body, bool chat, std::string* f
       continue;
     }
     const nlohmann::json j = nlohmann::json::parse(data);
+    if (!j.contains("choices")) {  // an error event: shown in the text, which then differs
+      text += "[" + j.dump() + "]";
+      continue;
+    }
     const nlohmann::json& ch = j["choices"][0];
     if (chat && ch["delta"].contains("content")) text += ch["delta"]["content"].get<std::string>();
     if (!chat) text += ch["text"].get<std::string>();

@@ -36,13 +36,19 @@ TEST(StageFuzzReplay, MutatedMessages) {
   r->set_first_layer(1);
   r->set_end_layer(3);
   r->set_n_layer(4);
+  pb::ForwardRequest routed = tokens;  // pushed on to two more stages
+  for (const char* a : {"127.0.0.1:7001", "127.0.0.1:7002"}) {
+    pb::Hop* h = routed.add_route();
+    h->set_address(a);
+    h->add_session_ids("fedcba9876543210fedcba9876543210");
+  }
   pb::ForwardManyRequest many;
   *many.add_items() = hidden;
   *many.add_items() = half;
   many.mutable_items(1)->set_session_id("another");
   uint32_t seed = 1;
   for (const google::protobuf::Message* m : std::initializer_list<const google::protobuf::Message*>{
-           &tokens, &hidden, &half, &open, &ann, &many}) {
+           &tokens, &hidden, &half, &open, &ann, &many, &routed}) {
     const auto b = Bytes(*m);
     ASSERT_EQ(LLVMFuzzerTestOneInput(b.data(), b.size()), 0);
     Mutate(b, 2000, seed++);

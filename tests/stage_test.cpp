@@ -20,6 +20,7 @@
 #include "h2_attack.h"
 #include "net/stage_client.h"
 #include "process.h"
+#include "runtime/engine.h"
 #include "sse.h"
 #include "stage.grpc.pb.h"
 #include "test_util.h"
@@ -506,6 +507,90 @@ TEST_F(Pipeline, AKilledStageUnderLoadLeavesEveryTextUnchanged) {
       << server->Log();
 }
 
+// Greedy tokens from `eval` (a chain or a local engine): the prompt, then n one at a time.
+template <typename Eval>
+Status Greedy(Eval& e, const std::vector<int32_t>& prompt, int n, std::vector<int32_t>* out,
+              const std::function<void(int)>& each = {}) {
+  std::vector<float> logits;
+  GGSWARM_RETURN_IF_ERROR(e.Eval(prompt, &logits));
+  for (int i = 0; i < n; ++i) {
+    const int32_t t =
+        static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    out->push_back(t);
+    if (each) each(i);
+    GGSWARM_RETURN_IF_ERROR(e.Eval(std::span<const int32_t>(&t, 1), &logits));
+  }
+  return Status::Ok();
+}
+
+// Stages that push to each other (the default), with --token: the token travels on every
+// hop. The stage in use stops answering in the middle of the generation (SIGSTOP): the
+// stage pushing to it names it within the call deadline (3 s here), the chain moves to the
+// replica, and the tokens are those of a local run; then the stopped stage is killed, and
+// nothing hangs.
+TEST_F(Pipeline, AStageThatStopsAnsweringMidPushIsNamedWithinTheDeadline) {
+  TempDir t;
+  const std::string model = SlowModel(t);
+  const std::vector<int32_t> prompt = {1, 450, 2381, 263, 931};
+  constexpr int kTokens = 120;
+  std::vector<int32_t> want;
+  {
+    auto local = runtime::Engine::Open(model, {.threads = 1});
+    ASSERT_TRUE(local.ok()) << local.status().ToString();
+    ASSERT_TRUE(Greedy(**local, prompt, kTokens, &want).ok());
+  }
+  std::unique_ptr<Process> s0, s1, s1b;
+  const std::string a0 = Serve(s0, model, "--layers 0-1 -t 1 --token tok", t / "s0.log");
+  ASSERT_FALSE(a0.empty());
+  const std::string a1 =
+      Serve(s1, model, "--layers 2-2 -t 1 --token tok --peer " + a0, t / "s1.log");
+  const std::string a1b =
+      Serve(s1b, model, "--layers 2-2 -t 1 --token tok --peer " + a0, t / "s1b.log");
+  ASSERT_FALSE(a1.empty() || a1b.empty());
+  net::ChainOptions co;
+  co.address = a0;
+  co.token = "tok";
+  co.deadline_s = 3;
+  ASSERT_TRUE(WaitUntil(30, [&] {
+    auto l = net::ListStages(a0, "", "tok");
+    return l.ok() && l->size() == 3;
+  }));
+  std::vector<std::string> notes;
+  std::mutex notes_mu;
+  co.log = [&](const std::string& m) {
+    std::lock_guard<std::mutex> l(notes_mu);
+    notes.push_back(m);
+  };
+  auto chain = net::SwarmChain::Connect(co);
+  ASSERT_TRUE(chain.ok()) << chain.status().ToString();
+  const std::vector<net::SwarmChain::Hop> route = (*chain)->Route();
+  ASSERT_EQ(route.size(), 2u);
+  Process* used = route[1].address == a1 ? s1.get() : s1b.get();
+  std::atomic<bool> done{false};
+  Status result;
+  std::vector<int32_t> got;
+  std::thread gen([&] {
+    result = Greedy(**chain, prompt, kTokens, &got, [&](int i) {
+      if (i == kTokens / 3) used->Kill(SIGSTOP);  // mid-generation, between two pushes
+    });
+    done = true;
+  });
+  // Within the deadline and a rebuild (no hang): the generation finishes on the replica.
+  const bool finished = WaitUntil(60, [&] { return done.load(); });
+  used->Kill(SIGKILL);
+  gen.join();
+  ASSERT_TRUE(finished);
+  ASSERT_TRUE(result.ok()) << result.ToString();
+  EXPECT_EQ(got, want);
+  std::lock_guard<std::mutex> l(notes_mu);
+  std::string all;
+  for (const std::string& n : notes) all += n + "\n";
+  EXPECT_NE(all.find("stage 2-2 at " + route[1].address + " failed (DEADLINE_EXCEEDED"),
+            std::string::npos)
+      << all;
+  EXPECT_EQ((*chain)->Route()[1].address, route[1].address == a1 ? a1b : a1);
+}
+
 TEST_F(Pipeline, AKilledStageWithoutAReplicaNamesTheMissingLayers) {
   TempDir t;
   const std::string model = SlowModel(t);
@@ -743,6 +828,39 @@ TEST_F(Pipeline, SessionsRunTogetherGetWhatEachGetsAlone) {
       });
     for (auto& th : threads) th.join();
     for (int s = 0; s < kSeqs; ++s) EXPECT_TRUE(together[s] == alone[s]) << addr << " seq " << s;
+    // A push goes only to a stage that serves the next layers of the same model.
+    if (addr != first) continue;
+    for (const std::string& id : ids2) {  // room for one more session
+      pb::CloseSessionRequest close;
+      close.set_session_id(id);
+      pb::CloseSessionReply cr;
+      ASSERT_TRUE(stub->CloseSession(ctx().get(), close, &cr).ok());
+    }
+    pb::OpenSessionRequest oreq;
+    pb::OpenSessionReply orep;
+    grpc::ClientContext oc;
+    ASSERT_TRUE(stub->OpenSession(&oc, oreq, &orep).ok());
+    auto push = [&](const std::string& to, int sessions, bool to_await) {
+      pb::ForwardRequest f;
+      f.set_session_id(orep.session_id());
+      f.set_n(1);
+      f.add_tokens(5);
+      f.set_to_await(to_await);
+      pb::Hop* h = f.add_route();
+      h->set_address(to);
+      for (int i = 0; i < sessions; ++i) h->add_session_ids("x");
+      grpc::ClientContext c;
+      c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+      pb::ForwardReply rep;
+      return stub->Forward(&c, f, &rep);
+    };
+    EXPECT_EQ(push("127.0.0.1:1", 1, false).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+    const grpc::Status not_next = push(whole, 1, false);  // a stage, but of layers 0-3
+    EXPECT_EQ(not_next.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+    EXPECT_NE(not_next.error_message().find("does not serve layers from 2"), std::string::npos)
+        << not_next.error_message();
+    EXPECT_EQ(push(whole, 2, false).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(push(whole, 1, true).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   }
 }
 

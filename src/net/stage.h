@@ -14,6 +14,8 @@
 namespace ggswarm::net {
 
 constexpr const char* kTokenHeader = "x-ggswarm-token";
+// Trailing metadata of a pushed call that failed: the first stage along the route that did.
+constexpr const char* kFailedAtHeader = "x-ggswarm-failed-at";
 constexpr unsigned kStageProtocolVersion = 1;
 
 struct StageOptions {

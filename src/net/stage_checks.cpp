@@ -49,10 +49,13 @@ grpc::Status CheckForwardMany(const pb::ForwardManyRequest& req, const pb::Serve
                std::to_string(max_items) + " (this stage's sessions)");
   int64_t total = 0;
   std::set<std::string> sessions;
+  if (grpc::Status st = CheckRoute(req.items(0), req.items_size(), self); !st.ok()) return st;
   for (int i = 0; i < req.items_size(); ++i) {
     const pb::ForwardRequest& f = req.items(i);
     if (grpc::Status st = CheckForwardShape(f, self, max_batch); !st.ok())
       return Bad("item " + std::to_string(i) + ": " + st.error_message());
+    if (i > 0 && (f.route_size() > 0 || f.to_await() != req.items(0).to_await()))
+      return Bad("item " + std::to_string(i) + ": only the first item carries the route");
     if (!sessions.insert(f.session_id()).second)
       return Bad("item " + std::to_string(i) + ": session " + f.session_id().substr(0, 64) +
                  " comes twice");
@@ -61,6 +64,21 @@ grpc::Status CheckForwardMany(const pb::ForwardManyRequest& req, const pb::Serve
   if (total > max_batch)
     return Bad(std::to_string(total) + " positions in all: a ForwardMany carries at most " +
                std::to_string(max_batch));
+  return grpc::Status::OK;
+}
+
+grpc::Status CheckRoute(const pb::ForwardRequest& first, int items, const pb::ServedRange& self) {
+  if (first.route_size() > 64) return Bad("a route of more than 64 stages");
+  for (const pb::Hop& h : first.route()) {
+    if (h.address().empty() || h.address().size() > 256)
+      return Bad("a route's stage has no address, or one over 256 bytes");
+    if (h.session_ids_size() != items)
+      return Bad("a route's stage names " + std::to_string(h.session_ids_size()) +
+                 " sessions for " + std::to_string(items) + " items");
+  }
+  if (first.to_await() && (!self.has_head() || first.route_size() > 0))
+    return Bad("only the last stage keeps replies for Await");
+  if (!first.route().empty() && self.has_head()) return Bad("the last stage has no stage to push to");
   return grpc::Status::OK;
 }
 

@@ -19,6 +19,11 @@ grpc::Status CheckForwardShape(const stage::v1::ForwardRequest& req,
 // most max_batch positions in all.
 grpc::Status CheckForwardMany(const stage::v1::ForwardManyRequest& req,
                               const stage::v1::ServedRange& self, int max_batch, int max_items);
+// A push route (ForwardRequest.route) for a call of `items` items: at most 64 hops, each with
+// an address and one session per item; only the first item of a call carries one; to_await
+// only on a stage with the head and without a route.
+grpc::Status CheckRoute(const stage::v1::ForwardRequest& first, int items,
+                        const stage::v1::ServedRange& self);
 // Its place in a session that holds `n_past` of `n_ctx` positions.
 grpc::Status CheckForwardPosition(const stage::v1::ForwardRequest& req, int64_t n_past,
                                   int64_t n_ctx);

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <climits>
+#include <condition_variable>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -329,6 +330,96 @@ struct SwarmChain::Impl {
     return std::max(1, m);
   }
 
+  // One call's worth of items [at, end) pushed along the chain: the first stage gets the
+  // tokens with the route of the others, and the last stage's replies come back to an Await
+  // sent beside it. On failure, `*failed` is the stage that failed (the first stage names
+  // a later one in its trailing metadata).
+  grpc::Status PushStep(std::span<const ChainItem> items, std::span<const int> positions,
+                        size_t at, size_t end, std::vector<std::string>* out, size_t* failed) {
+    // What the two calls' callbacks write; it lives as long as either call does.
+    struct Calls {
+      std::mutex mu;
+      std::condition_variable cv;
+      grpc::ClientContext fctx, actx;
+      pb::ForwardRequest one;
+      pb::ForwardReply one_rep;
+      pb::ForwardManyRequest many;
+      pb::ForwardManyReply many_rep;
+      pb::AwaitRequest await;
+      pb::ForwardManyReply await_rep;
+      std::optional<grpc::Status> forwarded, awaited;
+    };
+    auto c = std::make_shared<Calls>();
+    Prepare(&c->fctx, o.deadline_s);
+    Prepare(&c->actx, o.deadline_s + 1);  // the push's own failure comes first
+    const Link& first = chain.front();
+    const Link& last = chain.back();
+    for (size_t j = at; j < end; ++j) {
+      pb::ForwardRequest* f = c->many.add_items();
+      f->set_session_id(first.sessions[items[j].seq]);
+      f->set_position(static_cast<uint32_t>(positions[j]));
+      f->set_n(static_cast<uint32_t>(items[j].tokens.size()));
+      *f->mutable_tokens() = {items[j].tokens.begin(), items[j].tokens.end()};
+      f->set_reply_format(o.f16_hidden ? pb::F16 : pb::F32);
+      c->await.add_session_ids(last.sessions[items[j].seq]);
+      c->await.add_positions(static_cast<uint32_t>(positions[j]));
+    }
+    pb::ForwardRequest* head = c->many.mutable_items(0);
+    for (size_t i = 1; i < chain.size(); ++i) {
+      pb::Hop* h = head->add_route();
+      h->set_address(chain[i].range.address());
+      for (size_t j = at; j < end; ++j) h->add_session_ids(chain[i].sessions[items[j].seq]);
+    }
+    auto done = [c](std::optional<grpc::Status>* slot) {
+      return [c, slot](grpc::Status st) {
+        std::lock_guard<std::mutex> l(c->mu);
+        *slot = st;
+        c->cv.notify_all();
+      };
+    };
+    last.stub->async()->Await(&c->actx, &c->await, &c->await_rep, done(&c->awaited));
+    if (end - at == 1) {
+      c->one = std::move(*c->many.mutable_items(0));
+      first.stub->async()->Forward(&c->fctx, &c->one, &c->one_rep, done(&c->forwarded));
+    } else {
+      first.stub->async()->ForwardMany(&c->fctx, &c->many, &c->many_rep, done(&c->forwarded));
+    }
+    // Done when the replies are in; failed when the push fails (or the Await does, and then
+    // the push's outcome names the stage).
+    std::unique_lock<std::mutex> l(c->mu);
+    c->cv.wait(l, [&] {
+      return (c->awaited && c->awaited->ok()) || (c->forwarded && !c->forwarded->ok()) ||
+             (c->awaited && c->forwarded);
+    });
+    if (c->awaited && c->awaited->ok()) {
+      if (c->await_rep.items_size() != static_cast<int>(end - at)) {
+        *failed = chain.size() - 1;
+        return grpc::Status(grpc::StatusCode::DATA_LOSS, "answered the wrong number of items");
+      }
+      for (size_t j = at; j < end; ++j) {
+        std::string* lg = c->await_rep.mutable_items(static_cast<int>(j - at))->mutable_logits();
+        if (lg->size() != static_cast<size_t>(n_vocab) * 4) {
+          *failed = chain.size() - 1;
+          return grpc::Status(grpc::StatusCode::DATA_LOSS, "sent logits of the wrong size");
+        }
+        (*out)[j] = std::move(*lg);
+      }
+      return grpc::Status::OK;  // the first stage's answer comes later, and says nothing new
+    }
+    c->actx.TryCancel();
+    if (c->forwarded && !c->forwarded->ok()) {
+      *failed = 0;
+      const auto& trailing = c->fctx.GetServerTrailingMetadata();
+      if (auto t = trailing.find(kFailedAtHeader); t != trailing.end())
+        for (size_t i = 0; i < chain.size(); ++i)
+          if (chain[i].range.address() == std::string(t->second.data(), t->second.size()))
+            *failed = i;
+      return *c->forwarded;
+    }
+    *failed = chain.size() - 1;  // the push went through, the last stage did not answer
+    return *c->awaited;
+  }
+
   // One step through the whole chain: item j at position positions[j] of its sequence; the
   // logits of the items that want them into `logits` (when not null). Each stage gets the
   // items in calls of at most MaxBatch() positions. On failure, `*failed` is the stage.
@@ -338,7 +429,16 @@ struct SwarmChain::Impl {
     std::vector<pb::HiddenFormat> format(items.size(), pb::F32);
     std::vector<std::string> out(items.size());  // the last stage's logits
     const size_t max_batch = static_cast<size_t>(MaxBatch());
-    for (size_t i = 0; i < chain.size(); ++i) {
+    const bool push = o.push && chain.size() > 1;
+    for (size_t at = 0; push && at < items.size();) {
+      size_t end = at, count = 0;
+      while (end < items.size() && (end == at || count + items[end].tokens.size() <= max_batch))
+        count += items[end++].tokens.size();
+      if (grpc::Status st = PushStep(items, positions, at, end, &out, failed); !st.ok())
+        return st;
+      at = end;
+    }
+    for (size_t i = 0; !push && i < chain.size(); ++i) {
       Link& l = chain[i];
       const bool last = i + 1 == chain.size();
       for (size_t at = 0; at < items.size();) {

@@ -28,6 +28,9 @@ struct ChainOptions {
   bool f16_hidden = false;  // send hidden states as f16 (half the bytes; not bit-exact)
   int max_recoveries = 8;   // chain rebuilds before giving up
   int n_seq = 1;            // sequences, each with its own session on every stage
+  // Stage-to-stage push: each stage sends its output to the next itself and the last one's
+  // logits come to the client (Await), rather than every hop going through the client.
+  bool push = true;
   StageLogFn log;           // notes on the chain and its recoveries
 };
 

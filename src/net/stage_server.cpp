@@ -43,6 +43,9 @@ struct Session {
   Clock::time_point last_used;
   bool used = false;  // a Forward has succeeded
   std::mutex mu;      // one Forward at a time per session
+  // The last stage's replies to pushed steps, by position, until the client's Await takes
+  // them (under Impl::mu; a few at most).
+  std::map<uint32_t, pb::ForwardReply> mail;
   std::function<void(int)> release;
   ~Session() {
     if (release) release(slot);
@@ -91,7 +94,11 @@ struct StageServer::Impl final : public pb::Stage::Service {
   std::atomic<int64_t> compute_ns{0};  // spent in batches, in all
   std::atomic<float> busy{0};          // of the last sampling period
 
-  std::mutex mu;  // sessions and registry
+  std::condition_variable mail_cv;  // a reply arrived in a session's mail (with mu)
+  std::mutex stubs_mu;              // the stages pushed to, by address
+  std::map<std::string, std::shared_ptr<pb::Stage::Stub>> stubs;
+
+  std::mutex mu;  // sessions, their mail, and registry
   std::map<std::string, std::shared_ptr<Session>> sessions;
   uint64_t kv_bytes = 0;                                                          // of all sessions
   std::map<std::string, std::pair<pb::ServedRange, Clock::time_point>> registry;  // by address
@@ -279,6 +286,8 @@ struct StageServer::Impl final : public pb::Stage::Service {
     if (!s) return NoSession(req->session_id());
     // Everything about the message is checked before anything is allocated.
     if (auto st = CheckForwardShape(*req, self, o.max_batch); !st.ok()) return st;
+    if (auto st = CheckRoute(*req, 1, self); !st.ok()) return st;
+    if (auto st = CheckNextStage(ctx, *req); !st.ok()) return st;
     std::lock_guard<std::mutex> session_lock(s->mu);
     if (auto st = CheckForwardPosition(*req, layers->n_past(s->slot), layers->n_ctx(s->slot));
         !st.ok())
@@ -286,13 +295,15 @@ struct StageServer::Impl final : public pb::Stage::Service {
     Job job;
     job.items.push_back({s.get(), req, rep});
     job.tokens = static_cast<int>(req->n());
-    return Run(ctx, &job);
+    if (auto st = Run(ctx, &job); !st.ok()) return st;
+    return Deliver(ctx, *req, job);
   }
 
   grpc::Status ForwardMany(ServerContext* ctx, const pb::ForwardManyRequest* req,
                            pb::ForwardManyReply* rep) override {
     if (auto st = Authorize(ctx); !st.ok()) return st;
     if (auto st = CheckForwardMany(*req, self, o.max_batch, o.max_sessions); !st.ok()) return st;
+    if (auto st = CheckNextStage(ctx, req->items(0)); !st.ok()) return st;
     std::vector<std::shared_ptr<Session>> held;
     for (const pb::ForwardRequest& f : req->items()) {
       held.push_back(Find(f.session_id()));
@@ -315,7 +326,148 @@ struct StageServer::Impl final : public pb::Stage::Service {
       job.items.push_back({h, &f, rep->add_items()});
       job.tokens += static_cast<int>(f.n());
     }
-    return Run(ctx, &job);
+    if (auto st = Run(ctx, &job); !st.ok()) return st;
+    return Deliver(ctx, req->items(0), job);
+  }
+
+  // A route's next stage must serve the layers after this stage's own, of the same model:
+  // a stage pushes only to stages. One it has not heard of yet (announcements take a few
+  // seconds to go round) is asked with Hello, and remembered.
+  grpc::Status CheckNextStage(ServerContext* ctx, const pb::ForwardRequest& first) {
+    if (first.route().empty()) return grpc::Status::OK;
+    const std::string& a = first.route(0).address();
+    auto follows = [&](const pb::ServedRange& r) {
+      return r.model_id() == self.model_id() && r.first_layer() == self.end_layer() &&
+             r.address() == a;
+    };
+    {
+      std::lock_guard<std::mutex> l(mu);
+      auto it = registry.find(a);
+      if (it != registry.end() && follows(it->second.first)) return grpc::Status::OK;
+    }
+    grpc::ClientContext c;
+    c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    const auto& md = ctx->client_metadata();
+    if (auto t = md.find(kTokenHeader); t != md.end())
+      c.AddMetadata(kTokenHeader, std::string(t->second.data(), t->second.size()));
+    pb::HelloRequest hello;
+    hello.set_version(kStageProtocolVersion);
+    pb::HelloReply rep;
+    if (StubFor(a)->Hello(&c, hello, &rep).ok() && follows(rep.served())) {
+      Remember(rep.served());
+      return grpc::Status::OK;
+    }
+    return Error(StatusCode::FAILED_PRECONDITION,
+                 "the route's next stage " + a.substr(0, 64) + " does not serve layers from " +
+                     std::to_string(self.end_layer()) + " of this stage's model");
+  }
+
+  // After a step: a pushed call goes on to the next stage; the last stage of a pushed call
+  // keeps its replies for the client's Await and answers with the positions only.
+  grpc::Status Deliver(ServerContext* ctx, const pb::ForwardRequest& first, Job& job) {
+    if (first.to_await()) {
+      {
+        std::lock_guard<std::mutex> l(mu);
+        for (const Job::Item& it : job.items) {
+          auto& box = it.s->mail;
+          box[it.req->position()] = std::move(*it.rep);
+          while (box.size() > 4) box.erase(box.begin());  // replies nobody awaited
+          it.rep->Clear();
+          it.rep->set_n(it.req->n());
+        }
+      }
+      mail_cv.notify_all();
+      return grpc::Status::OK;
+    }
+    if (first.route().empty()) return grpc::Status::OK;
+    const pb::Hop& next = first.route(0);
+    std::vector<pb::ForwardRequest> reqs(job.items.size());
+    for (size_t i = 0; i < job.items.size(); ++i) {
+      const Job::Item& it = job.items[i];
+      pb::ForwardRequest& f = reqs[i];
+      f.set_session_id(next.session_ids(static_cast<int>(i)));
+      f.set_position(it.req->position());
+      f.set_n(it.req->n());
+      f.set_hidden(std::move(*it.rep->mutable_hidden()));
+      f.set_format(it.rep->format());
+      f.set_reply_format(it.req->reply_format());
+      f.set_all_logits(it.req->all_logits());
+      it.rep->clear_hidden();
+    }
+    for (int h = 1; h < first.route_size(); ++h) *reqs[0].add_route() = first.route(h);
+    for (pb::ForwardRequest& f : reqs) f.set_to_await(first.route_size() == 1);
+    // A little less time than the caller gave, so that a stage that stops answering is
+    // named by this one before the caller's own deadline runs out.
+    grpc::ClientContext c;
+    const auto now = std::chrono::system_clock::now();
+    const auto left = std::min<std::chrono::system_clock::duration>(ctx->deadline() - now,
+                                                                     std::chrono::minutes(10));
+    c.set_deadline(now + left * 9 / 10);
+    const auto& md = ctx->client_metadata();
+    if (auto t = md.find(kTokenHeader); t != md.end())
+      c.AddMetadata(kTokenHeader, std::string(t->second.data(), t->second.size()));
+    auto stub = StubFor(next.address());
+    grpc::Status st;
+    if (reqs.size() == 1) {
+      pb::ForwardReply r;
+      st = stub->Forward(&c, reqs[0], &r);
+    } else {
+      pb::ForwardManyRequest m;
+      for (pb::ForwardRequest& r : reqs) *m.add_items() = std::move(r);
+      pb::ForwardManyReply r;
+      st = stub->ForwardMany(&c, m, &r);
+    }
+    if (st.ok()) return grpc::Status::OK;
+    std::string failed_at = next.address();
+    const auto& trailing = c.GetServerTrailingMetadata();
+    if (auto t = trailing.find(kFailedAtHeader); t != trailing.end())
+      failed_at = std::string(t->second.data(), t->second.size());
+    ctx->AddTrailingMetadata(kFailedAtHeader, failed_at);
+    return Error(st.error_code(),
+                 "pushing to the stage at " + next.address() + ": " + st.error_message());
+  }
+
+  std::shared_ptr<pb::Stage::Stub> StubFor(const std::string& address) {
+    std::lock_guard<std::mutex> l(stubs_mu);
+    auto& s = stubs[address];
+    if (!s) {
+      grpc::ChannelArguments args;
+      args.SetMaxReceiveMessageSize(INT32_MAX);
+      args.SetMaxSendMessageSize(INT32_MAX);
+      s = pb::Stage::NewStub(
+          grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+    }
+    return s;
+  }
+
+  grpc::Status Await(ServerContext* ctx, const pb::AwaitRequest* req,
+                     pb::ForwardManyReply* rep) override {
+    if (auto st = Authorize(ctx); !st.ok()) return st;
+    const int n = req->session_ids_size();
+    if (n < 1 || n > o.max_sessions || req->positions_size() != n)
+      return Error(StatusCode::INVALID_ARGUMENT,
+                   "an Await names 1 to " + std::to_string(o.max_sessions) +
+                       " sessions, each with a position");
+    std::vector<std::shared_ptr<Session>> held;
+    for (const std::string& id : req->session_ids()) {
+      held.push_back(Find(id));
+      if (!held.back()) return NoSession(id);
+    }
+    const auto deadline = ctx->deadline();
+    std::unique_lock<std::mutex> l(mu);
+    for (int i = 0; i < n; ++i) {
+      auto& box = held[i]->mail;
+      const uint32_t pos = req->positions(i);
+      while (!box.count(pos)) {
+        if (ctx->IsCancelled() || stopping) return Error(StatusCode::CANCELLED, "cancelled");
+        if (std::chrono::system_clock::now() >= deadline)
+          return Error(StatusCode::DEADLINE_EXCEEDED, "no reply arrived in time");
+        mail_cv.wait_for(l, std::chrono::milliseconds(50));
+      }
+      *rep->add_items() = std::move(box[pos]);
+      box.erase(pos);
+    }
+    return grpc::Status::OK;
   }
 
   // Hands the job to the compute thread and waits until it is done.
