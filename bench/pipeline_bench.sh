@@ -11,7 +11,8 @@
 #     against `ggswarm server` on the local model (2 threads), 16 slots, under 1, 4, 8 and 16
 #     concurrent streaming clients (bench_serve: aggregate tokens/s, time per output token
 #     p50/p99), and the chain again with 20 ms of round trip on every call to a stage
-#     (bench/delay_proxy.mjs in front of each stage: the kernel here has no tc netem).
+#     (bench/delay_proxy.mjs in front of each stage: the kernel here has no tc netem); each
+#     chain with stages pushing to each other (the default) and with --no-push.
 #   bench/pipeline_bench.sh [--quick]     MODEL=path.gguf, WORK=dir, OUT=dir
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -117,6 +118,10 @@ kill $ls_pid; wait $ls_pid 2>/dev/null || true
 wait_http 18392
 serving "2 stages x 1 thread, 2 lanes" 18392
 kill $cs_pid; wait $cs_pid 2>/dev/null || true
+"$G" server "swarm://$a/" --port 18399 --parallel 16 --ctx 512 --chat-template chatml --no-push >"$WORK/chain-server-np.log" 2>&1 & cs_pid=$!; pids+=($cs_pid)
+wait_http 18399
+serving "same, --no-push" 18399
+kill $cs_pid; wait $cs_pid 2>/dev/null || true
 # The same chain with 20 ms of round trip on every call: each stage behind a proxy that holds
 # each chunk 10 ms each way (bench/delay_proxy.mjs; this machine's kernel has no tc netem),
 # and advertised at the proxy's address, so that every call the server makes crosses it.
@@ -131,6 +136,9 @@ sleep 3
 "$G" server "swarm://127.0.0.1:18396/" --port 18393 --parallel 16 --ctx 512 --chat-template chatml >"$WORK/delay-server.log" 2>&1 & pids+=($!)
 wait_http 18393
 serving "same, 20 ms round trip" 18393
+"$G" server "swarm://127.0.0.1:18396/" --port 18398 --parallel 16 --ctx 512 --chat-template chatml --no-push >"$WORK/delay-server-np.log" 2>&1 & pids+=($!)
+wait_http 18398
+serving "same, 20 ms, --no-push" 18398
 
 # Recovery: a replica of the second range; kill whichever the chain uses mid-generation.
 "$G" serve "$ih" --fetch-from "$bt" --cache "$WORK/cache-b" --layers $layers_b -t 1 --peer "$a" >"$WORK/b2.log" 2>&1 & pid_b2=$!; pids+=($pid_b2)

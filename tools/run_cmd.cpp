@@ -29,6 +29,7 @@ struct RunArgs {
   bool seed_set = false, ignore_eos = false, json = false, chat = false, force = false;
   std::string token;  // swarm:// stages' --token
   bool hidden_f16 = false;
+  bool no_push = false;
 };
 
 int RunTokenize(const std::string& path, const std::string& text, bool json, bool no_special) {
@@ -87,6 +88,7 @@ StatusOr<api::OpenedModel> OpenModel(const RunArgs& a) {
   o.n_ctx = a.ctx;
   o.token = a.token;
   o.f16_hidden = a.hidden_f16;
+  o.push = !a.no_push;
   o.log = [](const std::string& s) { std::fprintf(stderr, "swarm: %s\n", s.c_str()); };
   return api::OpenModel(a.model, o);
 }
@@ -248,6 +250,8 @@ void AddInferenceCommands(CLI::App& app, int& rc) {
   run->add_option("--token", a->token, "The stages' --token (swarm:// models)");
   run->add_flag("--hidden-f16", a->hidden_f16,
                 "swarm://: send hidden states between stages as f16 (half the bytes)");
+  run->add_flag("--no-push", a->no_push,
+                "swarm://: every hop through this client (stages do not push to each other)");
   run->add_option("-p,--prompt", a->prompt, "Prompt")->required();
   run->add_option("-n,--n-predict", a->n, "Tokens to generate (default 128; -1: until the end)")
       ->check(Within(runtime::kMaxTokens));

@@ -52,6 +52,7 @@ net::ChainOptions ChainOptionsFor(const OpenOptions& o) {
   co.token = o.token;
   co.n_ctx = o.n_ctx;
   co.f16_hidden = o.f16_hidden;
+  co.push = o.push;
   co.log = o.log;
   return co;
 }

@@ -21,6 +21,7 @@ struct OpenOptions {
   int n_ctx = 0;                                // 0: the model's, at most 4096
   std::string token;                            // swarm: the stages' --token
   bool f16_hidden = false;                      // swarm: hidden states as f16 between stages
+  bool push = true;                             // swarm: stages push to each other
   std::function<void(const std::string&)> log;  // swarm: notes on the chain
 };
 
