@@ -95,6 +95,8 @@ struct StageServer::Impl final : public pb::Stage::Service {
   std::atomic<float> busy{0};          // of the last sampling period
 
   std::condition_variable mail_cv;  // a reply arrived in a session's mail (with mu)
+  std::mutex ask_mu;                // a route's unknown next stage: peers asked now
+  Clock::time_point last_asked;
   std::mutex stubs_mu;              // the stages pushed to, by address
   std::map<std::string, std::shared_ptr<pb::Stage::Stub>> stubs;
 
@@ -287,7 +289,7 @@ struct StageServer::Impl final : public pb::Stage::Service {
     // Everything about the message is checked before anything is allocated.
     if (auto st = CheckForwardShape(*req, self, o.max_batch); !st.ok()) return st;
     if (auto st = CheckRoute(*req, 1, self); !st.ok()) return st;
-    if (auto st = CheckNextStage(ctx, *req); !st.ok()) return st;
+    if (auto st = CheckNextStage(*req); !st.ok()) return st;
     std::lock_guard<std::mutex> session_lock(s->mu);
     if (auto st = CheckForwardPosition(*req, layers->n_past(s->slot), layers->n_ctx(s->slot));
         !st.ok())
@@ -303,7 +305,7 @@ struct StageServer::Impl final : public pb::Stage::Service {
                            pb::ForwardManyReply* rep) override {
     if (auto st = Authorize(ctx); !st.ok()) return st;
     if (auto st = CheckForwardMany(*req, self, o.max_batch, o.max_sessions); !st.ok()) return st;
-    if (auto st = CheckNextStage(ctx, req->items(0)); !st.ok()) return st;
+    if (auto st = CheckNextStage(req->items(0)); !st.ok()) return st;
     std::vector<std::shared_ptr<Session>> held;
     for (const pb::ForwardRequest& f : req->items()) {
       held.push_back(Find(f.session_id()));
@@ -330,36 +332,32 @@ struct StageServer::Impl final : public pb::Stage::Service {
     return Deliver(ctx, req->items(0), job);
   }
 
-  // A route's next stage must serve the layers after this stage's own, of the same model:
-  // a stage pushes only to stages. One it has not heard of yet (announcements take a few
-  // seconds to go round) is asked with Hello, and remembered.
-  grpc::Status CheckNextStage(ServerContext* ctx, const pb::ForwardRequest& first) {
+  // A route's next stage must serve the layers after this stage's own, of the same model,
+  // as this stage has heard from its peers: a stage pushes only to stages, and a client
+  // cannot make it contact any other address. One it has not heard of yet (announcements
+  // take a few seconds to go round) makes it ask its peers now, at most once a second.
+  grpc::Status CheckNextStage(const pb::ForwardRequest& first) {
     if (first.route().empty()) return grpc::Status::OK;
     const std::string& a = first.route(0).address();
-    auto follows = [&](const pb::ServedRange& r) {
-      return r.model_id() == self.model_id() && r.first_layer() == self.end_layer() &&
-             r.address() == a;
-    };
-    {
+    auto known = [&] {
       std::lock_guard<std::mutex> l(mu);
       auto it = registry.find(a);
-      if (it != registry.end() && follows(it->second.first)) return grpc::Status::OK;
+      return it != registry.end() && it->second.first.model_id() == self.model_id() &&
+             it->second.first.first_layer() == self.end_layer();
+    };
+    if (known()) return grpc::Status::OK;
+    {
+      std::lock_guard<std::mutex> l(ask_mu);
+      if (Clock::now() - last_asked > std::chrono::seconds(1)) {
+        AnnounceToPeers();
+        last_asked = Clock::now();
+      }
     }
-    grpc::ClientContext c;
-    c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
-    const auto& md = ctx->client_metadata();
-    if (auto t = md.find(kTokenHeader); t != md.end())
-      c.AddMetadata(kTokenHeader, std::string(t->second.data(), t->second.size()));
-    pb::HelloRequest hello;
-    hello.set_version(kStageProtocolVersion);
-    pb::HelloReply rep;
-    if (StubFor(a)->Hello(&c, hello, &rep).ok() && follows(rep.served())) {
-      Remember(rep.served());
-      return grpc::Status::OK;
-    }
+    if (known()) return grpc::Status::OK;
     return Error(StatusCode::FAILED_PRECONDITION,
-                 "the route's next stage " + a.substr(0, 64) + " does not serve layers from " +
-                     std::to_string(self.end_layer()) + " of this stage's model");
+                 "the route's next stage " + a.substr(0, 64) +
+                     " is not one this stage knows to serve layers from " +
+                     std::to_string(self.end_layer()) + " of its model");
   }
 
   // After a step: a pushed call goes on to the next stage; the last stage of a pushed call
