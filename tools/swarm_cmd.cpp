@@ -166,17 +166,19 @@ int RunStages(const std::string& uri, const std::string& token) {
   if (!stages.ok()) return Fail(stages.status().ToString());
   if (stages->empty())
     return Fail(address + " knows of no stage" + (model.empty() ? "" : " of " + model));
-  std::printf("%-18s %-20s %-9s %-22s %-8s %s\n", "model", "name", "layers", "address", "sessions",
-              "answers");
+  std::printf("%-18s %-20s %-9s %-22s %-9s %-5s %s\n", "model", "name", "layers", "address",
+              "free/max", "busy", "answers");
   for (const auto& s : *stages) {
     const std::string layers =
         std::to_string(s.first_layer) + "-" + std::to_string(s.end_layer - 1);
-    char answers[32];
+    char answers[32], sessions[32], busy[16];
     std::snprintf(answers, sizeof answers, "%.1f ms", s.rtt_ms);
-    std::printf("%-18s %-20s %-9s %-22s %-8d %s%s%s\n", s.model_id.substr(0, 16).c_str(),
-                s.model_name.c_str(), layers.c_str(), s.address.c_str(), s.sessions_free,
-                s.answers ? answers : "no", s.has_embedding ? " +embedding" : "",
-                s.has_head ? " +head" : "");
+    std::snprintf(sessions, sizeof sessions, "%d/%d", s.sessions_free, s.max_sessions);
+    std::snprintf(busy, sizeof busy, "%.0f%%", 100 * s.busy);
+    std::printf("%-18s %-20s %-9s %-22s %-9s %-5s %s%s%s\n", s.model_id.substr(0, 16).c_str(),
+                s.model_name.c_str(), layers.c_str(), s.address.c_str(), s.answers ? sessions : "-",
+                s.answers ? busy : "-", s.answers ? answers : "no",
+                s.has_embedding ? " +embedding" : "", s.has_head ? " +head" : "");
   }
   return 0;
 }

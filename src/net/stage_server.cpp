@@ -97,7 +97,7 @@ struct StageServer::Impl final : public pb::Stage::Service {
   std::condition_variable mail_cv;  // a reply arrived in a session's mail (with mu)
   std::mutex ask_mu;                // a route's unknown next stage: peers asked now
   Clock::time_point last_asked;
-  std::mutex stubs_mu;              // the stages pushed to, by address
+  std::mutex stubs_mu;  // the stages pushed to, by address
   std::map<std::string, std::shared_ptr<pb::Stage::Stub>> stubs;
 
   std::mutex mu;  // sessions, their mail, and registry
@@ -399,7 +399,7 @@ struct StageServer::Impl final : public pb::Stage::Service {
     grpc::ClientContext c;
     const auto now = std::chrono::system_clock::now();
     const auto left = std::min<std::chrono::system_clock::duration>(ctx->deadline() - now,
-                                                                     std::chrono::minutes(10));
+                                                                    std::chrono::minutes(10));
     c.set_deadline(now + left * 9 / 10);
     const auto& md = ctx->client_metadata();
     if (auto t = md.find(kTokenHeader); t != md.end())
@@ -443,9 +443,9 @@ struct StageServer::Impl final : public pb::Stage::Service {
     if (auto st = Authorize(ctx); !st.ok()) return st;
     const int n = req->session_ids_size();
     if (n < 1 || n > o.max_sessions || req->positions_size() != n)
-      return Error(StatusCode::INVALID_ARGUMENT,
-                   "an Await names 1 to " + std::to_string(o.max_sessions) +
-                       " sessions, each with a position");
+      return Error(StatusCode::INVALID_ARGUMENT, "an Await names 1 to " +
+                                                     std::to_string(o.max_sessions) +
+                                                     " sessions, each with a position");
     std::vector<std::shared_ptr<Session>> held;
     for (const std::string& id : req->session_ids()) {
       held.push_back(Find(id));
