@@ -7,17 +7,18 @@
 # npm package node-llama-cpp ships (llama/gitRelease.bundle, installed by
 # ../shared/reference/llamacpp-ref) into $LLAMA_DIR (default /tmp/llama.cpp), outside the
 # repository.
-#   bench/serve_bench.sh [--no-llamacpp] [--no-mistral] [--tokens N] [--threads T]
+#   bench/serve_bench.sh [--no-llamacpp] [--no-mistral] [--no-tinyllama] [--tokens N] [--threads T]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-llamacpp=1 mistral=1 tokens=64 threads=2
+llamacpp=1 mistral=1 tinyllama=1 tokens=64 threads=2
 while [ $# -gt 0 ]; do
   case $1 in
     --no-llamacpp) llamacpp=0 ;;
     --no-mistral) mistral=0 ;;
+    --no-tinyllama) tinyllama=0 ;;
     --tokens) tokens=$2; shift ;;
     --threads) threads=$2; shift ;;
-    *) echo "usage: $0 [--no-llamacpp] [--no-mistral] [--tokens N] [--threads T]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--no-llamacpp] [--no-mistral] [--no-tinyllama] [--tokens N] [--threads T]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -37,7 +38,8 @@ if [ $llamacpp = 1 ] && [ ! -x "$llama/build/bin/llama-server" ]; then
   fi
 fi
 
-models=("tinyllama-1.1b Q8_0")
+models=()
+[ $tinyllama = 1 ] && models+=("tinyllama-1.1b Q8_0")
 [ $mistral = 1 ] && models+=("mistral-7b Q4_K_M")
 ctx=512
 wait_ready() {  # URL
