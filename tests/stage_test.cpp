@@ -591,6 +591,67 @@ TEST_F(Pipeline, AStageThatStopsAnsweringMidPushIsNamedWithinTheDeadline) {
   EXPECT_EQ((*chain)->Route()[1].address, route[1].address == a1 ? a1b : a1);
 }
 
+// TLS on every stage call (certificates made here with OpenSSL): stages with a certificate
+// from a CA serve, and push to each other, for a client that trusts that CA, with the
+// local text; a plain client, a client trusting another CA, and a stage whose certificate
+// has expired are refused, each with a message that says so.
+TEST_F(Pipeline, TlsStagesServeOnlyClientsThatTrustThem) {
+  TempDir t;
+  const std::string d = t.path();
+  const std::string make =
+      "cd " + d +
+      " && openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 30 "
+      "-subj /CN=test-ca"
+      " && openssl req -x509 -newkey rsa:2048 -nodes -keyout other.key -out other.pem -days 30 "
+      "-subj /CN=other-ca"
+      " && openssl req -newkey rsa:2048 -nodes -keyout stage.key -out stage.csr -subj /CN=127.0.0.1"
+      " && printf 'subjectAltName=IP:127.0.0.1\\n' > ext"
+      " && openssl x509 -req -in stage.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out "
+      "stage.pem -days 30 -extfile ext"
+      " && openssl x509 -req -in stage.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out "
+      "expired.pem -days -1 -extfile ext";
+  ASSERT_EQ(std::system((make + " >/dev/null 2>&1").c_str()), 0)
+      << "openssl could not make certificates";
+  const std::string tls =
+      " -t 1 --token tok --tls-key " + t / "stage.key" + " --tls-ca " + t / "ca.pem";
+  std::unique_ptr<Process> a, b, old;
+  const std::string first =
+      Serve(a, Tiny(), "--layers 0-1 --tls-cert " + t / "stage.pem" + tls, t / "a.log");
+  ASSERT_FALSE(first.empty());
+  ASSERT_FALSE(Serve(b, Tiny(),
+                     "--layers 2-3 --tls-cert " + t / "stage.pem" + tls + " --peer " + first,
+                     t / "b.log")
+                   .empty());
+  ASSERT_TRUE(WaitUntil(30, [&] {
+    auto l = net::ListStages(first, "", "tok", t / "ca.pem");
+    return l.ok() && l->size() == 2 && (*l)[0].answers && (*l)[1].answers;
+  }));
+  const std::string args = " -p 'over TLS' -n 24 --temp 0 --ignore-eos --token tok";
+  Result local = Ggswarm("run " + Tiny() + args, t);
+  ASSERT_EQ(local.code, 0) << local.err;
+  Result good = Ggswarm("run swarm://" + first + "/" + args + " --tls-ca " + t / "ca.pem", t);
+  ASSERT_EQ(good.code, 0) << good.err;
+  EXPECT_EQ(good.out, local.out);
+  Result plain = Ggswarm("run swarm://" + first + "/" + args, t);
+  EXPECT_EQ(plain.code, 1);
+  EXPECT_NE(plain.err.find("give its CA with --tls-ca"), std::string::npos) << plain.err;
+  EXPECT_NE(a->Log().find("closed a connection: TLS:"), std::string::npos) << a->Log();
+  Result other = Ggswarm("run swarm://" + first + "/" + args + " --tls-ca " + t / "other.pem", t);
+  EXPECT_EQ(other.code, 1);
+  EXPECT_NE(other.err.find("certificate verify failed"), std::string::npos) << other.err;
+  const std::string expired =
+      Serve(old, Tiny(), "--tls-cert " + t / "expired.pem" + tls, t / "old.log");
+  ASSERT_FALSE(expired.empty());
+  Result late = Ggswarm("run swarm://" + expired + "/" + args + " --tls-ca " + t / "ca.pem", t);
+  EXPECT_EQ(late.code, 1);
+  EXPECT_NE(late.err.find("certificate verify failed"), std::string::npos) << late.err;
+  Result no_key = Ggswarm("serve " + Tiny() + " --tls-cert " + t / "stage.pem", t);
+  EXPECT_EQ(no_key.code, 1);
+  EXPECT_NE(no_key.err.find("--tls-cert and --tls-key go together"), std::string::npos)
+      << no_key.err;
+  EXPECT_TRUE(a->running() && b->running());
+}
+
 TEST_F(Pipeline, AKilledStageWithoutAReplicaNamesTheMissingLayers) {
   TempDir t;
   const std::string model = SlowModel(t);

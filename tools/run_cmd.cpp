@@ -27,7 +27,8 @@ struct RunArgs {
   float temp = 0.8f, top_p = 0.95f, min_p = 0.05f, repeat_penalty = 1.1f;
   uint64_t seed = 0;
   bool seed_set = false, ignore_eos = false, json = false, chat = false, force = false;
-  std::string token;  // swarm:// stages' --token
+  std::string token;   // swarm:// stages' --token
+  std::string tls_ca;  // swarm:// stages' CA, for TLS
   bool hidden_f16 = false;
   bool no_push = false;
 };
@@ -87,6 +88,7 @@ StatusOr<api::OpenedModel> OpenModel(const RunArgs& a) {
   o.threads = a.threads;
   o.n_ctx = a.ctx;
   o.token = a.token;
+  o.tls_ca = a.tls_ca;
   o.f16_hidden = a.hidden_f16;
   o.push = !a.no_push;
   o.log = [](const std::string& s) { std::fprintf(stderr, "swarm: %s\n", s.c_str()); };
@@ -248,6 +250,7 @@ void AddInferenceCommands(CLI::App& app, int& rc) {
   run->add_option("model", a->model, "GGUF file, fragment directory or swarm://HOST:PORT/MODEL")
       ->required();
   run->add_option("--token", a->token, "The stages' --token (swarm:// models)");
+  run->add_option("--tls-ca", a->tls_ca, "The stages' CA certificate (PEM), when they use TLS");
   run->add_flag("--hidden-f16", a->hidden_f16,
                 "swarm://: send hidden states between stages as f16 (half the bytes)");
   run->add_flag("--no-push", a->no_push,
@@ -268,6 +271,7 @@ void AddInferenceCommands(CLI::App& app, int& rc) {
   chat->add_option("model", a->model, "GGUF file, fragment directory or swarm://HOST:PORT/MODEL")
       ->required();
   chat->add_option("--token", a->token, "The stages' --token (swarm:// models)");
+  chat->add_option("--tls-ca", a->tls_ca, "The stages' CA certificate (PEM), when they use TLS");
   chat->add_option("-n,--n-predict", a->n, "Longest reply in tokens (default 128; -1: no limit)")
       ->check(Within(runtime::kMaxTokens));
   AddSamplingFlags(chat, *a);

@@ -158,11 +158,11 @@ int RunServe(net::StageOptions so, const std::vector<std::string>& fetch_from,
   return 0;
 }
 
-int RunStages(const std::string& uri, const std::string& token) {
+int RunStages(const std::string& uri, const std::string& token, const std::string& tls_ca) {
   std::string address, model;
   if (!net::ParseSwarmUri(uri, &address, &model))
     return Fail("'" + uri + "': expected swarm://HOST:PORT[/MODEL]");
-  auto stages = net::ListStages(address, model, token);
+  auto stages = net::ListStages(address, model, token, tls_ca);
   if (!stages.ok()) return Fail(stages.status().ToString());
   if (stages->empty())
     return Fail(address + " knows of no stage" + (model.empty() ? "" : " of " + model));
@@ -189,7 +189,7 @@ namespace {
 
 // What the swarm commands parse into.
 struct SwarmArgs {
-  std::string stages_uri, stages_token;
+  std::string stages_uri, stages_token, stages_tls_ca;
   net::StageOptions so;
   std::string serve_layers;
   std::vector<std::string> fetch_from;
@@ -217,7 +217,9 @@ void AddSwarmCommands(CLI::App& app, int& rc) {
   auto* stages = app.add_subcommand("stages", "List the stages a swarm peer knows of");
   stages->add_option("swarm", a->stages_uri, "swarm://HOST:PORT[/MODEL]")->required();
   stages->add_option("--token", a->stages_token, "The stages' --token");
-  stages->callback([a, &rc] { rc = RunStages(a->stages_uri, a->stages_token); });
+  stages->add_option("--tls-ca", a->stages_tls_ca,
+                     "The stages' CA certificate (PEM), when they use TLS");
+  stages->callback([a, &rc] { rc = RunStages(a->stages_uri, a->stages_token, a->stages_tls_ca); });
 
   auto* serve = app.add_subcommand(
       "serve", "Serve a range of a model's layers to swarm:// clients (pipelined inference)");
@@ -235,6 +237,12 @@ void AddSwarmCommands(CLI::App& app, int& rc) {
   serve->add_option("--advertise", a->so.advertise, "Address to tell others (default: --listen's)");
   serve->add_option("--peer", a->so.peers, "Another stage to announce to, HOST:PORT (repeatable)");
   serve->add_option("--token", a->so.token, "Refuse calls that do not carry this secret");
+  serve->add_option(
+      "--tls-cert", a->so.tls_cert,
+      "TLS: this stage's certificate chain (PEM); with --tls-key, only TLS is spoken");
+  serve->add_option("--tls-key", a->so.tls_key, "TLS: this stage's private key (PEM)");
+  serve->add_option("--tls-ca", a->so.tls_ca,
+                    "TLS: the CA certificate (PEM) of the stages this one pushes and announces to");
   serve->add_option("-t,--threads", a->so.threads, "Compute threads (default: all cores)")
       ->check(Within(runtime::kThreads));
   serve->add_option("--max-sessions", a->so.max_sessions, "Sessions at once (default 8)")

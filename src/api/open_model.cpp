@@ -50,6 +50,7 @@ class ChainBatch final : public runtime::BatchEvaluator {
 net::ChainOptions ChainOptionsFor(const OpenOptions& o) {
   net::ChainOptions co;
   co.token = o.token;
+  co.tls_ca = o.tls_ca;
   co.n_ctx = o.n_ctx;
   co.f16_hidden = o.f16_hidden;
   co.push = o.push;
@@ -119,7 +120,7 @@ StatusOr<std::unique_ptr<runtime::Service>> OpenService(
     lanes.push_back(std::make_unique<ChainBatch>(std::move(*c)));
   }
   if (swarm_view) {
-    auto view = std::make_shared<SwarmView>(co.address, co.model, co.token, chains);
+    auto view = std::make_shared<SwarmView>(co.address, co.model, co.token, co.tls_ca, chains);
     *swarm_view = [view] { return view->Json(); };
   }
   runtime::ServiceOptions so = s;

@@ -20,6 +20,7 @@ struct OpenOptions {
   int threads = 0;                              // local: compute threads; 0: one per core
   int n_ctx = 0;                                // 0: the model's, at most 4096
   std::string token;                            // swarm: the stages' --token
+  std::string tls_ca;                           // swarm: the stages' CA (PEM file) for TLS
   bool f16_hidden = false;                      // swarm: hidden states as f16 between stages
   bool push = true;                             // swarm: stages push to each other
   std::function<void(const std::string&)> log;  // swarm: notes on the chain

@@ -7,11 +7,12 @@ namespace ggswarm::api {
 
 using json = nlohmann::json;
 
-SwarmView::SwarmView(std::string address, std::string model, std::string token,
+SwarmView::SwarmView(std::string address, std::string model, std::string token, std::string tls_ca,
                      std::vector<const net::SwarmChain*> chains)
     : address_(std::move(address)),
       model_(std::move(model)),
       token_(std::move(token)),
+      tls_ca_(std::move(tls_ca)),
       chains_(std::move(chains)) {}
 
 std::pair<int, std::string> SwarmView::Json() {
@@ -33,7 +34,7 @@ std::pair<int, std::string> SwarmView::Build() {
   StatusOr<std::vector<net::StageInfo>> stages = Status::NotFound("no peer asked");
   std::string asked;
   for (const std::string& a : ask) {
-    stages = net::ListStages(a, model_id, token_);
+    stages = net::ListStages(a, model_id, token_, tls_ca_);
     if (stages.ok()) {
       asked = a;
       break;

@@ -4,6 +4,8 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -50,12 +52,41 @@ struct Connection {
   Pipe up;         // client → gRPC, watched
   Pipe down;       // gRPC → client
   Http2FrameWatch watch;
+  // With TLS: the session, fed the client's bytes through `rbio` and writing its own into
+  // `wbio` (memory BIOs), and `wire` the encrypted bytes waiting for the client.
+  SSL* ssl = nullptr;
+  BIO *rbio = nullptr, *wbio = nullptr;
+  Pipe wire;
+  bool outer_eof = false;
   Connection(int o, int i, const Http2Limits& l) : outer(o), inner(i), watch(l, NowS()) {}
   ~Connection() {
+    if (ssl) SSL_free(ssl);  // frees its BIOs too
     ::close(outer);
     ::close(inner);
   }
+  Pipe& out() { return ssl ? wire : down; }  // what goes to the client's socket
 };
+
+std::string SslErrors() {
+  std::string s;
+  while (unsigned long e = ERR_get_error()) {
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof buf);
+    s += (s.empty() ? "" : "; ") + std::string(buf);
+  }
+  return s.empty() ? "the peer closed the connection" : s;
+}
+
+// ALPN: the guard speaks HTTP/2 only.
+int SelectH2(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
+             unsigned int inlen, void*) {
+  static const unsigned char kH2[] = {2, 'h', '2'};
+  unsigned char* sel = nullptr;
+  if (SSL_select_next_proto(&sel, outlen, kH2, sizeof kH2, in, inlen) != OPENSSL_NPN_NEGOTIATED)
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
+  *out = sel;
+  return SSL_TLSEXT_ERR_OK;
+}
 
 // Reads what fits from `fd` into `p`; false on error.
 bool Fill(int fd, Pipe& p) {
@@ -147,6 +178,11 @@ bool Http2FrameWatch::Feed(const uint8_t* data, size_t n, double now_s) {
 
 struct Http2Guard::Impl {
   Http2Limits limits;
+  SSL_CTX* tls = nullptr;  // null: plain TCP
+  ~Impl() {
+    connections.clear();  // their sessions before the context
+    if (tls) SSL_CTX_free(tls);
+  }
   std::function<void(int)> hand_off;
   std::function<void(const std::string&)> log;
   int listener = -1;
@@ -177,7 +213,14 @@ struct Http2Guard::Impl {
       }
       SetNonBlocking(pair[0]);
       SetNonBlocking(pair[1]);
-      connections.emplace_back(fd, pair[0], limits);
+      Connection& c = connections.emplace_back(fd, pair[0], limits);
+      if (tls) {
+        c.ssl = SSL_new(tls);
+        c.rbio = BIO_new(BIO_s_mem());
+        c.wbio = BIO_new(BIO_s_mem());
+        SSL_set_bio(c.ssl, c.rbio, c.wbio);
+        SSL_set_accept_state(c.ssl);
+      }
       hand_off(pair[1]);
     }
   }
@@ -186,17 +229,97 @@ struct Http2Guard::Impl {
   bool Pump(Connection& c, short outer_ev, short inner_ev) {
     if ((outer_ev | inner_ev) & (POLLERR | POLLNVAL)) return false;
     if (outer_ev & (POLLIN | POLLHUP)) {
-      const size_t before = c.up.end;
-      if (!Fill(c.outer, c.up)) return false;
-      if (c.up.end > before && !c.watch.Feed(c.up.buf.data() + before, c.up.end - before, NowS())) {
-        Log("closed a connection: " + c.watch.why());
-        return false;
+      if (c.ssl) {
+        if (!Receive(c)) return false;
+      } else {
+        const size_t before = c.up.end;
+        if (!Fill(c.outer, c.up)) return false;
+        if (!Watch(c, before)) return false;
       }
     }
+    if (c.ssl && !Decrypt(c)) return false;
     if (inner_ev & (POLLIN | POLLHUP) && !Fill(c.inner, c.down)) return false;
-    if (!Flush(c.inner, c.up) || !Flush(c.outer, c.down)) return false;
+    if (c.ssl && !Encrypt(c)) return false;
+    if (!Flush(c.inner, c.up) || !Flush(c.outer, c.out())) return false;
     // A side that has closed is done once what it sent has been passed on.
-    return !((c.up.eof && c.up.empty()) || (c.down.eof && c.down.empty()));
+    return !((c.up.eof && c.up.empty()) || (c.down.eof && c.down.empty() && c.out().empty()));
+  }
+
+  bool Watch(Connection& c, size_t before) {
+    if (c.up.end > before && !c.watch.Feed(c.up.buf.data() + before, c.up.end - before, NowS())) {
+      Log("closed a connection: " + c.watch.why());
+      return false;
+    }
+    return true;
+  }
+
+  // TLS: the client's encrypted bytes into the session, as much as one pump's worth.
+  bool Receive(Connection& c) {
+    uint8_t buf[16 << 10];
+    while (!c.outer_eof && BIO_ctrl_pending(c.rbio) < kPumpBytes) {
+      const ssize_t r = ::recv(c.outer, buf, sizeof buf, MSG_DONTWAIT);
+      if (r > 0) {
+        BIO_write(c.rbio, buf, static_cast<int>(r));
+      } else if (r == 0) {
+        c.outer_eof = true;
+      } else {
+        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+      }
+    }
+    return true;
+  }
+
+  // TLS: plain bytes out of the session (the handshake first) into `up`, watched as ever.
+  bool Decrypt(Connection& c) {
+    if (c.up.begin == c.up.end) c.up.begin = c.up.end = 0;
+    while (c.up.room() && !c.up.eof) {
+      const size_t before = c.up.end;
+      const int n =
+          SSL_read(c.ssl, c.up.buf.data() + c.up.end, static_cast<int>(c.up.buf.size() - c.up.end));
+      if (n > 0) {
+        c.up.end += static_cast<size_t>(n);
+        if (!Watch(c, before)) return false;
+        continue;
+      }
+      const int e = SSL_get_error(c.ssl, n);
+      if (e == SSL_ERROR_WANT_READ) {
+        if (c.outer_eof) c.up.eof = true;  // nothing more will come
+        break;
+      }
+      if (e == SSL_ERROR_ZERO_RETURN) {
+        c.up.eof = true;
+        break;
+      }
+      if (e == SSL_ERROR_WANT_WRITE) break;
+      Log("closed a connection: TLS: " + SslErrors());
+      return false;
+    }
+    return true;
+  }
+
+  // TLS: gRPC's bytes through the session, and what it writes into `wire`.
+  bool Encrypt(Connection& c) {
+    while (!c.down.empty() && SSL_is_init_finished(c.ssl) &&
+           BIO_ctrl_pending(c.wbio) < kPumpBytes) {
+      const int n = SSL_write(c.ssl, c.down.buf.data() + c.down.begin,
+                              static_cast<int>(c.down.end - c.down.begin));
+      if (n <= 0) {
+        const int e = SSL_get_error(c.ssl, n);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) break;
+        Log("closed a connection: TLS: " + SslErrors());
+        return false;
+      }
+      c.down.begin += static_cast<size_t>(n);
+      if (c.down.begin == c.down.end) c.down.begin = c.down.end = 0;
+    }
+    if (c.wire.begin == c.wire.end) c.wire.begin = c.wire.end = 0;
+    while (c.wire.room() && BIO_ctrl_pending(c.wbio) > 0) {
+      const int n = BIO_read(c.wbio, c.wire.buf.data() + c.wire.end,
+                             static_cast<int>(c.wire.buf.size() - c.wire.end));
+      if (n <= 0) break;
+      c.wire.end += static_cast<size_t>(n);
+    }
+    return true;
   }
 
   void Loop() {
@@ -206,7 +329,8 @@ struct Http2Guard::Impl {
       fds.push_back({wake[0], POLLIN, 0});
       fds.push_back({listener, POLLIN, 0});
       for (Connection& c : connections) {
-        const short out = (c.up.room() && !c.up.eof ? POLLIN : 0) | (c.down.empty() ? 0 : POLLOUT);
+        const short out = (c.up.room() && !c.up.eof && !c.outer_eof ? POLLIN : 0) |
+                          (c.out().empty() ? 0 : POLLOUT);
         const short in = (c.down.room() && !c.down.eof ? POLLIN : 0) | (c.up.empty() ? 0 : POLLOUT);
         fds.push_back({c.outer, out, 0});
         fds.push_back({c.inner, in, 0});
@@ -226,9 +350,11 @@ struct Http2Guard::Impl {
   }
 };
 
-StatusOr<std::unique_ptr<Http2Guard>> Http2Guard::Start(
-    const std::string& listen, const Http2Limits& limits, std::function<void(int)> hand_off,
-    std::function<void(const std::string&)> log) {
+StatusOr<std::unique_ptr<Http2Guard>> Http2Guard::Start(const std::string& listen,
+                                                        const Http2Limits& limits,
+                                                        std::function<void(int)> hand_off,
+                                                        std::function<void(const std::string&)> log,
+                                                        const GuardTls& tls) {
   const size_t colon = listen.rfind(':');
   if (colon == std::string::npos)
     return Status::InvalidArgument("listen address " + listen + " is not HOST:PORT");
@@ -244,6 +370,24 @@ StatusOr<std::unique_ptr<Http2Guard>> Http2Guard::Start(
   if (::getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &res) != 0)
     return Status::InvalidArgument("cannot listen on " + listen + ": not an address");
   auto impl = std::make_unique<Impl>();
+  if (tls.enabled()) {
+    impl->tls = SSL_CTX_new(TLS_server_method());
+    if (!impl->tls) {
+      ::freeaddrinfo(res);
+      return Status::IOError("TLS: " + SslErrors());
+    }
+    SSL_CTX_set_min_proto_version(impl->tls, TLS1_2_VERSION);
+    SSL_CTX_set_alpn_select_cb(impl->tls, SelectH2, nullptr);
+    if (SSL_CTX_use_certificate_chain_file(impl->tls, tls.cert_file.c_str()) != 1) {
+      ::freeaddrinfo(res);
+      return Status::InvalidArgument("--tls-cert " + tls.cert_file + ": " + SslErrors());
+    }
+    if (SSL_CTX_use_PrivateKey_file(impl->tls, tls.key_file.c_str(), SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(impl->tls) != 1) {
+      ::freeaddrinfo(res);
+      return Status::InvalidArgument("--tls-key " + tls.key_file + ": " + SslErrors());
+    }
+  }
   for (addrinfo* a = res; a && impl->listener < 0; a = a->ai_next) {
     const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) continue;

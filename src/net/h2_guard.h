@@ -12,7 +12,9 @@
 //   - it resets streams faster than `resets_per_s` beyond a burst of `reset_burst`,
 //   - it does not start with the HTTP/2 client preface;
 // and no more than `max_connections` are open at once. Each connection holds at most two
-// buffers of `kPumpBytes`, so the guard's own memory is bounded too.
+// buffers of `kPumpBytes` (three, and a TLS session's own, with TLS), so the guard's own
+// memory is bounded too. With TLS the guard is the TLS server, and the frames it reads are
+// the decrypted ones.
 #pragma once
 
 #include <functional>
@@ -22,6 +24,13 @@
 #include "base/status.h"
 
 namespace ggswarm::net {
+
+// TLS on the guard's connections: it terminates TLS itself (gRPC cannot take a TLS connection
+// from a file descriptor) and passes plain HTTP/2 to gRPC; ALPN "h2", TLS 1.2 or later.
+struct GuardTls {
+  std::string cert_file, key_file;  // PEM; both empty: no TLS
+  bool enabled() const { return !cert_file.empty(); }
+};
 
 struct Http2Limits {
   size_t max_header_block = 64 << 10;  // gRPC itself refuses metadata past 8 KiB
@@ -38,7 +47,8 @@ class Http2Guard {
   static StatusOr<std::unique_ptr<Http2Guard>> Start(const std::string& listen,
                                                      const Http2Limits& limits,
                                                      std::function<void(int fd)> hand_off,
-                                                     std::function<void(const std::string&)> log);
+                                                     std::function<void(const std::string&)> log,
+                                                     const GuardTls& tls = {});
   ~Http2Guard();  // stops accepting and closes every connection
   Http2Guard(const Http2Guard&) = delete;
   int port() const;

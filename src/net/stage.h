@@ -26,7 +26,10 @@ struct StageOptions {
   std::string advertise;           // HOST:PORT told to others; default: where it listens
   std::vector<std::string> peers;  // other stages to announce to, HOST:PORT
   std::string token;               // required of every caller when set
-  int threads = 0;                 // compute threads; 0: one per core
+  // TLS: this stage's certificate and key (PEM; clients then need the CA), and the CA
+  // certificates it checks the stages it pushes and announces to against (empty: plain).
+  std::string tls_cert, tls_key, tls_ca;
+  int threads = 0;  // compute threads; 0: one per core
   int max_sessions = 8;
   int max_ctx = 0;              // positions per session; 0: min(model's, 4096)
   int max_batch = 512;          // positions per Forward

@@ -78,7 +78,8 @@ grpc::Status CheckRoute(const pb::ForwardRequest& first, int items, const pb::Se
   }
   if (first.to_await() && (!self.has_head() || first.route_size() > 0))
     return Bad("only the last stage keeps replies for Await");
-  if (!first.route().empty() && self.has_head()) return Bad("the last stage has no stage to push to");
+  if (!first.route().empty() && self.has_head())
+    return Bad("the last stage has no stage to push to");
   return grpc::Status::OK;
 }
 

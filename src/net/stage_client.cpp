@@ -11,8 +11,10 @@
 #include <set>
 #include <tuple>
 
+#include "base/file.h"
 #include "gguf/gguf_file.h"
 #include "model/config.h"
+#include "net/stage_tls.h"
 #include "net/stage_wire.h"
 #include "stage.grpc.pb.h"
 
@@ -77,6 +79,22 @@ struct Link {
 
 }  // namespace
 
+StatusOr<std::string> ReadTlsCa(const std::string& ca_file) {
+  if (ca_file.empty()) return std::string();
+  auto pem = ReadSmallFile(ca_file, 1 << 20);
+  if (!pem.ok())
+    return Status::InvalidArgument("--tls-ca " + ca_file + ": " + pem.status().message());
+  if (pem->find("-----BEGIN CERTIFICATE-----") == std::string::npos)
+    return Status::InvalidArgument("--tls-ca " + ca_file + ": no PEM certificate in it");
+  return *pem;
+}
+
+std::shared_ptr<grpc::ChannelCredentials> TlsCredentials(const std::string& ca_pem) {
+  grpc::SslCredentialsOptions o;
+  o.pem_root_certs = ca_pem;
+  return grpc::SslCredentials(o);
+}
+
 bool ParseSwarmUri(const std::string& uri, std::string* address, std::string* model) {
   const std::string scheme = "swarm://";
   if (uri.rfind(scheme, 0) != 0) return false;
@@ -109,12 +127,21 @@ struct SwarmChain::Impl {
     if (o.log) o.log(s);
   }
 
+  std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
+
+  // The CA of the stages' certificates, when they speak TLS.
+  Status UseTls(const std::string& ca_file) {
+    auto pem = ReadTlsCa(ca_file);
+    if (!pem.ok()) return pem.status();
+    if (!pem->empty()) creds = TlsCredentials(*pem);
+    return Status::Ok();
+  }
+
   std::unique_ptr<pb::Stage::Stub> Stub(const std::string& address) {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(kMaxMessage);
     args.SetMaxSendMessageSize(kMaxMessage);
-    return pb::Stage::NewStub(
-        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+    return pb::Stage::NewStub(grpc::CreateCustomChannel(address, creds, args));
   }
 
   void Prepare(grpc::ClientContext* ctx, double seconds) {
@@ -149,6 +176,9 @@ struct SwarmChain::Impl {
       for (const auto& r : v) seen.insert(r.address());
       return v;
     }
+    if (o.tls_ca.empty() && last_error.find("Socket closed") != std::string::npos)
+      last_error +=
+          " (a stage that speaks TLS closes plain connections: give its CA with --tls-ca)";
     return Status::IOError("no peer answers: " + last_error);
   }
 
@@ -334,8 +364,8 @@ struct SwarmChain::Impl {
   // tokens with the route of the others, and the last stage's replies come back to an Await
   // sent beside it. On failure, `*failed` is the stage that failed (the first stage names
   // a later one in its trailing metadata).
-  grpc::Status PushStep(std::span<const ChainItem> items, std::span<const int> positions,
-                        size_t at, size_t end, std::vector<std::string>* out, size_t* failed) {
+  grpc::Status PushStep(std::span<const ChainItem> items, std::span<const int> positions, size_t at,
+                        size_t end, std::vector<std::string>* out, size_t* failed) {
     // What the two calls' callbacks write; it lives as long as either call does.
     struct Calls {
       std::mutex mu;
@@ -434,8 +464,7 @@ struct SwarmChain::Impl {
       size_t end = at, count = 0;
       while (end < items.size() && (end == at || count + items[end].tokens.size() <= max_batch))
         count += items[end++].tokens.size();
-      if (grpc::Status st = PushStep(items, positions, at, end, &out, failed); !st.ok())
-        return st;
+      if (grpc::Status st = PushStep(items, positions, at, end, &out, failed); !st.ok()) return st;
       at = end;
     }
     for (size_t i = 0; !push && i < chain.size(); ++i) {
@@ -577,6 +606,7 @@ StatusOr<std::unique_ptr<SwarmChain>> SwarmChain::Connect(const ChainOptions& o)
   Impl& m = *c->impl_;
   m.o = o;
   if (o.n_batch < 1) return Status::InvalidArgument("the batch size must be at least 1");
+  GGSWARM_RETURN_IF_ERROR(m.UseTls(o.tls_ca));
   if (o.n_seq < 1 || o.n_seq > 256)
     return Status::InvalidArgument("a chain carries 1 to 256 sequences, not " +
                                    std::to_string(o.n_seq));
@@ -603,11 +633,12 @@ StatusOr<std::unique_ptr<SwarmChain>> SwarmChain::Connect(const ChainOptions& o)
 }
 
 StatusOr<std::vector<StageInfo>> ListStages(const std::string& address, const std::string& model,
-                                            const std::string& token) {
+                                            const std::string& token, const std::string& tls_ca) {
   SwarmChain::Impl m;
   m.o.address = address;
   m.o.model = model;
   m.o.token = token;
+  GGSWARM_RETURN_IF_ERROR(m.UseTls(tls_ca));
   auto ranges = m.Lookup();
   if (!ranges.ok()) return ranges.status();
   std::vector<StageInfo> v;

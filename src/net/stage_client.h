@@ -22,6 +22,7 @@ struct ChainOptions {
   std::string address;  // HOST:PORT of any peer
   std::string model;    // model id, id prefix or name; "" when the peer serves one model
   std::string token;
+  std::string tls_ca;       // PEM file of the CA the stages' certificates come from; "": plain
   int n_ctx = 0;            // 0: the most every stage allows, capped at 4096
   int n_batch = 512;        // positions per Forward, as a local engine batches its prompt
   double deadline_s = 60;   // per call to a stage
@@ -31,7 +32,7 @@ struct ChainOptions {
   // Stage-to-stage push: each stage sends its output to the next itself and the last one's
   // logits come to the client (Await), rather than every hop going through the client.
   bool push = true;
-  StageLogFn log;           // notes on the chain and its recoveries
+  StageLogFn log;  // notes on the chain and its recoveries
 };
 
 // "swarm://HOST:PORT/MODEL" → address and model; false when `uri` is not one.
@@ -49,7 +50,8 @@ struct StageInfo {
   double rtt_ms = 0;
 };
 StatusOr<std::vector<StageInfo>> ListStages(const std::string& address, const std::string& model,
-                                            const std::string& token);
+                                            const std::string& token,
+                                            const std::string& tls_ca = "");
 
 // Consecutive tokens of one of the chain's sequences in a step of several.
 struct ChainItem {

@@ -20,6 +20,7 @@
 #include "net/h2_guard.h"
 #include "net/stage.h"
 #include "net/stage_checks.h"
+#include "net/stage_tls.h"
 #include "net/stage_wire.h"
 #include "stage.grpc.pb.h"
 
@@ -97,6 +98,8 @@ struct StageServer::Impl final : public pb::Stage::Service {
   std::condition_variable mail_cv;  // a reply arrived in a session's mail (with mu)
   std::mutex ask_mu;                // a route's unknown next stage: peers asked now
   Clock::time_point last_asked;
+  // For the calls this stage makes (pushes, announcements): TLS with --tls-ca, or plain.
+  std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
   std::mutex stubs_mu;  // the stages pushed to, by address
   std::map<std::string, std::shared_ptr<pb::Stage::Stub>> stubs;
 
@@ -432,8 +435,7 @@ struct StageServer::Impl final : public pb::Stage::Service {
       grpc::ChannelArguments args;
       args.SetMaxReceiveMessageSize(INT32_MAX);
       args.SetMaxSendMessageSize(INT32_MAX);
-      s = pb::Stage::NewStub(
-          grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+      s = pb::Stage::NewStub(grpc::CreateCustomChannel(address, creds, args));
     }
     return s;
   }
@@ -651,7 +653,7 @@ struct StageServer::Impl final : public pb::Stage::Service {
     for (const auto& r : Known("")) *req.add_ranges() = r;
     for (const std::string& t : targets) {
       if (t == self.address()) continue;
-      auto stub = pb::Stage::NewStub(grpc::CreateChannel(t, grpc::InsecureChannelCredentials()));
+      auto stub = pb::Stage::NewStub(grpc::CreateChannel(t, creds));
       grpc::ClientContext ctx;
       ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
       if (!o.token.empty()) ctx.AddMetadata(kTokenHeader, o.token);
@@ -728,10 +730,15 @@ StatusOr<std::unique_ptr<StageServer>> StageServer::Start(const StageOptions& o,
   if (!impl->server) return Status::IOError("gRPC could not start a server");
   grpc::Server* grpc_server = impl->server.get();
   Impl* logger = impl.get();
+  if (o.tls_cert.empty() != o.tls_key.empty())
+    return Status::InvalidArgument("--tls-cert and --tls-key go together");
+  auto ca = ReadTlsCa(o.tls_ca);
+  if (!ca.ok()) return ca.status();
+  if (!ca->empty()) impl->creds = TlsCredentials(*ca);
   auto guard = Http2Guard::Start(
       so.listen, Http2Limits{},
       [grpc_server](int fd) { grpc::AddInsecureChannelFromFd(grpc_server, fd); },
-      [logger](const std::string& s) { logger->Log(s); });
+      [logger](const std::string& s) { logger->Log(s); }, GuardTls{o.tls_cert, o.tls_key});
   if (!guard.ok()) return guard.status();
   impl->guard = std::move(*guard);
   impl->port = impl->guard->port();
