@@ -55,21 +55,29 @@ Result Ggswarm(const std::string& args, const TempDir& t) {
   return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out, ss.str()};
 }
 
-// `ggswarm serve MODEL ARGS` on 127.0.0.1; returns HOST:PORT once it serves.
-std::string Serve(std::unique_ptr<Process>& p, const std::string& model, const std::string& args,
-                  const std::string& log) {
-  std::vector<std::string> argv = {Cli(), "serve", model};
+// Starts `ggswarm` with `argv` and then the words of `args`; once its log says `ready`,
+// returns the HOST:PORT that `address` (a pattern with one group) finds there.
+std::string StartListening(std::unique_ptr<Process>& p, std::vector<std::string> argv,
+                           const std::string& args, const std::string& log,
+                           const std::string& ready, const std::string& address) {
   std::istringstream in(args);
   for (std::string a; in >> a;) argv.push_back(a);
   p = std::make_unique<Process>(argv, log);
-  if (!p->WaitFor("serving ", 60)) {
-    ADD_FAILURE() << "the stage did not start:\n" << p->Log();
+  if (!p->WaitFor(ready, 60)) {
+    ADD_FAILURE() << argv[1] << " did not start:\n" << p->Log();
     return "";
   }
   std::smatch m;
   const std::string l = p->Log();
-  if (!std::regex_search(l, m, std::regex(" at (127\\.0\\.0\\.1:[0-9]+) "))) return "";
+  if (!std::regex_search(l, m, std::regex(address))) return "";
   return m[1];
+}
+
+// `ggswarm serve MODEL ARGS` on 127.0.0.1; returns HOST:PORT once it serves.
+std::string Serve(std::unique_ptr<Process>& p, const std::string& model, const std::string& args,
+                  const std::string& log) {
+  return StartListening(p, {Cli(), "serve", model}, args, log, "serving ",
+                        " at (127\\.0\\.0\\.1:[0-9]+) ");
 }
 
 // Resident memory of process `pid`, MiB.
@@ -363,19 +371,8 @@ TEST_F(Pipeline, AKilledStageWithAReplicaLeavesTheTextUnchanged) {
 // `ggswarm server swarm://ADDRESS/ ARGS` on a free port; its base address once it listens.
 std::string ServeHttp(std::unique_ptr<Process>& p, const std::string& swarm,
                       const std::string& args, const std::string& log) {
-  std::vector<std::string> argv = {Cli(), "server", "swarm://" + swarm + "/", "--port", "0"};
-  std::istringstream in(args);
-  for (std::string a; in >> a;) argv.push_back(a);
-  p = std::make_unique<Process>(argv, log);
-  if (!p->WaitFor("listening on http://", 60)) {
-    ADD_FAILURE() << "the server did not start:\n" << p->Log();
-    return "";
-  }
-  std::smatch m;
-  const std::string l = p->Log();
-  if (!std::regex_search(l, m, std::regex("listening on http://(127\\.0\\.0\\.1:[0-9]+)")))
-    return "";
-  return m[1];
+  return StartListening(p, {Cli(), "server", "swarm://" + swarm + "/", "--port", "0"}, args, log,
+                        "listening on http://", "listening on http://(127\\.0\\.0\\.1:[0-9]+)");
 }
 
 // What `ggswarm run MODEL -p PROMPT -n N --temp 0 --ignore-eos` writes as the generated text.

@@ -35,11 +35,10 @@ addr() { sed -n 's/.* at \(127\.0\.0\.1:[0-9]*\) .*/\1/p'; }
 a=$(start a "serving " serve "$work/m.gguf" --layers 0-1 -t 1 | addr)
 b=$(start b "serving " serve "$work/m.gguf" --layers 2-3 -t 1 --peer "$a" | addr)
 c=$(start c "serving " serve "$work/m.gguf" --layers 4-5 -t 1 --peer "$a" | addr)
-# The server connects once every stage is known to the first.
-for _ in $(seq 1 300); do
-  [ "$("$bin" stages "swarm://$a/" 2>/dev/null | grep -c ' ms')" -ge 3 ] && break
-  sleep 0.1
-done
+# The server connects once every stage is known to the first (their announcements are in).
+. "$here/wait.sh"
+three_answer() { [ "$("$bin" stages "swarm://$a/" 2>/dev/null | grep -c ' ms')" -ge 3 ]; }
+until_ok 30 three_answer || { "$bin" stages "swarm://$a/" >&2; echo "the first stage does not know all 3" >&2; exit 1; }
 line=$(start server "listening on " server "swarm://$a/" --port 0 --parallel 2)
 base=${line#listening on }
 echo "server at $base; stages $a $b $c"
