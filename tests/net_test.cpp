@@ -4,9 +4,11 @@
 
 #include <filesystem>
 
+#include "base/sha256.h"
 #include "convert/synth.h"
 #include "fragments/fragments.h"
 #include "fragments/selection.h"
+#include "net/dht.h"
 #include "net/session.h"
 #include "net/store.h"
 #include "net/torrent.h"
@@ -123,6 +125,23 @@ TEST(Endpoints, AddressesAndRates) {
   EXPECT_EQ(*net::ParseRate("2M"), 2 << 20);
   EXPECT_EQ(*net::ParseRate("1000"), 1000);
   for (const char* bad : {"", "fast", "-1", "5T", "9999G"}) EXPECT_FALSE(net::ParseRate(bad).ok());
+}
+
+// The DHT keys are SHA-1 of fixed texts (values from coreutils' sha1sum), so that any
+// implementation can find ggswarm's stages.
+TEST(DhtKeys, AreTheSha1OfTheirTexts) {
+  EXPECT_EQ(ToHex(net::ModelKey("70f9")), "cdf7b60877d289b4af86ddb3b5ce4d7abe9f6118");
+  EXPECT_EQ(ToHex(net::LayerKey("70f9", 12)), "42bed211edfd1a0e0b07df998bbb598e8e0719bf");
+}
+
+// A DHT node refuses an address that is not one, and never takes a name (no DNS lookups).
+TEST(DhtKeys, BootstrapNodesAreIpAddresses) {
+  auto n = net::DhtNode::Start({"", {"router.bittorrent.com:6881"}});
+  ASSERT_FALSE(n.ok());
+  EXPECT_NE(n.status().message().find("--dht-bootstrap"), std::string::npos)
+      << n.status().ToString();
+  auto m = net::DhtNode::Start({"127.0.0.1:70000", {}});
+  EXPECT_FALSE(m.ok());
 }
 
 TEST(ModelRef, MagnetHashesAndFiles) {

@@ -17,7 +17,9 @@
 
 #include "api/bridge.h"
 #include "arch_cases.h"
+#include "base/sha256.h"
 #include "h2_attack.h"
+#include "net/dht.h"
 #include "net/stage_client.h"
 #include "process.h"
 #include "runtime/engine.h"
@@ -358,6 +360,101 @@ TEST_F(Pipeline, AKilledStageWithAReplicaLeavesTheTextUnchanged) {
   ASSERT_TRUE(run.running()) << "generation ended before a stage could be killed";
   // Kill the replica of layer 1 that the chain uses (the one with a session); the other
   // takes over.
+  Process* used = s1->Log().find("session ") != std::string::npos ? s1.get() : s1b.get();
+  ASSERT_NE(used->Log().find("session "), std::string::npos);
+  used->Kill(SIGKILL);
+  ASSERT_EQ(run.Wait(120), 0) << run.Log() << "\n" << std::ifstream(t / "run.err").rdbuf();
+  std::stringstream err;
+  err << std::ifstream(t / "run.err").rdbuf();
+  EXPECT_EQ(run.Log(), local.out);
+  EXPECT_NE(err.str().find("rebuilding the chain and replaying"), std::string::npos) << err.str();
+}
+
+// A swarm found through a private DHT on 127.0.0.1 (no --peer anywhere): stages announce
+// themselves with `serve --dht`, joining through the first one; a client that knows only the
+// model's id and one DHT node builds the chain, ignores announcements that do not answer Hello
+// with the model (another model's stage, a dead port), and when the stage in use dies finds
+// its replica through the DHT: the text is the local one.
+TEST_F(Pipeline, ADhtDirectoryFindsTheChainAndAReplacement) {
+  TempDir t;
+  const std::string model = SlowModel(t);
+  const std::string args = " -p 'the swarm' -n 160 --temp 0 --ignore-eos -t 1";
+  Result local = Ggswarm("run " + model + args, t);
+  ASSERT_EQ(local.code, 0) << local.err;
+  std::ifstream f(model, std::ios::binary);
+  const std::string bytes(std::istreambuf_iterator<char>(f), {});
+  const std::string id =
+      ToHex(Sha256Of({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}));
+
+  std::unique_ptr<Process> s0, s1, s1b, s2, other;
+  ASSERT_FALSE(Serve(s0, model, "--layers 0-0 -t 1 --dht", t / "s0.log").empty());
+  ASSERT_TRUE(s0->WaitFor("DHT node on ", 30));
+  std::smatch m;
+  const std::string l0 = s0->Log();
+  ASSERT_TRUE(std::regex_search(l0, m, std::regex("DHT node on (127\\.0\\.0\\.1:[0-9]+)")));
+  const std::string d0 = m[1];
+  EXPECT_NE(l0.find("dht://" + id), std::string::npos) << l0;
+  const std::string join = " -t 1 --dht --dht-bootstrap " + d0;
+  const std::string a1 = Serve(s1, model, "--layers 1-1" + join, t / "s1.log");
+  const std::string a1b = Serve(s1b, model, "--layers 1-1" + join, t / "s1b.log");
+  const std::string a2 = Serve(s2, model, "--layers 2-2" + join, t / "s2.log");
+  ASSERT_FALSE(a1.empty() || a1b.empty() || a2.empty());
+  ASSERT_TRUE(s2->WaitFor("DHT node on ", 30));
+  const std::string l2 = s2->Log();
+  ASSERT_TRUE(std::regex_search(l2, m, std::regex("DHT node on (127\\.0\\.0\\.1:[0-9]+)")));
+  const std::string d2 = m[1];
+  // Announcements under the model's key that are not its stages: a stage of another model,
+  // and a port where nothing listens.
+  const std::string impostor = Serve(other, Tiny(), "--layers 0-0 -t 1", t / "other.log");
+  ASSERT_FALSE(impostor.empty());
+  auto liar = net::DhtNode::Start({"", {d0}});
+  ASSERT_TRUE(liar.ok()) << liar.status().ToString();
+  std::unique_ptr<Process> closed;
+  const std::string dead = Serve(closed, Tiny(), "--layers 0-0 -t 1", t / "closed.log");
+  ASSERT_FALSE(dead.empty());
+  closed->Kill(SIGKILL);
+  closed->Wait(10);
+
+  // The client knows one DHT node (not the first) and the model's id.
+  net::ChainOptions co;
+  ASSERT_TRUE(net::ParseSwarmUri("dht://" + id, &co));
+  co.dht_bootstrap = {d2};
+  ASSERT_TRUE(net::StartDht(&co).ok());
+  const auto port_of = [](const std::string& a) { return std::stoi(a.substr(a.rfind(':') + 1)); };
+  std::vector<net::StageInfo> listed;
+  ASSERT_TRUE(WaitUntil(60,
+                        [&] {
+                          (*liar)->Announce(net::ModelKey(id), port_of(impostor));
+                          (*liar)->Announce(net::ModelKey(id), port_of(dead));
+                          auto l = net::ListStages(co);
+                          if (!l.ok()) return false;
+                          listed = *l;
+                          return listed.size() == 4;
+                        }))
+      << [&] {
+           std::string m = std::to_string(listed.size()) + " stages listed:";
+           for (const auto& st : listed)
+             m += " " + st.address + " (" + std::to_string(st.first_layer) + ")";
+           return m + "; stages at " + a1 + " " + a1b + " " + a2;
+         }();
+  for (const auto& st : listed) {
+    EXPECT_EQ(st.model_id, id);
+    EXPECT_NE(st.address, impostor);
+    EXPECT_NE(st.address, dead);
+    EXPECT_TRUE(st.answers);
+  }
+  // The liar's announcements did land: the DHT returns them, and only Hello tells them apart.
+  const net::DhtKey key = net::ModelKey(id);
+  const auto found = co.dht_node->GetPeers(std::span<const net::DhtKey>(&key, 1))[0];
+  std::set<int> ports;
+  for (const auto& e : found) ports.insert(e.port);
+  EXPECT_TRUE(ports.count(port_of(impostor)) && ports.count(port_of(dead))) << found.size();
+
+  Process run({Cli(), "run", "dht://" + id, "--dht-bootstrap", d2, "-p", "the swarm", "-n", "160",
+               "--temp", "0", "--ignore-eos"},
+              t / "run.out", t / "run.err");
+  WaitUntil(60, [&] { return run.Log().size() >= 40 || !run.running(); });
+  ASSERT_TRUE(run.running()) << "generation ended before a stage could be killed";
   Process* used = s1->Log().find("session ") != std::string::npos ? s1.get() : s1b.get();
   ASSERT_NE(used->Log().find("session "), std::string::npos);
   used->Kill(SIGKILL);

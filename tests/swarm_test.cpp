@@ -172,6 +172,30 @@ TEST_F(Swarm, OneSeedTwoFetchersGetExactlyTheirLayers) {
   EXPECT_FALSE(fs::exists(t / "a.gguf"));
 }
 
+// Seeds found through the DHT only: two seeds with --dht (the second joining through the
+// first), and a fetch by info-hash that names no peer, only a DHT node to join through.
+TEST_F(Swarm, AFetchFindsItsSeedsThroughAPrivateDht) {
+  TempDir t;
+  std::unique_ptr<Process> a, b;
+  const int pa = StartPeer(a, "--seed " + Frag() + " --dht", t / "a.log");
+  ASSERT_GT(pa, 0);
+  EXPECT_NE(a->Log().find("DHT node on 127.0.0.1:" + std::to_string(pa)), std::string::npos)
+      << a->Log();
+  const std::string node_a = "127.0.0.1:" + std::to_string(pa);
+  ASSERT_GT(StartPeer(b, "--seed " + Frag() + " --dht --dht-bootstrap " + node_a, t / "b.log"), 0);
+  Process f({Cli(), "fetch", InfoHash(), t / "got", "--dht", "--dht-bootstrap", node_a, "--timeout",
+             "60"},
+            t / "f.log");
+  ASSERT_EQ(f.Wait(120), 0) << f.Log();
+  Result v = Ggswarm("verify " + t / "got");
+  EXPECT_EQ(v.code, 0) << v.out;
+  EXPECT_NE(v.out.find("rebuild the original's SHA-256"), std::string::npos) << v.out;
+  // Asked for --dht-bootstrap without --dht: said so.
+  Result bad = Ggswarm("fetch " + InfoHash() + " " + t / "x --dht-bootstrap " + node_a);
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.out.find("--dht-bootstrap needs --dht"), std::string::npos) << bad.out;
+}
+
 TEST_F(Swarm, ByInfoHashFromTwoSeedsEachWithHalfReassemblesTheOriginal) {
   TempDir t;
   const std::string s1 = CopyOfFrag(t, "s1"), s2 = CopyOfFrag(t, "s2");

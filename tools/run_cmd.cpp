@@ -27,8 +27,9 @@ struct RunArgs {
   float temp = 0.8f, top_p = 0.95f, min_p = 0.05f, repeat_penalty = 1.1f;
   uint64_t seed = 0;
   bool seed_set = false, ignore_eos = false, json = false, chat = false, force = false;
-  std::string token;   // swarm:// stages' --token
-  std::string tls_ca;  // swarm:// stages' CA, for TLS
+  std::string token;                       // swarm:// stages' --token
+  std::string tls_ca;                      // swarm:// stages' CA, for TLS
+  std::vector<std::string> dht_bootstrap;  // dht:// nodes to join through
   bool hidden_f16 = false;
   bool no_push = false;
 };
@@ -89,6 +90,7 @@ StatusOr<api::OpenedModel> OpenModel(const RunArgs& a) {
   o.n_ctx = a.ctx;
   o.token = a.token;
   o.tls_ca = a.tls_ca;
+  o.dht_bootstrap = a.dht_bootstrap;
   o.f16_hidden = a.hidden_f16;
   o.push = !a.no_push;
   o.log = [](const std::string& s) { std::fprintf(stderr, "swarm: %s\n", s.c_str()); };
@@ -251,6 +253,8 @@ void AddInferenceCommands(CLI::App& app, int& rc) {
       ->required();
   run->add_option("--token", a->token, "The stages' --token (swarm:// models)");
   run->add_option("--tls-ca", a->tls_ca, "The stages' CA certificate (PEM), when they use TLS");
+  run->add_option("--dht-bootstrap", a->dht_bootstrap,
+                  "dht://: a DHT node to join through, HOST:PORT (repeatable)");
   run->add_flag("--hidden-f16", a->hidden_f16,
                 "swarm://: send hidden states between stages as f16 (half the bytes)");
   run->add_flag("--no-push", a->no_push,
@@ -272,6 +276,8 @@ void AddInferenceCommands(CLI::App& app, int& rc) {
       ->required();
   chat->add_option("--token", a->token, "The stages' --token (swarm:// models)");
   chat->add_option("--tls-ca", a->tls_ca, "The stages' CA certificate (PEM), when they use TLS");
+  chat->add_option("--dht-bootstrap", a->dht_bootstrap,
+                   "dht://: a DHT node to join through, HOST:PORT (repeatable)");
   chat->add_option("-n,--n-predict", a->n, "Longest reply in tokens (default 128; -1: no limit)")
       ->check(Within(runtime::kMaxTokens));
   AddSamplingFlags(chat, *a);

@@ -20,6 +20,7 @@ void OnStopSignal(int) { g_stop.store(true); }
 
 struct ServerArgs {
   std::string model, token, tls_ca, chat_template, api_key, alias;
+  std::vector<std::string> dht_bootstrap;
   bool no_push = false;
   api::ServerOptions http;
   runtime::ServiceOptions svc;
@@ -30,6 +31,7 @@ int RunServer(ServerArgs& a) {
   oo.threads = a.svc.threads;
   oo.token = a.token;
   oo.tls_ca = a.tls_ca;
+  oo.dht_bootstrap = a.dht_bootstrap;
   oo.push = !a.no_push;
   oo.log = [](const std::string& s) { std::fprintf(stderr, "%s\n", s.c_str()); };
   auto svc = api::OpenService(a.model, a.svc, oo, &a.http.swarm);
@@ -96,6 +98,8 @@ void AddServerCommand(CLI::App& app, int& rc) {
       "Chat format when the model has none or to override it: " + runtime::ChatFormatNames());
   s->add_option("--token", a->token, "The stages' --token (swarm:// models)");
   s->add_option("--tls-ca", a->tls_ca, "The stages' CA certificate (PEM), when they use TLS");
+  s->add_option("--dht-bootstrap", a->dht_bootstrap,
+                "dht://: a DHT node to join through, HOST:PORT (repeatable)");
   s->add_flag("--no-push", a->no_push,
               "swarm:// models: every hop through this server (stages do not push to each other)");
   s->callback([a, &rc] { rc = RunServer(*a); });

@@ -41,7 +41,7 @@ void PrintTorrent(const std::string& path, const net::TorrentSummary& t) {
 struct SwarmFlags {
   std::string listen, upload_limit, download_limit;
   bool dht = false, lsd = false, port_mapping = false;
-  std::vector<std::string> trackers;
+  std::vector<std::string> trackers, dht_bootstrap;
 
   void Add(CLI::App* c, bool download) {
     c->add_option("--listen", listen,
@@ -50,7 +50,10 @@ struct SwarmFlags {
     c->add_option("--upload-limit", upload_limit, "Upload at most this many bytes/s, e.g. 20M");
     if (download)
       c->add_option("--download-limit", download_limit, "Download at most this many bytes/s");
-    c->add_flag("--dht", dht, "Use the BitTorrent DHT (off by default: reaches the internet)");
+    c->add_flag("--dht", dht, "Use the BitTorrent DHT (off by default), on the --listen port");
+    c->add_option("--dht-bootstrap", dht_bootstrap,
+                  "With --dht: a DHT node to join through, HOST:PORT (repeatable; none: wait "
+                  "to be joined; public nodes are never used unless named)");
     c->add_flag("--lsd", lsd, "Use local service discovery (multicast on the LAN; off by default)");
     c->add_flag("--port-mapping", port_mapping, "Ask the router for a port (UPnP, NAT-PMP)");
     c->add_option("--tracker", trackers, "Announce to this tracker URL (none by default)");
@@ -59,6 +62,9 @@ struct SwarmFlags {
     net::SwarmOptions o;
     if (!listen.empty()) o.listen = listen;
     o.dht = dht;
+    o.dht_bootstrap = dht_bootstrap;
+    if (!dht_bootstrap.empty() && !dht)
+      return Status::InvalidArgument("--dht-bootstrap needs --dht");
     o.lsd = lsd;
     o.port_mapping = port_mapping;
     o.trackers = trackers;
@@ -91,8 +97,10 @@ int RunPeer(const net::PeerOptions& po) {
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   std::signal(SIGPIPE, SIG_IGN);
-  Say("listening on " + po.swarm.listen.substr(0, po.swarm.listen.rfind(':')) + ":" +
-      std::to_string((*peer)->port()));
+  const std::string at =
+      po.swarm.listen.substr(0, po.swarm.listen.rfind(':')) + ":" + std::to_string((*peer)->port());
+  Say("listening on " + at);
+  if (po.swarm.dht) Say("DHT node on " + at + " (UDP): others join with --dht-bootstrap " + at);
   while (!g_stop) {
     Status s = (*peer)->Poll(std::chrono::milliseconds(250));
     if (!s.ok()) return Fail(s.ToString());
@@ -152,20 +160,22 @@ int RunServe(net::StageOptions so, const std::vector<std::string>& fetch_from,
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   Say("serving " + (*server)->Describe());
+  if (!(*server)->dht_address().empty())
+    Say("DHT node on " + (*server)->dht_address() + ": clients find the model as dht://" +
+        (*server)->model_id() + " --dht-bootstrap " + (*server)->dht_address());
   while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   (*server)->Shutdown();
   Say("stopping");
   return 0;
 }
 
-int RunStages(const std::string& uri, const std::string& token, const std::string& tls_ca) {
-  std::string address, model;
-  if (!net::ParseSwarmUri(uri, &address, &model))
-    return Fail("'" + uri + "': expected swarm://HOST:PORT[/MODEL]");
-  auto stages = net::ListStages(address, model, token, tls_ca);
+int RunStages(const std::string& uri, net::ChainOptions o) {
+  if (!net::ParseSwarmUri(uri, &o))
+    return Fail("'" + uri + "': expected swarm://HOST:PORT[/MODEL] or dht://MODEL_ID");
+  auto stages = net::ListStages(o);
   if (!stages.ok()) return Fail(stages.status().ToString());
   if (stages->empty())
-    return Fail(address + " knows of no stage" + (model.empty() ? "" : " of " + model));
+    return Fail(o.address + " knows of no stage" + (o.model.empty() ? "" : " of " + o.model));
   std::printf("%-18s %-20s %-9s %-22s %-9s %-5s %s\n", "model", "name", "layers", "address",
               "free/max", "busy", "answers");
   for (const auto& s : *stages) {
@@ -189,7 +199,8 @@ namespace {
 
 // What the swarm commands parse into.
 struct SwarmArgs {
-  std::string stages_uri, stages_token, stages_tls_ca;
+  std::string stages_uri;
+  net::ChainOptions stages_o;
   net::StageOptions so;
   std::string serve_layers;
   std::vector<std::string> fetch_from;
@@ -215,11 +226,14 @@ void AddSwarmCommands(CLI::App& app, int& rc) {
   // Owned by the callbacks below (and so by `app`), which outlive this function.
   auto a = std::make_shared<SwarmArgs>();
   auto* stages = app.add_subcommand("stages", "List the stages a swarm peer knows of");
-  stages->add_option("swarm", a->stages_uri, "swarm://HOST:PORT[/MODEL]")->required();
-  stages->add_option("--token", a->stages_token, "The stages' --token");
-  stages->add_option("--tls-ca", a->stages_tls_ca,
+  stages->add_option("swarm", a->stages_uri, "swarm://HOST:PORT[/MODEL] or dht://MODEL_ID")
+      ->required();
+  stages->add_option("--token", a->stages_o.token, "The stages' --token");
+  stages->add_option("--dht-bootstrap", a->stages_o.dht_bootstrap,
+                     "dht://: a DHT node to join through, HOST:PORT (repeatable)");
+  stages->add_option("--tls-ca", a->stages_o.tls_ca,
                      "The stages' CA certificate (PEM), when they use TLS");
-  stages->callback([a, &rc] { rc = RunStages(a->stages_uri, a->stages_token, a->stages_tls_ca); });
+  stages->callback([a, &rc] { rc = RunStages(a->stages_uri, a->stages_o); });
 
   auto* serve = app.add_subcommand(
       "serve", "Serve a range of a model's layers to swarm:// clients (pipelined inference)");
@@ -243,6 +257,13 @@ void AddSwarmCommands(CLI::App& app, int& rc) {
   serve->add_option("--tls-key", a->so.tls_key, "TLS: this stage's private key (PEM)");
   serve->add_option("--tls-ca", a->so.tls_ca,
                     "TLS: the CA certificate (PEM) of the stages this one pushes and announces to");
+  serve->add_flag("--dht", a->so.dht,
+                  "Announce this stage on the BitTorrent DHT and find its next stages there");
+  serve->add_option("--dht-listen", a->so.dht_listen,
+                    "The DHT node's UDP HOST:PORT (default 127.0.0.1:0, or 0.0.0.0:0 when a "
+                    "--dht-bootstrap node is elsewhere)");
+  serve->add_option("--dht-bootstrap", a->so.dht_bootstrap,
+                    "A DHT node to join through, HOST:PORT (repeatable; none: wait to be joined)");
   serve->add_option("-t,--threads", a->so.threads, "Compute threads (default: all cores)")
       ->check(Within(runtime::kThreads));
   serve->add_option("--max-sessions", a->so.max_sessions, "Sessions at once (default 8)")

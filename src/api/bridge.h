@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/status.h"
 
@@ -48,12 +49,14 @@ struct BridgeOptions {
   int n_ctx = 0;            // 0: the model's, at most 4096
   std::string token;        // swarm: the stages' --token
   bool f16_hidden = false;  // swarm: hidden states as f16 between stages
+  std::string tls_ca;       // swarm: the stages' CA certificate (PEM file), when they use TLS
+  std::vector<std::string> dht_bootstrap;  // dht://: DHT nodes to join through, HOST:PORT
 };
 
 class Bridge {
  public:
-  // `path`: a GGUF file, a fragment directory, or swarm://HOST:PORT/MODEL (`token`: the
-  // stages' --token).
+  // `path`: a GGUF file, a fragment directory, swarm://HOST:PORT/MODEL or dht://MODEL_ID
+  // (`token`: the stages' --token).
   explicit Bridge(const std::string& path, int threads = 0, const std::string& token = "");
   static StatusOr<std::unique_ptr<Bridge>> Open(const std::string& path, int threads = 0,
                                                 const std::string& token = "");

@@ -51,6 +51,7 @@ net::ChainOptions ChainOptionsFor(const OpenOptions& o) {
   net::ChainOptions co;
   co.token = o.token;
   co.tls_ca = o.tls_ca;
+  co.dht_bootstrap = o.dht_bootstrap;
   co.n_ctx = o.n_ctx;
   co.f16_hidden = o.f16_hidden;
   co.push = o.push;
@@ -61,14 +62,14 @@ net::ChainOptions ChainOptionsFor(const OpenOptions& o) {
 }  // namespace
 
 bool IsSwarmReference(const std::string& ref) {
-  std::string address, model;
-  return net::ParseSwarmUri(ref, &address, &model);
+  net::ChainOptions co;
+  return net::ParseSwarmUri(ref, &co);
 }
 
 StatusOr<OpenedModel> OpenModel(const std::string& ref, const OpenOptions& o) {
   OpenedModel m;
   net::ChainOptions co = ChainOptionsFor(o);
-  if (net::ParseSwarmUri(ref, &co.address, &co.model)) {
+  if (net::ParseSwarmUri(ref, &co)) {
     auto c = net::SwarmChain::Connect(co);
     if (!c.ok()) return c.status();
     auto chain = std::make_unique<ChainEvaluator>(std::move(*c));
@@ -97,7 +98,8 @@ StatusOr<std::unique_ptr<runtime::Service>> OpenService(
     return Status::InvalidArgument("--parallel " + std::to_string(s.parallel) +
                                    " is outside 1-256");
   net::ChainOptions co = ChainOptionsFor(o);
-  net::ParseSwarmUri(ref, &co.address, &co.model);
+  net::ParseSwarmUri(ref, &co);
+  GGSWARM_RETURN_IF_ERROR(net::StartDht(&co));  // one DHT node for every lane
   co.n_ctx = s.n_ctx;
   co.n_batch = s.n_batch;
   int n_lanes = s.lanes;
@@ -120,7 +122,7 @@ StatusOr<std::unique_ptr<runtime::Service>> OpenService(
     lanes.push_back(std::make_unique<ChainBatch>(std::move(*c)));
   }
   if (swarm_view) {
-    auto view = std::make_shared<SwarmView>(co.address, co.model, co.token, co.tls_ca, chains);
+    auto view = std::make_shared<SwarmView>(co, chains);
     *swarm_view = [view] { return view->Json(); };
   }
   runtime::ServiceOptions so = s;

@@ -1,13 +1,14 @@
 // One way to open what a user names as a model — a GGUF file, a fragment directory, or
-// swarm://HOST:PORT/MODEL — as something that evaluates tokens (runtime::Evaluator), with
-// the model's GGUF header (metadata: chat template, name). Bridge, `ggswarm run`/`chat` and
-// the server to come all open models through it.
+// swarm://HOST:PORT/MODEL or dht://MODEL_ID — as something that evaluates tokens
+// (runtime::Evaluator), with the model's GGUF header (metadata: chat template, name). Bridge,
+// `ggswarm run`/`chat` and the server to come all open models through it.
 #pragma once
 
 #include <functional>
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "base/status.h"
 #include "gguf/gguf_file.h"
@@ -21,6 +22,7 @@ struct OpenOptions {
   int n_ctx = 0;                                // 0: the model's, at most 4096
   std::string token;                            // swarm: the stages' --token
   std::string tls_ca;                           // swarm: the stages' CA (PEM file) for TLS
+  std::vector<std::string> dht_bootstrap;       // dht://: DHT nodes to join through
   bool f16_hidden = false;                      // swarm: hidden states as f16 between stages
   bool push = true;                             // swarm: stages push to each other
   std::function<void(const std::string&)> log;  // swarm: notes on the chain

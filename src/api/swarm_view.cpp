@@ -7,13 +7,10 @@ namespace ggswarm::api {
 
 using json = nlohmann::json;
 
-SwarmView::SwarmView(std::string address, std::string model, std::string token, std::string tls_ca,
-                     std::vector<const net::SwarmChain*> chains)
-    : address_(std::move(address)),
-      model_(std::move(model)),
-      token_(std::move(token)),
-      tls_ca_(std::move(tls_ca)),
-      chains_(std::move(chains)) {}
+SwarmView::SwarmView(net::ChainOptions where, std::vector<const net::SwarmChain*> chains)
+    : where_(std::move(where)), chains_(std::move(chains)) {
+  where_.log = nullptr;
+}
 
 std::pair<int, std::string> SwarmView::Json() {
   std::lock_guard<std::mutex> l(mu_);
@@ -26,17 +23,20 @@ std::pair<int, std::string> SwarmView::Json() {
 }
 
 std::pair<int, std::string> SwarmView::Build() {
-  const std::string model_id = chains_.empty() ? model_ : chains_[0]->model_id();
-  // The entry peer first, then any stage seen before (the entry may be the one that died).
-  std::vector<std::string> ask = {address_};
+  net::ChainOptions o = where_;
+  if (!chains_.empty()) o.model = chains_[0]->model_id();
+  // The entry peer first, then any stage seen before (the entry may be the one that died);
+  // or the DHT.
+  std::vector<std::string> ask = {o.address};
   for (const std::string& a : known_)
-    if (a != address_) ask.push_back(a);
+    if (a != o.address && !o.dht) ask.push_back(a);
   StatusOr<std::vector<net::StageInfo>> stages = Status::NotFound("no peer asked");
   std::string asked;
   for (const std::string& a : ask) {
-    stages = net::ListStages(a, model_id, token_, tls_ca_);
+    o.address = a;
+    stages = net::ListStages(o);
     if (stages.ok()) {
-      asked = a;
+      asked = o.dht ? "dht://" + o.model : a;
       break;
     }
   }
@@ -86,7 +86,7 @@ std::pair<int, std::string> SwarmView::Build() {
           {{"address", h.address}, {"first_layer", h.first_layer}, {"end_layer", h.end_layer}});
     chains.push_back({{"lane", i}, {"sequences", chains_[i]->n_seq()}, {"hops", hops}});
   }
-  doc["model"] = {{"id", model_id}, {"name", name}, {"n_layer", n_layer}};
+  doc["model"] = {{"id", o.model}, {"name", name}, {"n_layer", n_layer}};
   doc["asked"] = asked;
   doc["stages"] = list;
   doc["gaps"] = gaps;

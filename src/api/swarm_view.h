@@ -17,15 +17,15 @@ namespace ggswarm::api {
 class SwarmView {
  public:
   // `chains`: the lanes' chains, which outlive the view (the server holds both).
-  SwarmView(std::string address, std::string model, std::string token, std::string tls_ca,
-            std::vector<const net::SwarmChain*> chains);
+  // `where`: how the chains look their stages up (swarm:// or dht://).
+  SwarmView(net::ChainOptions where, std::vector<const net::SwarmChain*> chains);
   // HTTP status and JSON body. The swarm is asked at most once a second, however many ask.
   std::pair<int, std::string> Json();
 
  private:
   std::pair<int, std::string> Build();
 
-  std::string address_, model_, token_, tls_ca_;
+  net::ChainOptions where_;
   std::vector<const net::SwarmChain*> chains_;
   std::vector<std::string> known_;  // stages seen before: asked when the entry peer is gone
   std::mutex mu_;

@@ -57,6 +57,42 @@ StatusOr<int64_t> ParseRate(const std::string& s) {
   return static_cast<int64_t>(*v);
 }
 
+bool IsLoopback(const std::string& ip) {
+  lt::error_code ec;
+  const lt::address a = lt::make_address(ip, ec);
+  return !ec && a.is_loopback();
+}
+
+void ApplyDhtSettings(lt::settings_pack& sp, const std::vector<Endpoint>& bootstrap,
+                      const std::string& listen_host) {
+  using lt::settings_pack;
+  std::string nodes;
+  for (const Endpoint& e : bootstrap) {
+    const bool v6 = e.host.find(':') != std::string::npos;
+    nodes += (nodes.empty() ? "" : ",") + (v6 ? "[" + e.host + "]" : e.host) + ":" +
+             std::to_string(e.port);
+  }
+  sp.set_str(settings_pack::dht_bootstrap_nodes, nodes);
+  lt::error_code ec;
+  const lt::address a = lt::make_address(listen_host, ec);
+  bool own_network = !ec && a.is_loopback();
+  if (!ec && a.is_v4()) {
+    const auto b = a.to_v4().to_bytes();
+    own_network |=
+        b[0] == 10 || (b[0] == 172 && (b[1] & 0xf0) == 16) || (b[0] == 192 && b[1] == 168);
+  } else if (!ec && a.is_v6()) {
+    own_network |= (a.to_v6().to_bytes()[0] & 0xfe) == 0xfc;
+  }
+  if (own_network) {
+    // Every node of a test's DHT sends from 127.0.0.1: the per-address limit of 5 queries a
+    // second would block them all, for 5 minutes, once a few of them are busy.
+    sp.set_int(settings_pack::dht_block_ratelimit, 10000);
+    sp.set_bool(settings_pack::dht_restrict_routing_ips, false);
+    sp.set_bool(settings_pack::dht_restrict_search_ips, false);
+    sp.set_bool(settings_pack::dht_ignore_dark_internet, false);
+  }
+}
+
 namespace {
 
 // TCP_NODELAY on every peer connection. libtorrent leaves Nagle's algorithm on: a piece
@@ -88,7 +124,17 @@ struct NoDelay final : lt::torrent_plugin {
 }  // namespace
 
 StatusOr<std::unique_ptr<lt::session>> OpenSession(const SwarmOptions& o) {
-  auto listen = ParseEndpoint(o.listen.empty() ? "127.0.0.1:0" : o.listen);
+  auto boot = ParseEndpoints(o.dht_bootstrap);
+  if (!boot.ok()) return boot.status().WithContext("--dht-bootstrap");
+  // A DHT node needs a UDP socket: a fetch that would only connect out listens too, on this
+  // machine when every node it joins through is here.
+  std::string listen_at = o.listen;
+  if (listen_at.empty() && o.dht) {
+    bool all_here = true;
+    for (const Endpoint& e : *boot) all_here &= IsLoopback(e.host);
+    listen_at = all_here ? "127.0.0.1:0" : "0.0.0.0:0";
+  }
+  auto listen = ParseEndpoint(listen_at.empty() ? "127.0.0.1:0" : listen_at);
   if (!listen.ok()) return Status::InvalidArgument("--listen " + listen.status().message());
 
   lt::settings_pack sp;
@@ -105,12 +151,13 @@ StatusOr<std::unique_ptr<lt::session>> OpenSession(const SwarmOptions& o) {
                                                            ~lt::alert_category::piece_progress)));
   const bool v6 = listen->host.find(':') != std::string::npos;
   sp.set_str(settings_pack::listen_interfaces,
-             o.listen.empty() ? std::string()
-                              : (v6 ? "[" + listen->host + "]" : listen->host) + ":" +
-                                    std::to_string(listen->port));
+             listen_at.empty() ? std::string()
+                               : (v6 ? "[" + listen->host + "]" : listen->host) + ":" +
+                                     std::to_string(listen->port));
   sp.set_str(settings_pack::user_agent, "ggswarm/0.1");
   // Reaching beyond the named peers is opt-in.
   sp.set_bool(settings_pack::enable_dht, o.dht);
+  ApplyDhtSettings(sp, *boot, listen->host);
   sp.set_bool(settings_pack::enable_lsd, o.lsd);
   sp.set_bool(settings_pack::enable_upnp, o.port_mapping);
   sp.set_bool(settings_pack::enable_natpmp, o.port_mapping);
@@ -160,7 +207,7 @@ StatusOr<std::unique_ptr<lt::session>> OpenSession(const SwarmOptions& o) {
     return std::shared_ptr<lt::torrent_plugin>(std::make_shared<NoDelay>());
   });
 
-  if (o.listen.empty()) return s;
+  if (listen_at.empty()) return s;
   // Wait for the listen socket: a peer must say where it listens, and a port in use is an
   // error the user should see now.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
@@ -170,12 +217,12 @@ StatusOr<std::unique_ptr<lt::session>> OpenSession(const SwarmOptions& o) {
     s->pop_alerts(&alerts);
     for (lt::alert* a : alerts) {
       if (auto* f = lt::alert_cast<lt::listen_failed_alert>(a)) {
-        return Status::IOError("cannot listen on " + o.listen + ": " + f->error.message());
+        return Status::IOError("cannot listen on " + listen_at + ": " + f->error.message());
       }
       if (lt::alert_cast<lt::listen_succeeded_alert>(a)) return s;
     }
   }
-  return Status::IOError("cannot listen on " + o.listen + ": no answer from the session");
+  return Status::IOError("cannot listen on " + listen_at + ": no answer from the session");
 }
 
 int ListenPort(lt::session& s) { return s.is_listening() ? s.listen_port() : 0; }

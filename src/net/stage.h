@@ -39,6 +39,12 @@ struct StageOptions {
   double unused_timeout_s = 15;
   uint64_t max_kv_bytes = 0;    // KV caches of all sessions together; 0: no limit
   double announce_every_s = 2;  // re-announce to peers; entries expire after 3 periods
+  // The BitTorrent DHT (net/dht.h): with `dht`, a DHT node of the stage's own announces it
+  // and finds the stages that serve the layers after its own. Off unless asked for.
+  bool dht = false;
+  std::string dht_listen;                  // UDP HOST:PORT; "": see DhtOptions
+  std::vector<std::string> dht_bootstrap;  // DHT nodes to join through, HOST:PORT
+  double dht_every_s = 300;                // re-announce (DHT nodes forget after 45 minutes)
 };
 
 using StageLogFn = std::function<void(const std::string&)>;
@@ -48,7 +54,9 @@ class StageServer {
   static StatusOr<std::unique_ptr<StageServer>> Start(const StageOptions& o, StageLogFn log);
   ~StageServer();
   int port() const;
-  std::string Describe() const;  // "model layers A-B at HOST:PORT"
+  std::string Describe() const;         // "model layers A-B at HOST:PORT"
+  std::string dht_address() const;      // its DHT node's HOST:PORT (UDP); "" without --dht
+  const std::string& model_id() const;  // SHA-256 of the model's GGUF file, hex
   // Blocks until Shutdown() (from another thread or a signal handler's flag poll).
   void Wait();
   void Shutdown();

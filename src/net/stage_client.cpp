@@ -3,17 +3,20 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <climits>
 #include <condition_variable>
 #include <mutex>
 #include <optional>
 #include <set>
+#include <thread>
 #include <tuple>
 
 #include "base/file.h"
 #include "gguf/gguf_file.h"
 #include "model/config.h"
+#include "net/dht.h"
 #include "net/stage_tls.h"
 #include "net/stage_wire.h"
 #include "stage.grpc.pb.h"
@@ -95,15 +98,45 @@ std::shared_ptr<grpc::ChannelCredentials> TlsCredentials(const std::string& ca_p
   return grpc::SslCredentials(o);
 }
 
-bool ParseSwarmUri(const std::string& uri, std::string* address, std::string* model) {
+bool ParseSwarmUri(const std::string& uri, ChainOptions* o) {
+  const std::string dht = "dht://";
+  if (uri.rfind(dht, 0) == 0) {
+    o->dht = true;
+    o->address.clear();
+    o->model = uri.substr(dht.size());
+    return true;
+  }
   const std::string scheme = "swarm://";
   if (uri.rfind(scheme, 0) != 0) return false;
   const std::string rest = uri.substr(scheme.size());
   const size_t slash = rest.find('/');
-  *address = rest.substr(0, slash);
-  *model = slash == std::string::npos ? "" : rest.substr(slash + 1);
-  return !address->empty();
+  o->dht = false;
+  o->address = rest.substr(0, slash);
+  o->model = slash == std::string::npos ? "" : rest.substr(slash + 1);
+  return !o->address.empty();
 }
+
+Status StartDht(ChainOptions* o) {
+  if (!o->dht || o->dht_node) return Status::Ok();
+  auto node = DhtNode::Start(DhtOptions{"", o->dht_bootstrap, /*read_only=*/true});
+  if (!node.ok()) return node.status();
+  o->dht_node = std::move(*node);
+  return Status::Ok();
+}
+
+namespace {
+
+// A model's full id: 64 hex digits, lower case.
+bool IsModelId(std::string* id) {
+  if (id->size() != 64) return false;
+  for (char& c : *id) {
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (!std::isxdigit(static_cast<unsigned char>(c))) return false;
+  }
+  return true;
+}
+
+}  // namespace
 
 struct SwarmChain::Impl {
   ChainOptions o;
@@ -150,9 +183,15 @@ struct SwarmChain::Impl {
     if (!o.token.empty()) ctx->AddMetadata(kTokenHeader, o.token);
   }
 
+  // Where the stages are looked up, for messages.
+  std::string Where() const {
+    return o.dht ? "the DHT (dht://" + o.model.substr(0, 16) + "…)" : o.address;
+  }
+
   // Every range of the model that the entry peer (or, when it is gone, any peer seen
-  // before) knows of.
+  // before) knows of; with dht://, that the DHT knows of.
   StatusOr<std::vector<pb::ServedRange>> Lookup() {
+    if (o.dht) return DhtLookup();
     std::vector<std::string> ask = {o.address};
     for (const std::string& a : seen) {
       if (a != o.address && !dead.count(a)) ask.push_back(a);
@@ -180,6 +219,58 @@ struct SwarmChain::Impl {
       last_error +=
           " (a stage that speaks TLS closes plain connections: give its CA with --tls-ca)";
     return Status::IOError("no peer answers: " + last_error);
+  }
+
+  // Every stage announced on the DHT under the model's key that answers Hello with that
+  // model (asked all at once); an announcement that answers with another model, or not at
+  // all, is left out.
+  StatusOr<std::vector<pb::ServedRange>> DhtLookup() {
+    if (!IsModelId(&o.model))
+      return Status::InvalidArgument("dht://" + o.model.substr(0, 80) +
+                                     ": expected the model's id, 64 hex digits (as `ggswarm "
+                                     "stages` or `ggswarm inspect` shows it)");
+    GGSWARM_RETURN_IF_ERROR(StartDht(&o));
+    const DhtKey key = ModelKey(o.model);
+    std::vector<Endpoint> found = o.dht_node->GetPeers(std::span<const DhtKey>(&key, 1))[0];
+    if (found.size() > 256) found.resize(256);
+    const size_t announced = found.size();
+    // A lookup can miss what an earlier one found (a reply that came late): those are asked
+    // again too.
+    for (const std::string& a : seen) {
+      auto e = ParseEndpoint(a);
+      if (e.ok() && std::find_if(found.begin(), found.end(), [&](const Endpoint& f) {
+                      return f.ToString() == a;
+                    }) == found.end())
+        found.push_back(*e);
+    }
+    std::vector<std::optional<pb::ServedRange>> answers(found.size());
+    std::vector<std::thread> asks;
+    for (size_t i = 0; i < found.size(); ++i)
+      asks.emplace_back([&, i] {
+        const std::string a = found[i].ToString();
+        auto stub = Stub(a);
+        grpc::ClientContext ctx;
+        Prepare(&ctx, 2);
+        pb::HelloRequest req;
+        req.set_version(kStageProtocolVersion);
+        pb::HelloReply rep;
+        if (!stub->Hello(&ctx, req, &rep).ok() || rep.served().model_id() != o.model) return;
+        answers[i] = rep.served();
+        answers[i]->set_address(a);  // where it answered, whatever it calls itself
+      });
+    for (std::thread& t : asks) t.join();
+    std::vector<pb::ServedRange> v;
+    for (auto& r : answers)
+      if (r) {
+        seen.insert(r->address());
+        v.push_back(std::move(*r));
+      }
+    if (v.empty())
+      return Status::NotFound(
+          "no stage of model " + o.model.substr(0, 16) + " on the DHT" +
+          (o.dht_bootstrap.empty() ? "" : " joined through " + o.dht_bootstrap[0]) + " answers (" +
+          std::to_string(announced) + " announced there)");
+    return v;
   }
 
   // A chain over the model's layers: the live ranges (ChooseModel, LiveRanges), at each
@@ -237,10 +328,10 @@ struct SwarmChain::Impl {
     std::set<std::string> ids;
     for (const auto& r : ranges) ids.insert(r.model_id());
     if (ids.empty())
-      return Status::NotFound("no peer known to " + o.address + " serves " +
+      return Status::NotFound("no peer known to " + Where() + " serves " +
                               (o.model.empty() ? std::string("a model") : o.model));
     if (ids.size() > 1)
-      return Status::InvalidArgument(o.address + " knows " + std::to_string(ids.size()) +
+      return Status::InvalidArgument(Where() + " knows " + std::to_string(ids.size()) +
                                      " models; name one: swarm://" + o.address + "/MODEL");
     model_id = *ids.begin();
     return Status::Ok();
@@ -634,11 +725,18 @@ StatusOr<std::unique_ptr<SwarmChain>> SwarmChain::Connect(const ChainOptions& o)
 
 StatusOr<std::vector<StageInfo>> ListStages(const std::string& address, const std::string& model,
                                             const std::string& token, const std::string& tls_ca) {
+  ChainOptions o;
+  o.address = address;
+  o.model = model;
+  o.token = token;
+  o.tls_ca = tls_ca;
+  return ListStages(o);
+}
+
+StatusOr<std::vector<StageInfo>> ListStages(const ChainOptions& o) {
   SwarmChain::Impl m;
-  m.o.address = address;
-  m.o.model = model;
-  m.o.token = token;
-  GGSWARM_RETURN_IF_ERROR(m.UseTls(tls_ca));
+  m.o = o;
+  GGSWARM_RETURN_IF_ERROR(m.UseTls(o.tls_ca));
   auto ranges = m.Lookup();
   if (!ranges.ok()) return ranges.status();
   std::vector<StageInfo> v;

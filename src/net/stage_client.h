@@ -18,9 +18,17 @@
 
 namespace ggswarm::net {
 
+class DhtNode;
+
 struct ChainOptions {
-  std::string address;  // HOST:PORT of any peer
+  std::string address;  // HOST:PORT of any peer (swarm://)
   std::string model;    // model id, id prefix or name; "" when the peer serves one model
+  // dht://MODEL_ID: the stages are looked up on the BitTorrent DHT (net/dht.h), joined
+  // through `dht_bootstrap`, and `model` is the model's full id. One node can serve several
+  // chains (a server's lanes); one is started when none is given.
+  bool dht = false;
+  std::vector<std::string> dht_bootstrap;
+  std::shared_ptr<DhtNode> dht_node;
   std::string token;
   std::string tls_ca;       // PEM file of the CA the stages' certificates come from; "": plain
   int n_ctx = 0;            // 0: the most every stage allows, capped at 4096
@@ -35,8 +43,11 @@ struct ChainOptions {
   StageLogFn log;  // notes on the chain and its recoveries
 };
 
-// "swarm://HOST:PORT/MODEL" → address and model; false when `uri` is not one.
-bool ParseSwarmUri(const std::string& uri, std::string* address, std::string* model);
+// "swarm://HOST:PORT/MODEL" → o->address and o->model; "dht://MODEL_ID" → o->dht and
+// o->model; false when `uri` is neither.
+bool ParseSwarmUri(const std::string& uri, ChainOptions* o);
+// With o->dht, starts o->dht_node unless there is one (a node for several chains to share).
+Status StartDht(ChainOptions* o);
 
 // What a peer knows of the swarm: every stage of `model` ("" for all models) it has heard
 // of, each asked directly whether it answers and how fast.
@@ -49,6 +60,7 @@ struct StageInfo {
   bool answers = false;
   double rtt_ms = 0;
 };
+StatusOr<std::vector<StageInfo>> ListStages(const ChainOptions& o);
 StatusOr<std::vector<StageInfo>> ListStages(const std::string& address, const std::string& model,
                                             const std::string& token,
                                             const std::string& tls_ca = "");

@@ -17,6 +17,7 @@
 #include "fragments/fragment_source.h"
 #include "fragments/manifest.h"
 #include "model/llama.h"
+#include "net/dht.h"
 #include "net/h2_guard.h"
 #include "net/stage.h"
 #include "net/stage_checks.h"
@@ -98,6 +99,8 @@ struct StageServer::Impl final : public pb::Stage::Service {
   std::condition_variable mail_cv;  // a reply arrived in a session's mail (with mu)
   std::mutex ask_mu;                // a route's unknown next stage: peers asked now
   Clock::time_point last_asked;
+  std::shared_ptr<DhtNode> dht;  // with --dht
+  std::thread dht_thread;
   // For the calls this stage makes (pushes, announcements): TLS with --tls-ca, or plain.
   std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
   std::mutex stubs_mu;  // the stages pushed to, by address
@@ -353,6 +356,7 @@ struct StageServer::Impl final : public pb::Stage::Service {
       std::lock_guard<std::mutex> l(ask_mu);
       if (Clock::now() - last_asked > std::chrono::seconds(1)) {
         AnnounceToPeers();
+        if (!known()) FindNextOnDht();
         last_asked = Clock::now();
       }
     }
@@ -641,6 +645,57 @@ struct StageServer::Impl final : public pb::Stage::Service {
     }
   }
 
+  // With --dht: announces this stage under the model's key and its first layer's, soon after
+  // it starts (the DHT may still be forming) and then every dht_every_s; looks for the stages
+  // after it each time.
+  void DhtLoop() {
+    // Soon after it starts (the first node of a DHT waits to be joined), then every
+    // dht_every_s.
+    const double soon[] = {0, 1, 3, 10, 30};
+    // The port others reach this stage at (--advertise's); the DHT nodes take the host from
+    // where the announcement comes from.
+    const std::string& a = self.address();
+    const int at = std::atoi(a.substr(a.rfind(':') + 1).c_str());
+    const auto start = Clock::now();
+    for (int round = 0; !stopping; ++round) {
+      dht->Announce(ModelKey(self.model_id()), at);
+      dht->Announce(LayerKey(self.model_id(), static_cast<int>(self.first_layer())), at);
+      FindNextOnDht();
+      const auto next = round + 1 < 5
+                            ? start + std::chrono::duration_cast<Clock::duration>(
+                                          std::chrono::duration<double>(soon[round + 1]))
+                            : Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                                 std::chrono::duration<double>(o.dht_every_s));
+      std::unique_lock<std::mutex> l(stop_mu);
+      stop_cv.wait_until(l, next, [&] { return stopping.load(); });
+    }
+  }
+
+  // The stages the DHT knows to start at this stage's end layer, each asked what it serves:
+  // those that answer Hello with this model and that layer are remembered as peers.
+  void FindNextOnDht() {
+    if (!dht || self.has_head()) return;
+    const DhtKey key = LayerKey(self.model_id(), static_cast<int>(self.end_layer()));
+    const std::vector<Endpoint> found = dht->GetPeers(std::span<const DhtKey>(&key, 1))[0];
+    for (const Endpoint& e : found) {
+      if (stopping) return;
+      const std::string a = e.ToString();
+      if (a == self.address()) continue;
+      auto stub = pb::Stage::NewStub(grpc::CreateChannel(a, creds));
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+      if (!o.token.empty()) ctx.AddMetadata(kTokenHeader, o.token);
+      pb::HelloRequest req;
+      req.set_version(kStageProtocolVersion);
+      pb::HelloReply rep;
+      if (!stub->Hello(&ctx, req, &rep).ok()) continue;
+      pb::ServedRange r = rep.served();
+      if (r.model_id() != self.model_id() || r.first_layer() != self.end_layer()) continue;
+      r.set_address(a);  // where it answered, whatever it calls itself
+      Remember(r);
+    }
+  }
+
   void AnnounceToPeers() {
     std::vector<std::string> targets = o.peers;
     {
@@ -742,6 +797,11 @@ StatusOr<std::unique_ptr<StageServer>> StageServer::Start(const StageOptions& o,
   if (!guard.ok()) return guard.status();
   impl->guard = std::move(*guard);
   impl->port = impl->guard->port();
+  if (o.dht) {
+    auto node = DhtNode::Start(DhtOptions{o.dht_listen, o.dht_bootstrap});
+    if (!node.ok()) return node.status();
+    impl->dht = std::move(*node);
+  }
 
   pb::ServedRange& s = impl->self;
   s.set_model_id(*id);
@@ -764,6 +824,7 @@ StatusOr<std::unique_ptr<StageServer>> StageServer::Start(const StageOptions& o,
   server->impl_ = std::move(impl);
   raw->janitor = std::thread([raw] { raw->Janitor(); });
   raw->compute = std::thread([raw] { raw->Compute(); });
+  if (raw->dht) raw->dht_thread = std::thread([raw] { raw->DhtLoop(); });
   return server;
 }
 
@@ -782,6 +843,10 @@ std::string StageServer::Describe() const {
          s.model_id().substr(0, 16) + ")";
 }
 
+const std::string& StageServer::model_id() const { return impl_->self.model_id(); }
+
+std::string StageServer::dht_address() const { return impl_->dht ? impl_->dht->address() : ""; }
+
 void StageServer::Wait() { impl_->server->Wait(); }
 
 void StageServer::Shutdown() {
@@ -795,6 +860,7 @@ void StageServer::Shutdown() {
   impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   if (impl_->janitor.joinable()) impl_->janitor.join();
   if (impl_->compute.joinable()) impl_->compute.join();
+  if (impl_->dht_thread.joinable()) impl_->dht_thread.join();
 }
 
 }  // namespace ggswarm::net
