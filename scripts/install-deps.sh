@@ -7,7 +7,7 @@ packages=(build-essential cmake pkg-config libssl-dev nlohmann-json3-dev libcli1
           libcpp-httplib-dev curl nodejs chromium
           python3-dev python3-pybind11 python3-numpy python3-pytest
           libtorrent-rasterbar-dev libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-          qbittorrent-nox openssl)
+          qbittorrent-nox openssl aria2)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -207,6 +207,22 @@ TEST_F(TorrentOfDirectory, CoversExactlyTheManifestsFiles) {
   auto hybrid = net::MakeTorrent(Dir(), o);
   ASSERT_TRUE(hybrid.ok());
   EXPECT_EQ(hybrid->info_hash_v1.size(), 40u);
+  // v1 only: one SHA-1 info-hash, no pad files (what v1-only clients refuse in hybrids),
+  // the same files; --hybrid and --v1 together are refused.
+  o.v1 = true;
+  EXPECT_FALSE(net::MakeTorrent(Dir(), o).ok());
+  o.hybrid = false;
+  auto v1 = net::MakeTorrent(Dir(), o);
+  ASSERT_TRUE(v1.ok()) << v1.status().ToString();
+  EXPECT_EQ(v1->info_hash.size(), 40u);
+  EXPECT_TRUE(v1->info_hash_v1.empty());
+  EXPECT_EQ(v1->files, sum->files);
+  auto v1t = net::LoadTorrent(Dir() + "/model.torrent");
+  ASSERT_TRUE(v1t.ok());
+  EXPECT_FALSE(v1t->ti->info_hashes().has_v2());
+  for (lt::file_index_t i : v1t->ti->files().file_range())
+    EXPECT_FALSE(v1t->ti->files().pad_file_at(i));
+  EXPECT_TRUE(net::CheckTorrentMatchesManifest(v1t->ti->files(), manifest_).ok());
 
   // A manifest that disagrees with the torrent, each way.
   Manifest m = manifest_;

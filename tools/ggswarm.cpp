@@ -20,7 +20,7 @@ double Seconds(std::chrono::steady_clock::time_point t0) {
 }
 
 int RunFragment(const std::string& in, const std::string& out, const std::string& chunk,
-                const std::string& name, bool force, bool torrent, bool hybrid) {
+                const std::string& name, bool force, bool torrent, net::TorrentOptions to) {
   fragments::FragmentOptions o;
   auto size = ParseByteSize(chunk);
   if (!size || *size == 0) return Fail("--chunk-size " + chunk + ": expected a size like 10M");
@@ -40,16 +40,17 @@ int RunFragment(const std::string& in, const std::string& out, const std::string
   std::printf("model sha256 %s, %.2f s, %.0f MB/s\n", r->manifest.sha256.c_str(), s,
               r->bytes / 1e6 / s);
   if (!torrent) return 0;
-  net::TorrentOptions to;
-  to.hybrid = hybrid;
   to.overwrite = force;
   to.checked = true;  // every fragment was hashed as it was written
   ProgressBar tbar("torrent");
   auto t = net::MakeTorrent(out, to, tbar.fn());
   tbar.Finish();
   if (!t.ok()) return Fail(t.status().ToString());
-  std::printf("torrent %s/%s: info-hash %s\nmagnet %s\n", out.c_str(), net::kTorrentFile,
-              t->info_hash.c_str(), t->magnet.c_str());
+  std::printf("torrent %s/%s: info-hash %s\n", out.c_str(), net::kTorrentFile,
+              t->info_hash.c_str());
+  // v1 clients show a hybrid torrent by its v1 hash.
+  if (!t->info_hash_v1.empty()) std::printf("info-hash v1 %s\n", t->info_hash_v1.c_str());
+  std::printf("magnet %s\n", t->magnet.c_str());
   return 0;
 }
 
@@ -103,7 +104,8 @@ int main(int argc, char** argv) {
   int rc = 0;
 
   std::string path, name, out, chunk = "10M", rows, npy, type_name = "Q8_0", preset;
-  bool json = false, force = false, no_torrent = false, hybrid = false;
+  bool json = false, force = false, no_torrent = false;
+  net::TorrentOptions frag_torrent;
   std::string vocab, arch;  // default: the preset's
   bool tied_output = false, llama3_rope = false;
   float rope_base = 0;
@@ -132,8 +134,12 @@ int main(int argc, char** argv) {
   frag->add_option("--name", name, "Model name in fragment file names (default: file stem)");
   frag->add_flag("--force", force, "Write into a non-empty directory");
   frag->add_flag("--no-torrent", no_torrent, "Do not write model.torrent");
-  frag->add_flag("--hybrid", hybrid, "model.torrent also with v1 metadata (for v1-only clients)");
-  frag->callback([&] { rc = RunFragment(path, out, chunk, name, force, !no_torrent, hybrid); });
+  frag->add_flag("--hybrid", frag_torrent.hybrid,
+                 "model.torrent also with v1 metadata (for libtorrent 1.2 clients)");
+  frag->add_flag("--v1", frag_torrent.v1,
+                 "model.torrent as v1 only (for Transmission 3, aria2, rtorrent)");
+  frag->callback(
+      [&] { rc = RunFragment(path, out, chunk, name, force, !no_torrent, frag_torrent); });
 
   auto* verify = app.add_subcommand("verify", "Check every fragment's presence, size and SHA-256");
   verify->add_option("dir", path, "Fragment directory")->required();

@@ -31,8 +31,10 @@ void Say(const std::string& s) {
 
 void PrintTorrent(const std::string& path, const net::TorrentSummary& t) {
   std::printf("torrent %s: %s, %d files, %.2f MB, pieces of %d KiB\n", path.c_str(),
-              t.info_hash_v1.empty() ? "v2" : "hybrid v1+v2", t.files, t.total_size / 1e6,
-              t.piece_size / 1024);
+              !t.info_hash_v1.empty()    ? "hybrid v1+v2"
+              : t.info_hash.size() == 40 ? "v1"
+                                         : "v2",
+              t.files, t.total_size / 1e6, t.piece_size / 1024);
   std::printf("info-hash %s\n", t.info_hash.c_str());
   if (!t.info_hash_v1.empty()) std::printf("info-hash v1 %s\n", t.info_hash_v1.c_str());
   std::printf("magnet %s\n", t.magnet.c_str());
@@ -296,7 +298,10 @@ void AddSwarmCommands(CLI::App& app, int& rc) {
                                  "Write model.torrent (BitTorrent v2) for a fragment "
                                  "directory");
   tor->add_option("dir", a->dir, "Fragment directory")->required();
-  tor->add_flag("--hybrid", a->to.hybrid, "Also v1 metadata, for BitTorrent clients without v2");
+  tor->add_flag("--hybrid", a->to.hybrid,
+                "Also v1 metadata, for v1 clients that take hybrid torrents (libtorrent 1.2)");
+  tor->add_flag("--v1", a->to.v1,
+                "A v1 torrent only: for Transmission 3, aria2, rtorrent (they refuse hybrids)");
   tor->add_option("--piece-size", a->to.piece_size, "Piece size in bytes (power of two ≥ 16384)");
   tor->add_option("--tracker", a->to.trackers, "Tracker URL to put in the torrent");
   tor->add_flag("--force", a->to.overwrite, "Replace an existing model.torrent");

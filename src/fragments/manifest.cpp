@@ -1,5 +1,6 @@
 #include "fragments/manifest.h"
 
+#include <filesystem>
 #include <map>
 
 #include "base/file.h"
@@ -159,7 +160,25 @@ StatusOr<Manifest> Manifest::FromJson(const std::string& text) {
 StatusOr<Manifest> Manifest::Load(const std::string& dir) {
   if (!IsDirectory(dir)) return Status::NotFound("not a fragment directory: " + dir);
   auto text = ReadSmallFile(dir + "/" + kManifestFile, kMaxManifestBytes);
-  if (!text.ok()) return text.status();
+  if (!text.ok()) {
+    // BitTorrent clients save a torrent into SAVEPATH/NAME/: the user names SAVEPATH.
+    if (!PathExists(dir + "/" + kManifestFile)) {
+      std::error_code ec;
+      std::vector<std::string> below;
+      for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+        std::error_code fec;
+        if (e.is_directory(fec) && PathExists(e.path().string() + "/" + kManifestFile))
+          below.push_back(e.path().string());
+        if (below.size() > 1) break;
+      }
+      if (below.size() == 1)
+        return Status::NotFound(dir + " holds no " + kManifestFile + ", but the folder " +
+                                below[0] +
+                                " below it does (BitTorrent clients save into SAVEPATH/NAME/): "
+                                "name that one");
+    }
+    return text.status();
+  }
   return FromJson(*text);
 }
 

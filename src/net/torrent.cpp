@@ -82,7 +82,7 @@ TorrentSummary Summarize(const lt::torrent_info& ti) {
   s.name = ti.name();
   const lt::info_hash_t ih = ti.info_hashes();
   if (ih.has_v2()) s.info_hash = HexOf(ih.v2.data(), ih.v2.size());
-  if (ih.has_v1()) s.info_hash_v1 = HexOf(ih.v1.data(), ih.v1.size());
+  if (ih.has_v1()) (ih.has_v2() ? s.info_hash_v1 : s.info_hash) = HexOf(ih.v1.data(), ih.v1.size());
   s.magnet = lt::make_magnet_uri(ti);
   const lt::file_storage& files = ti.files();
   for (lt::file_index_t i : files.file_range()) {
@@ -99,6 +99,7 @@ StatusOr<TorrentSummary> MakeTorrent(const std::string& dir, const TorrentOption
   const std::string out_path = dir + "/" + kTorrentFile;
   if (!o.overwrite && PathExists(out_path))
     return Status::Exists(out_path + " already exists (--force replaces it)");
+  if (o.hybrid && o.v1) return Status::InvalidArgument("--hybrid and --v1 exclude each other");
   if (o.piece_size != 0 && (o.piece_size < 16384 || (o.piece_size & (o.piece_size - 1))))
     return Status::InvalidArgument("piece size " + std::to_string(o.piece_size) +
                                    ": must be a power of two of at least 16 KiB");
@@ -139,7 +140,9 @@ StatusOr<TorrentSummary> MakeTorrent(const std::string& dir, const TorrentOption
   int piece_size = o.piece_size;
   if (piece_size == 0 && files.total_size() > (256 << 20)) piece_size = kLargeModelPieceSize;
   lt::create_torrent t(files, piece_size,
-                       o.hybrid ? lt::create_flags_t{} : lt::create_torrent::v2_only);
+                       o.v1       ? lt::create_torrent::v1_only
+                       : o.hybrid ? lt::create_flags_t{}
+                                  : lt::create_torrent::v2_only);
   t.set_creator("ggswarm 0.1");
   t.set_comment(("ggswarm fragments of " + m.file_name + " (sha256 " + m.sha256 + ")").c_str());
   for (size_t i = 0; i < o.trackers.size(); ++i) t.add_tracker(o.trackers[i], static_cast<int>(i));

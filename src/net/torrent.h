@@ -21,6 +21,9 @@ constexpr int kLargeModelPieceSize = 4 << 20;
 
 struct TorrentOptions {
   bool hybrid = false;  // also v1 (SHA-1) metadata, for clients without v2
+  // v1 only (SHA-1 pieces, no pad files): what v1-only clients (Transmission 3, aria2,
+  // rtorrent) take; they refuse hybrid torrents. No per-file Merkle trees.
+  bool v1 = false;
   // Bytes, a power of two ≥ 16 KiB; 0: 4 MiB past 256 MiB of files, else libtorrent's choice.
   int piece_size = 0;
   std::vector<std::string> trackers;
@@ -31,7 +34,7 @@ struct TorrentOptions {
 
 struct TorrentSummary {
   std::string name;
-  std::string info_hash;     // v2 (SHA-256, 64 hex digits)
+  std::string info_hash;     // v2 (SHA-256, 64 hex digits); a v1-only torrent's v1 (40)
   std::string info_hash_v1;  // hybrid torrents only (SHA-1, 40 hex digits)
   std::string magnet;
   uint64_t total_size = 0;  // bytes in the files, padding not counted
