@@ -421,6 +421,27 @@ class GarbageServer {
   std::thread thread_;
 };
 
+// A peer that answers but has none of the wanted layers (a partial copy) is named for what
+// it did, not as "no answer".
+TEST_F(Swarm, AStalledFetchSaysWhatEachPeerDid) {
+  TempDir t;
+  const std::string part = CopyOfFrag(t, "part");
+  const nlohmann::json manifest = Manifest();
+  for (const auto& f : manifest["fragments"])
+    if (!f["layer"].is_null() && f["layer"].get<int>() >= 2)
+      ASSERT_TRUE(fs::remove(part + "/" + f["file"].get<std::string>()));
+  std::unique_ptr<Process> seed;
+  const int port = StartPeer(seed, "--seed " + part, t / "seed.log");
+  ASSERT_GT(port, 0);
+  Result r =
+      Ggswarm("fetch " + InfoHash() + " " + t / "x" + Peer(port) + " --layers 2-3 --timeout 3");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("127.0.0.1:" + std::to_string(port) +
+                       ": connected, but it has none of the wanted pieces"),
+            std::string::npos)
+      << r.out;
+}
+
 TEST_F(Swarm, BadPeersAndBadReferencesFailClearlyAndInBoundedTime) {
   TempDir t;
   std::unique_ptr<Process> seed;

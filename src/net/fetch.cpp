@@ -5,10 +5,12 @@
 #include <deque>
 #include <filesystem>
 #include <libtorrent/alert_types.hpp>
+#include <libtorrent/peer_info.hpp>
 #include <libtorrent/read_resume_data.hpp>
 #include <libtorrent/torrent_handle.hpp>
 #include <libtorrent/torrent_status.hpp>
 #include <libtorrent/write_resume_data.hpp>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -448,11 +450,51 @@ std::string Fetcher::Stalled() const {
   else
     s = "no data arrived";
   s += " within " + std::to_string(static_cast<int>(o_.timeout_s)) + " s";
+  // What each connected peer did: a peer that answered but sent nothing has none of the
+  // wanted pieces, or keeps this fetch choked (some clients unchoke only every 10 s or so).
+  std::map<std::string, std::string> did;
+  if (h_.is_valid()) {
+    std::vector<lt::peer_info> peers;
+    h_.get_peer_info(peers);
+    std::vector<lt::download_priority_t> wanted;
+    lt::typed_bitfield<lt::piece_index_t> have;
+    if (phase_ != Phase::kMetadata) {
+      wanted = h_.get_piece_priorities();
+      have = h_.status(lt::torrent_handle::query_pieces).pieces;
+    }
+    for (const lt::peer_info& p : peers) {
+      int has = 0, useful = 0;
+      for (lt::piece_index_t i(0); i < p.pieces.end_index(); ++i) {
+        if (!p.pieces[i]) continue;
+        ++has;
+        if (static_cast<size_t>(i) < wanted.size() &&
+            wanted[static_cast<size_t>(i)] != lt::dont_download &&
+            !(i < have.end_index() && have[i]))
+          ++useful;
+      }
+      std::string d = "connected, ";
+      if (phase_ == Phase::kMetadata)
+        d += "but it did not send the metadata";
+      else if (has == 0)
+        d += "but it has none of the pieces (it said so: HAVE_NONE or an empty bitfield)";
+      else if (useful == 0)
+        d += "but it has none of the wanted pieces that this fetch lacks (it has " +
+             std::to_string(has) + " others)";
+      else if (p.flags & lt::peer_info::choked)
+        d += "it has " + std::to_string(useful) +
+             " wanted pieces but keeps this fetch choked (it sends nothing until it unchokes)";
+      else
+        d += "unchoked with " + std::to_string(useful) + " wanted pieces, yet sent nothing";
+      did[EndpointText(p.ip)] = d;
+    }
+  }
   for (const Endpoint& e : o_.peers) {
     const std::string ep = EndpointText(TcpEndpoint(e));
     auto it = peer_errors_.find(ep);
+    auto d = did.find(ep);
     s += "; " + e.ToString() + ": " +
          (banned_.count(ep)          ? std::string("banned for sending bad data")
+          : d != did.end()           ? d->second
           : it == peer_errors_.end() ? std::string("no answer")
                                      : it->second);
   }
