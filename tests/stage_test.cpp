@@ -465,6 +465,89 @@ TEST_F(Pipeline, ADhtDirectoryFindsTheChainAndAReplacement) {
   EXPECT_NE(err.str().find("rebuilding the chain and replaying"), std::string::npos) << err.str();
 }
 
+// Honest computation: a stage that perturbs what it computes (fault injection, in-process
+// stages) is caught by a client with --verify-fraction — its output disagrees with two other
+// stages serving the same layers — banned and routed around: the text is the honest one.
+// With only one other stage to compare with, the disagreement is an error naming both.
+TEST_F(Pipeline, ADishonestStageIsCaughtBannedAndRoutedAround) {
+  TempDir t;
+  const std::string model = SlowModel(t);
+  const std::string args = " -p 'the swarm' -n 48 --temp 0 --ignore-eos";
+  Result local = Ggswarm("run " + model + args + " -t 1", t);
+  ASSERT_EQ(local.code, 0) << local.err;
+  std::vector<std::unique_ptr<net::StageServer>> stages;
+  auto start = [&](int first, float perturb, const std::string& peer) {
+    net::StageOptions so;
+    so.model_path = model;
+    so.first_layer = first;
+    so.end_layer = first + 1;
+    so.threads = 1;
+    so.perturb_for_tests = perturb;
+    if (!peer.empty()) so.peers = {peer};
+    auto s = net::StageServer::Start(so, nullptr);
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    if (!s.ok()) return std::string();
+    stages.push_back(std::move(*s));
+    return "127.0.0.1:" + std::to_string(stages.back()->port());
+  };
+  const std::string a0 = start(0, 0, "");
+  ASSERT_FALSE(a0.empty());
+  const std::string honest = start(1, 0, a0), other = start(1, 0, a0), liar = start(1, 0.5f, a0);
+  ASSERT_FALSE(start(2, 0, a0).empty());
+  ASSERT_TRUE(WaitForStages(a0, 5));
+
+  Result run = Ggswarm("run swarm://" + a0 + "/" + args + " --verify-fraction 0.5", t);
+  ASSERT_EQ(run.code, 0) << run.err;
+  EXPECT_EQ(run.out, local.out);
+  EXPECT_NE(run.err.find("stage " + liar + " (layers 1-1) disagrees with "), std::string::npos)
+      << run.err;
+  EXPECT_NE(run.err.find("banned for this session"), std::string::npos) << run.err;
+  for (const std::string& good : {honest, other})
+    EXPECT_EQ(run.err.find("stage " + good + " (layers 1-1) disagrees"), std::string::npos)
+        << run.err;
+
+  // A chain that starts on the liar (preferred): its prompt's logits are checked, the liar
+  // is banned, and the step is done again on a chain without it, whose logits are bit for
+  // bit a local engine's.
+  {
+    net::ChainOptions co;
+    co.address = a0;
+    co.verify_fraction = 1;
+    co.prefer = {liar};
+    auto chain = net::SwarmChain::Connect(co);
+    ASSERT_TRUE(chain.ok()) << chain.status().ToString();
+    ASSERT_EQ((*chain)->Route()[1].address, liar);
+    const std::vector<int32_t> prompt = (*chain)->tokenizer().Encode("the swarm", true);
+    std::vector<float> got, want;
+    ASSERT_TRUE((*chain)->Eval(prompt, &got).ok());
+    EXPECT_EQ((*chain)->banned(), std::vector<std::string>{liar});
+    EXPECT_NE((*chain)->Route()[1].address, liar);
+    EXPECT_EQ((*chain)->recoveries(), 1);
+    runtime::EngineOptions eo;
+    eo.threads = 1;
+    auto engine = runtime::Engine::Open(model, eo);
+    ASSERT_TRUE(engine.ok());
+    ASSERT_TRUE((*engine)->Eval(prompt, &want).ok());
+    EXPECT_EQ(got, want);
+  }
+
+  // The liar and one honest stage left: no third to decide.
+  stages[2]->Shutdown();
+  ASSERT_TRUE(WaitUntil(30, [&] {
+    auto l = net::ListStages(a0, "", "");
+    if (!l.ok()) return false;
+    size_t answering = 0;
+    for (const auto& st : *l) answering += st.answers;
+    return answering == 4;
+  }));
+  Result two = Ggswarm("run swarm://" + a0 + "/" + args + " --verify-fraction 0.5", t);
+  EXPECT_NE(two.code, 0) << two.out;
+  EXPECT_NE(two.err.find("no third stage serves those layers to say which one is right"),
+            std::string::npos)
+      << two.err;
+  EXPECT_NE(two.err.find(liar), std::string::npos) << two.err;
+}
+
 // `ggswarm server swarm://ADDRESS/ ARGS` on a free port; its base address once it listens.
 std::string ServeHttp(std::unique_ptr<Process>& p, const std::string& swarm,
                       const std::string& args, const std::string& log) {

@@ -30,6 +30,7 @@ struct RunArgs {
   std::string token;                       // swarm:// stages' --token
   std::string tls_ca;                      // swarm:// stages' CA, for TLS
   std::vector<std::string> dht_bootstrap;  // dht:// nodes to join through
+  double verify_fraction = 0;              // swarm: steps checked on other stages
   bool hidden_f16 = false;
   bool no_push = false;
 };
@@ -91,6 +92,7 @@ StatusOr<api::OpenedModel> OpenModel(const RunArgs& a) {
   o.token = a.token;
   o.tls_ca = a.tls_ca;
   o.dht_bootstrap = a.dht_bootstrap;
+  o.verify_fraction = a.verify_fraction;
   o.f16_hidden = a.hidden_f16;
   o.push = !a.no_push;
   o.log = [](const std::string& s) { std::fprintf(stderr, "swarm: %s\n", s.c_str()); };
@@ -255,6 +257,10 @@ void AddInferenceCommands(CLI::App& app, int& rc) {
   run->add_option("--tls-ca", a->tls_ca, "The stages' CA certificate (PEM), when they use TLS");
   run->add_option("--dht-bootstrap", a->dht_bootstrap,
                   "dht://: a DHT node to join through, HOST:PORT (repeatable)");
+  run->add_option("--verify-fraction", a->verify_fraction,
+                  "Swarm: also compute this fraction of steps on other stages, and ban a stage "
+                  "that disagrees (0 to 1; default 0)")
+      ->check(CLI::Range(0.0, 1.0));
   run->add_flag("--hidden-f16", a->hidden_f16,
                 "swarm://: send hidden states between stages as f16 (half the bytes)");
   run->add_flag("--no-push", a->no_push,
@@ -278,6 +284,10 @@ void AddInferenceCommands(CLI::App& app, int& rc) {
   chat->add_option("--tls-ca", a->tls_ca, "The stages' CA certificate (PEM), when they use TLS");
   chat->add_option("--dht-bootstrap", a->dht_bootstrap,
                    "dht://: a DHT node to join through, HOST:PORT (repeatable)");
+  chat->add_option("--verify-fraction", a->verify_fraction,
+                   "Swarm: also compute this fraction of steps on other stages, and ban a stage "
+                   "that disagrees (0 to 1; default 0)")
+      ->check(CLI::Range(0.0, 1.0));
   chat->add_option("-n,--n-predict", a->n, "Longest reply in tokens (default 128; -1: no limit)")
       ->check(Within(runtime::kMaxTokens));
   AddSamplingFlags(chat, *a);

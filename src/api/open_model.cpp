@@ -55,6 +55,7 @@ net::ChainOptions ChainOptionsFor(const OpenOptions& o) {
   co.n_ctx = o.n_ctx;
   co.f16_hidden = o.f16_hidden;
   co.push = o.push;
+  co.verify_fraction = o.verify_fraction;
   co.log = o.log;
   return co;
 }

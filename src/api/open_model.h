@@ -25,6 +25,7 @@ struct OpenOptions {
   std::vector<std::string> dht_bootstrap;       // dht://: DHT nodes to join through
   bool f16_hidden = false;                      // swarm: hidden states as f16 between stages
   bool push = true;                             // swarm: stages push to each other
+  double verify_fraction = 0;                   // swarm: steps checked on other stages
   std::function<void(const std::string&)> log;  // swarm: notes on the chain
 };
 

@@ -45,6 +45,9 @@ struct StageOptions {
   std::string dht_listen;                  // UDP HOST:PORT; "": see DhtOptions
   std::vector<std::string> dht_bootstrap;  // DHT nodes to join through, HOST:PORT
   double dht_every_s = 300;                // re-announce (DHT nodes forget after 45 minutes)
+  // Fault injection, for tests of honest computation only (no command-line flag reaches
+  // it): every output row gets ± this fraction of its RMS added, element by element.
+  float perturb_for_tests = 0;
 };
 
 using StageLogFn = std::function<void(const std::string&)>;

@@ -40,8 +40,21 @@ struct ChainOptions {
   // Stage-to-stage push: each stage sends its output to the next itself and the last one's
   // logits come to the client (Await), rather than every hop going through the client.
   bool push = true;
-  StageLogFn log;  // notes on the chain and its recoveries
+  // Honest computation: the first logits of each sequence, and then this fraction of the
+  // steps that want logits, are also computed by chains that replace one stage with another
+  // serving the same layers, and compared (within kVerifyTolerance). A stage that disagrees
+  // with two others is banned for the chain's life and routed around; see docs/pipeline.md.
+  double verify_fraction = 0;
+  uint64_t verify_seed = 0;         // of the draws of the steps to check
+  std::vector<std::string> avoid;   // stages (HOST:PORT) never to use
+  std::vector<std::string> prefer;  // stages to pick first among those serving a range
+  StageLogFn log;                   // notes on the chain and its recoveries
 };
+
+// Two computations of the same logits agree when max |a - b| <= kVerifyTolerance ×
+// max(1, max |a|): different batch shapes and instruction sets round differently (the
+// batched kernels' accumulation order, AMX's bf16 tiles), by far less than this.
+constexpr double kVerifyTolerance = 1e-2;
 
 // "swarm://HOST:PORT/MODEL" → o->address and o->model; "dht://MODEL_ID" → o->dht and
 // o->model; false when `uri` is neither.
@@ -103,7 +116,9 @@ class SwarmChain {
   };
   std::vector<Hop> Route() const;
   int recoveries() const;
-  const std::string& model_id() const;  // SHA-256 of the model's GGUF file
+  int checks() const;                       // comparisons made (--verify-fraction)
+  std::vector<std::string> banned() const;  // stages banned for disagreeing
+  const std::string& model_id() const;      // SHA-256 of the model's GGUF file
   struct Impl;
 
  private:

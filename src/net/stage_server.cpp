@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -564,6 +565,7 @@ struct StageServer::Impl final : public pb::Stage::Service {
     }
     if (Status st = layers->ForwardBatch(x.data(), runs, *pool); !st.ok())
       return Error(StatusCode::INTERNAL, st.message());
+    if (o.perturb_for_tests != 0) Perturb(x.data(), x.size() / d, d);
     size_t off = 0;                                              // the item's first row in x
     std::vector<std::pair<const Job::Item*, size_t>> last_rows;  // items wanting one row
     for (const Job::Item* it : items) {
@@ -596,6 +598,17 @@ struct StageServer::Impl final : public pb::Stage::Service {
             ToWire(logits.data() + r * self.n_vocab(), self.n_vocab(), pb::F32));
     }
     return grpc::Status::OK;
+  }
+
+  // A dishonest stage, for tests: ± perturb_for_tests of each row's RMS on every element.
+  void Perturb(float* rows, size_t n, size_t d) const {
+    for (size_t r = 0; r < n; ++r) {
+      float* v = rows + r * d;
+      double ss = 0;
+      for (size_t i = 0; i < d; ++i) ss += static_cast<double>(v[i]) * v[i];
+      const float delta = o.perturb_for_tests * static_cast<float>(std::sqrt(ss / d));
+      for (size_t i = 0; i < d; ++i) v[i] += (i % 2 ? delta : -delta);
+    }
   }
 
   grpc::Status HeadRows(const float* from, int rows, pb::ForwardReply* rep) {
