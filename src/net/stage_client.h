@@ -52,9 +52,12 @@ struct ChainOptions {
 };
 
 // Two computations of the same logits agree when max |a - b| <= kVerifyTolerance ×
-// max(1, max |a|): different batch shapes and instruction sets round differently (the
-// batched kernels' accumulation order, AMX's bf16 tiles), by far less than this.
-constexpr double kVerifyTolerance = 1e-2;
+// max(1, max |a|). A checker catches up on several positions in one batch, and a run of
+// several tokens is computed by other kernels than one token alone (each chunk's kernel is
+// chosen by its length, docs/server.md), which round differently: measured up to 1.4% of
+// the largest logit on a random `tiny` Q8_0 model, 0 on a tinyllama-shaped one (docs/
+// pipeline.md). A perturbation below the bound goes unseen.
+constexpr double kVerifyTolerance = 5e-2;
 
 // "swarm://HOST:PORT/MODEL" → o->address and o->model; "dht://MODEL_ID" → o->dht and
 // o->model; false when `uri` is neither.
