@@ -8,6 +8,7 @@
 #include "convert/synth.h"
 #include "fragments/fragments.h"
 #include "fragments/selection.h"
+#include "net/chain_plan.h"
 #include "net/dht.h"
 #include "net/session.h"
 #include "net/store.h"
@@ -125,6 +126,33 @@ TEST(Endpoints, AddressesAndRates) {
   EXPECT_EQ(*net::ParseRate("2M"), 2 << 20);
   EXPECT_EQ(*net::ParseRate("1000"), 1000);
   for (const char* bad : {"", "fast", "-1", "5T", "9999G"}) EXPECT_FALSE(net::ParseRate(bad).ok());
+}
+
+// The chain choice that clients and the swarm simulator share: at each position the stage
+// asked for, else one with free sessions, else the nearest; gaps named.
+TEST(ChainPlan, PicksByPreferenceThenFreeSessionsThenRoundTrip) {
+  using net::StageChoice;
+  //                          first end  preferred free   rtt
+  std::vector<StageChoice> s = {{0, 2, false, true, 5.0},   // 0
+                                {0, 2, false, true, 1.0},   // 1: nearest of the free
+                                {0, 2, false, false, 0.1},  // 2: nearer, but full
+                                {2, 4, false, true, 1.0},   // 3
+                                {2, 3, true, false, 9.0},   // 4: asked for, full and far
+                                {3, 4, false, true, 3.0}};  // 5
+  auto plan = net::PlanChain(s, 4);
+  ASSERT_TRUE(plan.ok());
+  EXPECT_EQ(*plan, (std::vector<size_t>{1, 4, 5}));
+  s[4].preferred = false;
+  EXPECT_EQ(*net::PlanChain(s, 4), (std::vector<size_t>{1, 3}));
+  EXPECT_EQ(net::BestStage({}), -1);
+  // Layers 2-3 served by nobody starting at 2: the gap is named up to the next start.
+  std::vector<StageChoice> gap = {{0, 2, false, true, 1}, {3, 4, false, true, 1}};
+  auto g = net::PlanChain(gap, 4);
+  ASSERT_FALSE(g.ok());
+  EXPECT_EQ(g.status().message(), "no live peer serves layers 2-2");
+  // A range past the model's last layer is not a stage of it.
+  std::vector<StageChoice> past = {{0, 5, false, true, 1}};
+  EXPECT_FALSE(net::PlanChain(past, 4).ok());
 }
 
 // The DHT keys are SHA-1 of fixed texts (values from coreutils' sha1sum), so that any

@@ -18,6 +18,7 @@
 #include "base/file.h"
 #include "gguf/gguf_file.h"
 #include "model/config.h"
+#include "net/chain_plan.h"
 #include "net/dht.h"
 #include "net/stage_tls.h"
 #include "net/stage_wire.h"
@@ -412,17 +413,16 @@ struct SwarmChain::Impl {
                               std::to_string(upto - 1) + " of " +
                               (model_name.empty() ? model_id.substr(0, 16) : model_name));
     }
-    // Stages asked for first, then load (a stage with free sessions), then latency.
-    const auto preferred = [&](const Candidate& c) {
-      return std::find(o.prefer.begin(), o.prefer.end(), c.r.address()) != o.prefer.end();
-    };
-    std::sort(cands.begin(), cands.end(), [&](const Candidate& a, const Candidate& b) {
-      if (preferred(a) != preferred(b)) return preferred(a);
-      if ((a.r.sessions_free() > 0) != (b.r.sessions_free() > 0)) return a.r.sessions_free() > 0;
-      return a.rtt < b.rtt;
-    });
+    // The choice itself (chain_plan.h): stages asked for first, then load (a stage with free
+    // sessions), then latency.
+    std::vector<StageChoice> choices;
+    for (const Candidate& c : cands)
+      choices.push_back(
+          {static_cast<int>(c.r.first_layer()), static_cast<int>(c.r.end_layer()),
+           std::find(o.prefer.begin(), o.prefer.end(), c.r.address()) != o.prefer.end(),
+           c.r.sessions_free() > 0, c.rtt * 1e3});
     Link l;
-    l.range = cands[0].r;
+    l.range = cands[static_cast<size_t>(BestStage(choices))].r;
     l.stub = Stub(l.range.address());
     return l;
   }

@@ -1,0 +1,475 @@
+// A swarm too large for this machine, simulated (issue 26): hosts that each serve a range of
+// a model's layers, users whose clients build chains over them with ggswarm's own chain
+// choice (net::PlanChain, which SwarmChain uses), stages that batch what waits for them,
+// links with latency and bandwidth, and churn: hosts leave (some silently), clients detect it
+// (at once, or at the call deadline), look the swarm up again, rebuild the chain and replay
+// the sequence as SwarmChain does (the prompt in one batch, each generated token on its own),
+// and new hosts take the range with the fewest replicas. Discrete events, one thread.
+//
+//   swarm_sim [--scenario here|lan|datacentre|home|home-churn] [--hosts N] [--users N]
+//             [--seconds S] [--seed N] [--table]
+// --table runs the grid of docs/scaling.md (70B Q4_K_M on 4-64 hosts, 1-256 users).
+// Every number below is an assumption stated in docs/scaling.md, or measured on this
+// machine (`here`: its step costs from `ggswarm bench`, the loopback and 20 ms figures).
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <queue>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "net/chain_plan.h"
+
+namespace {
+
+using ggswarm::net::PlanChain;
+using ggswarm::net::StageChoice;
+
+struct Model {
+  const char* name;
+  int n_layer;
+  // Per layer, per step of a host: seconds for b single tokens (b = 1, 2, 4, 8, 16, 32, 64;
+  // linear between) and per token of a prompt chunk.
+  double step_s[7];
+  double prompt_token_s;
+  double hidden_bytes;  // per token between stages (f32)
+};
+
+struct Scenario {
+  const char* name;
+  Model model;
+  int layers_per_host;
+  double rtt_ms_median, rtt_sigma;  // between any two parties: lognormal
+  double mbit_s;                    // each host's upload
+  double call_overhead_ms;          // gRPC, per hop
+  double lifetime_s;                // mean host lifetime (exponential); 0: hosts stay
+  double silent_fraction;           // of leaving hosts that stop answering rather than close
+  double deadline_s;                // a client's call deadline (ChainOptions::deadline_s)
+  double lookup_s;                  // finding the swarm's stages again (DHT or a peer)
+  double join_s;                    // until a replacement host serves (fetching its layers)
+  int prompt_tokens, gen_tokens;    // each user's requests, back to back
+  int lanes_of;                     // sequences stepped together by one client (a lane)
+};
+
+// 70B Q4_K_M (Llama-2-70B shapes: 80 layers, 8192 wide; 40 GB of layers, 0.5 GB each). A
+// step reads the layer's bytes once (memory-bound) until b tokens of int8 row dots cost more.
+Model Llama70(double mem_gbs, double tops) {
+  Model m{"70B Q4_K_M", 80, {}, 0, 8192 * 4};
+  const double bytes = 0.5e9, flops = 2 * 0.86e9;
+  const int b[7] = {1, 2, 4, 8, 16, 32, 64};
+  for (int i = 0; i < 7; ++i)
+    m.step_s[i] = std::max(bytes / (mem_gbs * 1e9), b[i] * flops / (tops * 1e12)) + 20e-6;
+  m.prompt_token_s = flops / (tops * 1e12);
+  return m;
+}
+
+// This machine (2 cores, AVX-512 VNNI): a tinyllama-1.1b Q8_0 model's step costs for one
+// thread per stage, from `ggswarm bench -t 1 -p B` (filled in by --measured).
+Model Here() {
+  return Model{"tinyllama-1.1b Q8_0 (this machine, 1 thread)",
+               22,
+               {0, 0, 0, 0, 0, 0, 0},
+               0,
+               2048 * 4};
+}
+
+Scenario Get(const std::string& name) {
+  Scenario s{};
+  s.prompt_tokens = 128;
+  s.gen_tokens = 128;
+  s.deadline_s = 10;
+  s.silent_fraction = 0.5;
+  s.lanes_of = 1;
+  s.call_overhead_ms = 0.2;
+  s.layers_per_host = 20;
+  if (name == "here" || name == "here-20ms") {
+    s.name = name == "here" ? "here (loopback)" : "here (20 ms round trips)";
+    s.model = Here();
+    s.layers_per_host = 11;
+    s.rtt_ms_median = name == "here" ? 0.1 : 20;
+    s.rtt_sigma = 0;
+    s.mbit_s = 10000;
+    s.call_overhead_ms = name == "here" ? 0.17 : 1.5;
+    s.lookup_s = 0.01;
+    s.prompt_tokens = 8;
+    s.gen_tokens = 64;
+  } else if (name == "lan") {
+    s.name = "LAN (desktops: 40 GB/s, 0.5 TOPS)";
+    s.model = Llama70(40, 0.5);
+    s.rtt_ms_median = 0.3;
+    s.rtt_sigma = 0.3;
+    s.mbit_s = 1000;
+    s.lookup_s = 0.01;
+  } else if (name == "datacentre") {
+    s.name = "datacentre (servers: 150 GB/s, 2 TOPS)";
+    s.model = Llama70(150, 2);
+    s.rtt_ms_median = 0.5;
+    s.rtt_sigma = 0.3;
+    s.mbit_s = 10000;
+    s.lookup_s = 0.01;
+  } else {
+    s.name = name == "home" ? "home broadband (desktops)" : "home broadband, churn";
+    s.model = Llama70(40, 0.5);
+    s.rtt_ms_median = 40;
+    s.rtt_sigma = 0.5;
+    s.mbit_s = 20;
+    s.lookup_s = 2;  // a DHT lookup across the internet
+    if (name == "home-churn") {
+      s.lifetime_s = 3600;
+      s.join_s = 10e9 / (100e6 / 8);  // its 10 GB of layers at 100 Mbit/s: 800 s
+    }
+  }
+  return s;
+}
+
+double StepSeconds(const Model& m, int b) {
+  static const int kB[7] = {1, 2, 4, 8, 16, 32, 64};
+  if (b <= 1) return m.step_s[0];
+  for (int i = 1; i < 7; ++i)
+    if (b <= kB[i])
+      return m.step_s[i - 1] +
+             (m.step_s[i] - m.step_s[i - 1]) * (b - kB[i - 1]) / double(kB[i] - kB[i - 1]);
+  return m.step_s[6] * b / 64.0;
+}
+
+struct Job {
+  int lane;
+  int hop;
+  int tokens;  // of each sequence of the lane (1 for a generated token, more for a prompt)
+  int seqs;
+  uint64_t epoch;  // the lane's chain when it was sent: a stale job is dropped
+};
+
+struct Host {
+  int first = 0, end = 0;
+  bool alive = true, silent = false;
+  double busy_until = 0;
+  std::vector<Job> queue;
+  bool scheduled = false;
+  std::vector<double> rtt_to;  // to each lane's client, ms
+};
+
+struct Lane {
+  std::vector<int> chain;  // host indices
+  uint64_t epoch = 0;
+  int pos = 0;             // positions of each sequence so far
+  int generated = 0;       // of the current request
+  double last_token = -1;  // when the previous token came back
+  double recovering_since = -1;
+  long tokens = 0;
+  int failovers = 0;
+};
+
+struct Sim {
+  Scenario sc;
+  std::mt19937_64 rng;
+  std::vector<Host> hosts;
+  std::vector<Lane> lanes;
+  using Event = std::pair<double, uint64_t>;
+  std::priority_queue<Event, std::vector<Event>, std::greater<>> events;
+  std::map<uint64_t, std::function<void()>> actions;
+  uint64_t next_id = 0;
+  double now = 0, end = 0;
+  std::vector<double> tpot, recoveries;
+
+  void At(double t, std::function<void()> f) {
+    actions[next_id] = std::move(f);
+    events.push({t, next_id++});
+  }
+  std::map<std::pair<int, int>, double> pair_rtt;
+  double PairRtt(int a, int b) {
+    auto key = std::minmax(a, b);
+    auto it = pair_rtt.find(key);
+    if (it == pair_rtt.end()) it = pair_rtt.emplace(key, Rtt()).first;
+    return it->second;
+  }
+  double Rtt() {
+    std::lognormal_distribution<double> d(std::log(sc.rtt_ms_median), sc.rtt_sigma);
+    return sc.rtt_sigma == 0 ? sc.rtt_ms_median : d(rng);
+  }
+  double OneWay(double rtt_ms, int tokens) const {
+    return rtt_ms / 2e3 + sc.call_overhead_ms / 1e3 +
+           tokens * sc.model.hidden_bytes * 8 / (sc.mbit_s * 1e6);
+  }
+
+  void AddHost(int first) {
+    Host h;
+    h.first = first;
+    h.end = std::min(sc.model.n_layer, first + sc.layers_per_host);
+    for (size_t l = 0; l < lanes.size(); ++l) h.rtt_to.push_back(Rtt());
+    hosts.push_back(h);
+    const int id = static_cast<int>(hosts.size()) - 1;
+    if (sc.lifetime_s > 0) {
+      std::exponential_distribution<double> life(1 / sc.lifetime_s);
+      At(now + life(rng), [this, id] { Leave(id); });
+    }
+  }
+
+  void Leave(int id) {
+    Host& h = hosts[id];
+    h.alive = false;
+    std::bernoulli_distribution silent(sc.silent_fraction);
+    h.silent = silent(rng);
+    for (const Job& j : h.queue) Fail(j.lane, j.epoch, id);
+    h.queue.clear();
+    // A new host takes the range with the fewest live replicas, once it has its layers.
+    At(now + sc.join_s, [this] {
+      std::map<int, int> live;
+      for (int f = 0; f < sc.model.n_layer; f += sc.layers_per_host) live[f] = 0;
+      for (const Host& x : hosts)
+        if (x.alive) live[x.first]++;
+      int best = 0, fewest = 1 << 30;
+      for (auto [f, n] : live)
+        if (n < fewest) fewest = n, best = f;
+      AddHost(best);
+      hosts.back().rtt_to.resize(lanes.size());
+      for (auto& r : hosts.back().rtt_to) r = Rtt();
+    });
+  }
+
+  // The chain a lane's client builds: ggswarm's own choice over the live hosts, by round trip.
+  bool Plan(int lane) {
+    std::vector<StageChoice> live;
+    std::vector<int> index;
+    for (int i = 0; i < static_cast<int>(hosts.size()); ++i) {
+      if (!hosts[i].alive) continue;
+      live.push_back({hosts[i].first, hosts[i].end, false, true, hosts[i].rtt_to[lane]});
+      index.push_back(i);
+    }
+    auto plan = PlanChain(live, sc.model.n_layer);
+    if (!plan.ok()) return false;
+    lanes[lane].chain.clear();
+    for (size_t k : *plan) lanes[lane].chain.push_back(index[k]);
+    lanes[lane].epoch++;
+    return true;
+  }
+
+  // The lane's next step: a prompt (its first) or one token of each sequence.
+  void Send(int lane) {
+    Lane& l = lanes[lane];
+    if (now >= end) return;
+    const int tokens = l.pos == 0 ? sc.prompt_tokens : 1;
+    Arrive(lane, Job{lane, 0, tokens, sc.lanes_of, l.epoch},
+           now + OneWay(hosts[l.chain[0]].rtt_to[lane], tokens * sc.lanes_of));
+  }
+
+  void Arrive(int lane, Job j, double t) {
+    At(t, [this, lane, j] {
+      Lane& l = lanes[lane];
+      if (j.epoch != l.epoch) return;
+      Host& h = hosts[l.chain[j.hop]];
+      if (!h.alive) return Fail(lane, j.epoch, l.chain[j.hop]);
+      h.queue.push_back(j);
+      Schedule(l.chain[j.hop]);
+    });
+  }
+
+  // A host runs every job waiting (single tokens up to 64 of them) as one step.
+  void Schedule(int id) {
+    Host& h = hosts[id];
+    if (h.scheduled || h.queue.empty()) return;
+    h.scheduled = true;
+    At(std::max(now, h.busy_until), [this, id] {
+      Host& h = hosts[id];
+      h.scheduled = false;
+      if (!h.alive || h.queue.empty()) return;
+      std::vector<Job> batch;
+      int singles = 0, prompt = 0;
+      for (auto it = h.queue.begin(); it != h.queue.end();) {
+        const int n = it->tokens * it->seqs;
+        // A step takes up to 64 single tokens and 512 positions in all (--max-batch).
+        if ((it->tokens == 1 && singles + n > 64) || (it->tokens > 1 && prompt > 0 &&
+                                                      singles + prompt + n > 512)) {
+          ++it;
+          continue;
+        }
+        (it->tokens == 1 ? singles : prompt) += n;
+        batch.push_back(*it);
+        it = h.queue.erase(it);
+      }
+      const int layers = h.end - h.first;
+      const double took =
+          layers * ((singles ? StepSeconds(sc.model, singles) : 0) + prompt * sc.model.prompt_token_s);
+      h.busy_until = now + took;
+      At(h.busy_until, [this, id, batch] {
+        for (const Job& j : batch) Done(id, j);
+        Schedule(id);
+      });
+    });
+  }
+
+  void Done(int id, const Job& j) {
+    Lane& l = lanes[j.lane];
+    if (j.epoch != l.epoch || !hosts[id].alive) return;
+    if (j.hop + 1 < static_cast<int>(l.chain.size())) {
+      Job next = j;
+      next.hop++;
+      // Pushed to the next stage: a one-way trip between two hosts.
+      Arrive(j.lane, next, now + OneWay(PairRtt(id, l.chain[next.hop]), j.tokens * j.seqs));
+      return;
+    }
+    At(now + OneWay(hosts[id].rtt_to[j.lane], 0), [this, lane = j.lane, epoch = j.epoch, t = j.tokens] {
+      Lane& l = lanes[lane];
+      if (epoch != l.epoch) return;
+      l.pos += t;
+      if (l.last_token >= 0 && now - l.last_token > 0) tpot.push_back(now - l.last_token);
+      l.last_token = now;
+      l.tokens += sc.lanes_of;
+      if (++l.generated >= sc.gen_tokens) {  // the request is done: the next one starts
+        l.generated = 0;
+        l.pos = 0;
+        l.last_token = -1;
+      }
+      Send(lane);
+    });
+  }
+
+  // Lane `lane` meets host `id` gone: it notices at once (a closed connection) or at its
+  // deadline (a host that stopped answering), looks the swarm up, builds a new chain and
+  // replays its sequence: the prompt in one batch, each generated token on its own.
+  void Fail(int lane, uint64_t epoch, int id) {
+    Lane& l = lanes[lane];
+    if (epoch != l.epoch || l.recovering_since >= 0) return;
+    l.epoch++;  // jobs in flight are lost
+    l.recovering_since = now;
+    l.failovers++;
+    const double noticed = hosts[id].silent ? sc.deadline_s : hosts[id].rtt_to[lane] / 1e3;
+    At(now + noticed + sc.lookup_s, [this, lane] { Rebuild(lane); });
+  }
+
+  void Rebuild(int lane) {
+    Lane& l = lanes[lane];
+    if (!Plan(lane)) {  // a gap: try again once more hosts have come
+      At(now + 5, [this, lane] { Rebuild(lane); });
+      return;
+    }
+    double replay = 0;
+    const int generated = std::max(0, l.pos - sc.prompt_tokens);
+    for (int h : l.chain) {
+      const int layers = hosts[h].end - hosts[h].first;
+      replay += layers * (std::min(l.pos, sc.prompt_tokens) * sc.lanes_of * sc.model.prompt_token_s +
+                          generated * StepSeconds(sc.model, sc.lanes_of));
+    }
+    replay += (generated + 1) * (2 * OneWay(sc.rtt_ms_median, 1) * l.chain.size() / 2);
+    At(now + replay, [this, lane] {
+      Lane& l = lanes[lane];
+      recoveries.push_back(now - l.recovering_since);
+      l.recovering_since = -1;
+      l.last_token = -1;
+      Send(lane);
+    });
+  }
+
+  struct Result {
+    double per_user, aggregate, p50_ms, p99_ms, failovers_per_hour, recovery_s;
+  };
+
+  Result Run(int n_hosts, int users, double seconds) {
+    end = seconds;
+    const int n_lanes = (users + sc.lanes_of - 1) / sc.lanes_of;
+    lanes.assign(n_lanes, Lane{});
+    const int ranges = (sc.model.n_layer + sc.layers_per_host - 1) / sc.layers_per_host;
+    for (int i = 0; i < n_hosts; ++i) AddHost((i % ranges) * sc.layers_per_host);
+    std::uniform_real_distribution<double> start(0, 1);
+    for (int l = 0; l < n_lanes; ++l) {
+      if (!Plan(l)) return {};
+      At(start(rng), [this, l] { Send(l); });
+    }
+    while (!events.empty() && events.top().first <= end) {
+      auto [t, id] = events.top();
+      events.pop();
+      now = t;
+      auto f = std::move(actions[id]);
+      actions.erase(id);
+      f();
+    }
+    Result r{};
+    long total = 0;
+    int failovers = 0;
+    for (const Lane& l : lanes) total += l.tokens, failovers += l.failovers;
+    r.aggregate = total / seconds;
+    r.per_user = r.aggregate / users;
+    std::sort(tpot.begin(), tpot.end());
+    if (!tpot.empty()) {
+      r.p50_ms = 1e3 * tpot[tpot.size() / 2];
+      r.p99_ms = 1e3 * tpot[std::min(tpot.size() - 1, tpot.size() * 99 / 100)];
+    }
+    r.failovers_per_hour = failovers / (seconds / 3600.0) / n_lanes;
+    // Recoveries still under way at the end count for as long as they have lasted.
+    for (const Lane& l : lanes)
+      if (l.recovering_since >= 0) recoveries.push_back(end - l.recovering_since);
+    double sum = 0;
+    for (double x : recoveries) sum += x;
+    r.recovery_s = recoveries.empty() ? 0 : sum / recoveries.size();
+    return r;
+  }
+};
+
+void Row(const Scenario& sc, int hosts, int users, double seconds, uint64_t seed) {
+  Sim s;
+  s.sc = sc;
+  s.rng.seed(seed);
+  const auto r = s.Run(hosts, users, seconds);
+  std::printf("| %s | %d | %d | %.2f | %.1f | %.0f | %.0f | %.2f | %.1f |\n", sc.name, hosts, users,
+              r.per_user, r.aggregate, r.p50_ms, r.p99_ms, r.failovers_per_hour, r.recovery_s);
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string scenario = "home";
+  int hosts = 8, users = 16;
+  double seconds = 1800;
+  uint64_t seed = 1;
+  bool table = false;
+  std::vector<double> measured;  // --measured S1,S2,S4,S8,S16,S32,S64,PROMPT (whole model, s)
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
+    if (a == "--scenario") scenario = next();
+    else if (a == "--hosts") hosts = std::stoi(next());
+    else if (a == "--users") users = std::stoi(next());
+    else if (a == "--seconds") seconds = std::stod(next());
+    else if (a == "--seed") seed = std::stoull(next());
+    else if (a == "--table") table = true;
+    else if (a == "--measured") {
+      std::string v = next();
+      for (size_t p = 0; p < v.size();) {
+        const size_t c = v.find(',', p);
+        measured.push_back(std::stod(v.substr(p, c - p)));
+        p = c == std::string::npos ? v.size() : c + 1;
+      }
+    } else {
+      std::fprintf(stderr,
+                   "usage: swarm_sim [--scenario here|here-20ms|lan|datacentre|home|home-churn] "
+                   "[--hosts N] [--users N] [--seconds S] [--seed N] [--measured ...] [--table]\n");
+      return 2;
+    }
+  }
+  std::printf("| scenario | hosts | users | tok/s per user | aggregate tok/s | TPOT p50 ms | "
+              "TPOT p99 ms | failovers per user-hour | mean recovery s |\n|---|---|---|---|---|---|---|---|---|\n");
+  if (table) {
+    for (const char* name : {"datacentre", "lan", "home", "home-churn"})
+      for (int h : {4, 16, 64})
+        for (int u : {1, 16, 64, 256}) Row(Get(name), h, u, seconds, seed);
+    return 0;
+  }
+  Scenario sc = Get(scenario);
+  if (scenario.rfind("here", 0) == 0) {
+    if (measured.size() != 8) {
+      std::fprintf(stderr, "--scenario here needs --measured (bench/swarm_sim.sh makes it)\n");
+      return 2;
+    }
+    for (int i = 0; i < 7; ++i) sc.model.step_s[i] = measured[i] / sc.model.n_layer;
+    sc.model.prompt_token_s = measured[7] / sc.model.n_layer;
+    // The server's lanes: one per stage, the sequences split between them.
+    sc.lanes_of = std::max(1, users / 2);
+  }
+  Row(sc, hosts, users, seconds, seed);
+  return 0;
+}

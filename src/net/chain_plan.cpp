@@ -1,0 +1,53 @@
+#include "net/chain_plan.h"
+
+#include <algorithm>
+
+namespace ggswarm::net {
+
+int BestStage(const std::vector<StageChoice>& cands) {
+  int best = -1;
+  for (int i = 0; i < static_cast<int>(cands.size()); ++i) {
+    if (best < 0) {
+      best = i;
+      continue;
+    }
+    const StageChoice& a = cands[static_cast<size_t>(i)];
+    const StageChoice& b = cands[static_cast<size_t>(best)];
+    if (a.preferred != b.preferred) {
+      if (a.preferred) best = i;
+    } else if (a.sessions_free != b.sessions_free) {
+      if (a.sessions_free) best = i;
+    } else if (a.rtt_ms < b.rtt_ms) {
+      best = i;
+    }
+  }
+  return best;
+}
+
+StatusOr<std::vector<size_t>> PlanChain(const std::vector<StageChoice>& stages, int n_layer) {
+  std::vector<size_t> chain;
+  for (int pos = 0; pos < n_layer;) {
+    std::vector<StageChoice> here;
+    std::vector<size_t> index;
+    int upto = n_layer;
+    for (size_t i = 0; i < stages.size(); ++i) {
+      const StageChoice& s = stages[i];
+      if (s.end_layer <= s.first_layer || s.end_layer > n_layer) continue;
+      if (s.first_layer == pos) {
+        here.push_back(s);
+        index.push_back(i);
+      } else if (s.first_layer > pos) {
+        upto = std::min(upto, s.first_layer);
+      }
+    }
+    const int best = BestStage(here);
+    if (best < 0)
+      return Status::NotFound("no live peer serves layers " + std::to_string(pos) + "-" +
+                              std::to_string(upto - 1));
+    chain.push_back(index[static_cast<size_t>(best)]);
+    pos = here[static_cast<size_t>(best)].end_layer;
+  }
+  return chain;
+}
+
+}  // namespace ggswarm::net
