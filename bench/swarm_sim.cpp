@@ -70,11 +70,8 @@ Model Llama70(double mem_gbs, double tops) {
 // This machine (2 cores, AVX-512 VNNI): a tinyllama-1.1b Q8_0 model's step costs for one
 // thread per stage, from `ggswarm bench -t 1 -p B` (filled in by --measured).
 Model Here() {
-  return Model{"tinyllama-1.1b Q8_0 (this machine, 1 thread)",
-               22,
-               {0, 0, 0, 0, 0, 0, 0},
-               0,
-               2048 * 4};
+  return Model{
+      "tinyllama-1.1b Q8_0 (this machine, 1 thread)", 22, {0, 0, 0, 0, 0, 0, 0}, 0, 2048 * 4};
 }
 
 Scenario Get(const std::string& name) {
@@ -282,8 +279,8 @@ struct Sim {
       for (auto it = h.queue.begin(); it != h.queue.end();) {
         const int n = it->tokens * it->seqs;
         // A step takes up to 64 single tokens and 512 positions in all (--max-batch).
-        if ((it->tokens == 1 && singles + n > 64) || (it->tokens > 1 && prompt > 0 &&
-                                                      singles + prompt + n > 512)) {
+        if ((it->tokens == 1 && singles + n > 64) ||
+            (it->tokens > 1 && prompt > 0 && singles + prompt + n > 512)) {
           ++it;
           continue;
         }
@@ -292,8 +289,8 @@ struct Sim {
         it = h.queue.erase(it);
       }
       const int layers = h.end - h.first;
-      const double took =
-          layers * ((singles ? StepSeconds(sc.model, singles) : 0) + prompt * sc.model.prompt_token_s);
+      const double took = layers * ((singles ? StepSeconds(sc.model, singles) : 0) +
+                                    prompt * sc.model.prompt_token_s);
       h.busy_until = now + took;
       At(h.busy_until, [this, id, batch] {
         for (const Job& j : batch) Done(id, j);
@@ -312,20 +309,21 @@ struct Sim {
       Arrive(j.lane, next, now + OneWay(PairRtt(id, l.chain[next.hop]), j.tokens * j.seqs));
       return;
     }
-    At(now + OneWay(hosts[id].rtt_to[j.lane], 0), [this, lane = j.lane, epoch = j.epoch, t = j.tokens] {
-      Lane& l = lanes[lane];
-      if (epoch != l.epoch) return;
-      l.pos += t;
-      if (l.last_token >= 0 && now - l.last_token > 0) tpot.push_back(now - l.last_token);
-      l.last_token = now;
-      l.tokens += sc.lanes_of;
-      if (++l.generated >= sc.gen_tokens) {  // the request is done: the next one starts
-        l.generated = 0;
-        l.pos = 0;
-        l.last_token = -1;
-      }
-      Send(lane);
-    });
+    At(now + OneWay(hosts[id].rtt_to[j.lane], 0),
+       [this, lane = j.lane, epoch = j.epoch, t = j.tokens] {
+         Lane& l = lanes[lane];
+         if (epoch != l.epoch) return;
+         l.pos += t;
+         if (l.last_token >= 0 && now - l.last_token > 0) tpot.push_back(now - l.last_token);
+         l.last_token = now;
+         l.tokens += sc.lanes_of;
+         if (++l.generated >= sc.gen_tokens) {  // the request is done: the next one starts
+           l.generated = 0;
+           l.pos = 0;
+           l.last_token = -1;
+         }
+         Send(lane);
+       });
   }
 
   // Lane `lane` meets host `id` gone: it notices at once (a closed connection) or at its
@@ -351,8 +349,9 @@ struct Sim {
     const int generated = std::max(0, l.pos - sc.prompt_tokens);
     for (int h : l.chain) {
       const int layers = hosts[h].end - hosts[h].first;
-      replay += layers * (std::min(l.pos, sc.prompt_tokens) * sc.lanes_of * sc.model.prompt_token_s +
-                          generated * StepSeconds(sc.model, sc.lanes_of));
+      replay +=
+          layers * (std::min(l.pos, sc.prompt_tokens) * sc.lanes_of * sc.model.prompt_token_s +
+                    generated * StepSeconds(sc.model, sc.lanes_of));
     }
     replay += (generated + 1) * (2 * OneWay(sc.rtt_ms_median, 1) * l.chain.size() / 2);
     At(now + replay, [this, lane] {
@@ -431,12 +430,18 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
-    if (a == "--scenario") scenario = next();
-    else if (a == "--hosts") hosts = std::stoi(next());
-    else if (a == "--users") users = std::stoi(next());
-    else if (a == "--seconds") seconds = std::stod(next());
-    else if (a == "--seed") seed = std::stoull(next());
-    else if (a == "--table") table = true;
+    if (a == "--scenario")
+      scenario = next();
+    else if (a == "--hosts")
+      hosts = std::stoi(next());
+    else if (a == "--users")
+      users = std::stoi(next());
+    else if (a == "--seconds")
+      seconds = std::stod(next());
+    else if (a == "--seed")
+      seed = std::stoull(next());
+    else if (a == "--table")
+      table = true;
     else if (a == "--measured") {
       std::string v = next();
       for (size_t p = 0; p < v.size();) {
@@ -451,8 +456,10 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  std::printf("| scenario | hosts | users | tok/s per user | aggregate tok/s | TPOT p50 ms | "
-              "TPOT p99 ms | failovers per user-hour | mean recovery s |\n|---|---|---|---|---|---|---|---|---|\n");
+  std::printf(
+      "| scenario | hosts | users | tok/s per user | aggregate tok/s | TPOT p50 ms | "
+      "TPOT p99 ms | failovers per user-hour | mean recovery s "
+      "|\n|---|---|---|---|---|---|---|---|---|\n");
   if (table) {
     for (const char* name : {"datacentre", "lan", "home", "home-churn"})
       for (int h : {4, 16, 64})

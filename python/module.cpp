@@ -533,12 +533,18 @@ PYBIND11_MODULE(_ggswarm, m) {
       m, "Bridge",
       "Text generation from a GGUF file, a fragment directory or swarm://HOST:PORT/MODEL.")
       .def(py::init([](const std::string& model, int threads, int ctx, const std::string& token,
-                       bool hidden_f16) {
+                       bool hidden_f16, const std::string& tls_ca,
+                       const std::vector<std::string>& dht_bootstrap, double verify_fraction) {
              BridgeOptions o;
              o.threads = threads;
              o.n_ctx = ctx;
              o.token = token;
              o.f16_hidden = hidden_f16;
+             o.tls_ca = tls_ca;
+             o.dht_bootstrap = dht_bootstrap;
+             if (!(verify_fraction >= 0 && verify_fraction <= 1))
+               throw py::value_error("verify_fraction is a fraction of steps, 0 to 1");
+             o.verify_fraction = verify_fraction;
              StatusOr<std::unique_ptr<Bridge>> b = Status::NotFound(model);
              {
                py::gil_scoped_release unlocked;
@@ -551,11 +557,14 @@ PYBIND11_MODULE(_ggswarm, m) {
              return h;
            }),
            py::arg("model"), py::arg("threads") = 0, py::arg("ctx") = 0, py::arg("token") = "",
-           py::arg("hidden_f16") = false,
-           "Opens `model`: a GGUF file, a fragment directory, or swarm://HOST:PORT/MODEL.\n"
-           "threads: compute threads (0: one per core); ctx: context size (0: the model's, at\n"
-           "most 4096); token: the stages' --token; hidden_f16: hidden states as f16 between\n"
-           "stages.")
+           py::arg("hidden_f16") = false, py::arg("tls_ca") = "",
+           py::arg("dht_bootstrap") = std::vector<std::string>{}, py::arg("verify_fraction") = 0.0,
+           "Opens `model`: a GGUF file, a fragment directory, swarm://HOST:PORT/MODEL or\n"
+           "dht://MODEL_ID. threads: compute threads (0: one per core); ctx: context size (0:\n"
+           "the model's, at most 4096); token: the stages' --token; hidden_f16: hidden states\n"
+           "as f16 between stages; tls_ca: the stages' CA certificate (PEM file) when they\n"
+           "use TLS; dht_bootstrap: DHT nodes (HOST:PORT) to find dht:// stages through;\n"
+           "verify_fraction: steps also computed on other stages, a disagreeing stage banned.")
       .def(
           "generate",
           [](std::shared_ptr<BridgeHandle> self, const std::string& prompt, int max_tokens,

@@ -18,11 +18,16 @@ class TextStream(Iterator[str]):
     def __exit__(self, *args: Any) -> None: ...
 
 class Bridge:
-    """Text generation from a GGUF file, a fragment directory or swarm://HOST:PORT/MODEL."""
+    """Text generation from a GGUF file, a fragment directory, swarm://HOST:PORT/MODEL or
+    dht://MODEL_ID."""
     def __init__(self, model: str, threads: int = 0, ctx: int = 0, token: str = "",
-                 hidden_f16: bool = False) -> None:
+                 hidden_f16: bool = False, tls_ca: str = "",
+                 dht_bootstrap: list[str] = [], verify_fraction: float = 0.0) -> None:
         """threads: compute threads (0: one per core); ctx: context size (0: the model's, at
-        most 4096); token: the stages' --token; hidden_f16: f16 hidden states between stages."""
+        most 4096); token: the stages' --token; hidden_f16: f16 hidden states between stages;
+        tls_ca: the stages' CA certificate (PEM) when they use TLS; dht_bootstrap: DHT nodes
+        (HOST:PORT) to find dht:// stages through; verify_fraction: steps also computed on
+        other stages, a disagreeing stage banned (0 to 1)."""
     def generate(self, prompt: str, max_tokens: int = 128, temperature: float = 0.8,
                  top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05,
                  repeat_penalty: float = 1.1, seed: Optional[int] = None,

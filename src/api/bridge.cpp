@@ -21,6 +21,7 @@ StatusOr<std::unique_ptr<Bridge>> Bridge::Open(const std::string& path, const Br
   o.f16_hidden = bo.f16_hidden;
   o.tls_ca = bo.tls_ca;
   o.dht_bootstrap = bo.dht_bootstrap;
+  o.verify_fraction = bo.verify_fraction;
   auto m = api::OpenModel(path, o);
   if (!m.ok()) return m.status();
   auto b = std::unique_ptr<Bridge>(new Bridge());

@@ -51,6 +51,7 @@ struct BridgeOptions {
   bool f16_hidden = false;  // swarm: hidden states as f16 between stages
   std::string tls_ca;       // swarm: the stages' CA certificate (PEM file), when they use TLS
   std::vector<std::string> dht_bootstrap;  // dht://: DHT nodes to join through, HOST:PORT
+  double verify_fraction = 0;  // swarm: steps also computed on other stages (docs/pipeline.md)
 };
 
 class Bridge {

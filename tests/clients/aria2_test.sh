@@ -54,6 +54,8 @@ until_ok 30 listening "$port" || { cat "$work/aria-dl.log"; fail "aria2 did not 
 "$bin" peer --seed "$work/frag-a" --connect "127.0.0.1:$port" >"$work/peer.log" 2>&1 &
 pids+=($!)
 wait "$dl" || { cat "$work/aria-dl.log" "$work/peer.log"; fail "aria2 did not download from ggswarm peer"; }
+grep -q "^seeding .* info-hash [0-9a-f]\{40\} from $work/frag-a:" "$work/peer.log" ||
+  { cat "$work/peer.log"; fail "the peer does not say what it seeds"; }
 # The torrent's name is the GGUF file's stem.
 [ -d "$work/ar-dl/a" ] || { ls -R "$work/ar-dl"; fail "aria2 saved elsewhere"; }
 echo -n "aria2 downloaded ar-a from ggswarm peer: "

@@ -118,3 +118,13 @@ def test_no_stage_answers():
     with pytest.raises(ggswarm.NetworkError) as e:
         ggswarm.Bridge("swarm://127.0.0.1:1/model")
     assert isinstance(e.value, OSError)
+
+
+def test_bad_swarm_options():
+    with pytest.raises(ValueError, match="verify_fraction"):
+        ggswarm.Bridge("swarm://127.0.0.1:1/model", verify_fraction=2)
+    # dht:// wants the model's whole id; a bootstrap node must be an IP address and a port.
+    with pytest.raises(ggswarm.InvalidArgumentError, match="64 hex digits"):
+        ggswarm.Bridge("dht://abc", dht_bootstrap=["127.0.0.1:1"])
+    with pytest.raises(ggswarm.InvalidArgumentError, match="dht-bootstrap"):
+        ggswarm.Bridge("dht://" + "a" * 64, dht_bootstrap=["localhost:1"])
