@@ -44,7 +44,8 @@ struct Scenario {
   Model model;
   int layers_per_host;
   double rtt_ms_median, rtt_sigma;  // between any two parties: lognormal
-  double mbit_s;                    // each host's upload
+  double mbit_s;                    // hosts' upload: the median of a lognormal
+  double mbit_sigma;
   double call_overhead_ms;          // gRPC, per hop
   double lifetime_s;                // mean host lifetime (exponential); 0: hosts stay
   double silent_fraction;           // of leaving hosts that stop answering rather than close
@@ -114,7 +115,8 @@ Scenario Get(const std::string& name) {
     s.rtt_ms_median = 40;
     s.rtt_sigma = 0.5;
     s.mbit_s = 20;
-    s.lookup_s = 2;  // a DHT lookup across the internet
+    s.mbit_sigma = 0.7;  // home uplinks from about 5 to 80 Mbit/s
+    s.lookup_s = 2;      // a DHT lookup across the internet
     if (name == "home-churn") {
       s.lifetime_s = 3600;
       s.join_s = 10e9 / (100e6 / 8);  // its 10 GB of layers at 100 Mbit/s: 800 s
@@ -143,6 +145,7 @@ struct Job {
 
 struct Host {
   int first = 0, end = 0;
+  double mbit_s = 0;  // its upload
   bool alive = true, silent = false;
   double busy_until = 0;
   std::vector<Job> queue;
@@ -188,15 +191,18 @@ struct Sim {
     std::lognormal_distribution<double> d(std::log(sc.rtt_ms_median), sc.rtt_sigma);
     return sc.rtt_sigma == 0 ? sc.rtt_ms_median : d(rng);
   }
-  double OneWay(double rtt_ms, int tokens) const {
+  // From a host with `mbit_s` of upload (0: the client, whose upload carries token ids).
+  double OneWay(double rtt_ms, int tokens, double mbit_s = 0) const {
     return rtt_ms / 2e3 + sc.call_overhead_ms / 1e3 +
-           tokens * sc.model.hidden_bytes * 8 / (sc.mbit_s * 1e6);
+           (mbit_s > 0 ? tokens * sc.model.hidden_bytes * 8 / (mbit_s * 1e6) : 0);
   }
 
   void AddHost(int first) {
     Host h;
     h.first = first;
     h.end = std::min(sc.model.n_layer, first + sc.layers_per_host);
+    std::lognormal_distribution<double> up(std::log(sc.mbit_s), sc.mbit_sigma);
+    h.mbit_s = sc.mbit_sigma == 0 ? sc.mbit_s : up(rng);
     for (size_t l = 0; l < lanes.size(); ++l) h.rtt_to.push_back(Rtt());
     hosts.push_back(h);
     const int id = static_cast<int>(hosts.size()) - 1;
@@ -306,9 +312,11 @@ struct Sim {
       Job next = j;
       next.hop++;
       // Pushed to the next stage: a one-way trip between two hosts.
-      Arrive(j.lane, next, now + OneWay(PairRtt(id, l.chain[next.hop]), j.tokens * j.seqs));
+      Arrive(j.lane, next,
+             now + OneWay(PairRtt(id, l.chain[next.hop]), j.tokens * j.seqs, hosts[id].mbit_s));
       return;
     }
+    // Logits back to the client: n_vocab floats, small beside the round trip at these rates.
     At(now + OneWay(hosts[id].rtt_to[j.lane], 0),
        [this, lane = j.lane, epoch = j.epoch, t = j.tokens] {
          Lane& l = lanes[lane];
@@ -353,7 +361,7 @@ struct Sim {
           layers * (std::min(l.pos, sc.prompt_tokens) * sc.lanes_of * sc.model.prompt_token_s +
                     generated * StepSeconds(sc.model, sc.lanes_of));
     }
-    replay += (generated + 1) * (2 * OneWay(sc.rtt_ms_median, 1) * l.chain.size() / 2);
+    replay += (generated + 1) * OneWay(sc.rtt_ms_median, 1, sc.mbit_s) * (l.chain.size() + 1);
     At(now + replay, [this, lane] {
       Lane& l = lanes[lane];
       recoveries.push_back(now - l.recovering_since);
@@ -464,6 +472,8 @@ int main(int argc, char** argv) {
     for (const char* name : {"datacentre", "lan", "home", "home-churn"})
       for (int h : {4, 16, 64})
         for (int u : {1, 16, 64, 256}) Row(Get(name), h, u, seconds, seed);
+    // Thousands of peers: hosts and users ten times the grid's largest.
+    Row(Get("home-churn"), 1024, 2560, seconds, seed);
     return 0;
   }
   Scenario sc = Get(scenario);
