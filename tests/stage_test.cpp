@@ -577,7 +577,7 @@ std::vector<std::string> CompleteAtOnce(const std::string& base,
     threads.emplace_back([&, i] {
       const size_t colon = base.rfind(':');
       httplib::Client c(base.substr(0, colon), std::stoi(base.substr(colon + 1)));
-      c.set_read_timeout(120);
+      c.set_read_timeout(400);  // a bound for a hang: an ASan build generates slowly
       const nlohmann::json body = {{"prompt", prompts[i]},
                                    {"max_tokens", n},
                                    {"temperature", 0},

@@ -141,6 +141,13 @@ TEST_F(Swarm, OneSeedTwoFetchersGetExactlyTheirLayers) {
       t / "b.log");
   ASSERT_EQ(a.Wait(60), 0) << a.Log();
   ASSERT_EQ(b.Wait(60), 0) << b.Log();
+  // With one peer, every byte came from it: its count is the whole download.
+  for (Process* f : {&a, &b}) {
+    const uint64_t total = Field(f->Log(), "downloaded ([0-9]+) bytes");
+    EXPECT_GT(total, 0u) << f->Log();
+    EXPECT_EQ(Field(f->Log(), "from 127.0.0.1:" + std::to_string(port) + ": ([0-9]+) bytes"), total)
+        << f->Log();
+  }
 
   // What each should hold, from the manifest's own fields.
   std::set<std::string> want_a, want_b;
@@ -427,9 +434,11 @@ TEST_F(Swarm, AStalledFetchSaysWhatEachPeerDid) {
   TempDir t;
   const std::string part = CopyOfFrag(t, "part");
   const nlohmann::json manifest = Manifest();
-  for (const auto& f : manifest["fragments"])
-    if (!f["layer"].is_null() && f["layer"].get<int>() >= 2)
+  for (const auto& f : manifest["fragments"]) {
+    if (!f["layer"].is_null() && f["layer"].get<int>() >= 2) {
       ASSERT_TRUE(fs::remove(part + "/" + f["file"].get<std::string>()));
+    }
+  }
   std::unique_ptr<Process> seed;
   const int port = StartPeer(seed, "--seed " + part, t / "seed.log");
   ASSERT_GT(port, 0);

@@ -174,8 +174,10 @@ class Fetcher {
   std::vector<bool> head_files_, wanted_;
   std::vector<uint64_t> sizes_;
   std::map<std::string, std::string> peer_errors_;  // last trouble, by peer address
-  std::map<std::string, uint64_t> peer_bytes_;      // by address, the most each one reported
-  std::set<std::string> banned_;                    // peers banned since the last amnesty
+  // Bytes from each connection (peer address and our end), the most it reported: a peer
+  // reconnected counts its connections' bytes together.
+  std::map<std::pair<std::string, std::string>, uint64_t> peer_bytes_;
+  std::set<std::string> banned_;  // peers banned since the last amnesty
   int amnesties_ = 0;
   bool resume_pending_ = false;
   Clock::time_point t0_ = Clock::now();
@@ -391,7 +393,7 @@ void Fetcher::RecordPeers() {
   std::vector<lt::peer_info> peers;
   h_.get_peer_info(peers);
   for (const auto& p : peers) {
-    uint64_t& b = peer_bytes_[EndpointText(p.ip)];
+    uint64_t& b = peer_bytes_[{EndpointText(p.ip), EndpointText(p.local_endpoint)}];
     b = std::max<uint64_t>(b, static_cast<uint64_t>(p.total_download));
   }
 }
@@ -608,8 +610,8 @@ Status Fetcher::Finish() {
   RecordPeers();
   GGSWARM_RETURN_IF_ERROR(SaveResume(true));
   r_.downloaded_bytes = static_cast<uint64_t>(h_.status().total_payload_download);
-  for (const auto& [addr, bytes] : peer_bytes_) {
-    if (bytes > 0) r_.from_peer[addr] = bytes;
+  for (const auto& [conn, bytes] : peer_bytes_) {
+    if (bytes > 0) r_.from_peer[conn.first] += bytes;
   }
 
   // A full fetch can be seeded on: write its torrent (piece layers included).
