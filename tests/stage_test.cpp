@@ -454,7 +454,9 @@ TEST_F(Pipeline, ADhtDirectoryFindsTheChainAndAReplacement) {
                "--temp", "0", "--ignore-eos"},
               t / "run.out", t / "run.err");
   WaitUntil(60, [&] { return run.Log().size() >= 40 || !run.running(); });
-  ASSERT_TRUE(run.running()) << "generation ended before a stage could be killed";
+  ASSERT_TRUE(run.running()) << "generation ended before a stage could be killed:\n"
+                             << run.Log() << "\n"
+                             << std::ifstream(t / "run.err").rdbuf();
   Process* used = s1->Log().find("session ") != std::string::npos ? s1.get() : s1b.get();
   ASSERT_NE(used->Log().find("session "), std::string::npos);
   used->Kill(SIGKILL);

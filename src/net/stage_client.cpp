@@ -296,17 +296,14 @@ struct SwarmChain::Impl {
   // A chain over the model's layers: the live ranges (ChooseModel, LiveRanges), at each
   // position the best stage that starts there (PickStage), a session on each (OpenSessions).
   Status BuildChain() {
-    auto ranges = Lookup();
-    if (!ranges.ok()) return ranges.status();
-    GGSWARM_RETURN_IF_ERROR(ChooseModel(*ranges));
-    auto live = LiveRanges(*ranges);
-    if (!live.ok()) return live.status();
     std::vector<Link> next;
-    for (int pos = 0; pos < n_layer;) {
-      auto l = PickStage(*live, pos);
-      if (!l.ok()) return l.status();
-      pos = static_cast<int>(l->range.end_layer());
-      next.push_back(std::move(*l));
+    // A DHT lookup can miss an announcement (its reply came after the lookup ended): a chain
+    // with a gap looks again, up to three times, with what earlier lookups found kept.
+    for (int attempt = 1;; ++attempt) {
+      next.clear();
+      Status st = PickChain(&next);
+      if (st.ok()) break;
+      if (!o.dht || attempt == 3 || st.code() != Status::Code::kNotFound) return st;
     }
     if (!next.front().range.has_embedding() || !next.back().range.has_head())
       return Status::Corruption("the chain's ends do not hold the embedding and the head");
@@ -340,6 +337,22 @@ struct SwarmChain::Impl {
       route.push_back({k.range.address(), static_cast<int>(k.range.first_layer()),
                        static_cast<int>(k.range.end_layer())});
     return st;
+  }
+
+  // The live ranges and, from layer 0, the best stage at each position (PickStage).
+  Status PickChain(std::vector<Link>* next) {
+    auto ranges = Lookup();
+    if (!ranges.ok()) return ranges.status();
+    GGSWARM_RETURN_IF_ERROR(ChooseModel(*ranges));
+    auto live = LiveRanges(*ranges);
+    if (!live.ok()) return live.status();
+    for (int pos = 0; pos < n_layer;) {
+      auto l = PickStage(*live, pos);
+      if (!l.ok()) return l.status();
+      pos = static_cast<int>(l->range.end_layer());
+      next->push_back(std::move(*l));
+    }
+    return Status::Ok();
   }
 
   // The model the chain is for: the one named, or the only one the peers serve.
