@@ -46,14 +46,14 @@ struct Scenario {
   double rtt_ms_median, rtt_sigma;  // between any two parties: lognormal
   double mbit_s;                    // hosts' upload: the median of a lognormal
   double mbit_sigma;
-  double call_overhead_ms;          // gRPC, per hop
-  double lifetime_s;                // mean host lifetime (exponential); 0: hosts stay
-  double silent_fraction;           // of leaving hosts that stop answering rather than close
-  double deadline_s;                // a client's call deadline (ChainOptions::deadline_s)
-  double lookup_s;                  // finding the swarm's stages again (DHT or a peer)
-  double join_s;                    // until a replacement host serves (fetching its layers)
-  int prompt_tokens, gen_tokens;    // each user's requests, back to back
-  int lanes_of;                     // sequences stepped together by one client (a lane)
+  double call_overhead_ms;        // gRPC, per hop
+  double lifetime_s;              // mean host lifetime (exponential); 0: hosts stay
+  double silent_fraction;         // of leaving hosts that stop answering rather than close
+  double deadline_s;              // a client's call deadline (ChainOptions::deadline_s)
+  double lookup_s;                // finding the swarm's stages again (DHT or a peer)
+  double join_s;                  // until a replacement host serves (fetching its layers)
+  int prompt_tokens, gen_tokens;  // each user's requests, back to back
+  int lanes_of;                   // sequences stepped together by one client (a lane)
 };
 
 // 70B Q4_K_M (Llama-2-70B shapes: 80 layers, 8192 wide; 40 GB of layers, 0.5 GB each). A

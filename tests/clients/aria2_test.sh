@@ -12,29 +12,13 @@ bin=$1
 if ! command -v aria2c >/dev/null; then
   echo "skipped: no aria2c (apt-get install aria2)"; exit 77
 fi
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-. "$(dirname "$0")/wait.sh"
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+. "$(dirname "$0")/torrent_clients.sh"
 aria() {  # aria2c on 127.0.0.1 only, nothing that reaches past this machine
   aria2c --interface=127.0.0.1 --disable-ipv6=true --enable-dht=false --enable-dht6=false \
     --bt-enable-lpd=false --enable-peer-exchange=false --file-allocation=none \
     --summary-interval=0 --console-log-level=warn "$@"
 }
 listening() { grep -q ":$(printf '%04X' "$1") 00000000:0000 0A" /proc/net/tcp; }  # PORT
-same_files() {  # FRAGMENT_DIR OTHER_DIR
-  local n=0
-  for f in "$1"/*; do
-    [ "$(basename "$f")" = model.torrent ] && continue
-    cmp -s "$f" "$2/$(basename "$f")" || fail "$(basename "$f") differs in $2"
-    n=$((n + 1))
-  done
-  [ "$n" -gt 2 ] || fail "only $n files in $1"
-  echo "$n files byte-identical"
-}
 
 for m in a b; do
   seed=5; [ $m = b ] && seed=6

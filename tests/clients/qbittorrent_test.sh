@@ -10,13 +10,7 @@ bin=$1
 if ! command -v qbittorrent-nox >/dev/null; then
   echo "skipped: no qbittorrent-nox (apt-get install qbittorrent-nox)"; exit 77
 fi
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-. "$(dirname "$0")/wait.sh"
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+. "$(dirname "$0")/torrent_clients.sh"
 web=$(free_port) bt=$(free_port)
 api=http://127.0.0.1:$web/api/v2
 
@@ -59,16 +53,6 @@ state() {  # V2_INFOHASH: "STATE PROGRESS" of that torrent in qBittorrent
   curl -s "$api/torrents/info" | jq -r ".[] | select(.infohash_v2 == \"$1\") | \"\(.state) \(.progress)\""
 }
 complete() { [ "$(state "$1" | cut -d' ' -f2)" = 1 ]; }
-# The torrent's files (model.torrent lies beside them, and is not one of them).
-same_files() {  # FRAGMENT_DIR OTHER_DIR
-  local n=0
-  for f in "$1"/*; do
-    [ "$(basename "$f")" = model.torrent ] && continue
-    cmp -s "$f" "$2/$(basename "$f")" || fail "$(basename "$f") differs in $2"
-    n=$((n + 1))
-  done
-  echo "$n files byte-identical"
-}
 
 # 1. ggswarm seeds, qBittorrent downloads.
 "$bin" peer --seed "$work/frag-a" --listen 127.0.0.1:0 >"$work/peer.log" 2>&1 &
