@@ -139,6 +139,10 @@ RowDotFn RowDotOf(GgmlType w) {
 
 bool HasRowDot(GgmlType w) { return RowDotOf(w) != nullptr; }
 
+int RowDotGroup(GgmlType w) {
+  return Active() == Isa::kAvx512Vnni && (w == GgmlType::Q8_0 || w == GgmlType::Q4_0) ? 8 : 4;
+}
+
 void QuantizeRow(GgmlType vt, const float* x, void* out, int64_t k) {
   if (Active() == Isa::kAvx512Vnni && vt == GgmlType::Q8_0)
     return avx512::QuantizeQ8_0(x, static_cast<Q8_0*>(out), k / kQK);
@@ -146,6 +150,30 @@ void QuantizeRow(GgmlType vt, const float* x, void* out, int64_t k) {
     return avx512::QuantizeQ8_K(x, static_cast<Q8_K*>(out), k / kQK_K);
   QuantizeActivation(vt, x, out, k);
 }
+
+namespace {
+
+// The AVX-512 Q8_0 and Q4_0 kernels' own layout of q and corr, from the plain one (see
+// RowDotAct): the whole pairs of blocks interleaved, Q8_0's quants plus 128, and Q4_0's
+// correction of a pair's second block moved from lane 8 to lane 1.
+void LayOutForAvx512(GgmlType w, int64_t nb, RowDotAct* out) {
+  int8_t pair[2 * kQK];
+  for (int64_t p = 0; p < nb / 2; ++p) {
+    int8_t* q = out->q.data() + p * 2 * kQK;
+    for (int m = 0; m < kQK / 4; ++m) {
+      std::memcpy(pair + 8 * m, q + 4 * m, 4);
+      std::memcpy(pair + 8 * m + 4, q + kQK + 4 * m, 4);
+    }
+    std::memcpy(q, pair, sizeof pair);
+  }
+  if (w == GgmlType::Q8_0)
+    for (int8_t& q : out->q) q = static_cast<int8_t>(static_cast<uint8_t>(q) ^ 0x80);
+  if (w == GgmlType::Q4_0)
+    for (size_t p = 0; p < out->corr.size() / 16; ++p)
+      std::swap(out->corr[p * 16 + 1], out->corr[p * 16 + 8]);
+}
+
+}  // namespace
 
 bool QuantizesForRowDot(GgmlType w, int64_t k) {
   return Active() == Isa::kAvx512Vnni && (w == GgmlType::Q8_0 || w == GgmlType::Q4_0) && k > 0 &&
@@ -160,6 +188,7 @@ void QuantizeForRowDot(GgmlType w, const float* x, int64_t k, RowDotAct* out) {
   if (w == GgmlType::Q4_0) out->corr.resize(nb / 2 * 16);
   avx512::QuantizeQ8_0Split(x, nb, out->q.data(), out->d.data(),
                             w == GgmlType::Q4_0 ? out->corr.data() : nullptr);
+  LayOutForAvx512(w, nb, out);
 }
 
 void PrepareRowDot(GgmlType w, const void* act, int64_t k, RowDotAct* out) {
@@ -218,6 +247,7 @@ void PrepareRowDot(GgmlType w, const void* act, int64_t k, RowDotAct* out) {
     out->corr.assign((nb + 1) / 2 * 16, 0);
     for (int64_t i = 0; i < nb; ++i) out->corr[i / 2 * 16 + (i % 2) * 8] = -8 * Sum(a[i].qs, kQK);
   }
+  LayOutForAvx512(w, nb, out);
 }
 
 void RowDots(GgmlType w, const uint8_t* rows, uint64_t row_bytes, int64_t nrows,

@@ -60,9 +60,13 @@ void QuantizeRow(GgmlType vt, const float* x, void* out, int64_t k);
 // Q4_0's quants paired up; see PrepareRowDot in kernels.cpp.)
 struct RowDotAct {
   const void* act = nullptr;  // the row as given
+  // The quants. For Q8_0 and Q4_0 weights under AVX-512 VNNI each pair of blocks is
+  // interleaved four bytes at a time (the first block's bytes 4m … 4m + 3 at 8m, the
+  // second's at 8m + 4), so that the pair's sums alternate between the two blocks lane by
+  // lane; Q8_0's are plus 128 (unsigned bytes: vpdpbusd takes them against signed weights).
   AlignedVector<int8_t> q;
   AlignedVector<float> d;
-  AlignedVector<int32_t> corr;  // Q4_0: per pair of blocks, 16 lanes, -8 Σ x in lanes 0 and 8
+  AlignedVector<int32_t> corr;  // Q4_0: per pair of blocks, 16 lanes, -8 Σ x in lanes 0 and 1
   AlignedVector<int16_t> sums;  // Q4_K: per super-block, the sum of each 32-element sub-block
 };
 void PrepareRowDot(GgmlType w, const void* act, int64_t k, RowDotAct* out);
@@ -80,9 +84,11 @@ constexpr int kRowDotStreams = 4;
 void RowDots(GgmlType w, const uint8_t* rows, uint64_t row_bytes, int64_t nrows,
              const RowDotAct& act, int64_t k, float* y, int64_t y_stride);
 
-// RowDots for n tokens: y[t * token_stride + i] = row_i · acts[t] (acts[0 … n-1]).
-// With AVX2 each weight block is decoded once for up to four tokens (the prompt path
-// there); otherwise one RowDots call per token.
+// RowDots for n tokens: y[t * token_stride + i] = row_i · acts[t] (acts[0 … n-1]). Each
+// weight block is decoded once for up to RowDotGroup(w) tokens (eight for Q8_0 and Q4_0
+// with AVX-512, four otherwise), so the rows are read once per group; each token's sums
+// are taken exactly as RowDots takes them alone.
+int RowDotGroup(GgmlType w);
 void RowDotsTokens(GgmlType w, const uint8_t* rows, uint64_t row_bytes, int64_t nrows,
                    const RowDotAct* acts, int n, int64_t k, float* y, int64_t token_stride);
 

@@ -407,7 +407,7 @@ void DotQ6_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& a
 
 void DotsTokens(GgmlType w, const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct* acts,
                 int n, int64_t k, float* y, int64_t ts) {
-  rowdot::InGroupsOfFour(n, [&](auto group, int t) {
+  rowdot::InGroupsOf<4>(n, [&](auto group, int t) {
     TokensOf<decltype(group)::value>(w, rows, rb, nrows, acts + t, k, y + t * ts, ts);
   });
 }

@@ -25,10 +25,17 @@ using simd::Hsum128;
 
 // --- Q8_0 and Q4_0: two 32-element blocks per 512-bit register ---------------------------
 
+// Two blocks' 32 bytes each, interleaved four bytes at a time as RowDotAct lays out the
+// activations.
+inline __m512i Interleave2x32(__m512i v) {
+  const __m512i idx = _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+  return _mm512_permutexvar_epi32(idx, v);
+}
+
 inline __m512i Load2x32(const void* a, const void* b) {
-  return _mm512_inserti64x4(
-      _mm512_castsi256_si512(_mm256_loadu_si256(static_cast<const __m256i*>(a))),
-      _mm256_loadu_si256(static_cast<const __m256i*>(b)), 1);
+  return Interleave2x32(
+      _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(static_cast<const __m256i*>(a))),
+                         _mm256_loadu_si256(static_cast<const __m256i*>(b)), 1));
 }
 
 // The four weight scales of blocks i … i + 3 as floats: the halves gathered with scalar
@@ -42,29 +49,29 @@ inline __m128 WeightScales4(const void* blocks, uint64_t stride) {
   return _mm_cvtph_ps(_mm_cvtsi64_si128(static_cast<int64_t>(packed)));
 }
 
-// Lanes 0-7 get scale j, lanes 8-15 scale j + 1.
-inline __m512 PairScale(__m128 s4, int j) {
-  const __m512i idx =
-      _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(j)), _mm256_set1_epi32(j + 1), 1);
-  return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(s4));
+// Two scales in alternate lanes, as the sums of an interleaved pair of blocks come: one load
+// (a 64-bit broadcast).
+inline __m512 Alternate(const float* two) {
+  double v;
+  std::memcpy(&v, two, 8);
+  return _mm512_castpd_ps(_mm512_set1_pd(v));
 }
 
-// Two Q8_0 blocks · 64 activations: vpdpbusd multiplies unsigned by signed bytes, so |w|
-// times x with w's sign moved onto x. Prep is the weights' side (once for every token of
-// a batch), Mul the activations'.
+// Two Q8_0 blocks · 64 activations: vpdpbusd multiplies unsigned by signed bytes, so the
+// activations come plus 128 (PrepareRowDot) and the sums start at -128 Σ w, which Prep
+// works out with the weights (once for every token of a batch); Mul is the activations'
+// side, one vpdpbusd.
 struct PairQ8_0 {
   struct Wt {
-    __m512i aw;
-    __mmask64 neg;
+    __m512i w, start;
   };
   static Wt Prep(const Q8_0* x) {
     const __m512i w = Load2x32(x[0].qs, x[1].qs);
-    return {_mm512_abs_epi8(w), _mm512_movepi8_mask(w)};
+    const __m512i sum128 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(-128), w);
+    return {w, _mm512_sub_epi32(_mm512_setzero_si512(), sum128)};
   }
-  static __m512i Mul(const Wt& w, const int8_t* a, const int32_t* /*corr: none*/) {
-    const __m512i v = _mm512_loadu_si512(a);
-    const __m512i sv = _mm512_mask_sub_epi8(v, w.neg, _mm512_setzero_si512(), v);
-    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), w.aw, sv);
+  static __m512i Mul(const Wt& w, const int8_t* a, const int32_t* /*corr: in start*/) {
+    return _mm512_dpbusd_epi32(w.start, _mm512_loadu_si512(a), w.w);
   }
 };
 
@@ -80,9 +87,9 @@ struct PairQ4_0 {
             _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[0].qs)))),
         _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[1].qs))), 1);
     // 128-bit lanes [qs0, qs0, qs1, qs1] → [low nibbles 0, high 0, low 1, high 1] = elements in
-    // order.
+    // order, then interleaved.
     const __m512i shift = _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0);
-    return {_mm512_and_si512(_mm512_srlv_epi64(q, shift), _mm512_set1_epi8(0x0F))};
+    return {Interleave2x32(_mm512_and_si512(_mm512_srlv_epi64(q, shift), _mm512_set1_epi8(0x0F)))};
   }
   static __m512i Mul(const Wt& w, const int8_t* a, const int32_t* corr) {
     return _mm512_dpbusd_epi32(_mm512_loadu_si512(corr), w.w, _mm512_loadu_si512(a));
@@ -96,36 +103,39 @@ struct PairKernel {
   static constexpr int kStepBytes = 4 * sizeof(Block);
   static constexpr bool kCorr = kType == GgmlType::Q4_0;  // Q8_0 has no offset to undo
   struct Acc {
-    __m512 a0, a1;
+    __m512 a;
   };
   // A step's weights, ready for any token's activations.
   struct W {
     typename Pair::Wt p0, p1;
-    __m128 dw;  // the four blocks' scales
+    __m512 s0, s1;  // the scales of blocks 0 and 1, of 2 and 3, in alternate lanes
   };
   const RowDotAct& act;
   int64_t nb, steps;
   PairKernel(const RowDotAct& a, int64_t k) : act(a), nb(k / kQK), steps(k / kQK / 4) {}
 
-  Acc Zero() const { return {_mm512_setzero_ps(), _mm512_setzero_ps()}; }
+  Acc Zero() const { return {_mm512_setzero_ps()}; }
   W Load(const uint8_t* row, int64_t j) const {
     const auto* x = reinterpret_cast<const Block*>(row) + 4 * j;
-    return {Pair::Prep(x), Pair::Prep(x + 2), WeightScales4(x, sizeof(Block))};
+    const __m128 dw = WeightScales4(x, sizeof(Block));
+    return {Pair::Prep(x), Pair::Prep(x + 2), _mm512_broadcast_f32x2(dw),
+            _mm512_broadcast_f32x2(_mm_movehl_ps(dw, dw))};
   }
+  // Per token: two vpdpbusd, and each pair's sums times its weight and activation scales.
   void Apply(const W& w, int64_t j, Acc& acc) const {
     const int64_t i = 4 * j;
     const int8_t* a = act.q.data() + i * kQK;
     const int32_t* corr = kCorr ? act.corr.data() + i * 8 : nullptr;
-    const __m128 s4 = _mm_mul_ps(w.dw, _mm_loadu_ps(act.d.data() + i));
-    acc.a0 =
-        _mm512_fmadd_ps(_mm512_cvtepi32_ps(Pair::Mul(w.p0, a, corr)), PairScale(s4, 0), acc.a0);
-    acc.a1 = _mm512_fmadd_ps(
+    const float* d = act.d.data() + i;
+    acc.a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(Pair::Mul(w.p0, a, corr)),
+                            _mm512_mul_ps(w.s0, Alternate(d)), acc.a);
+    acc.a = _mm512_fmadd_ps(
         _mm512_cvtepi32_ps(Pair::Mul(w.p1, a + 2 * kQK, kCorr ? corr + 16 : nullptr)),
-        PairScale(s4, 2), acc.a1);
+        _mm512_mul_ps(w.s1, Alternate(d + 2)), acc.a);
   }
   void Step(const uint8_t* row, int64_t j, Acc& acc) const { Apply(Load(row, j), j, acc); }
   float Finish(const uint8_t* row, const Acc& acc) const {
-    float s = _mm512_reduce_add_ps(_mm512_add_ps(acc.a0, acc.a1));
+    float s = _mm512_reduce_add_ps(acc.a);
     const int64_t i = 4 * steps;
     if (i < nb)
       s += VecDotBlocks(kType, reinterpret_cast<const Block*>(row) + i,
@@ -300,6 +310,9 @@ std::array<K, sizeof...(I)> KernelsFor(const RowDotAct* acts, int64_t k,
   return {K(acts[I], k)...};
 }
 
+// How many tokens' sums one pass over the weights takes (kernels::RowDotGroup): Q8_0 and
+// Q4_0 hold a step's weights in six registers and one token's sums in one, so eight tokens
+// fit (one stream); the K-quants' super-blocks take eight registers or more, and four.
 template <int T>
 void TokensOf(GgmlType w, const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct* acts,
               int64_t k, float* y, int64_t ts) {
@@ -346,9 +359,11 @@ void DotQ6_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& a
 
 void DotsTokens(GgmlType w, const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct* acts,
                 int n, int64_t k, float* y, int64_t ts) {
-  rowdot::InGroupsOfFour(n, [&](auto group, int t) {
+  const auto of = [&](auto group, int t) {
     TokensOf<decltype(group)::value>(w, rows, rb, nrows, acts + t, k, y + t * ts, ts);
-  });
+  };
+  if (w == GgmlType::Q8_0 || w == GgmlType::Q4_0) return rowdot::InGroupsOf<8>(n, of);
+  rowdot::InGroupsOf<4>(n, of);
 }
 
 uint64_t ReadAll(const uint8_t* p, uint64_t n, int streams) {

@@ -79,11 +79,12 @@ inline void Rows(const K& kern, const uint8_t* rows, uint64_t rb, int64_t nrows,
 // Rows for T tokens at once (kern[0 … T-1], one per activation row, over the same weights):
 // a step's weights are loaded and unpacked once (K::Load) and applied to each token
 // (K::Apply), so that each token's sums are taken exactly as Rows takes them. With T times
-// the arithmetic per byte, two streams side by side keep the memory busy; y[t * ts + r].
+// the arithmetic per byte, two streams side by side keep the memory busy, and one from five
+// tokens on (two would take more registers than there are); y[t * ts + r].
 template <int T, typename K>
 inline void RowsTokens(const K* kern, const uint8_t* rows, uint64_t rb, int64_t nrows, float* y,
                        int64_t ts) {
-  constexpr int kStreams = 2;
+  constexpr int kStreams = T > 4 ? 1 : 2;
   const int64_t per = nrows / kStreams;
   for (int64_t r = 0; r < per; ++r) {
     const uint8_t* x[kStreams];
@@ -99,7 +100,7 @@ inline void RowsTokens(const K* kern, const uint8_t* rows, uint64_t rb, int64_t 
         const char* p = reinterpret_cast<const char*>(x[s]) + j * K::kStepBytes + kPrefetch;
         for (int o = 0; o < K::kStepBytes; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
         const typename K::W w = kern[0].Load(x[s], j);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int t = 0; t < T; ++t) kern[t].Apply(w, j, acc[s][t]);
       }
     }
@@ -119,22 +120,16 @@ inline void RowsTokens(const K* kern, const uint8_t* rows, uint64_t rb, int64_t 
   }
 }
 
-// n tokens in groups of four, then the one to three left: calls of(std::integral_constant<
-// int, T>{}, first) for each group of T tokens from token `first` (the kernels are templates
-// over the group size, each weight block decoded once for the group).
-template <typename F>
-inline void InGroupsOfFour(int n, F&& of) {
+// n tokens in groups of N, then one group of the N - 1 or fewer left: calls
+// of(std::integral_constant<int, T>{}, first) for each group of T tokens from token `first`
+// (the kernels are templates over the group size, each weight block decoded once for the
+// group).
+template <int N, typename F>
+inline void InGroupsOf(int n, F&& of) {
   int t = 0;
-  for (; t + 4 <= n; t += 4) of(std::integral_constant<int, 4>{}, t);
-  switch (n - t) {
-    case 3:
-      return of(std::integral_constant<int, 3>{}, t);
-    case 2:
-      return of(std::integral_constant<int, 2>{}, t);
-    case 1:
-      return of(std::integral_constant<int, 1>{}, t);
-    default:
-      return;
+  for (; t + N <= n; t += N) of(std::integral_constant<int, N>{}, t);
+  if constexpr (N > 1) {
+    if (t < n) InGroupsOf<N - 1>(n - t, [&](auto group, int u) { of(group, t + u); });
   }
 }
 

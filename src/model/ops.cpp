@@ -86,11 +86,12 @@ bool RowDotsApply(const MatMulPart* parts, int count, int n) {
 constexpr int64_t kRowGrain = 16;
 
 // Rows of w per RowDots call over `rows` rows: equal calls of at most kCallBytes. For more
-// than four tokens a call's rows are read again for every four tokens, so it is cut to what
-// stays in the caches: kCallBytes · 4 / n, and at least 16 rows (8 tokens: 126 tok/s,
-// against 111 with kCallBytes / n).
+// tokens than a group (kernels::RowDotGroup) a call's rows are read again for every group,
+// so it is cut to what stays in the caches: kCallBytes · group / n, and at least 16 rows
+// (Q8_0 in groups of four, 8 tokens: 126 tok/s, against 111 with kCallBytes / n).
 int64_t CallRows(const TensorView& w, int64_t rows, int n = 1) {
-  const int64_t bytes = n > 4 ? kCallBytes * 4 / n : kCallBytes;
+  const int g = kernels::RowDotGroup(w.type());
+  const int64_t bytes = n > g ? kCallBytes * g / n : kCallBytes;
   const int64_t cap = std::max<int64_t>(16, bytes / static_cast<int64_t>(w.row_bytes));
   const int64_t pieces = (rows + cap - 1) / cap;
   return (rows + pieces - 1) / pieces;
