@@ -84,7 +84,8 @@ TEST(Server, CompletionsGiveLlamaCppsGreedyText) {
     EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
     EXPECT_EQ(j["usage"]["prompt_tokens"], gold["prompt_tokens"].size());
     EXPECT_EQ(j["usage"]["completion_tokens"], gold["generated_tokens"].size());
-    // The same as a stream: the chunks add up to the same text, usage in the last.
+    // The same as a stream: the chunks add up to the same text, usage in the last. The
+    // prompt is the one just answered, so it comes from the cache that request left.
     req["stream"] = true;
     req["stream_options"] = {{"include_usage", true}};
     auto s = c.Post("/v1/completions", req.dump(), "application/json");
@@ -98,6 +99,8 @@ TEST(Server, CompletionsGiveLlamaCppsGreedyText) {
     EXPECT_EQ(finish, "length");
     EXPECT_TRUE(done) << "no data: [DONE]";
     EXPECT_EQ(usage["completion_tokens"], gold["generated_tokens"].size());
+    // The same prompt again: all of it but the last token came from the slot's cache.
+    EXPECT_EQ(usage["prompt_tokens_details"]["cached_tokens"], gold["prompt_tokens"].size() - 1);
   }
   // Stop strings cut the text before them, with finish_reason "stop".
   json req = {

@@ -261,6 +261,77 @@ TEST(Service, RequestsThatCannotRunAreRefusedWithTheReason) {
   EXPECT_FALSE(OpenBatchService(dir.path() + "/absent.gguf", {}).ok());
 }
 
+// cache_prompt: a finished sequence's cache stays in its slot, and a request whose prompt
+// begins with it goes to that slot and computes only the rest (a conversation's next turn
+// repeats the last one and its answer). Against Generate on the whole prompt alone: the
+// same tokens, with the number of reused tokens counted by hand — after a request for an
+// unrelated prompt took the other slot, after a prompt that shares only the start (the
+// cache cut back), for the same prompt again (all but its last token), and none when a
+// request asks for no cache (which also leaves none behind).
+TEST(Service, APromptThatBeginsWithASlotsCacheSkipsIt) {
+  TempDir dir;
+  const std::string path = SynthModel(dir, "Q8_0");
+  auto engine = Engine::Open(path, {.threads = 2, .n_ctx = 128});
+  ASSERT_TRUE(engine.ok());
+  GenerateOptions g;
+  g.max_tokens = 6;
+  g.ignore_eos = true;
+  g.sampling.temperature = 0;
+  auto alone = [&](const std::vector<int32_t>& p) {
+    (*engine)->Reset();
+    auto r = Generate(**engine, p, g);
+    EXPECT_TRUE(r.ok());
+    return r.ok() ? r->tokens : std::vector<int32_t>{};
+  };
+  auto svc = OpenBatchService(path, {.threads = 2, .n_ctx = 128, .parallel = 2});
+  ASSERT_TRUE(svc.ok());
+  auto run = [&](const std::vector<int32_t>& p, bool cache = true) {
+    Completion c{p, g};
+    c.cache_prompt = cache;
+    auto got = std::make_unique<Collected>();
+    EXPECT_TRUE((*svc)->Submit(c, Collect(got.get())).ok());
+    EXPECT_TRUE(WaitUntil(60, [&] { return Done(*got); }));
+    EXPECT_TRUE(got->outcome.status.ok());
+    return got;
+  };
+  const std::vector<int32_t> p1 = {1, 50, 60, 70, 80, 90, 100, 110, 120};
+  auto a = run(p1);
+  EXPECT_EQ(a->tokens, alone(p1));
+  EXPECT_EQ(a->outcome.cached_tokens, 0);
+  // Another conversation: the empty slot, not the first one's.
+  const std::vector<int32_t> other = {1, 7, 8, 9, 10, 11};
+  auto b = run(other);
+  EXPECT_EQ(b->tokens, alone(other));
+  EXPECT_EQ(b->outcome.cached_tokens, 0);
+  // The next turn: p1, its answer and more. The answer's last token was never fed.
+  std::vector<int32_t> p2 = p1;
+  p2.insert(p2.end(), a->tokens.begin(), a->tokens.end());
+  p2.insert(p2.end(), {200, 210, 220});
+  auto c = run(p2);
+  EXPECT_EQ(c->tokens, alone(p2));
+  EXPECT_EQ(c->outcome.cached_tokens, static_cast<int>(p1.size() + a->tokens.size() - 1));
+  EXPECT_EQ(c->outcome.prompt_tokens, static_cast<int>(p2.size()));
+  // Shares p2's first 12 tokens, then differs: the cache is cut back to them.
+  std::vector<int32_t> p3(p2.begin(), p2.begin() + 12);
+  p3.insert(p3.end(), {33, 44, 55, 66, 77, 88, 99});
+  auto d = run(p3);
+  EXPECT_EQ(d->tokens, alone(p3));
+  EXPECT_EQ(d->outcome.cached_tokens, 12);
+  auto e = run(p3);  // the same prompt again: all but its last token
+  EXPECT_EQ(e->tokens, d->tokens);
+  EXPECT_EQ(e->outcome.cached_tokens, static_cast<int>(p3.size()) - 1);
+  // The other conversation again, without a cache: computed whole, and its slot's cache
+  // forgotten — so the same request with a cache then finds none (it would find 5 tokens).
+  auto f = run(other, false);
+  EXPECT_EQ(f->tokens, b->tokens);
+  EXPECT_EQ(f->outcome.cached_tokens, 0);
+  auto h = run(other);
+  EXPECT_EQ(h->tokens, b->tokens);
+  EXPECT_EQ(h->outcome.cached_tokens, 0);
+  auto i = run(other);
+  EXPECT_EQ(i->outcome.cached_tokens, static_cast<int>(other.size()) - 1);
+}
+
 // log softmax by hand: logits (0, ln 2, ln 5) have probabilities 1/8, 2/8, 5/8.
 TEST(Service, LogprobsAreTheLogSoftmax) {
   const std::vector<float> logits = {0.0f, std::log(2.0f), std::log(5.0f)};

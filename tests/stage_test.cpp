@@ -599,7 +599,7 @@ std::vector<std::string> CompleteAtOnce(const std::string& base,
 
 // 8 streaming clients of `ggswarm server swarm://…` at once, over a chain of 2 stages (their
 // sequences in 2 lanes of 4, each step of a lane one ForwardMany per stage): each gets the
-// text a local `ggswarm run` gives for its prompt.
+// text a local `ggswarm run` gives for its prompt; and one prompt again comes from the cache.
 TEST_F(Pipeline, EightStreamingClientsOfASwarmServerGetTheLocalText) {
   TempDir t;
   std::unique_ptr<Process> a, b, server;
@@ -640,6 +640,18 @@ TEST_F(Pipeline, EightStreamingClientsOfASwarmServerGetTheLocalText) {
     EXPECT_EQ(got[i], LocalText(Tiny(), prompts[i], 40, t)) << i;
     EXPECT_FALSE(got[i].empty());
   }
+  // A prompt again: its slot kept its cache (and its sessions on the stages), so all of the
+  // prompt but the last token is reused — the stages cut their caches back to it at the next
+  // step — and the text is the same.
+  httplib::Client c(base.substr(0, base.rfind(':')), std::stoi(base.substr(base.rfind(':') + 1)));
+  const nlohmann::json again = {
+      {"prompt", prompts[5]}, {"max_tokens", 40}, {"temperature", 0}, {"ignore_eos", true}};
+  auto res = c.Post("/v1/completions", again.dump(), "application/json");
+  ASSERT_TRUE(res && res->status == 200) << (res ? res->body : "no answer");
+  const auto j = nlohmann::json::parse(res->body);
+  EXPECT_EQ(j["choices"][0]["text"], got[5]);
+  EXPECT_EQ(j["usage"]["prompt_tokens_details"]["cached_tokens"],
+            j["usage"]["prompt_tokens"].get<int>() - 1);
   EXPECT_TRUE(server->running());
 }
 

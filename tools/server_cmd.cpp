@@ -23,6 +23,7 @@ struct ServerArgs {
   std::vector<std::string> dht_bootstrap;
   double verify_fraction = 0;
   bool no_push = false;
+  bool no_cache_prompt = false;
   api::ServerOptions http;
   runtime::ServiceOptions svc;
 };
@@ -35,6 +36,7 @@ int RunServer(ServerArgs& a) {
   oo.dht_bootstrap = a.dht_bootstrap;
   oo.verify_fraction = a.verify_fraction;
   oo.push = !a.no_push;
+  a.svc.cache_prompt = !a.no_cache_prompt;
   oo.log = [](const std::string& s) { std::fprintf(stderr, "%s\n", s.c_str()); };
   auto svc = api::OpenService(a.model, a.svc, oo, &a.http.swarm);
   if (!svc.ok()) {
@@ -93,6 +95,9 @@ void AddServerCommand(CLI::App& app, int& rc) {
                 "swarm:// models: groups of sequences the stages work on in turn (default: one "
                 "per stage of the chain)")
       ->check(CLI::Range(1, 256));
+  s->add_flag("--no-cache-prompt", a->no_cache_prompt,
+              "Forget each sequence's cache when it ends (default: a slot keeps it, and a request "
+              "that begins with the same tokens skips them)");
   s->add_option("--api-key", a->api_key, "Require 'Authorization: Bearer KEY' on /v1 requests");
   s->add_option("--alias", a->alias, "The model id clients use (default: the model's name)");
   s->add_option(

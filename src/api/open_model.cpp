@@ -36,6 +36,10 @@ class ChainBatch final : public runtime::BatchEvaluator {
   int n_ctx() const override { return chain_->n_ctx(); }
   int n_past(int seq) const override { return chain_->n_past(seq); }
   void Reset(int seq) override { chain_->Reset(seq); }
+  bool Truncate(int seq, int n) override {
+    chain_->Truncate(seq, n);
+    return true;
+  }
   Status Step(std::span<const runtime::SeqTokens> items, std::vector<float>* logits) override {
     items_.clear();
     for (const runtime::SeqTokens& it : items) items_.push_back({it.seq, it.tokens, it.logits});

@@ -222,6 +222,7 @@ struct Server::Impl {
         !Field(b, "min_p", &s.min_p, err, "a number") ||
         !Field(b, "repeat_penalty", &s.repeat_penalty, err, "a number") ||
         !Field(b, "ignore_eos", &g.ignore_eos, err, "true or false") ||
+        !Field(b, "cache_prompt", &c->cache_prompt, err, "true or false") ||
         !Field(b, "stream", &a->stream, err, "true or false"))
       return false;
     int64_t seed = -1;
@@ -400,6 +401,7 @@ struct Server::Impl {
     return {{"prompt_tokens", o.prompt_tokens},
             {"completion_tokens", o.generated},
             {"total_tokens", o.prompt_tokens + o.generated},
+            {"prompt_tokens_details", {{"cached_tokens", o.cached_tokens}}},
             {"timings",
              {{"queue_ms", o.queue_ms},
               {"prompt_ms", o.prompt_ms},

@@ -1015,6 +1015,19 @@ void SwarmChain::Reset(int seq) {
   impl_->history[seq].clear();
 }
 
+void SwarmChain::Truncate(int seq, int n) {
+  Impl& m = *impl_;
+  if (n <= 0) return Reset(seq);
+  if (n >= m.n_past[seq]) return;
+  for (auto& k : m.checkers) k.chain->Truncate(seq, n);
+  std::vector<std::vector<int32_t>>& h = m.history[seq];
+  size_t kept = 0, b = 0;
+  for (; b < h.size() && kept + h[b].size() <= static_cast<size_t>(n); ++b) kept += h[b].size();
+  if (b < h.size() && kept < static_cast<size_t>(n)) h[b++].resize(n - kept);
+  h.resize(b);
+  m.n_past[seq] = n;
+}
+
 std::vector<std::string> SwarmChain::Describe() const {
   std::vector<std::string> v;
   for (const auto& l : impl_->chain) v.push_back(RangeText(l.range) + " at " + l.range.address());

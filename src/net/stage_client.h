@@ -107,6 +107,9 @@ class SwarmChain {
   // that want them come back one after another in the items' order.
   Status Step(std::span<const ChainItem> items, std::vector<float>* logits);
   void Reset(int seq = 0);  // the sequence's next step starts it anew
+  // Keeps the sequence's first n positions (its stages cut their caches back at its next
+  // step, and a rebuilt chain replays only those).
+  void Truncate(int seq, int n);
   // The model's GGUF header (metadata, tensor table) as the first stage sent it.
   const gguf::GgufFile& header() const;
   // "A-B at HOST:PORT" for each stage, in order.

@@ -48,6 +48,13 @@ class BatchEvaluator {
   virtual Status Step(std::span<const SeqTokens> items, std::vector<float>* logits) = 0;
   // Forgets sequence `seq`'s positions: its next step starts a new sequence.
   virtual void Reset(int seq) = 0;
+  // Keeps the first n of sequence `seq`'s positions and forgets the rest, so that its next
+  // step goes on from position n; false (and nothing changed) where the evaluator cannot.
+  virtual bool Truncate(int seq, int n) {
+    if (n != 0) return false;
+    Reset(seq);
+    return true;
+  }
 };
 
 }  // namespace ggswarm::runtime

@@ -219,6 +219,10 @@ class LocalBatch : public BatchEvaluator {
   int n_ctx() const override { return layers_->n_ctx(); }
   int n_past(int seq) const override { return layers_->n_past(seq); }
   void Reset(int seq) override { layers_->Truncate(0, seq); }
+  bool Truncate(int seq, int n) override {
+    layers_->Truncate(n, seq);
+    return true;
+  }
 
   Status Step(std::span<const SeqTokens> items, std::vector<float>* logits) override {
     const int d = model_->config().n_embd, nv = model_->config().n_vocab;
@@ -284,6 +288,7 @@ class BatchService : public QueuedService {
     for (size_t i = 0; i < lanes.size(); ++i) {
       s->lanes_[i].eval = std::move(lanes[i]);
       s->lanes_[i].slots.resize(s->lanes_[i].eval->n_seq());
+      s->lanes_[i].cached.resize(s->lanes_[i].eval->n_seq());
     }
     for (Lane& l : s->lanes_) l.thread = std::thread([p = s.get(), &l] { p->Loop(l); });
     return std::unique_ptr<Service>(std::move(s));
@@ -300,12 +305,22 @@ class BatchService : public QueuedService {
     size_t fed = 0;     // prompt tokens in the cache
     int32_t next = -1;  // the token to feed in the decoding phase
     bool decoding = false;
+    int reused = 0;         // prompt tokens found in the cache
+    bool starting = false;  // admitted; the evaluator's cache not yet cut back (Start)
     Clock::time_point start, first;
+  };
+  // What a slot's cache holds, kept from one request to the next (cache_prompt); under mu_,
+  // so that every lane's Admit can see where a prompt's start is cached.
+  struct Cached {
+    std::vector<int32_t> tokens;  // the tokens whose keys and values are in the cache
+    uint64_t used = 0;            // when it last served a request (Admit's count)
+    bool busy = false;            // the slot serves a request
   };
   struct Lane {
     std::unique_ptr<BatchEvaluator> eval;
-    std::vector<Slot> slots;  // the lane's thread's own
-    int busy = 0;             // under mu_
+    std::vector<Slot> slots;     // the lane's thread's own
+    std::vector<Cached> cached;  // per slot, under mu_
+    int busy = 0;                // under mu_
     std::thread thread;
   };
 
@@ -320,6 +335,7 @@ class BatchService : public QueuedService {
     o.status = st;
     o.stop = stop;
     o.prompt_tokens = static_cast<int>(slot.req->c.prompt.size());
+    o.cached_tokens = slot.reused;
     if (slot.dec) {
       o.generated = slot.dec->generated();
       TokenEvent ev;
@@ -330,9 +346,13 @@ class BatchService : public QueuedService {
     o.prompt_ms = slot.decoding ? Ms(slot.start, slot.first) : Ms(slot.start, now);
     o.gen_ms = slot.decoding ? Ms(slot.first, now) : 0;
     if (slot.req->cb.on_done) slot.req->cb.on_done(o);
-    lane.eval->Reset(s);
+    // The cache stays for the next request unless the step failed or it is not wanted.
+    const bool keep = st.ok() && opts_.cache_prompt && slot.req->c.cache_prompt;
+    if (!keep) lane.eval->Reset(s);  // (its sessions closed at once, on a swarm)
     slot = Slot();
     std::lock_guard<std::mutex> lock(mu_);
+    if (!keep) lane.cached[s].tokens.clear();
+    lane.cached[s].busy = false;
     --busy_;
     --lane.busy;
     counters_.Update([&](ServiceStats& st) { st.busy = busy_; });
@@ -341,30 +361,117 @@ class BatchService : public QueuedService {
   // Moves waiting requests into the lane's free slots; false when stopping.
   bool Admit(Lane& lane) {
     std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return stopping_ || lane.busy > 0 || !queue_.empty(); });
+    cv_.wait(lock, [&] {
+      return stopping_ || lane.busy > 0 || (!queue_.empty() && Takes(lane, queue_.front()->c));
+    });
     if (stopping_) return false;
-    // A request goes to the least busy lane with a free slot (lanes that step at the same
-    // time are what keeps every stage of a swarm at work).
-    auto room = [](const Lane& l) { return l.busy < static_cast<int>(l.slots.size()); };
-    for (size_t s = 0; s < lane.slots.size() && !queue_.empty() && room(lane); ++s) {
-      if (lane.slots[s].req) continue;
-      int least = INT_MAX;
-      for (const Lane& l : lanes_)
-        if (room(l)) least = std::min(least, l.busy);
-      if (lane.busy > least) break;
+    while (!queue_.empty() && Takes(lane, queue_.front()->c)) {
+      const int s = PickSlot(lane, queue_.front()->c).slot;
       Slot& slot = lane.slots[s];
       slot.req = std::move(queue_.front());
       queue_.pop_front();
       slot.dec = std::make_unique<SequenceDecoder>(lane.eval->tokenizer(), slot.req->c);
       slot.start = Clock::now();
+      Reuse(lane, s);
       ++busy_;
       ++lane.busy;
     }
+    if (!queue_.empty()) cv_.notify_all();  // the next may be another lane's
     counters_.Update([&](ServiceStats& st) {
       st.busy = busy_;
       st.queued = static_cast<int>(queue_.size());
     });
     return true;
+  }
+
+  static bool Room(const Lane& l) { return l.busy < static_cast<int>(l.slots.size()); }
+
+  // Whether `lane` takes request c now: a lane whose free slot holds the start of c's prompt
+  // takes it (see PickSlot); without one anywhere, the least busy lane with a free slot does
+  // (lanes that step at the same time are what keeps every stage of a swarm at work).
+  bool Takes(const Lane& lane, const Completion& c) const {
+    if (!Room(lane)) return false;
+    const Lane* best = nullptr;
+    size_t best_len = 0;
+    int least = INT_MAX;
+    for (const Lane& l : lanes_) {
+      if (!Room(l)) continue;
+      least = std::min(least, l.busy);
+      const Pick p = PickSlot(l, c);
+      if (p.reused > best_len) {
+        best = &l;
+        best_len = p.reused;
+      }
+    }
+    return best ? best == &lane : lane.busy <= least;
+  }
+
+  // A free slot of a lane for request c, and how much of its prompt the slot's cache holds
+  // (0 unless that is at least half the prompt, as llama-server's slot similarity has it):
+  // the slot that holds the most; otherwise the one unused the longest, an empty one first,
+  // so that a cache sharing only its first token or two with a new prompt stays for the
+  // conversation it belongs to. Under mu_.
+  struct Pick {
+    int slot = -1;
+    size_t reused = 0;
+  };
+  Pick PickSlot(const Lane& lane, const Completion& c) const {
+    Pick best;
+    int oldest = -1;
+    const auto older = [](const Cached& a, const Cached& b) {
+      return a.tokens.empty() != b.tokens.empty() ? a.tokens.empty() : a.used < b.used;
+    };
+    for (size_t s = 0; s < lane.cached.size(); ++s) {
+      const Cached& k = lane.cached[s];
+      if (k.busy) continue;
+      if (oldest < 0 || older(k, lane.cached[static_cast<size_t>(oldest)]))
+        oldest = static_cast<int>(s);
+      if (!opts_.cache_prompt || !c.cache_prompt) continue;
+      const size_t len = CommonStart(k.tokens, c.prompt);
+      if (2 * len >= c.prompt.size() && len > best.reused) best = {static_cast<int>(s), len};
+    }
+    if (best.slot < 0) best.slot = oldest;
+    return best;
+  }
+
+  static size_t CommonStart(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
+    return static_cast<size_t>(std::mismatch(a.begin(), a.end(), b.begin(), b.end()).first -
+                               a.begin());
+  }
+
+  // Slot s's new request goes on from what its cache holds of the prompt: all of it but the
+  // last token at most (whose logits the first step needs), or nothing. Under mu_; the lane's
+  // thread then cuts the evaluator's cache back (Start: a swarm chain's Reset calls stages).
+  void Reuse(Lane& lane, int s) {
+    Slot& slot = lane.slots[s];
+    Cached& k = lane.cached[s];
+    const std::vector<int32_t>& p = slot.req->c.prompt;
+    size_t keep = 0;
+    if (opts_.cache_prompt && slot.req->c.cache_prompt)
+      keep = std::min(CommonStart(k.tokens, p), p.size() - 1);
+    k.tokens.resize(keep);
+    k.used = ++admitted_;
+    k.busy = true;
+    slot.fed = keep;
+    slot.reused = static_cast<int>(keep);
+    slot.starting = true;
+  }
+
+  // The evaluator's side of Reuse, for the slots just given a request.
+  void Start(Lane& lane) {
+    for (size_t s = 0; s < lane.slots.size(); ++s) {
+      Slot& slot = lane.slots[s];
+      if (!slot.req || !slot.starting) continue;
+      slot.starting = false;
+      const int seq = static_cast<int>(s);
+      if (slot.reused > 0 && lane.eval->Truncate(seq, slot.reused)) continue;
+      lane.eval->Reset(seq);
+      if (slot.reused == 0) continue;
+      slot.fed = 0;  // the evaluator cannot keep part of a sequence
+      slot.reused = 0;
+      std::lock_guard<std::mutex> lock(mu_);
+      lane.cached[s].tokens.clear();
+    }
   }
 
   void Loop(Lane& lane) {
@@ -373,6 +480,7 @@ class BatchService : public QueuedService {
     std::vector<int> item_slot, want_slot;
     std::vector<float> logits;
     while (Admit(lane)) {
+      Start(lane);
       // Cancelled requests go first, so their slots serve the next step.
       for (size_t s = 0; s < lane.slots.size(); ++s)
         if (lane.slots[s].req && lane.slots[s].req->ticket->cancelled())
@@ -410,9 +518,14 @@ class BatchService : public QueuedService {
         for (int s : item_slot) Finish(lane, s, st, StopReason::kCallback);
         continue;
       }
-      for (size_t i = 0; i < items.size(); ++i) {
-        Slot& slot = lane.slots[item_slot[i]];
-        if (!slot.decoding) slot.fed += items[i].tokens.size();
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        for (size_t i = 0; i < items.size(); ++i) {
+          Slot& slot = lane.slots[item_slot[i]];
+          if (!slot.decoding) slot.fed += items[i].tokens.size();
+          std::vector<int32_t>& cached = lane.cached[item_slot[i]].tokens;
+          cached.insert(cached.end(), items[i].tokens.begin(), items[i].tokens.end());
+        }
       }
       counters_.Update([&](ServiceStats& c) { c.prompt_tokens += prompt_tokens; });
       const size_t nv = want_slot.empty() ? 0 : logits.size() / want_slot.size();
@@ -449,6 +562,7 @@ class BatchService : public QueuedService {
 
   ServiceOptions opts_;
   std::vector<Lane> lanes_;
+  uint64_t admitted_ = 0;  // under mu_
 };
 
 }  // namespace

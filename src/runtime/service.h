@@ -31,13 +31,17 @@ struct ServiceOptions {
   int max_queue = 64;  // requests that may wait for a slot; more are refused
   int n_batch = 512;   // a prompt goes in chunks of this many tokens
   int lanes = 0;       // swarm: groups of sequences stepped in turn; 0: one per stage
+  // A finished sequence's cache stays in its slot, and a request whose prompt begins with
+  // what a free slot holds goes there and skips that part (llama-server's cache_prompt).
+  bool cache_prompt = true;
 };
 
 // What one request asks for.
 struct Completion {
   std::vector<int32_t> prompt;
   GenerateOptions gen;
-  int logprobs = -1;  // -1: none; 0-20: the chosen token's and this many most likely ones'
+  int logprobs = -1;         // -1: none; 0-20: the chosen token's and this many most likely ones'
+  bool cache_prompt = true;  // may reuse, and leave behind, a slot's cache (with the service's)
 };
 
 struct TokenLogprob {
@@ -56,6 +60,7 @@ struct Outcome {
   Status status;  // why it failed, if it did
   StopReason stop = StopReason::kMaxTokens;
   int prompt_tokens = 0, generated = 0;
+  int cached_tokens = 0;  // of the prompt's, found in the slot's cache and not computed
   double queue_ms = 0, prompt_ms = 0, gen_ms = 0;  // waiting; to the first token; the rest
 };
 
