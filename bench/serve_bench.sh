@@ -3,7 +3,8 @@
 # same threads and parallel slots, under 1, 2, 4, 8 and 16 concurrent streaming clients
 # (bench_serve: each client one greedy completion of TOKENS tokens, ignore_eos), giving
 # aggregate generated tokens/s, time to first token and time per output token (p50, p99).
-# Also llama.cpp's own llama-batched-bench on the file. llama.cpp is built from the source the
+# Then one client's 6-turn chat (bench_serve --chat: time to first token per turn, with the
+# prompt cache). Also llama.cpp's own llama-batched-bench on the file. llama.cpp is built from the source the
 # npm package node-llama-cpp ships (llama/gitRelease.bundle, installed by
 # ../shared/reference/llamacpp-ref) into $LLAMA_DIR (default /tmp/llama.cpp), outside the
 # repository.
@@ -41,7 +42,7 @@ fi
 models=()
 [ $tinyllama = 1 ] && models+=("tinyllama-1.1b Q8_0")
 [ $mistral = 1 ] && models+=("mistral-7b Q4_K_M")
-ctx=512
+ctx=2048  # per slot: the chat turns reach about 1,400 tokens
 wait_ready() {  # URL
   for _ in $(seq 1 1200); do curl -sf "$1/health" >/dev/null 2>&1 && return 0; sleep 0.1; done
   return 1
@@ -53,6 +54,9 @@ run_load() {  # NAME PORT
     printf '%s\t' "$1"
     "$load" 127.0.0.1 "$2" "$c" "$tokens"
   done
+  # A conversation of 6 turns after a long system message: the prompt cache's effect on the
+  # time to first token (each turn's prompt begins with the last one and its answer).
+  "$load" 127.0.0.1 "$2" --chat 6 32 | sed "s/^/$1 chat\t/"
 }
 for m in "${models[@]}"; do
   read -r preset type <<<"$m"
