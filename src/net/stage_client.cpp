@@ -19,6 +19,7 @@
 #include "gguf/gguf_file.h"
 #include "model/config.h"
 #include "net/chain_plan.h"
+#include "net/chain_verify.h"
 #include "net/dht.h"
 #include "net/stage_tls.h"
 #include "net/stage_wire.h"
@@ -159,22 +160,7 @@ struct SwarmChain::Impl {
   std::set<std::string> seen;  // every address a lookup returned
   int recoveries = 0;
 
-  // --verify-fraction: for ranges of the chain, chains that replace its stage there with
-  // another serving the same layers, each fed every sequence's tokens as it checks them.
-  struct Checker {
-    std::unique_ptr<SwarmChain> chain;
-    int first = 0, end = 0;  // the range it checks
-    std::string stage;       // its stage for that range
-    uint64_t used = 0;       // when last used (a count of checks)
-  };
-  std::vector<Checker> checkers;
-  std::set<std::string> banned;     // stages that disagreed with two others
-  std::set<std::string> unchecked;  // ranges with no other stage, said once
-  std::set<std::string> no_more;    // ranges whose every other stage has a checker
-  std::vector<bool> checked_once;   // each sequence's first logits were checked
-  std::mt19937_64 verify_rng;
-  uint64_t checks = 0;
-  size_t next_range = 0;
+  std::unique_ptr<ChainVerifier> verifier;  // --verify-fraction (made once n_ctx is known)
 
   void Log(const std::string& s) {
     if (o.log) o.log(s);
@@ -676,171 +662,6 @@ struct SwarmChain::Impl {
     return t;
   }
 
-  // A chain like this one but with another stage for layers [first, end): the stages to avoid
-  // and this chain's stages preferred everywhere else, so that the two differ in that range
-  // only. NotFound when no other stage serves it.
-  StatusOr<Checker> MakeChecker(int first, int end, const std::set<std::string>& avoid) {
-    ChainOptions co = o;
-    co.verify_fraction = 0;
-    co.log = nullptr;
-    co.avoid.assign(avoid.begin(), avoid.end());
-    co.avoid.insert(co.avoid.end(), banned.begin(), banned.end());
-    co.prefer.clear();
-    for (const Link& l : chain)
-      if (!avoid.count(l.range.address())) co.prefer.push_back(l.range.address());
-    co.n_ctx = n_ctx;
-    auto c = SwarmChain::Connect(co);
-    if (!c.ok()) return c.status();
-    Checker k;
-    k.first = first;
-    k.end = end;
-    for (const SwarmChain::Hop& h : (*c)->Route())
-      if (h.first_layer <= first && first < h.end_layer) k.stage = h.address;
-    if (avoid.count(k.stage)) return Status::NotFound("no other stage serves those layers");
-    k.chain = std::move(*c);
-    return k;
-  }
-
-  // Feeds checker `c` the tokens of `seq` it has not seen (in batches of the stages' size)
-  // and leaves the logits of the last in `out`.
-  Status CatchUp(Checker& c, int seq, std::vector<float>* out) {
-    const std::vector<int32_t> t = Tokens(seq);
-    if (c.chain->n_past(seq) > static_cast<int>(t.size())) c.chain->Reset(seq);
-    const size_t n_batch = static_cast<size_t>(c.chain->max_batch());
-    for (size_t at = static_cast<size_t>(c.chain->n_past(seq)); at < t.size(); at += n_batch) {
-      const size_t n = std::min(n_batch, t.size() - at);
-      const ChainItem item{seq, std::span<const int32_t>(t).subspan(at, n), at + n == t.size()};
-      GGSWARM_RETURN_IF_ERROR(c.chain->Step(std::span<const ChainItem>(&item, 1), out));
-    }
-    return Status::Ok();
-  }
-
-  // max |a - b| / max(1, max |a|).
-  static double Difference(const float* a, const std::vector<float>& b) {
-    double d = 0, scale = 1;
-    for (size_t i = 0; i < b.size(); ++i) {
-      d = std::max(d, static_cast<double>(std::fabs(a[i] - b[i])));
-      scale = std::max(scale, static_cast<double>(std::fabs(a[i])));
-    }
-    return d / scale;
-  }
-
-  // Checks the logits `p` that this chain gave sequence `seq` (its tokens so far) against a
-  // chain with another stage for the layers of link `r`. On a disagreement a third stage
-  // decides: the one of the two it disagrees with is banned. *redo: this chain's stage was
-  // banned, and the step must be done again on a new chain.
-  Status CheckRange(size_t r, int seq, const float* p, bool* redo) {
-    const std::string mine = chain[r].range.address();
-    const int first = static_cast<int>(chain[r].range.first_layer());
-    const int end = static_cast<int>(chain[r].range.end_layer());
-    const std::string what = "layers " + std::to_string(first) + "-" + std::to_string(end - 1);
-    // The least recently used checker of this range, or a new one with a stage none of them
-    // has, so that every stage of the range takes turns.
-    std::set<std::string> avoid = {mine};
-    Checker* c = nullptr;
-    for (Checker& k : checkers)
-      if (k.first == first && k.end == end && k.stage != mine && !banned.count(k.stage)) {
-        avoid.insert(k.stage);
-        if (!c || k.used < c->used) c = &k;
-      }
-    if (!no_more.count(what)) {
-      auto made = MakeChecker(first, end, avoid);
-      if (made.ok()) {
-        checkers.push_back(std::move(*made));
-        c = &checkers.back();
-      } else {
-        no_more.insert(what);
-      }
-    }
-    if (!c) {
-      if (unchecked.insert(what).second) Log(what + " have no stage but " + mine + ": not checked");
-      return Status::Ok();
-    }
-    c->used = ++checks;
-    std::vector<float> q;
-    if (Status st = CatchUp(*c, seq, &q); !st.ok()) {
-      Log("checking " + what + " on " + c->stage + " failed (" + st.message() + "): skipped");
-      DropChecker(c->stage);
-      return Status::Ok();
-    }
-    const double d = Difference(p, q);
-    if (d <= kVerifyTolerance) return Status::Ok();
-    // Two stages disagree: a third decides.
-    const std::string theirs = c->stage;
-    char diff[64];
-    std::snprintf(diff, sizeof diff, "%.3g", d);
-    Log(what + ": " + mine + " and " + theirs + " disagree (max |Δ logit| " + diff +
-        " of the largest): asking a third stage");
-    auto ref = MakeChecker(first, end, {mine, theirs});
-    if (!ref.ok())
-      return Status::Corruption("stages " + mine + " and " + theirs + ", both serving " + what +
-                                ", disagree (max |Δ logit| " + diff +
-                                " of the largest) and no third stage serves those layers to "
-                                "say which one is right");
-    checkers.push_back(std::move(*ref));
-    Checker& z = checkers.back();
-    z.used = ++checks;
-    std::vector<float> zq;
-    GGSWARM_RETURN_IF_ERROR(CatchUp(z, seq, &zq));
-    const bool with_mine = Difference(p, zq) <= kVerifyTolerance;
-    const bool with_theirs = Difference(zq.data(), q) <= kVerifyTolerance;
-    if (with_theirs && !with_mine) {
-      Ban(mine, what, theirs, z.stage);
-      *redo = true;
-    } else if (with_mine && !with_theirs) {
-      Ban(theirs, what, mine, z.stage);
-    } else {
-      return Status::Corruption("stages " + mine + ", " + theirs + " and " + z.stage +
-                                ", all serving " + what + ", disagree with each other");
-    }
-    return Status::Ok();
-  }
-
-  void Ban(const std::string& stage, const std::string& what, const std::string& a,
-           const std::string& b) {
-    Log("stage " + stage + " (" + what + ") disagrees with " + a + " and " + b +
-        ": banned for this session");
-    banned.insert(stage);
-    DropChecker(stage);
-    no_more.clear();
-  }
-
-  void DropChecker(const std::string& stage) {
-    checkers.erase(std::remove_if(checkers.begin(), checkers.end(),
-                                  [&](const Checker& k) { return k.stage == stage; }),
-                   checkers.end());
-  }
-
-  // After a step: checks the logits of its items that want them, each with the fraction's
-  // chance (and a sequence's first logits always, every range). *redo: the chain's stage at
-  // *failed was banned.
-  Status Verify(std::span<const ChainItem> items, const std::vector<float>& logits, bool* redo,
-                size_t* failed) {
-    size_t row = 0;
-    for (const ChainItem& it : items) {
-      if (!it.logits) continue;
-      const float* p = logits.data() + row++ * static_cast<size_t>(n_vocab);
-      std::uniform_real_distribution<double> u(0, 1);
-      const bool first = !checked_once[it.seq];
-      if (!first && u(verify_rng) >= o.verify_fraction) continue;
-      checked_once[it.seq] = true;
-      std::vector<size_t> ranges;
-      if (first) {
-        for (size_t r = 0; r < chain.size(); ++r) ranges.push_back(r);
-      } else {
-        ranges.push_back(next_range++ % chain.size());
-      }
-      for (size_t r : ranges) {
-        GGSWARM_RETURN_IF_ERROR(CheckRange(r, it.seq, p, redo));
-        if (*redo) {
-          *failed = r;
-          return Status::Ok();
-        }
-      }
-    }
-    return Status::Ok();
-  }
-
   // What a failure of stage `at` means: a stage that stopped answering is dead; one that
   // lost a session (it expired, or the stage restarted) gets all of them anew.
   void Lost(const grpc::Status& why, size_t at) {
@@ -913,8 +734,6 @@ StatusOr<std::unique_ptr<SwarmChain>> SwarmChain::Connect(const ChainOptions& o)
   m.history.resize(o.n_seq);
   if (!(o.verify_fraction >= 0 && o.verify_fraction <= 1))
     return Status::InvalidArgument("--verify-fraction is a fraction of steps, 0 to 1");
-  m.checked_once.assign(o.n_seq, false);
-  m.verify_rng.seed(o.verify_seed);
   m.dead.insert(o.avoid.begin(), o.avoid.end());
   GGSWARM_RETURN_IF_ERROR(m.BuildChain());
   // The tokenizer, from the model's GGUF header as the first stage has it.
@@ -933,6 +752,7 @@ StatusOr<std::unique_ptr<SwarmChain>> SwarmChain::Connect(const ChainOptions& o)
   if (!tok.ok()) return tok.status().WithContext("the model's header from the swarm");
   m.tok.emplace(std::move(*tok));
   m.gguf_header.emplace(std::move(*header));
+  m.verifier = std::make_unique<ChainVerifier>(o, m.n_ctx, m.n_vocab);
   return c;
 }
 
@@ -1000,16 +820,15 @@ int SwarmChain::n_seq() const { return impl_->o.n_seq; }
 int SwarmChain::max_batch() const { return impl_->MaxBatch(); }
 int SwarmChain::n_past(int seq) const { return impl_->n_past[seq]; }
 int SwarmChain::recoveries() const { return impl_->recoveries; }
-int SwarmChain::checks() const { return static_cast<int>(impl_->checks); }
+int SwarmChain::checks() const { return static_cast<int>(impl_->verifier->checks()); }
 std::vector<std::string> SwarmChain::banned() const {
-  return {impl_->banned.begin(), impl_->banned.end()};
+  return {impl_->verifier->banned().begin(), impl_->verifier->banned().end()};
 }
 const std::string& SwarmChain::model_id() const { return impl_->model_id; }
 
 // The sequence's sessions are closed; its next step opens new ones.
 void SwarmChain::Reset(int seq) {
-  for (auto& k : impl_->checkers) k.chain->Reset(seq);
-  if (!impl_->checked_once.empty()) impl_->checked_once[seq] = false;
+  impl_->verifier->Reset(seq);
   impl_->CloseSessions(impl_->chain, seq);
   impl_->n_past[seq] = 0;
   impl_->history[seq].clear();
@@ -1019,7 +838,7 @@ void SwarmChain::Truncate(int seq, int n) {
   Impl& m = *impl_;
   if (n <= 0) return Reset(seq);
   if (n >= m.n_past[seq]) return;
-  for (auto& k : m.checkers) k.chain->Truncate(seq, n);
+  m.verifier->Truncate(seq, n);
   std::vector<std::vector<int32_t>>& h = m.history[seq];
   size_t kept = 0, b = 0;
   for (; b < h.size() && kept + h[b].size() <= static_cast<size_t>(n); ++b) kept += h[b].size();
@@ -1096,7 +915,12 @@ Status SwarmChain::Step(std::span<const ChainItem> items, std::vector<float>* lo
     if (m.o.verify_fraction <= 0 || !logits) return Status::Ok();
     bool redo = false;
     size_t failed = 0;
-    GGSWARM_RETURN_IF_ERROR(m.Verify(items, *logits, &redo, &failed));
+    std::vector<Hop> hops;
+    for (const Link& l : m.chain)
+      hops.push_back({l.range.address(), static_cast<int>(l.range.first_layer()),
+                      static_cast<int>(l.range.end_layer())});
+    GGSWARM_RETURN_IF_ERROR(m.verifier->Verify(
+        items, *logits, hops, [&m](int seq) { return m.Tokens(seq); }, &redo, &failed));
     if (!redo) return Status::Ok();
     // A stage of this chain was banned: the step is undone, and done again on a chain
     // without it (rebuilt, with every earlier batch replayed).
