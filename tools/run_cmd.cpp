@@ -16,6 +16,7 @@
 #include "runtime/engine.h"
 #include "runtime/generate.h"
 #include "runtime/limits.h"
+#include "swarm_flags.h"
 #include "tokenizer/spm_export.h"
 
 namespace ggswarm::cli {
@@ -27,12 +28,8 @@ struct RunArgs {
   float temp = 0.8f, top_p = 0.95f, min_p = 0.05f, repeat_penalty = 1.1f;
   uint64_t seed = 0;
   bool seed_set = false, ignore_eos = false, json = false, chat = false, force = false;
-  std::string token;                       // swarm:// stages' --token
-  std::string tls_ca;                      // swarm:// stages' CA, for TLS
-  std::vector<std::string> dht_bootstrap;  // dht:// nodes to join through
-  double verify_fraction = 0;              // swarm: steps checked on other stages
+  SwarmClientFlags swarm;
   bool hidden_f16 = false;
-  bool no_push = false;
 };
 
 int RunTokenize(const std::string& path, const std::string& text, bool json, bool no_special) {
@@ -89,12 +86,8 @@ StatusOr<api::OpenedModel> OpenModel(const RunArgs& a) {
   api::OpenOptions o;
   o.threads = a.threads;
   o.n_ctx = a.ctx;
-  o.token = a.token;
-  o.tls_ca = a.tls_ca;
-  o.dht_bootstrap = a.dht_bootstrap;
-  o.verify_fraction = a.verify_fraction;
+  a.swarm.ApplyTo(&o);
   o.f16_hidden = a.hidden_f16;
-  o.push = !a.no_push;
   o.log = [](const std::string& s) { std::fprintf(stderr, "swarm: %s\n", s.c_str()); };
   return api::OpenModel(a.model, o);
 }
@@ -253,18 +246,9 @@ void AddInferenceCommands(CLI::App& app, int& rc) {
   auto* run = app.add_subcommand("run", "Generate text from a prompt");
   run->add_option("model", a->model, "GGUF file, fragment directory or swarm://HOST:PORT/MODEL")
       ->required();
-  run->add_option("--token", a->token, "The stages' --token (swarm:// models)");
-  run->add_option("--tls-ca", a->tls_ca, "The stages' CA certificate (PEM), when they use TLS");
-  run->add_option("--dht-bootstrap", a->dht_bootstrap,
-                  "dht://: a DHT node to join through, HOST:PORT (repeatable)");
-  run->add_option("--verify-fraction", a->verify_fraction,
-                  "Swarm: also compute this fraction of steps on other stages, and ban a stage "
-                  "that disagrees (0 to 1; default 0)")
-      ->check(CLI::Range(0.0, 1.0));
+  AddSwarmClientFlags(run, &a->swarm);
   run->add_flag("--hidden-f16", a->hidden_f16,
                 "swarm://: send hidden states between stages as f16 (half the bytes)");
-  run->add_flag("--no-push", a->no_push,
-                "swarm://: every hop through this client (stages do not push to each other)");
   run->add_option("-p,--prompt", a->prompt, "Prompt")->required();
   run->add_option("-n,--n-predict", a->n, "Tokens to generate (default 128; -1: until the end)")
       ->check(Within(runtime::kMaxTokens));
@@ -280,14 +264,7 @@ void AddInferenceCommands(CLI::App& app, int& rc) {
   auto* chat = app.add_subcommand("chat", "Talk with a model (its chat template, one cache)");
   chat->add_option("model", a->model, "GGUF file, fragment directory or swarm://HOST:PORT/MODEL")
       ->required();
-  chat->add_option("--token", a->token, "The stages' --token (swarm:// models)");
-  chat->add_option("--tls-ca", a->tls_ca, "The stages' CA certificate (PEM), when they use TLS");
-  chat->add_option("--dht-bootstrap", a->dht_bootstrap,
-                   "dht://: a DHT node to join through, HOST:PORT (repeatable)");
-  chat->add_option("--verify-fraction", a->verify_fraction,
-                   "Swarm: also compute this fraction of steps on other stages, and ban a stage "
-                   "that disagrees (0 to 1; default 0)")
-      ->check(CLI::Range(0.0, 1.0));
+  AddSwarmClientFlags(chat, &a->swarm, /*push_flag=*/false);
   chat->add_option("-n,--n-predict", a->n, "Longest reply in tokens (default 128; -1: no limit)")
       ->check(Within(runtime::kMaxTokens));
   AddSamplingFlags(chat, *a);

@@ -11,6 +11,7 @@
 #include "commands.h"
 #include "numeric_flags.h"
 #include "runtime/chat.h"
+#include "swarm_flags.h"
 
 namespace ggswarm::cli {
 namespace {
@@ -19,10 +20,8 @@ std::atomic<bool> g_stop{false};
 void OnStopSignal(int) { g_stop.store(true); }
 
 struct ServerArgs {
-  std::string model, token, tls_ca, chat_template, api_key, alias;
-  std::vector<std::string> dht_bootstrap;
-  double verify_fraction = 0;
-  bool no_push = false;
+  std::string model, chat_template, api_key, alias;
+  SwarmClientFlags swarm;
   bool no_cache_prompt = false;
   api::ServerOptions http;
   runtime::ServiceOptions svc;
@@ -31,11 +30,7 @@ struct ServerArgs {
 int RunServer(ServerArgs& a) {
   api::OpenOptions oo;
   oo.threads = a.svc.threads;
-  oo.token = a.token;
-  oo.tls_ca = a.tls_ca;
-  oo.dht_bootstrap = a.dht_bootstrap;
-  oo.verify_fraction = a.verify_fraction;
-  oo.push = !a.no_push;
+  a.swarm.ApplyTo(&oo);
   a.svc.cache_prompt = !a.no_cache_prompt;
   oo.log = [](const std::string& s) { std::fprintf(stderr, "%s\n", s.c_str()); };
   auto svc = api::OpenService(a.model, a.svc, oo, &a.http.swarm);
@@ -103,16 +98,7 @@ void AddServerCommand(CLI::App& app, int& rc) {
   s->add_option(
       "--chat-template", a->chat_template,
       "Chat format when the model has none or to override it: " + runtime::ChatFormatNames());
-  s->add_option("--token", a->token, "The stages' --token (swarm:// models)");
-  s->add_option("--tls-ca", a->tls_ca, "The stages' CA certificate (PEM), when they use TLS");
-  s->add_option("--dht-bootstrap", a->dht_bootstrap,
-                "dht://: a DHT node to join through, HOST:PORT (repeatable)");
-  s->add_option("--verify-fraction", a->verify_fraction,
-                "Swarm: also compute this fraction of steps on other stages, and ban a stage "
-                "that disagrees (0 to 1; default 0)")
-      ->check(CLI::Range(0.0, 1.0));
-  s->add_flag("--no-push", a->no_push,
-              "swarm:// models: every hop through this server (stages do not push to each other)");
+  AddSwarmClientFlags(s, &a->swarm);
   s->callback([a, &rc] { rc = RunServer(*a); });
 }
 
