@@ -433,5 +433,44 @@ TEST(Server, AVanishedClientFreesItsSlotAndAFullServerSays503) {
   EXPECT_EQ(res->status, 200);
 }
 
+// A client that asked for a whole answer (no stream) and went away before it came: the
+// server notices the closed connection while it waits and cancels the request, so the slot
+// is free again long before the answer's 16,000 tokens would have been made.
+TEST(Server, AClientThatLeavesBeforeAWholeAnswerFreesItsSlot) {
+  REQUIRE_SHARED();
+  auto r = Start({.threads = 1, .n_ctx = 16384, .parallel = 1, .max_queue = 0});
+  ASSERT_TRUE(r);
+  auto metric = [&](const std::string& line) {
+    httplib::Client c("127.0.0.1", r->port);
+    auto m = c.Get("/metrics");
+    return m && m->body.find(line) != std::string::npos;
+  };
+  {
+    const std::string body = json{
+        {"prompt", "Once"},
+        {"max_tokens", 16000},
+        {"ignore_eos", true},
+        {"temperature", 0}}.dump();
+    httplib::Client c("127.0.0.1", r->port);
+    c.set_read_timeout(0, 300000);  // gives up after 0.3 s and closes the connection
+    auto res = c.Post("/v1/completions", body, "application/json");
+    EXPECT_FALSE(res) << "an answer of 16,000 tokens came in 0.3 s";
+  }
+  httplib::Client c("127.0.0.1", r->port);
+  auto generated = [&] {
+    auto m = c.Get("/metrics");
+    const size_t at = m ? m->body.find("\nggswarm_generated_tokens_total ") : std::string::npos;
+    return at == std::string::npos ? -1.0 : std::stod(m->body.substr(at + 32));
+  };
+  // It ran (tokens were made) and stopped: the slot is free again.
+  ASSERT_TRUE(WaitUntil(30, [&] { return generated() > 0 && metric("ggswarm_slots_busy 0"); }))
+      << "the slot was not freed";
+  EXPECT_LT(generated(), 16000);
+  auto res =
+      c.Post("/v1/completions", R"({"prompt": "Once", "max_tokens": 3})", "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+}
+
 }  // namespace
 }  // namespace ggswarm::api

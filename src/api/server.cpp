@@ -1,6 +1,7 @@
 #include "api/server.h"
 
 #include <httplib.h>
+#include <netdb.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -65,6 +66,62 @@ std::string RandomId(const char* prefix) {
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
   return std::string(prefix) + buf;
 }
+
+// A request's connection, for a handler that waits long without writing (a whole answer):
+// cpp-httplib 0.11 neither hands the socket to handlers nor says when the client has gone,
+// so the socket is found among this process's descriptors by its two ends (the client's
+// address and port, and the server's port), and peeked at: end of stream or a reset means
+// the client went away. Looked for again at every check, so that a descriptor closed and
+// reused for another connection is never mistaken for this one.
+class Connection {
+ public:
+  Connection(const httplib::Request& req, int server_port)
+      : addr_(req.remote_addr), port_(req.remote_port), server_port_(server_port) {}
+
+  // False once the client has closed the connection or reset it; true while it is open, or
+  // when it cannot be told (no /proc).
+  bool Open() {
+    if (fd_ < 0 || !Matches(fd_)) fd_ = Find();
+    if (fd_ < 0) return !searched_ok_;  // gone (the descriptor was closed) or unknowable
+    char c;
+    const ssize_t n = ::recv(fd_, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0) return true;  // data waiting: the next request of a kept-alive connection
+    if (n == 0) return false;
+    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+  }
+
+ private:
+  bool Matches(int fd) const {
+    sockaddr_storage peer{}, self{};
+    socklen_t pl = sizeof peer, sl = sizeof self;
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &pl) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&self), &sl) != 0)
+      return false;
+    char host[NI_MAXHOST], port[NI_MAXSERV], sport[NI_MAXSERV];
+    if (::getnameinfo(reinterpret_cast<sockaddr*>(&peer), pl, host, sizeof host, port, sizeof port,
+                      NI_NUMERICHOST | NI_NUMERICSERV) != 0 ||
+        ::getnameinfo(reinterpret_cast<sockaddr*>(&self), sl, nullptr, 0, sport, sizeof sport,
+                      NI_NUMERICSERV) != 0)
+      return false;
+    return addr_ == host && port_ == std::atoi(port) && server_port_ == std::atoi(sport);
+  }
+  int Find() {
+    std::error_code ec;
+    std::filesystem::directory_iterator it("/proc/self/fd", ec);
+    searched_ok_ = !ec;
+    for (; !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+      const std::string name = it->path().filename().string();
+      const int fd = std::atoi(name.c_str());
+      if (fd > 2 && Matches(fd)) return fd;
+    }
+    return -1;
+  }
+
+  std::string addr_;
+  int port_, server_port_;
+  int fd_ = -1;
+  bool searched_ok_ = false;
+};
 
 int64_t Now() {
   return std::chrono::duration_cast<std::chrono::seconds>(
@@ -507,10 +564,20 @@ struct Server::Impl {
     }
     std::shared_ptr<runtime::Ticket> t = *ticket;
     if (!a.stream) {
+      // A client that goes away while it waits for the whole answer cancels its request
+      // (checked twice a second), as a streaming one does at its next token.
+      Connection conn(req, port);
       std::unique_lock<std::mutex> lock(fl->mu);
-      // (cpp-httplib 0.11 cannot tell that a client waiting for a whole answer went away;
-      // the request runs to its end, bounded by max_tokens and the context.)
-      fl->cv.wait(lock, [&] { return fl->done; });
+      while (!fl->cv.wait_for(lock, std::chrono::milliseconds(500), [&] { return fl->done; })) {
+        lock.unlock();
+        const bool open = conn.Open();
+        lock.lock();
+        if (!open) {
+          t->Cancel();
+          fl->cv.wait(lock, [&] { return fl->done; });
+          return;  // nobody to answer
+        }
+      }
       const Outcome& o = fl->outcome;
       if (!o.status.ok()) {
         lock.unlock();
