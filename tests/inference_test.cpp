@@ -208,6 +208,52 @@ TEST(Sampling, SameSeedSameTextAndTopKOneIsGreedy) {
   EXPECT_EQ(gen(k1), gen(greedy));
 }
 
+// OpenAI's penalties and logit bias, by hand: logits (1, 2, 1.5, 0.5) after tokens 1, 1, 2.
+// frequency 0.4, presence 0.3: token 1 becomes 2 - (2 · 0.4 + 0.3) = 0.9, token 2 becomes
+// 1.5 - (0.4 + 0.3) = 0.8, so token 0 (1.0) leads; they apply to greedy picks too. A bias of
+// +1.6 on token 3 (0.5 → 2.1) wins without penalties; -100 bans the argmax. The repetition
+// penalty stays out of greedy picks (as llama.cpp's greedy runs leave it).
+TEST(Sampling, FrequencyAndPresencePenaltiesAndLogitBiasAreOpenAis) {
+  const std::vector<float> logits = {1.0f, 2.0f, 1.5f, 0.5f};
+  auto pick = [&](SamplerOptions o) {
+    Sampler s(o);
+    for (int32_t t : {1, 1, 2}) s.Accept(t);
+    return s.Sample(logits);
+  };
+  SamplerOptions greedy;
+  greedy.temperature = 0;
+  greedy.repeat_penalty = 100;  // left out of greedy picks
+  EXPECT_EQ(pick(greedy), 1);
+  SamplerOptions pen = greedy;
+  pen.frequency_penalty = 0.4f;
+  pen.presence_penalty = 0.3f;
+  EXPECT_EQ(pick(pen), 0);
+  pen.frequency_penalty = 0.2f;  // token 1: 2 - 0.7 = 1.3; token 2: 1.5 - 0.5 = 1.0
+  EXPECT_EQ(pick(pen), 1);
+  SamplerOptions bias = greedy;
+  bias.logit_bias = {{3, 1.6f}};
+  EXPECT_EQ(pick(bias), 3);
+  bias.logit_bias = {{1, -100.0f}};
+  EXPECT_EQ(pick(bias), 2);
+  // Sampling: top-k 1 keeps the best after penalties and bias, whatever the temperature.
+  SamplerOptions k1;
+  k1.temperature = 1.5f;
+  k1.top_k = 1;
+  k1.repeat_penalty = 1.0f;
+  k1.frequency_penalty = 0.4f;
+  k1.presence_penalty = 0.3f;
+  EXPECT_EQ(pick(k1), 0);
+  k1.logit_bias = {{3, 1.6f}};
+  EXPECT_EQ(pick(k1), 3);
+  // Out of range: refused by name.
+  GenerateOptions g;
+  g.sampling.frequency_penalty = 2.5f;
+  EXPECT_NE(CheckGenerateOptions(g).message().find("frequency_penalty"), std::string::npos);
+  g.sampling.frequency_penalty = 0;
+  g.sampling.logit_bias = {{5, 101.0f}};
+  EXPECT_NE(CheckGenerateOptions(g).message().find("logit_bias of token 5"), std::string::npos);
+}
+
 TEST(Inference, KvCacheContinuationEqualsOneBatch) {
   GGSWARM_REQUIRE_SHARED_MODELS();
   auto e = Engine::Open(SharedDir() + "/models/stories260K-f32.gguf", {.threads = 2});

@@ -110,6 +110,24 @@ TEST(Server, CompletionsGiveLlamaCppsGreedyText) {
   const json j = json::parse(res->body);
   EXPECT_EQ(j["choices"][0]["text"], ", there was a little girl named Lily");
   EXPECT_EQ(j["choices"][0]["finish_reason"], "stop");
+  // logit_bias -100 on the golden's first token: a greedy answer starts otherwise, and with
+  // the bias on a token nobody picks, the golden text is unchanged.
+  const json gold = Golden("stories260K-q8_0.p1.json");
+  const int32_t first = gold["generated_tokens"][0].get<int32_t>();
+  json biased = {{"prompt", gold["prompt"]}, {"max_tokens", 1}, {"temperature", 0}};
+  auto plain = c.Post("/v1/completions", biased.dump(), "application/json");
+  ASSERT_TRUE(plain && plain->status == 200);
+  const std::string plain_text = json::parse(plain->body)["choices"][0]["text"];
+  biased["logit_bias"] = {{std::to_string(first), -100}};
+  auto b = c.Post("/v1/completions", biased.dump(), "application/json");
+  ASSERT_TRUE(b && b->status == 200) << (b ? b->body : "no answer");
+  EXPECT_NE(json::parse(b->body)["choices"][0]["text"], plain_text) << b->body;
+  biased["logit_bias"] = {{std::to_string(first == 5 ? 6 : 5), -100}};
+  biased["max_tokens"] = gold["generated_tokens"].size();
+  biased["ignore_eos"] = true;
+  auto u = c.Post("/v1/completions", biased.dump(), "application/json");
+  ASSERT_TRUE(u && u->status == 200);
+  EXPECT_EQ(json::parse(u->body)["choices"][0]["text"], gold["generated_text"]);
 }
 
 // Chat: streamed and whole answers agree; logprobs name the chosen token, most likely first
@@ -293,6 +311,14 @@ TEST(Server, BadRequestsGetOpenAiErrorsAndTheServerGoesOn) {
        "'temperature' must be a number"},
       {"/v1/chat/completions",
        R"({"messages": [{"role": "user", "content": "x"}], "max_tokens": 0})", 400, "max_tokens"},
+      {"/v1/completions", R"({"prompt": "x", "frequency_penalty": 3})", 400,
+       "frequency_penalty must be a number from -2 to 2"},
+      {"/v1/completions", R"({"prompt": "x", "logit_bias": {"abc": 1}})", 400, "'abc'"},
+      {"/v1/completions", R"({"prompt": "x", "logit_bias": [1]})", 400, "'logit_bias'"},
+      {"/v1/completions", R"({"prompt": "x", "logit_bias": {"5": 150}})", 400,
+       "logit_bias of token 5"},
+      {"/v1/completions", R"({"prompt": "x", "logit_bias": {"99999": 1}})", 400,
+       "not one of the vocabulary's 512"},
       {"/v1/completions", R"({"prompt": 7})", 400, "'prompt'"},
       {"/v1/completions", json{{"prompt", long_prompt}}.dump(), 400, "does not fit the context"},
       {"/v1/completions", "{\"prompt\": \"\xff\xfe\"}", 400, "UTF-8"},

@@ -26,6 +26,7 @@ struct RunArgs {
   std::string model, prompt, dump_logits, system, chat_template;
   int n = 128, threads = 0, ctx = 0, top_k = 40;
   float temp = 0.8f, top_p = 0.95f, min_p = 0.05f, repeat_penalty = 1.1f;
+  float frequency_penalty = 0, presence_penalty = 0;
   uint64_t seed = 0;
   bool seed_set = false, ignore_eos = false, json = false, chat = false, force = false;
   SwarmClientFlags swarm;
@@ -78,6 +79,8 @@ runtime::SamplerOptions Sampling(const RunArgs& a) {
   s.top_p = a.top_p;
   s.min_p = a.min_p;
   s.repeat_penalty = a.repeat_penalty;
+  s.frequency_penalty = a.frequency_penalty;
+  s.presence_penalty = a.presence_penalty;
   s.seed = a.seed_set ? a.seed : std::random_device{}();
   return s;
 }
@@ -202,7 +205,9 @@ void AddSamplingFlags(CLI::App* c, RunArgs& a) {
       ->check(Within(runtime::kThreads));
   c->add_option("--ctx", a.ctx, "Context size (default: model's, at most 4096)")
       ->check(Within(runtime::kContext));
-  c->add_option("--temp", a.temp, "Temperature; 0 is greedy (argmax, nothing else applied)")
+  c->add_option("--temp", a.temp,
+                "Temperature; 0 is greedy (the argmax, after the frequency and presence "
+                "penalties only)")
       ->check(Within(runtime::kTemperature));
   c->add_option("--top-k", a.top_k, "Top-k (default 40; 0 off)")->check(Within(runtime::kTopK));
   c->add_option("--top-p", a.top_p, "Top-p (default 0.95; 1 off)")->check(Within(runtime::kTopP));
@@ -210,6 +215,12 @@ void AddSamplingFlags(CLI::App* c, RunArgs& a) {
   c->add_option("--repeat-penalty", a.repeat_penalty,
                 "Repetition penalty over the last 64 tokens (default 1.1; 1 off)")
       ->check(Within(runtime::kRepeatPenalty));
+  c->add_option("--frequency-penalty", a.frequency_penalty,
+                "Less this times a token's count in the last 64 tokens (default 0; -2 to 2)")
+      ->check(Within(runtime::kFrequencyPenalty));
+  c->add_option("--presence-penalty", a.presence_penalty,
+                "Less this for a token in the last 64 tokens (default 0; -2 to 2)")
+      ->check(Within(runtime::kPresencePenalty));
   c->add_option("--seed", a.seed, "Random seed (default: random)")->each([&](const std::string&) {
     a.seed_set = true;
   });

@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <climits>
 #include <condition_variable>
+#include <cstdlib>
 #include <deque>
 #include <filesystem>
 #include <mutex>
@@ -278,10 +280,28 @@ struct Server::Impl {
         !Field(b, "top_k", &s.top_k, err, "an integer") ||
         !Field(b, "min_p", &s.min_p, err, "a number") ||
         !Field(b, "repeat_penalty", &s.repeat_penalty, err, "a number") ||
+        !Field(b, "frequency_penalty", &s.frequency_penalty, err, "a number") ||
+        !Field(b, "presence_penalty", &s.presence_penalty, err, "a number") ||
         !Field(b, "ignore_eos", &g.ignore_eos, err, "true or false") ||
         !Field(b, "cache_prompt", &c->cache_prompt, err, "true or false") ||
         !Field(b, "stream", &a->stream, err, "true or false"))
       return false;
+    if (auto it = b.find("logit_bias"); it != b.end() && !it->is_null()) {
+      if (!it->is_object()) {
+        *err = Bad("'logit_bias' must be an object of token ids and biases", "invalid_type");
+        return false;
+      }
+      for (const auto& [key, value] : it->items()) {
+        char* end = nullptr;
+        const long id = std::strtol(key.c_str(), &end, 10);
+        if (key.empty() || *end != '\0' || id < 0 || id > INT32_MAX || !value.is_number()) {
+          *err = Bad("'logit_bias' must map token ids (\"123\") to numbers; '" + key + "' does not",
+                     "invalid_value");
+          return false;
+        }
+        s.logit_bias.push_back({static_cast<int32_t>(id), value.get<float>()});
+      }
+    }
     int64_t seed = -1;
     if (!Field(b, "seed", &seed, err, "an integer")) return false;
     s.seed = seed >= 0 ? static_cast<uint64_t>(seed) : std::random_device{}();

@@ -23,14 +23,21 @@ const char* StopReasonName(StopReason r) {
 
 Status CheckGenerateOptions(const GenerateOptions& o) {
   const SamplerOptions& s = o.sampling;
-  const std::pair<const Limit&, double> fields[] = {
-      {kMaxTokens, o.max_tokens}, {kTemperature, s.temperature},
-      {kTopK, s.top_k},           {kTopP, s.top_p},
-      {kMinP, s.min_p},           {kRepeatPenalty, s.repeat_penalty}};
+  const std::pair<const Limit&, double> fields[] = {{kMaxTokens, o.max_tokens},
+                                                    {kTemperature, s.temperature},
+                                                    {kTopK, s.top_k},
+                                                    {kTopP, s.top_p},
+                                                    {kMinP, s.min_p},
+                                                    {kRepeatPenalty, s.repeat_penalty},
+                                                    {kFrequencyPenalty, s.frequency_penalty},
+                                                    {kPresencePenalty, s.presence_penalty}};
   for (const auto& [limit, v] : fields) {
     if (std::string why = OutOfLimit(limit, v); !why.empty())
       return Status::InvalidArgument(std::string(limit.name) + " " + why);
   }
+  for (const auto& [token, bias] : s.logit_bias)
+    if (std::string why = OutOfLimit(kLogitBias, bias); !why.empty())
+      return Status::InvalidArgument("logit_bias of token " + std::to_string(token) + " " + why);
   return Status::Ok();
 }
 

@@ -22,6 +22,9 @@ constexpr Limit kTopK{"top_k", 0, 1 << 30};                      // 0: off
 constexpr Limit kTopP{"top_p", 0, 1};                            // 1: off
 constexpr Limit kMinP{"min_p", 0, 1};                            // 0: off
 constexpr Limit kRepeatPenalty{"repeat_penalty", 0, 100, true};  // 1: off
+constexpr Limit kFrequencyPenalty{"frequency_penalty", -2, 2};   // 0: off (OpenAI's range)
+constexpr Limit kPresencePenalty{"presence_penalty", -2, 2};     // 0: off
+constexpr Limit kLogitBias{"logit_bias", -100, 100};             // per token
 constexpr Limit kMaxTokens{"max_tokens", -1, kMaxContext};  // -1: until the end or a full context
 constexpr Limit kContext{"n_ctx", 0, kMaxContext};          // 0: the model's, at most 4096
 constexpr Limit kThreads{"threads", 0, 4096};               // 0: one per core

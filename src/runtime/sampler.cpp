@@ -18,18 +18,35 @@ void Sampler::Accept(int32_t token) {
 }
 
 int32_t Sampler::Sample(std::span<const float> logits) {
-  if (o_.temperature <= 0) return Argmax(logits);
+  const bool greedy = o_.temperature <= 0;
+  const bool counted = o_.frequency_penalty != 0 || o_.presence_penalty != 0;
+  if (greedy && !counted && o_.logit_bias.empty()) return Argmax(logits);
   cand_.clear();
   for (size_t i = 0; i < logits.size(); ++i) cand_.push_back({logits[i], static_cast<int32_t>(i)});
-  if (o_.repeat_penalty != 1.0f) {
-    std::vector<int32_t> uniq(recent_.begin(), recent_.end());
-    std::sort(uniq.begin(), uniq.end());
-    uniq.erase(std::unique(uniq.begin(), uniq.end()), uniq.end());
-    for (int32_t t : uniq) {
+  for (const auto& [t, bias] : o_.logit_bias)
+    if (t >= 0 && static_cast<size_t>(t) < cand_.size()) cand_[t].first += bias;
+  if ((!greedy && o_.repeat_penalty != 1.0f) || counted) {
+    // Each token of the window once, with its count.
+    std::vector<int32_t> seen(recent_.begin(), recent_.end());
+    std::sort(seen.begin(), seen.end());
+    for (size_t i = 0; i < seen.size();) {
+      size_t j = i;
+      while (j < seen.size() && seen[j] == seen[i]) ++j;
+      const int32_t t = seen[i];
+      const auto count = static_cast<float>(j - i);
+      i = j;
       if (t < 0 || static_cast<size_t>(t) >= cand_.size()) continue;
       float& l = cand_[t].first;
-      l = l > 0 ? l / o_.repeat_penalty : l * o_.repeat_penalty;
+      if (!greedy && o_.repeat_penalty != 1.0f)
+        l = l > 0 ? l / o_.repeat_penalty : l * o_.repeat_penalty;
+      l -= count * o_.frequency_penalty + o_.presence_penalty;
     }
+  }
+  if (greedy) {
+    size_t best = 0;
+    for (size_t i = 1; i < cand_.size(); ++i)
+      if (cand_[i].first > cand_[best].first) best = i;
+    return cand_[best].second;
   }
   auto by_logit = [](const auto& a, const auto& b) {
     return a.first > b.first || (a.first == b.first && a.second < b.second);

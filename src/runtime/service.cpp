@@ -86,6 +86,12 @@ class QueuedService : public Service {
 
   StatusOr<std::shared_ptr<Ticket>> Submit(Completion c, Callbacks cb) override {
     GGSWARM_RETURN_IF_ERROR(CheckCompletion(c, n_ctx()));
+    const size_t n_vocab = tokenizer().vocab().size();
+    for (const auto& [token, bias] : c.gen.sampling.logit_bias)
+      if (token < 0 || static_cast<size_t>(token) >= n_vocab)
+        return Status::InvalidArgument("logit_bias names token " + std::to_string(token) +
+                                       ", which is not one of the vocabulary's " +
+                                       std::to_string(n_vocab));
     auto r = std::make_shared<Request>();
     r->c = std::move(c);
     r->cb = std::move(cb);
