@@ -140,7 +140,7 @@ RowDotFn RowDotOf(GgmlType w) {
 bool HasRowDot(GgmlType w) { return RowDotOf(w) != nullptr; }
 
 int RowDotGroup(GgmlType w) {
-  return Active() == Isa::kAvx512Vnni && (w == GgmlType::Q8_0 || w == GgmlType::Q4_0) ? 8 : 4;
+  return Active() == Isa::kAvx512Vnni ? 8 : 4;
 }
 
 void QuantizeRow(GgmlType vt, const float* x, void* out, int64_t k) {

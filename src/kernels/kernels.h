@@ -85,9 +85,9 @@ void RowDots(GgmlType w, const uint8_t* rows, uint64_t row_bytes, int64_t nrows,
              const RowDotAct& act, int64_t k, float* y, int64_t y_stride);
 
 // RowDots for n tokens: y[t * token_stride + i] = row_i · acts[t] (acts[0 … n-1]). Each
-// weight block is decoded once for up to RowDotGroup(w) tokens (eight for Q8_0 and Q4_0
-// with AVX-512, four otherwise), so the rows are read once per group; each token's sums
-// are taken exactly as RowDots takes them alone.
+// weight block is decoded once for up to RowDotGroup(w) tokens (eight with AVX-512, four
+// with AVX2), so the rows are read once per group; each token's sums are taken exactly as
+// RowDots takes them alone.
 int RowDotGroup(GgmlType w);
 void RowDotsTokens(GgmlType w, const uint8_t* rows, uint64_t row_bytes, int64_t nrows,
                    const RowDotAct* acts, int n, int64_t k, float* y, int64_t token_stride);
