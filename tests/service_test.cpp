@@ -330,6 +330,13 @@ TEST(Service, APromptThatBeginsWithASlotsCacheSkipsIt) {
   EXPECT_EQ(h->outcome.cached_tokens, 0);
   auto i = run(other);
   EXPECT_EQ(i->outcome.cached_tokens, static_cast<int>(other.size()) - 1);
+  // A prompt that shares less than half with every slot (2 of 7 tokens with other's, the
+  // BOS with p3's) is computed whole, as alone: a cache of a token or two would change its
+  // rounding for nothing.
+  const std::vector<int32_t> few = {1, 7, 300, 301, 302, 303, 304};
+  auto j = run(few);
+  EXPECT_EQ(j->tokens, alone(few));
+  EXPECT_EQ(j->outcome.cached_tokens, 0);
 }
 
 // log softmax by hand: logits (0, ln 2, ln 5) have probabilities 1/8, 2/8, 5/8.

@@ -432,29 +432,35 @@ class BatchService : public QueuedService {
       if (k.busy) continue;
       if (oldest < 0 || older(k, lane.cached[static_cast<size_t>(oldest)]))
         oldest = static_cast<int>(s);
-      if (!opts_.cache_prompt || !c.cache_prompt) continue;
-      const size_t len = CommonStart(k.tokens, c.prompt);
-      if (2 * len >= c.prompt.size() && len > best.reused) best = {static_cast<int>(s), len};
+      const size_t len = Reusable(k, c);
+      if (len > best.reused) best = {static_cast<int>(s), len};
     }
     if (best.slot < 0) best.slot = oldest;
     return best;
   }
 
-  static size_t CommonStart(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
-    return static_cast<size_t>(std::mismatch(a.begin(), a.end(), b.begin(), b.end()).first -
-                               a.begin());
+  // How much of c's prompt a slot's cache k holds, if the request may use it and it is at
+  // least half the prompt; else 0. A shorter shared start (a BOS token, a short system
+  // message) is computed again: it would save little, and a prompt computed in two parts
+  // rounds differently (docs/server.md), so that the answer would depend on what the slot
+  // served before.
+  size_t Reusable(const Cached& k, const Completion& c) const {
+    if (!opts_.cache_prompt || !c.cache_prompt) return 0;
+    const auto& a = k.tokens;
+    const auto& b = c.prompt;
+    const auto len = static_cast<size_t>(
+        std::mismatch(a.begin(), a.end(), b.begin(), b.end()).first - a.begin());
+    return 2 * len >= b.size() ? len : 0;
   }
 
-  // Slot s's new request goes on from what its cache holds of the prompt: all of it but the
-  // last token at most (whose logits the first step needs), or nothing. Under mu_; the lane's
-  // thread then cuts the evaluator's cache back (Start: a swarm chain's Reset calls stages).
+  // Slot s's new request goes on from what its cache holds of the prompt (Reusable): all of
+  // it but the last token at most (whose logits the first step needs), or nothing. Under mu_; the
+  // lane's thread then cuts the evaluator's cache back (Start: a swarm chain's Reset calls stages).
   void Reuse(Lane& lane, int s) {
     Slot& slot = lane.slots[s];
     Cached& k = lane.cached[s];
     const std::vector<int32_t>& p = slot.req->c.prompt;
-    size_t keep = 0;
-    if (opts_.cache_prompt && slot.req->c.cache_prompt)
-      keep = std::min(CommonStart(k.tokens, p), p.size() - 1);
+    const size_t keep = std::min(Reusable(k, slot.req->c), p.size() - 1);
     k.tokens.resize(keep);
     k.used = ++admitted_;
     k.busy = true;
