@@ -112,8 +112,27 @@ int main(int argc, char** argv) {
       });
       ts = std::min(ts, Now() - t0);
     }
+    // A group of tokens (a batched decoding step's width) over the same hot rows: the
+    // arithmetic of RowDotsTokens, in GMAC/s (rows × k × tokens multiply-adds a second).
+    const int group = kernels::RowDotGroup(t);
+    std::vector<kernels::RowDotAct> ras(group, ra);
+    std::vector<float> yt(static_cast<size_t>(group) * threads * hot);
+    double tt = 1e30;
+    for (int rep = 0; rep < 5; ++rep) {
+      const double t0 = Now();
+      Split(threads, threads * hot, [&](int64_t b, int64_t e) {
+        for (int it = 0; it < 50; ++it)
+          kernels::RowDotsTokens(t, buf.data() + b * rb, rb, e - b, ras.data(), group, k,
+                                 yt.data() + b, threads * hot);
+      });
+      tt = std::min(tt, (Now() - t0) / 50);
+    }
     const double stream = nrows * rb / ts / 1e9;
-    std::printf("%-5s hot %6.1f GB/s   stream %6.1f GB/s (%3.0f%% of ReadAll)\n", TypeName(t),
-                threads * hot * rb / th / 1e9, stream, 100 * stream / (big / read / 1e9));
+    std::printf(
+        "%-5s hot %6.1f GB/s   stream %6.1f GB/s (%3.0f%% of ReadAll)   %d tokens hot %6.1f "
+        "GMAC/s (1 token %6.1f)\n",
+        TypeName(t), threads * hot * rb / th / 1e9, stream, 100 * stream / (big / read / 1e9),
+        group, static_cast<double>(threads * hot) * k * group / tt / 1e9,
+        static_cast<double>(threads * hot) * k / th / 1e9);
   }
 }

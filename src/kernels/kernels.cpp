@@ -139,9 +139,7 @@ RowDotFn RowDotOf(GgmlType w) {
 
 bool HasRowDot(GgmlType w) { return RowDotOf(w) != nullptr; }
 
-int RowDotGroup(GgmlType w) {
-  return Active() == Isa::kAvx512Vnni ? 8 : 4;
-}
+int RowDotGroup(GgmlType /*w*/) { return Active() == Isa::kAvx512Vnni ? 8 : 4; }
 
 void QuantizeRow(GgmlType vt, const float* x, void* out, int64_t k) {
   if (Active() == Isa::kAvx512Vnni && vt == GgmlType::Q8_0)
@@ -154,23 +152,25 @@ void QuantizeRow(GgmlType vt, const float* x, void* out, int64_t k) {
 namespace {
 
 // The AVX-512 Q8_0 and Q4_0 kernels' own layout of q and corr, from the plain one (see
-// RowDotAct): the whole pairs of blocks interleaved, Q8_0's quants plus 128, and Q4_0's
-// correction of a pair's second block moved from lane 8 to lane 1.
+// RowDotAct): per four blocks, their first sixteen quants four at a time in turn (block 0's
+// 0-3, block 1's 0-3, … block 3's 12-15), then their last sixteen the same way; Q8_0's
+// quants plus 128; Q4_0's correction of block 2p + h, from lane 8h of pair p's sixteen, as
+// one value per block. Blocks after the last whole four are left as they are (the kernels
+// take them from act).
 void LayOutForAvx512(GgmlType w, int64_t nb, RowDotAct* out) {
-  int8_t pair[2 * kQK];
-  for (int64_t p = 0; p < nb / 2; ++p) {
-    int8_t* q = out->q.data() + p * 2 * kQK;
-    for (int m = 0; m < kQK / 4; ++m) {
-      std::memcpy(pair + 8 * m, q + 4 * m, 4);
-      std::memcpy(pair + 8 * m + 4, q + kQK + 4 * m, 4);
-    }
-    std::memcpy(q, pair, sizeof pair);
+  const int64_t quads = nb / 4;
+  int8_t quad[4 * kQK];
+  for (int64_t g = 0; g < quads; ++g) {
+    int8_t* q = out->q.data() + g * 4 * kQK;
+    for (int half = 0; half < 2; ++half)
+      for (int l = 0; l < 16; ++l)
+        std::memcpy(quad + 64 * half + 4 * l, q + (l % 4) * kQK + 16 * half + 4 * (l / 4), 4);
+    std::memcpy(q, quad, sizeof quad);
   }
   if (w == GgmlType::Q8_0)
     for (int8_t& q : out->q) q = static_cast<int8_t>(static_cast<uint8_t>(q) ^ 0x80);
-  if (w == GgmlType::Q4_0)
-    for (size_t p = 0; p < out->corr.size() / 16; ++p)
-      std::swap(out->corr[p * 16 + 1], out->corr[p * 16 + 8]);
+  if (w == GgmlType::Q4_0)  // in place: block i's value moves down, from 8i to i
+    for (int64_t i = 0; i < 4 * quads; ++i) out->corr[i] = out->corr[i / 2 * 16 + (i % 2) * 8];
 }
 
 }  // namespace

@@ -60,13 +60,14 @@ void QuantizeRow(GgmlType vt, const float* x, void* out, int64_t k);
 // Q4_0's quants paired up; see PrepareRowDot in kernels.cpp.)
 struct RowDotAct {
   const void* act = nullptr;  // the row as given
-  // The quants. For Q8_0 and Q4_0 weights under AVX-512 VNNI each pair of blocks is
-  // interleaved four bytes at a time (the first block's bytes 4m … 4m + 3 at 8m, the
-  // second's at 8m + 4), so that the pair's sums alternate between the two blocks lane by
-  // lane; Q8_0's are plus 128 (unsigned bytes: vpdpbusd takes them against signed weights).
+  // The quants. For Q8_0 and Q4_0 weights under AVX-512 VNNI, per four blocks their first
+  // sixteen quants four at a time in turn (block 0's 0-3, block 1's 0-3, … block 3's 12-15),
+  // then their last sixteen the same way, so that two vpdpbusd leave each block's sum in
+  // lanes of its own; Q8_0's are plus 128 (unsigned bytes: vpdpbusd takes them against
+  // signed weights).
   AlignedVector<int8_t> q;
   AlignedVector<float> d;
-  AlignedVector<int32_t> corr;  // Q4_0: per pair of blocks, 16 lanes, -8 Σ x in lanes 0 and 1
+  AlignedVector<int32_t> corr;  // Q4_0: -8 Σ x per block (AVX-512: in the first nb / 4 * 4)
   AlignedVector<int16_t> sums;  // Q4_K: per super-block, the sum of each 32-element sub-block
 };
 void PrepareRowDot(GgmlType w, const void* act, int64_t k, RowDotAct* out);

@@ -23,122 +23,126 @@ namespace {
 using simd::H;
 using simd::Hsum128;
 
-// --- Q8_0 and Q4_0: two 32-element blocks per 512-bit register ---------------------------
+// --- Q8_0 and Q4_0: four 32-element blocks per step, summed in 32-bit lanes -------------
+//
+// A step's two registers of weights hold the four blocks' first sixteen bytes (Q4_0:
+// elements), then their last sixteen, four bytes at a time in turn: lane l belongs to block
+// l % 4. RowDotAct lays the activations out the same way (kernels.cpp, LayOutForAvx512).
+// So two vpdpbusd into one register leave each block's whole integer dot product in its
+// four lanes, and one conversion, one product of scales (each block's scale in its lanes is
+// a 128-bit broadcast of four) and one multiply-add finish the four blocks: five vector
+// operations per token for 128 weights, where pairs of blocks took eight.
 
-// Two blocks' 32 bytes each, interleaved four bytes at a time as RowDotAct lays out the
-// activations.
-inline __m512i Interleave2x32(__m512i v) {
-  const __m512i idx = _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
-  return _mm512_permutexvar_epi32(idx, v);
-}
-
-inline __m512i Load2x32(const void* a, const void* b) {
-  return Interleave2x32(
-      _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(static_cast<const __m256i*>(a))),
-                         _mm256_loadu_si256(static_cast<const __m256i*>(b)), 1));
-}
-
-// The four weight scales of blocks i … i + 3 as floats: the halves gathered with scalar
-// loads into one 64-bit word and converted at once.
-inline __m128 WeightScales4(const void* blocks, uint64_t stride) {
+// The four weight scales of blocks i … i + 3 as floats, repeated in each 128-bit lane: the
+// halves gathered with scalar loads into one 64-bit word and converted at once.
+inline __m512 WeightScales4(const void* blocks, uint64_t stride) {
   const auto* x = static_cast<const uint8_t*>(blocks);
   uint16_t h[4];
   for (int j = 0; j < 4; ++j) std::memcpy(&h[j], x + j * stride, 2);
   const uint64_t packed = h[0] | static_cast<uint64_t>(h[1]) << 16 |
                           static_cast<uint64_t>(h[2]) << 32 | static_cast<uint64_t>(h[3]) << 48;
-  return _mm_cvtph_ps(_mm_cvtsi64_si128(static_cast<int64_t>(packed)));
+  return _mm512_broadcast_f32x4(_mm_cvtph_ps(_mm_cvtsi64_si128(static_cast<int64_t>(packed))));
 }
 
-// Two scales in alternate lanes, as the sums of an interleaved pair of blocks come: one load
-// (a 64-bit broadcast).
-inline __m512 Alternate(const float* two) {
-  double v;
-  std::memcpy(&v, two, 8);
-  return _mm512_castpd_ps(_mm512_set1_pd(v));
-}
-
-// Two Q8_0 blocks · 64 activations: vpdpbusd multiplies unsigned by signed bytes, so the
-// activations come plus 128 (PrepareRowDot) and the sums start at -128 Σ w, which Prep
-// works out with the weights (once for every token of a batch); Mul is the activations'
-// side, one vpdpbusd.
-struct PairQ8_0 {
+// Q8_0: 32 signed bytes per block. vpdpbusd multiplies unsigned by signed bytes, so the
+// activations come plus 128 and the sums start at -128 Σ w, which Prep works out with the
+// weights (once for every token of a batch).
+struct QuadQ8_0 {
+  using Block = Q8_0;
+  static constexpr GgmlType kType = GgmlType::Q8_0;
+  static constexpr bool kCorr = false;
   struct Wt {
-    __m512i w, start;
+    __m512i lo, hi, start;
   };
   static Wt Prep(const Q8_0* x) {
-    const __m512i w = Load2x32(x[0].qs, x[1].qs);
-    const __m512i sum128 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(-128), w);
-    return {w, _mm512_sub_epi32(_mm512_setzero_si512(), sum128)};
+    // Blocks 0 and 1 in y01 (four-byte words 0-7, 8-15), 2 and 3 in y23 (16-23, 24-31 of
+    // the pair); lane l takes word l / 4 (then 4 + l / 4) of block l % 4.
+    const __m512i y01 = _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[0].qs))),
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[1].qs)), 1);
+    const __m512i y23 = _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[2].qs))),
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[3].qs)), 1);
+    const __m512i idx = _mm512_setr_epi32(0, 8, 16, 24, 1, 9, 17, 25, 2, 10, 18, 26, 3, 11, 19, 27);
+    const __m512i lo = _mm512_permutex2var_epi32(y01, idx, y23);
+    const __m512i hi =
+        _mm512_permutex2var_epi32(y01, _mm512_add_epi32(idx, _mm512_set1_epi32(4)), y23);
+    const __m512i m128 = _mm512_set1_epi8(-128);
+    const __m512i sum128 =
+        _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), m128, lo), m128, hi);
+    return {lo, hi, _mm512_sub_epi32(_mm512_setzero_si512(), sum128)};
   }
   static __m512i Mul(const Wt& w, const int8_t* a, const int32_t* /*corr: in start*/) {
-    return _mm512_dpbusd_epi32(w.start, _mm512_loadu_si512(a), w.w);
+    return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(w.start, _mm512_loadu_si512(a), w.lo),
+                               _mm512_loadu_si512(a + 64), w.hi);
   }
 };
 
-// Two Q4_0 blocks: the nibbles (0..15) are the unsigned operand; Σ (q - 8) x = Σ q x - 8 Σ x,
-// the second term preloaded (corr).
-struct PairQ4_0 {
+// Q4_0: sixteen bytes per block, element j in the low nibble of byte j and element j + 16 in
+// the high one. The nibbles (0..15) are the unsigned operand; Σ (q - 8) x = Σ q x - 8 Σ x,
+// the second term preloaded (corr: one value per block, in lanes 0-3).
+struct QuadQ4_0 {
+  using Block = Q4_0;
+  static constexpr GgmlType kType = GgmlType::Q4_0;
+  static constexpr bool kCorr = true;
   struct Wt {
-    __m512i w;
+    __m512i lo, hi;
   };
   static Wt Prep(const Q4_0* x) {
-    const __m512i q = _mm512_inserti64x4(
-        _mm512_castsi256_si512(_mm256_broadcastsi128_si256(
-            _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[0].qs)))),
-        _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[1].qs))), 1);
-    // 128-bit lanes [qs0, qs0, qs1, qs1] → [low nibbles 0, high 0, low 1, high 1] = elements in
-    // order, then interleaved.
-    const __m512i shift = _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0);
-    return {Interleave2x32(_mm512_and_si512(_mm512_srlv_epi64(q, shift), _mm512_set1_epi8(0x0F)))};
+    __m512i q = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[0].qs)));
+    q = _mm512_inserti32x4(q, _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[1].qs)), 1);
+    q = _mm512_inserti32x4(q, _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[2].qs)), 2);
+    q = _mm512_inserti32x4(q, _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[3].qs)), 3);
+    // Lane l: word l / 4 of block l % 4.
+    q = _mm512_permutexvar_epi32(
+        _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), q);
+    const __m512i nib = _mm512_set1_epi8(0x0F);
+    return {_mm512_and_si512(q, nib), _mm512_and_si512(_mm512_srli_epi16(q, 4), nib)};
   }
   static __m512i Mul(const Wt& w, const int8_t* a, const int32_t* corr) {
-    return _mm512_dpbusd_epi32(_mm512_loadu_si512(corr), w.w, _mm512_loadu_si512(a));
+    const __m512i c =
+        _mm512_zextsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(corr)));
+    return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(c, w.lo, _mm512_loadu_si512(a)), w.hi,
+                               _mm512_loadu_si512(a + 64));
   }
 };
 
-// A legacy type whose blocks pair up in one register: four blocks per step (two sums), the
-// block-count remainder by the scalar reference.
-template <typename Block, GgmlType kType, typename Pair>
-struct PairKernel {
+// A legacy type four blocks per step, the block-count remainder by the scalar reference.
+template <typename Quad>
+struct QuadKernel {
+  using Block = typename Quad::Block;
   static constexpr int kStepBytes = 4 * sizeof(Block);
-  static constexpr bool kCorr = kType == GgmlType::Q4_0;  // Q8_0 has no offset to undo
   struct Acc {
     __m512 a;
   };
   // A step's weights, ready for any token's activations.
   struct W {
-    typename Pair::Wt p0, p1;
-    __m512 s0, s1;  // the scales of blocks 0 and 1, of 2 and 3, in alternate lanes
+    typename Quad::Wt q;
+    __m512 s;  // the blocks' scales, block l % 4's in lane l
   };
   const RowDotAct& act;
   int64_t nb, steps;
-  PairKernel(const RowDotAct& a, int64_t k) : act(a), nb(k / kQK), steps(k / kQK / 4) {}
+  QuadKernel(const RowDotAct& a, int64_t k) : act(a), nb(k / kQK), steps(k / kQK / 4) {}
 
   Acc Zero() const { return {_mm512_setzero_ps()}; }
   W Load(const uint8_t* row, int64_t j) const {
     const auto* x = reinterpret_cast<const Block*>(row) + 4 * j;
-    const __m128 dw = WeightScales4(x, sizeof(Block));
-    return {Pair::Prep(x), Pair::Prep(x + 2), _mm512_broadcast_f32x2(dw),
-            _mm512_broadcast_f32x2(_mm_movehl_ps(dw, dw))};
+    return {Quad::Prep(x), WeightScales4(x, sizeof(Block))};
   }
-  // Per token: two vpdpbusd, and each pair's sums times its weight and activation scales.
+  // Per token: two vpdpbusd, and the sums times the weight and activation scales.
   void Apply(const W& w, int64_t j, Acc& acc) const {
-    const int64_t i = 4 * j;
-    const int8_t* a = act.q.data() + i * kQK;
-    const int32_t* corr = kCorr ? act.corr.data() + i * 8 : nullptr;
-    const float* d = act.d.data() + i;
-    acc.a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(Pair::Mul(w.p0, a, corr)),
-                            _mm512_mul_ps(w.s0, Alternate(d)), acc.a);
-    acc.a = _mm512_fmadd_ps(
-        _mm512_cvtepi32_ps(Pair::Mul(w.p1, a + 2 * kQK, kCorr ? corr + 16 : nullptr)),
-        _mm512_mul_ps(w.s1, Alternate(d + 2)), acc.a);
+    const int8_t* a = act.q.data() + j * 4 * kQK;
+    const int32_t* corr = Quad::kCorr ? act.corr.data() + j * 4 : nullptr;
+    const __m512 da = _mm512_broadcast_f32x4(_mm_loadu_ps(act.d.data() + j * 4));
+    acc.a =
+        _mm512_fmadd_ps(_mm512_cvtepi32_ps(Quad::Mul(w.q, a, corr)), _mm512_mul_ps(w.s, da), acc.a);
   }
   void Step(const uint8_t* row, int64_t j, Acc& acc) const { Apply(Load(row, j), j, acc); }
   float Finish(const uint8_t* row, const Acc& acc) const {
     float s = _mm512_reduce_add_ps(acc.a);
     const int64_t i = 4 * steps;
     if (i < nb)
-      s += VecDotBlocks(kType, reinterpret_cast<const Block*>(row) + i,
+      s += VecDotBlocks(Quad::kType, reinterpret_cast<const Block*>(row) + i,
                         static_cast<const Q8_0*>(act.act) + i, (nb - i) * kQK);
     return s;
   }
@@ -321,13 +325,11 @@ void TokensOf(GgmlType w, const uint8_t* rows, uint64_t rb, int64_t nrows, const
   const auto seq = std::make_index_sequence<T>{};
   switch (w) {
     case GgmlType::Q8_0:
-      return rowdot::RowsTokens<T>(
-          KernelsFor<PairKernel<Q8_0, GgmlType::Q8_0, PairQ8_0>>(acts, k, seq).data(), rows, rb,
-          nrows, y, ts);
+      return rowdot::RowsTokens<T>(KernelsFor<QuadKernel<QuadQ8_0>>(acts, k, seq).data(), rows, rb,
+                                   nrows, y, ts);
     case GgmlType::Q4_0:
-      return rowdot::RowsTokens<T>(
-          KernelsFor<PairKernel<Q4_0, GgmlType::Q4_0, PairQ4_0>>(acts, k, seq).data(), rows, rb,
-          nrows, y, ts);
+      return rowdot::RowsTokens<T>(KernelsFor<QuadKernel<QuadQ4_0>>(acts, k, seq).data(), rows, rb,
+                                   nrows, y, ts);
     case GgmlType::Q4_K:
       return rowdot::RowsTokens<T>(KernelsFor<Q4_KKernel>(acts, k, seq).data(), rows, rb, nrows, y,
                                    ts);
@@ -341,12 +343,12 @@ void TokensOf(GgmlType w, const uint8_t* rows, uint64_t rb, int64_t nrows, const
 
 void DotQ8_0(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& act, int64_t k,
              float* y, int64_t ys) {
-  rowdot::Rows(PairKernel<Q8_0, GgmlType::Q8_0, PairQ8_0>(act, k), rows, rb, nrows, y, ys);
+  rowdot::Rows(QuadKernel<QuadQ8_0>(act, k), rows, rb, nrows, y, ys);
 }
 
 void DotQ4_0(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& act, int64_t k,
              float* y, int64_t ys) {
-  rowdot::Rows(PairKernel<Q4_0, GgmlType::Q4_0, PairQ4_0>(act, k), rows, rb, nrows, y, ys);
+  rowdot::Rows(QuadKernel<QuadQ4_0>(act, k), rows, rb, nrows, y, ys);
 }
 
 void DotQ4_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& act, int64_t k,
