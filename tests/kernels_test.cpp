@@ -193,14 +193,15 @@ TEST(Kernels, RowDotsForSeveralTokensMatchTheScalarReference) {
 
 // A batch of sequences must not change any one of them: with AVX-512 each token's results
 // from a call for several tokens are RowDots' own bits for that token alone, for row counts
-// around the two- and four-stream loops and token counts around the groups of four.
+// around the two- and four-stream loops and token counts around the groups of four, and
+// rows as long as a 7B model's (4128 elements: a block past the steps of four).
 TEST(Kernels, RowDotsForSeveralTokensGiveEachTokenItsOwnBits) {
   REQUIRE_AVX512();
   ForEachRowDotCase({kernels::Isa::kAvx512Vnni}, [&](GgmlType type) {
-    for (int64_t k : {768, 2080}) {
+    for (int64_t k : {768, 2080, 4128, 4352}) {
       if (k % Traits(type).block_size != 0) continue;
       const int max_n = 11;
-      for (int rows : {1, 3, 8, 13}) {
+      for (int rows : {1, 3, 8, 13, 40}) {
         const Operands o = Make(type, rows, max_n, k, 53 + rows);
         std::vector<kernels::RowDotAct> ra(max_n);
         for (int t = 0; t < max_n; ++t)
