@@ -17,7 +17,7 @@ void DotQ4_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& a
              float* y, int64_t ys);
 void DotQ6_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& act, int64_t k,
              float* y, int64_t ys);
-// RowDots for n tokens: each step of a row's blocks decoded once for up to four tokens,
+// RowDots for n tokens: each step of a row's blocks decoded once for up to eight tokens,
 // every token's sums taken in the order DotQ* takes them (the same bits).
 void DotsTokens(GgmlType w, const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct* acts,
                 int n, int64_t k, float* y, int64_t ts);

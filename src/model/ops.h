@@ -32,8 +32,9 @@ struct MatMulScratch {
 // Batches of at least this many tokens use the tile kernels (where the CPU has them) ...
 constexpr int kTileMinTokens = 4;
 // ... except for the types with row dots, which take batches of up to this many tokens by
-// row dots, each weight block unpacked once for up to four tokens: the decoding steps of a
-// batch of sequences, and short prompts (on a 2-core AVX-512 VNNI machine without AMX, a
+// row dots, each weight block unpacked once for a group of tokens (kernels::RowDotGroup:
+// eight with AVX-512, four with AVX2): the decoding steps of a batch of sequences, and short
+// prompts (on a 2-core AVX-512 VNNI machine without AMX, a
 // tinyllama-shaped Q8_0 model: 8 tokens 126 tok/s by row dots against 47 by tiles, 16
 // tokens 131 against 94, 24 tokens 143; 32 tokens by tiles 151).
 constexpr int kRowDotMaxTokens = 31;

@@ -13,8 +13,11 @@ if ! command -v aria2c >/dev/null; then
   echo "skipped: no aria2c (apt-get install aria2)"; exit 77
 fi
 . "$(dirname "$0")/torrent_clients.sh"
-aria() {  # aria2c on 127.0.0.1 only, nothing that reaches past this machine
-  aria2c --interface=127.0.0.1 --disable-ipv6=true --enable-dht=false --enable-dht6=false \
+# aria2c on 127.0.0.1 only, nothing that reaches past this machine. Run in the background, it
+# replaces the function's subshell (exec), so that the pid the cleanup kills is aria2c's own:
+# killing the subshell left the seeding aria2c running after the test.
+aria() {
+  exec aria2c --interface=127.0.0.1 --disable-ipv6=true --enable-dht=false --enable-dht6=false \
     --bt-enable-lpd=false --enable-peer-exchange=false --file-allocation=none \
     --summary-interval=0 --console-log-level=warn "$@"
 }
