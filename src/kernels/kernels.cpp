@@ -154,9 +154,8 @@ namespace {
 // The AVX-512 Q8_0 and Q4_0 kernels' own layout of q and corr, from the plain one (see
 // RowDotAct): per four blocks, their first sixteen quants four at a time in turn (block 0's
 // 0-3, block 1's 0-3, … block 3's 12-15), then their last sixteen the same way; Q8_0's
-// quants plus 128; Q4_0's correction of block 2p + h, from lane 8h of pair p's sixteen, as
-// one value per block. Blocks after the last whole four are left as they are (the kernels
-// take them from act).
+// quants plus 128 (Q4_0's corrections, one per block, need no change). Blocks after the last
+// whole four are left as they are (the kernels take them from act).
 void LayOutForAvx512(GgmlType w, int64_t nb, RowDotAct* out) {
   const int64_t quads = nb / 4;
   int8_t quad[4 * kQK];
@@ -169,8 +168,6 @@ void LayOutForAvx512(GgmlType w, int64_t nb, RowDotAct* out) {
   }
   if (w == GgmlType::Q8_0)
     for (int8_t& q : out->q) q = static_cast<int8_t>(static_cast<uint8_t>(q) ^ 0x80);
-  if (w == GgmlType::Q4_0)  // in place: block i's value moves down, from 8i to i
-    for (int64_t i = 0; i < 4 * quads; ++i) out->corr[i] = out->corr[i / 2 * 16 + (i % 2) * 8];
 }
 
 }  // namespace
@@ -185,7 +182,7 @@ void QuantizeForRowDot(GgmlType w, const float* x, int64_t k, RowDotAct* out) {
   out->act = nullptr;
   out->q.resize(k);
   out->d.resize(nb + 4);  // padded as PrepareRowDot pads
-  if (w == GgmlType::Q4_0) out->corr.resize(nb / 2 * 16);
+  if (w == GgmlType::Q4_0) out->corr.resize(nb);
   avx512::QuantizeQ8_0Split(x, nb, out->q.data(), out->d.data(),
                             w == GgmlType::Q4_0 ? out->corr.data() : nullptr);
   LayOutForAvx512(w, nb, out);
@@ -244,8 +241,8 @@ void PrepareRowDot(GgmlType w, const void* act, int64_t k, RowDotAct* out) {
     out->d[i] = HalfToFloat(a[i].d);
   }
   if (w == GgmlType::Q4_0) {
-    out->corr.assign((nb + 1) / 2 * 16, 0);
-    for (int64_t i = 0; i < nb; ++i) out->corr[i / 2 * 16 + (i % 2) * 8] = -8 * Sum(a[i].qs, kQK);
+    out->corr.resize(nb);
+    for (int64_t i = 0; i < nb; ++i) out->corr[i] = -8 * Sum(a[i].qs, kQK);
   }
   LayOutForAvx512(w, nb, out);
 }

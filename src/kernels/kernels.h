@@ -67,7 +67,7 @@ struct RowDotAct {
   // signed weights).
   AlignedVector<int8_t> q;
   AlignedVector<float> d;
-  AlignedVector<int32_t> corr;  // Q4_0: -8 Σ x per block (AVX-512: in the first nb / 4 * 4)
+  AlignedVector<int32_t> corr;  // Q4_0: -8 Σ x per block
   AlignedVector<int16_t> sums;  // Q4_K: per super-block, the sum of each 32-element sub-block
 };
 void PrepareRowDot(GgmlType w, const void* act, int64_t k, RowDotAct* out);

@@ -462,15 +462,11 @@ void QuantizeQ8_0Split(const float* x, int64_t nb, int8_t* q, float* d, int32_t*
       v[b] = _mm512_add_epi32(_mm512_cvtepi8_epi32(p0), _mm512_cvtepi8_epi32(p1));
     }
     if (!corr) continue;
-    // -8 Σ q: block 2p's in lane 0 of pair p's 16 lanes, block 2p + 1's in lane 8.
-    const __m512i neg = _mm512_mullo_epi32(
-        Transposed(v, [](__m512i a, __m512i b) { return _mm512_add_epi32(a, b); }),
-        _mm512_set1_epi32(-8));
-    const __m512i odd = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0);
-    for (int p = 0; p < 8; ++p)
-      _mm512_storeu_si512(corr + (i / 2 + p) * 16,
-                          _mm512_maskz_permutexvar_epi32(
-                              0x0101, _mm512_add_epi32(odd, _mm512_set1_epi32(2 * p)), neg));
+    // -8 Σ q, block i + b's in lane b.
+    _mm512_storeu_si512(
+        corr + i, _mm512_mullo_epi32(
+                      Transposed(v, [](__m512i a, __m512i b) { return _mm512_add_epi32(a, b); }),
+                      _mm512_set1_epi32(-8)));
   }
   for (; i < nb; ++i) {
     int8_t* qb = q + i * kQK;
@@ -478,9 +474,7 @@ void QuantizeQ8_0Split(const float* x, int64_t nb, int8_t* q, float* d, int32_t*
     if (!corr) continue;
     int32_t sum = 0;
     for (int j = 0; j < kQK; ++j) sum += qb[j];
-    int32_t* c = corr + i / 2 * 16;
-    if (i % 2 == 0) _mm512_storeu_si512(c, _mm512_setzero_si512());
-    c[(i % 2) * 8] = -8 * sum;
+    corr[i] = -8 * sum;
   }
 }
 
