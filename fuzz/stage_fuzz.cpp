@@ -33,7 +33,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         for (const auto& h : fwd.route())
           if (h.session_ids_size() != 1 || h.address().empty()) __builtin_trap();
       }
-      (void)ggswarm::net::CheckForwardPosition(fwd, 3, s->max_ctx());
+      // A position the checks let through is 0, the session's next, or one the sliding-window
+      // layers still hold (from 2 on here), within the context.
+      if (ggswarm::net::CheckForwardPosition(fwd, 3, s->max_ctx(), 2).ok() &&
+          (fwd.position() > 3 || fwd.position() == 1 ||
+           fwd.position() + static_cast<uint64_t>(fwd.n()) > s->max_ctx()))
+        __builtin_trap();
       if (!s->has_embedding()) {
         std::vector<float> x(static_cast<size_t>(fwd.n()) * s->n_embd());
         ggswarm::net::FromWire(fwd.hidden(), fwd.format(), x.data(), x.size());

@@ -549,6 +549,112 @@ TEST(Inference, SlidingWindowHoldsInLongBatches) {
   }
 }
 
+// The local layers' cache keeps a window, not the context (KvCache): n_swa + max_run - 1
+// cells, slid down as positions pass. The same runs through a range whose local layers keep
+// every position (max_run as large as the context) and through ones that keep 4 + 3 - 1 or
+// 4 + 40 - 1 give the same bits, from short runs (f16 attention), runs of 40 (f32 attention
+// of long runs), and a run longer than max_run (taken in pieces: compared with the same
+// pieces); a range without a local layer keeps every position. Going back is refused where
+// the window's keys are gone, and gives the same bits where they are not.
+TEST(Inference, SlidingWindowCacheHoldsOnlyTheWindow) {
+  TempDir dir;
+  const std::string synth = std::string(GGSWARM_CLI) + " synth " + dir / "m.gguf" +
+                            " --preset tiny --arch gemma3 --vocab gemma --swa 4 --swa-pattern 2"
+                            " --type Q8_0 >/dev/null";
+  ASSERT_EQ(std::system(synth.c_str()), 0) << synth;
+  auto src = fragments::OpenModel(dir / "m.gguf");
+  ASSERT_TRUE(src.ok());
+  auto m = model::LlamaModel::Load(std::shared_ptr<TensorSource>(std::move(*src)));
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  std::shared_ptr<model::LlamaModel> lm = std::move(*m);
+  const model::LlamaConfig& c = lm->config();
+  ASSERT_EQ(c.n_swa, 4);
+  ASSERT_GE(c.n_layer, 2);
+  ThreadPool pool(2);
+  const int d = c.n_embd, n_ctx = 200;
+  // Hand-computed sizes: layers 0, 2, … local (every second global), f16 k and v per cell.
+  const uint64_t cell = 2ull * 2 * c.kv_dim();
+  const uint64_t n_local = static_cast<uint64_t>(c.n_layer) / 2 + c.n_layer % 2;
+  EXPECT_EQ(model::LayerRange::KvBytes(c, 0, c.n_layer, n_ctx, n_ctx),
+            cell * n_ctx * c.n_layer);
+  EXPECT_EQ(model::LayerRange::KvBytes(c, 0, c.n_layer, n_ctx, 3),
+            cell * (n_ctx * (c.n_layer - n_local) + 6 * n_local));
+  EXPECT_EQ(model::LayerRange::KvBytes(c, 1, 2, n_ctx, 3), cell * n_ctx);  // layer 1: global
+
+  // Feeds the runs to each range; every range's hidden states must be the first's.
+  auto feed = [&](std::vector<model::LayerRange*> ranges, const std::vector<int>& runs,
+                  int first_token) {
+    int tok = first_token;
+    for (int n : runs) {
+      std::vector<int32_t> ids;
+      for (int i = 0; i < n; ++i) ids.push_back(10 + (tok++ * 37) % 500);
+      std::vector<float> want;
+      for (size_t r = 0; r < ranges.size(); ++r) {
+        std::vector<float> x(static_cast<size_t>(n) * d);
+        ASSERT_TRUE(lm->Embed(ids, x.data()).ok());
+        const Status st = ranges[r]->Forward(x.data(), n, pool);
+        ASSERT_TRUE(st.ok()) << st.ToString();
+        if (r == 0)
+          want = x;
+        else
+          ASSERT_EQ(x, want) << "range " << r << ", a run of " << n << " at position "
+                             << ranges[r]->n_past() - n;
+      }
+    }
+  };
+  {  // short runs: the f16 attention
+    model::LayerRange full(lm, 0, c.n_layer, n_ctx, 1, n_ctx), ring(lm, 0, c.n_layer, n_ctx, 1, 3);
+    std::vector<int> runs;
+    for (int i = 0; i < 30; ++i) runs.push_back(1 + i % 3);  // 60 positions
+    feed({&full, &ring}, runs, 0);
+    EXPECT_EQ(ring.n_past(), 60);
+    EXPECT_GT(ring.KeptFrom(), 50);  // slid: the window of 6 cells holds positions 54 … 59
+    EXPECT_FALSE(ring.Truncate(20));
+    EXPECT_EQ(ring.n_past(), 60);
+    const int back = ring.KeptFrom();
+    ASSERT_TRUE(ring.Truncate(back));
+    ASSERT_TRUE(full.Truncate(back));
+    feed({&full, &ring}, {2, 1, 3, 1}, 1000);
+    ASSERT_TRUE(ring.Truncate(0));
+    ASSERT_TRUE(full.Truncate(0));
+    feed({&full, &ring}, {3, 3, 1, 2}, 0);
+  }
+  {  // runs of 40: the f32 attention of long runs, with a window that starts inside the cells
+    static_assert(model::kBf16MinTokens <= 40);
+    const int ctx = 256;
+    model::LayerRange full(lm, 0, c.n_layer, ctx, 1, ctx), ring(lm, 0, c.n_layer, ctx, 1, 40);
+    feed({&full, &ring}, {40, 40, 1, 40, 7, 40}, 0);
+    // A run of 60 where runs of 40 fit: taken as 40 and 20, as the full cache is given them.
+    std::vector<int32_t> ids;
+    for (int i = 0; i < 60; ++i) ids.push_back(20 + i * 7);
+    std::vector<float> whole(static_cast<size_t>(60) * d), a(static_cast<size_t>(40) * d),
+        b(static_cast<size_t>(20) * d);
+    ASSERT_TRUE(lm->Embed(ids, whole.data()).ok());
+    ASSERT_TRUE(lm->Embed(std::span(ids).first(40), a.data()).ok());
+    ASSERT_TRUE(lm->Embed(std::span(ids).last(20), b.data()).ok());
+    ASSERT_TRUE(ring.Forward(whole.data(), 60, pool).ok());
+    ASSERT_TRUE(full.Forward(a.data(), 40, pool).ok());
+    ASSERT_TRUE(full.Forward(b.data(), 20, pool).ok());
+    EXPECT_TRUE(std::equal(a.begin(), a.end(), whole.begin()));
+    EXPECT_TRUE(std::equal(b.begin(), b.end(), whole.begin() + a.size()));
+    EXPECT_EQ(ring.n_past(), 228);
+    // In a batch of several sequences it is refused, and nothing changes.
+    model::LayerRange two(lm, 0, c.n_layer, ctx, 2, 40);
+    std::vector<float> x(static_cast<size_t>(61) * d);
+    ASSERT_TRUE(lm->Embed(std::vector<int32_t>(61, 30), x.data()).ok());
+    const model::SeqRun runs[] = {{0, 60}, {1, 1}};
+    EXPECT_FALSE(two.ForwardBatch(x.data(), runs, pool).ok());
+    EXPECT_EQ(two.n_past(0) + two.n_past(1), 0);
+  }
+  {  // a stage of one global layer keeps every position and goes back anywhere
+    model::LayerRange global(lm, 1, 2, n_ctx, 1, 3);
+    std::vector<float> x(static_cast<size_t>(50) * d, 0.5f);
+    ASSERT_TRUE(global.Forward(x.data(), 50, pool).ok());
+    EXPECT_EQ(global.KeptFrom(), 0);
+    EXPECT_TRUE(global.Truncate(7));
+  }
+}
+
 TEST(Generation, StopsAtEndOfGenerationUnlessIgnored) {
   GGSWARM_REQUIRE_SHARED_MODELS();
   // The TinyStories models never end a story with </s>; a copy whose end-of-sequence token

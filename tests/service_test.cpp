@@ -339,6 +339,56 @@ TEST(Service, APromptThatBeginsWithASlotsCacheSkipsIt) {
   EXPECT_EQ(j->outcome.cached_tokens, 0);
 }
 
+// A model with a sliding window whose local layers keep only their window (n_batch 4: 4 + 4
+// - 1 cells): a next turn goes on from the slot's cache, and a prompt that goes back to
+// where the window's keys are gone is computed whole — each with the tokens it gets alone.
+TEST(Service, ASlidingWindowsCacheGoesOnOrStartsAgain) {
+  TempDir dir;
+  const std::string path = dir.path() + "/gemma.gguf";
+  SynthOptions so{*FindPreset("tiny"), *ParseTypeMix("Q8_0"), 5, "t"};
+  so.arch = "gemma3";
+  so.vocab = "gemma";
+  so.shape.n_swa = 4;
+  so.shape.swa_pattern = 2;
+  ASSERT_TRUE(Synthesize(so, path, false).ok());
+  auto engine = Engine::Open(path, {.threads = 2, .n_ctx = 128, .n_batch = 4});
+  ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+  GenerateOptions g;
+  g.max_tokens = 6;
+  g.ignore_eos = true;
+  g.sampling.temperature = 0;
+  auto alone = [&](const std::vector<int32_t>& p) {
+    (*engine)->Reset();
+    auto r = Generate(**engine, p, g);
+    EXPECT_TRUE(r.ok());
+    return r.ok() ? r->tokens : std::vector<int32_t>{};
+  };
+  auto svc = OpenBatchService(path, {.threads = 2, .n_ctx = 128, .parallel = 1, .n_batch = 4});
+  ASSERT_TRUE(svc.ok());
+  auto run = [&](const std::vector<int32_t>& p) {
+    auto got = std::make_unique<Collected>();
+    EXPECT_TRUE((*svc)->Submit({p, g}, Collect(got.get())).ok());
+    EXPECT_TRUE(WaitUntil(60, [&] { return Done(*got); }));
+    EXPECT_TRUE(got->outcome.status.ok());
+    return got;
+  };
+  std::vector<int32_t> p1 = {2};
+  for (int i = 0; i < 20; ++i) p1.push_back(40 + 3 * i);
+  auto a = run(p1);
+  EXPECT_EQ(a->tokens, alone(p1));
+  std::vector<int32_t> p2 = p1;  // the next turn
+  p2.insert(p2.end(), a->tokens.begin(), a->tokens.end());
+  p2.insert(p2.end(), {200, 210, 220});
+  auto b = run(p2);
+  EXPECT_EQ(b->tokens, alone(p2));
+  EXPECT_EQ(b->outcome.cached_tokens, static_cast<int>(p1.size() + a->tokens.size() - 1));
+  std::vector<int32_t> p3(p2.begin(), p2.begin() + 16);  // back to 16 of 30 positions
+  p3.insert(p3.end(), {33, 44, 55});
+  auto c = run(p3);
+  EXPECT_EQ(c->tokens, alone(p3));
+  EXPECT_EQ(c->outcome.cached_tokens, 0);
+}
+
 // log softmax by hand: logits (0, ln 2, ln 5) have probabilities 1/8, 2/8, 5/8.
 TEST(Service, LogprobsAreTheLogSoftmax) {
   const std::vector<float> logits = {0.0f, std::log(2.0f), std::log(5.0f)};

@@ -74,6 +74,14 @@ TEST(StageChecks, RefuseWhatDoesNotFit) {
   f.set_position(99);
   EXPECT_EQ(ggswarm::net::CheckForwardPosition(f, 99, 100).error_code(),
             grpc::StatusCode::RESOURCE_EXHAUSTED);
+  // Going back: to 0 always, else not before what the sliding-window layers still hold.
+  f.set_position(5);
+  EXPECT_EQ(ggswarm::net::CheckForwardPosition(f, 10, 100, 7).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  f.set_position(7);
+  EXPECT_TRUE(ggswarm::net::CheckForwardPosition(f, 10, 100, 7).ok());
+  f.set_position(0);
+  EXPECT_TRUE(ggswarm::net::CheckForwardPosition(f, 10, 100, 7).ok());
   pb::ServedRange first = middle;
   first.set_has_embedding(true);
   pb::ForwardRequest t;

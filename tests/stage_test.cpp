@@ -325,6 +325,53 @@ TEST_F(Pipeline, KvMemoryIsLimited) {
   EXPECT_EQ(stub->OpenSession(&c3, req, &rep).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
 }
 
+// A stage of a model with a sliding window counts its local layers' KV cache at their window
+// (4 + 511 cells for Forwards of up to 512 positions), not at the context, and refuses to go
+// back to where the window's keys are gone, saying so; back to 0 works.
+TEST_F(Pipeline, ASlidingWindowStageKeepsAndCountsOnlyTheWindow) {
+  TempDir t;
+  const std::string m = t / "gemma.gguf";
+  Result r = Ggswarm("synth " + m + " --preset tiny --n-layer 4 --arch gemma3 --vocab gemma --swa 4 " +
+                         "--swa-pattern 2 --type Q8_0 --seed 5",
+                     t);
+  ASSERT_EQ(r.code, 0) << r.err;
+  // 4 layers, k and v of 128 f16 values a cell: 2 global × 2048 + 2 local × 515 cells is
+  // 2.5 MiB a session (4 MiB if every layer kept the context): two fit in 6 MiB, not three.
+  std::unique_ptr<Process> a;
+  const std::string addr = Serve(a, m, "--ctx 2048 --max-kv-mb 6", t / "a.log");
+  ASSERT_FALSE(addr.empty());
+  auto stub = pb::Stage::NewStub(grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()));
+  pb::OpenSessionRequest open;
+  pb::OpenSessionReply s1, s2, s3;
+  grpc::ClientContext c1, c2, c3;
+  ASSERT_TRUE(stub->OpenSession(&c1, open, &s1).ok());
+  ASSERT_TRUE(stub->OpenSession(&c2, open, &s2).ok());
+  const grpc::Status third = stub->OpenSession(&c3, open, &s3);
+  EXPECT_EQ(third.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(third.error_message().find("needs 2 MiB more"), std::string::npos)
+      << third.error_message();
+  // 600 positions (the window slides), then back to 10: refused; back to 0: served.
+  auto forward = [&](uint32_t position, uint32_t n) {
+    pb::ForwardRequest req;
+    req.set_session_id(s1.session_id());
+    req.set_position(position);
+    req.set_n(n);
+    for (uint32_t i = 0; i < n; ++i) req.add_tokens(5 + (position + i) % 200);
+    pb::ForwardReply rep;
+    grpc::ClientContext c;
+    return stub->Forward(&c, req, &rep);
+  };
+  ASSERT_TRUE(forward(0, 512).ok());
+  ASSERT_TRUE(forward(512, 88).ok());
+  const grpc::Status back = forward(10, 1);
+  EXPECT_EQ(back.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(back.error_message().find("sliding-window layers keep"), std::string::npos)
+      << back.error_message();
+  EXPECT_TRUE(forward(599, 1).ok());  // within the window
+  EXPECT_TRUE(forward(0, 3).ok());
+  EXPECT_TRUE(a->running());
+}
+
 // A random model big enough that generation takes seconds: a stage can be killed mid-way.
 std::string SlowModel(const TempDir& t) {
   const std::string m = t / "slow.gguf";

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "api/swarm_view.h"
+#include "model/config.h"
 #include "net/stage_client.h"
 #include "runtime/engine.h"
 
@@ -29,14 +30,21 @@ class ChainEvaluator final : public runtime::Evaluator {
 // A chain's sequences as the service's scheduler sees them.
 class ChainBatch final : public runtime::BatchEvaluator {
  public:
-  explicit ChainBatch(std::unique_ptr<net::SwarmChain> c) : chain_(std::move(c)) {}
+  explicit ChainBatch(std::unique_ptr<net::SwarmChain> c) : chain_(std::move(c)) {
+    auto config = model::LlamaConfig::FromGguf(chain_->header());
+    if (config.ok()) n_swa_ = config->n_swa;
+  }
   const tokenizer::Tokenizer& tokenizer() const override { return chain_->tokenizer(); }
   const gguf::GgufFile& header() const override { return chain_->header(); }
   int n_seq() const override { return chain_->n_seq(); }
   int n_ctx() const override { return chain_->n_ctx(); }
   int n_past(int seq) const override { return chain_->n_past(seq); }
   void Reset(int seq) override { chain_->Reset(seq); }
+  // A stage's sliding-window layers keep at least the last n_swa positions; past those, the
+  // stages may have dropped what position n needs (LayerRange::KeptFrom), so the chain starts
+  // the sequence again rather than ask.
   bool Truncate(int seq, int n) override {
+    if (n_swa_ > 0 && n > 0 && n < n_past(seq) && n_past(seq) > n_swa_) return false;
     chain_->Truncate(seq, n);
     return true;
   }
@@ -48,6 +56,7 @@ class ChainBatch final : public runtime::BatchEvaluator {
 
  private:
   std::unique_ptr<net::SwarmChain> chain_;
+  int n_swa_ = 0;  // the model's sliding window, if it has one
   std::vector<net::ChainItem> items_;
 };
 

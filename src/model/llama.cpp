@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <string>
 
@@ -253,24 +254,87 @@ Status LlamaModel::Head(const float* x, int n, float* logits, ThreadPool& pool,
   return Status();
 }
 
-LayerRange::LayerRange(std::shared_ptr<LlamaModel> model, int begin, int end, int n_ctx, int n_seq)
-    : model_(std::move(model)), begin_(begin), end_(end), n_past_(std::max(1, n_seq), 0) {
+LayerRange::LayerRange(std::shared_ptr<LlamaModel> model, int begin, int end, int n_ctx, int n_seq,
+                       int max_run)
+    : model_(std::move(model)),
+      begin_(begin),
+      end_(end),
+      max_run_(std::max(1, max_run)),
+      n_past_(std::max(1, n_seq), 0) {
+  for (int l = begin; l < end; ++l) has_local_ = has_local_ || model_->config().IsLocal(l);
   cache_.seqs.resize(std::max(1, n_seq));
   for (int s = 0; s < n_seq; ++s) Reserve(s, n_ctx);
+}
+
+namespace {
+
+// The cells of a local layer's cache (KvCache): the windows of a run of max_run tokens.
+int LocalCells(const LlamaConfig& c, int n_ctx, int max_run) {
+  if (c.n_swa <= 0) return n_ctx;
+  return static_cast<int>(std::min<int64_t>(n_ctx, int64_t{c.n_swa} + max_run - 1));
+}
+
+}  // namespace
+
+uint64_t LayerRange::KvBytes(const LlamaConfig& c, int begin, int end, int n_ctx, int max_run) {
+  const uint64_t cell = 2ull * (static_cast<uint64_t>(c.kv_dim()) + c.v_dim());  // f16 k and v
+  uint64_t bytes = 0;
+  for (int l = begin; l < end; ++l)
+    bytes += cell * static_cast<uint64_t>(
+                        c.IsLocal(l) ? LocalCells(c, n_ctx, std::max(1, max_run)) : n_ctx);
+  return bytes;
 }
 
 void LayerRange::Reserve(int seq, int n_ctx) {
   const LlamaConfig& c = model_->config();
   KvCache::Seq& s = cache_.seqs[seq];
   s.n_ctx = n_ctx;
+  s.local_cells = has_local_ ? LocalCells(c, n_ctx, max_run_) : n_ctx;
+  s.local_first = 0;
   s.k.assign(end_ - begin_, {});
   s.v.assign(end_ - begin_, {});
   if (n_ctx > 0)
     for (int l = 0; l < end_ - begin_; ++l) {
-      s.k[l].assign(static_cast<size_t>(n_ctx) * c.kv_dim(), 0);
-      s.v[l].assign(static_cast<size_t>(n_ctx) * c.v_dim(), 0);
+      const size_t cells = c.IsLocal(begin_ + l) ? s.local_cells : n_ctx;
+      s.k[l].assign(cells * c.kv_dim(), 0);
+      s.v[l].assign(cells * c.v_dim(), 0);
     }
   n_past_[seq] = 0;
+}
+
+int LayerRange::KeptFrom(int seq) const {
+  // Position n's window starts at n + 1 - n_swa, which must still be in the local layers.
+  const int first = cache_.seqs[seq].local_first;
+  return first == 0 ? 0 : first + model_->config().n_swa - 1;
+}
+
+bool LayerRange::Truncate(int n, int seq) {
+  n = std::clamp(n, 0, n_past_[seq]);
+  if (n == 0) {
+    cache_.seqs[seq].local_first = 0;
+  } else if (n < n_past_[seq] && n < KeptFrom(seq)) {
+    return false;
+  }
+  n_past_[seq] = n;
+  return true;
+}
+
+void LayerRange::Slide(int seq, int n) {
+  const LlamaConfig& c = model_->config();
+  KvCache::Seq& s = cache_.seqs[seq];
+  const int p = n_past_[seq];
+  if (!has_local_ || p + n - s.local_first <= s.local_cells) return;
+  // The run's first window starts at p + 1 - n_swa: keep p - that positions, from cell 0.
+  const int from = std::max(0, p + 1 - c.n_swa);
+  const size_t drop = static_cast<size_t>(from - s.local_first), keep = static_cast<size_t>(p - from);
+  for (int l = begin_; l < end_; ++l) {
+    if (!c.IsLocal(l)) continue;
+    uint16_t* k = s.k[l - begin_].data();
+    uint16_t* v = s.v[l - begin_].data();
+    std::memmove(k, k + drop * c.kv_dim(), keep * c.kv_dim() * sizeof(uint16_t));
+    std::memmove(v, v + drop * c.kv_dim(), keep * c.kv_dim() * sizeof(uint16_t));
+  }
+  s.local_first = from;
 }
 
 Status LayerRange::Forward(float* x, int n, ThreadPool& pool) {
@@ -297,6 +361,21 @@ Status LayerRange::ForwardBatch(float* x, std::span<const SeqRun> runs, ThreadPo
     n += r.n;
   }
   if (n == 0) return Status();
+  // A run longer than the local layers' cells hold windows for: in pieces, when it is alone.
+  for (const SeqRun& r : runs) {
+    if (r.n <= max_run_ || cache_.seqs[r.seq].local_cells >= n_ctx(r.seq)) continue;
+    if (runs.size() > 1)
+      return Status::InvalidArgument("a run of " + std::to_string(r.n) +
+                                     " tokens in a batch of several sequences: this cache takes "
+                                     "at most " + std::to_string(max_run_) + " per sequence");
+    const int d = model_->config().n_embd;
+    for (int at = 0; at < r.n; at += max_run_) {
+      const SeqRun piece{r.seq, std::min(max_run_, r.n - at)};
+      GGSWARM_RETURN_IF_ERROR(ForwardBatch(x + static_cast<size_t>(at) * d,
+                                           std::span<const SeqRun>(&piece, 1), pool));
+    }
+    return Status();
+  }
   // Map every layer first, so that a missing or corrupt fragment fails before any state
   // changes.
   std::vector<const LayerWeights*> ws;
@@ -305,6 +384,7 @@ Status LayerRange::ForwardBatch(float* x, std::span<const SeqRun> runs, ThreadPo
     if (!w.ok()) return w.status();
     ws.push_back(*w);
   }
+  for (const SeqRun& r : runs) Slide(r.seq, r.n);
   // Each token's sequence and position; the groups that share their products: the
   // single-token runs together (as long as the row dots take them), each longer run alone.
   n_ = n;
@@ -453,8 +533,9 @@ void LayerRange::AttentionBlock(int l, const LayerWeights& w, float* x, ThreadPo
     if (c.q_scale > 0)  // Phi-3, Gemma scale q before attention (whose own scale is then 1)
       for (int i = 0; i < qd; ++i) q[i] *= c.q_scale;
     KvCache::Seq& sc = cache_.seqs[at_[t].seq];
-    uint16_t* kc = sc.k[l - begin_].data() + static_cast<size_t>(at_[t].pos) * kvd;
-    uint16_t* vc = sc.v[l - begin_].data() + static_cast<size_t>(at_[t].pos) * kvd;
+    const size_t cell = Cell(l, at_[t].seq, at_[t].pos);
+    uint16_t* kc = sc.k[l - begin_].data() + cell * kvd;
+    uint16_t* vc = sc.v[l - begin_].data() + cell * kvd;
     for (int i = 0; i < kvd; ++i) {
       kc[i] = FloatToHalf(k_[t * kvd + i]);
       vc[i] = FloatToHalf(v_[t * kvd + i]);
@@ -496,8 +577,9 @@ void LayerRange::Attend(int l, ThreadPool& pool) {
   const bool local = c.IsLocal(l);
   auto window_start = [&](int t) { return local ? std::max(0, at_[t].pos + 1 - c.n_swa) : 0; };
   const bool fast = kernels::HasAttention(hd);
-  auto kc = [&](int seq) { return cache_.seqs[seq].k[l - begin_].data(); };
-  auto vc = [&](int seq) { return cache_.seqs[seq].v[l - begin_].data(); };
+  // Position j of a sequence's cache, its keys and values.
+  auto kc = [&](int seq, int j) { return cache_.seqs[seq].k[l - begin_].data() + Cell(l, seq, j) * kvd; };
+  auto vc = [&](int seq, int j) { return cache_.seqs[seq].v[l - begin_].data() + Cell(l, seq, j) * kvd; };
   auto wide = [&](const SeqRun& r) {
     return kernels::HasF32Attention(hd) && r.n >= kBf16MinTokens;
   };
@@ -514,9 +596,9 @@ void LayerRange::Attend(int l, ThreadPool& pool) {
       const int g = static_cast<int>(job % c.n_head_kv);
       const int h0 = g * group;  // the query heads that share key/value head g
       const int j0 = window_start(t);
-      const size_t base = static_cast<size_t>(j0) * kvd + static_cast<size_t>(g) * hd;
+      const int seq = at_[t].seq;
       (fast ? kernels::AttendF16 : kernels::AttendF16Reference)(
-          q_.data() + t * qd + h0 * hd, group, kc(at_[t].seq) + base, vc(at_[t].seq) + base, kvd,
+          q_.data() + t * qd + h0 * hd, group, kc(seq, j0) + g * hd, vc(seq, j0) + g * hd, kvd,
           at_[t].pos + 1 - j0, hd, scale, att_.data() + t * qd + h0 * hd, cap);
     }
   });
@@ -524,19 +606,21 @@ void LayerRange::Attend(int l, ThreadPool& pool) {
     const SeqRun& r = runs_[i];
     if (!wide(r)) continue;
     const int first = run_first_[i];
-    const int total = at_[first + r.n - 1].pos + 1;
-    const int64_t kts = (total + 15) / 16 * 16;
+    // Positions [j_first, total) as columns from 0: every window of the run.
+    const int j_first = window_start(first);
+    const int total = at_[first + r.n - 1].pos + 1, cols = total - j_first;
+    const int64_t kts = (cols + 15) / 16 * 16;
     // (16 more columns: a window's first column need not be a multiple of 16, and the
     // kernel reads up to the next one)
     kt_.assign(static_cast<size_t>(c.n_head_kv) * hd * kts + 16, 0.0f);
-    vf_.resize(static_cast<size_t>(c.n_head_kv) * total * hd);
+    vf_.resize(static_cast<size_t>(c.n_head_kv) * cols * hd);
     pool.Run(c.n_head_kv, [&](int64_t b, int64_t e, int) {
       for (int64_t g = b; g < e; ++g) {
         float* kt = kt_.data() + g * hd * kts;
-        float* vf = vf_.data() + g * total * hd;
-        for (int j = 0; j < total; ++j) {
-          const uint16_t* kr = kc(r.seq) + static_cast<size_t>(j) * kvd + g * hd;
-          const uint16_t* vr = vc(r.seq) + static_cast<size_t>(j) * kvd + g * hd;
+        float* vf = vf_.data() + g * cols * hd;
+        for (int j = 0; j < cols; ++j) {
+          const uint16_t* kr = kc(r.seq, j_first + j) + g * hd;
+          const uint16_t* vr = vc(r.seq, j_first + j) + g * hd;
           for (int d = 0; d < hd; ++d) {
             kt[d * kts + j] = HalfToFloat(kr[d]);
             vf[static_cast<size_t>(j) * hd + d] = HalfToFloat(vr[d]);
@@ -549,10 +633,11 @@ void LayerRange::Attend(int l, ThreadPool& pool) {
         const int t = first + r.n - 1 - static_cast<int>(job / c.n_head_kv);
         const int g = static_cast<int>(job % c.n_head_kv);
         const int h0 = g * group;
-        const int j0 = window_start(t);
+        const int j0 = window_start(t) - j_first;
         kernels::AttendF32(q_.data() + t * qd + h0 * hd, group, kt_.data() + g * hd * kts + j0, kts,
-                           vf_.data() + (static_cast<size_t>(g) * total + j0) * hd,
-                           at_[t].pos + 1 - j0, hd, scale, att_.data() + t * qd + h0 * hd, cap);
+                           vf_.data() + (static_cast<size_t>(g) * cols + j0) * hd,
+                           at_[t].pos + 1 - window_start(t), hd, scale,
+                           att_.data() + t * qd + h0 * hd, cap);
       }
     });
   }

@@ -86,12 +86,19 @@ class LlamaModel {
 };
 
 // Keys and values of past positions for a run of layers, stored as f16 (as llama.cpp's
-// default cache), one block per sequence: a sequence's k[l] and v[l] are (n_ctx × kv_dim) for
-// layer l of the run. Each sequence has its own length, and one that is not in use holds no
-// memory (a stage opens and closes sessions as clients come and go).
+// default cache), one block per sequence: a sequence's k[l] and v[l] are (cells × kv_dim) for
+// layer l of the run, one cell per position. Each sequence has its own length, and one that is
+// not in use holds no memory (a stage opens and closes sessions as clients come and go).
+// A local layer (sliding window of n_swa) keeps only `local_cells` = n_swa + max_run - 1 cells
+// (when that is less than n_ctx): the positions from `local_first` on, in order, enough for
+// the windows of a run of up to max_run tokens. Before a run that would not fit, the window
+// the run needs slides down to cell 0 (LayerRange::Slide), so that attention reads a window's
+// keys in one piece, as it reads a global layer's.
 struct KvCache {
   struct Seq {
     int n_ctx = 0;
+    int local_cells = 0;  // cells of a local layer (n_ctx without a window)
+    int local_first = 0;  // the position in a local layer's cell 0
     std::vector<AlignedVector<uint16_t>> k, v;
   };
   std::vector<Seq> seqs;
@@ -106,8 +113,16 @@ struct SeqRun {
 class LayerRange {
  public:
   // Layers [begin, end) of `model`, with a cache of `n_ctx` positions for each of `n_seq`
-  // sequences (n_ctx 0: none yet; see Reserve).
-  LayerRange(std::shared_ptr<LlamaModel> model, int begin, int end, int n_ctx, int n_seq = 1);
+  // sequences (n_ctx 0: none yet; see Reserve). `max_run`: the most tokens of one sequence in
+  // a batch (the callers' prompt chunk), which sizes the local layers' caches; a longer run is
+  // taken in pieces of max_run, and refused in a batch of several sequences.
+  LayerRange(std::shared_ptr<LlamaModel> model, int begin, int end, int n_ctx, int n_seq = 1,
+             int max_run = kDefaultMaxRun);
+  static constexpr int kDefaultMaxRun = 512;
+
+  // The bytes of KV cache that layers [begin, end) take for one sequence of n_ctx positions.
+  static uint64_t KvBytes(const LlamaConfig& c, int begin, int end, int n_ctx,
+                          int max_run = kDefaultMaxRun);
 
   // Gives sequence `seq` a new, empty cache of n_ctx positions (0: frees its memory). Not
   // while a Forward that includes `seq` runs; other sequences' Forwards may.
@@ -127,8 +142,13 @@ class LayerRange {
   int n_past(int seq = 0) const { return n_past_[seq]; }
   int n_ctx(int seq = 0) const { return cache_.seqs[seq].n_ctx; }
   int n_seq() const { return static_cast<int>(cache_.seqs.size()); }
-  // Forgets positions from `n` on (n <= n_past): a later Forward continues from n.
-  void Truncate(int n, int seq = 0) { n_past_[seq] = std::min(n_past_[seq], std::max(0, n)); }
+  // Forgets positions from `n` on (n <= n_past): a later Forward continues from n. False (and
+  // nothing changed) where the local layers have already dropped keys that position n's
+  // window needs (n < KeptFrom(seq)); 0 always works.
+  bool Truncate(int n, int seq = 0);
+  // The least position besides 0 that Truncate can go back to.
+  int KeptFrom(int seq = 0) const;
+  int max_run() const { return max_run_; }
   int begin() const { return begin_; }
   int end() const { return end_; }
 
@@ -141,6 +161,14 @@ class LayerRange {
   struct TokenAt {
     int seq = 0, pos = 0;
   };
+
+  // Moves the local layers' window down for a run of n tokens at sequence seq's next position
+  // (KvCache), when they would not fit.
+  void Slide(int seq, int n);
+  // Layer l's cell of `pos` in sequence seq's cache.
+  size_t Cell(int l, int seq, int pos) const {
+    return static_cast<size_t>(pos - (model_->config().IsLocal(l) ? cache_.seqs[seq].local_first : 0));
+  }
 
   // `next`: the layer after l, whose first product is announced to the pool, or null.
   Status ForwardLayer(int l, const LayerWeights& w, const LayerWeights* next, float* x,
@@ -166,6 +194,8 @@ class LayerRange {
 
   std::shared_ptr<LlamaModel> model_;
   int begin_, end_;
+  int max_run_;
+  bool has_local_ = false;  // a layer of the range has a sliding window
   KvCache cache_;
   std::vector<int> n_past_;  // per sequence
   MatMulScratch scratch_;

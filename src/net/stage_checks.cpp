@@ -83,11 +83,18 @@ grpc::Status CheckRoute(const pb::ForwardRequest& first, int items, const pb::Se
   return grpc::Status::OK;
 }
 
-grpc::Status CheckForwardPosition(const pb::ForwardRequest& req, int64_t n_past, int64_t n_ctx) {
+grpc::Status CheckForwardPosition(const pb::ForwardRequest& req, int64_t n_past, int64_t n_ctx,
+                                  int64_t kept_from) {
   const int64_t position = req.position();
   if (position > n_past)
     return Bad("position " + std::to_string(position) + " is past the session's " +
                std::to_string(n_past) + " positions");
+  if (position > 0 && position < n_past && position < kept_from)
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "position " + std::to_string(position) +
+                            ": this stage's sliding-window layers keep the session's positions "
+                            "from " + std::to_string(kept_from) +
+                            " on only; go back to 0 instead");
   if (position + static_cast<int64_t>(req.n()) > n_ctx)
     return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                         "the context is full: position " + std::to_string(position) + " + " +

@@ -24,9 +24,10 @@ grpc::Status CheckForwardMany(const stage::v1::ForwardManyRequest& req,
 // only on a stage with the head and without a route.
 grpc::Status CheckRoute(const stage::v1::ForwardRequest& first, int items,
                         const stage::v1::ServedRange& self);
-// Its place in a session that holds `n_past` of `n_ctx` positions.
+// Its place in a session that holds `n_past` of `n_ctx` positions, and can go back to 0 or to
+// `kept_from` and after (a sliding window's layers drop older keys: LayerRange::KeptFrom).
 grpc::Status CheckForwardPosition(const stage::v1::ForwardRequest& req, int64_t n_past,
-                                  int64_t n_ctx);
+                                  int64_t n_ctx, int64_t kept_from = 0);
 // The positions an OpenSession asks for (0: the stage's maximum) into `*n_ctx`.
 grpc::Status CheckOpenSession(const stage::v1::OpenSessionRequest& req, uint32_t max_ctx,
                               int* n_ctx);

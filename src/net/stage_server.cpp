@@ -219,11 +219,9 @@ struct StageServer::Impl final : public pb::Stage::Service {
     int n_ctx = 0;
     if (auto st = CheckOpenSession(*req, self.max_ctx(), &n_ctx); !st.ok()) return st;
     std::string id;
-    // K and V in f16 for each of this stage's layers and each position.
-    const model::LlamaConfig& c = model->config();
-    const uint64_t kv = 2ull * 2 * static_cast<uint64_t>(o.end_layer - o.first_layer) *
-                        static_cast<uint64_t>(n_ctx) * static_cast<uint64_t>(c.n_head_kv) *
-                        static_cast<uint64_t>(std::max(c.head_dim, c.head_dim_v));
+    // K and V in f16 for each of this stage's layers and each position (of a window).
+    const uint64_t kv = model::LayerRange::KvBytes(model->config(), o.first_layer, o.end_layer,
+                                                   n_ctx, layers->max_run());
     {
       std::lock_guard<std::mutex> l(mu);
       if (static_cast<int>(sessions.size()) >= o.max_sessions)
@@ -299,7 +297,8 @@ struct StageServer::Impl final : public pb::Stage::Service {
     if (auto st = CheckRoute(*req, 1, self); !st.ok()) return st;
     if (auto st = CheckNextStage(*req); !st.ok()) return st;
     std::lock_guard<std::mutex> session_lock(s->mu);
-    if (auto st = CheckForwardPosition(*req, layers->n_past(s->slot), layers->n_ctx(s->slot));
+    if (auto st = CheckForwardPosition(*req, layers->n_past(s->slot), layers->n_ctx(s->slot),
+                                           layers->KeptFrom(s->slot));
         !st.ok())
       return st;
     Job job;
@@ -330,7 +329,8 @@ struct StageServer::Impl final : public pb::Stage::Service {
     for (int i = 0; i < req->items_size(); ++i) {
       const pb::ForwardRequest& f = req->items(i);
       Session* h = held[i].get();
-      if (auto st = CheckForwardPosition(f, layers->n_past(h->slot), layers->n_ctx(h->slot));
+      if (auto st = CheckForwardPosition(f, layers->n_past(h->slot), layers->n_ctx(h->slot),
+                                             layers->KeptFrom(h->slot));
           !st.ok())
         return Error(st.error_code(), "item " + std::to_string(i) + ": " + st.error_message());
       job.items.push_back({h, &f, rep->add_items()});
@@ -771,7 +771,7 @@ StatusOr<std::unique_ptr<StageServer>> StageServer::Start(const StageOptions& o,
   const bool first = so.first_layer == 0, last = so.end_layer == c.n_layer;
   impl->pool = std::make_unique<ThreadPool>(so.threads);
   impl->layers = std::make_unique<model::LayerRange>(impl->model, so.first_layer, so.end_layer, 0,
-                                                     so.max_sessions);
+                                                     so.max_sessions, so.max_batch);
   for (int slot = so.max_sessions; slot-- > 0;) impl->free_slots.push_back(slot);
   std::vector<float> probe(static_cast<size_t>(c.n_embd));
   if (first) {

@@ -27,10 +27,10 @@ StatusOr<std::unique_ptr<Engine>> Engine::Open(const std::string& path, const En
   if (!lm.ok()) return lm.status();
   auto e = std::unique_ptr<Engine>(new Engine(std::move(lm->tokenizer)));
   e->model_ = std::move(lm->model);
-  e->layers_ =
-      std::make_unique<model::LayerRange>(e->model_, 0, e->model_->config().n_layer, lm->n_ctx);
-  e->pool_ = std::make_unique<ThreadPool>(opts.threads);
   e->n_batch_ = std::max(1, opts.n_batch);
+  e->layers_ = std::make_unique<model::LayerRange>(e->model_, 0, e->model_->config().n_layer,
+                                                   lm->n_ctx, 1, e->n_batch_);
+  e->pool_ = std::make_unique<ThreadPool>(opts.threads);
   return e;
 }
 

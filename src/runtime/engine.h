@@ -49,8 +49,9 @@ class Engine : public Evaluator {
   // the last one in `logits` (n_vocab floats).
   Status Eval(std::span<const int32_t> tokens, std::vector<float>* logits) override;
 
-  // Forgets every position from `n` on (0: start over).
-  void Truncate(int n) { layers_->Truncate(n); }
+  // Forgets every position from `n` on (0: start over); false (and nothing changed) where a
+  // sliding window's layers no longer hold what position n needs (LayerRange::Truncate).
+  bool Truncate(int n) { return layers_->Truncate(n); }
   void Reset() override { Truncate(0); }
 
   // Maps (and, from fragments, checks) every weight now rather than on first use.

@@ -215,7 +215,7 @@ class LocalBatch : public BatchEvaluator {
     e->source_ = std::move(lm->source);
     e->model_ = std::move(lm->model);
     e->layers_ = std::make_unique<model::LayerRange>(e->model_, 0, e->model_->config().n_layer,
-                                                     lm->n_ctx, o.parallel);
+                                                     lm->n_ctx, o.parallel, o.n_batch);
     e->pool_ = std::make_unique<ThreadPool>(o.threads);
     return std::unique_ptr<BatchEvaluator>(std::move(e));
   }
@@ -225,10 +225,7 @@ class LocalBatch : public BatchEvaluator {
   int n_ctx() const override { return layers_->n_ctx(); }
   int n_past(int seq) const override { return layers_->n_past(seq); }
   void Reset(int seq) override { layers_->Truncate(0, seq); }
-  bool Truncate(int seq, int n) override {
-    layers_->Truncate(n, seq);
-    return true;
-  }
+  bool Truncate(int seq, int n) override { return layers_->Truncate(n, seq); }
 
   Status Step(std::span<const SeqTokens> items, std::vector<float>* logits) override {
     const int d = model_->config().n_embd, nv = model_->config().n_vocab;
