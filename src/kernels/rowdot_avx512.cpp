@@ -162,50 +162,66 @@ struct Q4_KKernel {
   int64_t steps;
   // Lanes 0-7 of a product of low nibbles are sub-block 4c, lanes 8-15 sub-block 4c + 2;
   // of high nibbles 4c + 1 and 4c + 3.
-  __m512i idx_lo[2], idx_hi[2];
+  // The byte shuffles that give each 32-bit lane its sub-block's scale as two 16-bit
+  // copies; and those that unpack the scales and mins (Load).
+  __m512i idx[2];
+  __m128i low_src, high_src, low_mask;
   Q4_KKernel(const RowDotAct& act, int64_t k)
       : a(static_cast<const Q8_K*>(act.act)),
         aq(act.q.data()),
         sums(act.sums.data()),
         steps(k / kQK_K) {
-    idx_lo[0] = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
-    idx_hi[0] = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1);
-    idx_lo[1] = _mm512_add_epi32(idx_lo[0], _mm512_set1_epi32(4));
-    idx_hi[1] = _mm512_add_epi32(idx_hi[0], _mm512_set1_epi32(4));
+    // 128-bit lanes 0-1: four words of sub-block a's scale, then four of a + 1; lanes 2-3
+    // the same for a + 2 and a + 3 (the order vpackssdw leaves Apply's sums in).
+    auto lanes = [](int a) {
+      auto half = [](int x, int y) {
+        const int wx = static_cast<int>(0x80008000u | x << 16 | x);
+        const int wy = static_cast<int>(0x80008000u | y << 16 | y);
+        const __m128i p = _mm_setr_epi32(wx, wx, wy, wy);
+        return _mm256_set_m128i(p, p);
+      };
+      return _mm512_inserti64x4(_mm512_castsi256_si512(half(a, a + 1)), half(a + 2, a + 3), 1);
+    };
+    for (int c = 0; c < 2; ++c) idx[c] = lanes(4 * c);
+    // In the block's first 16 bytes the scales' 12 are bytes 4-15 (q[0] … q[11]). Scale j < 4:
+    // q[j] & 63; j >= 4: (q[j+4] & 15) | (q[j-4] >> 6) << 4. Min j < 4: q[j+4] & 63; j >= 4:
+    // (q[j+4] >> 4) | (q[j] >> 6) << 4.
+    low_src = _mm_setr_epi8(4, 5, 6, 7, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15);
+    high_src = _mm_setr_epi8(-1, -1, -1, -1, 4, 5, 6, 7, -1, -1, -1, -1, 8, 9, 10, 11);
+    low_mask = _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 15, 15, 15, 15);
   }
 
   Acc Zero() const { return {_mm512_setzero_ps(), _mm_setzero_ps()}; }
   // A super-block's weights, ready for any token's activations: the nibbles, the scales
   // lined up with them, d and dmin, and the mins.
   struct W {
-    __m512i lo[2], hi[2], slo[2], shi[2];
+    __m512i lo[2], hi[2], sc[2];
     __m128 ddw;
     __m128i m16;
   };
   W Load(const uint8_t* row, int64_t i) const {
     const Q4_K& x = reinterpret_cast<const Q4_K*>(row)[i];
     const __m512i nib = _mm512_set1_epi8(0x0F);
-    uint32_t u[3];
-    std::memcpy(u, x.scales, 12);
-    const uint32_t sc_lo = u[0] & 0x3f3f3f3f, m_lo = u[1] & 0x3f3f3f3f;
-    const uint32_t sc_hi = (u[2] & 0x0f0f0f0f) | (((u[0] >> 6) & 0x03030303) << 4);
-    const uint32_t m_hi = ((u[2] >> 4) & 0x0f0f0f0f) | (((u[1] >> 6) & 0x03030303) << 4);
-    __m512i scv =
-        _mm512_cvtepu8_epi32(_mm_set_epi32(0, 0, static_cast<int>(sc_hi), static_cast<int>(sc_lo)));
-    scv = _mm512_or_si512(scv, _mm512_slli_epi32(scv, 16));  // two 16-bit copies per lane
+    // d, dmin and the twelve bytes of scales and mins in one register, unpacked there (scalar
+    // unpacking and moving into vectors took as long as the products): bytes 0-7 the eight
+    // 6-bit scales, 8-15 the eight mins.
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(&x));
+    const __m128i lows = _mm_shuffle_epi8(v, low_src);
+    const __m128i low =
+        _mm_and_si128(_mm_mask_blend_epi8(0xF000, lows, _mm_srli_epi16(lows, 4)), low_mask);
+    const __m128i high = _mm_and_si128(_mm_srli_epi16(_mm_shuffle_epi8(v, high_src), 2),
+                                       _mm_set1_epi8(0x30));
+    const __m128i sm = _mm_or_si128(low, high);
+    const __m512i sm4 = _mm512_broadcast_i32x4(sm);
     W w;
     for (int c = 0; c < 2; ++c) {
       const __m512i q = _mm512_loadu_si512(x.qs + 64 * c);
       w.lo[c] = _mm512_and_si512(q, nib);
       w.hi[c] = _mm512_and_si512(_mm512_srli_epi16(q, 4), nib);
-      w.slo[c] = _mm512_permutexvar_epi32(idx_lo[c], scv);
-      w.shi[c] = _mm512_permutexvar_epi32(idx_hi[c], scv);
+      w.sc[c] = _mm512_shuffle_epi8(sm4, idx[c]);
     }
-    uint32_t ddm;
-    std::memcpy(&ddm, &x.d, 4);
-    w.ddw = _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(ddm)));
-    w.m16 = _mm_cvtepu8_epi16(
-        _mm_cvtsi64_si128(static_cast<int64_t>(m_lo | static_cast<uint64_t>(m_hi) << 32)));
+    w.ddw = _mm_cvtph_ps(v);  // d and dmin in lanes 0 and 1
+    w.m16 = _mm_unpackhi_epi8(sm, _mm_setzero_si128());
     return w;
   }
   void Apply(const W& w, int64_t i, Acc& acc) const {
@@ -213,12 +229,12 @@ struct Q4_KKernel {
     for (int c = 0; c < 2; ++c) {
       const __m512i alo = _mm512_loadu_si512(aq + i * kQK_K + 128 * c);
       const __m512i ahi = _mm512_loadu_si512(aq + i * kQK_K + 128 * c + 64);
-      // Pairs of products in 16 bits (15 · 127 · 2 fits), then times the sub-block's scale
-      // and summed into 32 bits by vpdpwssd.
-      const __m512i plo = _mm512_maddubs_epi16(w.lo[c], alo);
-      const __m512i phi = _mm512_maddubs_epi16(w.hi[c], ahi);
-      isum = _mm512_dpwssd_epi32(isum, plo, w.slo[c]);
-      isum = _mm512_dpwssd_epi32(isum, phi, w.shi[c]);
+      // Each 32-bit lane's four products (vpdpbusd: nibbles unsigned, activations signed),
+      // at most 4 · 15 · 128 in size: packed into 16 bits, low nibbles' and high nibbles'
+      // sums side by side, then times their sub-blocks' scales and summed by vpdpwssd.
+      const __m512i plo = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w.lo[c], alo);
+      const __m512i phi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w.hi[c], ahi);
+      isum = _mm512_dpwssd_epi32(isum, _mm512_packs_epi32(plo, phi), w.sc[c]);
     }
     // d and dmin times the activations' scale; then the mins, Σ_j m_j · (sum of sub-block j
     // of the activations).
