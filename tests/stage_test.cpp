@@ -18,7 +18,10 @@
 #include "api/bridge.h"
 #include "arch_cases.h"
 #include "base/sha256.h"
+#include "gguf/gguf_file.h"
 #include "h2_attack.h"
+#include "model/ops.h"
+#include "net/chain_verify.h"
 #include "net/dht.h"
 #include "net/stage_client.h"
 #include "process.h"
@@ -888,6 +891,89 @@ TEST_F(Pipeline, TlsStagesServeOnlyClientsThatTrustThem) {
   EXPECT_NE(no_key.err.find("--tls-cert and --tls-key go together"), std::string::npos)
       << no_key.err;
   EXPECT_TRUE(a->running() && b->running());
+}
+
+// Stages with the same kernels give a checker the same bits, since it is fed the chain's own
+// batches (a prompt's chunks as sent; single steps up to ExactRun at once): a stage that
+// perturbs its output by far less than kVerifyTolerance is still caught and banned, and
+// honest stages agree bit for bit through a prompt longer than the row dots' group (its
+// own kernels) and 40 single steps (replayed 31 at a time). Q8_0 and F16 models (ExactRun
+// 31 and 3).
+TEST_F(Pipeline, StagesWithTheSameKernelsMustGiveTheSameBits) {
+  TempDir t;
+  for (const std::string type : {"Q8_0", "F16"}) {
+    SCOPED_TRACE(type);
+    const std::string model = t / (type + ".gguf");
+    Result r = Ggswarm("synth " + model + " --preset tiny --n-layer 3 --type " + type +
+                           " --seed 3 --name exact" + type,
+                       t);
+    ASSERT_EQ(r.code, 0) << r.err;
+    auto header = gguf::GgufFile::Open(model);
+    ASSERT_TRUE(header.ok());
+    EXPECT_EQ(net::ExactRun(*header), type == "Q8_0" ? model::kRowDotMaxTokens : 3);
+    std::vector<std::unique_ptr<net::StageServer>> stages;
+    auto start = [&](int first, int end, float perturb, const std::string& peer) {
+      net::StageOptions so;
+      so.model_path = model;
+      so.first_layer = first;
+      so.end_layer = end;
+      so.threads = 1;
+      so.perturb_for_tests = perturb;
+      if (!peer.empty()) so.peers = {peer};
+      auto s = net::StageServer::Start(so, nullptr);
+      EXPECT_TRUE(s.ok()) << s.status().ToString();
+      if (!s.ok()) return std::string();
+      stages.push_back(std::move(*s));
+      return "127.0.0.1:" + std::to_string(stages.back()->port());
+    };
+    const std::string a0 = start(0, 1, 0, "");
+    ASSERT_FALSE(a0.empty());
+    const std::string liar = start(1, 3, 1e-4f, a0);
+    ASSERT_FALSE(start(1, 3, 0, a0).empty());
+    ASSERT_FALSE(start(1, 3, 0, a0).empty());
+    ASSERT_TRUE(WaitForStages(a0, 4));
+    runtime::EngineOptions eo;
+    eo.threads = 1;
+    auto engine = runtime::Engine::Open(model, eo);
+    ASSERT_TRUE(engine.ok());
+    std::vector<int32_t> prompt = {1};
+    for (int i = 0; i < 45; ++i) prompt.push_back(10 + 7 * i);
+    std::vector<float> want;
+    ASSERT_TRUE((*engine)->Eval(prompt, &want).ok());
+    const auto [lo, hi] = std::minmax_element(want.begin(), want.end());
+    const double scale = std::max({1.0, std::fabs(double(*lo)), std::fabs(double(*hi))});
+    net::ChainOptions co;
+    co.address = a0;
+    co.prefer = {liar};
+    {  // the liar's logits differ from the truth, but by less than the tolerance
+      auto chain = net::SwarmChain::Connect(co);
+      ASSERT_TRUE(chain.ok()) << chain.status().ToString();
+      ASSERT_EQ((*chain)->Route()[1].address, liar);
+      EXPECT_FALSE((*chain)->Route()[1].kernels.empty());
+      std::vector<float> got;
+      ASSERT_TRUE((*chain)->Eval(prompt, &got).ok());
+      double d = 0;
+      for (size_t i = 0; i < want.size(); ++i) d = std::max(d, double(std::fabs(got[i] - want[i])));
+      EXPECT_GT(d, 0);
+      EXPECT_LT(d / scale, net::kVerifyTolerance);
+    }
+    co.verify_fraction = 1;
+    auto chain = net::SwarmChain::Connect(co);
+    ASSERT_TRUE(chain.ok()) << chain.status().ToString();
+    std::vector<float> got;
+    ASSERT_TRUE((*chain)->Eval(prompt, &got).ok());
+    EXPECT_EQ((*chain)->banned(), std::vector<std::string>{liar});
+    EXPECT_EQ(got, want);
+    // Forty single steps, every one checked, against the honest stages only.
+    for (int i = 0; i < 40; ++i) {
+      const int32_t tok = 20 + 11 * i;
+      ASSERT_TRUE((*chain)->Eval({&tok, 1}, &got).ok()) << i;
+      ASSERT_TRUE((*engine)->Eval({&tok, 1}, &want).ok());
+      ASSERT_EQ(got, want) << i;
+    }
+    EXPECT_EQ((*chain)->banned(), std::vector<std::string>{liar});
+    EXPECT_GE((*chain)->checks(), 20);  // range 0 has no other stage: every other step
+  }
 }
 
 TEST_F(Pipeline, AKilledStageWithoutAReplicaNamesTheMissingLayers) {

@@ -212,6 +212,13 @@ void RowDotMatMul(const MatMulPart* parts, int count, const float* x, int n, Thr
 
 }  // namespace
 
+std::string KernelsInUse() {
+  std::string name = kernels::IsaName(kernels::Active());
+  if (kernels::AmxActive()) name += "+amx-int8";
+  if (kernels::AmxBf16Active()) name += "+amx-bf16";
+  return name;
+}
+
 void MatMul(const TensorView& w, const float* x, int n, float* y, ThreadPool& pool,
             MatMulScratch* s, std::initializer_list<MatMulPart> next) {
   const GgmlType type = w.type();

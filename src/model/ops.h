@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "base/thread_pool.h"
@@ -41,6 +42,10 @@ constexpr int kRowDotMaxTokens = 31;
 // Batches of at least this many tokens use the bf16 tiles where the CPU has AMX-BF16 (see
 // kernels.h); shorter ones stay on the integer kernels, which round as llama.cpp does.
 constexpr int kBf16MinTokens = 32;
+
+// The kernels this process computes with, by name ("avx512-vnni+amx-int8+amx-bf16", "avx2",
+// …): processes with the same give the same bits for the same batches.
+std::string KernelsInUse();
 
 // One of several matrices that multiply the same input, and where its product goes; or,
 // where `x` is set, its own input (n × cols).

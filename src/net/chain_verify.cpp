@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+
+#include "model/ops.h"
 
 namespace ggswarm::net {
 namespace {
@@ -19,8 +22,24 @@ double Difference(const float* a, const std::vector<float>& b) {
 
 }  // namespace
 
-ChainVerifier::ChainVerifier(const ChainOptions& o, int n_ctx, int n_vocab)
-    : o_(o), n_ctx_(n_ctx), n_vocab_(n_vocab), checked_once_(o.n_seq, false), rng_(o.verify_seed) {}
+int ExactRun(const gguf::GgufFile& header) {
+  for (const gguf::TensorInfo& t : header.tensors) {
+    if (t.shape.size() < 2 || t.name.rfind("blk.", 0) != 0) continue;
+    if (t.type != GgmlType::Q8_0 && t.type != GgmlType::Q4_0 && t.type != GgmlType::Q4_K &&
+        t.type != GgmlType::Q6_K)
+      return model::kTileMinTokens - 1;
+  }
+  return model::kRowDotMaxTokens;
+}
+
+ChainVerifier::ChainVerifier(const ChainOptions& o, int n_ctx, int n_vocab, int exact_run)
+    : o_(o),
+      n_ctx_(n_ctx),
+      n_vocab_(n_vocab),
+      exact_run_(std::max(1, exact_run)),
+      checked_once_(o.n_seq, false),
+      cut_(o.n_seq, false),
+      rng_(o.verify_seed) {}
 
 ChainVerifier::~ChainVerifier() = default;
 
@@ -31,18 +50,27 @@ void ChainVerifier::Log(const std::string& s) const {
 void ChainVerifier::Reset(int seq) {
   for (Checker& k : checkers_) k.chain->Reset(seq);
   checked_once_[seq] = false;
+  cut_[seq] = false;
 }
 
 void ChainVerifier::Truncate(int seq, int n) {
   for (Checker& k : checkers_) k.chain->Truncate(seq, n);
+  cut_[seq] = true;
+}
+
+bool ChainVerifier::Agree(const float* a, const std::string& ka, const std::vector<float>& b,
+                          const std::string& kb, int seq, double* d) const {
+  *d = Difference(a, b);
+  if (!ka.empty() && ka == kb && !cut_[seq])
+    return std::memcmp(a, b.data(), b.size() * sizeof(float)) == 0;
+  return *d <= kVerifyTolerance;
 }
 
 Status ChainVerifier::Verify(std::span<const ChainItem> items, const std::vector<float>& logits,
-                             const std::vector<SwarmChain::Hop>& route,
-                             const std::function<std::vector<int32_t>(int)>& tokens, bool* redo,
-                             size_t* failed) {
+                             const std::vector<SwarmChain::Hop>& route, const History& history,
+                             bool* redo, size_t* failed) {
   route_ = &route;
-  tokens_ = &tokens;
+  history_ = &history;
   size_t row = 0;
   for (const ChainItem& it : items) {
     if (!it.logits) continue;
@@ -87,23 +115,57 @@ StatusOr<ChainVerifier::Checker> ChainVerifier::MakeChecker(int first, int end,
   Checker k;
   k.first = first;
   k.end = end;
-  for (const SwarmChain::Hop& h : (*c)->Route())
-    if (h.first_layer <= first && first < h.end_layer) k.stage = h.address;
+  // Its kernels count (for comparing bits) only when it differs from the checked chain in
+  // that one stage: the same hops elsewhere, that stage over the same layers.
+  bool same_elsewhere = true;
+  for (const SwarmChain::Hop& h : (*c)->Route()) {
+    if (h.first_layer <= first && first < h.end_layer) {
+      k.stage = h.address;
+      k.kernels = h.kernels;
+      same_elsewhere = same_elsewhere && h.first_layer == first && h.end_layer == end;
+      continue;
+    }
+    bool found = false;
+    for (const SwarmChain::Hop& g : *route_)
+      found = found || (g.address == h.address && g.first_layer == h.first_layer &&
+                        g.end_layer == h.end_layer);
+    same_elsewhere = same_elsewhere && found;
+  }
+  if (!same_elsewhere) k.kernels.clear();
   if (avoid.count(k.stage)) return Status::NotFound("no other stage serves those layers");
   k.chain = std::move(*c);
   return k;
 }
 
-// Feeds checker `c` the tokens of `seq` it has not seen (in batches of the stages' size) and
-// leaves the logits of the last in `out`.
-Status ChainVerifier::CatchUp(Checker& c, int seq, std::vector<float>* out) {
-  const std::vector<int32_t> t = (*tokens_)(seq);
-  if (c.chain->n_past(seq) > static_cast<int>(t.size())) c.chain->Reset(seq);
-  const size_t n_batch = static_cast<size_t>(c.chain->max_batch());
-  for (size_t at = static_cast<size_t>(c.chain->n_past(seq)); at < t.size(); at += n_batch) {
-    const size_t n = std::min(n_batch, t.size() - at);
-    const ChainItem item{seq, std::span<const int32_t>(t).subspan(at, n), at + n == t.size()};
-    GGSWARM_RETURN_IF_ERROR(c.chain->Step(std::span<const ChainItem>(&item, 1), out));
+// Feeds checker `c` the batches of `seq` it has not seen, as the chain sent them (runs of up
+// to exact_run_ single-token steps as one), and leaves the logits of the last in `out`. A
+// batch longer than the checker's stages take goes in pieces, and *same_batches is then
+// false.
+Status ChainVerifier::CatchUp(Checker& c, int seq, std::vector<float>* out, bool* same_batches) {
+  const std::vector<std::vector<int32_t>>& h = (*history_)(seq);
+  // The first batch the checker has not seen; from the start when it stopped inside one.
+  size_t b = 0;
+  int at = 0;
+  while (b < h.size() && at < c.chain->n_past(seq)) at += static_cast<int>(h[b++].size());
+  if (at != c.chain->n_past(seq)) {
+    c.chain->Reset(seq);
+    b = 0;
+  }
+  std::vector<int32_t> run;
+  while (b < h.size()) {
+    run.assign(h[b].begin(), h[b].end());
+    ++b;
+    if (run.size() == 1)
+      while (b < h.size() && h[b].size() == 1 && static_cast<int>(run.size()) < exact_run_)
+        run.push_back(h[b++][0]);
+    const size_t most = static_cast<size_t>(std::max(1, c.chain->max_batch()));
+    if (run.size() > most) *same_batches = false;
+    for (size_t from = 0; from < run.size(); from += most) {
+      const size_t n = std::min(most, run.size() - from);
+      const ChainItem item{seq, std::span<const int32_t>(run).subspan(from, n),
+                           b == h.size() && from + n == run.size()};
+      GGSWARM_RETURN_IF_ERROR(c.chain->Step(std::span<const ChainItem>(&item, 1), out));
+    }
   }
   return Status::Ok();
 }
@@ -141,13 +203,15 @@ Status ChainVerifier::CheckRange(size_t r, int seq, const float* p, bool* redo) 
   }
   c->used = ++checks_;
   std::vector<float> q;
-  if (Status st = CatchUp(*c, seq, &q); !st.ok()) {
+  bool same = true;
+  if (Status st = CatchUp(*c, seq, &q, &same); !st.ok()) {
     Log("checking " + what + " on " + c->stage + " failed (" + st.message() + "): skipped");
     DropChecker(c->stage);
     return Status::Ok();
   }
-  const double d = Difference(p, q);
-  if (d <= kVerifyTolerance) return Status::Ok();
+  double d = 0;
+  const std::string mine_kernels = same ? hop.kernels : "", theirs_kernels = c->kernels;
+  if (Agree(p, mine_kernels, q, theirs_kernels, seq, &d)) return Status::Ok();
   // Two stages disagree: a third decides.
   const std::string theirs = c->stage;
   char diff[64];
@@ -164,9 +228,12 @@ Status ChainVerifier::CheckRange(size_t r, int seq, const float* p, bool* redo) 
   Checker& z = checkers_.back();
   z.used = ++checks_;
   std::vector<float> zq;
-  GGSWARM_RETURN_IF_ERROR(CatchUp(z, seq, &zq));
-  const bool with_mine = Difference(p, zq) <= kVerifyTolerance;
-  const bool with_theirs = Difference(zq.data(), q) <= kVerifyTolerance;
+  GGSWARM_RETURN_IF_ERROR(CatchUp(z, seq, &zq, &same));
+  // (`same` false: some batch went in pieces to a checker, so no comparison asks for bits.)
+  const std::string z_kernels = same ? z.kernels : "";
+  double dz = 0;
+  const bool with_mine = Agree(p, mine_kernels, zq, z_kernels, seq, &dz);
+  const bool with_theirs = Agree(zq.data(), z_kernels, q, same ? theirs_kernels : "", seq, &dz);
   if (with_theirs && !with_mine) {
     Ban(mine, what, theirs, z.stage);
     *redo = true;

@@ -2,6 +2,12 @@
 // chains that replace one of its stages with another serving the same layers. A stage that
 // two others disagree with is banned; the chain (net/stage_client.cpp) then rebuilds itself
 // without it and does the step again. See docs/pipeline.md.
+//
+// A checker is fed a sequence's tokens in the batches the chain sent them in (a prompt's
+// chunks as they were; single-token steps up to ExactRun of them at once), so that where
+// its stage runs the same kernels as the checked one (ServedRange.kernels) the logits must
+// be the same bits: any difference is a disagreement. Between stages with other kernels (AVX2
+// and AVX-512, AMX or not), which round differently, kVerifyTolerance applies.
 #pragma once
 
 #include <cstdint>
@@ -14,25 +20,34 @@
 #include <vector>
 
 #include "base/status.h"
+#include "gguf/gguf_file.h"
 #include "net/stage_client.h"
 
 namespace ggswarm::net {
+
+// How many single-token steps of a sequence one run may replay and still give each token the
+// bits it got alone, on any stage: the row dots' group (model/ops.h: kRowDotMaxTokens) when
+// every matrix of the layers has a row-dot type (Q8_0, Q4_0, Q4_K, Q6_K), else fewer than
+// the tiles take (kTileMinTokens - 1).
+int ExactRun(const gguf::GgufFile& header);
 
 class ChainVerifier {
  public:
   // `o` is the checked chain's options (the checkers are made like it); n_ctx its positions
   // per sequence, n_vocab the logits per row.
-  ChainVerifier(const ChainOptions& o, int n_ctx, int n_vocab);
+  ChainVerifier(const ChainOptions& o, int n_ctx, int n_vocab, int exact_run);
   ~ChainVerifier();
 
   // After a step of the chain whose stages are `route` (in order): checks the logits of the
   // items that want them, each with the fraction's chance (and a sequence's first logits
-  // always, on every range). tokens(seq) gives all of a sequence's tokens so far. *redo: the
-  // stage at route[*failed] was banned, and the step must be done again without it.
+  // always, on every range). history(seq) gives a sequence's batches so far, as sent. *redo:
+  // the stage at route[*failed] was banned, and the step must be done again without it.
+  using History = std::function<const std::vector<std::vector<int32_t>>&(int)>;
   Status Verify(std::span<const ChainItem> items, const std::vector<float>& logits,
-                const std::vector<SwarmChain::Hop>& route,
-                const std::function<std::vector<int32_t>(int)>& tokens, bool* redo, size_t* failed);
-  // The sequence starts anew, or keeps its first n positions (as the chain's own).
+                const std::vector<SwarmChain::Hop>& route, const History& history, bool* redo,
+                size_t* failed);
+  // The sequence starts anew, or keeps its first n positions (as the chain's own; its last
+  // batch cut short was computed whole, so from then on its checks allow kVerifyTolerance).
   void Reset(int seq);
   void Truncate(int seq, int n);
 
@@ -44,26 +59,31 @@ class ChainVerifier {
     std::unique_ptr<SwarmChain> chain;
     int first = 0, end = 0;  // the range it checks
     std::string stage;       // its stage for that range
+    std::string kernels;     // that stage's kernels
     uint64_t used = 0;       // when last used (a count of checks)
   };
   StatusOr<Checker> MakeChecker(int first, int end, const std::set<std::string>& avoid);
-  Status CatchUp(Checker& c, int seq, std::vector<float>* out);
+  Status CatchUp(Checker& c, int seq, std::vector<float>* out, bool* same_batches);
   Status CheckRange(size_t r, int seq, const float* p, bool* redo);
+  // Logits of stages with kernels ka and kb agree: the same bits, or within kVerifyTolerance.
+  bool Agree(const float* a, const std::string& ka, const std::vector<float>& b,
+             const std::string& kb, int seq, double* d) const;
   void Ban(const std::string& stage, const std::string& what, const std::string& a,
            const std::string& b);
   void DropChecker(const std::string& stage);
   void Log(const std::string& s) const;
 
   ChainOptions o_;
-  int n_ctx_, n_vocab_;
-  // Of the Verify call under way: the chain's stages and its sequences' tokens.
+  int n_ctx_, n_vocab_, exact_run_;
+  // Of the Verify call under way: the chain's stages and its sequences' batches.
   const std::vector<SwarmChain::Hop>* route_ = nullptr;
-  const std::function<std::vector<int32_t>(int)>* tokens_ = nullptr;
+  const History* history_ = nullptr;
   std::vector<Checker> checkers_;
   std::set<std::string> banned_;     // stages that disagreed with two others
   std::set<std::string> unchecked_;  // ranges with no other stage, said once
   std::set<std::string> no_more_;    // ranges whose every other stage has a checker
   std::vector<bool> checked_once_;   // each sequence's first logits were checked
+  std::vector<bool> cut_;            // a sequence was truncated inside a batch
   std::mt19937_64 rng_;
   uint64_t checks_ = 0;
   size_t next_range_ = 0;

@@ -321,7 +321,7 @@ struct SwarmChain::Impl {
     route.clear();
     for (const Link& k : chain)
       route.push_back({k.range.address(), static_cast<int>(k.range.first_layer()),
-                       static_cast<int>(k.range.end_layer())});
+                       static_cast<int>(k.range.end_layer()), k.range.kernels()});
     return st;
   }
 
@@ -752,7 +752,7 @@ StatusOr<std::unique_ptr<SwarmChain>> SwarmChain::Connect(const ChainOptions& o)
   if (!tok.ok()) return tok.status().WithContext("the model's header from the swarm");
   m.tok.emplace(std::move(*tok));
   m.gguf_header.emplace(std::move(*header));
-  m.verifier = std::make_unique<ChainVerifier>(o, m.n_ctx, m.n_vocab);
+  m.verifier = std::make_unique<ChainVerifier>(o, m.n_ctx, m.n_vocab, ExactRun(*m.gguf_header));
   return c;
 }
 
@@ -918,9 +918,11 @@ Status SwarmChain::Step(std::span<const ChainItem> items, std::vector<float>* lo
     std::vector<Hop> hops;
     for (const Link& l : m.chain)
       hops.push_back({l.range.address(), static_cast<int>(l.range.first_layer()),
-                      static_cast<int>(l.range.end_layer())});
+                      static_cast<int>(l.range.end_layer()), l.range.kernels()});
     GGSWARM_RETURN_IF_ERROR(m.verifier->Verify(
-        items, *logits, hops, [&m](int seq) { return m.Tokens(seq); }, &redo, &failed));
+        items, *logits, hops,
+        [&m](int seq) -> const std::vector<std::vector<int32_t>>& { return m.history[seq]; },
+        &redo, &failed));
     if (!redo) return Status::Ok();
     // A stage of this chain was banned: the step is undone, and done again on a chain
     // without it (rebuilt, with every earlier batch replayed).

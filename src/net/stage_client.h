@@ -119,6 +119,7 @@ class SwarmChain {
   struct Hop {
     std::string address;
     int first_layer = 0, end_layer = 0;
+    std::string kernels;  // ServedRange.kernels
   };
   std::vector<Hop> Route() const;
   int recoveries() const;

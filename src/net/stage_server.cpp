@@ -840,6 +840,7 @@ StatusOr<std::unique_ptr<StageServer>> StageServer::Start(const StageOptions& o,
   s.set_max_ctx(static_cast<uint32_t>(max_ctx));
   s.set_max_batch(static_cast<uint32_t>(so.max_batch));
   s.set_max_sessions(static_cast<uint32_t>(so.max_sessions));
+  s.set_kernels(model::KernelsInUse());
 
   auto server = std::unique_ptr<StageServer>(new StageServer());
   Impl* raw = impl.get();
