@@ -155,7 +155,8 @@ namespace {
 // RowDotAct): per four blocks, their first sixteen quants four at a time in turn (block 0's
 // 0-3, block 1's 0-3, … block 3's 12-15), then their last sixteen the same way; Q8_0's
 // quants plus 128 (Q4_0's corrections, one per block, need no change). Blocks after the last
-// whole four are left as they are (the kernels take them from act).
+// whole four are left as they are (the kernels take them from act). QuantizeForRowDot writes
+// this layout directly (avx512::QuantizeQ8_0Split).
 void LayOutForAvx512(GgmlType w, int64_t nb, RowDotAct* out) {
   const int64_t quads = nb / 4;
   int8_t quad[4 * kQK];
@@ -184,8 +185,7 @@ void QuantizeForRowDot(GgmlType w, const float* x, int64_t k, RowDotAct* out) {
   out->d.resize(nb + 4);  // padded as PrepareRowDot pads
   if (w == GgmlType::Q4_0) out->corr.resize(nb);
   avx512::QuantizeQ8_0Split(x, nb, out->q.data(), out->d.data(),
-                            w == GgmlType::Q4_0 ? out->corr.data() : nullptr);
-  LayOutForAvx512(w, nb, out);
+                            w == GgmlType::Q4_0 ? out->corr.data() : nullptr, w == GgmlType::Q8_0);
 }
 
 void PrepareRowDot(GgmlType w, const void* act, int64_t k, RowDotAct* out) {

@@ -23,9 +23,11 @@ void DotsTokens(GgmlType w, const uint8_t* rows, uint64_t rb, int64_t nrows, con
                 int n, int64_t k, float* y, int64_t ts);
 void QuantizeQ8_0(const float* x, blocks::Q8_0* y, int64_t nb);
 void QuantizeQ8_K(const float* x, blocks::Q8_K* y, int64_t nb);
-// QuantizeQ8_0's quants side by side in q, its scales (as stored, in f32) in d and, where
-// corr is given, PrepareRowDot's Q4_0 correction.
-void QuantizeQ8_0Split(const float* x, int64_t nb, int8_t* q, float* d, int32_t* corr);
+// QuantizeQ8_0's quants in q in the four-block kernels' layout (RowDotAct; plus 128 where
+// `plus128`, as the Q8_0 kernel takes them), its scales (as stored, in f32) in d and, where
+// corr is given, PrepareRowDot's Q4_0 correction. nb is a multiple of four.
+void QuantizeQ8_0Split(const float* x, int64_t nb, int8_t* q, float* d, int32_t* corr,
+                       bool plus128);
 uint64_t ReadAll(const uint8_t* p, uint64_t n, int streams);
 void AttendF16(const float* q, int heads, const uint16_t* k, const uint16_t* v, int64_t stride,
                int len, int head_dim, float scale, float* out, float softcap);

@@ -450,8 +450,26 @@ void QuantizeQ8_0(const float* x, Q8_0* y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, x += kQK) y[i].d = QuantizeQ8_0Block(x, y[i].qs);
 }
 
-void QuantizeQ8_0Split(const float* x, int64_t nb, int8_t* q, float* d, int32_t* corr) {
+// Four blocks' quants (their first sixteen in p0[j], last sixteen in p1[j]) in the four-block
+// kernels' layout, each byte xor `flip`: per half, a 4 × 4 transpose of four-byte words.
+inline void StoreQuad(const __m128i* p0, const __m128i* p1, int8_t* q, __m128i flip) {
+  for (int half = 0; half < 2; ++half) {
+    const __m128i* a = half ? p1 : p0;
+    const __m128i t0 = _mm_unpacklo_epi32(a[0], a[1]), t1 = _mm_unpacklo_epi32(a[2], a[3]);
+    const __m128i t2 = _mm_unpackhi_epi32(a[0], a[1]), t3 = _mm_unpackhi_epi32(a[2], a[3]);
+    auto* out = reinterpret_cast<__m128i*>(q + 64 * half);
+    _mm_storeu_si128(out, _mm_xor_si128(_mm_unpacklo_epi64(t0, t1), flip));
+    _mm_storeu_si128(out + 1, _mm_xor_si128(_mm_unpackhi_epi64(t0, t1), flip));
+    _mm_storeu_si128(out + 2, _mm_xor_si128(_mm_unpacklo_epi64(t2, t3), flip));
+    _mm_storeu_si128(out + 3, _mm_xor_si128(_mm_unpackhi_epi64(t2, t3), flip));
+  }
+}
+
+void QuantizeQ8_0Split(const float* x, int64_t nb, int8_t* q, float* d, int32_t* corr,
+                       bool plus128) {
   alignas(64) float ids[16];
+  const __m128i flip = _mm_set1_epi8(plus128 ? static_cast<char>(0x80) : 0);
+  __m128i p0[4], p1[4];
   int64_t i = 0;
   // Sixteen blocks at a time: their maxima, scales and sums side by side in one register.
   for (; i + 16 <= nb; i += 16) {
@@ -472,10 +490,10 @@ void QuantizeQ8_0Split(const float* x, int64_t nb, int8_t* q, float* d, int32_t*
       const __m512 vid = _mm512_set1_ps(ids[b]);
       const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xb + b * kQK), vid));
       const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xb + b * kQK + 16), vid));
-      const __m128i p0 = _mm512_cvtsepi32_epi8(q0), p1 = _mm512_cvtsepi32_epi8(q1);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + (i + b) * kQK), p0);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + (i + b) * kQK + 16), p1);
-      v[b] = _mm512_add_epi32(_mm512_cvtepi8_epi32(p0), _mm512_cvtepi8_epi32(p1));
+      p0[b % 4] = _mm512_cvtsepi32_epi8(q0);
+      p1[b % 4] = _mm512_cvtsepi32_epi8(q1);
+      v[b] = _mm512_add_epi32(_mm512_cvtepi8_epi32(p0[b % 4]), _mm512_cvtepi8_epi32(p1[b % 4]));
+      if (b % 4 == 3) StoreQuad(p0, p1, q + (i + b - 3) * kQK, flip);
     }
     if (!corr) continue;
     // -8 Σ q, block i + b's in lane b.
@@ -484,13 +502,19 @@ void QuantizeQ8_0Split(const float* x, int64_t nb, int8_t* q, float* d, int32_t*
                       Transposed(v, [](__m512i a, __m512i b) { return _mm512_add_epi32(a, b); }),
                       _mm512_set1_epi32(-8)));
   }
-  for (; i < nb; ++i) {
-    int8_t* qb = q + i * kQK;
-    d[i] = H(QuantizeQ8_0Block(x + i * kQK, qb));
-    if (!corr) continue;
-    int32_t sum = 0;
-    for (int j = 0; j < kQK; ++j) sum += qb[j];
-    corr[i] = -8 * sum;
+  // The last whole fours one block at a time (nb is a multiple of four).
+  alignas(16) int8_t qb[4][kQK];
+  for (; i + 4 <= nb; i += 4) {
+    for (int j = 0; j < 4; ++j) {
+      d[i + j] = H(QuantizeQ8_0Block(x + (i + j) * kQK, qb[j]));
+      p0[j] = _mm_load_si128(reinterpret_cast<const __m128i*>(qb[j]));
+      p1[j] = _mm_load_si128(reinterpret_cast<const __m128i*>(qb[j] + 16));
+      if (!corr) continue;
+      int32_t sum = 0;
+      for (int e = 0; e < kQK; ++e) sum += qb[j][e];
+      corr[i + j] = -8 * sum;
+    }
+    StoreQuad(p0, p1, q + i * kQK, flip);
   }
 }
 
