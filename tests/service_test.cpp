@@ -67,16 +67,16 @@ bool Done(Collected& c) {
   return c.done;
 }
 
-// Eight sequences at once — prompts from 2 to 101 tokens, in chunks of 48 beside the others'
-// decoding, some long enough for the tile and f32-attention paths — each give the tokens
-// Engine and Generate give for that prompt alone: the row-dot types (Q8_0, Q4_K), a K-quant
-// mix with Q6_K and a float type (F16).
+// Eight sequences at once — prompts from 2 to 101 tokens, in chunks of 96 beside the others'
+// decoding, some long enough for the tiles (a chunk of 96) and the f32 attention — each give
+// the tokens Engine and Generate give for that prompt alone: the row-dot types (Q8_0, Q4_K),
+// a K-quant mix with Q6_K and a float type (F16).
 TEST(Service, BatchedGreedyTokensAreEachSequencesAloneTokens) {
   TempDir dir;
   for (const std::string type : {"Q8_0", "Q4_K_M", "F16"}) {
     SCOPED_TRACE(type);
     const std::string path = SynthModel(dir, type);
-    auto engine = Engine::Open(path, {.threads = 2, .n_ctx = 256, .n_batch = 48});
+    auto engine = Engine::Open(path, {.threads = 2, .n_ctx = 256, .n_batch = 96});
     ASSERT_TRUE(engine.ok()) << engine.status().ToString();
     const auto prompts = Prompts((*engine)->config().n_vocab);
     GenerateOptions g;
@@ -90,7 +90,7 @@ TEST(Service, BatchedGreedyTokensAreEachSequencesAloneTokens) {
       ASSERT_TRUE(r.ok()) << r.status().ToString();
       alone.push_back(r->tokens);
     }
-    auto svc = OpenBatchService(path, {.threads = 2, .n_ctx = 256, .parallel = 8, .n_batch = 48});
+    auto svc = OpenBatchService(path, {.threads = 2, .n_ctx = 256, .parallel = 8, .n_batch = 96});
     ASSERT_TRUE(svc.ok()) << svc.status().ToString();
     std::vector<Collected> got(prompts.size());
     for (size_t i = 0; i < prompts.size(); ++i)

@@ -73,9 +73,13 @@ void Bf16MatMul(const TensorView& w, const float* x, int n, float* y, ThreadPool
 // generation is in docs/performance.md.
 constexpr int64_t kCallBytes = 768 << 10;
 
-// Row dots serve few tokens, and every token where there are no tiles (AVX2).
+// Row dots serve few tokens (more without AMX), and every token where there are no tiles
+// (AVX2).
 bool RowDotsApply(const MatMulPart* parts, int count, int n) {
-  if (n > kRowDotMaxTokens && kernels::Active() == kernels::Isa::kAvx512Vnni) return false;
+  const bool amx = kernels::AmxActive() || kernels::AmxBf16Active();
+  if (n > (amx ? kRowDotMaxTokens : kRowDotMaxTokensWithoutAmx) &&
+      kernels::Active() == kernels::Isa::kAvx512Vnni)
+    return false;
   for (int i = 0; i < count; ++i)
     if (!kernels::HasRowDot(parts[i].w->type()) || parts[i].w->cols() != parts[0].w->cols())
       return false;

@@ -34,11 +34,18 @@ struct MatMulScratch {
 constexpr int kTileMinTokens = 4;
 // ... except for the types with row dots, which take batches of up to this many tokens by
 // row dots, each weight block unpacked once for a group of tokens (kernels::RowDotGroup:
-// eight with AVX-512, four with AVX2): the decoding steps of a batch of sequences, and short
-// prompts (on a 2-core AVX-512 VNNI machine without AMX, a
+// eight with AVX-512, four with AVX2): the decoding steps of a batch of sequences (grouped up
+// to this many), and short prompts (2026-12-04, 2 cores, AVX-512 VNNI without AMX, a
 // tinyllama-shaped Q8_0 model: 8 tokens 126 tok/s by row dots against 47 by tiles, 16
-// tokens 131 against 94, 24 tokens 143; 32 tokens by tiles 151).
+// tokens 131 against 94; 2026-12-07 with the eight-token kernels: 8 tokens 193, 16 203,
+// 24 219, 31 223). Every CPU takes runs of up to this many by row dots.
 constexpr int kRowDotMaxTokens = 31;
+// Without AMX the int8 tiles gain on the row dots slowly: those take batches up to this many
+// tokens there (2 cores, Zen 5, 2026-12-07, `bench -p N -t 2`, row dots against tiles:
+// tinyllama Q8_0 32 tokens 202 / 132 tok/s, 64: 205 / 188, 96: 202 / 210, 128: 199 / 225;
+// Q4_K_M 64: 195 / 167, 96: 195 / 189, 128: 195 / 201; mistral-7b Q4_K_M 64: 30.7 / 27.7,
+// 96: 29.8 / 31.8).
+constexpr int kRowDotMaxTokensWithoutAmx = 79;
 // Batches of at least this many tokens use the bf16 tiles where the CPU has AMX-BF16 (see
 // kernels.h); shorter ones stay on the integer kernels, which round as llama.cpp does.
 constexpr int kBf16MinTokens = 32;
