@@ -575,8 +575,7 @@ TEST(Inference, SlidingWindowCacheHoldsOnlyTheWindow) {
   // Hand-computed sizes: layers 0, 2, … local (every second global), f16 k and v per cell.
   const uint64_t cell = 2ull * 2 * c.kv_dim();
   const uint64_t n_local = static_cast<uint64_t>(c.n_layer) / 2 + c.n_layer % 2;
-  EXPECT_EQ(model::LayerRange::KvBytes(c, 0, c.n_layer, n_ctx, n_ctx),
-            cell * n_ctx * c.n_layer);
+  EXPECT_EQ(model::LayerRange::KvBytes(c, 0, c.n_layer, n_ctx, n_ctx), cell * n_ctx * c.n_layer);
   EXPECT_EQ(model::LayerRange::KvBytes(c, 0, c.n_layer, n_ctx, 3),
             cell * (n_ctx * (c.n_layer - n_local) + 6 * n_local));
   EXPECT_EQ(model::LayerRange::KvBytes(c, 1, 2, n_ctx, 3), cell * n_ctx);  // layer 1: global

@@ -67,6 +67,33 @@ bool Done(Collected& c) {
   return c.done;
 }
 
+// Greedy, max_tokens tokens whatever comes.
+GenerateOptions Greedy(int max_tokens) {
+  GenerateOptions g;
+  g.max_tokens = max_tokens;
+  g.ignore_eos = true;
+  g.sampling.temperature = 0;
+  return g;
+}
+
+// The tokens `engine` generates for prompt p on its own, from an empty cache.
+std::vector<int32_t> Alone(Engine& engine, const std::vector<int32_t>& p,
+                           const GenerateOptions& g) {
+  engine.Reset();
+  auto r = Generate(engine, p, g);
+  EXPECT_TRUE(r.ok());
+  return r.ok() ? r->tokens : std::vector<int32_t>{};
+}
+
+// Submits c and waits for its end, which must be a success.
+std::unique_ptr<Collected> RunToEnd(Service& svc, const Completion& c) {
+  auto got = std::make_unique<Collected>();
+  EXPECT_TRUE(svc.Submit(c, Collect(got.get())).ok());
+  EXPECT_TRUE(WaitUntil(60, [&] { return Done(*got); }));
+  EXPECT_TRUE(got->outcome.status.ok());
+  return got;
+}
+
 // Eight sequences at once — prompts from 2 to 101 tokens, in chunks of 96 beside the others'
 // decoding, some long enough for the tiles (a chunk of 96) and the f32 attention — each give
 // the tokens Engine and Generate give for that prompt alone: the row-dot types (Q8_0, Q4_K),
@@ -273,26 +300,14 @@ TEST(Service, APromptThatBeginsWithASlotsCacheSkipsIt) {
   const std::string path = SynthModel(dir, "Q8_0");
   auto engine = Engine::Open(path, {.threads = 2, .n_ctx = 128});
   ASSERT_TRUE(engine.ok());
-  GenerateOptions g;
-  g.max_tokens = 6;
-  g.ignore_eos = true;
-  g.sampling.temperature = 0;
-  auto alone = [&](const std::vector<int32_t>& p) {
-    (*engine)->Reset();
-    auto r = Generate(**engine, p, g);
-    EXPECT_TRUE(r.ok());
-    return r.ok() ? r->tokens : std::vector<int32_t>{};
-  };
+  const GenerateOptions g = Greedy(6);
+  auto alone = [&](const std::vector<int32_t>& p) { return Alone(**engine, p, g); };
   auto svc = OpenBatchService(path, {.threads = 2, .n_ctx = 128, .parallel = 2});
   ASSERT_TRUE(svc.ok());
   auto run = [&](const std::vector<int32_t>& p, bool cache = true) {
     Completion c{p, g};
     c.cache_prompt = cache;
-    auto got = std::make_unique<Collected>();
-    EXPECT_TRUE((*svc)->Submit(c, Collect(got.get())).ok());
-    EXPECT_TRUE(WaitUntil(60, [&] { return Done(*got); }));
-    EXPECT_TRUE(got->outcome.status.ok());
-    return got;
+    return RunToEnd(**svc, c);
   };
   const std::vector<int32_t> p1 = {1, 50, 60, 70, 80, 90, 100, 110, 120};
   auto a = run(p1);
@@ -353,25 +368,11 @@ TEST(Service, ASlidingWindowsCacheGoesOnOrStartsAgain) {
   ASSERT_TRUE(Synthesize(so, path, false).ok());
   auto engine = Engine::Open(path, {.threads = 2, .n_ctx = 128, .n_batch = 4});
   ASSERT_TRUE(engine.ok()) << engine.status().ToString();
-  GenerateOptions g;
-  g.max_tokens = 6;
-  g.ignore_eos = true;
-  g.sampling.temperature = 0;
-  auto alone = [&](const std::vector<int32_t>& p) {
-    (*engine)->Reset();
-    auto r = Generate(**engine, p, g);
-    EXPECT_TRUE(r.ok());
-    return r.ok() ? r->tokens : std::vector<int32_t>{};
-  };
+  const GenerateOptions g = Greedy(6);
+  auto alone = [&](const std::vector<int32_t>& p) { return Alone(**engine, p, g); };
   auto svc = OpenBatchService(path, {.threads = 2, .n_ctx = 128, .parallel = 1, .n_batch = 4});
   ASSERT_TRUE(svc.ok());
-  auto run = [&](const std::vector<int32_t>& p) {
-    auto got = std::make_unique<Collected>();
-    EXPECT_TRUE((*svc)->Submit({p, g}, Collect(got.get())).ok());
-    EXPECT_TRUE(WaitUntil(60, [&] { return Done(*got); }));
-    EXPECT_TRUE(got->outcome.status.ok());
-    return got;
-  };
+  auto run = [&](const std::vector<int32_t>& p) { return RunToEnd(**svc, {p, g}); };
   std::vector<int32_t> p1 = {2};
   for (int i = 0; i < 20; ++i) p1.push_back(40 + 3 * i);
   auto a = run(p1);

@@ -334,9 +334,10 @@ TEST_F(Pipeline, KvMemoryIsLimited) {
 TEST_F(Pipeline, ASlidingWindowStageKeepsAndCountsOnlyTheWindow) {
   TempDir t;
   const std::string m = t / "gemma.gguf";
-  Result r = Ggswarm("synth " + m + " --preset tiny --n-layer 4 --arch gemma3 --vocab gemma --swa 4 " +
-                         "--swa-pattern 2 --type Q8_0 --seed 5",
-                     t);
+  Result r =
+      Ggswarm("synth " + m + " --preset tiny --n-layer 4 --arch gemma3 --vocab gemma --swa 4 " +
+                  "--swa-pattern 2 --type Q8_0 --seed 5",
+              t);
   ASSERT_EQ(r.code, 0) << r.err;
   // 4 layers, k and v of 128 f16 values a cell: 2 global × 2048 + 2 local × 515 cells is
   // 2.5 MiB a session (4 MiB if every layer kept the context): two fit in 6 MiB, not three.
@@ -521,6 +522,26 @@ TEST_F(Pipeline, ADhtDirectoryFindsTheChainAndAReplacement) {
 // stages) is caught by a client with --verify-fraction — its output disagrees with two other
 // stages serving the same layers — banned and routed around: the text is the honest one.
 // With only one other stage to compare with, the disagreement is an error naming both.
+// An in-process stage of layers [first, end) of `model` (1 thread), output perturbed by
+// `perturb` (StageOptions::perturb_for_tests), joining `peer`; kept in `stages`. Returns its
+// HOST:PORT, or "" (with a failure) when it does not start.
+std::string StartStage(std::vector<std::unique_ptr<net::StageServer>>& stages,
+                       const std::string& model, int first, int end, float perturb,
+                       const std::string& peer) {
+  net::StageOptions so;
+  so.model_path = model;
+  so.first_layer = first;
+  so.end_layer = end;
+  so.threads = 1;
+  so.perturb_for_tests = perturb;
+  if (!peer.empty()) so.peers = {peer};
+  auto s = net::StageServer::Start(so, nullptr);
+  EXPECT_TRUE(s.ok()) << s.status().ToString();
+  if (!s.ok()) return std::string();
+  stages.push_back(std::move(*s));
+  return "127.0.0.1:" + std::to_string(stages.back()->port());
+}
+
 TEST_F(Pipeline, ADishonestStageIsCaughtBannedAndRoutedAround) {
   TempDir t;
   const std::string model = SlowModel(t);
@@ -529,18 +550,7 @@ TEST_F(Pipeline, ADishonestStageIsCaughtBannedAndRoutedAround) {
   ASSERT_EQ(local.code, 0) << local.err;
   std::vector<std::unique_ptr<net::StageServer>> stages;
   auto start = [&](int first, float perturb, const std::string& peer) {
-    net::StageOptions so;
-    so.model_path = model;
-    so.first_layer = first;
-    so.end_layer = first + 1;
-    so.threads = 1;
-    so.perturb_for_tests = perturb;
-    if (!peer.empty()) so.peers = {peer};
-    auto s = net::StageServer::Start(so, nullptr);
-    EXPECT_TRUE(s.ok()) << s.status().ToString();
-    if (!s.ok()) return std::string();
-    stages.push_back(std::move(*s));
-    return "127.0.0.1:" + std::to_string(stages.back()->port());
+    return StartStage(stages, model, first, first + 1, perturb, peer);
   };
   const std::string a0 = start(0, 0, "");
   ASSERT_FALSE(a0.empty());
@@ -913,18 +923,7 @@ TEST_F(Pipeline, StagesWithTheSameKernelsMustGiveTheSameBits) {
     EXPECT_EQ(net::ExactRun(*header), type == "Q8_0" ? model::kRowDotMaxTokens : 3);
     std::vector<std::unique_ptr<net::StageServer>> stages;
     auto start = [&](int first, int end, float perturb, const std::string& peer) {
-      net::StageOptions so;
-      so.model_path = model;
-      so.first_layer = first;
-      so.end_layer = end;
-      so.threads = 1;
-      so.perturb_for_tests = perturb;
-      if (!peer.empty()) so.peers = {peer};
-      auto s = net::StageServer::Start(so, nullptr);
-      EXPECT_TRUE(s.ok()) << s.status().ToString();
-      if (!s.ok()) return std::string();
-      stages.push_back(std::move(*s));
-      return "127.0.0.1:" + std::to_string(stages.back()->port());
+      return StartStage(stages, model, first, end, perturb, peer);
     };
     const std::string a0 = start(0, 1, 0, "");
     ASSERT_FALSE(a0.empty());

@@ -209,8 +209,8 @@ struct Q4_KKernel {
     const __m128i lows = _mm_shuffle_epi8(v, low_src);
     const __m128i low =
         _mm_and_si128(_mm_mask_blend_epi8(0xF000, lows, _mm_srli_epi16(lows, 4)), low_mask);
-    const __m128i high = _mm_and_si128(_mm_srli_epi16(_mm_shuffle_epi8(v, high_src), 2),
-                                       _mm_set1_epi8(0x30));
+    const __m128i high =
+        _mm_and_si128(_mm_srli_epi16(_mm_shuffle_epi8(v, high_src), 2), _mm_set1_epi8(0x30));
     const __m128i sm = _mm_or_si128(low, high);
     const __m512i sm4 = _mm512_broadcast_i32x4(sm);
     W w;

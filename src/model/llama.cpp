@@ -280,8 +280,8 @@ uint64_t LayerRange::KvBytes(const LlamaConfig& c, int begin, int end, int n_ctx
   const uint64_t cell = 2ull * (static_cast<uint64_t>(c.kv_dim()) + c.v_dim());  // f16 k and v
   uint64_t bytes = 0;
   for (int l = begin; l < end; ++l)
-    bytes += cell * static_cast<uint64_t>(
-                        c.IsLocal(l) ? LocalCells(c, n_ctx, std::max(1, max_run)) : n_ctx);
+    bytes += cell * static_cast<uint64_t>(c.IsLocal(l) ? LocalCells(c, n_ctx, std::max(1, max_run))
+                                                       : n_ctx);
   return bytes;
 }
 
@@ -326,7 +326,8 @@ void LayerRange::Slide(int seq, int n) {
   if (!has_local_ || p + n - s.local_first <= s.local_cells) return;
   // The run's first window starts at p + 1 - n_swa: keep p - that positions, from cell 0.
   const int from = std::max(0, p + 1 - c.n_swa);
-  const size_t drop = static_cast<size_t>(from - s.local_first), keep = static_cast<size_t>(p - from);
+  const size_t drop = static_cast<size_t>(from - s.local_first),
+               keep = static_cast<size_t>(p - from);
   for (int l = begin_; l < end_; ++l) {
     if (!c.IsLocal(l)) continue;
     uint16_t* k = s.k[l - begin_].data();
@@ -367,12 +368,13 @@ Status LayerRange::ForwardBatch(float* x, std::span<const SeqRun> runs, ThreadPo
     if (runs.size() > 1)
       return Status::InvalidArgument("a run of " + std::to_string(r.n) +
                                      " tokens in a batch of several sequences: this cache takes "
-                                     "at most " + std::to_string(max_run_) + " per sequence");
+                                     "at most " +
+                                     std::to_string(max_run_) + " per sequence");
     const int d = model_->config().n_embd;
     for (int at = 0; at < r.n; at += max_run_) {
       const SeqRun piece{r.seq, std::min(max_run_, r.n - at)};
-      GGSWARM_RETURN_IF_ERROR(ForwardBatch(x + static_cast<size_t>(at) * d,
-                                           std::span<const SeqRun>(&piece, 1), pool));
+      GGSWARM_RETURN_IF_ERROR(
+          ForwardBatch(x + static_cast<size_t>(at) * d, std::span<const SeqRun>(&piece, 1), pool));
     }
     return Status();
   }
@@ -578,8 +580,12 @@ void LayerRange::Attend(int l, ThreadPool& pool) {
   auto window_start = [&](int t) { return local ? std::max(0, at_[t].pos + 1 - c.n_swa) : 0; };
   const bool fast = kernels::HasAttention(hd);
   // Position j of a sequence's cache, its keys and values.
-  auto kc = [&](int seq, int j) { return cache_.seqs[seq].k[l - begin_].data() + Cell(l, seq, j) * kvd; };
-  auto vc = [&](int seq, int j) { return cache_.seqs[seq].v[l - begin_].data() + Cell(l, seq, j) * kvd; };
+  auto kc = [&](int seq, int j) {
+    return cache_.seqs[seq].k[l - begin_].data() + Cell(l, seq, j) * kvd;
+  };
+  auto vc = [&](int seq, int j) {
+    return cache_.seqs[seq].v[l - begin_].data() + Cell(l, seq, j) * kvd;
+  };
   auto wide = [&](const SeqRun& r) {
     return kernels::HasF32Attention(hd) && r.n >= kBf16MinTokens;
   };

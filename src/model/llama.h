@@ -167,7 +167,8 @@ class LayerRange {
   void Slide(int seq, int n);
   // Layer l's cell of `pos` in sequence seq's cache.
   size_t Cell(int l, int seq, int pos) const {
-    return static_cast<size_t>(pos - (model_->config().IsLocal(l) ? cache_.seqs[seq].local_first : 0));
+    return static_cast<size_t>(pos -
+                               (model_->config().IsLocal(l) ? cache_.seqs[seq].local_first : 0));
   }
 
   // `next`: the layer after l, whose first product is announced to the pool, or null.

@@ -93,8 +93,8 @@ grpc::Status CheckForwardPosition(const pb::ForwardRequest& req, int64_t n_past,
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                         "position " + std::to_string(position) +
                             ": this stage's sliding-window layers keep the session's positions "
-                            "from " + std::to_string(kept_from) +
-                            " on only; go back to 0 instead");
+                            "from " +
+                            std::to_string(kept_from) + " on only; go back to 0 instead");
   if (position + static_cast<int64_t>(req.n()) > n_ctx)
     return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                         "the context is full: position " + std::to_string(position) + " + " +

@@ -921,8 +921,8 @@ Status SwarmChain::Step(std::span<const ChainItem> items, std::vector<float>* lo
                       static_cast<int>(l.range.end_layer()), l.range.kernels()});
     GGSWARM_RETURN_IF_ERROR(m.verifier->Verify(
         items, *logits, hops,
-        [&m](int seq) -> const std::vector<std::vector<int32_t>>& { return m.history[seq]; },
-        &redo, &failed));
+        [&m](int seq) -> const std::vector<std::vector<int32_t>>& { return m.history[seq]; }, &redo,
+        &failed));
     if (!redo) return Status::Ok();
     // A stage of this chain was banned: the step is undone, and done again on a chain
     // without it (rebuilt, with every earlier batch replayed).

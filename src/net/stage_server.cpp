@@ -298,7 +298,7 @@ struct StageServer::Impl final : public pb::Stage::Service {
     if (auto st = CheckNextStage(*req); !st.ok()) return st;
     std::lock_guard<std::mutex> session_lock(s->mu);
     if (auto st = CheckForwardPosition(*req, layers->n_past(s->slot), layers->n_ctx(s->slot),
-                                           layers->KeptFrom(s->slot));
+                                       layers->KeptFrom(s->slot));
         !st.ok())
       return st;
     Job job;
@@ -330,7 +330,7 @@ struct StageServer::Impl final : public pb::Stage::Service {
       const pb::ForwardRequest& f = req->items(i);
       Session* h = held[i].get();
       if (auto st = CheckForwardPosition(f, layers->n_past(h->slot), layers->n_ctx(h->slot),
-                                             layers->KeptFrom(h->slot));
+                                         layers->KeptFrom(h->slot));
           !st.ok())
         return Error(st.error_code(), "item " + std::to_string(i) + ": " + st.error_message());
       job.items.push_back({h, &f, rep->add_items()});
