@@ -1,8 +1,9 @@
 // Throughput of the prompt-processing tile kernels on one core: sixteen decoded weight rows
 // (128 for the bf16 tiles, as the engine decodes them) of k elements times n tokens, for
 // each weight type with a tile path: AVX-512 VNNI, AMX int8 and AMX bf16 where the CPU has
-// them. Prints GMAC/s (10^9 multiply-adds per second), best of a few runs. The data are
-// random normal values: the tile unit runs faster on zeros, so the values matter.
+// them, and the AVX2 tiles (the types that have them). Prints GMAC/s (10^9 multiply-adds per
+// second), best of a few runs. The data are random normal values: the tile unit runs faster on
+// zeros, so the values matter.
 //   bench_kernels [k] [n]
 #include <algorithm>
 #include <chrono>
@@ -109,12 +110,16 @@ int main(int argc, char** argv) {
   }
   std::printf("tile kernels, 16 rows (bf16: 128) × %d tokens × k = %lld, GMAC/s on one core\n", n,
               static_cast<long long>(k));
-  for (GgmlType t : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q6_K}) {
+  for (GgmlType t :
+       {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
     const double vnni = Run(t, k, n, false);
     std::printf("%-6s vnni %7.1f", TypeName(t), vnni);
     kernels::SetAmx(true);
     if (kernels::AmxActive()) std::printf("   amx %7.1f", Run(t, k, n, true));
     if (kernels::AmxBf16Active()) std::printf("   amx-bf16 %7.1f", RunBf16(t, k, n));
+    kernels::SetIsa(kernels::Isa::kAvx2);
+    if (kernels::HasTiles(t)) std::printf("   avx2 %7.1f", Run(t, k, n, false));
+    kernels::SetIsa(kernels::Isa::kAvx512Vnni);
     std::printf("\n");
   }
 }

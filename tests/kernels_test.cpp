@@ -345,6 +345,114 @@ TEST(Kernels, VnniTilesMatchTheScalarReference) {
   CheckTiles(false);
 }
 
+// The AVX2 tiles: every tile type but Q8_0, against the scalar reference; and, where the CPU
+// also has AVX-512 VNNI, the VNNI tiles' bits exactly (the same integer sums, and the same
+// float steps lane for lane). The weights' decoded quants stay within the |q| <= 64 that
+// keeps vpmaddubsw's pairs exact, at their extremes (rows of ±max and zeros) as well.
+TEST(Kernels, Avx2TilesMatchTheScalarReferenceAndTheVnniBits) {
+  if (!ScopedIsa(kernels::Isa::kAvx2).has(kernels::Isa::kAvx2))
+    GTEST_SKIP() << "this CPU has no AVX2 (or GGSWARM_ISA=scalar)";
+  const bool vnni = HaveAvx512();
+  kernels::SetAmx(false);
+  for (GgmlType type : kTypes) {
+    SCOPED_TRACE(TypeName(type));
+    ScopedIsa scoped(kernels::Isa::kAvx2);
+    ASSERT_EQ(kernels::HasTiles(type), type != GgmlType::Q8_0);
+    if (type == GgmlType::Q8_0) continue;
+    const int64_t k = 512;
+    for (int n : {1, 7, 8, 9, 16, 17, 40}) {
+      for (int rows : {1, 3, 4, 5, 16}) {
+        Operands o = Make(type, rows, n, k, 300 + n + rows);
+        if (rows == 5) {  // row 4 at the extremes: large values, one sign per block half
+          std::vector<float> x(k);
+          for (int64_t j = 0; j < k; ++j) x[j] = (j / 16) % 2 ? -1e3f : (j % 3 == 0 ? 0 : 1e3f);
+          ASSERT_TRUE(Quantize(type, x.data(), o.w.data() + 4 * o.row_bytes, k).ok());
+        }
+        kernels::Panel p;
+        kernels::BuildPanel(type, o.act.data(), o.abytes, n, k, &p);
+        kernels::DecodedRows d;
+        kernels::Reserve(&d, rows, k, kernels::TileBlock(type));
+        for (int r = 0; r < rows; ++r)
+          kernels::DecodeRow(type, o.w.data() + r * o.row_bytes, &d, r);
+        for (int r = 0; r < rows; ++r)
+          for (int64_t b = 0; b < d.nkb; ++b)
+            for (int j = 0; j < d.block; ++j) ASSERT_LE(std::abs(d.At(r, b)[j]), 64);
+        std::vector<float> out(static_cast<size_t>(rows) * n, NAN), outt(out.size(), NAN);
+        kernels::TileProduct(d, p, kernels::HasMin(type), out.data(), n, 1);
+        kernels::TileProduct(d, p, kernels::HasMin(type), outt.data(), 1, rows);
+        std::vector<float> vnni_out(out.size(), NAN);
+        if (vnni) {
+          ScopedIsa best(kernels::Isa::kAvx512Vnni);
+          kernels::TileProduct(d, p, kernels::HasMin(type), vnni_out.data(), n, 1);
+        }
+        for (int r = 0; r < rows; ++r)
+          for (int t = 0; t < n; ++t) {
+            double mag;
+            const double want = Reference(type, o, r, t, &mag);
+            ASSERT_NEAR(out[r * n + t], want, 1e-5 * mag)
+                << "n " << n << " rows " << rows << " row " << r << " token " << t;
+            ASSERT_EQ(outt[t * rows + r], out[r * n + t]);
+            if (vnni) {
+              ASSERT_EQ(vnni_out[r * n + t], out[r * n + t]) << "row " << r << " token " << t;
+            }
+          }
+      }
+    }
+  }
+  kernels::SetAmx(true);
+}
+
+// With AVX2 a prompt past the row dots' reach (model::kRowDotMaxTokensAvx2) is multiplied
+// by the AVX2 tiles, bit for bit what they give, except Q8_0's, which stays on the row dots.
+TEST(Kernels, Avx2PromptsPastTheRowDotsReachTakeTheTilesButQ8_0) {
+  ScopedIsa scoped(kernels::Isa::kAvx2);
+  if (!scoped.has(kernels::Isa::kAvx2)) GTEST_SKIP() << "this CPU has no AVX2";
+  const int64_t k = 512;
+  const int rows = 40, n = model::kRowDotMaxTokensAvx2 + 1;
+  for (GgmlType type : {GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q8_0}) {
+    SCOPED_TRACE(TypeName(type));
+    const Operands o = Make(type, rows, 1, k, 41);
+    gguf::TensorInfo info{
+        "w", {uint64_t(k), uint64_t(rows)}, type, 0, o.w.size(), uint64_t(k) * rows};
+    TensorView view{&info, {{o.w.data(), 0, rows}}, o.row_bytes};
+    const auto x = RandomFloats(static_cast<size_t>(n) * k, 43);
+    ThreadPool pool(2);
+    model::MatMulScratch scratch;
+    std::vector<float> y(static_cast<size_t>(n) * rows, NAN), want(y.size(), NAN);
+    model::MatMul(view, x.data(), n, y.data(), pool, &scratch);
+    std::vector<uint8_t> act(o.abytes * n);
+    for (int t = 0; t < n; ++t)
+      QuantizeActivation(VecDotType(type), x.data() + t * k, act.data() + t * o.abytes, k);
+    if (type == GgmlType::Q8_0) {
+      std::vector<kernels::RowDotAct> ra(n);
+      for (int t = 0; t < n; ++t)
+        kernels::PrepareRowDot(type, act.data() + t * o.abytes, k, &ra[t]);
+      kernels::RowDotsTokens(type, o.w.data(), o.row_bytes, rows, ra.data(), n, k, want.data(),
+                             rows);
+    } else {
+      kernels::Panel p;
+      kernels::BuildPanel(type, act.data(), o.abytes, n, k, &p);
+      kernels::DecodedRows d;
+      for (int r0 = 0; r0 < rows; r0 += kernels::kTileRows) {
+        const int count = std::min(kernels::kTileRows, rows - r0);
+        kernels::Reserve(&d, count, k, kernels::TileBlock(type));
+        for (int r = 0; r < count; ++r)
+          kernels::DecodeRow(type, o.w.data() + (r0 + r) * o.row_bytes, &d, r);
+        kernels::TileProduct(d, p, kernels::HasMin(type), want.data() + r0, 1, rows);
+      }
+    }
+    for (int t = 0; t < n; ++t)
+      for (int r = 0; r < rows; ++r) {
+        double mag;
+        ASSERT_EQ(y[t * rows + r], want[t * rows + r]) << "token " << t << " row " << r;
+        Operands one = o;
+        one.act.assign(act.begin() + t * o.abytes, act.begin() + (t + 1) * o.abytes);
+        const double ref = Reference(type, one, r, 0, &mag);
+        ASSERT_NEAR(y[t * rows + r], ref, 1e-5 * mag);
+      }
+  }
+}
+
 TEST(Kernels, AmxTilesMatchTheScalarReference) {
   REQUIRE_AVX512();
   kernels::SetAmx(true);

@@ -284,6 +284,13 @@ int TileBlock(GgmlType w) {
   return t && t->tiles ? quant::FindQuantTraits(w)->sub_block : 0;
 }
 
+bool HasTiles(GgmlType w) {
+  if (TileBlock(w) == 0) return false;
+  // AVX2 multiplies pairs into 16 bits (vpmaddubsw): Q8_0's quants (|q| up to 127) would
+  // overflow them against the panel's 255; the other types' decoded quants stay within 64.
+  return Active() == Isa::kAvx512Vnni || (Active() == Isa::kAvx2 && w != GgmlType::Q8_0);
+}
+
 bool HasMin(GgmlType w) {
   const quant::QuantTraits* t = quant::FindQuantTraits(w);
   return t && t->has_min;
@@ -306,6 +313,7 @@ void DecodeRow(GgmlType w, const uint8_t* row, DecodedRows* out, int slot) {
   row_q.resize(k);
   int8_t* q = row_q.data();
   int32_t* negc = out->negc.data() + slot * nkb;
+  out->type = w;
   const int bl = static_cast<int>(k / nkb);
   quant::UnpackRow(w, row, k, q, out->sw.data() + slot * nkb, out->mw.data() + slot * nkb);
   for (int64_t b = 0; b < nkb; ++b) {
@@ -549,6 +557,8 @@ void AttendF16Reference(const float* q, int heads, const uint16_t* k, const uint
 
 void TileProduct(const DecodedRows& w, const Panel& p, bool has_min, float* out, int64_t row_stride,
                  int64_t token_stride) {
+  if (Active() == Isa::kAvx2)
+    return avx2::Tile(w.type, w, p, has_min, out, row_stride, token_stride);
   if (p.offset)
     avx512::Tile(w, p, has_min, out, row_stride, token_stride);
   else

@@ -108,6 +108,9 @@ constexpr int kPanelTokens = 16;
 
 // The block length (16 or 32) a weight type decodes into, or 0 when it has no tile path.
 int TileBlock(GgmlType w);
+// Whether the active instruction set multiplies type w by tiles: AVX-512 VNNI every type
+// with a TileBlock, AVX2 those but Q8_0 (see TileProduct), the scalar path none.
+bool HasTiles(GgmlType w);
 
 // Up to sixteen weight rows decoded: x[j] = sw[b] * q[j] + mw[b] for j in block b (exactly
 // the values Dequantize gives), with negc[b] = -128 * Σ q over block b (the VNNI panel's
@@ -116,7 +119,8 @@ int TileBlock(GgmlType w);
 struct DecodedRows {
   int64_t k = 0, nkb = 0;  // elements per row, blocks per row
   int rows = 0, block = 0;
-  AlignedVector<int8_t> q;  // nkb × kTileRows × block
+  GgmlType type = GgmlType::F32;  // the rows' type (DecodeRow)
+  AlignedVector<int8_t> q;        // nkb × kTileRows × block
   AlignedVector<float> sw, mw;
   AlignedVector<int32_t> negc;  // kTileRows × nkb each
   const int8_t* At(int r, int64_t b) const { return q.data() + (b * kTileRows + r) * block; }
@@ -143,7 +147,9 @@ void BuildPanel(GgmlType w, const uint8_t* act, uint64_t act_row_bytes, int n, i
                 ThreadPool* pool = nullptr);
 
 // out[r * row_stride + t * token_stride] = row r · token t, for the decoded rows and every
-// token of the panel (t < p.n). Needs Active() == kAvx512Vnni; runs on AMX when the panel
+// token of the panel (t < p.n). Needs HasTiles(w) for the rows' type: with AVX2 the pairs
+// of products are taken by vpmaddubsw in 16 bits, exact while the decoded |q| <= 64, and the
+// float steps are the VNNI tiles' (the same bits). Runs on AMX when the panel
 // was built for it (AmxActive() at BuildPanel).
 void TileProduct(const DecodedRows& w, const Panel& p, bool has_min, float* out, int64_t row_stride,
                  int64_t token_stride);

@@ -73,17 +73,19 @@ void Bf16MatMul(const TensorView& w, const float* x, int n, float* y, ThreadPool
 // generation is in docs/performance.md.
 constexpr int64_t kCallBytes = 768 << 10;
 
-// Row dots serve few tokens (more without AMX), and every token where there are no tiles
-// (AVX2).
+// Row dots serve few tokens (more without AMX, and more with AVX2), and every token where
+// a matrix has no tiles (Q8_0 with AVX2).
 bool RowDotsApply(const MatMulPart* parts, int count, int n) {
-  const bool amx = kernels::AmxActive() || kernels::AmxBf16Active();
-  if (n > (amx ? kRowDotMaxTokens : kRowDotMaxTokensWithoutAmx) &&
-      kernels::Active() == kernels::Isa::kAvx512Vnni)
-    return false;
   for (int i = 0; i < count; ++i)
     if (!kernels::HasRowDot(parts[i].w->type()) || parts[i].w->cols() != parts[0].w->cols())
       return false;
-  return true;
+  const int most = kernels::Active() == kernels::Isa::kAvx2           ? kRowDotMaxTokensAvx2
+                   : kernels::AmxActive() || kernels::AmxBf16Active() ? kRowDotMaxTokens
+                                                                      : kRowDotMaxTokensWithoutAmx;
+  if (n <= most) return true;
+  for (int i = 0; i < count; ++i)
+    if (!kernels::HasTiles(parts[i].w->type())) return true;
+  return false;
 }
 
 // Row-dot jobs hand out rows in multiples of this.
@@ -230,8 +232,7 @@ void MatMul(const TensorView& w, const float* x, int n, float* y, ThreadPool& po
   const int64_t m = static_cast<int64_t>(w.rows());
   const GgmlType vt = VecDotType(type);
   const uint64_t abytes = ActivationBytes(vt, k);
-  const bool fast = kernels::Active() == kernels::Isa::kAvx512Vnni;
-  const int block = fast ? kernels::TileBlock(type) : 0;
+  const int block = kernels::HasTiles(type) ? kernels::TileBlock(type) : 0;
   const bool integer = HasIntegerDot(type) || (block && n >= kTileMinTokens);
   const bool f32 = type == GgmlType::F32;
 
