@@ -11,11 +11,12 @@
 //    every weight byte loaded serves sixteen tokens and each vpdpbusd does 64 products.
 //
 // Every kernel has a scalar reference (quant/vec_dot.h, and DecodeRow here) that the tests
-// hold it to. Tiles, the f32 long-batch attention, silu and the vectorized quantizers need
-// AVX-512 VNNI. On an AVX2 CPU (or with GGSWARM_ISA=avx2) the row dots serve prompts too
-// (RowDotsTokens: each weight block decoded once for up to four tokens), attention has an
-// AVX2 kernel, and the rest runs as scalar code; without AVX2 (or with GGSWARM_ISA=scalar)
-// the engine uses the scalar reference path.
+// hold it to. The f32 long-batch attention, silu and the vectorized quantizers need AVX-512
+// VNNI. On an AVX2 CPU (or with GGSWARM_ISA=avx2) the row dots serve short prompts too
+// (RowDotsTokens: each weight block decoded once for up to four tokens), longer ones take
+// AVX2 tiles (every tile type but Q8_0: HasTiles), attention has an AVX2 kernel, and the
+// rest runs as scalar code; without AVX2 (or with GGSWARM_ISA=scalar) the engine uses the
+// scalar reference path.
 #pragma once
 
 #include <cstdint>
