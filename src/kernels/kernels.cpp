@@ -286,8 +286,9 @@ int TileBlock(GgmlType w) {
 
 bool HasTiles(GgmlType w) {
   if (TileBlock(w) == 0) return false;
-  // AVX2 multiplies pairs into 16 bits (vpmaddubsw): Q8_0's quants (|q| up to 127) would
-  // overflow them against the panel's 255; the other types' decoded quants stay within 64.
+  // AVX2 multiplies pairs into 16 bits (vpmaddubsw): Q8_0's quants (|q| up to 128) would
+  // overflow them against the panel's 255; the other types' decoded quants are bit fields
+  // of at most six bits, within ±32 whatever a file holds.
   return Active() == Isa::kAvx512Vnni || (Active() == Isa::kAvx2 && w != GgmlType::Q8_0);
 }
 

@@ -149,9 +149,9 @@ void BuildPanel(GgmlType w, const uint8_t* act, uint64_t act_row_bytes, int n, i
 
 // out[r * row_stride + t * token_stride] = row r · token t, for the decoded rows and every
 // token of the panel (t < p.n). Needs HasTiles(w) for the rows' type: with AVX2 the pairs
-// of products are taken by vpmaddubsw in 16 bits, exact while the decoded |q| <= 64, and the
-// float steps are the VNNI tiles' (the same bits). Runs on AMX when the panel
-// was built for it (AmxActive() at BuildPanel).
+// of products are taken by vpmaddubsw in 16 bits, exact while the decoded |q| <= 32, and the
+// float steps are the VNNI tiles' (the same bits). Runs on AMX when the panel was built for
+// it (AmxActive() at BuildPanel).
 void TileProduct(const DecodedRows& w, const Panel& p, bool has_min, float* out, int64_t row_stride,
                  int64_t token_stride);
 
