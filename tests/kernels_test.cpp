@@ -22,6 +22,7 @@
 #include "model/ops.h"
 #include "quant/dequantize.h"
 #include "quant/quantize.h"
+#include "quant/unpack.h"
 #include "quant/vec_dot.h"
 #include "scoped_isa.h"
 
@@ -129,6 +130,28 @@ TEST(Kernels, DecodedRowsGiveExactlyTheDequantizedValues) {
         ASSERT_EQ(d.negc[r * d.nkb + b], -128 * sum);
       }
     }
+  }
+}
+
+// QuantTraits::max_q, which the AVX2 tiles rely on (kernels_avx2.h): decoded from random
+// bytes, as a hostile file may hold them, every type's quants stay within it.
+TEST(Kernels, UnpackedQuantsStayWithinTheirBoundWhateverTheBytes) {
+  std::mt19937 rng(9);
+  for (GgmlType type : kTypes) {
+    SCOPED_TRACE(TypeName(type));
+    const int64_t k = 512;
+    const int max_q = quant::FindQuantTraits(type)->max_q;
+    std::vector<uint8_t> row(RowBytes(type, k));
+    kernels::DecodedRows d;
+    kernels::Reserve(&d, 1, k, kernels::TileBlock(type));
+    int seen = 0;
+    for (int rep = 0; rep < 64; ++rep) {
+      for (uint8_t& b : row) b = static_cast<uint8_t>(rng());
+      kernels::DecodeRow(type, row.data(), &d, 0);
+      for (int64_t b = 0; b < d.nkb; ++b)
+        for (int j = 0; j < d.block; ++j) seen = std::max(seen, std::abs(int{d.At(0, b)[j]}));
+    }
+    EXPECT_EQ(seen, max_q);  // within it, and reached: the bound is the format's
   }
 }
 
@@ -307,6 +330,25 @@ TEST(Kernels, ReadAllIsTheXorOfEveryWordItReads) {
   }
 }
 
+// TileProduct of the decoded rows d and the panel p in both layouts of the output (rows
+// apart by n, and tokens apart by the row count), each result held to the scalar reference;
+// *out gets the first layout.
+void CheckTileProduct(GgmlType type, const Operands& o, const kernels::DecodedRows& d,
+                      const kernels::Panel& p, int rows, int n, std::vector<float>* out) {
+  out->assign(static_cast<size_t>(rows) * n, NAN);
+  std::vector<float> outt(out->size(), NAN);
+  kernels::TileProduct(d, p, kernels::HasMin(type), out->data(), n, 1);
+  kernels::TileProduct(d, p, kernels::HasMin(type), outt.data(), 1, rows);
+  for (int r = 0; r < rows; ++r)
+    for (int t = 0; t < n; ++t) {
+      double mag;
+      const double want = Reference(type, o, r, t, &mag);
+      ASSERT_NEAR((*out)[r * n + t], want, 1e-5 * mag)
+          << "n " << n << " rows " << rows << " row " << r << " token " << t;
+      ASSERT_EQ(outt[t * rows + r], (*out)[r * n + t]);
+    }
+}
+
 void CheckTiles(bool amx) {
   kernels::SetAmx(amx);
   for (GgmlType type : kTypes) {
@@ -322,18 +364,8 @@ void CheckTiles(bool amx) {
         kernels::Reserve(&d, rows, k, kernels::TileBlock(type));
         for (int r = 0; r < rows; ++r)
           kernels::DecodeRow(type, o.w.data() + r * o.row_bytes, &d, r);
-        // Both layouts of the output: rows apart by n, and tokens apart by the row count.
-        std::vector<float> out(static_cast<size_t>(rows) * n, NAN), outt(out.size(), NAN);
-        kernels::TileProduct(d, p, kernels::HasMin(type), out.data(), n, 1);
-        kernels::TileProduct(d, p, kernels::HasMin(type), outt.data(), 1, rows);
-        for (int r = 0; r < rows; ++r)
-          for (int t = 0; t < n; ++t) {
-            double mag;
-            const double want = Reference(type, o, r, t, &mag);
-            ASSERT_NEAR(out[r * n + t], want, 1e-5 * mag)
-                << "n " << n << " rows " << rows << " row " << r << " token " << t;
-            ASSERT_EQ(outt[t * rows + r], out[r * n + t]);
-          }
+        std::vector<float> out;
+        ASSERT_NO_FATAL_FAILURE(CheckTileProduct(type, o, d, p, rows, n, &out));
       }
     }
   }
@@ -347,8 +379,9 @@ TEST(Kernels, VnniTilesMatchTheScalarReference) {
 
 // The AVX2 tiles: every tile type but Q8_0, against the scalar reference; and, where the CPU
 // also has AVX-512 VNNI, the VNNI tiles' bits exactly (the same integer sums, and the same
-// float steps lane for lane). The weights' decoded quants stay within the bounds that keep
-// vpmaddubsw's sums in 16 bits exact, at their extremes (rows of ±max and zeros) as well.
+// float steps lane for lane), with rows at the extremes (large values and zeros) too. The
+// bounds the kernel sums by (QuantTraits::max_q) are held by
+// UnpackedQuantsStayWithinTheirBoundWhateverTheBytes.
 TEST(Kernels, Avx2TilesMatchTheScalarReferenceAndTheVnniBits) {
   if (!ScopedIsa(kernels::Isa::kAvx2).has(kernels::Isa::kAvx2))
     GTEST_SKIP() << "this CPU has no AVX2 (or GGSWARM_ISA=scalar)";
@@ -374,32 +407,14 @@ TEST(Kernels, Avx2TilesMatchTheScalarReferenceAndTheVnniBits) {
         kernels::Reserve(&d, rows, k, kernels::TileBlock(type));
         for (int r = 0; r < rows; ++r)
           kernels::DecodeRow(type, o.w.data() + r * o.row_bytes, &d, r);
-        // The bounds tile_avx2.cpp sums by: four quads' pairs in 16 bits within ±16, two
-        // within ±32.
-        const int bound =
-            type == GgmlType::Q5_1 || type == GgmlType::Q5_K || type == GgmlType::Q6_K ? 32 : 16;
-        for (int r = 0; r < rows; ++r)
-          for (int64_t b = 0; b < d.nkb; ++b)
-            for (int j = 0; j < d.block; ++j) ASSERT_LE(std::abs(d.At(r, b)[j]), bound);
-        std::vector<float> out(static_cast<size_t>(rows) * n, NAN), outt(out.size(), NAN);
-        kernels::TileProduct(d, p, kernels::HasMin(type), out.data(), n, 1);
-        kernels::TileProduct(d, p, kernels::HasMin(type), outt.data(), 1, rows);
-        std::vector<float> vnni_out(out.size(), NAN);
+        std::vector<float> out;
+        ASSERT_NO_FATAL_FAILURE(CheckTileProduct(type, o, d, p, rows, n, &out));
         if (vnni) {
           ScopedIsa best(kernels::Isa::kAvx512Vnni);
+          std::vector<float> vnni_out(out.size(), NAN);
           kernels::TileProduct(d, p, kernels::HasMin(type), vnni_out.data(), n, 1);
+          ASSERT_EQ(vnni_out, out) << "n " << n << " rows " << rows;
         }
-        for (int r = 0; r < rows; ++r)
-          for (int t = 0; t < n; ++t) {
-            double mag;
-            const double want = Reference(type, o, r, t, &mag);
-            ASSERT_NEAR(out[r * n + t], want, 1e-5 * mag)
-                << "n " << n << " rows " << rows << " row " << r << " token " << t;
-            ASSERT_EQ(outt[t * rows + r], out[r * n + t]);
-            if (vnni) {
-              ASSERT_EQ(vnni_out[r * n + t], out[r * n + t]) << "row " << r << " token " << t;
-            }
-          }
       }
     }
   }

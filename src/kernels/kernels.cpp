@@ -287,9 +287,9 @@ int TileBlock(GgmlType w) {
 bool HasTiles(GgmlType w) {
   if (TileBlock(w) == 0) return false;
   // AVX2 multiplies pairs into 16 bits (vpmaddubsw): Q8_0's quants (|q| up to 128) would
-  // overflow them against the panel's 255; the other types' decoded quants are bit fields
-  // of at most six bits, within ±32 whatever a file holds.
-  return Active() == Isa::kAvx512Vnni || (Active() == Isa::kAvx2 && w != GgmlType::Q8_0);
+  // overflow them against the panel's 255.
+  return Active() == Isa::kAvx512Vnni ||
+         (Active() == Isa::kAvx2 && quant::FindQuantTraits(w)->max_q <= avx2::kTileMaxQ);
 }
 
 bool HasMin(GgmlType w) {
@@ -558,8 +558,7 @@ void AttendF16Reference(const float* q, int heads, const uint16_t* k, const uint
 
 void TileProduct(const DecodedRows& w, const Panel& p, bool has_min, float* out, int64_t row_stride,
                  int64_t token_stride) {
-  if (Active() == Isa::kAvx2)
-    return avx2::Tile(w.type, w, p, has_min, out, row_stride, token_stride);
+  if (Active() == Isa::kAvx2) return avx2::Tile(w, p, has_min, out, row_stride, token_stride);
   if (p.offset)
     avx512::Tile(w, p, has_min, out, row_stride, token_stride);
   else

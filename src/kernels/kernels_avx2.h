@@ -23,10 +23,11 @@ void DotQ6_K(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct& a
 void DotsTokens(GgmlType w, const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct* acts,
                 int n, int64_t k, float* y, int64_t ts);
 uint64_t ReadAll(const uint8_t* p, uint64_t n, int streams);
-// tile_avx2.cpp: TileProduct for the types whose decoded quants have |q| <= 32 (HasTiles:
-// all tile types but Q8_0), on a panel with the +128 offset.
-void Tile(GgmlType type, const DecodedRows& w, const Panel& p, bool has_min, float* out, int64_t rs,
-          int64_t ts);
+// tile_avx2.cpp: TileProduct on a panel with the +128 offset, for the types whose decoded
+// quants stay within ±kTileMaxQ (QuantTraits::max_q: every tile type but Q8_0), so that a
+// vpmaddubsw pair, at most 2 · 255 · kTileMaxQ, fits in 16 bits.
+constexpr int kTileMaxQ = 32;
+void Tile(const DecodedRows& w, const Panel& p, bool has_min, float* out, int64_t rs, int64_t ts);
 // attention_avx2.cpp
 void AttendF16(const float* q, int heads, const uint16_t* k, const uint16_t* v, int64_t stride,
                int len, int head_dim, float scale, float* out, float softcap);

@@ -1,27 +1,27 @@
-// AVX2 tiles: the prompt products of the types whose decoded quants are small (|q| <= 32:
-// every tile type but Q8_0), on CPUs without AVX-512 VNNI. The same decoded rows and panel
-// as the VNNI tiles (kernels.h), a 256-bit register holding eight of a panel group's sixteen
-// tokens; vpmaddubsw and vpmaddwd stand in for vpdpbusd. The panel's quants are unsigned
-// (q + 128 <= 255) and the weights' |q| <= 32, so a pair of products, at most
-// 2 · 255 · 32 = 16320, never saturates vpmaddubsw's 16 bits, and two (four where |q| <= 16)
-// can be summed there before vpmaddwd widens them: the integer sums are exact, and the float
-// steps are the VNNI tiles' own, lane for lane, so the results are their bits.
+// AVX2 tiles: the prompt products of the types whose decoded quants are small (|q| <=
+// kTileMaxQ = 32: every tile type but Q8_0), on CPUs without AVX-512 VNNI. The same decoded rows
+// and panel as the VNNI tiles (kernels.h), a 256-bit register holding eight of a panel group's
+// sixteen tokens; vpmaddubsw and vpmaddwd stand in for vpdpbusd. The panel's quants are unsigned (q
+// + 128 <= 255) and the weights' |q| <= 32, so a pair of products, at most 2 · 255 · 32 = 16320,
+// never saturates vpmaddubsw's 16 bits, and two (four where |q| <= 16) can be summed there before
+// vpmaddwd widens them: the integer sums are exact, and the float steps are the VNNI tiles' own,
+// lane for lane, so the results are their bits.
 #include "kernels/avx2_target.h"
 // (first: the target applies to everything below)
 
 #include <algorithm>
 #include <cstring>
 
-#include "gguf/ggml_type.h"
 #include "kernels/kernels_avx2.h"
+#include "quant/unpack.h"
 
 namespace ggswarm::kernels::avx2 {
 namespace {
 
 // Rows r0 … r0 + R - 1 against tokens 8 · eighth … 8 · eighth + 7 of the panel; F quads
 // (2 or 4, dividing a block's) summed in 16 bits at a time; Q quads a block (8 for blocks of
-// 32, 4 for 16), known when compiled so that the loop over them unrolls (bench_kernels, one
-// core, alternated: Q4_K 79 → 86-88 GMAC/s, Q6_K 60-68 → 74-81).
+// 32, 4 for 16), known when compiled so that the loop over them unrolls (it was faster so:
+// docs/benchmarks.md).
 template <int R, int F, int Q>
 void TileEighths(const DecodedRows& w, const Panel& p, bool has_min, int r0, int eighth, float* out,
                  int64_t rs, int64_t ts) {
@@ -113,16 +113,15 @@ void TileAll(const DecodedRows& w, const Panel& p, bool has_min, float* out, int
 
 }  // namespace
 
-void Tile(GgmlType type, const DecodedRows& w, const Panel& p, bool has_min, float* out, int64_t rs,
-          int64_t ts) {
-  // Pairs of products are at most 2 · 255 · max|q|: four of them fit in 16 bits for the
-  // types whose quants stay within ±16, two for those within ±32 (Q5_1, Q5_K, Q6_K).
-  const bool small = type != GgmlType::Q5_1 && type != GgmlType::Q5_K && type != GgmlType::Q6_K;
+void Tile(const DecodedRows& w, const Panel& p, bool has_min, float* out, int64_t rs, int64_t ts) {
+  // Pairs of products are at most 2 · 255 · max|q|: four of them fit in 16 bits where the
+  // quants stay within ±16, two within ±kTileMaxQ.
+  const bool four = quant::FindQuantTraits(w.type)->max_q <= 16;
   if (w.block == 32) {
-    if (small) return TileAll<4, 8>(w, p, has_min, out, rs, ts);
+    if (four) return TileAll<4, 8>(w, p, has_min, out, rs, ts);
     return TileAll<2, 8>(w, p, has_min, out, rs, ts);
   }
-  if (small) return TileAll<4, 4>(w, p, has_min, out, rs, ts);
+  if (four) return TileAll<4, 4>(w, p, has_min, out, rs, ts);
   TileAll<2, 4>(w, p, has_min, out, rs, ts);
 }
 

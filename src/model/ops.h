@@ -51,6 +51,9 @@ constexpr int kRowDotMaxTokensWithoutAmx = 79;
 // tinyllama-shaped Q4_K_M model, `bench -p N -t 1`, row dots against tiles: 32 tokens 51.2
 // / 45.4 tok/s, 48: 48.0 / 48.2, 64: 52.0 / 56.5, 128: 50.2 / 61.1, 512: 39.5 / 56.9.
 constexpr int kRowDotMaxTokensAvx2 = 47;
+static_assert(kRowDotMaxTokensAvx2 >= kRowDotMaxTokens &&
+                  kRowDotMaxTokensWithoutAmx >= kRowDotMaxTokens,
+              "every CPU takes runs of up to kRowDotMaxTokens by row dots (net::ExactRun)");
 // Batches of at least this many tokens use the bf16 tiles where the CPU has AMX-BF16 (see
 // kernels.h); shorter ones stay on the integer kernels, which round as llama.cpp does.
 constexpr int kBf16MinTokens = 32;

@@ -12,14 +12,14 @@ using namespace blocks;
 using T = GgmlType;
 
 constexpr QuantTraits kTraits[] = {
-    // type, vec_dot_type, sub_block, has_min, integer_dot
-    {T::F32, T::F32, 0, false, false},    {T::F16, T::F16, 0, false, false},
-    {T::BF16, T::BF16, 0, false, false},  {T::Q4_0, T::Q8_0, kQK, false, true},
-    {T::Q4_1, T::Q8_1, kQK, true, true},  {T::Q5_0, T::Q8_0, kQK, false, true},
-    {T::Q5_1, T::Q8_1, kQK, true, true},  {T::Q8_0, T::Q8_0, kQK, false, true},
-    {T::Q2_K, T::Q8_K, 16, true, false},  {T::Q3_K, T::Q8_K, 16, false, false},
-    {T::Q4_K, T::Q8_K, 32, true, false},  {T::Q5_K, T::Q8_K, 32, true, false},
-    {T::Q6_K, T::Q8_K, 16, false, false}, {T::Q8_K, T::Q8_K, 32, false, false},
+    // type, vec_dot_type, sub_block, has_min, integer_dot, max_q
+    {T::F32, T::F32, 0, false, false, 0},     {T::F16, T::F16, 0, false, false, 0},
+    {T::BF16, T::BF16, 0, false, false, 0},   {T::Q4_0, T::Q8_0, kQK, false, true, 8},
+    {T::Q4_1, T::Q8_1, kQK, true, true, 15},  {T::Q5_0, T::Q8_0, kQK, false, true, 16},
+    {T::Q5_1, T::Q8_1, kQK, true, true, 31},  {T::Q8_0, T::Q8_0, kQK, false, true, 128},
+    {T::Q2_K, T::Q8_K, 16, true, false, 3},   {T::Q3_K, T::Q8_K, 16, false, false, 4},
+    {T::Q4_K, T::Q8_K, 32, true, false, 15},  {T::Q5_K, T::Q8_K, 32, true, false, 31},
+    {T::Q6_K, T::Q8_K, 16, false, false, 32}, {T::Q8_K, T::Q8_K, 32, false, false, 128},
 };
 
 // Q4_0, Q4_1, Q5_0, Q5_1: 32 elements, nibbles j (low) and j + 16 (high) of qs[j], a fifth

@@ -16,6 +16,9 @@ struct QuantTraits {
   int sub_block;          // elements per scale in UnpackRow; 0: a float type, not unpacked
   bool has_min;           // x = scale * q + min; otherwise x = scale * q
   bool integer_dot;       // VecDotBlocks works on its blocks directly (quant/vec_dot.h)
+  // The largest |q| UnpackRow can give, whatever a file holds (the quants are bit fields,
+  // Q8_0's and Q8_K's whole bytes: -128); 0 for the float types.
+  int max_q;
 };
 
 // The row of a type ggswarm dequantizes (Traits(t).dequantizable), else nullptr.
