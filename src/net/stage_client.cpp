@@ -473,26 +473,53 @@ struct SwarmChain::Impl {
     return std::max(1, m);
   }
 
+  // The two calls of a push: what their callbacks write. The chain owns them until both
+  // have answered (the first stage's answer comes after the last stage's replies, which
+  // are all a step waits for) and lets them go on its caller's thread: a callback never
+  // holds the last reference, since a ClientContext holds its channel, and the last
+  // reference to a channel dropped on one of gRPC's callback threads ends that thread's
+  // own queue under it (gRPC 1.51 aborts: "ref_counted.h: assertion failed: prior > 0").
+  struct PushCalls {
+    std::mutex mu;
+    std::condition_variable cv;
+    grpc::ClientContext fctx, actx;
+    pb::ForwardRequest one;
+    pb::ForwardReply one_rep;
+    pb::ForwardManyRequest many;
+    pb::ForwardManyReply many_rep;
+    pb::AwaitRequest await;
+    pb::ForwardManyReply await_rep;
+    std::optional<grpc::Status> forwarded, awaited;
+    bool Answered() {
+      std::lock_guard<std::mutex> l(mu);
+      return forwarded && awaited;
+    }
+  };
+  std::vector<std::unique_ptr<PushCalls>> in_flight;
+
+  // Lets go of the pushes whose calls have both answered.
+  void Reap() {
+    std::erase_if(in_flight, [](const std::unique_ptr<PushCalls>& c) { return c->Answered(); });
+  }
+
+  ~Impl() {
+    for (auto& c : in_flight) {
+      c->fctx.TryCancel();
+      c->actx.TryCancel();
+      std::unique_lock<std::mutex> l(c->mu);
+      c->cv.wait(l, [&] { return c->forwarded && c->awaited; });
+    }
+  }
+
   // One call's worth of items [at, end) pushed along the chain: the first stage gets the
   // tokens with the route of the others, and the last stage's replies come back to an Await
   // sent beside it. On failure, `*failed` is the stage that failed (the first stage names
   // a later one in its trailing metadata).
   grpc::Status PushStep(std::span<const ChainItem> items, std::span<const int> positions, size_t at,
                         size_t end, std::vector<std::string>* out, size_t* failed) {
-    // What the two calls' callbacks write; it lives as long as either call does.
-    struct Calls {
-      std::mutex mu;
-      std::condition_variable cv;
-      grpc::ClientContext fctx, actx;
-      pb::ForwardRequest one;
-      pb::ForwardReply one_rep;
-      pb::ForwardManyRequest many;
-      pb::ForwardManyReply many_rep;
-      pb::AwaitRequest await;
-      pb::ForwardManyReply await_rep;
-      std::optional<grpc::Status> forwarded, awaited;
-    };
-    auto c = std::make_shared<Calls>();
+    Reap();
+    in_flight.push_back(std::make_unique<PushCalls>());
+    PushCalls* c = in_flight.back().get();
     Prepare(&c->fctx, o.deadline_s);
     Prepare(&c->actx, o.deadline_s + 1);  // the push's own failure comes first
     const Link& first = chain.front();
@@ -513,7 +540,7 @@ struct SwarmChain::Impl {
       h->set_address(chain[i].range.address());
       for (size_t j = at; j < end; ++j) h->add_session_ids(chain[i].sessions[items[j].seq]);
     }
-    auto done = [c](std::optional<grpc::Status>* slot) {
+    auto done = [c](std::optional<grpc::Status>* slot) {  // c outlives both calls (Reap)
       return [c, slot](grpc::Status st) {
         std::lock_guard<std::mutex> l(c->mu);
         *slot = st;
