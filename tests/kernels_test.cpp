@@ -214,13 +214,15 @@ TEST(Kernels, RowDotsForSeveralTokensMatchTheScalarReference) {
   });
 }
 
-// A batch of sequences must not change any one of them: with AVX-512 each token's results
-// from a call for several tokens are RowDots' own bits for that token alone, for row counts
-// around the two- and four-stream loops and token counts around the groups of four, and
-// rows as long as a 7B model's (4128 elements: a block past the steps of four).
+// A batch of sequences must not change any one of them: with AVX-512 and with AVX2 each
+// token's results from a call for several tokens are RowDots' own bits for that token alone,
+// for row counts around the two- and four-stream loops and token counts around the groups of
+// four and eight, and rows as long as a 7B model's (2080 and 4128 elements: an odd number of
+// blocks, and a block past the steps of four).
 TEST(Kernels, RowDotsForSeveralTokensGiveEachTokenItsOwnBits) {
-  REQUIRE_AVX512();
-  ForEachRowDotCase({kernels::Isa::kAvx512Vnni}, [&](GgmlType type) {
+  const auto isas = RowDotIsas();
+  if (isas.empty()) GTEST_SKIP() << "this CPU has neither AVX2 nor AVX-512 VNNI";
+  ForEachRowDotCase(isas, [&](GgmlType type) {
     for (int64_t k : {768, 2080, 4128, 4352}) {
       if (k % Traits(type).block_size != 0) continue;
       const int max_n = 11;
@@ -419,6 +421,45 @@ TEST(Kernels, Avx2TilesMatchTheScalarReferenceAndTheVnniBits) {
     }
   }
   kernels::SetAmx(true);
+}
+
+// model::ExactBatch is what the chain verifier relies on (net::ExactRun): on every
+// instruction set this CPU has, a batch of that many tokens gives each token the bits it
+// gets alone, for every weight type.
+TEST(Kernels, AnExactBatchGivesEachTokenItsBitsAloneOnEveryInstructionSet) {
+  const int64_t k = 512;
+  const int rows = 40;
+  for (kernels::Isa isa : {kernels::Isa::kAvx512Vnni, kernels::Isa::kAvx2, kernels::Isa::kScalar}) {
+    ScopedIsa scoped(isa);
+    if (!scoped.has(isa)) continue;
+    for (GgmlType type : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0,
+                          GgmlType::Q5_1, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K,
+                          GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::F16}) {
+      SCOPED_TRACE(std::string(TypeName(type)) + " " + kernels::IsaName(isa));
+      const int n = model::ExactBatch(type);
+      EXPECT_EQ(n, type == GgmlType::Q8_0 || type == GgmlType::Q4_0 || type == GgmlType::Q4_K ||
+                           type == GgmlType::Q6_K
+                       ? model::kRowDotMaxTokens
+                       : model::kTileMinTokens - 1);
+      const Operands o = Make(type, rows, 1, k, 61);
+      gguf::TensorInfo info{
+          "w", {uint64_t(k), uint64_t(rows)}, type, 0, o.w.size(), uint64_t(k) * rows};
+      TensorView view{&info, {{o.w.data(), 0, rows}}, o.row_bytes};
+      const auto x = RandomFloats(static_cast<size_t>(n) * k, 67);
+      ThreadPool pool(2);
+      model::MatMulScratch scratch;
+      std::vector<float> y(static_cast<size_t>(n) * rows, NAN), alone(rows, NAN);
+      model::MatMul(view, x.data(), n, y.data(), pool, &scratch);
+      for (int t = 0; t < n; ++t) {
+        model::MatMul(view, x.data() + t * k, 1, alone.data(), pool, &scratch);
+        if (std::memcmp(alone.data(), y.data() + t * rows, rows * sizeof(float)) != 0) {
+          ADD_FAILURE() << "token " << t << " of " << n << ": " << alone[0] << " alone, "
+                        << y[t * rows] << " in the batch";
+          break;
+        }
+      }
+    }
+  }
 }
 
 // With AVX2 a prompt past the row dots' reach (model::kRowDotMaxTokensAvx2) is multiplied

@@ -139,6 +139,11 @@ RowDotFn RowDotOf(GgmlType w) {
 
 bool HasRowDot(GgmlType w) { return RowDotOf(w) != nullptr; }
 
+bool HasRowDotEverywhere(GgmlType w) {
+  const KernelTraits* t = FindKernels(w);
+  return t && t->avx512 && t->avx2;
+}
+
 int RowDotGroup(GgmlType /*w*/) { return Active() == Isa::kAvx512Vnni ? 8 : 4; }
 
 void QuantizeRow(GgmlType vt, const float* x, void* out, int64_t k) {

@@ -50,6 +50,9 @@ void SetAmx(bool on);
 // True when Active() has a row-dot kernel for weights of type `w` (Q8_0, Q4_0, Q4_K, Q6_K;
 // AVX2 or AVX-512 VNNI).
 bool HasRowDot(GgmlType w);
+// True when every instruction set with row dots (AVX2 and AVX-512 VNNI) has them for `w`,
+// whichever is active.
+bool HasRowDotEverywhere(GgmlType w);
 
 // QuantizeActivation (quant/vec_dot.h), byte for byte, with AVX-512 for Q8_0 and Q8_K.
 void QuantizeRow(GgmlType vt, const float* x, void* out, int64_t k);

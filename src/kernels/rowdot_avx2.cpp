@@ -355,23 +355,47 @@ void Q4_0Tokens(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct
   }
 }
 
+// Q8_0 as Q8_0Kernel sums one token: even and odd blocks in two accumulators, added before
+// the horizontal sum, and a last odd block by VecDotBlocks, so that each token gets the bits
+// it gets alone.
+template <int T>
+void Q8_0Tokens(const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct* acts, int64_t k,
+                float* out, int64_t ts) {
+  const int64_t nb = k / kQK, pairs = nb / 2;
+  for (int64_t r = 0; r < nrows; ++r) {
+    const Q8_0* x = reinterpret_cast<const Q8_0*>(rows + r * rb);
+    __m256 even[T], odd[T];
+    for (int t = 0; t < T; ++t) even[t] = odd[t] = _mm256_setzero_ps();
+    for (int64_t j = 0; j < pairs; ++j) {
+      const Q8_0* y[2][T];
+      const float* da[2][T];
+      for (int t = 0; t < T; ++t)
+        for (int h = 0; h < 2; ++h) {
+          y[h][t] = static_cast<const Q8_0*>(acts[t].act) + 2 * j + h;
+          da[h][t] = acts[t].d.data() + 2 * j + h;
+        }
+      Q8_0Block<T>(x[2 * j], y[0], da[0], even);
+      Q8_0Block<T>(x[2 * j + 1], y[1], da[1], odd);
+    }
+    for (int t = 0; t < T; ++t) {
+      float s = Hsum256(_mm256_add_ps(even[t], odd[t]));
+      if (2 * pairs < nb)
+        s +=
+            VecDotBlocks(GgmlType::Q8_0, x + 2 * pairs,
+                         static_cast<const Q8_0*>(acts[t].act) + 2 * pairs, (nb - 2 * pairs) * kQK);
+      out[t * ts + r] = s;
+    }
+  }
+}
+
 template <int T>
 void TokensOf(GgmlType w, const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct* acts,
               int64_t k, float* out, int64_t ts) {
   switch (w) {
     case GgmlType::Q4_0:
       return Q4_0Tokens<T>(rows, rb, nrows, acts, k, out, ts);
-    case GgmlType::Q8_0: {
-      const float* d[T];
-      for (int t = 0; t < T; ++t) d[t] = acts[t].d.data();
-      return RowsTokens<Q8_0, Q8_0, T>(
-          rows, rb, nrows, acts, k / kQK, out, ts,
-          [&](const Q8_0& x, int64_t i, const Q8_0* const* y, __m256* acc, __m128*) {
-            const float* da[T];
-            for (int t = 0; t < T; ++t) da[t] = d[t] + i;
-            Q8_0Block<T>(x, y, da, acc);
-          });
-    }
+    case GgmlType::Q8_0:
+      return Q8_0Tokens<T>(rows, rb, nrows, acts, k, out, ts);
     case GgmlType::Q4_K:
       return RowsTokens<Q4_K, Q8_K, T>(rows, rb, nrows, acts, k / kQK_K, out, ts,
                                        [](const Q4_K& x, int64_t, const Q8_K* const* y, __m256* acc,

@@ -218,6 +218,10 @@ void RowDotMatMul(const MatMulPart* parts, int count, const float* x, int n, Thr
 
 }  // namespace
 
+int ExactBatch(GgmlType w) {
+  return kernels::HasRowDotEverywhere(w) ? kRowDotMaxTokens : kTileMinTokens - 1;
+}
+
 std::string KernelsInUse() {
   std::string name = kernels::IsaName(kernels::Active());
   if (kernels::AmxActive()) name += "+amx-int8";

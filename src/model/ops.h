@@ -54,6 +54,10 @@ constexpr int kRowDotMaxTokensAvx2 = 47;
 static_assert(kRowDotMaxTokensAvx2 >= kRowDotMaxTokens &&
                   kRowDotMaxTokensWithoutAmx >= kRowDotMaxTokens,
               "every CPU takes runs of up to kRowDotMaxTokens by row dots (net::ExactRun)");
+// How many tokens of one batch every CPU gives matrices of type `w` each with the bits it
+// would get alone: kRowDotMaxTokens where every instruction set has row dots for `w` (or
+// none does: the scalar path goes row by row), else fewer than the tiles take.
+int ExactBatch(GgmlType w);
 // Batches of at least this many tokens use the bf16 tiles where the CPU has AMX-BF16 (see
 // kernels.h); shorter ones stay on the integer kernels, which round as llama.cpp does.
 constexpr int kBf16MinTokens = 32;

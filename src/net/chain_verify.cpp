@@ -23,13 +23,11 @@ double Difference(const float* a, const std::vector<float>& b) {
 }  // namespace
 
 int ExactRun(const gguf::GgufFile& header) {
-  for (const gguf::TensorInfo& t : header.tensors) {
-    if (t.shape.size() < 2 || t.name.rfind("blk.", 0) != 0) continue;
-    if (t.type != GgmlType::Q8_0 && t.type != GgmlType::Q4_0 && t.type != GgmlType::Q4_K &&
-        t.type != GgmlType::Q6_K)
-      return model::kTileMinTokens - 1;
-  }
-  return model::kRowDotMaxTokens;
+  int run = model::kRowDotMaxTokens;
+  for (const gguf::TensorInfo& t : header.tensors)
+    if (t.shape.size() >= 2 && t.name.rfind("blk.", 0) == 0)
+      run = std::min(run, model::ExactBatch(t.type));
+  return run;
 }
 
 ChainVerifier::ChainVerifier(const ChainOptions& o, int n_ctx, int n_vocab, int exact_run)

@@ -26,9 +26,8 @@
 namespace ggswarm::net {
 
 // How many single-token steps of a sequence one run may replay and still give each token the
-// bits it got alone, on any stage: the row dots' group (model/ops.h: kRowDotMaxTokens) when
-// every matrix of the layers has a row-dot type (Q8_0, Q4_0, Q4_K, Q6_K), else fewer than
-// the tiles take (kTileMinTokens - 1).
+// bits it got alone, on any stage: the least of model::ExactBatch over the layers' matrices
+// (kRowDotMaxTokens where every one has a row-dot type, else kTileMinTokens - 1).
 int ExactRun(const gguf::GgufFile& header);
 
 class ChainVerifier {
