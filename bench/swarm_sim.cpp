@@ -22,11 +22,15 @@
 #include <string>
 #include <vector>
 
+#include "model/ops.h"
 #include "net/chain_plan.h"
 
 namespace {
 
+using ggswarm::GgmlType;
+using ggswarm::model::ExactBatch;
 using ggswarm::net::PlanChain;
+using ggswarm::net::ReplayCalls;
 using ggswarm::net::StageChoice;
 
 struct Model {
@@ -37,6 +41,7 @@ struct Model {
   double step_s[7];
   double prompt_token_s;
   double hidden_bytes;  // per token between stages (f32)
+  int exact_run;        // single steps replayed at once (net::ExactRun: model::ExactBatch)
 };
 
 struct Scenario {
@@ -59,7 +64,9 @@ struct Scenario {
 // 70B Q4_K_M (Llama-2-70B shapes: 80 layers, 8192 wide; 40 GB of layers, 0.5 GB each). A
 // step reads the layer's bytes once (memory-bound) until b tokens of int8 row dots cost more.
 Model Llama70(double mem_gbs, double tops) {
-  Model m{"70B Q4_K_M", 80, {}, 0, 8192 * 4};
+  Model m{"70B Q4_K_M", 80,
+          {},           0,
+          8192 * 4,     std::min(ExactBatch(GgmlType::Q4_K), ExactBatch(GgmlType::Q6_K))};
   const double bytes = 0.5e9, flops = 2 * 0.86e9;
   const int b[7] = {1, 2, 4, 8, 16, 32, 64};
   for (int i = 0; i < 7; ++i)
@@ -71,8 +78,12 @@ Model Llama70(double mem_gbs, double tops) {
 // This machine (2 cores, AVX-512 VNNI): a tinyllama-1.1b Q8_0 model's step costs for one
 // thread per stage, from `ggswarm bench -t 1 -p B` (filled in by --measured).
 Model Here() {
-  return Model{
-      "tinyllama-1.1b Q8_0 (this machine, 1 thread)", 22, {0, 0, 0, 0, 0, 0, 0}, 0, 2048 * 4};
+  return Model{"tinyllama-1.1b Q8_0 (this machine, 1 thread)",
+               22,
+               {0, 0, 0, 0, 0, 0, 0},
+               0,
+               2048 * 4,
+               ExactBatch(GgmlType::Q8_0)};
 }
 
 Scenario Get(const std::string& name) {
@@ -336,7 +347,7 @@ struct Sim {
 
   // Lane `lane` meets host `id` gone: it notices at once (a closed connection) or at its
   // deadline (a host that stopped answering), looks the swarm up, builds a new chain and
-  // replays its sequence: the prompt in one batch, each generated token on its own.
+  // replays its sequences as SwarmChain does (Rebuild).
   void Fail(int lane, uint64_t epoch, int id) {
     Lane& l = lanes[lane];
     if (epoch != l.epoch || l.recovering_since >= 0) return;
@@ -353,15 +364,23 @@ struct Sim {
       At(now + 5, [this, lane] { Rebuild(lane); });
       return;
     }
-    double replay = 0;
+    // As SwarmChain::Recover replays: each sequence of the lane on its own, in the calls
+    // net::ReplayCalls makes of the batches it was sent in (the prompt as it was, the
+    // generated tokens in runs of up to the model's exact run), each call one pass along
+    // the chain.
     const int generated = std::max(0, l.pos - sc.prompt_tokens);
-    for (int h : l.chain) {
-      const int layers = hosts[h].end - hosts[h].first;
-      replay +=
-          layers * (std::min(l.pos, sc.prompt_tokens) * sc.lanes_of * sc.model.prompt_token_s +
-                    generated * StepSeconds(sc.model, sc.lanes_of));
+    std::vector<int> sent;
+    if (l.pos > 0) sent.push_back(std::min(l.pos, sc.prompt_tokens));
+    sent.insert(sent.end(), static_cast<size_t>(generated), 1);
+    const std::vector<int> calls = ReplayCalls(sent, sc.model.exact_run);
+    double replay = 0;
+    for (size_t c = 0; c < calls.size(); ++c) {
+      for (int h : l.chain)
+        replay += (hosts[h].end - hosts[h].first) *
+                  (c == 0 ? calls[c] * sc.model.prompt_token_s : StepSeconds(sc.model, calls[c]));
+      replay += OneWay(sc.rtt_ms_median, calls[c], sc.mbit_s) * (l.chain.size() + 1);
     }
-    replay += (generated + 1) * OneWay(sc.rtt_ms_median, 1, sc.mbit_s) * (l.chain.size() + 1);
+    replay *= sc.lanes_of;
     At(now + replay, [this, lane] {
       Lane& l = lanes[lane];
       recoveries.push_back(now - l.recovering_since);

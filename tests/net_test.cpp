@@ -155,6 +155,19 @@ TEST(ChainPlan, PicksByPreferenceThenFreeSessionsThenRoundTrip) {
   EXPECT_FALSE(net::PlanChain(past, 4).ok());
 }
 
+// A replay (after a failure, or to a checker): each batch as it was sent, consecutive
+// single-token steps together up to the exact run, never a single step joined to a batch.
+TEST(ChainPlan, ReplayJoinsSingleStepsUpToTheExactRun) {
+  // A prompt in two chunks, 7 single steps, a 3-token batch (a truncated sequence's new
+  // turn), 2 more single steps.
+  const std::vector<int> sent = {16, 5, 1, 1, 1, 1, 1, 1, 1, 3, 1, 1};
+  EXPECT_EQ(net::ReplayCalls(sent, 31), (std::vector<int>{16, 5, 7, 3, 2}));
+  EXPECT_EQ(net::ReplayCalls(sent, 3), (std::vector<int>{16, 5, 3, 3, 1, 3, 2}));
+  EXPECT_EQ(net::ReplayCalls(sent, 1), sent);
+  EXPECT_EQ(net::ReplayCalls(std::vector<int>(65, 1), 31), (std::vector<int>{31, 31, 3}));
+  EXPECT_TRUE(net::ReplayCalls({}, 31).empty());
+}
+
 // The DHT keys are SHA-1 of fixed texts (values from coreutils' sha1sum), so that any
 // implementation can find ggswarm's stages.
 TEST(DhtKeys, AreTheSha1OfTheirTexts) {

@@ -419,6 +419,14 @@ TEST_F(Pipeline, AKilledStageWithAReplicaLeavesTheTextUnchanged) {
   err << std::ifstream(t / "run.err").rdbuf();
   EXPECT_EQ(run.Log(), local.out);
   EXPECT_NE(err.str().find("rebuilding the chain and replaying"), std::string::npos) << err.str();
+  // The replay: the prompt as it was sent, the generated tokens in runs of up to 31 (a Q8_0
+  // model's ExactRun), not one call each.
+  std::smatch m;
+  const std::string e = err.str();
+  ASSERT_TRUE(std::regex_search(e, m, std::regex("(\\d+) tokens replayed in (\\d+) calls"))) << e;
+  const int tokens = std::stoi(m[1]), calls = std::stoi(m[2]);
+  EXPECT_GT(tokens, 10);
+  EXPECT_LE(calls, 1 + (tokens + 30) / 31) << e;
 }
 
 // A swarm found through a private DHT on 127.0.0.1 (no --peer anywhere): stages announce

@@ -4,6 +4,20 @@
 
 namespace ggswarm::net {
 
+std::vector<int> ReplayCalls(const std::vector<int>& batch_sizes, int exact_run) {
+  std::vector<int> calls;
+  for (size_t b = 0; b < batch_sizes.size();) {
+    int n = batch_sizes[b++];
+    if (n == 1)
+      while (b < batch_sizes.size() && batch_sizes[b] == 1 && n < exact_run) {
+        ++n;
+        ++b;
+      }
+    calls.push_back(n);
+  }
+  return calls;
+}
+
 int BestStage(const std::vector<StageChoice>& cands) {
   int best = -1;
   for (int i = 0; i < static_cast<int>(cands.size()); ++i) {

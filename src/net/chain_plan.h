@@ -19,6 +19,13 @@ struct StageChoice {
   double rtt_ms = 0;
 };
 
+// How a sequence's batches (their sizes in tokens, in the order they were sent) are sent
+// again — to a rebuilt chain after a failure, or to a checker (chain_verify.h) — so that
+// every token gets the bits it got: each batch as it was, but consecutive single-token steps
+// together, up to `exact_run` of them in one call (net::ExactRun: a run of that many gives
+// each token the bits it gets alone). The number of tokens of each call, in order.
+std::vector<int> ReplayCalls(const std::vector<int>& batch_sizes, int exact_run);
+
 // The index in `cands` of the best stage, or -1 when `cands` is empty.
 int BestStage(const std::vector<StageChoice>& cands);
 

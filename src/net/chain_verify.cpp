@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "model/ops.h"
+#include "net/chain_plan.h"
 
 namespace ggswarm::net {
 namespace {
@@ -136,8 +137,8 @@ StatusOr<ChainVerifier::Checker> ChainVerifier::MakeChecker(int first, int end,
 }
 
 // Feeds checker `c` the batches of `seq` it has not seen, as the chain sent them (runs of up
-// to exact_run_ single-token steps as one), and leaves the logits of the last in `out`. A
-// batch longer than the checker's stages take goes in pieces, and *same_batches is then
+// to exact_run_ single-token steps as one: ReplayCalls), and leaves the logits of the last in
+// `out`. A batch longer than the checker's stages take goes in pieces, and *same_batches is then
 // false.
 Status ChainVerifier::CatchUp(Checker& c, int seq, std::vector<float>* out, bool* same_batches) {
   const std::vector<std::vector<int32_t>>& h = (*history_)(seq);
@@ -149,19 +150,23 @@ Status ChainVerifier::CatchUp(Checker& c, int seq, std::vector<float>* out, bool
     c.chain->Reset(seq);
     b = 0;
   }
-  std::vector<int32_t> run;
-  while (b < h.size()) {
-    run.assign(h[b].begin(), h[b].end());
-    ++b;
-    if (run.size() == 1)
-      while (b < h.size() && h[b].size() == 1 && static_cast<int>(run.size()) < exact_run_)
-        run.push_back(h[b++][0]);
-    const size_t most = static_cast<size_t>(std::max(1, c.chain->max_batch()));
+  std::vector<int> sizes;
+  std::vector<int32_t> tokens;
+  for (size_t i = b; i < h.size(); ++i) {
+    sizes.push_back(static_cast<int>(h[i].size()));
+    tokens.insert(tokens.end(), h[i].begin(), h[i].end());
+  }
+  const size_t most = static_cast<size_t>(std::max(1, c.chain->max_batch()));
+  size_t sent = 0;
+  // (Runs of single steps no longer than the checker takes: any shorter run is exact too.)
+  for (const int call : ReplayCalls(sizes, std::min(exact_run_, static_cast<int>(most)))) {
+    const std::span<const int32_t> run = std::span<const int32_t>(tokens).subspan(sent, call);
+    sent += call;
     if (run.size() > most) *same_batches = false;
     for (size_t from = 0; from < run.size(); from += most) {
       const size_t n = std::min(most, run.size() - from);
-      const ChainItem item{seq, std::span<const int32_t>(run).subspan(from, n),
-                           b == h.size() && from + n == run.size()};
+      const ChainItem item{seq, run.subspan(from, n),
+                           sent == tokens.size() && from + n == run.size()};
       GGSWARM_RETURN_IF_ERROR(c.chain->Step(std::span<const ChainItem>(&item, 1), out));
     }
   }

@@ -159,6 +159,7 @@ struct SwarmChain::Impl {
   std::set<std::string> dead;  // addresses that stopped answering
   std::set<std::string> seen;  // every address a lookup returned
   int recoveries = 0;
+  int exact_run = 1;  // single-token steps replayed at once (ExactRun of the model)
 
   std::unique_ptr<ChainVerifier> verifier;  // --verify-fraction (made once n_ctx is known)
 
@@ -707,25 +708,37 @@ struct SwarmChain::Impl {
                              " chain rebuilds; last: stage " + RangeText(bad) + " at " +
                              bad.address() + ": " + StatusText(why));
     const auto t0 = Clock::now();
-    size_t replay = 0;
-    for (const auto& h : history)
-      for (const auto& b : h) replay += b.size();
+    // Each sequence's batches in the shapes they were sent, but runs of single-token steps
+    // together (ReplayCalls: each token gets the bits it got; nor do a sequence's results
+    // depend on the company it kept).
+    std::vector<std::vector<int>> sizes(history.size()), calls(history.size());
+    std::vector<std::vector<int32_t>> tokens(history.size());
+    size_t replay = 0, n_calls = 0;
+    for (size_t seq = 0; seq < history.size(); ++seq) {
+      for (const auto& b : history[seq]) sizes[seq].push_back(static_cast<int>(b.size()));
+      tokens[seq] = Tokens(static_cast<int>(seq));
+      replay += tokens[seq].size();
+    }
     Log("stage " + RangeText(bad) + " at " + bad.address() + " failed (" + StatusText(why) +
         "): rebuilding the chain and replaying " + std::to_string(replay) + " tokens");
     for (;;) {
       GGSWARM_RETURN_IF_ERROR(BuildChain());
-      // Each sequence's batches in the shapes they were sent (a sequence's results do not
-      // depend on the company it kept).
+      n_calls = 0;
+      for (size_t seq = 0; seq < history.size(); ++seq) {
+        calls[seq] = ReplayCalls(sizes[seq], std::min(exact_run, MaxBatch()));
+        n_calls += calls[seq].size();
+      }
       grpc::Status st;
       size_t at = 0;
       for (size_t seq = 0; seq < history.size() && st.ok(); ++seq) {
         int position = 0;
-        for (const auto& b : history[seq]) {
-          const ChainItem item{static_cast<int>(seq), b, false};
+        for (const int n : calls[seq]) {
+          const ChainItem item{static_cast<int>(seq),
+                               std::span<const int32_t>(tokens[seq]).subspan(position, n), false};
           st = RunStep(std::span<const ChainItem>(&item, 1), std::span<const int>(&position, 1),
                        nullptr, &at);
           if (!st.ok()) break;
-          position += static_cast<int>(b.size());
+          position += n;
         }
       }
       if (st.ok()) break;
@@ -739,9 +752,9 @@ struct SwarmChain::Impl {
     }
     std::string desc;
     for (const Link& l : chain) desc += " " + RangeText(l.range) + "@" + l.range.address();
-    char took[64];
-    std::snprintf(took, sizeof took, " (%.2f s, %zu tokens replayed)",
-                  std::chrono::duration<double>(Clock::now() - t0).count(), replay);
+    char took[96];
+    std::snprintf(took, sizeof took, " (%.2f s, %zu tokens replayed in %zu calls)",
+                  std::chrono::duration<double>(Clock::now() - t0).count(), replay, n_calls);
     Log("chain rebuilt:" + desc + took);
     return Status::Ok();
   }
@@ -779,7 +792,8 @@ StatusOr<std::unique_ptr<SwarmChain>> SwarmChain::Connect(const ChainOptions& o)
   if (!tok.ok()) return tok.status().WithContext("the model's header from the swarm");
   m.tok.emplace(std::move(*tok));
   m.gguf_header.emplace(std::move(*header));
-  m.verifier = std::make_unique<ChainVerifier>(o, m.n_ctx, m.n_vocab, ExactRun(*m.gguf_header));
+  m.exact_run = ExactRun(*m.gguf_header);
+  m.verifier = std::make_unique<ChainVerifier>(o, m.n_ctx, m.n_vocab, m.exact_run);
   return c;
 }
 
