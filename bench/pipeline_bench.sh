@@ -148,13 +148,13 @@ sleep 1
 for _ in $(seq 1 600); do [ "$(wc -c <"$WORK/rec.out")" -gt 20 ] && break; sleep 0.05; done
 if grep -q 'session ' "$WORK/b.log"; then kill -9 $pid_b; else kill -9 $pid_b2; fi
 wait $run
-recovery=$(sed -n 's/.*chain rebuilt:.*(\([0-9.]*\) s, \([0-9]*\) tokens replayed in \([0-9]*\) calls).*/\1 \2 \3/p' "$WORK/rec.err")
+recovery=$(sed -n 's/.*chain rebuilt:.*(\([0-9.]*\) s, \([0-9]*\) tokens of [0-9]* sequences replayed in \([0-9]*\) steps).*/\1 \2 \3/p' "$WORK/rec.err")
 if [ -z "$recovery" ]; then
   echo "recovery: the generation ended before the stage was killed (model too small)"
   recovery="null null null"
 fi
 read -r rec_s rec_tokens rec_calls <<<"$recovery"
-[ "$rec_s" = null ] || echo "recovery after a killed stage: $rec_s s, replaying $rec_tokens tokens in $rec_calls calls"
-json="$json\"same_tokens\":$same,\"stage_a\":{\"layers\":\"$layers_a\",\"rss_bytes\":$rss_a,\"share_bytes\":$share_a},\"stage_b\":{\"layers\":\"$layers_b\",\"rss_bytes\":$rss_b,\"share_bytes\":$share_b},\"recovery_s\":$rec_s,\"replayed_tokens\":$rec_tokens,\"replay_calls\":$rec_calls}"
+[ "$rec_s" = null ] || echo "recovery after a killed stage: $rec_s s, replaying $rec_tokens tokens in $rec_calls steps"
+json="$json\"same_tokens\":$same,\"stage_a\":{\"layers\":\"$layers_a\",\"rss_bytes\":$rss_a,\"share_bytes\":$share_a},\"stage_b\":{\"layers\":\"$layers_b\",\"rss_bytes\":$rss_b,\"share_bytes\":$share_b},\"recovery_s\":$rec_s,\"replayed_tokens\":$rec_tokens,\"replay_steps\":$rec_calls}"
 echo "$json" >"$OUT/pipeline.json"
 echo "results in $OUT/pipeline.json"

@@ -364,10 +364,11 @@ struct Sim {
       At(now + 5, [this, lane] { Rebuild(lane); });
       return;
     }
-    // As SwarmChain::Recover replays: each sequence of the lane on its own, in the calls
-    // net::ReplayCalls makes of the batches it was sent in (the prompt as it was, the
-    // generated tokens in runs of up to the model's exact run), each call one pass along
-    // the chain.
+    // As SwarmChain::Recover replays: each sequence of the lane in the calls net::ReplayCalls
+    // makes of the batches it was sent in (the prompt as it was, the generated tokens in
+    // runs of up to the model's exact run), the lane's sequences side by side, one pass
+    // along the chain per step; a stage computes each run on its own (its own read of the
+    // weights).
     const int generated = std::max(0, l.pos - sc.prompt_tokens);
     std::vector<int> sent;
     if (l.pos > 0) sent.push_back(std::min(l.pos, sc.prompt_tokens));
@@ -376,11 +377,10 @@ struct Sim {
     double replay = 0;
     for (size_t c = 0; c < calls.size(); ++c) {
       for (int h : l.chain)
-        replay += (hosts[h].end - hosts[h].first) *
+        replay += (hosts[h].end - hosts[h].first) * sc.lanes_of *
                   (c == 0 ? calls[c] * sc.model.prompt_token_s : StepSeconds(sc.model, calls[c]));
-      replay += OneWay(sc.rtt_ms_median, calls[c], sc.mbit_s) * (l.chain.size() + 1);
+      replay += OneWay(sc.rtt_ms_median, calls[c] * sc.lanes_of, sc.mbit_s) * (l.chain.size() + 1);
     }
-    replay *= sc.lanes_of;
     At(now + replay, [this, lane] {
       Lane& l = lanes[lane];
       recoveries.push_back(now - l.recovering_since);

@@ -423,10 +423,12 @@ TEST_F(Pipeline, AKilledStageWithAReplicaLeavesTheTextUnchanged) {
   // model's ExactRun), not one call each.
   std::smatch m;
   const std::string e = err.str();
-  ASSERT_TRUE(std::regex_search(e, m, std::regex("(\\d+) tokens replayed in (\\d+) calls"))) << e;
-  const int tokens = std::stoi(m[1]), calls = std::stoi(m[2]);
+  ASSERT_TRUE(
+      std::regex_search(e, m, std::regex("(\\d+) tokens of 1 sequences replayed in (\\d+) steps")))
+      << e;
+  const int tokens = std::stoi(m[1]), steps = std::stoi(m[2]);
   EXPECT_GT(tokens, 10);
-  EXPECT_LE(calls, 1 + (tokens + 30) / 31) << e;
+  EXPECT_LE(steps, 1 + (tokens + 30) / 31) << e;
 }
 
 // A swarm found through a private DHT on 127.0.0.1 (no --peer anywhere): stages announce
@@ -764,6 +766,17 @@ TEST_F(Pipeline, AKilledStageUnderLoadLeavesEveryTextUnchanged) {
   }
   EXPECT_NE(server->Log().find("rebuilding the chain and replaying"), std::string::npos)
       << server->Log();
+  // Each lane's sequences were replayed side by side: as many steps as one sequence's calls
+  // (its prompt, then its generated tokens 31 at a time), not one sequence after another.
+  const std::string log = server->Log();
+  const std::regex rebuilt("(\\d+) tokens of (\\d+) sequences replayed in (\\d+) steps");
+  int most_seqs = 0;
+  for (auto it = std::sregex_iterator(log.begin(), log.end(), rebuilt);
+       it != std::sregex_iterator(); ++it) {
+    most_seqs = std::max(most_seqs, std::stoi((*it)[2]));
+    EXPECT_LE(std::stoi((*it)[3]), 1 + (kTokens + 30) / 31) << (*it)[0];
+  }
+  EXPECT_GE(most_seqs, 2) << log;
 }
 
 // Greedy tokens from `eval` (a chain or a local engine): the prompt, then n one at a time.

@@ -709,37 +709,40 @@ struct SwarmChain::Impl {
                              bad.address() + ": " + StatusText(why));
     const auto t0 = Clock::now();
     // Each sequence's batches in the shapes they were sent, but runs of single-token steps
-    // together (ReplayCalls: each token gets the bits it got; nor do a sequence's results
-    // depend on the company it kept).
+    // together (ReplayCalls: each token gets the bits it got). The sequences go side by
+    // side, the k-th call of each in the k-th step: a sequence's results do not depend on
+    // the company it keeps.
     std::vector<std::vector<int>> sizes(history.size()), calls(history.size());
     std::vector<std::vector<int32_t>> tokens(history.size());
-    size_t replay = 0, n_calls = 0;
+    size_t replay = 0, steps = 0, seqs = 0;
     for (size_t seq = 0; seq < history.size(); ++seq) {
       for (const auto& b : history[seq]) sizes[seq].push_back(static_cast<int>(b.size()));
       tokens[seq] = Tokens(static_cast<int>(seq));
       replay += tokens[seq].size();
+      seqs += !tokens[seq].empty();
     }
     Log("stage " + RangeText(bad) + " at " + bad.address() + " failed (" + StatusText(why) +
         "): rebuilding the chain and replaying " + std::to_string(replay) + " tokens");
     for (;;) {
       GGSWARM_RETURN_IF_ERROR(BuildChain());
-      n_calls = 0;
-      for (size_t seq = 0; seq < history.size(); ++seq) {
+      for (size_t seq = 0; seq < history.size(); ++seq)
         calls[seq] = ReplayCalls(sizes[seq], std::min(exact_run, MaxBatch()));
-        n_calls += calls[seq].size();
-      }
       grpc::Status st;
       size_t at = 0;
-      for (size_t seq = 0; seq < history.size() && st.ok(); ++seq) {
-        int position = 0;
-        for (const int n : calls[seq]) {
-          const ChainItem item{static_cast<int>(seq),
-                               std::span<const int32_t>(tokens[seq]).subspan(position, n), false};
-          st = RunStep(std::span<const ChainItem>(&item, 1), std::span<const int>(&position, 1),
-                       nullptr, &at);
-          if (!st.ok()) break;
-          position += n;
+      std::vector<int> done(history.size(), 0);  // positions replayed, of each sequence
+      for (steps = 0; st.ok(); ++steps) {
+        std::vector<ChainItem> items;
+        std::vector<int> positions;
+        for (size_t seq = 0; seq < history.size(); ++seq) {
+          if (steps >= calls[seq].size()) continue;
+          items.push_back(
+              {static_cast<int>(seq),
+               std::span<const int32_t>(tokens[seq]).subspan(done[seq], calls[seq][steps]), false});
+          positions.push_back(done[seq]);
+          done[seq] += calls[seq][steps];
         }
+        if (items.empty()) break;
+        st = RunStep(items, positions, nullptr, &at);
       }
       if (st.ok()) break;
       if (!Recoverable(st))
@@ -753,8 +756,8 @@ struct SwarmChain::Impl {
     std::string desc;
     for (const Link& l : chain) desc += " " + RangeText(l.range) + "@" + l.range.address();
     char took[96];
-    std::snprintf(took, sizeof took, " (%.2f s, %zu tokens replayed in %zu calls)",
-                  std::chrono::duration<double>(Clock::now() - t0).count(), replay, n_calls);
+    std::snprintf(took, sizeof took, " (%.2f s, %zu tokens of %zu sequences replayed in %zu steps)",
+                  std::chrono::duration<double>(Clock::now() - t0).count(), replay, seqs, steps);
     Log("chain rebuilt:" + desc + took);
     return Status::Ok();
   }
