@@ -166,6 +166,9 @@ TEST(ChainPlan, ReplayJoinsSingleStepsUpToTheExactRun) {
   EXPECT_EQ(net::ReplayCalls(sent, 1), sent);
   EXPECT_EQ(net::ReplayCalls(std::vector<int>(65, 1), 31), (std::vector<int>{31, 31, 3}));
   EXPECT_TRUE(net::ReplayCalls({}, 31).empty());
+  // Stages that take fewer positions now than the batches had: runs no longer than they
+  // take, and longer batches cut.
+  EXPECT_EQ(net::ReplayCalls(sent, 31, 4), (std::vector<int>{4, 4, 4, 4, 4, 1, 4, 3, 3, 2}));
 }
 
 // The DHT keys are SHA-1 of fixed texts (values from coreutils' sha1sum), so that any

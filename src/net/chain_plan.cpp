@@ -4,15 +4,17 @@
 
 namespace ggswarm::net {
 
-std::vector<int> ReplayCalls(const std::vector<int>& batch_sizes, int exact_run) {
+std::vector<int> ReplayCalls(const std::vector<int>& batch_sizes, int exact_run, int max_batch) {
+  const int run = std::min(exact_run, max_batch);
   std::vector<int> calls;
   for (size_t b = 0; b < batch_sizes.size();) {
     int n = batch_sizes[b++];
     if (n == 1)
-      while (b < batch_sizes.size() && batch_sizes[b] == 1 && n < exact_run) {
+      while (b < batch_sizes.size() && batch_sizes[b] == 1 && n < run) {
         ++n;
         ++b;
       }
+    for (; n > max_batch; n -= max_batch) calls.push_back(max_batch);
     calls.push_back(n);
   }
   return calls;

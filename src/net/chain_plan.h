@@ -5,6 +5,7 @@
 // stage's end the next position, to the last layer.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -23,8 +24,11 @@ struct StageChoice {
 // again — to a rebuilt chain after a failure, or to a checker (chain_verify.h) — so that
 // every token gets the bits it got: each batch as it was, but consecutive single-token steps
 // together, up to `exact_run` of them in one call (net::ExactRun: a run of that many gives
-// each token the bits it gets alone). The number of tokens of each call, in order.
-std::vector<int> ReplayCalls(const std::vector<int>& batch_sizes, int exact_run);
+// each token the bits it gets alone). A batch longer than `max_batch` (what the chain's
+// stages take now) is cut into pieces of that many, which may round differently. The number
+// of tokens of each call, in order.
+std::vector<int> ReplayCalls(const std::vector<int>& batch_sizes, int exact_run,
+                             int max_batch = INT32_MAX);
 
 // The index in `cands` of the best stage, or -1 when `cands` is empty.
 int BestStage(const std::vector<StageChoice>& cands);

@@ -156,19 +156,15 @@ Status ChainVerifier::CatchUp(Checker& c, int seq, std::vector<float>* out, bool
     sizes.push_back(static_cast<int>(h[i].size()));
     tokens.insert(tokens.end(), h[i].begin(), h[i].end());
   }
-  const size_t most = static_cast<size_t>(std::max(1, c.chain->max_batch()));
+  const int most = std::max(1, c.chain->max_batch());
+  for (const int n : sizes)
+    if (n > most) *same_batches = false;
   size_t sent = 0;
-  // (Runs of single steps no longer than the checker takes: any shorter run is exact too.)
-  for (const int call : ReplayCalls(sizes, std::min(exact_run_, static_cast<int>(most)))) {
-    const std::span<const int32_t> run = std::span<const int32_t>(tokens).subspan(sent, call);
+  for (const int call : ReplayCalls(sizes, exact_run_, most)) {
+    const ChainItem item{seq, std::span<const int32_t>(tokens).subspan(sent, call),
+                         sent + call == tokens.size()};
     sent += call;
-    if (run.size() > most) *same_batches = false;
-    for (size_t from = 0; from < run.size(); from += most) {
-      const size_t n = std::min(most, run.size() - from);
-      const ChainItem item{seq, run.subspan(from, n),
-                           sent == tokens.size() && from + n == run.size()};
-      GGSWARM_RETURN_IF_ERROR(c.chain->Step(std::span<const ChainItem>(&item, 1), out));
-    }
+    GGSWARM_RETURN_IF_ERROR(c.chain->Step(std::span<const ChainItem>(&item, 1), out));
   }
   return Status::Ok();
 }

@@ -726,7 +726,7 @@ struct SwarmChain::Impl {
     for (;;) {
       GGSWARM_RETURN_IF_ERROR(BuildChain());
       for (size_t seq = 0; seq < history.size(); ++seq)
-        calls[seq] = ReplayCalls(sizes[seq], std::min(exact_run, MaxBatch()));
+        calls[seq] = ReplayCalls(sizes[seq], exact_run, MaxBatch());
       grpc::Status st;
       size_t at = 0;
       std::vector<int> done(history.size(), 0);  // positions replayed, of each sequence
