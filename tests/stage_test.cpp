@@ -537,8 +537,9 @@ TEST_F(Pipeline, ADhtDirectoryFindsTheChainAndAReplacement) {
 // HOST:PORT, or "" (with a failure) when it does not start.
 std::string StartStage(std::vector<std::unique_ptr<net::StageServer>>& stages,
                        const std::string& model, int first, int end, float perturb,
-                       const std::string& peer) {
+                       const std::string& peer, int max_batch = 512) {
   net::StageOptions so;
+  so.max_batch = max_batch;
   so.model_path = model;
   so.first_layer = first;
   so.end_layer = end;
@@ -1028,6 +1029,56 @@ TEST_F(Pipeline, AChainLetGoRightAfterAPushedStepLeavesTheProcessStanding) {
     ASSERT_TRUE((*chain)->Eval(prompt, &got).ok()) << i;
     ASSERT_EQ(got, want) << i;
   }
+}
+
+// A replica that takes fewer positions per call than the batches were sent in: the replay
+// cuts them (net::ReplayCalls), and the chain goes on, the logits within the tolerance of
+// batches computed in other shapes.
+TEST_F(Pipeline, AReplayCutsTheBatchesForAReplicaThatTakesFewer) {
+  TempDir t;
+  const std::string model = t / "m.gguf";
+  Result r = Ggswarm("synth " + model + " --preset tiny --n-layer 3 --type Q8_0 --seed 9", t);
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::vector<std::unique_ptr<net::StageServer>> stages;
+  const std::string a0 = StartStage(stages, model, 0, 1, 0, "");
+  ASSERT_FALSE(a0.empty());
+  const std::string wide = StartStage(stages, model, 1, 3, 0, a0);
+  ASSERT_FALSE(wide.empty());
+  ASSERT_FALSE(StartStage(stages, model, 1, 3, 0, a0, 8).empty());
+  ASSERT_TRUE(WaitForStages(a0, 3));
+  runtime::EngineOptions eo;
+  eo.threads = 1;
+  auto engine = runtime::Engine::Open(model, eo);
+  ASSERT_TRUE(engine.ok());
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 40; ++i) prompt.push_back(5 + (13 * i) % 250);
+  std::vector<float> want, got;
+  ASSERT_TRUE((*engine)->Eval(prompt, &want).ok());
+  net::ChainOptions co;
+  co.address = a0;
+  co.prefer = {wide};
+  std::vector<std::string> log;
+  co.log = [&](const std::string& s) { log.push_back(s); };
+  auto chain = net::SwarmChain::Connect(co);
+  ASSERT_TRUE(chain.ok()) << chain.status().ToString();
+  ASSERT_EQ((*chain)->Route()[1].address, wide);
+  ASSERT_TRUE((*chain)->Eval(prompt, &got).ok());
+  EXPECT_EQ(got, want);
+  stages[1]->Shutdown();
+  const int32_t next = 77;
+  ASSERT_TRUE((*engine)->Eval({&next, 1}, &want).ok());
+  auto st = (*chain)->Eval({&next, 1}, &got);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ((*chain)->max_batch(), 8);
+  const auto [lo, hi] = std::minmax_element(want.begin(), want.end());
+  const double scale = std::max({1.0, std::fabs(double(*lo)), std::fabs(double(*hi))});
+  double d = 0;
+  for (size_t i = 0; i < want.size(); ++i) d = std::max(d, double(std::fabs(got[i] - want[i])));
+  EXPECT_LT(d / scale, net::kVerifyTolerance);
+  bool replayed = false;
+  for (const std::string& s : log)
+    replayed |= s.find("40 tokens of 1 sequences replayed in 5 steps") != std::string::npos;
+  EXPECT_TRUE(replayed) << ::testing::PrintToString(log);
 }
 
 TEST_F(Pipeline, AKilledStageWithoutAReplicaNamesTheMissingLayers) {
