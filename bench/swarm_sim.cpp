@@ -24,6 +24,7 @@
 
 #include "model/ops.h"
 #include "net/chain_plan.h"
+#include "net/stage_client.h"
 
 namespace {
 
@@ -90,7 +91,7 @@ Scenario Get(const std::string& name) {
   Scenario s{};
   s.prompt_tokens = 128;
   s.gen_tokens = 128;
-  s.deadline_s = 10;
+  s.deadline_s = ggswarm::net::ChainOptions{}.deadline_s;  // the clients' own
   s.silent_fraction = 0.5;
   s.lanes_of = 1;
   s.call_overhead_ms = 0.2;
