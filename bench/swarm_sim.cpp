@@ -2,9 +2,9 @@
 // a model's layers, users whose clients build chains over them with ggswarm's own chain
 // choice (net::PlanChain, which SwarmChain uses), stages that batch what waits for them,
 // links with latency and bandwidth, and churn: hosts leave (some silently), clients detect it
-// (at once, or at the call deadline), look the swarm up again, rebuild the chain and replay
-// the sequence as SwarmChain does (the prompt in one batch, each generated token on its own),
-// and new hosts take the range with the fewest replicas. Discrete events, one thread.
+// (at once, or when a keepalive ping goes unanswered), look the swarm up again, rebuild the chain
+// and replay the sequence as SwarmChain does (the prompt in one batch, each generated token on its
+// own), and new hosts take the range with the fewest replicas. Discrete events, one thread.
 //
 //   swarm_sim [--scenario here|lan|datacentre|home|home-churn] [--hosts N] [--users N]
 //             [--seconds S] [--seed N] [--table]
@@ -25,6 +25,7 @@
 #include "model/ops.h"
 #include "net/chain_plan.h"
 #include "net/stage_client.h"
+#include "net/stage_tls.h"
 
 namespace {
 
@@ -56,6 +57,7 @@ struct Scenario {
   double lifetime_s;              // mean host lifetime (exponential); 0: hosts stay
   double silent_fraction;         // of leaving hosts that stop answering rather than close
   double deadline_s;              // a client's call deadline (ChainOptions::deadline_s)
+  double silent_s;                // until a silent host is found (keepalive, or the deadline)
   double lookup_s;                // finding the swarm's stages again (DHT or a peer)
   double join_s;                  // until a replacement host serves (fetching its layers)
   int prompt_tokens, gen_tokens;  // each user's requests, back to back
@@ -92,6 +94,10 @@ Scenario Get(const std::string& name) {
   s.prompt_tokens = 128;
   s.gen_tokens = 128;
   s.deadline_s = ggswarm::net::ChainOptions{}.deadline_s;  // the clients' own
+  // A silent host fails the calls open to it when a keepalive ping goes unanswered: at most
+  // one ping interval, then the ping's timeout (net/stage_tls.h).
+  s.silent_s = std::min(s.deadline_s,
+                        (ggswarm::net::kKeepaliveMs + ggswarm::net::kKeepaliveTimeoutMs) / 1e3);
   s.silent_fraction = 0.5;
   s.lanes_of = 1;
   s.call_overhead_ms = 0.2;
@@ -355,7 +361,7 @@ struct Sim {
     l.epoch++;  // jobs in flight are lost
     l.recovering_since = now;
     l.failovers++;
-    const double noticed = hosts[id].silent ? sc.deadline_s : hosts[id].rtt_to[lane] / 1e3;
+    const double noticed = hosts[id].silent ? sc.silent_s : hosts[id].rtt_to[lane] / 1e3;
     At(now + noticed + sc.lookup_s, [this, lane] { Rebuild(lane); });
   }
 

@@ -797,8 +797,9 @@ Status Greedy(Eval& e, const std::vector<int32_t>& prompt, int n, std::vector<in
 }
 
 // Stages that push to each other (the default), with --token: the token travels on every
-// hop. The stage in use stops answering in the middle of the generation (SIGSTOP): the
-// stage pushing to it names it within the call deadline (3 s here), the chain moves to the
+// hop. The stage in use stops answering in the middle of the generation (SIGSTOP): it is
+// named within the call deadline (3 s), or — with the default deadline of 60 s — by the
+// keepalive pings (kKeepaliveMs, kKeepaliveTimeoutMs) long before it; the chain moves to the
 // replica, and the tokens are those of a local run; then the stopped stage is killed, and
 // nothing hangs.
 TEST_F(Pipeline, AStageThatStopsAnsweringMidPushIsNamedWithinTheDeadline) {
@@ -812,56 +813,68 @@ TEST_F(Pipeline, AStageThatStopsAnsweringMidPushIsNamedWithinTheDeadline) {
     ASSERT_TRUE(local.ok()) << local.status().ToString();
     ASSERT_TRUE(Greedy(**local, prompt, kTokens, &want).ok());
   }
-  std::unique_ptr<Process> s0, s1, s1b;
-  const std::string a0 = Serve(s0, model, "--layers 0-1 -t 1 --token tok", t / "s0.log");
-  ASSERT_FALSE(a0.empty());
-  const std::string a1 =
-      Serve(s1, model, "--layers 2-2 -t 1 --token tok --peer " + a0, t / "s1.log");
-  const std::string a1b =
-      Serve(s1b, model, "--layers 2-2 -t 1 --token tok --peer " + a0, t / "s1b.log");
-  ASSERT_FALSE(a1.empty() || a1b.empty());
-  net::ChainOptions co;
-  co.address = a0;
-  co.token = "tok";
-  co.deadline_s = 3;
-  ASSERT_TRUE(WaitUntil(30, [&] {
-    auto l = net::ListStages(a0, "", "tok");
-    return l.ok() && l->size() == 3;
-  }));
-  std::vector<std::string> notes;
-  std::mutex notes_mu;
-  co.log = [&](const std::string& m) {
-    std::lock_guard<std::mutex> l(notes_mu);
-    notes.push_back(m);
+  // The deadline, what the failure says, and how long the test waits for the generation.
+  struct Case {
+    double deadline_s;
+    const char* failed;
+    double within_s;
   };
-  auto chain = net::SwarmChain::Connect(co);
-  ASSERT_TRUE(chain.ok()) << chain.status().ToString();
-  const std::vector<net::SwarmChain::Hop> route = (*chain)->Route();
-  ASSERT_EQ(route.size(), 2u);
-  Process* used = route[1].address == a1 ? s1.get() : s1b.get();
-  std::atomic<bool> done{false};
-  Status result;
-  std::vector<int32_t> got;
-  std::thread gen([&] {
-    result = Greedy(**chain, prompt, kTokens, &got, [&](int i) {
-      if (i == kTokens / 3) used->Kill(SIGSTOP);  // mid-generation, between two pushes
+  for (const Case& k : {Case{3, "DEADLINE_EXCEEDED", 60}, Case{0, "UNAVAILABLE", 30}}) {
+    SCOPED_TRACE(k.failed);
+    const std::string pre = std::string(k.failed) + "-";
+    std::unique_ptr<Process> s0, s1, s1b;
+    const std::string a0 = Serve(s0, model, "--layers 0-1 -t 1 --token tok", t / (pre + "s0.log"));
+    ASSERT_FALSE(a0.empty());
+    const std::string a1 =
+        Serve(s1, model, "--layers 2-2 -t 1 --token tok --peer " + a0, t / (pre + "s1.log"));
+    const std::string a1b =
+        Serve(s1b, model, "--layers 2-2 -t 1 --token tok --peer " + a0, t / (pre + "s1b.log"));
+    ASSERT_FALSE(a1.empty() || a1b.empty());
+    net::ChainOptions co;
+    co.address = a0;
+    co.token = "tok";
+    if (k.deadline_s > 0) co.deadline_s = k.deadline_s;
+    if (k.deadline_s == 0)  // the keepalive case: the deadline must not be what ends the wait
+      ASSERT_GT(co.deadline_s, k.within_s);
+    ASSERT_TRUE(WaitUntil(30, [&] {
+      auto l = net::ListStages(a0, "", "tok");
+      return l.ok() && l->size() == 3;
+    }));
+    std::vector<std::string> notes;
+    std::mutex notes_mu;
+    co.log = [&](const std::string& m) {
+      std::lock_guard<std::mutex> l(notes_mu);
+      notes.push_back(m);
+    };
+    auto chain = net::SwarmChain::Connect(co);
+    ASSERT_TRUE(chain.ok()) << chain.status().ToString();
+    const std::vector<net::SwarmChain::Hop> route = (*chain)->Route();
+    ASSERT_EQ(route.size(), 2u);
+    Process* used = route[1].address == a1 ? s1.get() : s1b.get();
+    std::atomic<bool> done{false};
+    Status result;
+    std::vector<int32_t> got;
+    std::thread gen([&] {
+      result = Greedy(**chain, prompt, kTokens, &got, [&](int i) {
+        if (i == kTokens / 3) used->Kill(SIGSTOP);  // mid-generation, between two pushes
+      });
+      done = true;
     });
-    done = true;
-  });
-  // Within the deadline and a rebuild (no hang): the generation finishes on the replica.
-  const bool finished = WaitUntil(60, [&] { return done.load(); });
-  used->Kill(SIGKILL);
-  gen.join();
-  ASSERT_TRUE(finished);
-  ASSERT_TRUE(result.ok()) << result.ToString();
-  EXPECT_EQ(got, want);
-  std::lock_guard<std::mutex> l(notes_mu);
-  std::string all;
-  for (const std::string& n : notes) all += n + "\n";
-  EXPECT_NE(all.find("stage 2-2 at " + route[1].address + " failed (DEADLINE_EXCEEDED"),
-            std::string::npos)
-      << all;
-  EXPECT_EQ((*chain)->Route()[1].address, route[1].address == a1 ? a1b : a1);
+    // No hang: the generation finishes on the replica.
+    const bool finished = WaitUntil(k.within_s, [&] { return done.load(); });
+    used->Kill(SIGKILL);
+    gen.join();
+    ASSERT_TRUE(finished);
+    ASSERT_TRUE(result.ok()) << result.ToString();
+    EXPECT_EQ(got, want);
+    std::lock_guard<std::mutex> l(notes_mu);
+    std::string all;
+    for (const std::string& n : notes) all += n + "\n";
+    EXPECT_NE(all.find("stage 2-2 at " + route[1].address + " failed (" + k.failed),
+              std::string::npos)
+        << all;
+    EXPECT_EQ((*chain)->Route()[1].address, route[1].address == a1 ? a1b : a1);
+  }
 }
 
 // TLS on every stage call (certificates made here with OpenSSL): stages with a certificate

@@ -96,6 +96,17 @@ StatusOr<std::string> ReadTlsCa(const std::string& ca_file) {
   return *pem;
 }
 
+void SetKeepalive(grpc::ChannelArguments* args) {
+  args->SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, kKeepaliveMs);
+  args->SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kKeepaliveTimeoutMs);
+  args->SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
+  args->SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);  // through a long computation
+}
+
+void AcceptKeepalive(grpc::ServerBuilder* b) {
+  b->AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, kKeepaliveMs / 2);
+}
+
 std::shared_ptr<grpc::ChannelCredentials> TlsCredentials(const std::string& ca_pem) {
   grpc::SslCredentialsOptions o;
   o.pem_root_certs = ca_pem;
@@ -181,6 +192,7 @@ struct SwarmChain::Impl {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(kMaxMessage);
     args.SetMaxSendMessageSize(kMaxMessage);
+    SetKeepalive(&args);
     return pb::Stage::NewStub(grpc::CreateCustomChannel(address, creds, args));
   }
 

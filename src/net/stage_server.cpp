@@ -441,6 +441,7 @@ struct StageServer::Impl final : public pb::Stage::Service {
       grpc::ChannelArguments args;
       args.SetMaxReceiveMessageSize(INT32_MAX);
       args.SetMaxSendMessageSize(INT32_MAX);
+      SetKeepalive(&args);  // a next stage that stops answering is named to the client early
       s = pb::Stage::NewStub(grpc::CreateCustomChannel(address, creds, args));
     }
     return s;
@@ -794,6 +795,7 @@ StatusOr<std::unique_ptr<StageServer>> StageServer::Start(const StageOptions& o,
   // gRPC gets its connections from the guard (h2_guard.h), never from a port of its own.
   grpc::ServerBuilder b;
   b.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, kMaxStreamsPerConnection);
+  AcceptKeepalive(&b);
   // The largest message: a full batch of hidden states in, or of logits out.
   const size_t biggest =
       static_cast<size_t>(so.max_batch) *

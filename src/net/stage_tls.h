@@ -17,4 +17,16 @@ StatusOr<std::string> ReadTlsCa(const std::string& ca_file);
 // gRPC's TLS credentials checking a stage's certificate against the CA certificates `ca_pem`.
 std::shared_ptr<grpc::ChannelCredentials> TlsCredentials(const std::string& ca_pem);
 
+// A stage that stops answering (stopped, or its host gone without closing the connection)
+// is found without waiting for a call's deadline, which has to cover a long prompt chunk on
+// a slow host: while a call is open, its caller sends an HTTP/2 PING every kKeepaliveMs, and
+// a stage that has not answered one within kKeepaliveTimeoutMs fails the call (UNAVAILABLE),
+// as a closed connection does. gRPC's transport answers the pings, not the stage's compute.
+constexpr int kKeepaliveMs = 2000, kKeepaliveTimeoutMs = 5000;
+// On the channels of a stage's callers (clients, and stages pushing to the next).
+void SetKeepalive(grpc::ChannelArguments* args);
+// On a stage's server: pings that far apart are welcome (gRPC's default wants five minutes
+// between pings without data, and sends a caller that pings more often away).
+void AcceptKeepalive(grpc::ServerBuilder* b);
+
 }  // namespace ggswarm::net
