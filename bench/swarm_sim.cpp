@@ -3,8 +3,9 @@
 // choice (net::PlanChain, which SwarmChain uses), stages that batch what waits for them,
 // links with latency and bandwidth, and churn: hosts leave (some silently), clients detect it
 // (at once, or when a keepalive ping goes unanswered), look the swarm up again, rebuild the chain
-// and replay the sequence as SwarmChain does (the prompt in one batch, each generated token on its
-// own), and new hosts take the range with the fewest replicas. Discrete events, one thread.
+// and replay the sequences as SwarmChain does (net::ReplayCalls: the prompt as it was sent, the
+// generated tokens in runs), and new hosts take the range with the fewest replicas. Discrete
+// events, one thread.
 //
 //   swarm_sim [--scenario here|lan|datacentre|home|home-churn] [--hosts N] [--users N]
 //             [--seconds S] [--seed N] [--table]
