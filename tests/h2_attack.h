@@ -20,7 +20,14 @@ namespace ggswarm::testing {
 
 class H2Attacker {
  public:
-  enum Type : uint8_t { kData = 0, kHeaders = 1, kRstStream = 3, kSettings = 4, kContinuation = 9 };
+  enum Type : uint8_t {
+    kData = 0,
+    kHeaders = 1,
+    kRstStream = 3,
+    kSettings = 4,
+    kPing = 6,
+    kContinuation = 9
+  };
   enum Flags : uint8_t { kEndStream = 1, kEndHeaders = 4 };
 
   // Connects to 127.0.0.1:port and sends the client preface and an empty SETTINGS frame.

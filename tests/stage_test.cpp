@@ -24,6 +24,7 @@
 #include "net/chain_verify.h"
 #include "net/dht.h"
 #include "net/stage_client.h"
+#include "net/stage_tls.h"
 #include "process.h"
 #include "runtime/engine.h"
 #include "sse.h"
@@ -1583,6 +1584,74 @@ TEST_F(Pipeline, HttpTwoFloodsStayBoundedAndOthersAreServed) {
   EXPECT_NE(stage->Log().find("closed a connection: a header block of more than"),
             std::string::npos);
   EXPECT_NE(stage->Log().find("closed a connection: streams reset faster than"), std::string::npos);
+}
+
+// Keepalive pings and a PING flood (CVE-2019-9512). A stage takes pings at its callers' rate
+// while a call is open (every kKeepaliveMs; AcceptKeepalive allows twice as often): raw pings
+// a little slower than that, and a real caller's through a call that lasts until its
+// deadline. (Without a call open, gRPC sends a pinging connection away after three pings;
+// the stages' callers do not ping then.) A connection
+// that pings faster, with nothing else, is still sent away by gRPC's ping strikes (measured: 3
+// pings at once leave it open, 5 close it), and other clients are served.
+TEST_F(Pipeline, KeepalivePingsAreWelcomeAndAPingFloodIsSentAway) {
+  TempDir t;
+  std::unique_ptr<Process> stage;
+  const std::string addr = Serve(stage, Tiny(), "--layers 0-3", t / "stage.log");
+  ASSERT_FALSE(addr.empty());
+  const int port = std::stoi(addr.substr(addr.rfind(':') + 1));
+  using testing::H2Attacker;
+  const std::string ping(8, 'p');
+  {
+    H2Attacker a(port);
+    ASSERT_TRUE(a.open());
+    // A call open, as when a client pings (the request not sent yet), ...
+    ASSERT_TRUE(a.Frame(H2Attacker::kHeaders, H2Attacker::kEndHeaders, 1,
+                        H2Attacker::RequestHeaders("/ggswarm.stage.v1.Stage/Hello")));
+    // ... and pings at a pace a little slower than the stage allows (the pace is what is
+    // tested here).
+    for (int i = 0; i < 4; ++i) {
+      ASSERT_TRUE(a.Frame(H2Attacker::kPing, 0, 0, ping)) << "ping " << i;
+      std::this_thread::sleep_for(std::chrono::milliseconds(net::kKeepaliveMs / 2 + 100));
+      ASSERT_TRUE(a.Drain()) << "sent away after ping " << i;
+    }
+  }
+  {  // A real caller's keepalive through a call that lasts: an Await for a reply that never
+     // comes ends at its deadline, not sent away.
+    grpc::ChannelArguments args;
+    net::SetKeepalive(&args);
+    auto stub = pb::Stage::NewStub(
+        grpc::CreateCustomChannel(addr, grpc::InsecureChannelCredentials(), args));
+    auto ctx = [](int seconds) {
+      auto c = std::make_unique<grpc::ClientContext>();
+      c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
+      return c;
+    };
+    pb::OpenSessionRequest open;
+    pb::OpenSessionReply opened;
+    ASSERT_TRUE(stub->OpenSession(ctx(10).get(), open, &opened).ok());
+    pb::AwaitRequest await;
+    await.add_session_ids(opened.session_id());
+    await.add_positions(0);
+    pb::ForwardManyReply rep;
+    const grpc::Status st = stub->Await(ctx(5 * net::kKeepaliveMs / 1000).get(), await, &rep);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << st.error_message();
+  }
+  H2Attacker a(port);
+  ASSERT_TRUE(a.open());
+  int sent = 0;
+  while (sent < 100000 && a.Frame(H2Attacker::kPing, 0, 0, ping, 2)) {
+    if (++sent % 100 == 0 && !a.Drain()) break;
+  }
+  EXPECT_TRUE(WaitUntil(10, [&] { return !a.Drain(); }))
+      << "the connection stayed open after " << sent << " pings";
+  auto stub = pb::Stage::NewStub(grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext c;
+  c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  pb::HelloRequest hello;
+  hello.set_version(net::kStageProtocolVersion);
+  pb::HelloReply hr;
+  EXPECT_TRUE(stub->Hello(&c, hello, &hr).ok());
+  EXPECT_TRUE(stage->running());
 }
 
 }  // namespace
