@@ -57,7 +57,6 @@ struct Scenario {
   double call_overhead_ms;        // gRPC, per hop
   double lifetime_s;              // mean host lifetime (exponential); 0: hosts stay
   double silent_fraction;         // of leaving hosts that stop answering rather than close
-  double deadline_s;              // a client's call deadline (ChainOptions::deadline_s)
   double silent_s;                // until a silent host is found (keepalive, or the deadline)
   double lookup_s;                // finding the swarm's stages again (DHT or a peer)
   double join_s;                  // until a replacement host serves (fetching its layers)
@@ -94,10 +93,10 @@ Scenario Get(const std::string& name) {
   Scenario s{};
   s.prompt_tokens = 128;
   s.gen_tokens = 128;
-  s.deadline_s = ggswarm::net::ChainOptions{}.deadline_s;  // the clients' own
-  // A silent host fails the calls open to it when a keepalive ping goes unanswered: at most
-  // one ping interval, then the ping's timeout (net/stage_tls.h).
-  s.silent_s = std::min(s.deadline_s,
+  // A silent host fails the calls open to it when a keepalive ping goes unanswered (at most
+  // one ping interval, then the ping's timeout: net/stage_tls.h), or at the clients' own
+  // call deadline, whichever comes first.
+  s.silent_s = std::min(ggswarm::net::ChainOptions{}.deadline_s,
                         (ggswarm::net::kKeepaliveMs + ggswarm::net::kKeepaliveTimeoutMs) / 1e3);
   s.silent_fraction = 0.5;
   s.lanes_of = 1;

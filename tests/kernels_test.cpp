@@ -64,6 +64,12 @@ Operands Make(GgmlType type, int rows, int n, int64_t k, uint32_t seed) {
   return o;
 }
 
+// A TensorView of o's weights (o.rows rows of o.k elements of `type`), described by *info.
+TensorView ViewOf(GgmlType type, const Operands& o, gguf::TensorInfo* info) {
+  *info = {"w", {uint64_t(o.k), uint64_t(o.rows)}, type, 0, o.w.size(), uint64_t(o.k) * o.rows};
+  return TensorView{info, {{o.w.data(), 0, o.rows}}, o.row_bytes};
+}
+
 // The scalar reference: the exact integer dot where there is one, else the dequantized row
 // times the activation's values; and Σ|w·x| for the tolerance.
 double Reference(GgmlType type, const Operands& o, int r, int t, double* magnitude) {
@@ -442,9 +448,8 @@ TEST(Kernels, AnExactBatchGivesEachTokenItsBitsAloneOnEveryInstructionSet) {
                        ? model::kRowDotMaxTokens
                        : model::kTileMinTokens - 1);
       const Operands o = Make(type, rows, 1, k, 61);
-      gguf::TensorInfo info{
-          "w", {uint64_t(k), uint64_t(rows)}, type, 0, o.w.size(), uint64_t(k) * rows};
-      TensorView view{&info, {{o.w.data(), 0, rows}}, o.row_bytes};
+      gguf::TensorInfo info;
+      const TensorView view = ViewOf(type, o, &info);
       const auto x = RandomFloats(static_cast<size_t>(n) * k, 67);
       ThreadPool pool(2);
       model::MatMulScratch scratch;
@@ -472,9 +477,8 @@ TEST(Kernels, Avx2PromptsPastTheRowDotsReachTakeTheTilesButQ8_0) {
   for (GgmlType type : {GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q8_0}) {
     SCOPED_TRACE(TypeName(type));
     const Operands o = Make(type, rows, 1, k, 41);
-    gguf::TensorInfo info{
-        "w", {uint64_t(k), uint64_t(rows)}, type, 0, o.w.size(), uint64_t(k) * rows};
-    TensorView view{&info, {{o.w.data(), 0, rows}}, o.row_bytes};
+    gguf::TensorInfo info;
+    const TensorView view = ViewOf(type, o, &info);
     const auto x = RandomFloats(static_cast<size_t>(n) * k, 43);
     ThreadPool pool(2);
     model::MatMulScratch scratch;
