@@ -435,8 +435,9 @@ TEST_F(Pipeline, AKilledStageWithAReplicaLeavesTheTextUnchanged) {
 // A swarm found through a private DHT on 127.0.0.1 (no --peer anywhere): stages announce
 // themselves with `serve --dht`, joining through the first one; a client that knows only the
 // model's id and one DHT node builds the chain, ignores announcements that do not answer Hello
-// with the model (another model's stage, a dead port), and when the stage in use dies finds
-// its replica through the DHT: the text is the local one.
+// with the model (another model's stage, a dead port), and when the stage in use stops
+// answering finds its replica through the DHT without asking the silent one again: the text
+// is the local one.
 TEST_F(Pipeline, ADhtDirectoryFindsTheChainAndAReplacement) {
   TempDir t;
   const std::string model = SlowModel(t);
@@ -519,14 +520,22 @@ TEST_F(Pipeline, ADhtDirectoryFindsTheChainAndAReplacement) {
   ASSERT_TRUE(run.running()) << "generation ended before a stage could be killed:\n"
                              << run.Log() << "\n"
                              << std::ifstream(t / "run.err").rdbuf();
-  Process* used = s1->Log().find("session ") != std::string::npos ? s1.get() : s1b.get();
+  const bool first = s1->Log().find("session ") != std::string::npos;
+  Process* used = first ? s1.get() : s1b.get();
   ASSERT_NE(used->Log().find("session "), std::string::npos);
+  // The stage stops answering (its port stays open and its announcement on the DHT stays):
+  // the chain finds it silent, and the rebuild does not ask it again (each Hello to it would
+  // wait for its whole deadline).
+  used->Kill(SIGSTOP);
+  const int code = run.Wait(120);
   used->Kill(SIGKILL);
-  ASSERT_EQ(run.Wait(120), 0) << run.Log() << "\n" << std::ifstream(t / "run.err").rdbuf();
+  ASSERT_EQ(code, 0) << run.Log() << "\n" << std::ifstream(t / "run.err").rdbuf();
   std::stringstream err;
   err << std::ifstream(t / "run.err").rdbuf();
   EXPECT_EQ(run.Log(), local.out);
   EXPECT_NE(err.str().find("rebuilding the chain and replaying"), std::string::npos) << err.str();
+  EXPECT_NE(err.str().find("found dead, not asked again: " + (first ? a1 : a1b)), std::string::npos)
+      << err.str();
 }
 
 // Honest computation: a stage that perturbs what it computes (fault injection, in-process

@@ -262,6 +262,21 @@ struct SwarmChain::Impl {
                     }) == found.end())
         found.push_back(*e);
     }
+    // Stages this chain found dead are not asked: their answers would be left out anyway
+    // (LiveRanges), and a stage that stopped answering stays announced for up to 45 minutes,
+    // so asking it would add the Hello's whole deadline to every rebuild.
+    std::vector<std::string> left_out;
+    std::erase_if(found, [&](const Endpoint& e) {
+      const bool gone = dead.count(e.ToString()) > 0;
+      if (gone) left_out.push_back(e.ToString());
+      return gone;
+    });
+    if (!left_out.empty()) {
+      std::string names;
+      for (const std::string& a : left_out) names += (names.empty() ? "" : ", ") + a;
+      Log("the DHT still gives " + std::to_string(left_out.size()) +
+          " stage(s) found dead, not asked again: " + names);
+    }
     std::vector<std::optional<pb::ServedRange>> answers(found.size());
     std::vector<std::thread> asks;
     for (size_t i = 0; i < found.size(); ++i)
@@ -390,20 +405,36 @@ struct SwarmChain::Impl {
       pb::ServedRange r;
       double rtt;
     };
-    std::vector<Candidate> cands;
+    // The stages that start at pos, asked all at once (a rebuild waits for the slowest
+    // answer, not for the sum of them).
+    std::vector<const pb::ServedRange*> asked;
     for (const auto& r : live) {
       if (static_cast<int>(r.first_layer()) != pos || dead.count(r.address())) continue;
       if (static_cast<int>(r.n_layer()) != n_layer || static_cast<int>(r.end_layer()) > n_layer ||
           r.end_layer() <= r.first_layer())
         continue;
-      auto stub = Stub(r.address());
-      grpc::ClientContext ctx;
-      Prepare(&ctx, 2);
-      pb::HelloRequest req;
-      req.set_version(kStageProtocolVersion);
-      pb::HelloReply rep;
-      const auto t0 = Clock::now();
-      grpc::Status st = stub->Hello(&ctx, req, &rep);
+      asked.push_back(&r);
+    }
+    std::vector<grpc::Status> status(asked.size());
+    std::vector<Candidate> answers(asked.size());
+    std::vector<std::thread> asks;
+    for (size_t i = 0; i < asked.size(); ++i)
+      asks.emplace_back([&, i] {
+        auto stub = Stub(asked[i]->address());
+        grpc::ClientContext ctx;
+        Prepare(&ctx, 2);
+        pb::HelloRequest req;
+        req.set_version(kStageProtocolVersion);
+        pb::HelloReply rep;
+        const auto t0 = Clock::now();
+        status[i] = stub->Hello(&ctx, req, &rep);
+        answers[i] = {rep.served(), std::chrono::duration<double>(Clock::now() - t0).count()};
+      });
+    for (std::thread& t : asks) t.join();
+    std::vector<Candidate> cands;
+    for (size_t i = 0; i < asked.size(); ++i) {
+      const grpc::Status& st = status[i];
+      const pb::ServedRange& r = *asked[i];
       if (!st.ok()) {
         if (st.error_code() == grpc::StatusCode::UNAUTHENTICATED)
           return Status::InvalidArgument("stage " + r.address() + ": " + StatusText(st) +
@@ -413,7 +444,7 @@ struct SwarmChain::Impl {
         dead.insert(r.address());
         continue;
       }
-      cands.push_back({rep.served(), std::chrono::duration<double>(Clock::now() - t0).count()});
+      cands.push_back(std::move(answers[i]));
     }
     if (cands.empty()) {
       int upto = n_layer;
