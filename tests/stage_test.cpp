@@ -435,9 +435,9 @@ TEST_F(Pipeline, AKilledStageWithAReplicaLeavesTheTextUnchanged) {
 // A swarm found through a private DHT on 127.0.0.1 (no --peer anywhere): stages announce
 // themselves with `serve --dht`, joining through the first one; a client that knows only the
 // model's id and one DHT node builds the chain, ignores announcements that do not answer Hello
-// with the model (another model's stage, a dead port), and when the stage in use stops
-// answering finds its replica through the DHT without asking the silent one again: the text
-// is the local one.
+// with the model (another model's stage, a dead port, a port that never answers: asked once),
+// and when the stage in use stops answering finds its replica through the DHT without asking
+// the silent ones again: the text is the local one.
 TEST_F(Pipeline, ADhtDirectoryFindsTheChainAndAReplacement) {
   TempDir t;
   const std::string model = SlowModel(t);
@@ -477,6 +477,17 @@ TEST_F(Pipeline, ADhtDirectoryFindsTheChainAndAReplacement) {
   ASSERT_FALSE(dead.empty());
   closed->Kill(SIGKILL);
   closed->Wait(10);
+  // And an address that takes connections but never answers (as a host that stopped does).
+  const int quiet_fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in qa{};
+  qa.sin_family = AF_INET;
+  qa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t qlen = sizeof qa;
+  ASSERT_EQ(::bind(quiet_fd, reinterpret_cast<sockaddr*>(&qa), sizeof qa), 0);
+  ASSERT_EQ(::listen(quiet_fd, 64), 0);
+  ::getsockname(quiet_fd, reinterpret_cast<sockaddr*>(&qa), &qlen);
+  const int quiet_port = ntohs(qa.sin_port);
+  const std::string quiet = "127.0.0.1:" + std::to_string(quiet_port);
 
   // The client knows one DHT node (not the first) and the model's id.
   net::ChainOptions co;
@@ -489,6 +500,7 @@ TEST_F(Pipeline, ADhtDirectoryFindsTheChainAndAReplacement) {
                         [&] {
                           (*liar)->Announce(net::ModelKey(id), port_of(impostor));
                           (*liar)->Announce(net::ModelKey(id), port_of(dead));
+                          (*liar)->Announce(net::ModelKey(id), quiet_port);
                           auto l = net::ListStages(co);
                           if (!l.ok()) return false;
                           listed = *l;
@@ -511,7 +523,9 @@ TEST_F(Pipeline, ADhtDirectoryFindsTheChainAndAReplacement) {
   const auto found = co.dht_node->GetPeers(std::span<const net::DhtKey>(&key, 1))[0];
   std::set<int> ports;
   for (const auto& e : found) ports.insert(e.port);
-  EXPECT_TRUE(ports.count(port_of(impostor)) && ports.count(port_of(dead))) << found.size();
+  EXPECT_TRUE(ports.count(port_of(impostor)) && ports.count(port_of(dead)) &&
+              ports.count(quiet_port))
+      << found.size();
 
   Process run({Cli(), "run", "dht://" + id, "--dht-bootstrap", d2, "-p", "the swarm", "-n", "160",
                "--temp", "0", "--ignore-eos"},
@@ -534,8 +548,19 @@ TEST_F(Pipeline, ADhtDirectoryFindsTheChainAndAReplacement) {
   err << std::ifstream(t / "run.err").rdbuf();
   EXPECT_EQ(run.Log(), local.out);
   EXPECT_NE(err.str().find("rebuilding the chain and replaying"), std::string::npos) << err.str();
-  EXPECT_NE(err.str().find("found dead, not asked again: " + (first ? a1 : a1b)), std::string::npos)
-      << err.str();
+  const std::string e = err.str();
+  const size_t at = e.find("found dead, not asked again: ");
+  ASSERT_NE(at, std::string::npos) << e;
+  const std::string line = e.substr(at, e.find('\n', at) - at);
+  EXPECT_NE(line.find(first ? a1 : a1b), std::string::npos) << line;
+  // The address that never answers was asked once (its Hello ran into the deadline), and
+  // then taken for dead too.
+  EXPECT_NE(line.find(quiet), std::string::npos) << line;
+  const std::string silent = "announced stage " + quiet + " does not answer";
+  size_t asked = 0;
+  for (size_t p = e.find(silent); p != std::string::npos; p = e.find(silent, p + 1)) ++asked;
+  EXPECT_EQ(asked, 1u) << e;
+  ::close(quiet_fd);
 }
 
 // Honest computation: a stage that perturbs what it computes (fault injection, in-process

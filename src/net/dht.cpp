@@ -25,11 +25,6 @@ lt::sha1_hash ToHash(const DhtKey& k) {
   return lt::sha1_hash(reinterpret_cast<const char*>(k.data()));
 }
 
-// Replies of a lookup stop coming this long after the last one: it is done. A lookup that
-// meets nodes that have gone (every DHT has some) waits for each up to libtorrent's short
-// timeout of 1 s before it asks the next: replies that come after such a wait still count.
-constexpr double kQuietS = 1.5;
-
 }  // namespace
 
 DhtKey ModelKey(const std::string& model_id) { return Sha1("ggswarm stages " + model_id); }
@@ -130,7 +125,7 @@ std::vector<std::vector<Endpoint>> DhtNode::GetPeers(std::span<const DhtKey> key
   std::optional<Clock::time_point> last_reply;
   const auto seconds = [](Clock::duration d) { return std::chrono::duration<double>(d).count(); };
   while (seconds(Clock::now() - start) < max_wait_s &&
-         !(last_reply && seconds(Clock::now() - *last_reply) > kQuietS)) {
+         !(last_reply && seconds(Clock::now() - *last_reply) > kDhtQuietS)) {
     impl_->ses->wait_for_alert(std::chrono::milliseconds(50));
     std::vector<lt::alert*> alerts;
     impl_->ses->pop_alerts(&alerts);

@@ -32,6 +32,13 @@ DhtKey ModelKey(const std::string& model_id);
 // whose range starts there (what a stage looks up to find the stages after it).
 DhtKey LayerKey(const std::string& model_id, int first_layer);
 
+// GetPeers is done when no reply has come for this long after the last one. A lookup that
+// meets nodes that have gone (every DHT has some) waits for each up to libtorrent's short
+// timeout of 1 s before it asks the next: replies that come after such a wait still count.
+constexpr double kDhtQuietS = 1.5;
+// GetPeers gives up this long after it asked (a key nobody announced gets no reply at all).
+constexpr double kDhtMaxWaitS = 6;
+
 struct DhtOptions {
   // UDP HOST:PORT. "": 127.0.0.1:0 when every bootstrap node is on this machine (or none is
   // named), else 0.0.0.0:0.
@@ -55,8 +62,9 @@ class DhtNode {
   void Announce(const DhtKey& key, int port);
   // The endpoints announced under each of `keys` that the DHT gives. Replies stop coming when
   // the lookups are done; it returns once none has come for a moment after the first, or after
-  // `max_wait_s` (a key nobody announced gets no reply at all).
-  std::vector<std::vector<Endpoint>> GetPeers(std::span<const DhtKey> keys, double max_wait_s = 6);
+  // `max_wait_s` (kDhtQuietS, kDhtMaxWaitS).
+  std::vector<std::vector<Endpoint>> GetPeers(std::span<const DhtKey> keys,
+                                              double max_wait_s = kDhtMaxWaitS);
   struct Impl;
 
  private:

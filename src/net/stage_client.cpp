@@ -278,21 +278,33 @@ struct SwarmChain::Impl {
           " stage(s) found dead, not asked again: " + names);
     }
     std::vector<std::optional<pb::ServedRange>> answers(found.size());
+    std::vector<char> silent(found.size(), 0);
     std::vector<std::thread> asks;
     for (size_t i = 0; i < found.size(); ++i)
       asks.emplace_back([&, i] {
         const std::string a = found[i].ToString();
         auto stub = Stub(a);
         grpc::ClientContext ctx;
-        Prepare(&ctx, 2);
+        Prepare(&ctx, kHelloDeadlineS);
         pb::HelloRequest req;
         req.set_version(kStageProtocolVersion);
         pb::HelloReply rep;
-        if (!stub->Hello(&ctx, req, &rep).ok() || rep.served().model_id() != o.model) return;
+        const grpc::Status st = stub->Hello(&ctx, req, &rep);
+        silent[i] = st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+        if (!st.ok() || rep.served().model_id() != o.model) return;
         answers[i] = rep.served();
         answers[i]->set_address(a);  // where it answered, whatever it calls itself
       });
     for (std::thread& t : asks) t.join();
+    // An address that let its Hello run into the deadline is taken for dead, as PickStage
+    // takes a stage that does not answer: the next rebuild does not wait for it again. (One
+    // that refuses costs only a round trip, and may be a stage starting up.)
+    for (size_t i = 0; i < found.size(); ++i)
+      if (silent[i]) {
+        Log("announced stage " + found[i].ToString() + " does not answer within " +
+            std::to_string(static_cast<int>(kHelloDeadlineS)) + " s");
+        dead.insert(found[i].ToString());
+      }
     std::vector<pb::ServedRange> v;
     for (auto& r : answers)
       if (r) {
@@ -422,7 +434,7 @@ struct SwarmChain::Impl {
       asks.emplace_back([&, i] {
         auto stub = Stub(asked[i]->address());
         grpc::ClientContext ctx;
-        Prepare(&ctx, 2);
+        Prepare(&ctx, kHelloDeadlineS);
         pb::HelloRequest req;
         req.set_version(kStageProtocolVersion);
         pb::HelloReply rep;
@@ -873,7 +885,7 @@ StatusOr<std::vector<StageInfo>> ListStages(const ChainOptions& o) {
     s.sessions_free = static_cast<int>(r.sessions_free());
     auto stub = m.Stub(r.address());
     grpc::ClientContext ctx;
-    m.Prepare(&ctx, 2);
+    m.Prepare(&ctx, kHelloDeadlineS);
     pb::HelloRequest req;
     req.set_version(kStageProtocolVersion);
     pb::HelloReply rep;

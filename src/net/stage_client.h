@@ -20,6 +20,10 @@ namespace ggswarm::net {
 
 class DhtNode;
 
+// How long a chain waits for a stage's Hello when it looks the swarm up or picks its stages;
+// a stage that has not answered by then is taken for dead.
+constexpr double kHelloDeadlineS = 2;
+
 struct ChainOptions {
   std::string address;  // HOST:PORT of any peer (swarm://)
   std::string model;    // model id, id prefix or name; "" when the peer serves one model
