@@ -208,9 +208,10 @@ struct SwarmChain::Impl {
   }
 
   // Every range of the model that the entry peer (or, when it is gone, any peer seen
-  // before) knows of; with dht://, that the DHT knows of.
-  StatusOr<std::vector<pb::ServedRange>> Lookup() {
-    if (o.dht) return DhtLookup();
+  // before) knows of; with dht://, that the DHT knows of (all of them, or, for a chain, those
+  // that answer soon enough: DhtLookup).
+  StatusOr<std::vector<pb::ServedRange>> Lookup(bool all = false) {
+    if (o.dht) return DhtLookup(all);
     std::vector<std::string> ask = {o.address};
     for (const std::string& a : seen) {
       if (a != o.address && !dead.count(a)) ask.push_back(a);
@@ -240,10 +241,32 @@ struct SwarmChain::Impl {
     return Status::IOError("no peer answers: " + last_error);
   }
 
+  // Whether the model's stages among `answers` make a chain over all its layers.
+  static bool Covers(const std::vector<std::optional<pb::ServedRange>>& answers) {
+    std::vector<std::pair<int, int>> ranges;
+    int n = 0;
+    for (const auto& r : answers)
+      if (r && r->end_layer() > r->first_layer() && r->end_layer() <= r->n_layer()) {
+        ranges.push_back({static_cast<int>(r->first_layer()), static_cast<int>(r->end_layer())});
+        n = static_cast<int>(r->n_layer());
+      }
+    if (n == 0) return false;
+    std::sort(ranges.begin(), ranges.end());
+    std::vector<char> reach(static_cast<size_t>(n) + 1, 0);
+    reach[0] = 1;
+    for (const auto& [first, end] : ranges)
+      if (reach[static_cast<size_t>(first)]) reach[static_cast<size_t>(end)] = 1;
+    return reach[static_cast<size_t>(n)] != 0;
+  }
+
   // Every stage announced on the DHT under the model's key that answers Hello with that
   // model (asked all at once); an announcement that answers with another model, or not at
-  // all, is left out.
-  StatusOr<std::vector<pb::ServedRange>> DhtLookup() {
+  // all, is left out. Unless `all`, the answers are not waited for past the moment they
+  // cover the model's layers by as long again as that took (at least kStragglerS): a stage
+  // slower than that would not be picked for its latency, and announcements of hosts that
+  // have gone silent (kept for up to 45 minutes) would otherwise hold every rebuild for the
+  // whole Hello deadline.
+  StatusOr<std::vector<pb::ServedRange>> DhtLookup(bool all) {
     if (!IsModelId(&o.model))
       return Status::InvalidArgument("dht://" + o.model.substr(0, 80) +
                                      ": expected the model's id, 64 hex digits (as `ggswarm "
@@ -279,23 +302,61 @@ struct SwarmChain::Impl {
     }
     std::vector<std::optional<pb::ServedRange>> answers(found.size());
     std::vector<char> silent(found.size(), 0);
+    std::vector<std::unique_ptr<grpc::ClientContext>> ctxs;
+    for (size_t i = 0; i < found.size(); ++i) {
+      ctxs.push_back(std::make_unique<grpc::ClientContext>());
+      Prepare(ctxs.back().get(), kHelloDeadlineS);
+    }
+    std::mutex mu;
+    std::condition_variable cv;
+    size_t done = 0;
     std::vector<std::thread> asks;
     for (size_t i = 0; i < found.size(); ++i)
       asks.emplace_back([&, i] {
         const std::string a = found[i].ToString();
         auto stub = Stub(a);
-        grpc::ClientContext ctx;
-        Prepare(&ctx, kHelloDeadlineS);
         pb::HelloRequest req;
         req.set_version(kStageProtocolVersion);
         pb::HelloReply rep;
-        const grpc::Status st = stub->Hello(&ctx, req, &rep);
+        const grpc::Status st = stub->Hello(ctxs[i].get(), req, &rep);
+        std::lock_guard<std::mutex> l(mu);
         silent[i] = st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
-        if (!st.ok() || rep.served().model_id() != o.model) return;
-        answers[i] = rep.served();
-        answers[i]->set_address(a);  // where it answered, whatever it calls itself
+        if (st.ok() && rep.served().model_id() == o.model) {
+          answers[i] = rep.served();
+          answers[i]->set_address(a);  // where it answered, whatever it calls itself
+        }
+        ++done;
+        cv.notify_all();
       });
+    {
+      const auto start = Clock::now();
+      std::optional<Clock::time_point> until;  // once the answers cover the layers
+      std::unique_lock<std::mutex> l(mu);
+      while (done < found.size()) {
+        if (!all && !until && Covers(answers)) {
+          const auto took = Clock::now() - start;
+          until = Clock::now() +
+                  std::max<Clock::duration>(took, std::chrono::duration_cast<Clock::duration>(
+                                                      std::chrono::duration<double>(kStragglerS)));
+        }
+        if (until) {
+          if (cv.wait_until(l, *until) == std::cv_status::timeout) break;
+        } else {
+          cv.wait(l);
+        }
+      }
+    }
+    std::string stragglers;
+    {
+      std::lock_guard<std::mutex> l(mu);
+      if (done < found.size())
+        for (size_t i = 0; i < found.size(); ++i)
+          if (!answers[i]) stragglers += (stragglers.empty() ? "" : ", ") + found[i].ToString();
+    }
+    for (auto& c : ctxs) c->TryCancel();  // the stragglers (cancelled: not taken for dead)
     for (std::thread& t : asks) t.join();
+    if (!stragglers.empty())
+      Log("the stages found cover the layers; not waiting for announced " + stragglers);
     // An address that let its Hello run into the deadline is taken for dead, as PickStage
     // takes a stage that does not answer: the next rebuild does not wait for it again. (One
     // that refuses costs only a round trip, and may be a stage starting up.)
@@ -869,7 +930,7 @@ StatusOr<std::vector<StageInfo>> ListStages(const ChainOptions& o) {
   SwarmChain::Impl m;
   m.o = o;
   GGSWARM_RETURN_IF_ERROR(m.UseTls(o.tls_ca));
-  auto ranges = m.Lookup();
+  auto ranges = m.Lookup(/*all=*/true);
   if (!ranges.ok()) return ranges.status();
   std::vector<StageInfo> v;
   for (const auto& r : *ranges) {
