@@ -167,6 +167,7 @@ struct Host {
   bool alive = true, silent = false;
   double busy_until = 0;
   std::vector<Job> queue;
+  std::vector<Job> running;  // the step under way
   bool scheduled = false;
   std::vector<double> rtt_to;  // to each lane's client, ms
   // Its DHT node: its id, and until when, after it left, it stays in other nodes' routing
@@ -268,8 +269,11 @@ struct Sim {
     h.in_tables_until = now + kDhtTableRefreshS * u(rng);
     // Its last announcement, up to one re-announce interval ago, is kept 45 minutes.
     h.announced_until = now + kDhtAnnounceLifeS - ggswarm::net::StageOptions{}.dht_every_s * u(rng);
+    // The jobs waiting for it and those of the step it was computing are lost.
     for (const Job& j : h.queue) Fail(j.lane, j.epoch, id);
+    for (const Job& j : h.running) Fail(j.lane, j.epoch, id);
     h.queue.clear();
+    h.running.clear();
     // A new host takes the range with the fewest live replicas, once it has its layers.
     At(now + sc.join_s, [this] {
       std::map<int, int> live;
@@ -436,20 +440,33 @@ struct Sim {
 
   // What SwarmChain does to find the stages again (Lookup, PickChain): the seconds it takes,
   // and the live hosts it found. On the DHT (DhtLookup): GetPeers, then Hello to every host
-  // given and every host seen before (all at once), leaving out those found dead; hosts whose
-  // Hello ran into its deadline are found dead. Else: one Lookup call to a peer, which knows
-  // the live hosts (gossip).
+  // given and every host seen before (all at once), leaving out those found dead, until the
+  // answers cover the layers and as long again (at least kStragglerS), or all have answered;
+  // hosts whose Hello ran into its deadline are found dead. Else: one Lookup call to a peer,
+  // which knows the live hosts (gossip).
   std::pair<double, std::vector<int>> Lookup(int lane) {
     Lane& l = lanes[lane];
     if (!sc.dht) return {sc.rtt_ms_median / 1e3 + sc.call_overhead_ms / 1e3, Live()};
     auto [took, given] = GetPeers(lane);
     std::set<int> ask(given.begin(), given.end());
     ask.insert(l.seen.begin(), l.seen.end());
-    double hello = 0;
+    std::vector<std::pair<double, int>> answers;  // when each asked host is done
+    for (int h : ask)
+      if (!l.dead.count(h)) answers.push_back({Hello(lane, h), h});
+    std::sort(answers.begin(), answers.end());
+    double hello = answers.empty() ? 0 : answers.back().first;
+    std::vector<std::pair<int, int>> ranges;
+    for (const auto& [t, h] : answers) {
+      if (!hosts[h].alive) continue;
+      ranges.push_back({hosts[h].first, hosts[h].end});
+      if (Covers(ranges)) {
+        hello = std::min(hello, t + std::max(t, ggswarm::net::kStragglerS));
+        break;
+      }
+    }
     std::vector<int> found;
-    for (int h : ask) {
-      if (l.dead.count(h)) continue;
-      hello = std::max(hello, Hello(lane, h));
+    for (const auto& [t, h] : answers) {
+      if (t > hello) break;
       if (hosts[h].alive) {
         found.push_back(h);
         l.seen.insert(h);
@@ -458,6 +475,14 @@ struct Sim {
       }
     }
     return {took + hello, found};
+  }
+  bool Covers(std::vector<std::pair<int, int>> ranges) const {
+    std::sort(ranges.begin(), ranges.end());
+    std::vector<char> reach(sc.model.n_layer + 1, 0);
+    reach[0] = 1;
+    for (const auto& [first, end] : ranges)
+      if (reach[first]) reach[end] = 1;
+    return reach[sc.model.n_layer];
   }
 
   // The lane's next step: a prompt (its first) or one token of each sequence.
@@ -507,7 +532,9 @@ struct Sim {
       const double took = layers * ((singles ? StepSeconds(sc.model, singles) : 0) +
                                     prompt * sc.model.prompt_token_s);
       h.busy_until = now + took;
+      h.running = batch;
       At(h.busy_until, [this, id, batch] {
+        hosts[id].running.clear();
         for (const Job& j : batch) Done(id, j);
         Schedule(id);
       });
@@ -659,9 +686,12 @@ void Row(const Scenario& sc, int hosts, int users, double seconds, uint64_t seed
   s.sc = sc;
   s.rng.seed(seed);
   const auto r = s.Run(hosts, users, seconds);
-  std::printf("| %s | %d | %d | %.2f | %.1f | %.0f | %.0f | %.2f | %.1f | %.2f |\n", sc.name, hosts,
+  // The finding column: "-" where no chain was rebuilt (no failure, or none recovered yet).
+  char finding[32] = "-";
+  if (r.finding_s > 0) std::snprintf(finding, sizeof finding, "%.2f", r.finding_s);
+  std::printf("| %s | %d | %d | %.2f | %.1f | %.0f | %.0f | %.2f | %.1f | %s |\n", sc.name, hosts,
               users, r.per_user, r.aggregate, r.p50_ms, r.p99_ms, r.failovers_per_hour,
-              r.recovery_s, r.finding_s);
+              r.recovery_s, finding);
   std::fflush(stdout);
 }
 
