@@ -5,12 +5,16 @@
 # `ggswarm run dht://ID`. Prints, for each run, the rebuild time the client logs ("chain
 # rebuilt: ... (X s, ...)": from the failure's notice to the replay's end), which the swarm
 # simulator models as GetPeers (kDhtQuietS after the last reply) + the Hellos + the replay
-# (docs/scaling.md, "The directory").
-#   bench/dht_failover.sh [RUNS]      (each run, each way; default 3)
+# (docs/scaling.md, "The directory"). With --ghost, one more stage (of layer 2) joins and is
+# stopped before the client starts: an announcement that no longer answers, as a host that
+# went silent leaves on the DHT for up to 45 minutes.
+#   bench/dht_failover.sh [--ghost] [RUNS]      (each run, each way; default 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 G=${GGSWARM:-build/ggswarm}
 [ -x "$G" ] || scripts/build.sh build
+ghost=0
+[ "${1:-}" = --ghost ] && { ghost=1; shift; }
 runs=${1:-3}
 work=$(mktemp -d /tmp/ggswarm-dht-bench.XXXXXX)
 pids=()
@@ -50,11 +54,17 @@ one() {  # SIGNAL RUN
   "$G" serve "$model" --layers 2-2 -t 1 --dht --dht-bootstrap "$node" >"$d/s2.log" 2>&1 & s2=$!
   disown
   pids+=($s1 $s1b $s2)
+  local want=4 g=
+  if [ $ghost = 1 ]; then
+    "$G" serve "$model" --layers 2-2 -t 1 --dht --dht-bootstrap "$node" >"$d/g.log" 2>&1 & g=$!
+    disown; pids+=($g); want=5
+  fi
   # Until the DHT gives every stage.
   for _ in $(seq 60); do
-    [ "$("$G" stages "dht://$id" --dht-bootstrap "$node" 2>/dev/null | grep -c '127.0.0.1:')" -ge 4 ] && break
+    [ "$("$G" stages "dht://$id" --dht-bootstrap "$node" 2>/dev/null | grep -c '127.0.0.1:')" -ge $want ] && break
     sleep 1
   done
+  [ -n "$g" ] && kill -STOP "$g"
   "$G" run "dht://$id" --dht-bootstrap "$node" -p "the swarm" -n 2000 --temp 0 --ignore-eos \
     >"$d/run.out" 2>"$d/run.err" & run=$!
   disown; pids+=($run)
@@ -65,7 +75,7 @@ one() {  # SIGNAL RUN
   if grep -q "session " "$d/s1.log"; then used=$s1; else used=$s1b; fi
   kill -"$1" "$used"
   await "$d/run.err" "chain rebuilt: .*\\(([0-9.]+ s, [0-9]+ tokens) of" >/dev/null || true
-  printf '%s\trun %d\t%s\n' "$1" "$2" "$(grep -oE 'chain rebuilt: .*' "$d/run.err" | sed -E 's/.*\((.*)\)/\1/')"
+  printf '%s%s\trun %d\t%s\n' "$1" "$([ $ghost = 1 ] && echo ' (ghost)')" "$2" "$(grep -oE 'chain rebuilt: .*' "$d/run.err" | sed -E 's/.*\((.*)\)/\1/')"
   for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
 }
 
