@@ -549,6 +549,74 @@ TEST(Inference, SlidingWindowHoldsInLongBatches) {
   }
 }
 
+// One batch of several sequences — two decoding steps and prompt chunks of 5 to 30 tokens,
+// 120 in all, which the batch multiplies together as far as model::ExactBatch allows (all
+// together, they would go to the tiles) — gives every run the bits it gets in a batch of its
+// own, from the same cache, on every instruction set: the row-dot types, a K-quant mix with
+// Q6_K, and F16 (no row dots: its chunks stay apart).
+TEST(Inference, PromptChunksBatchedTogetherGiveEachRunItsOwnBits) {
+  TempDir dir;
+  for (const char* type : {"Q8_0", "Q4_K_M", "F16"}) {
+    SCOPED_TRACE(type);
+    const std::string path = dir / (std::string(type) + ".gguf");
+    const std::string synth = std::string(GGSWARM_CLI) + " synth " + path +
+                              " --preset tiny --type " + type + " >/dev/null";
+    ASSERT_EQ(std::system(synth.c_str()), 0) << synth;
+    auto src = fragments::OpenModel(path);
+    ASSERT_TRUE(src.ok());
+    auto m = model::LlamaModel::Load(std::shared_ptr<TensorSource>(std::move(*src)));
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    std::shared_ptr<model::LlamaModel> lm = std::move(*m);
+    const model::LlamaConfig& c = lm->config();
+    const int d = c.n_embd;
+    ThreadPool pool(2);
+    const std::vector<int> lengths = {1, 1, 5, 7, 13, 9, 30, 29, 25};
+    const int n_seq = static_cast<int>(lengths.size());
+    auto ids = [&](int seq, int n, int from) {
+      std::vector<int32_t> v;
+      for (int i = 0; i < n; ++i) v.push_back(3 + (seq * 101 + (from + i) * 37) % (c.n_vocab - 3));
+      return v;
+    };
+    for (kernels::Isa isa :
+         {kernels::Isa::kScalar, kernels::Isa::kAvx2, kernels::Isa::kAvx512Vnni}) {
+      ScopedIsa scoped(isa);
+      if (!scoped.has(isa)) continue;
+      SCOPED_TRACE(kernels::IsaName(isa));
+      model::LayerRange together(lm, 0, c.n_layer, 64, n_seq, 64),
+          apart(lm, 0, c.n_layer, 64, n_seq, 64);
+      // Every sequence first gets a prefix of its own (3 + seq tokens), alone, in both.
+      for (int s = 0; s < n_seq; ++s)
+        for (model::LayerRange* r : {&together, &apart}) {
+          std::vector<float> x(static_cast<size_t>(3 + s) * d);
+          ASSERT_TRUE(lm->Embed(ids(s, 3 + s, 0), x.data()).ok());
+          const model::SeqRun run{s, 3 + s};
+          ASSERT_TRUE(r->ForwardBatch(x.data(), std::span(&run, 1), pool).ok());
+        }
+      // Then the runs in one batch, and each in a batch of its own.
+      std::vector<model::SeqRun> runs;
+      std::vector<float> x;
+      std::vector<std::vector<float>> own;
+      for (int s = 0; s < n_seq; ++s) {
+        runs.push_back({s, lengths[s]});
+        std::vector<float> e(static_cast<size_t>(lengths[s]) * d);
+        ASSERT_TRUE(lm->Embed(ids(s, lengths[s], 3 + s), e.data()).ok());
+        x.insert(x.end(), e.begin(), e.end());
+        const model::SeqRun run{s, lengths[s]};
+        ASSERT_TRUE(apart.ForwardBatch(e.data(), std::span(&run, 1), pool).ok());
+        own.push_back(std::move(e));
+      }
+      ASSERT_TRUE(together.ForwardBatch(x.data(), runs, pool).ok());
+      size_t at = 0;
+      for (int s = 0; s < n_seq; ++s) {
+        const std::vector<float> got(x.begin() + at, x.begin() + at + own[s].size());
+        EXPECT_EQ(got, own[s]) << "sequence " << s << ", a run of " << lengths[s];
+        at += own[s].size();
+        EXPECT_EQ(together.n_past(s), apart.n_past(s));
+      }
+    }
+  }
+}
+
 // The local layers' cache keeps a window, not the context (KvCache): n_swa + max_run - 1
 // cells, slid down as positions pass. The same runs through a range whose local layers keep
 // every position (max_run as large as the context) and through ones that keep 4 + 3 - 1 or

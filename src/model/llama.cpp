@@ -388,20 +388,34 @@ Status LayerRange::ForwardBatch(float* x, std::span<const SeqRun> runs, ThreadPo
   }
   for (const SeqRun& r : runs) Slide(r.seq, r.n);
   // Each token's sequence and position; the groups that share their products: the
-  // single-token runs together (as long as the row dots take them), each longer run alone.
+  // single-token runs together (as long as the row dots take them), and runs of several
+  // tokens (prompt chunks) with what comes before them while the group holds at most
+  // `exact` tokens: the least model::ExactBatch of the layers' matrices, up to which every
+  // CPU gives each token of a batch the bits it gets alone, so each token's result is still
+  // the one its run alone gives. A longer run goes alone.
+  int exact = kRowDotMaxTokens;
+  for (const LayerWeights* lw : ws)
+    for (const TensorView* m : {&lw->wq, &lw->wk, &lw->wv, &lw->wo, &lw->gate, &lw->up, &lw->down})
+      if (m->info) exact = std::min(exact, ExactBatch(m->type()));
   n_ = n;
   runs_ = runs;
   run_first_.clear();
   at_.clear();
   groups_.clear();
+  bool singles = false;  // the last group holds single-token runs only
   for (const SeqRun& r : runs) {
     run_first_.push_back(static_cast<int>(at_.size()));
-    const bool joins = r.n == 1 && !groups_.empty() && groups_.back().n < kRowDotMaxTokens &&
-                       at_.size() > 0 && runs[run_first_.size() - 2].n == 1;
-    if (joins)
-      ++groups_.back().n;
-    else
+    bool joins = false;
+    if (!groups_.empty())
+      joins = r.n == 1 && singles ? groups_.back().n < kRowDotMaxTokens
+                                  : groups_.back().n + r.n <= exact;
+    if (joins) {
+      groups_.back().n += r.n;
+      singles = singles && r.n == 1;
+    } else {
       groups_.push_back({static_cast<int>(at_.size()), r.n});
+      singles = r.n == 1;
+    }
     for (int t = 0; t < r.n; ++t) at_.push_back({r.seq, n_past_[r.seq] + t});
   }
   // The rotations depend on the position (and, with Phi-3's factors, on the sequence's

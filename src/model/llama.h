@@ -134,9 +134,11 @@ class LayerRange {
 
   // The same for a batch of several sequences: x holds the runs' tokens one run after
   // another (each sequence at most once). Every weight is read once for the single-token
-  // runs together (up to kRowDotMaxTokens of them: the decoding steps of many sequences)
-  // and once for each longer run (a chunk of a prompt), so each token's result is the one
-  // it gets in a batch of its run alone. Attention stays within each sequence.
+  // runs together (up to kRowDotMaxTokens of them: the decoding steps of many sequences),
+  // once for each group of longer runs (chunks of prompts) that fits ExactBatch of the
+  // layers' matrices with what comes before it, and once for each run longer than that, so
+  // each token's result is the one it gets in a batch of its run alone. Attention stays
+  // within each sequence.
   Status ForwardBatch(float* x, std::span<const SeqRun> runs, ThreadPool& pool);
 
   int n_past(int seq = 0) const { return n_past_[seq]; }
