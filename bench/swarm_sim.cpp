@@ -441,7 +441,8 @@ struct Sim {
   // What SwarmChain does to find the stages again (Lookup, PickChain): the seconds it takes,
   // and the live hosts it found. On the DHT (DhtLookup): GetPeers, then Hello to every host
   // given and every host seen before (all at once), leaving out those found dead, until the
-  // answers cover the layers and as long again (at least kStragglerS), or all have answered;
+  // answers cover the layers and as long again (kStragglerS to kStragglerMaxS), or all have
+  // answered;
   // hosts whose Hello ran into its deadline are found dead. Else: one Lookup call to a peer,
   // which knows the live hosts (gossip).
   std::pair<double, std::vector<int>> Lookup(int lane) {
@@ -460,7 +461,8 @@ struct Sim {
       if (!hosts[h].alive) continue;
       ranges.push_back({hosts[h].first, hosts[h].end});
       if (Covers(ranges)) {
-        hello = std::min(hello, t + std::max(t, ggswarm::net::kStragglerS));
+        hello = std::min(
+            hello, t + std::clamp(t, ggswarm::net::kStragglerS, ggswarm::net::kStragglerMaxS));
         break;
       }
     }

@@ -262,10 +262,10 @@ struct SwarmChain::Impl {
   // Every stage announced on the DHT under the model's key that answers Hello with that
   // model (asked all at once); an announcement that answers with another model, or not at
   // all, is left out. Unless `all`, the answers are not waited for past the moment they
-  // cover the model's layers by as long again as that took (at least kStragglerS): a stage
-  // slower than that would not be picked for its latency, and announcements of hosts that
-  // have gone silent (kept for up to 45 minutes) would otherwise hold every rebuild for the
-  // whole Hello deadline.
+  // cover the model's layers by as long again as that took (kStragglerS to
+  // kStragglerMaxS): a stage slower than that would not be picked for its latency, and
+  // announcements of hosts that have gone silent (kept for up to 45 minutes) would
+  // otherwise hold every rebuild for the whole Hello deadline.
   StatusOr<std::vector<pb::ServedRange>> DhtLookup(bool all) {
     if (!IsModelId(&o.model))
       return Status::InvalidArgument("dht://" + o.model.substr(0, 80) +
@@ -301,7 +301,7 @@ struct SwarmChain::Impl {
           " stage(s) found dead, not asked again: " + names);
     }
     std::vector<std::optional<pb::ServedRange>> answers(found.size());
-    std::vector<char> silent(found.size(), 0);
+    std::vector<char> silent(found.size(), 0), finished(found.size(), 0);
     std::vector<std::unique_ptr<grpc::ClientContext>> ctxs;
     for (size_t i = 0; i < found.size(); ++i) {
       ctxs.push_back(std::make_unique<grpc::ClientContext>());
@@ -325,6 +325,7 @@ struct SwarmChain::Impl {
           answers[i] = rep.served();
           answers[i]->set_address(a);  // where it answered, whatever it calls itself
         }
+        finished[i] = 1;
         ++done;
         cv.notify_all();
       });
@@ -334,10 +335,10 @@ struct SwarmChain::Impl {
       std::unique_lock<std::mutex> l(mu);
       while (done < found.size()) {
         if (!all && !until && Covers(answers)) {
-          const auto took = Clock::now() - start;
+          const double took = std::chrono::duration<double>(Clock::now() - start).count();
           until = Clock::now() +
-                  std::max<Clock::duration>(took, std::chrono::duration_cast<Clock::duration>(
-                                                      std::chrono::duration<double>(kStragglerS)));
+                  std::chrono::duration_cast<Clock::duration>(
+                      std::chrono::duration<double>(std::clamp(took, kStragglerS, kStragglerMaxS)));
         }
         if (until) {
           if (cv.wait_until(l, *until) == std::cv_status::timeout) break;
@@ -351,7 +352,7 @@ struct SwarmChain::Impl {
       std::lock_guard<std::mutex> l(mu);
       if (done < found.size())
         for (size_t i = 0; i < found.size(); ++i)
-          if (!answers[i]) stragglers += (stragglers.empty() ? "" : ", ") + found[i].ToString();
+          if (!finished[i]) stragglers += (stragglers.empty() ? "" : ", ") + found[i].ToString();
     }
     for (auto& c : ctxs) c->TryCancel();  // the stragglers (cancelled: not taken for dead)
     for (std::thread& t : asks) t.join();

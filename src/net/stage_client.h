@@ -24,8 +24,9 @@ class DhtNode;
 // a stage that has not answered by then is taken for dead.
 constexpr double kHelloDeadlineS = 2;
 // A DHT lookup for a chain waits for the Hellos still out, once those that answered cover the
-// model's layers, as long again as that took, and at least this long (net/stage_client.cpp).
-constexpr double kStragglerS = 0.1;
+// model's layers, as long again as that took, at least kStragglerS and at most
+// kStragglerMaxS (net/stage_client.cpp).
+constexpr double kStragglerS = 0.1, kStragglerMaxS = 0.5;
 
 struct ChainOptions {
   std::string address;  // HOST:PORT of any peer (swarm://)
