@@ -460,7 +460,7 @@ struct Sim {
     for (const auto& [t, h] : answers) {
       if (!hosts[h].alive) continue;
       ranges.push_back({hosts[h].first, hosts[h].end});
-      if (Covers(ranges)) {
+      if (ggswarm::net::CoversLayers(ranges, sc.model.n_layer)) {
         hello = std::min(
             hello, t + std::clamp(t, ggswarm::net::kStragglerS, ggswarm::net::kStragglerMaxS));
         break;
@@ -477,14 +477,6 @@ struct Sim {
       }
     }
     return {took + hello, found};
-  }
-  bool Covers(std::vector<std::pair<int, int>> ranges) const {
-    std::sort(ranges.begin(), ranges.end());
-    std::vector<char> reach(sc.model.n_layer + 1, 0);
-    reach[0] = 1;
-    for (const auto& [first, end] : ranges)
-      if (reach[first]) reach[end] = 1;
-    return reach[sc.model.n_layer];
   }
 
   // The lane's next step: a prompt (its first) or one token of each sequence.

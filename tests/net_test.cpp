@@ -155,6 +155,19 @@ TEST(ChainPlan, PicksByPreferenceThenFreeSessionsThenRoundTrip) {
   EXPECT_FALSE(net::PlanChain(past, 4).ok());
 }
 
+// Whether answering stages cover a model's layers (a DHT lookup stops waiting then): some
+// path of ranges from layer 0 to the last, whatever order they come in; a gap, a range past
+// the last layer or an empty one does not count.
+TEST(ChainPlan, RangesCoverTheLayersWhenAPathRunsFromTheFirstToTheLast) {
+  EXPECT_TRUE(net::CoversLayers({{2, 4}, {0, 1}, {1, 2}}, 4));
+  EXPECT_TRUE(net::CoversLayers({{0, 3}, {0, 1}, {3, 4}, {1, 2}}, 4));  // 1-2 leads nowhere
+  EXPECT_FALSE(net::CoversLayers({{0, 1}, {2, 4}}, 4));                 // layer 1 missing
+  EXPECT_FALSE(net::CoversLayers({{0, 2}, {2, 5}}, 4));                 // past the last
+  EXPECT_FALSE(net::CoversLayers({{0, 2}, {2, 2}}, 2 + 1));             // an empty range
+  EXPECT_FALSE(net::CoversLayers({}, 4));
+  EXPECT_FALSE(net::CoversLayers({{0, 1}}, 0));
+}
+
 // A replay (after a failure, or to a checker): each batch as it was sent, consecutive
 // single-token steps together up to the exact run, never a single step joined to a batch.
 TEST(ChainPlan, ReplayJoinsSingleStepsUpToTheExactRun) {

@@ -390,13 +390,16 @@ Status LayerRange::ForwardBatch(float* x, std::span<const SeqRun> runs, ThreadPo
   // Each token's sequence and position; the groups that share their products: the
   // single-token runs together (as long as the row dots take them), and runs of several
   // tokens (prompt chunks) with what comes before them while the group holds at most
-  // `exact` tokens: the least model::ExactBatch of the layers' matrices, up to which every
+  // `exact_` tokens: the least model::ExactBatch of the layers' matrices, up to which every
   // CPU gives each token of a batch the bits it gets alone, so each token's result is still
   // the one its run alone gives. A longer run goes alone.
-  int exact = kRowDotMaxTokens;
-  for (const LayerWeights* lw : ws)
-    for (const TensorView* m : {&lw->wq, &lw->wk, &lw->wv, &lw->wo, &lw->gate, &lw->up, &lw->down})
-      if (m->info) exact = std::min(exact, ExactBatch(m->type()));
+  if (exact_ == 0) {  // the layers' types do not change: once
+    exact_ = kRowDotMaxTokens;
+    for (const LayerWeights* lw : ws)
+      for (const TensorView* m :
+           {&lw->wq, &lw->wk, &lw->wv, &lw->wo, &lw->gate, &lw->up, &lw->down})
+        if (m->info) exact_ = std::min(exact_, ExactBatch(m->type()));
+  }
   n_ = n;
   runs_ = runs;
   run_first_.clear();
@@ -408,7 +411,7 @@ Status LayerRange::ForwardBatch(float* x, std::span<const SeqRun> runs, ThreadPo
     bool joins = false;
     if (!groups_.empty())
       joins = r.n == 1 && singles ? groups_.back().n < kRowDotMaxTokens
-                                  : groups_.back().n + r.n <= exact;
+                                  : groups_.back().n + r.n <= exact_;
     if (joins) {
       groups_.back().n += r.n;
       singles = singles && r.n == 1;

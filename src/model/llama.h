@@ -198,6 +198,7 @@ class LayerRange {
   std::shared_ptr<LlamaModel> model_;
   int begin_, end_;
   int max_run_;
+  int exact_ = 0;           // the least ExactBatch of the layers' matrices (0: not known yet)
   bool has_local_ = false;  // a layer of the range has a sliding window
   KvCache cache_;
   std::vector<int> n_past_;  // per sequence

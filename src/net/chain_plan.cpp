@@ -20,6 +20,17 @@ std::vector<int> ReplayCalls(const std::vector<int>& batch_sizes, int exact_run,
   return calls;
 }
 
+bool CoversLayers(std::vector<std::pair<int, int>> ranges, int n_layer) {
+  if (n_layer <= 0) return false;
+  std::sort(ranges.begin(), ranges.end());
+  std::vector<char> reach(static_cast<size_t>(n_layer) + 1, 0);
+  reach[0] = 1;
+  for (const auto& [first, end] : ranges)
+    if (first >= 0 && first < end && end <= n_layer && reach[static_cast<size_t>(first)])
+      reach[static_cast<size_t>(end)] = 1;
+  return reach[static_cast<size_t>(n_layer)] != 0;
+}
+
 int BestStage(const std::vector<StageChoice>& cands) {
   int best = -1;
   for (int i = 0; i < static_cast<int>(cands.size()); ++i) {

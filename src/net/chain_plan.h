@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/status.h"
@@ -29,6 +30,10 @@ struct StageChoice {
 // of tokens of each call, in order.
 std::vector<int> ReplayCalls(const std::vector<int>& batch_sizes, int exact_run,
                              int max_batch = INT32_MAX);
+
+// Whether stages serving `ranges` ([first, end) each) make a chain over layers [0, n_layer);
+// ranges that are empty or reach past n_layer count for nothing.
+bool CoversLayers(std::vector<std::pair<int, int>> ranges, int n_layer);
 
 // The index in `cands` of the best stage, or -1 when `cands` is empty.
 int BestStage(const std::vector<StageChoice>& cands);

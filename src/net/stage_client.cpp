@@ -21,6 +21,7 @@
 #include "net/chain_plan.h"
 #include "net/chain_verify.h"
 #include "net/dht.h"
+#include "net/stage_hello.h"
 #include "net/stage_tls.h"
 #include "net/stage_wire.h"
 #include "stage.grpc.pb.h"
@@ -85,33 +86,6 @@ struct Link {
 };
 
 }  // namespace
-
-StatusOr<std::string> ReadTlsCa(const std::string& ca_file) {
-  if (ca_file.empty()) return std::string();
-  auto pem = ReadSmallFile(ca_file, 1 << 20);
-  if (!pem.ok())
-    return Status::InvalidArgument("--tls-ca " + ca_file + ": " + pem.status().message());
-  if (pem->find("-----BEGIN CERTIFICATE-----") == std::string::npos)
-    return Status::InvalidArgument("--tls-ca " + ca_file + ": no PEM certificate in it");
-  return *pem;
-}
-
-void SetKeepalive(grpc::ChannelArguments* args) {
-  args->SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, kKeepaliveMs);
-  args->SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kKeepaliveTimeoutMs);
-  args->SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
-  args->SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);  // through a long computation
-}
-
-void AcceptKeepalive(grpc::ServerBuilder* b) {
-  b->AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, kKeepaliveMs / 2);
-}
-
-std::shared_ptr<grpc::ChannelCredentials> TlsCredentials(const std::string& ca_pem) {
-  grpc::SslCredentialsOptions o;
-  o.pem_root_certs = ca_pem;
-  return grpc::SslCredentials(o);
-}
 
 bool ParseSwarmUri(const std::string& uri, ChainOptions* o) {
   const std::string dht = "dht://";
@@ -196,6 +170,14 @@ struct SwarmChain::Impl {
     return pb::Stage::NewStub(grpc::CreateCustomChannel(address, creds, args));
   }
 
+  // Hello to every one of `addresses` at once (net/stage_hello.h).
+  std::vector<HelloAnswer> AskHellos(const std::vector<std::string>& addresses,
+                                     const EnoughFn& enough = nullptr) {
+    return AskHello(
+        addresses, [this](const std::string& a) { return Stub(a); },
+        [this](grpc::ClientContext* ctx) { Prepare(ctx, kHelloDeadlineS); }, enough);
+  }
+
   void Prepare(grpc::ClientContext* ctx, double seconds) {
     ctx->set_deadline(std::chrono::system_clock::now() +
                       std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)));
@@ -241,24 +223,6 @@ struct SwarmChain::Impl {
     return Status::IOError("no peer answers: " + last_error);
   }
 
-  // Whether the model's stages among `answers` make a chain over all its layers.
-  static bool Covers(const std::vector<std::optional<pb::ServedRange>>& answers) {
-    std::vector<std::pair<int, int>> ranges;
-    int n = 0;
-    for (const auto& r : answers)
-      if (r && r->end_layer() > r->first_layer() && r->end_layer() <= r->n_layer()) {
-        ranges.push_back({static_cast<int>(r->first_layer()), static_cast<int>(r->end_layer())});
-        n = static_cast<int>(r->n_layer());
-      }
-    if (n == 0) return false;
-    std::sort(ranges.begin(), ranges.end());
-    std::vector<char> reach(static_cast<size_t>(n) + 1, 0);
-    reach[0] = 1;
-    for (const auto& [first, end] : ranges)
-      if (reach[static_cast<size_t>(first)]) reach[static_cast<size_t>(end)] = 1;
-    return reach[static_cast<size_t>(n)] != 0;
-  }
-
   // Every stage announced on the DHT under the model's key that answers Hello with that
   // model (asked all at once); an announcement that answers with another model, or not at
   // all, is left out. Unless `all`, the answers are not waited for past the moment they
@@ -300,79 +264,46 @@ struct SwarmChain::Impl {
       Log("the DHT still gives " + std::to_string(left_out.size()) +
           " stage(s) found dead, not asked again: " + names);
     }
-    std::vector<std::optional<pb::ServedRange>> answers(found.size());
-    std::vector<char> silent(found.size(), 0), finished(found.size(), 0);
-    std::vector<std::unique_ptr<grpc::ClientContext>> ctxs;
-    for (size_t i = 0; i < found.size(); ++i) {
-      ctxs.push_back(std::make_unique<grpc::ClientContext>());
-      Prepare(ctxs.back().get(), kHelloDeadlineS);
-    }
-    std::mutex mu;
-    std::condition_variable cv;
-    size_t done = 0;
-    std::vector<std::thread> asks;
-    for (size_t i = 0; i < found.size(); ++i)
-      asks.emplace_back([&, i] {
-        const std::string a = found[i].ToString();
-        auto stub = Stub(a);
-        pb::HelloRequest req;
-        req.set_version(kStageProtocolVersion);
-        pb::HelloReply rep;
-        const grpc::Status st = stub->Hello(ctxs[i].get(), req, &rep);
-        std::lock_guard<std::mutex> l(mu);
-        silent[i] = st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
-        if (st.ok() && rep.served().model_id() == o.model) {
-          answers[i] = rep.served();
-          answers[i]->set_address(a);  // where it answered, whatever it calls itself
+    std::vector<std::string> addresses;
+    for (const Endpoint& e : found) addresses.push_back(e.ToString());
+    const auto of_model = [&](const HelloAnswer& h) {
+      return h.done && h.status.ok() && h.reply.served().model_id() == o.model;
+    };
+    // Enough: the model's stages that answered cover its layers.
+    const EnoughFn covers = [&](const std::vector<HelloAnswer>& so_far) {
+      std::vector<std::pair<int, int>> ranges;
+      int n = 0;
+      for (const HelloAnswer& h : so_far)
+        if (of_model(h)) {
+          const pb::ServedRange& r = h.reply.served();
+          ranges.push_back({static_cast<int>(r.first_layer()), static_cast<int>(r.end_layer())});
+          n = static_cast<int>(r.n_layer());
         }
-        finished[i] = 1;
-        ++done;
-        cv.notify_all();
-      });
-    {
-      const auto start = Clock::now();
-      std::optional<Clock::time_point> until;  // once the answers cover the layers
-      std::unique_lock<std::mutex> l(mu);
-      while (done < found.size()) {
-        if (!all && !until && Covers(answers)) {
-          const double took = std::chrono::duration<double>(Clock::now() - start).count();
-          until = Clock::now() +
-                  std::chrono::duration_cast<Clock::duration>(
-                      std::chrono::duration<double>(std::clamp(took, kStragglerS, kStragglerMaxS)));
-        }
-        if (until) {
-          if (cv.wait_until(l, *until) == std::cv_status::timeout) break;
-        } else {
-          cv.wait(l);
-        }
-      }
-    }
+      return CoversLayers(std::move(ranges), n);
+    };
+    const std::vector<HelloAnswer> answers = AskHellos(addresses, all ? nullptr : covers);
     std::string stragglers;
-    {
-      std::lock_guard<std::mutex> l(mu);
-      if (done < found.size())
-        for (size_t i = 0; i < found.size(); ++i)
-          if (!finished[i]) stragglers += (stragglers.empty() ? "" : ", ") + found[i].ToString();
-    }
-    for (auto& c : ctxs) c->TryCancel();  // the stragglers (cancelled: not taken for dead)
-    for (std::thread& t : asks) t.join();
+    for (size_t i = 0; i < answers.size(); ++i)
+      if (!answers[i].done) stragglers += (stragglers.empty() ? "" : ", ") + addresses[i];
     if (!stragglers.empty())
       Log("the stages found cover the layers; not waiting for announced " + stragglers);
     // An address that let its Hello run into the deadline is taken for dead, as PickStage
     // takes a stage that does not answer: the next rebuild does not wait for it again. (One
-    // that refuses costs only a round trip, and may be a stage starting up.)
-    for (size_t i = 0; i < found.size(); ++i)
-      if (silent[i]) {
-        Log("announced stage " + found[i].ToString() + " does not answer within " +
-            std::to_string(static_cast<int>(kHelloDeadlineS)) + " s");
-        dead.insert(found[i].ToString());
-      }
+    // that refuses costs only a round trip, and may be a stage starting up; one let go was
+    // not waited for.)
     std::vector<pb::ServedRange> v;
-    for (auto& r : answers)
-      if (r) {
-        seen.insert(r->address());
-        v.push_back(std::move(*r));
+    for (size_t i = 0; i < answers.size(); ++i) {
+      const HelloAnswer& h = answers[i];
+      if (h.done && h.status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+        Log("announced stage " + addresses[i] + " does not answer within " +
+            std::to_string(static_cast<int>(kHelloDeadlineS)) + " s");
+        dead.insert(addresses[i]);
       }
+      if (!of_model(h)) continue;
+      v.push_back(h.reply.served());
+      v.back().set_address(addresses[i]);  // where it answered, whatever it calls itself
+      seen.insert(addresses[i]);
+    }
     if (v.empty())
       return Status::NotFound(
           "no stage of model " + o.model.substr(0, 16) + " on the DHT" +
@@ -489,25 +420,12 @@ struct SwarmChain::Impl {
         continue;
       asked.push_back(&r);
     }
-    std::vector<grpc::Status> status(asked.size());
-    std::vector<Candidate> answers(asked.size());
-    std::vector<std::thread> asks;
-    for (size_t i = 0; i < asked.size(); ++i)
-      asks.emplace_back([&, i] {
-        auto stub = Stub(asked[i]->address());
-        grpc::ClientContext ctx;
-        Prepare(&ctx, kHelloDeadlineS);
-        pb::HelloRequest req;
-        req.set_version(kStageProtocolVersion);
-        pb::HelloReply rep;
-        const auto t0 = Clock::now();
-        status[i] = stub->Hello(&ctx, req, &rep);
-        answers[i] = {rep.served(), std::chrono::duration<double>(Clock::now() - t0).count()};
-      });
-    for (std::thread& t : asks) t.join();
+    std::vector<std::string> addresses;
+    for (const pb::ServedRange* r : asked) addresses.push_back(r->address());
+    const std::vector<HelloAnswer> answers = AskHellos(addresses);
     std::vector<Candidate> cands;
     for (size_t i = 0; i < asked.size(); ++i) {
-      const grpc::Status& st = status[i];
+      const grpc::Status& st = answers[i].status;
       const pb::ServedRange& r = *asked[i];
       if (!st.ok()) {
         if (st.error_code() == grpc::StatusCode::UNAUTHENTICATED)
@@ -518,7 +436,7 @@ struct SwarmChain::Impl {
         dead.insert(r.address());
         continue;
       }
-      cands.push_back(std::move(answers[i]));
+      cands.push_back({answers[i].reply.served(), answers[i].rtt_s});
     }
     if (cands.empty()) {
       int upto = n_layer;
@@ -933,8 +851,13 @@ StatusOr<std::vector<StageInfo>> ListStages(const ChainOptions& o) {
   GGSWARM_RETURN_IF_ERROR(m.UseTls(o.tls_ca));
   auto ranges = m.Lookup(/*all=*/true);
   if (!ranges.ok()) return ranges.status();
+  // Every stage asked again, at once: whether it answers now, its round trip and load.
+  std::vector<std::string> addresses;
+  for (const auto& r : *ranges) addresses.push_back(r.address());
+  const std::vector<HelloAnswer> answers = m.AskHellos(addresses);
   std::vector<StageInfo> v;
-  for (const auto& r : *ranges) {
+  for (size_t i = 0; i < ranges->size(); ++i) {
+    const pb::ServedRange& r = (*ranges)[i];
     StageInfo s;
     s.model_id = r.model_id();
     s.model_name = r.model_name();
@@ -945,21 +868,14 @@ StatusOr<std::vector<StageInfo>> ListStages(const ChainOptions& o) {
     s.has_embedding = r.has_embedding();
     s.has_head = r.has_head();
     s.sessions_free = static_cast<int>(r.sessions_free());
-    auto stub = m.Stub(r.address());
-    grpc::ClientContext ctx;
-    m.Prepare(&ctx, kHelloDeadlineS);
-    pb::HelloRequest req;
-    req.set_version(kStageProtocolVersion);
-    pb::HelloReply rep;
-    const auto t0 = Clock::now();
-    s.answers = stub->Hello(&ctx, req, &rep).ok();
-    s.rtt_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    s.answers = answers[i].status.ok();
+    s.rtt_ms = answers[i].rtt_s * 1e3;
     if (s.answers) {
-      const pb::ServedRange& r = rep.served();
-      s.sessions_free = static_cast<int>(r.sessions_free());
-      s.max_sessions = static_cast<int>(r.max_sessions());
-      s.open_sessions = static_cast<int>(r.open_sessions());
-      s.busy = r.busy();
+      const pb::ServedRange& now = answers[i].reply.served();
+      s.sessions_free = static_cast<int>(now.sessions_free());
+      s.max_sessions = static_cast<int>(now.max_sessions());
+      s.open_sessions = static_cast<int>(now.open_sessions());
+      s.busy = now.busy();
     }
     v.push_back(s);
   }

@@ -25,7 +25,7 @@ class DhtNode;
 constexpr double kHelloDeadlineS = 2;
 // A DHT lookup for a chain waits for the Hellos still out, once those that answered cover the
 // model's layers, as long again as that took, at least kStragglerS and at most
-// kStragglerMaxS (net/stage_client.cpp).
+// kStragglerMaxS (net/stage_hello.h).
 constexpr double kStragglerS = 0.1, kStragglerMaxS = 0.5;
 
 struct ChainOptions {
