@@ -129,8 +129,9 @@ TEST(Endpoints, AddressesAndRates) {
 }
 
 // The chain choice that clients and the swarm simulator share: at each position the stage
-// asked for, else one with free sessions, else the nearest; gaps named.
-TEST(ChainPlan, PicksByPreferenceThenFreeSessionsThenRoundTrip) {
+// asked for, else one running the kernels asked for, else one with free sessions, else the
+// nearest; gaps named.
+TEST(ChainPlan, PicksByPreferenceThenKernelsThenFreeSessionsThenRoundTrip) {
   using net::StageChoice;
   //                          first end  preferred free   rtt
   std::vector<StageChoice> s = {{0, 2, false, true, 5.0},   // 0
@@ -145,6 +146,16 @@ TEST(ChainPlan, PicksByPreferenceThenFreeSessionsThenRoundTrip) {
   s[4].preferred = false;
   EXPECT_EQ(*net::PlanChain(s, 4), (std::vector<size_t>{1, 3}));
   EXPECT_EQ(net::BestStage({}), -1);
+  // The kernels asked for (a checker's): after the stage asked for, before load and distance.
+  //                              first end  preferred free   rtt  same kernels
+  std::vector<StageChoice> k = {{0, 2, false, true, 1.0, false},  // 0
+                                {0, 2, false, false, 9.0, true},  // 1: same kernels, full, far
+                                {0, 2, false, true, 2.0, true}};  // 2: same kernels, free
+  EXPECT_EQ(net::BestStage(k), 2);
+  k[2].sessions_free = false;
+  EXPECT_EQ(net::BestStage(k), 2);  // both full: the nearer
+  k[0].preferred = true;
+  EXPECT_EQ(net::BestStage(k), 0);
   // Layers 2-3 served by nobody starting at 2: the gap is named up to the next start.
   std::vector<StageChoice> gap = {{0, 2, false, true, 1}, {3, 4, false, true, 1}};
   auto g = net::PlanChain(gap, 4);

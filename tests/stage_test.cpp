@@ -1054,6 +1054,95 @@ TEST_F(Pipeline, StagesWithTheSameKernelsMustGiveTheSameBits) {
   }
 }
 
+// In a swarm of mixed instruction sets, checkers run the checked stage's kernels while any
+// stage does: a liar perturbing its output far below kVerifyTolerance is caught by a stage
+// of its own kernels and banned on the word of a third of them, and the stage of other
+// kernels (an AVX2 process), which could only agree within the tolerance with all three
+// and leave the disagreement unsettled, is never asked to compute (it holds no session).
+// The client's own preference for the local kernels keeps the rebuilt chain's logits a
+// local engine's bits.
+TEST_F(Pipeline, CheckersRunTheCheckedStagesKernelsWhereAnyStageDoes) {
+  if (model::KernelsInUse().rfind("avx512", 0) != 0)
+    GTEST_SKIP() << "this CPU has no AVX-512 VNNI: no stage runs other kernels than AVX2";
+  TempDir t;
+  const std::string model = t / "mixed.gguf";
+  Result r = Ggswarm("synth " + model + " --preset tiny --n-layer 3 --type Q8_0 --seed 5", t);
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::vector<std::unique_ptr<net::StageServer>> stages;
+  auto start = [&](int first, int end, float perturb, const std::string& peer) {
+    return StartStage(stages, model, first, end, perturb, peer);
+  };
+  const std::string a0 = start(0, 1, 0, "");
+  ASSERT_FALSE(a0.empty());
+  const std::string liar = start(1, 3, 1e-4f, a0);
+  std::unique_ptr<Process> avx2_process;
+  const std::string avx2 =
+      StartListening(avx2_process, {"/usr/bin/env", "GGSWARM_ISA=avx2", Cli(), "serve", model},
+                     "--layers 1-2 -t 1 --peer " + a0, t / "avx2.log", "serving ",
+                     " at (127\\.0\\.0\\.1:[0-9]+) ");
+  ASSERT_FALSE(avx2.empty());
+  const std::string y = start(1, 3, 0, a0), z = start(1, 3, 0, a0);
+  ASSERT_FALSE(y.empty() || z.empty());
+  ASSERT_TRUE(WaitForStages(a0, 5));
+
+  net::ChainOptions co;
+  co.address = a0;
+  {  // the process does report other kernels
+    co.prefer = {avx2};
+    auto chain = net::SwarmChain::Connect(co);
+    ASSERT_TRUE(chain.ok()) << chain.status().ToString();
+    ASSERT_EQ((*chain)->Route()[1].address, avx2);
+    EXPECT_EQ((*chain)->Route()[1].kernels, "avx2");
+  }
+  std::string log;
+  co.log = [&](const std::string& line) { log += line + "\n"; };
+  co.prefer = {liar};
+  co.prefer_kernels = model::KernelsInUse();
+  co.verify_fraction = 1;
+  auto chain = net::SwarmChain::Connect(co);
+  ASSERT_TRUE(chain.ok()) << chain.status().ToString();
+  ASSERT_EQ((*chain)->Route()[1].address, liar);
+  runtime::EngineOptions eo;
+  eo.threads = 1;
+  auto engine = runtime::Engine::Open(model, eo);
+  ASSERT_TRUE(engine.ok());
+  std::vector<int32_t> prompt = {1};
+  for (int i = 0; i < 20; ++i) prompt.push_back(30 + 13 * i);
+  std::vector<float> got, want;
+  ASSERT_TRUE((*chain)->Eval(prompt, &got).ok()) << log;
+  ASSERT_TRUE((*engine)->Eval(prompt, &want).ok());
+  EXPECT_EQ((*chain)->banned(), std::vector<std::string>{liar}) << log;
+  EXPECT_EQ(got, want);
+  for (int i = 0; i < 16; ++i) {
+    const int32_t tok = 40 + 9 * i;
+    ASSERT_TRUE((*chain)->Eval({&tok, 1}, &got).ok()) << i << log;
+    ASSERT_TRUE((*engine)->Eval({&tok, 1}, &want).ok());
+    ASSERT_EQ(got, want) << i;
+  }
+  EXPECT_EQ((*chain)->banned(), std::vector<std::string>{liar}) << log;
+  EXPECT_NE((*chain)->Route()[1].address, avx2);
+  EXPECT_GE((*chain)->checks(), 8);
+  const bool by_y_then_z = log.find("disagrees with " + y + " and " + z) != std::string::npos;
+  const bool by_z_then_y = log.find("disagrees with " + z + " and " + y) != std::string::npos;
+  EXPECT_TRUE(by_y_then_z || by_z_then_y) << log;
+  EXPECT_EQ(log.find(avx2), std::string::npos) << log;
+  // Nothing was computed on the AVX2 stage for this client: it holds no session, while the
+  // two honest stages of the local kernels hold the chain's and the checkers'.
+  auto listed = net::ListStages(a0, "", "");
+  ASSERT_TRUE(listed.ok()) << listed.status().ToString();
+  int seen = 0;
+  for (const net::StageInfo& st : *listed) {
+    if (st.address == avx2) {
+      EXPECT_EQ(st.open_sessions, 0);
+      ++seen;
+    } else if (st.address == y || st.address == z) {
+      EXPECT_GE(st.open_sessions, 1) << st.address;
+      ++seen;
+    }
+  }
+  EXPECT_EQ(seen, 3);
+}
+
 // A chain let go right after a pushed step, while the first stage's answer to the push is
 // still on its way: the calls' last references must not be dropped in gRPC's callback
 // (gRPC 1.51 aborts when a channel's last reference goes there). The window is open only

@@ -42,6 +42,8 @@ int BestStage(const std::vector<StageChoice>& cands) {
     const StageChoice& b = cands[static_cast<size_t>(best)];
     if (a.preferred != b.preferred) {
       if (a.preferred) best = i;
+    } else if (a.same_kernels != b.same_kernels) {
+      if (a.same_kernels) best = i;
     } else if (a.sessions_free != b.sessions_free) {
       if (a.sessions_free) best = i;
     } else if (a.rtt_ms < b.rtt_ms) {

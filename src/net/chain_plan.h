@@ -1,8 +1,9 @@
 // The choice a client makes when it builds a chain, apart from the calls that inform it
 // (SwarmChain asks the stages; the swarm simulator, bench/swarm_sim.cpp, draws them): among
 // the stages whose range starts at a position, the one asked for first (ChainOptions::
-// prefer), then one with free sessions, then the lowest round trip; from layer 0, each
-// stage's end the next position, to the last layer.
+// prefer), then one running the kernels asked for (ChainOptions::prefer_kernels: a checker
+// whose logits must then be the checked stage's bits), then one with free sessions, then the
+// lowest round trip; from layer 0, each stage's end the next position, to the last layer.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +20,7 @@ struct StageChoice {
   bool preferred = false;
   bool sessions_free = true;
   double rtt_ms = 0;
+  bool same_kernels = false;  // runs the kernels asked for
 };
 
 // How a sequence's batches (their sizes in tokens, in the order they were sent) are sent

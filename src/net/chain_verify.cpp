@@ -97,10 +97,13 @@ Status ChainVerifier::Verify(std::span<const ChainItem> items, const std::vector
 
 // A chain like the checked one but with another stage for layers [first, end): the stages to
 // avoid and the checked chain's stages preferred everywhere else, so that the two differ in
-// that range only. NotFound when no other stage serves it.
+// that range only; for the range, a stage running `kernels` first. NotFound when no other
+// stage serves it.
 StatusOr<ChainVerifier::Checker> ChainVerifier::MakeChecker(int first, int end,
-                                                            const std::set<std::string>& avoid) {
+                                                            const std::set<std::string>& avoid,
+                                                            const std::string& kernels) {
   ChainOptions co = o_;
+  co.prefer_kernels = kernels;
   co.verify_fraction = 0;
   co.log = nullptr;
   co.avoid.assign(avoid.begin(), avoid.end());
@@ -178,46 +181,62 @@ Status ChainVerifier::CheckRange(size_t r, int seq, const float* p, bool* redo) 
   const std::string mine = hop.address;
   const int first = hop.first_layer, end = hop.end_layer;
   const std::string what = "layers " + std::to_string(first) + "-" + std::to_string(end - 1);
-  // The least recently used checker of this range, or a new one with a stage none of them
-  // has, so that every stage of the range takes turns.
+  // A checker whose stage runs the checked one's kernels, whose logits must be the same
+  // bits, before one compared within kVerifyTolerance; among those, a new stage while there
+  // is one (MakeChecker picks the same kernels first), else the least recently used, so that
+  // every such stage of the range takes turns.
+  auto exact = [&](const Checker& k) { return !hop.kernels.empty() && k.kernels == hop.kernels; };
   std::set<std::string> avoid = {mine};
-  Checker* c = nullptr;
-  for (Checker& k : checkers_)
-    if (k.first == first && k.end == end && k.stage != mine && !banned_.count(k.stage)) {
-      avoid.insert(k.stage);
-      if (!c || k.used < c->used) c = &k;
+  int c = -1;
+  for (size_t i = 0; i < checkers_.size(); ++i) {
+    const Checker& k = checkers_[i];
+    if (k.first != first || k.end != end || k.stage == mine || banned_.count(k.stage)) continue;
+    avoid.insert(k.stage);
+    if (c < 0) {
+      c = static_cast<int>(i);
+      continue;
     }
+    const Checker& b = checkers_[static_cast<size_t>(c)];
+    if (exact(k) != exact(b) ? exact(k) : k.used < b.used) c = static_cast<int>(i);
+  }
   if (!no_more_.count(what)) {
-    auto made = MakeChecker(first, end, avoid);
+    auto made = MakeChecker(first, end, avoid, hop.kernels);
     if (made.ok()) {
+      const bool better = c < 0 || exact(*made) || !exact(checkers_[static_cast<size_t>(c)]);
+      // Kept either way: it stands in when the stages of the checked kernels are banned.
       checkers_.push_back(std::move(*made));
-      c = &checkers_.back();
+      if (better) {
+        c = static_cast<int>(checkers_.size()) - 1;
+      } else {
+        no_more_.insert(what);  // no stage of those kernels is left to add
+      }
     } else {
       no_more_.insert(what);
     }
   }
-  if (!c) {
+  if (c < 0) {
     if (unchecked_.insert(what).second) Log(what + " have no stage but " + mine + ": not checked");
     return Status::Ok();
   }
-  c->used = ++checks_;
+  Checker* const k = &checkers_[static_cast<size_t>(c)];
+  k->used = ++checks_;
   std::vector<float> q;
   bool same = true;
-  if (Status st = CatchUp(*c, seq, &q, &same); !st.ok()) {
-    Log("checking " + what + " on " + c->stage + " failed (" + st.message() + "): skipped");
-    DropChecker(c->stage);
+  if (Status st = CatchUp(*k, seq, &q, &same); !st.ok()) {
+    Log("checking " + what + " on " + k->stage + " failed (" + st.message() + "): skipped");
+    DropChecker(k->stage);
     return Status::Ok();
   }
   double d = 0;
-  const std::string mine_kernels = same ? hop.kernels : "", theirs_kernels = c->kernels;
+  const std::string mine_kernels = same ? hop.kernels : "", theirs_kernels = k->kernels;
   if (Agree(p, mine_kernels, q, theirs_kernels, seq, &d)) return Status::Ok();
   // Two stages disagree: a third decides.
-  const std::string theirs = c->stage;
+  const std::string theirs = k->stage;
   char diff[64];
   std::snprintf(diff, sizeof diff, "%.3g", d);
   Log(what + ": " + mine + " and " + theirs + " disagree (max |Δ logit| " + diff +
       " of the largest): asking a third stage");
-  auto ref = MakeChecker(first, end, {mine, theirs});
+  auto ref = MakeChecker(first, end, {mine, theirs}, hop.kernels);
   if (!ref.ok())
     return Status::Corruption("stages " + mine + " and " + theirs + ", both serving " + what +
                               ", disagree (max |Δ logit| " + diff +

@@ -7,7 +7,10 @@
 // chunks as they were; single-token steps up to ExactRun of them at once), so that where
 // its stage runs the same kernels as the checked one (ServedRange.kernels) the logits must
 // be the same bits: any difference is a disagreement. Between stages with other kernels (AVX2
-// and AVX-512, AMX or not), which round differently, kVerifyTolerance applies.
+// and AVX-512, AMX or not), which round differently, kVerifyTolerance applies; so checkers
+// (and the third stage that settles a disagreement) are taken from the stages that report
+// the checked stage's kernels while there are any, and from the others only when there
+// are none.
 #pragma once
 
 #include <cstdint>
@@ -61,7 +64,8 @@ class ChainVerifier {
     std::string kernels;     // that stage's kernels
     uint64_t used = 0;       // when last used (a count of checks)
   };
-  StatusOr<Checker> MakeChecker(int first, int end, const std::set<std::string>& avoid);
+  StatusOr<Checker> MakeChecker(int first, int end, const std::set<std::string>& avoid,
+                                const std::string& kernels);
   Status CatchUp(Checker& c, int seq, std::vector<float>* out, bool* same_batches);
   Status CheckRange(size_t r, int seq, const float* p, bool* redo);
   // Logits of stages with kernels ka and kb agree: the same bits, or within kVerifyTolerance.

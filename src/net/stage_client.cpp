@@ -448,14 +448,15 @@ struct SwarmChain::Impl {
                               std::to_string(upto - 1) + " of " +
                               (model_name.empty() ? model_id.substr(0, 16) : model_name));
     }
-    // The choice itself (chain_plan.h): stages asked for first, then load (a stage with free
-    // sessions), then latency.
+    // The choice itself (chain_plan.h): stages asked for first, then the kernels asked for,
+    // then load (a stage with free sessions), then latency.
     std::vector<StageChoice> choices;
     for (const Candidate& c : cands)
       choices.push_back(
           {static_cast<int>(c.r.first_layer()), static_cast<int>(c.r.end_layer()),
            std::find(o.prefer.begin(), o.prefer.end(), c.r.address()) != o.prefer.end(),
-           c.r.sessions_free() > 0, c.rtt * 1e3});
+           c.r.sessions_free() > 0, c.rtt * 1e3,
+           !o.prefer_kernels.empty() && c.r.kernels() == o.prefer_kernels});
     Link l;
     l.range = cands[static_cast<size_t>(BestStage(choices))].r;
     l.stub = Stub(l.range.address());

@@ -56,6 +56,7 @@ struct ChainOptions {
   uint64_t verify_seed = 0;         // of the draws of the steps to check
   std::vector<std::string> avoid;   // stages (HOST:PORT) never to use
   std::vector<std::string> prefer;  // stages to pick first among those serving a range
+  std::string prefer_kernels;       // then stages whose ServedRange.kernels are these
   StageLogFn log;                   // notes on the chain and its recoveries
 };
 
