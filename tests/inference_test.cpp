@@ -305,7 +305,7 @@ void CheckFastAgainstScalar(bool check_rows, int n_tokens = 21,
     const auto [lo, hi] = std::minmax_element(ref_batch.begin(), ref_batch.end());
     // Summation order differs; an activation near a rounding boundary of the 8-bit
     // quantization can then flip in a later layer (as against llama.cpp, see below).
-    const double tol = 1.5e-2 * (*hi - *lo);  // as for llama.cpp on these types, below
+    const double tol = model::kKernelLogitTolerance * (*hi - *lo);  // as for llama.cpp, below
     for (size_t i = 0; i < ref_batch.size(); ++i) {
       ASSERT_NEAR(ref_rows[i], ref_batch[i], tol) << i;
       ASSERT_NEAR(tiles[i], ref_batch[i], tol) << i;
@@ -407,7 +407,8 @@ TEST(Inference, RmsNormIsGgmlsFormulaBitForBit) {
 //  - F32 1e-4 and F16 1e-3 as for the trained models above;
 //  - BF16 3e-3: activations are rounded to bf16 (8-bit mantissa, relative step 3.9e-3)
 //    before each product, so one value rounding the other way moves a logit by up to that;
-//  - quantized weights 1.5e-2: activations are rounded to 8-bit integers per block (step
+//  - quantized weights 1.5e-2 (model::kKernelLogitTolerance): activations are rounded to 8-bit
+//  integers per block (step
 //    1/127 of the block's largest value, 0.8%), and a block value on the other side of a
 //    rounding boundary moves the result by up to that step. Most types agree to 1e-7
 //    (Q8_0, Q4_1, Q4_K, Q5_K, Q6_K, the Q4_K_M mix); Q4_0, Q5_0, Q5_1, Q2_K, Q3_K show such
@@ -421,17 +422,17 @@ void CheckEveryWeightType() {
   for (const Case c : {Case{"F32", 1e-4},
                        {"F16", 1e-3},
                        {"BF16", 3e-3},
-                       {"Q4_0", 1.5e-2},
-                       {"Q4_1", 1.5e-2},
-                       {"Q5_0", 1.5e-2},
-                       {"Q5_1", 1.5e-2},
-                       {"Q8_0", 1.5e-2},
-                       {"Q2_K", 1.5e-2},
-                       {"Q3_K", 1.5e-2},
-                       {"Q4_K", 1.5e-2},
-                       {"Q5_K", 1.5e-2},
-                       {"Q6_K", 1.5e-2},
-                       {"Q4_K_M", 1.5e-2}}) {
+                       {"Q4_0", model::kKernelLogitTolerance},
+                       {"Q4_1", model::kKernelLogitTolerance},
+                       {"Q5_0", model::kKernelLogitTolerance},
+                       {"Q5_1", model::kKernelLogitTolerance},
+                       {"Q8_0", model::kKernelLogitTolerance},
+                       {"Q2_K", model::kKernelLogitTolerance},
+                       {"Q3_K", model::kKernelLogitTolerance},
+                       {"Q4_K", model::kKernelLogitTolerance},
+                       {"Q5_K", model::kKernelLogitTolerance},
+                       {"Q6_K", model::kKernelLogitTolerance},
+                       {"Q4_K_M", model::kKernelLogitTolerance}}) {
     SCOPED_TRACE(c.type);
     TempDir dir;
     SynthOptions so{*FindPreset("tiny"), *ParseTypeMix(c.type), 1, "ggswarm-synth-tiny"};
@@ -483,8 +484,9 @@ TEST(InferenceGolden, EveryWeightTypeAgreesWithLlamaCpp) {
 TEST(InferenceGolden, OtherArchitecturesAgreeWithLlamaCpp) {
   const std::string data = std::string(GGSWARM_SOURCE_DIR) + "/tests/data/archs/";
   for (const auto& [arch, flags] : testing::kArchCases) {
-    for (const auto& [type, tol] :
-         {std::pair<const char*, double>{"F32", 3e-4}, {"Q8_0", 1.5e-2}, {"Q4_K_M", 1.5e-2}}) {
+    for (const auto& [type, tol] : {std::pair<const char*, double>{"F32", 3e-4},
+                                    {"Q8_0", model::kKernelLogitTolerance},
+                                    {"Q4_K_M", model::kKernelLogitTolerance}}) {
       SCOPED_TRACE(std::string(arch) + " " + type);
       TempDir dir;
       const std::string synth = std::string(GGSWARM_CLI) + " synth " + dir / "m.gguf" +
@@ -545,7 +547,7 @@ TEST(Inference, SlidingWindowHoldsInLongBatches) {
     for (int32_t t : toks) ASSERT_TRUE((*e)->Eval({&t, 1}, &single).ok());
     const auto [lo, hi] = std::minmax_element(single.begin(), single.end());
     for (size_t i = 0; i < single.size(); ++i)
-      ASSERT_NEAR(batch[i], single[i], 1.5e-2 * (*hi - *lo)) << i;
+      ASSERT_NEAR(batch[i], single[i], model::kKernelLogitTolerance * (*hi - *lo)) << i;
   }
 }
 

@@ -2,13 +2,16 @@
 // of fragment directories and what a torrent must agree with.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
+#include <limits>
 
 #include "base/sha256.h"
 #include "convert/synth.h"
 #include "fragments/fragments.h"
 #include "fragments/selection.h"
 #include "net/chain_plan.h"
+#include "net/chain_verify.h"
 #include "net/dht.h"
 #include "net/session.h"
 #include "net/store.h"
@@ -164,6 +167,30 @@ TEST(ChainPlan, PicksByPreferenceThenKernelsThenFreeSessionsThenRoundTrip) {
   // A range past the model's last layer is not a stage of it.
   std::vector<StageChoice> past = {{0, 5, false, true, 1}};
   EXPECT_FALSE(net::PlanChain(past, 4).ok());
+}
+
+// How far apart two computations of the same logits are, for the verifier: the largest
+// difference over the smaller range, hand-computed; a stage widening its own range does not
+// loosen it, and a NaN or an infinity on one side only never agrees.
+TEST(ChainVerify, LogitDifferenceIsTheLargestGapOverTheSmallerRange) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  using V = std::vector<float>;
+  auto diff = [](const V& a, const V& b) { return net::LogitDifference(a, b); };
+  EXPECT_EQ(diff({0, 1, 4}, {0, 1, 4}), 0);
+  EXPECT_DOUBLE_EQ(diff({0, 1, 4}, {0, 1.5f, 4}), 0.5 / 4);
+  EXPECT_DOUBLE_EQ(diff({0, 1.5f, 4}, {0, 1, 4}), 0.5 / 4);
+  // A spike of 96 widens b's range to 100, not the bound: 96 / 4.
+  EXPECT_DOUBLE_EQ(diff({0, 1, 4}, {0, 1, 100}), 96.0 / 4);
+  EXPECT_DOUBLE_EQ(diff({-2, 1, 2}, {-2, 1.2f, 2}), double(1.2f - 1) / 4);
+  EXPECT_TRUE(std::isinf(diff({0, 1, 4}, {0, nan, 4})));
+  EXPECT_TRUE(std::isinf(diff({nan, nan, nan}, {0, 1, 4})));
+  EXPECT_TRUE(std::isinf(diff({0, 1, inf}, {0, 1, 4})));
+  EXPECT_EQ(diff({0, nan, 4}, {0, nan, 4}), 0);  // the same bits
+  EXPECT_TRUE(std::isinf(diff({0, 1, 4}, {0, 1})));
+  EXPECT_EQ(diff({3, 3}, {3, 3}), 0);
+  EXPECT_TRUE(std::isinf(diff({3, 3}, {2, 2})));  // nothing to scale by
+  EXPECT_DOUBLE_EQ(net::kVerifyTolerance, 2 * model::kKernelLogitTolerance);
 }
 
 // Whether answering stages cover a model's layers (a DHT lookup stops waiting then): some

@@ -65,6 +65,16 @@ constexpr int kBf16MinTokens = 32;
 // The kernels this process computes with, by name ("avx512-vnni+amx-int8+amx-bf16", "avx2",
 // …): processes with the same give the same bits for the same batches.
 std::string KernelsInUse();
+// How far the logits of any kernels may stand from llama.cpp's and from the scalar path's,
+// as a fraction of the logits' range (max - min), on any weight type: activations are
+// rounded to 8-bit integers per 32-element block, a step of 1/127 of the block's largest
+// value (0.8%), and a value that falls on the other side of a rounding boundary moves a
+// result by up to that step; bf16 rounding (AMX-BF16 tiles, BF16 weights) has a step of
+// 1/256 (0.4%). Twice the larger step. The tests hold every kernel set the CPU has to it
+// (InferenceGolden.EveryWeightTypeAgreesWithLlamaCpp, Inference.FastTilesAgreeWith…), and
+// two computations within it of one truth are within twice it of each other
+// (net::kVerifyTolerance).
+constexpr double kKernelLogitTolerance = 1.5e-2;
 
 // One of several matrices that multiply the same input, and where its product goes; or,
 // where `x` is set, its own input (n × cols).

@@ -4,24 +4,30 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 
 #include "model/ops.h"
 #include "net/chain_plan.h"
 
 namespace ggswarm::net {
-namespace {
 
-// max |a - b| / max(1, max |a|).
-double Difference(const float* a, const std::vector<float>& b) {
-  double d = 0, scale = 1;
-  for (size_t i = 0; i < b.size(); ++i) {
-    d = std::max(d, static_cast<double>(std::fabs(a[i] - b[i])));
-    scale = std::max(scale, static_cast<double>(std::fabs(a[i])));
+double LogitDifference(std::span<const float> a, std::span<const float> b) {
+  if (a.size() != b.size()) return std::numeric_limits<double>::infinity();
+  double d = 0;
+  float alo = std::numeric_limits<float>::infinity(), ahi = -alo, blo = alo, bhi = -alo;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!std::isfinite(a[i]) || !std::isfinite(b[i])) {
+      if (std::memcmp(&a[i], &b[i], sizeof(float)) == 0) continue;
+      return std::numeric_limits<double>::infinity();
+    }
+    d = std::max(d, std::fabs(static_cast<double>(a[i]) - b[i]));
+    alo = std::min(alo, a[i]), ahi = std::max(ahi, a[i]);
+    blo = std::min(blo, b[i]), bhi = std::max(bhi, b[i]);
   }
-  return d / scale;
+  if (d == 0) return 0;
+  const double range = std::min(static_cast<double>(ahi) - alo, static_cast<double>(bhi) - blo);
+  return range > 0 ? d / range : std::numeric_limits<double>::infinity();
 }
-
-}  // namespace
 
 int ExactRun(const gguf::GgufFile& header) {
   int run = model::kRowDotMaxTokens;
@@ -59,7 +65,7 @@ void ChainVerifier::Truncate(int seq, int n) {
 
 bool ChainVerifier::Agree(const float* a, const std::string& ka, const std::vector<float>& b,
                           const std::string& kb, int seq, double* d) const {
-  *d = Difference(a, b);
+  *d = LogitDifference({a, b.size()}, b);
   if (!ka.empty() && ka == kb && !cut_[seq])
     return std::memcmp(a, b.data(), b.size() * sizeof(float)) == 0;
   return *d <= kVerifyTolerance;
@@ -235,12 +241,12 @@ Status ChainVerifier::CheckRange(size_t r, int seq, const float* p, bool* redo) 
   char diff[64];
   std::snprintf(diff, sizeof diff, "%.3g", d);
   Log(what + ": " + mine + " and " + theirs + " disagree (max |Δ logit| " + diff +
-      " of the largest): asking a third stage");
+      " of the logits' range): asking a third stage");
   auto ref = MakeChecker(first, end, {mine, theirs}, hop.kernels);
   if (!ref.ok())
     return Status::Corruption("stages " + mine + " and " + theirs + ", both serving " + what +
                               ", disagree (max |Δ logit| " + diff +
-                              " of the largest) and no third stage serves those layers to "
+                              " of the logits' range) and no third stage serves those layers to "
                               "say which one is right");
   checkers_.push_back(std::move(*ref));
   Checker& z = checkers_.back();

@@ -24,9 +24,23 @@
 
 #include "base/status.h"
 #include "gguf/gguf_file.h"
+#include "model/ops.h"
 #include "net/stage_client.h"
 
 namespace ggswarm::net {
+
+// Two computations of the same logits by different kernels agree when LogitDifference(a, b)
+// <= kVerifyTolerance: each is held within model::kKernelLogitTolerance of the logits'
+// range of a common truth (llama.cpp's, the scalar path's), so two honest ones are within
+// twice that of each other. That covers a stage on another instruction set, and a checker
+// that computes a batch in other pieces (each chunk's kernel is chosen by its length, docs/
+// server.md). A perturbation below the bound goes unseen.
+constexpr double kVerifyTolerance = 2 * model::kKernelLogitTolerance;
+
+// max |a - b| over the logits, as a fraction of the smaller of the two ranges (max - min),
+// so that a stage cannot loosen the bound by widening its own; infinite where a value is not
+// finite in one and not the same in the other (a NaN must not compare as agreeing).
+double LogitDifference(std::span<const float> a, std::span<const float> b);
 
 // How many single-token steps of a sequence one run may replay and still give each token the
 // bits it got alone, on any stage: the least of model::ExactBatch over the layers' matrices

@@ -60,14 +60,6 @@ struct ChainOptions {
   StageLogFn log;                   // notes on the chain and its recoveries
 };
 
-// Two computations of the same logits agree when max |a - b| <= kVerifyTolerance ×
-// max(1, max |a|). A checker catches up on several positions in one batch, and a run of
-// several tokens is computed by other kernels than one token alone (each chunk's kernel is
-// chosen by its length, docs/server.md), which round differently: measured up to 1.4% of
-// the largest logit on a random `tiny` Q8_0 model, 0 on a tinyllama-shaped one (docs/
-// pipeline.md). A perturbation below the bound goes unseen.
-constexpr double kVerifyTolerance = 5e-2;
-
 // "swarm://HOST:PORT/MODEL" → o->address and o->model; "dht://MODEL_ID" → o->dht and
 // o->model; false when `uri` is neither.
 bool ParseSwarmUri(const std::string& uri, ChainOptions* o);
