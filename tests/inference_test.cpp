@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <span>
@@ -252,6 +253,41 @@ TEST(Sampling, FrequencyAndPresencePenaltiesAndLogitBiasAreOpenAis) {
   g.sampling.frequency_penalty = 0;
   g.sampling.logit_bias = {{5, 101.0f}};
   EXPECT_NE(CheckGenerateOptions(g).message().find("logit_bias of token 5"), std::string::npos);
+}
+
+// A model whose weights make a logit NaN or infinite (a hostile or broken file) gives an
+// error naming it, from the engine and from `ggswarm run` (non-zero exit), not some token.
+TEST(Inference, ANonFiniteLogitIsAnErrorNotAToken) {
+  TempDir dir;
+  SynthOptions so{*FindPreset("tiny"), *ParseTypeMix("F32"), 2, "t"};
+  ASSERT_TRUE(Synthesize(so, dir / "m.gguf", false).ok());
+  auto f = gguf::GgufFile::Open(dir / "m.gguf");
+  ASSERT_TRUE(f.ok());
+  uint64_t at = 0;
+  for (const gguf::TensorInfo& t : f->tensors)
+    if (t.name == "output_norm.weight") at = f->data_offset + t.offset;
+  ASSERT_GT(at, 0u);
+  for (const float bad :
+       {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+    SCOPED_TRACE(bad);
+    std::vector<uint8_t> bytes = testing::ReadBytes(dir / "m.gguf");
+    std::memcpy(bytes.data() + at, &bad, sizeof bad);
+    testing::WriteBytes(dir / "bad.gguf", bytes);
+    auto e = Engine::Open(dir / "bad.gguf", {.threads = 2, .n_ctx = 32});
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    std::vector<float> logits;
+    const int32_t toks[] = {1, 5, 9};
+    const Status st = (*e)->Eval(toks, &logits);
+    ASSERT_FALSE(st.ok());
+    EXPECT_NE(st.message().find("not a finite number"), std::string::npos) << st.message();
+    const std::string err = dir / "err.txt";
+    const int rc = std::system((std::string(GGSWARM_CLI) + " run " + dir / "bad.gguf" +
+                                " -p hello -n 4 --temp 0.8 >/dev/null 2>" + err)
+                                   .c_str());
+    EXPECT_NE(rc, 0);
+    const std::vector<uint8_t> said = testing::ReadBytes(err);
+    EXPECT_NE(std::string(said.begin(), said.end()).find("not a finite number"), std::string::npos);
+  }
 }
 
 TEST(Inference, KvCacheContinuationEqualsOneBatch) {

@@ -14,6 +14,7 @@
 #include "net/chain_verify.h"
 #include "net/dht.h"
 #include "net/session.h"
+#include "net/stage_wire.h"
 #include "net/store.h"
 #include "net/torrent.h"
 #include "test_util.h"
@@ -191,6 +192,20 @@ TEST(ChainVerify, LogitDifferenceIsTheLargestGapOverTheSmallerRange) {
   EXPECT_EQ(diff({3, 3}, {3, 3}), 0);
   EXPECT_TRUE(std::isinf(diff({3, 3}, {2, 2})));  // nothing to scale by
   EXPECT_DOUBLE_EQ(net::kVerifyTolerance, 2 * model::kKernelLogitTolerance);
+}
+
+// Logits a stage sends are checked for NaN and infinity before anything samples them.
+TEST(StageWire, AllFiniteFindsANaNOrAnInfinityAnywhere) {
+  const std::vector<float> good = {0, -1.5f, 3e38f, -3e38f, 1e-45f};
+  EXPECT_TRUE(net::AllFinite(net::ToWire(good.data(), good.size(), stage::v1::F32)));
+  for (size_t i = 0; i < good.size(); ++i)
+    for (const float bad :
+         {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+          -std::numeric_limits<float>::infinity()}) {
+      std::vector<float> v = good;
+      v[i] = bad;
+      EXPECT_FALSE(net::AllFinite(net::ToWire(v.data(), v.size(), stage::v1::F32))) << i;
+    }
 }
 
 // Whether answering stages cover a model's layers (a DHT lookup stops waiting then): some

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <regex>
@@ -1190,6 +1191,31 @@ TEST(HonestComputation, InstructionSetsAgreeWithinTheVerifyTolerance) {
                 fs::path(m).filename().c_str(), worst);
     EXPECT_LE(worst, net::kVerifyTolerance);
   }
+}
+
+// A last stage whose hidden states come out NaN (fault injection) answers with an error
+// naming the non-finite logit rather than sending it, and the client's step fails naming the
+// stage, not sampling some token.
+TEST_F(Pipeline, ANonFiniteLogitFromAStageIsAnErrorNamingIt) {
+  TempDir t;
+  const std::string model = TinyModelFile(t, "--n-layer 2 --type Q8_0 --seed 4");
+  std::vector<std::unique_ptr<net::StageServer>> stages;
+  const std::string a0 = StartStage(stages, model, 0, 1, 0, "");
+  ASSERT_FALSE(a0.empty());
+  const std::string bad =
+      StartStage(stages, model, 1, 2, std::numeric_limits<float>::quiet_NaN(), a0);
+  ASSERT_FALSE(bad.empty());
+  ASSERT_TRUE(WaitForStages(a0, 2));
+  net::ChainOptions co;
+  co.address = a0;
+  auto chain = net::SwarmChain::Connect(co);
+  ASSERT_TRUE(chain.ok()) << chain.status().ToString();
+  std::vector<float> logits;
+  const std::vector<int32_t> prompt = {1, 7, 11};
+  const Status st = (*chain)->Eval(prompt, &logits);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("not a finite number"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find(bad), std::string::npos) << st.message();
 }
 
 // A chain let go right after a pushed step, while the first stage's answer to the push is

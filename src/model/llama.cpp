@@ -251,6 +251,16 @@ Status LlamaModel::Head(const float* x, int n, float* logits, ThreadPool& pool,
     RmsNorm(x + t * d, output_norm_.data(), xn.data() + t * d, d, config_.rms_eps);
   MatMul(output_, xn.data(), n, logits, pool, scratch);
   if (config_.final_softcap > 0) SoftCap(logits, n * config_.n_vocab, config_.final_softcap);
+  // A NaN or an infinity (weights that hold one or overflow, or hidden states that did)
+  // would be sampled as some token all the same: an error naming it instead.
+  const size_t total = static_cast<size_t>(n) * static_cast<size_t>(config_.n_vocab);
+  for (size_t i = 0; i < total; ++i)
+    if (!std::isfinite(logits[i]))
+      return Status::Corruption(
+          "the model computed a logit that is not a finite number (" +
+          std::string(std::isnan(logits[i]) ? "NaN" : "infinity") + ", token id " +
+          std::to_string(i % static_cast<size_t>(config_.n_vocab)) +
+          "): its weights or the hidden states it was given hold or overflow to one");
   return Status();
 }
 

@@ -609,6 +609,11 @@ struct SwarmChain::Impl {
           *failed = chain.size() - 1;
           return grpc::Status(grpc::StatusCode::DATA_LOSS, "sent logits of the wrong size");
         }
+        if (!AllFinite(*lg)) {
+          *failed = chain.size() - 1;
+          return grpc::Status(grpc::StatusCode::DATA_LOSS,
+                              "sent logits that are not all finite numbers");
+        }
         (*out)[j] = std::move(*lg);
       }
       return grpc::Status::OK;  // the first stage's answer comes later, and says nothing new
@@ -697,6 +702,9 @@ struct SwarmChain::Impl {
           } else {
             if (rep.logits().size() != static_cast<size_t>(n_vocab) * 4)
               st = grpc::Status(grpc::StatusCode::DATA_LOSS, "sent logits of the wrong size");
+            else if (!AllFinite(rep.logits()))
+              st = grpc::Status(grpc::StatusCode::DATA_LOSS,
+                                "sent logits that are not all finite numbers");
             out[j] = std::move(*rep.mutable_logits());
           }
         }

@@ -2,6 +2,7 @@
 // half the bytes. This machine is little-endian (x86-64), so f32 is a plain copy.
 #pragma once
 
+#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -36,6 +37,17 @@ inline void FromWire(const std::string& b, stage::v1::HiddenFormat f, float* x, 
   } else {
     std::memcpy(x, b.data(), n * 4);
   }
+}
+
+// Whether the f32 values in `b` are all finite: logits a stage sends are checked with it, as
+// a NaN would otherwise be sampled as some token.
+inline bool AllFinite(const std::string& b) {
+  for (size_t i = 0; i + 4 <= b.size(); i += 4) {
+    float v;
+    std::memcpy(&v, b.data() + i, 4);
+    if (!std::isfinite(v)) return false;
+  }
+  return true;
 }
 
 }  // namespace ggswarm::net
