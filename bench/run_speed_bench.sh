@@ -70,7 +70,7 @@ runs=("tinyllama-1.1b-Q8_0 tinyllama-1.1b Q8_0 512 128 3"
 [ $quick = 1 ] && runs=("tinyllama-1.1b-Q4_0 tinyllama-1.1b Q4_0 64 16 1")
 # --qwen: the families' benchmark instead: a Qwen3-8B-shaped Q4_K_M model (its qwen3
 # architecture and BPE vocabulary come with the preset).
-[ $qwen = 1 ] && runs=("qwen3-8b-Q4_K_M qwen3-8b Q4_K_M 128 64 2")
+[ $qwen = 1 ] && runs=("qwen3-8b-Q4_K_M qwen3-8b Q4_K_M 512 128 1")
 if [ $moe = 1 ]; then
   runs=("qwen3-30b-a3b-Q4_K_M qwen3-30b-a3b Q4_K_M 512 128 1")
   free_gb=$(df -Pk "$models" | awk 'NR == 2 {printf "%d", $4 / 1048576}')
