@@ -287,6 +287,10 @@ TEST_F(Pipeline, ConcurrentSessionsAndChatGiveTheLocalText) {
   EXPECT_TRUE(
       std::regex_search(st.out, std::regex("tinypipe +0-1 +" + first + " .* ms \\+embedding")))
       << st.out;
+  // Each with the kernels it computes with (this process's: the stages run on this CPU).
+  EXPECT_TRUE(std::regex_search(
+      st.out, std::regex("tinypipe +0-1 +" + first + " .* " + model::KernelsInUse() + " ")))
+      << st.out;
   EXPECT_TRUE(
       std::regex_search(st.out, std::regex("tinypipe +2-3 +127\\.0\\.0\\.1:[0-9]+ .* ms \\+head")))
       << st.out;
@@ -738,6 +742,7 @@ TEST_F(Pipeline, EightStreamingClientsOfASwarmServerGetTheLocalText) {
     EXPECT_EQ(j["stages"][0]["address"], first);
     EXPECT_EQ(j["stages"][0]["first_layer"], 0);
     EXPECT_EQ(j["stages"][1]["end_layer"], 4);
+    EXPECT_EQ(j["stages"][1]["kernels"], model::KernelsInUse());
     EXPECT_TRUE(j["gaps"].empty());
     ASSERT_EQ(j["chains"].size(), 2u);
     for (const auto& ch : j["chains"]) {

@@ -178,8 +178,8 @@ int RunStages(const std::string& uri, net::ChainOptions o) {
   if (!stages.ok()) return Fail(stages.status().ToString());
   if (stages->empty())
     return Fail(o.address + " knows of no stage" + (o.model.empty() ? "" : " of " + o.model));
-  std::printf("%-18s %-20s %-9s %-22s %-9s %-5s %s\n", "model", "name", "layers", "address",
-              "free/max", "busy", "answers");
+  std::printf("%-18s %-20s %-9s %-22s %-9s %-5s %-12s %s\n", "model", "name", "layers", "address",
+              "free/max", "busy", "kernels", "answers");
   for (const auto& s : *stages) {
     const std::string layers =
         std::to_string(s.first_layer) + "-" + std::to_string(s.end_layer - 1);
@@ -187,10 +187,11 @@ int RunStages(const std::string& uri, net::ChainOptions o) {
     std::snprintf(answers, sizeof answers, "%.1f ms", s.rtt_ms);
     std::snprintf(sessions, sizeof sessions, "%d/%d", s.sessions_free, s.max_sessions);
     std::snprintf(busy, sizeof busy, "%.0f%%", 100 * s.busy);
-    std::printf("%-18s %-20s %-9s %-22s %-9s %-5s %s%s%s\n", s.model_id.substr(0, 16).c_str(),
+    std::printf("%-18s %-20s %-9s %-22s %-9s %-5s %-12s %s%s%s\n", s.model_id.substr(0, 16).c_str(),
                 s.model_name.c_str(), layers.c_str(), s.address.c_str(), s.answers ? sessions : "-",
-                s.answers ? busy : "-", s.answers ? answers : "no",
-                s.has_embedding ? " +embedding" : "", s.has_head ? " +head" : "");
+                s.answers ? busy : "-", s.answers && !s.kernels.empty() ? s.kernels.c_str() : "-",
+                s.answers ? answers : "no", s.has_embedding ? " +embedding" : "",
+                s.has_head ? " +head" : "");
   }
   return 0;
 }

@@ -67,7 +67,8 @@ std::pair<int, std::string> SwarmView::Build() {
                     {"busy", s.busy},
                     {"sessions_free", s.sessions_free},
                     {"max_sessions", s.max_sessions},
-                    {"open_sessions", s.open_sessions}});
+                    {"open_sessions", s.open_sessions},
+                    {"kernels", s.kernels}});
   }
   // The layers no answering stage serves.
   json gaps = json::array();
@@ -158,7 +159,7 @@ function draw(s) {
     d.dataset.address = st.address;
     d.textContent = st.address + ' · ' + st.first_layer + '-' + (st.end_layer - 1) + ' · ' +
       st.rtt_ms.toFixed(1) + ' ms · ' + Math.round(100 * st.busy) + '% busy · ' +
-      st.sessions_free + '/' + st.max_sessions + ' free';
+      st.sessions_free + '/' + st.max_sessions + ' free · ' + st.kernels;
     d.title = d.textContent;
     const b = el('div', 'busy'); b.style.width = pct(st.busy, 1); d.appendChild(b);
     box.children[r].appendChild(d);

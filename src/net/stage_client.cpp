@@ -885,6 +885,7 @@ StatusOr<std::vector<StageInfo>> ListStages(const ChainOptions& o) {
       s.max_sessions = static_cast<int>(now.max_sessions());
       s.open_sessions = static_cast<int>(now.open_sessions());
       s.busy = now.busy();
+      s.kernels = now.kernels();
     }
     v.push_back(s);
   }

@@ -73,7 +73,8 @@ struct StageInfo {
   int first_layer = 0, end_layer = 0, n_layer = 0;
   bool has_embedding = false, has_head = false;
   int sessions_free = 0, max_sessions = 0, open_sessions = 0;
-  double busy = 0;  // the fraction of its last seconds it spent computing
+  double busy = 0;      // the fraction of its last seconds it spent computing
+  std::string kernels;  // ServedRange.kernels: stages with the same give the same bits
   bool answers = false;
   double rtt_ms = 0;
 };
