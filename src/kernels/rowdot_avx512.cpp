@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdint>
 #include <cstring>
 #include <utility>
 
@@ -50,6 +51,7 @@ inline __m512 WeightScales4(const void* blocks, uint64_t stride) {
 struct QuadQ8_0 {
   using Block = Q8_0;
   static constexpr GgmlType kType = GgmlType::Q8_0;
+  static constexpr int64_t kTwoStreamsAbove = 8 * 2048;  // RowsTokensOf
   static constexpr bool kCorr = false;
   struct Wt {
     __m512i lo, hi, start;
@@ -84,6 +86,7 @@ struct QuadQ8_0 {
 struct QuadQ4_0 {
   using Block = Q4_0;
   static constexpr GgmlType kType = GgmlType::Q4_0;
+  static constexpr int64_t kTwoStreamsAbove = 8 * 4096;  // RowsTokensOf
   static constexpr bool kCorr = true;
   struct Wt {
     __m512i lo, hi;
@@ -111,6 +114,7 @@ struct QuadQ4_0 {
 template <typename Quad>
 struct QuadKernel {
   using Block = typename Quad::Block;
+  static constexpr int64_t kTwoStreamsAbove = Quad::kTwoStreamsAbove;
   static constexpr int kStepBytes = 4 * sizeof(Block);
   struct Acc {
     __m512 a;
@@ -152,6 +156,7 @@ struct QuadKernel {
 
 struct Q4_KKernel {
   static constexpr int kStepBytes = sizeof(Q4_K);
+  static constexpr int64_t kTwoStreamsAbove = 8 * 4096;  // RowsTokensOf
   struct Acc {
     __m512 acc;
     __m128 accm;
@@ -254,6 +259,7 @@ struct Q4_KKernel {
 
 struct Q6_KKernel {
   static constexpr int kStepBytes = sizeof(Q6_K);
+  static constexpr int64_t kTwoStreamsAbove = INT64_MAX;  // RowsTokensOf: never
   struct Acc {
     __m512 acc;
   };
@@ -330,28 +336,45 @@ std::array<K, sizeof...(I)> KernelsFor(const RowDotAct* acts, int64_t k,
   return {K(acts[I], k)...};
 }
 
-// How many tokens' sums one pass over the weights takes (kernels::RowDotGroup): eight, in
-// one stream. Q8_0 and Q4_0 hold a step's weights in six registers and a token's sums in
-// one; the K-quants' super-blocks take eight registers or more and a token's sums one or
-// two, which still fit (tinyllama-shaped Q4_K_M, `bench -p N -t 2` against groups of four:
-// 6 tokens 165 → 196 tok/s, 8: 184 → 192, 16: 194 → 201).
+// How many tokens' sums one pass over the weights takes (kernels::RowDotGroup): eight. Q8_0
+// and Q4_0 hold a step's weights in six registers and a token's sums in one; the K-quants'
+// super-blocks take eight registers or more and a token's sums one or two, which still fit
+// (tinyllama-shaped Q4_K_M, `bench -p N -t 2` against groups of four: 6 tokens 165 → 196
+// tok/s, 8: 184 → 192, 16: 194 → 201).
+//
+// Rows in one stream or two side by side: two read each step's activations once for both
+// rows, which pays once the T tokens' activations (about T · k bytes) no longer stay in L1
+// beside the weights streaming through it, and costs registers below that. Where that
+// happens depends on how many bytes of weights a step streams: `bench_rowdots 1024 2 704 K`
+// (both cores, 8 tokens, streamed, GMAC/s, one stream against two) gave
+//   Q8_0: k = 2048 295-301 / 267-278, 3072 209-210 / 247, 4096 194-198 / 267, 5632 159 / 259;
+//   Q4_0: k = 4096 277 / 263, 5632 196 / 266;  Q4_K: 4096 293 / 283, 5632 249 / 297;
+//   Q6_K: one stream as fast or faster up to k = 14,336 (281 / 280).
+// So each kernel names the T · k above which it takes two (kTwoStreamsAbove); up to four
+// tokens always take two. The bits are the same either way (each row's sums in its order).
+template <int T, typename K>
+void RowsTokensOf(const std::array<K, T>& kernels, int64_t k, const uint8_t* rows, uint64_t rb,
+                  int64_t nrows, float* y, int64_t ts) {
+  if (T <= 4 || T * k > K::kTwoStreamsAbove)
+    return rowdot::RowsTokens<T, 2>(kernels.data(), rows, rb, nrows, y, ts);
+  return rowdot::RowsTokens<T, 1>(kernels.data(), rows, rb, nrows, y, ts);
+}
+
 template <int T>
 void TokensOf(GgmlType w, const uint8_t* rows, uint64_t rb, int64_t nrows, const RowDotAct* acts,
               int64_t k, float* y, int64_t ts) {
   const auto seq = std::make_index_sequence<T>{};
   switch (w) {
     case GgmlType::Q8_0:
-      return rowdot::RowsTokens<T>(KernelsFor<QuadKernel<QuadQ8_0>>(acts, k, seq).data(), rows, rb,
-                                   nrows, y, ts);
+      return RowsTokensOf<T>(KernelsFor<QuadKernel<QuadQ8_0>>(acts, k, seq), k, rows, rb, nrows, y,
+                             ts);
     case GgmlType::Q4_0:
-      return rowdot::RowsTokens<T>(KernelsFor<QuadKernel<QuadQ4_0>>(acts, k, seq).data(), rows, rb,
-                                   nrows, y, ts);
+      return RowsTokensOf<T>(KernelsFor<QuadKernel<QuadQ4_0>>(acts, k, seq), k, rows, rb, nrows, y,
+                             ts);
     case GgmlType::Q4_K:
-      return rowdot::RowsTokens<T>(KernelsFor<Q4_KKernel>(acts, k, seq).data(), rows, rb, nrows, y,
-                                   ts);
+      return RowsTokensOf<T>(KernelsFor<Q4_KKernel>(acts, k, seq), k, rows, rb, nrows, y, ts);
     default:
-      return rowdot::RowsTokens<T>(KernelsFor<Q6_KKernel>(acts, k, seq).data(), rows, rb, nrows, y,
-                                   ts);
+      return RowsTokensOf<T>(KernelsFor<Q6_KKernel>(acts, k, seq), k, rows, rb, nrows, y, ts);
   }
 }
 

@@ -78,13 +78,13 @@ inline void Rows(const K& kern, const uint8_t* rows, uint64_t rb, int64_t nrows,
 
 // Rows for T tokens at once (kern[0 … T-1], one per activation row, over the same weights):
 // a step's weights are loaded and unpacked once (K::Load) and applied to each token
-// (K::Apply), so that each token's sums are taken exactly as Rows takes them. With T times
-// the arithmetic per byte, two streams side by side keep the memory busy, and one from five
-// tokens on (two would take more registers than there are); y[t * ts + r].
-template <int T, typename K>
+// (K::Apply), so that each token's sums are taken exactly as Rows takes them, whatever the
+// number of streams: Streams rows side by side (contiguous parts of the call's rows), each
+// step's activations read once for all of them; y[t * ts + r].
+template <int T, int Streams, typename K>
 inline void RowsTokens(const K* kern, const uint8_t* rows, uint64_t rb, int64_t nrows, float* y,
                        int64_t ts) {
-  constexpr int kStreams = T > 4 ? 1 : 2;
+  constexpr int kStreams = Streams;
   const int64_t per = nrows / kStreams;
   for (int64_t r = 0; r < per; ++r) {
     const uint8_t* x[kStreams];
