@@ -21,6 +21,7 @@
 #include "net/chain_plan.h"
 #include "net/chain_verify.h"
 #include "net/dht.h"
+#include "net/stage_directory.h"
 #include "net/stage_hello.h"
 #include "net/stage_tls.h"
 #include "net/stage_wire.h"
@@ -32,32 +33,8 @@ namespace {
 namespace pb = ggswarm::stage::v1;
 using Clock = std::chrono::steady_clock;
 
-constexpr int kMaxMessage = 512 << 20;
-
 std::string RangeText(const pb::ServedRange& r) {
   return std::to_string(r.first_layer()) + "-" + std::to_string(r.end_layer() - 1);
-}
-
-std::string StatusText(const grpc::Status& s) {
-  static const char* kNames[] = {"OK",
-                                 "CANCELLED",
-                                 "UNKNOWN",
-                                 "INVALID_ARGUMENT",
-                                 "DEADLINE_EXCEEDED",
-                                 "NOT_FOUND",
-                                 "ALREADY_EXISTS",
-                                 "PERMISSION_DENIED",
-                                 "RESOURCE_EXHAUSTED",
-                                 "FAILED_PRECONDITION",
-                                 "ABORTED",
-                                 "OUT_OF_RANGE",
-                                 "UNIMPLEMENTED",
-                                 "INTERNAL",
-                                 "UNAVAILABLE",
-                                 "DATA_LOSS",
-                                 "UNAUTHENTICATED"};
-  const int c = static_cast<int>(s.error_code());
-  return std::string(c >= 0 && c <= 16 ? kNames[c] : "ERROR") + ": " + s.error_message();
 }
 
 // A stage that stopped answering (or lost our session) is worth replacing; one that refused
@@ -113,23 +90,10 @@ Status StartDht(ChainOptions* o) {
   return Status::Ok();
 }
 
-namespace {
-
-// A model's full id: 64 hex digits, lower case.
-bool IsModelId(std::string* id) {
-  if (id->size() != 64) return false;
-  for (char& c : *id) {
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (!std::isxdigit(static_cast<unsigned char>(c))) return false;
-  }
-  return true;
-}
-
-}  // namespace
-
-struct SwarmChain::Impl {
-  ChainOptions o;
-  std::string model_id, model_name;
+// The chain itself; finding its stages is the StageDirectory's (net/stage_directory.h),
+// whose options, credentials and dead and seen addresses it shares.
+struct SwarmChain::Impl : StageDirectory {
+  std::string model_name;
   int n_layer = 0, n_embd = 0, n_vocab = 0;
   std::string header;
   std::optional<tokenizer::Tokenizer> tok;
@@ -141,176 +105,10 @@ struct SwarmChain::Impl {
   std::vector<SwarmChain::Hop> route;  // the chain's stages, as Route() gives them
   // Of each sequence, every batch sent, in order.
   std::vector<std::vector<std::vector<int32_t>>> history;
-  std::set<std::string> dead;  // addresses that stopped answering
-  std::set<std::string> seen;  // every address a lookup returned
   int recoveries = 0;
   int exact_run = 1;  // single-token steps replayed at once (ExactRun of the model)
 
   std::unique_ptr<ChainVerifier> verifier;  // --verify-fraction (made once n_ctx is known)
-
-  void Log(const std::string& s) {
-    if (o.log) o.log(s);
-  }
-
-  std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
-
-  // The CA of the stages' certificates, when they speak TLS.
-  Status UseTls(const std::string& ca_file) {
-    auto pem = ReadTlsCa(ca_file);
-    if (!pem.ok()) return pem.status();
-    if (!pem->empty()) creds = TlsCredentials(*pem);
-    return Status::Ok();
-  }
-
-  std::unique_ptr<pb::Stage::Stub> Stub(const std::string& address) {
-    grpc::ChannelArguments args;
-    args.SetMaxReceiveMessageSize(kMaxMessage);
-    args.SetMaxSendMessageSize(kMaxMessage);
-    SetKeepalive(&args);
-    return pb::Stage::NewStub(grpc::CreateCustomChannel(address, creds, args));
-  }
-
-  // Hello to every one of `addresses` at once (net/stage_hello.h).
-  std::vector<HelloAnswer> AskHellos(const std::vector<std::string>& addresses,
-                                     const EnoughFn& enough = nullptr) {
-    return AskHello(
-        addresses, [this](const std::string& a) { return Stub(a); },
-        [this](grpc::ClientContext* ctx) { Prepare(ctx, kHelloDeadlineS); }, enough);
-  }
-
-  void Prepare(grpc::ClientContext* ctx, double seconds) {
-    ctx->set_deadline(std::chrono::system_clock::now() +
-                      std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)));
-    if (!o.token.empty()) ctx->AddMetadata(kTokenHeader, o.token);
-  }
-
-  // Where the stages are looked up, for messages.
-  std::string Where() const {
-    return o.dht ? "the DHT (dht://" + o.model.substr(0, 16) + "…)" : o.address;
-  }
-
-  // Every range of the model that the entry peer (or, when it is gone, any peer seen
-  // before) knows of; with dht://, that the DHT knows of (all of them, or, for a chain, those
-  // that answer soon enough: DhtLookup).
-  StatusOr<std::vector<pb::ServedRange>> Lookup(bool all = false) {
-    if (o.dht) return DhtLookup(all);
-    std::vector<std::string> ask = {o.address};
-    for (const std::string& a : seen) {
-      if (a != o.address && !dead.count(a)) ask.push_back(a);
-    }
-    std::string last_error;
-    for (const std::string& a : ask) {
-      auto stub = Stub(a);
-      grpc::ClientContext ctx;
-      Prepare(&ctx, 5);
-      pb::LookupRequest req;
-      req.set_model(model_id.empty() ? o.model : model_id);
-      pb::LookupReply rep;
-      grpc::Status st = stub->Lookup(&ctx, req, &rep);
-      if (!st.ok()) {
-        last_error = a + ": " + StatusText(st);
-        if (st.error_code() == grpc::StatusCode::UNAUTHENTICATED)
-          return Status::InvalidArgument("peer " + last_error + " (give the stages' --token)");
-        continue;
-      }
-      std::vector<pb::ServedRange> v(rep.ranges().begin(), rep.ranges().end());
-      for (const auto& r : v) seen.insert(r.address());
-      return v;
-    }
-    if (o.tls_ca.empty() && last_error.find("Socket closed") != std::string::npos)
-      last_error +=
-          " (a stage that speaks TLS closes plain connections: give its CA with --tls-ca)";
-    return Status::IOError("no peer answers: " + last_error);
-  }
-
-  // Every stage announced on the DHT under the model's key that answers Hello with that
-  // model (asked all at once); an announcement that answers with another model, or not at
-  // all, is left out. Unless `all`, the answers are not waited for past the moment they
-  // cover the model's layers by as long again as that took (kStragglerS to
-  // kStragglerMaxS): a stage slower than that would not be picked for its latency, and
-  // announcements of hosts that have gone silent (kept for up to 45 minutes) would
-  // otherwise hold every rebuild for the whole Hello deadline.
-  StatusOr<std::vector<pb::ServedRange>> DhtLookup(bool all) {
-    if (!IsModelId(&o.model))
-      return Status::InvalidArgument("dht://" + o.model.substr(0, 80) +
-                                     ": expected the model's id, 64 hex digits (as `ggswarm "
-                                     "stages` or `ggswarm inspect` shows it)");
-    GGSWARM_RETURN_IF_ERROR(StartDht(&o));
-    const DhtKey key = ModelKey(o.model);
-    std::vector<Endpoint> found = o.dht_node->GetPeers(std::span<const DhtKey>(&key, 1))[0];
-    if (found.size() > 256) found.resize(256);
-    const size_t announced = found.size();
-    // A lookup can miss what an earlier one found (a reply that came late): those are asked
-    // again too.
-    for (const std::string& a : seen) {
-      auto e = ParseEndpoint(a);
-      if (e.ok() && std::find_if(found.begin(), found.end(), [&](const Endpoint& f) {
-                      return f.ToString() == a;
-                    }) == found.end())
-        found.push_back(*e);
-    }
-    // Stages this chain found dead are not asked: their answers would be left out anyway
-    // (LiveRanges), and a stage that stopped answering stays announced for up to 45 minutes,
-    // so asking it would add the Hello's whole deadline to every rebuild.
-    std::vector<std::string> left_out;
-    std::erase_if(found, [&](const Endpoint& e) {
-      const bool gone = dead.count(e.ToString()) > 0;
-      if (gone) left_out.push_back(e.ToString());
-      return gone;
-    });
-    if (!left_out.empty()) {
-      std::string names;
-      for (const std::string& a : left_out) names += (names.empty() ? "" : ", ") + a;
-      Log("the DHT still gives " + std::to_string(left_out.size()) +
-          " stage(s) found dead, not asked again: " + names);
-    }
-    std::vector<std::string> addresses;
-    for (const Endpoint& e : found) addresses.push_back(e.ToString());
-    const auto of_model = [&](const HelloAnswer& h) {
-      return h.done && h.status.ok() && h.reply.served().model_id() == o.model;
-    };
-    // Enough: the model's stages that answered cover its layers.
-    const EnoughFn covers = [&](const std::vector<HelloAnswer>& so_far) {
-      std::vector<std::pair<int, int>> ranges;
-      int n = 0;
-      for (const HelloAnswer& h : so_far)
-        if (of_model(h)) {
-          const pb::ServedRange& r = h.reply.served();
-          ranges.push_back({static_cast<int>(r.first_layer()), static_cast<int>(r.end_layer())});
-          n = static_cast<int>(r.n_layer());
-        }
-      return CoversLayers(std::move(ranges), n);
-    };
-    const std::vector<HelloAnswer> answers = AskHellos(addresses, all ? nullptr : covers);
-    std::string stragglers;
-    for (size_t i = 0; i < answers.size(); ++i)
-      if (!answers[i].done) stragglers += (stragglers.empty() ? "" : ", ") + addresses[i];
-    if (!stragglers.empty())
-      Log("the stages found cover the layers; not waiting for announced " + stragglers);
-    // An address that let its Hello run into the deadline is taken for dead, as PickStage
-    // takes a stage that does not answer: the next rebuild does not wait for it again. (One
-    // that refuses costs only a round trip, and may be a stage starting up; one let go was
-    // not waited for.)
-    std::vector<pb::ServedRange> v;
-    for (size_t i = 0; i < answers.size(); ++i) {
-      const HelloAnswer& h = answers[i];
-      if (h.done && h.status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
-        Log("announced stage " + addresses[i] + " does not answer within " +
-            std::to_string(static_cast<int>(kHelloDeadlineS)) + " s");
-        dead.insert(addresses[i]);
-      }
-      if (!of_model(h)) continue;
-      v.push_back(h.reply.served());
-      v.back().set_address(addresses[i]);  // where it answered, whatever it calls itself
-      seen.insert(addresses[i]);
-    }
-    if (v.empty())
-      return Status::NotFound(
-          "no stage of model " + o.model.substr(0, 16) + " on the DHT" +
-          (o.dht_bootstrap.empty() ? "" : " joined through " + o.dht_bootstrap[0]) + " answers (" +
-          std::to_string(announced) + " announced there)");
-    return v;
-  }
 
   // A chain over the model's layers: the live ranges (ChooseModel, LiveRanges), at each
   // position the best stage that starts there (PickStage), a session on each (OpenSessions).
@@ -855,7 +653,7 @@ StatusOr<std::vector<StageInfo>> ListStages(const std::string& address, const st
 }
 
 StatusOr<std::vector<StageInfo>> ListStages(const ChainOptions& o) {
-  SwarmChain::Impl m;
+  StageDirectory m;
   m.o = o;
   GGSWARM_RETURN_IF_ERROR(m.UseTls(o.tls_ca));
   auto ranges = m.Lookup(/*all=*/true);
