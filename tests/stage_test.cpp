@@ -1078,19 +1078,17 @@ TEST_F(Pipeline, CheckersRunTheCheckedStagesKernelsWhereAnyStageDoes) {
   Result r = Ggswarm("synth " + model + " --preset tiny --n-layer 3 --type Q8_0 --seed 5", t);
   ASSERT_EQ(r.code, 0) << r.err;
   std::vector<std::unique_ptr<net::StageServer>> stages;
-  auto start = [&](int first, int end, float perturb, const std::string& peer) {
-    return StartStage(stages, model, first, end, perturb, peer);
-  };
-  const std::string a0 = start(0, 1, 0, "");
+  const std::string a0 = StartStage(stages, model, 0, 1, 0, "");
   ASSERT_FALSE(a0.empty());
-  const std::string liar = start(1, 3, 1e-4f, a0);
+  const std::string liar = StartStage(stages, model, 1, 3, 1e-4f, a0);
   std::unique_ptr<Process> avx2_process;
   const std::string avx2 =
       StartListening(avx2_process, {"/usr/bin/env", "GGSWARM_ISA=avx2", Cli(), "serve", model},
                      "--layers 1-2 -t 1 --peer " + a0, t / "avx2.log", "serving ",
                      " at (127\\.0\\.0\\.1:[0-9]+) ");
   ASSERT_FALSE(avx2.empty());
-  const std::string y = start(1, 3, 0, a0), z = start(1, 3, 0, a0);
+  const std::string y = StartStage(stages, model, 1, 3, 0, a0);
+  const std::string z = StartStage(stages, model, 1, 3, 0, a0);
   ASSERT_FALSE(y.empty() || z.empty());
   ASSERT_TRUE(WaitForStages(a0, 5));
 
